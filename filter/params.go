@@ -1,0 +1,216 @@
+package filter
+
+import (
+	"mime"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/emersion/go-message/charset"
+)
+
+// param is one parameter of a structured header field, as written.
+type param struct {
+	key   string // lower case, with any "*" and section suffix
+	value string // unquoted
+}
+
+var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
+
+// parseParamHeader splits a Content-Type or Content-Disposition value into
+// its main value and every parameter, keeping duplicates and parameters
+// that mime.ParseMediaType would refuse. It never fails: mail in the wild
+// is malformed, and a malformed header must not hide an attachment name.
+func parseParamHeader(v string) (main string, params []param) {
+	i := 0
+	n := len(v)
+	for i < n && isWS(v[i]) {
+		i++
+	}
+	start := i
+	for i < n && v[i] != ';' && !isWS(v[i]) {
+		i++
+	}
+	main = strings.ToLower(v[start:i])
+	for i < n {
+		for i < n && (isWS(v[i]) || v[i] == ';') {
+			i++
+		}
+		ks := i
+		for i < n && v[i] != '=' && v[i] != ';' && !isWS(v[i]) {
+			i++
+		}
+		key := strings.ToLower(v[ks:i])
+		for i < n && isWS(v[i]) {
+			i++
+		}
+		if i >= n || v[i] != '=' {
+			if key != "" && i < n && v[i] != ';' {
+				// A bare word: part of a broken main value. Skip it.
+				continue
+			}
+			continue
+		}
+		i++ // '='
+		for i < n && isWS(v[i]) {
+			i++
+		}
+		var val string
+		if i < n && v[i] == '"' {
+			i++
+			var b strings.Builder
+			for i < n && v[i] != '"' {
+				if v[i] == '\\' && i+1 < n {
+					i++
+				}
+				b.WriteByte(v[i])
+				i++
+			}
+			i++ // closing quote, if any
+			val = b.String()
+		} else {
+			vs := i
+			for i < n && v[i] != ';' {
+				i++
+			}
+			val = strings.TrimSpace(v[vs:i])
+		}
+		if key != "" {
+			params = append(params, param{key: key, value: val})
+		}
+	}
+	return main, params
+}
+
+func isWS(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+// paramValue returns the first plain value of key, decoded.
+func paramValue(params []param, key string) string {
+	for _, p := range params {
+		if p.key == key {
+			return p.value
+		}
+	}
+	vals := extendedValues(params, key)
+	if len(vals) > 0 {
+		return vals[0]
+	}
+	return ""
+}
+
+// candidateNames returns every file name params carry under the given keys
+// (e.g. "filename" and "name"): plain values with RFC 2047 words decoded,
+// RFC 2231 extended values and continuations, in the order found.
+func candidateNames(params []param, keys ...string) []string {
+	var out []string
+	for _, key := range keys {
+		for _, p := range params {
+			if p.key == key {
+				out = append(out, decodeWords(p.value))
+			}
+		}
+		out = append(out, extendedValues(params, key)...)
+	}
+	return out
+}
+
+func decodeWords(s string) string {
+	if !strings.Contains(s, "=?") {
+		return s
+	}
+	d, err := wordDecoder.DecodeHeader(s)
+	if err != nil {
+		return s
+	}
+	return d
+}
+
+// extendedValues assembles RFC 2231 forms of key: key*=charset'lang'pct,
+// and the continuations key*0, key*0*, key*1 … put back in section order.
+func extendedValues(params []param, key string) []string {
+	var out []string
+	type section struct {
+		n       int
+		value   string
+		encoded bool
+	}
+	var sections []section
+	for _, p := range params {
+		if !strings.HasPrefix(p.key, key+"*") {
+			continue
+		}
+		rest := p.key[len(key)+1:]
+		if rest == "" {
+			out = append(out, decode2231(p.value, true))
+			continue
+		}
+		enc := strings.HasSuffix(rest, "*")
+		num, err := strconv.Atoi(strings.TrimSuffix(rest, "*"))
+		if err != nil || num < 0 || num > 10000 {
+			continue
+		}
+		sections = append(sections, section{n: num, value: p.value, encoded: enc})
+	}
+	if len(sections) > 0 {
+		sort.SliceStable(sections, func(i, j int) bool { return sections[i].n < sections[j].n })
+		var raw strings.Builder
+		cs := ""
+		for i, s := range sections {
+			v := s.value
+			if s.encoded {
+				if i == 0 {
+					if p := strings.SplitN(v, "'", 3); len(p) == 3 {
+						cs, v = p[0], p[2]
+					}
+				}
+				if u, err := url.PathUnescape(v); err == nil {
+					v = u
+				}
+			}
+			raw.WriteString(v)
+		}
+		out = append(out, toUTF8(cs, raw.String()))
+	}
+	return out
+}
+
+// decode2231 decodes charset'lang'percent-encoded text.
+func decode2231(v string, extended bool) string {
+	if !extended {
+		return v
+	}
+	p := strings.SplitN(v, "'", 3)
+	if len(p) != 3 {
+		if u, err := url.PathUnescape(v); err == nil {
+			return u
+		}
+		return v
+	}
+	u, err := url.PathUnescape(p[2])
+	if err != nil {
+		u = p[2]
+	}
+	return toUTF8(p[0], u)
+}
+
+func toUTF8(cs, s string) string {
+	cs = strings.ToLower(strings.TrimSpace(cs))
+	if cs == "" || cs == "utf-8" || cs == "us-ascii" || cs == "utf8" {
+		return strings.ToValidUTF8(s, "\uFFFD")
+	}
+	r, err := charset.Reader(cs, strings.NewReader(s))
+	if err != nil {
+		return strings.ToValidUTF8(s, "\uFFFD")
+	}
+	var b strings.Builder
+	buf := make([]byte, 512)
+	for {
+		n, err := r.Read(buf)
+		b.Write(buf[:n])
+		if err != nil || b.Len() > 64<<10 {
+			break
+		}
+	}
+	return strings.ToValidUTF8(b.String(), "\uFFFD")
+}

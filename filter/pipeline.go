@@ -1,0 +1,251 @@
+package filter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options configure a Pipeline.
+type Options struct {
+	Policy  Policy
+	Logger  *slog.Logger // nil discards
+	Metrics Metrics      // nil discards
+}
+
+// Pipeline runs filters by stage and turns their results into a Verdict.
+//
+// Filters of one stage run concurrently, each under its own deadline
+// (FilterPolicy.Timeout) that holds even when a filter ignores its context.
+// A filter that demands Reject cancels the others of its stage. A panic in a
+// filter is recovered into a NAME_PANIC symbol and a tempfail, never a crash
+// and never a pass. A filter that is not ready (Readier) makes the stage
+// answer tempfail. A Pipeline is safe for concurrent use.
+type Pipeline struct {
+	policy  Policy
+	log     *slog.Logger
+	metrics Metrics
+	filters []Filter
+	byStage [len(stageNames)][]Filter
+	panics  atomic.Uint64
+}
+
+// NewPipeline builds a pipeline of filters.
+func NewPipeline(opts Options, filters ...Filter) *Pipeline {
+	p := &Pipeline{policy: opts.Policy, log: opts.Logger, metrics: OrNop(opts.Metrics), filters: filters}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	for _, f := range filters {
+		for _, s := range StagesOf(f) {
+			if s >= 0 && int(s) < len(p.byStage) {
+				p.byStage[s] = append(p.byStage[s], f)
+			}
+		}
+	}
+	return p
+}
+
+// Filters returns the pipeline's filters in the order given.
+func (p *Pipeline) Filters() []Filter { return p.filters }
+
+// Policy returns the pipeline's policy.
+func (p *Pipeline) Policy() Policy { return p.policy }
+
+// Panics counts the filter panics recovered so far.
+func (p *Pipeline) Panics() uint64 { return p.panics.Load() }
+
+// Ready returns nil when every filter is ready, or the first filter's error.
+func (p *Pipeline) Ready() error {
+	for _, f := range p.filters {
+		if r, ok := f.(Readier); ok {
+			if err := r.Ready(); err != nil {
+				return fmt.Errorf("filter %s: %w", f.Name(), err)
+			}
+		}
+	}
+	return nil
+}
+
+// Check runs the filters of one stage over m and decides.
+func (p *Pipeline) Check(ctx context.Context, stage Stage, m *Message) Verdict {
+	start := time.Now()
+	st := p.run(ctx, stage, m)
+	v := p.policy.Decide(stage, st.symbols, st.demanded)
+	p.done(v, start)
+	return v
+}
+
+// CheckAll runs every stage in order, as a gateway would over one SMTP
+// transaction, and decides on all the evidence together. It stops after a
+// stage whose own evidence demands tempfail, discard or reject.
+func (p *Pipeline) CheckAll(ctx context.Context, m *Message) Verdict {
+	start := time.Now()
+	var syms []Symbol
+	demanded := Accept
+	last := Connect
+	for _, s := range Stages {
+		last = s
+		st := p.run(ctx, s, m)
+		syms = append(syms, st.symbols...)
+		demanded = demanded.Max(st.demanded)
+		if stop := p.policy.Decide(s, syms, demanded).Action; stop == Tempfail || stop == Reject || stop == Discard {
+			break
+		}
+	}
+	v := p.policy.Decide(last, syms, demanded)
+	p.done(v, start)
+	return v
+}
+
+func (p *Pipeline) done(v Verdict, start time.Time) {
+	p.metrics.Add("portcullis_verdicts_total", 1, "stage", v.Stage.String(), "action", v.Action.String())
+	p.log.Info("verdict", "stage", v.Stage, "action", v.Action, "score", v.Score,
+		"symbols", len(v.Symbols), "duration", time.Since(start))
+}
+
+type stageResult struct {
+	symbols  []Symbol
+	demanded Action
+}
+
+type outcome struct {
+	res      Result
+	err      error
+	panicked any
+	timeout  bool
+}
+
+func (p *Pipeline) run(ctx context.Context, stage Stage, m *Message) stageResult {
+	var st stageResult
+	filters := p.byStage[stage]
+
+	// Not ready means tempfail, never accept: a node that has not loaded
+	// its rules or lists must not judge mail.
+	for _, f := range filters {
+		if r, ok := f.(Readier); ok {
+			if err := r.Ready(); err != nil {
+				st.symbols = append(st.symbols, Symbol{Name: SymbolName(f.Name()) + "_NOT_READY", Detail: err.Error()})
+				st.demanded = Tempfail
+				p.metrics.Add("portcullis_filter_failures_total", 1, "filter", f.Name(), "reason", "not-ready")
+			}
+		}
+	}
+	if st.demanded == Tempfail {
+		return st
+	}
+
+	if stage == Data && m.HasBody() {
+		if err := m.Err(); err != nil {
+			var le *LimitError
+			if errors.As(err, &le) {
+				st.symbols = append(st.symbols, Symbol{Name: le.Symbol(), Detail: le.Error()})
+				st.demanded = st.demanded.Max(p.policy.limitAction())
+			} else {
+				st.symbols = append(st.symbols, Symbol{Name: "MESSAGE_READ_FAIL", Detail: err.Error()})
+				st.demanded = Tempfail
+			}
+		}
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var rejected atomic.Bool
+	outs := make([]outcome, len(filters))
+	var wg sync.WaitGroup
+	for i, f := range filters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i] = p.runOne(ctx, stage, f, m)
+			if outs[i].err == nil && outs[i].panicked == nil && outs[i].res.Action == Reject {
+				rejected.Store(true)
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+
+	for i, f := range filters {
+		o := outs[i]
+		name := SymbolName(f.Name())
+		fp := p.policy.filterPolicy(f.Name())
+		switch {
+		case o.panicked != nil:
+			st.symbols = append(st.symbols, Symbol{Name: name + "_PANIC", Detail: fmt.Sprint(o.panicked)})
+			st.demanded = st.demanded.Max(Tempfail)
+		case o.err != nil:
+			if rejected.Load() && errors.Is(o.err, context.Canceled) {
+				continue // cancelled by another filter's hard reject
+			}
+			detail := o.err.Error()
+			if o.timeout {
+				detail = "timeout after " + fp.Timeout.String()
+			}
+			st.symbols = append(st.symbols, Symbol{Name: name + "_FAIL", Score: fp.FailScore, Detail: detail})
+			st.demanded = st.demanded.Max(fp.OnError.action())
+		default:
+			st.symbols = append(st.symbols, o.res.Symbols...)
+			st.demanded = st.demanded.Max(o.res.Action)
+		}
+	}
+	return st
+}
+
+// runOne runs one filter under its deadline. The filter runs in its own
+// goroutine so that one which ignores its context cannot hold the message
+// past the deadline.
+func (p *Pipeline) runOne(ctx context.Context, stage Stage, f Filter, m *Message) outcome {
+	fp := p.policy.filterPolicy(f.Name())
+	fctx, cancel := context.WithTimeout(ctx, fp.Timeout)
+	defer cancel()
+	start := time.Now()
+	ch := make(chan outcome, 1)
+	go func() {
+		var o outcome
+		defer func() {
+			if r := recover(); r != nil {
+				o = outcome{panicked: r}
+				p.panics.Add(1)
+				p.log.Error("filter panicked", "filter", f.Name(), "stage", stage, "panic", r, "stack", string(debug.Stack()))
+			}
+			ch <- o
+		}()
+		o.res, o.err = f.Check(fctx, m)
+	}()
+	var o outcome
+	select {
+	case o = <-ch:
+		if o.err != nil && errors.Is(o.err, context.DeadlineExceeded) && fctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+			o.timeout = true
+		}
+	case <-fctx.Done():
+		o.err = fctx.Err()
+		if ctx.Err() == nil {
+			o.timeout = true
+		}
+	}
+	result := "ok"
+	switch {
+	case o.panicked != nil:
+		result = "panic"
+		p.metrics.Add("portcullis_filter_panics_total", 1, "filter", f.Name())
+	case o.timeout:
+		result = "timeout"
+	case o.err != nil:
+		result = "error"
+	}
+	if result == "timeout" || result == "error" {
+		if !errors.Is(o.err, context.Canceled) {
+			p.metrics.Add("portcullis_filter_failures_total", 1, "filter", f.Name(), "reason", result)
+			p.log.Warn("filter failed", "filter", f.Name(), "stage", stage, "result", result, "err", o.err)
+		}
+	}
+	p.metrics.Observe("portcullis_filter_seconds", time.Since(start).Seconds(), "filter", f.Name(), "stage", stage.String(), "result", result)
+	return o
+}
