@@ -1,0 +1,439 @@
+// Package clamd is a scanner.Engine that asks ClamAV's clamd over TCP or a
+// unix socket.
+//
+// A scan is one zINSTREAM command: the bytes go in chunks, each prefixed
+// with its length as a 4-byte big-endian integer, and a zero-length chunk
+// ends the stream; clamd answers one NUL-terminated line. Connections are
+// reused through clamd sessions (zIDSESSION, replies prefixed "N: "); a
+// pooled connection that clamd closed meanwhile is noticed before use, and
+// a scan whose reused connection breaks before any reply is retried once on
+// a new connection when the input can seek back.
+//
+// Replies are parsed exactly; anything else is an error, never clean:
+//
+//	stream: OK                              clean
+//	stream: NAME FOUND                      infected with NAME
+//	(null) FOUND, stream: FOUND …           infected, name "(unnamed)"
+//	INSTREAM size limit exceeded. ERROR     scanner.ErrSizeLimit (partial)
+//	… ERROR                                 scanner.ErrContent (clamd is up)
+//	UNKNOWN COMMAND, anything else          scanner.ErrProtocol (unavailable)
+//	reset, EOF, timeout                     an I/O error (unavailable)
+//
+// Every read and write has a deadline (Config.Timeout, and the context's
+// deadline when earlier); cancelling the context aborts the I/O at once.
+package clamd
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/scanner"
+)
+
+// Config configures a Client.
+type Config struct {
+	// Addr is "unix:/path/to/clamd.ctl", "/path/to/clamd.ctl" or "host:port".
+	Addr string
+	// Name is the engine's name in symbols and metrics. Default "clamd".
+	Name string
+	// ChunkSize is the INSTREAM chunk size. Default 64 KiB.
+	ChunkSize int
+	// Timeout is the deadline of each read and write (clamd answers after
+	// the last chunk; large files take longer: the reply deadline is
+	// Timeout too). Default 30 s.
+	Timeout time.Duration
+	// DialTimeout bounds connecting. Default 5 s.
+	DialTimeout time.Duration
+	// MaxIdle is how many session connections are kept for reuse.
+	// Default 4; negative means a new connection per scan.
+	MaxIdle int
+	// IdleTimeout drops a pooled connection unused this long; keep it
+	// below clamd's IdleTimeout (default 30 s). Default 20 s.
+	IdleTimeout time.Duration
+}
+
+// maxReply bounds a reply line; clamd's are short.
+const maxReply = 4096
+
+// Client is a clamd engine. It is safe for concurrent use.
+type Client struct {
+	cfg     Config
+	network string
+	addr    string
+
+	mu   sync.Mutex
+	idle []*conn
+}
+
+var (
+	_ scanner.Engine    = (*Client)(nil)
+	_ scanner.Versioner = (*Client)(nil)
+)
+
+// New returns a Client; it does not connect until asked.
+func New(cfg Config) (*Client, error) {
+	c := &Client{cfg: cfg}
+	switch {
+	case strings.HasPrefix(cfg.Addr, "unix:"):
+		c.network, c.addr = "unix", strings.TrimPrefix(cfg.Addr, "unix:")
+	case strings.HasPrefix(cfg.Addr, "/"):
+		c.network, c.addr = "unix", cfg.Addr
+	case strings.HasPrefix(cfg.Addr, "tcp:"):
+		c.network, c.addr = "tcp", strings.TrimPrefix(cfg.Addr, "tcp:")
+	default:
+		c.network, c.addr = "tcp", cfg.Addr
+	}
+	if c.network == "tcp" {
+		if _, _, err := net.SplitHostPort(c.addr); err != nil {
+			return nil, fmt.Errorf("clamd: address %q: %w", cfg.Addr, err)
+		}
+	}
+	if c.addr == "" {
+		return nil, fmt.Errorf("clamd: empty address")
+	}
+	if c.cfg.Name == "" {
+		c.cfg.Name = "clamd"
+	}
+	if c.cfg.ChunkSize <= 0 {
+		c.cfg.ChunkSize = 64 << 10
+	}
+	if c.cfg.Timeout <= 0 {
+		c.cfg.Timeout = 30 * time.Second
+	}
+	if c.cfg.DialTimeout <= 0 {
+		c.cfg.DialTimeout = 5 * time.Second
+	}
+	if c.cfg.MaxIdle == 0 {
+		c.cfg.MaxIdle = 4
+	}
+	if c.cfg.IdleTimeout <= 0 {
+		c.cfg.IdleTimeout = 20 * time.Second
+	}
+	return c, nil
+}
+
+// Name returns the engine's name.
+func (c *Client) Name() string { return c.cfg.Name }
+
+// conn is one connection, in a session when pooled.
+type conn struct {
+	nc      net.Conn
+	br      *bufio.Reader
+	session bool
+	id      int // the last request id in the session
+	used    time.Time
+}
+
+func (c *Client) dial(ctx context.Context) (*conn, error) {
+	d := net.Dialer{Timeout: c.cfg.DialTimeout}
+	nc, err := d.DialContext(ctx, c.network, c.addr)
+	if err != nil {
+		return nil, fmt.Errorf("clamd: %w", err)
+	}
+	return &conn{nc: nc, br: bufio.NewReaderSize(nc, 512)}, nil
+}
+
+// get returns a live pooled connection or a new one; reused reports which.
+func (c *Client) get(ctx context.Context) (cn *conn, reused bool, err error) {
+	c.mu.Lock()
+	for len(c.idle) > 0 {
+		cn = c.idle[len(c.idle)-1]
+		c.idle = c.idle[:len(c.idle)-1]
+		if time.Since(cn.used) < c.cfg.IdleTimeout && alive(cn.nc) {
+			c.mu.Unlock()
+			return cn, true, nil
+		}
+		cn.nc.Close()
+	}
+	c.mu.Unlock()
+	cn, err = c.dial(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	if c.cfg.MaxIdle > 0 {
+		if err := cn.write(ctx, c.cfg.Timeout, []byte("zIDSESSION\x00")); err != nil {
+			cn.nc.Close()
+			return nil, false, err
+		}
+		cn.session = true
+	}
+	return cn, false, nil
+}
+
+// put returns a healthy session connection to the pool, or closes it.
+func (c *Client) put(cn *conn) {
+	if !cn.session {
+		cn.nc.Close()
+		return
+	}
+	cn.used = time.Now()
+	c.mu.Lock()
+	if len(c.idle) < c.cfg.MaxIdle {
+		c.idle = append(c.idle, cn)
+		cn = nil
+	}
+	c.mu.Unlock()
+	if cn != nil {
+		cn.nc.Write([]byte("zEND\x00"))
+		cn.nc.Close()
+	}
+}
+
+// Close closes the pooled connections.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	idle := c.idle
+	c.idle = nil
+	c.mu.Unlock()
+	for _, cn := range idle {
+		cn.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		cn.nc.Write([]byte("zEND\x00"))
+		cn.nc.Close()
+	}
+	return nil
+}
+
+// deadline is the earlier of now+d and ctx's deadline.
+func deadline(ctx context.Context, d time.Duration) time.Time {
+	t := time.Now().Add(d)
+	if cd, ok := ctx.Deadline(); ok && cd.Before(t) {
+		return cd
+	}
+	return t
+}
+
+func (cn *conn) write(ctx context.Context, d time.Duration, b []byte) error {
+	cn.nc.SetWriteDeadline(deadline(ctx, d))
+	if _, err := cn.nc.Write(b); err != nil {
+		return fmt.Errorf("clamd: write: %w", err)
+	}
+	return nil
+}
+
+// readReply reads one NUL-terminated reply (newline-terminated from old
+// clamd versions), at most maxReply bytes, and strips a session id prefix.
+func (cn *conn) readReply(ctx context.Context, d time.Duration) (string, error) {
+	cn.nc.SetReadDeadline(deadline(ctx, d))
+	var b []byte
+	for {
+		ch, err := cn.br.ReadByte()
+		if err != nil {
+			if err == io.EOF && len(b) == 0 {
+				return "", fmt.Errorf("clamd: connection closed before a reply: %w", io.ErrUnexpectedEOF)
+			}
+			if err == io.EOF {
+				return "", fmt.Errorf("%w: reply not terminated: %q", scanner.ErrProtocol, b)
+			}
+			return "", fmt.Errorf("clamd: read: %w", err)
+		}
+		if ch == 0 || ch == '\n' {
+			break
+		}
+		if len(b) >= maxReply {
+			return "", fmt.Errorf("%w: reply longer than %d bytes", scanner.ErrProtocol, maxReply)
+		}
+		b = append(b, ch)
+	}
+	line := string(b)
+	if cn.session {
+		id, rest, ok := strings.Cut(line, ": ")
+		n, err := strconv.Atoi(id)
+		if !ok || err != nil {
+			// clamd answers some errors without the id; parse as is.
+			return line, nil
+		}
+		if n != cn.id {
+			return "", fmt.Errorf("%w: reply for request %d, expected %d", scanner.ErrProtocol, n, cn.id)
+		}
+		line = rest
+	}
+	return line, nil
+}
+
+// Scan streams r to clamd with zINSTREAM.
+func (c *Client) Scan(ctx context.Context, r io.Reader) (scanner.Result, error) {
+	var start int64 = -1
+	if s, ok := r.(io.Seeker); ok {
+		if pos, err := s.Seek(0, io.SeekCurrent); err == nil {
+			start = pos
+		}
+	}
+	cn, reused, err := c.get(ctx)
+	if err != nil {
+		return scanner.Result{}, err
+	}
+	res, sent, err := c.instream(ctx, cn, r)
+	if err != nil && reused && !sent && start >= 0 && ctx.Err() == nil {
+		// The pooled session died under us before clamd answered
+		// anything; the input can be replayed on a new connection.
+		if _, serr := r.(io.Seeker).Seek(start, io.SeekStart); serr == nil {
+			if cn, err = c.dialSession(ctx); err != nil {
+				return scanner.Result{}, err
+			}
+			res, _, err = c.instream(ctx, cn, r)
+		}
+	}
+	return res, err
+}
+
+func (c *Client) dialSession(ctx context.Context) (*conn, error) {
+	c.mu.Lock()
+	idle := c.idle
+	c.idle = nil
+	c.mu.Unlock()
+	for _, cn := range idle {
+		cn.nc.Close()
+	}
+	cn, _, err := c.get(ctx)
+	return cn, err
+}
+
+// instream runs one zINSTREAM on cn and returns cn to the pool when it is
+// still good. replied reports whether clamd said anything.
+func (c *Client) instream(ctx context.Context, cn *conn, r io.Reader) (res scanner.Result, replied bool, err error) {
+	stop := context.AfterFunc(ctx, func() { cn.nc.SetDeadline(time.Unix(1, 0)) })
+	defer func() {
+		if !stop() || err != nil {
+			cn.nc.Close()
+			err = ctxErr(ctx, err)
+			return
+		}
+		c.put(cn)
+	}()
+	cn.id++
+	buf := make([]byte, 4+c.cfg.ChunkSize)
+	copy(buf, "zINSTREAM\x00")
+	werr := cn.write(ctx, c.cfg.Timeout, buf[:10])
+	for werr == nil {
+		n, rerr := io.ReadFull(r, buf[4:])
+		if n > 0 {
+			binary.BigEndian.PutUint32(buf, uint32(n))
+			werr = cn.write(ctx, c.cfg.Timeout, buf[:4+n])
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			return scanner.Result{}, false, fmt.Errorf("clamd: reading input: %w", rerr)
+		}
+	}
+	if werr == nil {
+		werr = cn.write(ctx, c.cfg.Timeout, []byte{0, 0, 0, 0})
+	}
+	// clamd answers early (size limit) and closes; a failed write still
+	// leaves its reply to be read.
+	line, rerr := cn.readReply(ctx, c.cfg.Timeout)
+	if rerr != nil {
+		if werr != nil {
+			return scanner.Result{}, false, werr
+		}
+		return scanner.Result{}, false, rerr
+	}
+	res, err = parseReply(line)
+	if err == nil && werr != nil {
+		// clamd judged only part of the stream.
+		return scanner.Result{}, true, fmt.Errorf("%w: %q before the stream ended: %w", scanner.ErrProtocol, line, werr)
+	}
+	return res, true, err
+}
+
+// ctxErr blames ctx for an I/O error when ctx ended, or when its deadline
+// (which is the socket's deadline) has passed: the caller gave up, the
+// engine did not fail.
+func ctxErr(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("clamd: %w (%v)", ctx.Err(), err)
+	}
+	var ne net.Error
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) && errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("clamd: %w (%v)", context.DeadlineExceeded, err)
+	}
+	return err
+}
+
+// parseReply parses the reply to zINSTREAM (id prefix removed).
+func parseReply(line string) (scanner.Result, error) {
+	switch {
+	case strings.HasSuffix(line, " FOUND") || line == "FOUND":
+		name := strings.TrimSuffix(strings.TrimSuffix(line, "FOUND"), " ")
+		if i := strings.Index(name, ": "); i >= 0 {
+			name = name[i+2:]
+		} else if name != "(null)" && name != "" {
+			return scanner.Result{}, fmt.Errorf("%w: %q", scanner.ErrProtocol, line)
+		}
+		name = strings.TrimSpace(name)
+		if name == "" || name == "(null)" {
+			name = "(unnamed)"
+		}
+		return scanner.Result{Signatures: []string{name}}, nil
+	case strings.HasSuffix(line, " OK"):
+		if path, _, _ := strings.Cut(line, ": "); path+": OK" == line {
+			return scanner.Result{}, nil
+		}
+		return scanner.Result{}, fmt.Errorf("%w: %q", scanner.ErrProtocol, line)
+	case strings.HasSuffix(line, " ERROR"):
+		if strings.Contains(line, "size limit exceeded") {
+			return scanner.Result{}, &scanner.ContentError{Reply: line, SizeLimit: true}
+		}
+		if strings.Contains(line, "COMMAND READ TIMED OUT") || strings.Contains(line, "UNKNOWN COMMAND") {
+			return scanner.Result{}, fmt.Errorf("%w: %q", scanner.ErrProtocol, line)
+		}
+		return scanner.Result{}, &scanner.ContentError{Reply: line}
+	}
+	return scanner.Result{}, fmt.Errorf("%w: %q", scanner.ErrProtocol, line)
+}
+
+// command sends a one-shot command on a new connection and returns the
+// reply.
+func (c *Client) command(ctx context.Context, cmd string) (string, error) {
+	cn, err := c.dial(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer cn.nc.Close()
+	stop := context.AfterFunc(ctx, func() { cn.nc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if err := cn.write(ctx, c.cfg.Timeout, []byte("z"+cmd+"\x00")); err != nil {
+		return "", err
+	}
+	line, err := cn.readReply(ctx, c.cfg.Timeout)
+	return line, ctxErr(ctx, err)
+}
+
+// Ping sends PING and expects PONG.
+func (c *Client) Ping(ctx context.Context) error {
+	line, err := c.command(ctx, "PING")
+	if err != nil {
+		return err
+	}
+	if line != "PONG" {
+		return fmt.Errorf("%w: PING answered %q", scanner.ErrProtocol, line)
+	}
+	return nil
+}
+
+// Version returns clamd's VERSION line, e.g.
+// "ClamAV 1.4.6/27463/Mon Nov 23 09:00:00 2026": engine and signature
+// version, so a signature update changes it.
+func (c *Client) Version(ctx context.Context) (string, error) {
+	line, err := c.command(ctx, "VERSION")
+	if err != nil {
+		return "", err
+	}
+	if !strings.HasPrefix(line, "ClamAV ") {
+		return "", fmt.Errorf("%w: VERSION answered %q", scanner.ErrProtocol, line)
+	}
+	return line, nil
+}

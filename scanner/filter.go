@@ -1,0 +1,265 @@
+package scanner
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/portcullis-mail/portcullis/filter"
+)
+
+// Symbols the Filter adds.
+const (
+	SymInfected    = "AV_INFECTED"       // a confirmed detection
+	SymSuspect     = "AV_SUSPECT_ENGINE" // a detection by an engine whose rate jumped
+	SymUnconfirmed = "AV_UNCONFIRMED"    // a detection below the quorum
+	SymFail        = "AV_FAIL"           // an engine could not scan a part, or no engine answered
+	SymPartial     = "AV_PARTIAL"        // a part exceeded an engine's size limit
+	SymEngineDown  = "AV_ENGINE_DOWN"    // an engine was unavailable; others answered
+)
+
+// Scanner is what the Filter scans with; *Multi implements it.
+type Scanner interface {
+	Scan(ctx context.Context, r io.ReaderAt, size int64) (Verdict, error)
+}
+
+var _ Scanner = (*Multi)(nil)
+
+// Leaf is one file inside a message, as an archive inspector unpacks it:
+// Path names where it is ("invoice.zip/setup.exe").
+type Leaf struct {
+	Path  string
+	Name  string
+	Type  string
+	Size  int64
+	Depth int
+}
+
+// LeafWalker hands every leaf file of a message to fn (the archive
+// inspector does). A walker error means not every leaf was scanned.
+type LeafWalker interface {
+	Leaves(ctx context.Context, m *filter.Message, fn func(l Leaf, r io.Reader) error) error
+}
+
+// LeafFunc adapts a function to a LeafWalker.
+type LeafFunc func(ctx context.Context, m *filter.Message, fn func(l Leaf, r io.Reader) error) error
+
+// Leaves calls f.
+func (f LeafFunc) Leaves(ctx context.Context, m *filter.Message, fn func(l Leaf, r io.Reader) error) error {
+	return f(ctx, m, fn)
+}
+
+// Target says what the Filter scans.
+type Target int
+
+const (
+	// TargetMessage scans the whole raw message (engines unpack MIME and
+	// archives themselves).
+	TargetMessage Target = 1 << iota
+	// TargetLeaves scans every leaf the LeafWalker hands out, so that a
+	// finding names where it is.
+	TargetLeaves
+)
+
+// Config configures a Filter.
+type Config struct {
+	// Name is the filter's name in the pipeline. Default "av".
+	Name string
+	// Scanner does the scanning (a *Multi). Required.
+	Scanner Scanner
+	// Leaves unpacks the message for TargetLeaves.
+	Leaves LeafWalker
+	// Targets is what is scanned. Default TargetMessage, plus TargetLeaves
+	// when Leaves is set.
+	Targets Target
+	// OnInfected is demanded by a confirmed detection. Default Reject.
+	OnInfected filter.Action
+	// OnDoubt is demanded by unconfirmed detections (a suspect engine,
+	// below the quorum). Default Quarantine.
+	OnDoubt filter.Action
+	// OnError is demanded when an engine could not scan a part (corrupt
+	// input, size limit: partially scanned). Default Quarantine: the
+	// stricter path, never a pass.
+	OnError filter.Action
+	// InfectedScore is the score of each AV_INFECTED symbol.
+	InfectedScore float64
+	// SpoolBytes: leaves up to this size are held in memory while the
+	// engines read them, larger ones in a temp file. Default 4 MiB.
+	SpoolBytes int64
+	// TempDir is where large leaves are spooled; "" means os.TempDir.
+	TempDir string
+
+	Logger  *slog.Logger
+	Metrics filter.Metrics
+}
+
+// Filter is a filter.Filter that scans messages with antivirus engines.
+type Filter struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics filter.Metrics
+}
+
+var (
+	_ filter.Filter  = (*Filter)(nil)
+	_ filter.Readier = (*Filter)(nil)
+)
+
+// New returns a Filter.
+func New(cfg Config) (*Filter, error) {
+	if cfg.Scanner == nil {
+		return nil, errors.New("scanner: Config.Scanner is nil")
+	}
+	if cfg.Name == "" {
+		cfg.Name = "av"
+	}
+	if cfg.Targets == 0 {
+		cfg.Targets = TargetMessage
+		if cfg.Leaves != nil {
+			cfg.Targets |= TargetLeaves
+		}
+	}
+	if cfg.Targets&TargetLeaves != 0 && cfg.Leaves == nil {
+		return nil, errors.New("scanner: TargetLeaves without a LeafWalker")
+	}
+	if cfg.OnInfected == filter.Accept {
+		cfg.OnInfected = filter.Reject
+	}
+	if cfg.OnDoubt == filter.Accept {
+		cfg.OnDoubt = filter.Quarantine
+	}
+	if cfg.OnError == filter.Accept {
+		cfg.OnError = filter.Quarantine
+	}
+	if cfg.SpoolBytes <= 0 {
+		cfg.SpoolBytes = 4 << 20
+	}
+	f := &Filter{cfg: cfg, log: cfg.Logger, metrics: filter.OrNop(cfg.Metrics)}
+	if f.log == nil {
+		f.log = slog.New(slog.DiscardHandler)
+	}
+	return f, nil
+}
+
+// Name returns the configured name.
+func (f *Filter) Name() string { return f.cfg.Name }
+
+// Ready reports whether enough engines are in service (when the Scanner
+// can tell).
+func (f *Filter) Ready() error {
+	if r, ok := f.cfg.Scanner.(filter.Readier); ok {
+		return r.Ready()
+	}
+	return nil
+}
+
+// Check scans the message and, per Targets, every leaf. An engine outage
+// demands Tempfail (symbol AV_FAIL) whatever the pipeline's failure mode,
+// so an outage never passes mail; Check returns an error only when ctx
+// ends or the message cannot be read.
+func (f *Filter) Check(ctx context.Context, m *filter.Message) (filter.Result, error) {
+	var res filter.Result
+	if !m.HasBody() {
+		return res, nil
+	}
+	seen := map[filter.Symbol]bool{}
+	add := func(name string, score float64, detail string, demand filter.Action) {
+		s := filter.Symbol{Name: name, Score: score, Detail: detail}
+		if !seen[s] {
+			seen[s] = true
+			res.Symbols = append(res.Symbols, s)
+		}
+		res.Demand(demand)
+	}
+	if f.cfg.Targets&TargetMessage != 0 {
+		v, err := f.cfg.Scanner.Scan(ctx, m.ReaderAt(), m.Size())
+		if err := f.apply(add, v, err, "message"); err != nil {
+			return filter.Result{}, err
+		}
+	}
+	if f.cfg.Targets&TargetLeaves != 0 {
+		err := f.cfg.Leaves.Leaves(ctx, m, func(l Leaf, r io.Reader) error {
+			ra, size, done, err := f.spool(r)
+			if err != nil {
+				return err
+			}
+			defer done()
+			v, err := f.cfg.Scanner.Scan(ctx, ra, size)
+			return f.apply(add, v, err, l.Path)
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return filter.Result{}, ctx.Err()
+			}
+			add(SymFail, 0, "leaves: "+err.Error(), f.cfg.OnError)
+		}
+	}
+	return res, nil
+}
+
+// apply turns one verdict into symbols. It returns an error only for what
+// the pipeline must handle (ctx ended, unreadable input).
+func (f *Filter) apply(add func(string, float64, string, filter.Action), v Verdict, err error, where string) error {
+	if err != nil {
+		if !errors.Is(err, ErrAllDown) {
+			return err
+		}
+		f.metrics.Add("portcullis_scanner_tempfail_total", 1)
+		add(SymFail, 0, "no engine available: "+err.Error(), filter.Tempfail)
+		return nil
+	}
+	for _, d := range v.Detections {
+		what := fmt.Sprintf("%s: %s in %s", d.Engine, d.Signature, where)
+		switch {
+		case v.Infected:
+			add(SymInfected, f.cfg.InfectedScore, what, f.cfg.OnInfected)
+		case d.Suspect:
+			add(SymSuspect, 0, fmt.Sprintf("%s (detection rate %.2f, baseline %.2f)", what, d.Rate, d.Base), f.cfg.OnDoubt)
+		default:
+			add(SymUnconfirmed, 0, fmt.Sprintf("%s (below quorum %d)", what, v.Quorum), f.cfg.OnDoubt)
+		}
+	}
+	for _, e := range v.Failures {
+		name := SymFail
+		if errors.Is(e, ErrSizeLimit) {
+			name = SymPartial
+		}
+		add(name, 0, fmt.Sprintf("%s in %s", e.Error(), where), f.cfg.OnError)
+	}
+	for _, e := range v.Down {
+		add(SymEngineDown, 0, e.Error(), filter.Accept)
+	}
+	if len(v.Detections) > 0 || len(v.Failures) > 0 {
+		f.log.Info("scanner: finding", "where", where, "infected", v.Infected, "unconfirmed", v.Unconfirmed,
+			"detections", len(v.Detections), "failures", len(v.Failures))
+	}
+	return nil
+}
+
+// spool makes a leaf readable at any offset (every engine reads it, and a
+// spare may read it again): in memory up to SpoolBytes, else a temp file.
+func (f *Filter) spool(r io.Reader) (io.ReaderAt, int64, func(), error) {
+	var buf bytes.Buffer
+	n, err := io.CopyN(&buf, r, f.cfg.SpoolBytes+1)
+	if err != nil && err != io.EOF {
+		return nil, 0, nil, fmt.Errorf("scanner: reading leaf: %w", err)
+	}
+	if n <= f.cfg.SpoolBytes {
+		return bytes.NewReader(buf.Bytes()), n, func() {}, nil
+	}
+	tmp, err := os.CreateTemp(f.cfg.TempDir, "portcullis-scan-")
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("scanner: spooling leaf: %w", err)
+	}
+	done := func() { tmp.Close(); os.Remove(tmp.Name()) }
+	size, err := io.Copy(tmp, io.MultiReader(&buf, r))
+	if err != nil {
+		done()
+		return nil, 0, nil, fmt.Errorf("scanner: spooling leaf: %w", err)
+	}
+	return tmp, size, done, nil
+}
