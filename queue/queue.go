@@ -1,0 +1,667 @@
+package queue
+
+import (
+	"bytes"
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/filter"
+)
+
+// BouncePolicy is what happens to a message a recipient refused for good.
+type BouncePolicy int
+
+const (
+	// Bounce sends a delivery status notification (RFC 3464) to the
+	// envelope sender, unless the sender is null. The default.
+	Bounce BouncePolicy = iota
+	// Hold keeps the message Held (a dead letter) for an operator to
+	// release or remove; nothing is sent.
+	Hold
+)
+
+// Config configures a Queue. The zero value is usable: it stores and never
+// delivers (no Deliverer).
+type Config struct {
+	// Deliverer delivers due messages; nil keeps them queued.
+	Deliverer Deliverer
+	// Workers is how many deliveries run at once; 0 means 16.
+	Workers int
+	// RetryBase is the first retry delay, doubled after each temporary
+	// failure up to RetryMax, with jitter; 0 means 1 minute and 1 hour.
+	RetryBase, RetryMax time.Duration
+	// MaxLifetime is how long a message may stay queued before its
+	// pending recipients bounce; 0 means 5 days (RFC 5321 §4.5.4.1).
+	MaxLifetime time.Duration
+	// MaxCrashes is how many delivery attempts of one message may panic
+	// or die with the process before the message is held; 0 means 3.
+	MaxCrashes int
+	// BouncePolicy decides what a permanent failure does.
+	BouncePolicy BouncePolicy
+	// Hostname names this system in bounces; "" means os.Hostname.
+	Hostname string
+
+	// Backpressure: Enqueue returns a *BusyError when the queue holds
+	// MaxDepth entries (0 means 100,000; negative disables), when its oldest
+	// entry is older than MaxAge (0 disables), or when the store reports
+	// less than MinFreeBytes free (0 means 256 MiB; stores that are not a
+	// SpaceReporter are not checked).
+	MaxDepth     int
+	MaxAge       time.Duration
+	MinFreeBytes uint64
+
+	// MaxMessageBytes bounds one message; 0 means 64 MiB.
+	MaxMessageBytes int64
+
+	// Spool configures the local spool that Open creates. Its Logger,
+	// Metrics and MaxMessageBytes default to the Queue's.
+	Spool SpoolConfig
+
+	Logger  *slog.Logger   // nil discards
+	Metrics filter.Metrics // nil is a no-op
+}
+
+func (c Config) withDefaults() Config {
+	if c.Workers <= 0 {
+		c.Workers = 16
+	}
+	if c.RetryBase <= 0 {
+		c.RetryBase = time.Minute
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = time.Hour
+	}
+	if c.MaxLifetime <= 0 {
+		c.MaxLifetime = 5 * 24 * time.Hour
+	}
+	if c.MaxCrashes <= 0 {
+		c.MaxCrashes = 3
+	}
+	if c.Hostname == "" {
+		c.Hostname, _ = os.Hostname()
+		if c.Hostname == "" {
+			c.Hostname = "localhost"
+		}
+	}
+	if c.MaxDepth == 0 {
+		c.MaxDepth = 100000
+	}
+	if c.MinFreeBytes == 0 {
+		c.MinFreeBytes = 256 << 20
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 64 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.Metrics = filter.OrNop(c.Metrics)
+	return c
+}
+
+// Queue accepts messages durably and delivers them. It is safe for
+// concurrent use.
+type Queue struct {
+	cfg       Config
+	store     Store
+	ownsStore bool
+
+	mu      sync.Mutex // guards items, due, closed, running
+	items   map[ID]*item
+	due     dueHeap
+	closed  bool
+	running int
+
+	depth   atomic.Int64
+	oldest  atomic.Int64 // Unix nanoseconds of the oldest entry's Created; 0 when empty
+	free    atomic.Uint64
+	freeAt  atomic.Int64 // when free was measured, Unix nanoseconds
+	freeErr atomic.Bool
+
+	wake     chan struct{}
+	stop     chan struct{}
+	ctx      context.Context // delivery attempts; cancelled when Shutdown gives up waiting
+	cancel   context.CancelFunc
+	sched    sync.WaitGroup
+	inflight sync.WaitGroup
+	slots    chan struct{}
+}
+
+type item struct {
+	e       Entry
+	running bool
+	index   int // in the due heap; -1 when not in it
+}
+
+// Open opens the local spool in dir and a queue over it.
+func Open(dir string, cfg Config) (*Queue, error) {
+	cfg = cfg.withDefaults()
+	sc := cfg.Spool
+	if sc.Logger == nil {
+		sc.Logger = cfg.Logger
+	}
+	if sc.Metrics == nil {
+		sc.Metrics = cfg.Metrics
+	}
+	if sc.MaxMessageBytes == 0 {
+		sc.MaxMessageBytes = cfg.MaxMessageBytes
+	}
+	s, err := OpenSpool(dir, sc)
+	if err != nil {
+		return nil, err
+	}
+	q, err := New(s, cfg)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	q.ownsStore = true
+	return q, nil
+}
+
+// New returns a queue over a store and recovers it: every entry is
+// scheduled, and an entry whose attempt was in flight when the process
+// died counts a crash (at MaxCrashes it is held). Shutdown does not close
+// a store passed to New.
+func New(store Store, cfg Config) (*Queue, error) {
+	cfg = cfg.withDefaults()
+	q := &Queue{
+		cfg:   cfg,
+		store: store,
+		items: make(map[ID]*item),
+		wake:  make(chan struct{}, 1),
+		stop:  make(chan struct{}),
+		slots: make(chan struct{}, cfg.Workers),
+	}
+	q.ctx, q.cancel = context.WithCancel(context.Background())
+	ctx := context.Background()
+	entries, err := store.Entries(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("queue: recovery: %w", err)
+	}
+	for _, e := range entries {
+		if e.Inflight {
+			e.Inflight = false
+			e.Crashes++
+			e.LastError = "process ended during delivery attempt"
+			if e.Crashes >= cfg.MaxCrashes {
+				e.State = Held
+				cfg.Logger.Error("queue: message held: delivery died repeatedly", "id", e.ID, "crashes", e.Crashes)
+				cfg.Metrics.Add("portcullis_queue_held_total", 1, "reason", "poison")
+			}
+			if err := store.Update(ctx, e); err != nil {
+				return nil, fmt.Errorf("queue: recovery: %w", err)
+			}
+		}
+		q.add(e)
+	}
+	q.refreshGauges()
+	cfg.Logger.Info("queue: recovered", "entries", len(entries))
+	q.sched.Add(1)
+	go q.scheduler()
+	return q, nil
+}
+
+// add puts an entry in the index and, if queued, in the due heap.
+func (q *Queue) add(e Entry) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	it := &item{e: e, index: -1}
+	q.items[e.ID] = it
+	q.depth.Add(1)
+	if e.State == Queued {
+		heap.Push(&q.due, it)
+	}
+}
+
+// Enqueue stores a message and returns when it is durable: a gateway
+// answers 250 after it returns nil, never before. A *BusyError means
+// backpressure (see Reply for the SMTP answer); a message over
+// MaxMessageBytes is a *filter.LimitError.
+func (q *Queue) Enqueue(ctx context.Context, env filter.Envelope, body io.Reader) (ID, error) {
+	if len(env.RcptTo) == 0 {
+		return "", ErrNoRecipients
+	}
+	q.mu.Lock()
+	closed := q.closed
+	q.mu.Unlock()
+	if closed {
+		return "", ErrClosed
+	}
+	if err := q.busy(); err != nil {
+		q.cfg.Metrics.Add("portcullis_queue_busy_total", 1, "reason", string(err.Reason))
+		return "", err
+	}
+	b, err := io.ReadAll(io.LimitReader(body, q.cfg.MaxMessageBytes+1))
+	if err != nil {
+		return "", fmt.Errorf("queue: reading message: %w", err)
+	}
+	if int64(len(b)) > q.cfg.MaxMessageBytes {
+		return "", &filter.LimitError{Limit: filter.LimitMessageBytes, Max: q.cfg.MaxMessageBytes}
+	}
+	return q.put(ctx, env, b)
+}
+
+// put stores and schedules a message without backpressure (bounces use it).
+func (q *Queue) put(ctx context.Context, env filter.Envelope, body []byte) (ID, error) {
+	now := time.Now()
+	env.RcptTo = append([]string(nil), env.RcptTo...)
+	e := Entry{ID: newID(now), Envelope: env, Size: int64(len(body)), Created: now, NextAttempt: now}
+	if err := q.store.Put(ctx, e, body); err != nil {
+		q.cfg.Metrics.Add("portcullis_queue_enqueue_errors_total", 1)
+		return "", err
+	}
+	e.Created = time.UnixMilli(now.UnixMilli())
+	q.mu.Lock()
+	q.oldest.CompareAndSwap(0, e.Created.UnixNano())
+	q.mu.Unlock()
+	q.add(e)
+	q.cfg.Metrics.Add("portcullis_queue_enqueued_total", 1)
+	q.cfg.Metrics.Set("portcullis_queue_depth", float64(q.depth.Load()))
+	q.poke()
+	return e.ID, nil
+}
+
+func (q *Queue) poke() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// busy applies backpressure.
+func (q *Queue) busy() *BusyError {
+	if d := q.depth.Load(); q.cfg.MaxDepth > 0 && d >= int64(q.cfg.MaxDepth) {
+		return &BusyError{Reason: BusyDepth, Detail: fmt.Sprintf("depth %d >= %d", d, q.cfg.MaxDepth)}
+	}
+	if o := q.oldest.Load(); q.cfg.MaxAge > 0 && o != 0 {
+		if age := time.Since(time.Unix(0, o)); age > q.cfg.MaxAge {
+			return &BusyError{Reason: BusyAge, Detail: fmt.Sprintf("oldest entry %s old > %s", age.Round(time.Second), q.cfg.MaxAge)}
+		}
+	}
+	sr, ok := q.store.(SpaceReporter)
+	if !ok {
+		return nil
+	}
+	// Statfs at most every 100 ms: cheap enough, and a disk does not fill
+	// faster than that from one gateway's enqueues.
+	now := time.Now().UnixNano()
+	if at := q.freeAt.Load(); now-at > int64(100*time.Millisecond) && q.freeAt.CompareAndSwap(at, now) {
+		free, err := sr.FreeBytes()
+		if err != nil {
+			if !q.freeErr.Swap(true) {
+				q.cfg.Logger.Warn("queue: free space unknown; disk backpressure off", "err", err)
+			}
+			free = ^uint64(0)
+		}
+		q.free.Store(free)
+	}
+	if free := q.free.Load(); free < q.cfg.MinFreeBytes {
+		return &BusyError{Reason: BusyDisk, Detail: fmt.Sprintf("%d bytes free < %d", free, q.cfg.MinFreeBytes)}
+	}
+	return nil
+}
+
+// refreshGauges recomputes depth and the age of the oldest entry.
+func (q *Queue) refreshGauges() {
+	q.mu.Lock()
+	var oldest time.Time
+	for _, it := range q.items {
+		if oldest.IsZero() || it.e.Created.Before(oldest) {
+			oldest = it.e.Created
+		}
+	}
+	n := len(q.items)
+	q.mu.Unlock()
+	if oldest.IsZero() {
+		q.oldest.Store(0)
+		q.cfg.Metrics.Set("portcullis_queue_oldest_seconds", 0)
+	} else {
+		q.oldest.Store(oldest.UnixNano())
+		q.cfg.Metrics.Set("portcullis_queue_oldest_seconds", time.Since(oldest).Seconds())
+	}
+	q.cfg.Metrics.Set("portcullis_queue_depth", float64(n))
+}
+
+// Len returns the number of entries, held ones included.
+func (q *Queue) Len() int { return int(q.depth.Load()) }
+
+// Entries returns a snapshot of every entry, oldest first.
+func (q *Queue) Entries() []Entry {
+	q.mu.Lock()
+	out := make([]Entry, 0, len(q.items))
+	for _, it := range q.items {
+		out = append(out, it.e.clone())
+	}
+	q.mu.Unlock()
+	sortEntries(out)
+	return out
+}
+
+// Release puts a held entry back in the queue, due now, with its crash
+// count reset.
+func (q *Queue) Release(ctx context.Context, id ID) error {
+	q.mu.Lock()
+	it := q.items[id]
+	if it == nil {
+		q.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if it.e.State != Held {
+		q.mu.Unlock()
+		return nil
+	}
+	e := it.e.clone()
+	q.mu.Unlock()
+	e.State, e.Crashes, e.NextAttempt = Queued, 0, time.Now()
+	if err := q.store.Update(ctx, e); err != nil {
+		return err
+	}
+	q.mu.Lock()
+	it.e = e
+	heap.Push(&q.due, it)
+	q.mu.Unlock()
+	q.poke()
+	return nil
+}
+
+// scheduler starts attempts as they fall due, at most Workers at once.
+func (q *Queue) scheduler() {
+	defer q.sched.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	gauges := time.NewTicker(time.Second)
+	defer gauges.Stop()
+	for {
+		var wait time.Duration = time.Hour
+		if q.cfg.Deliverer != nil {
+			q.mu.Lock()
+			for q.due.Len() > 0 {
+				it := q.due[0]
+				if d := time.Until(it.e.NextAttempt); d > 0 {
+					wait = d
+					break
+				}
+				if !q.takeSlot() {
+					break // a finishing attempt frees a slot and pokes
+				}
+				heap.Pop(&q.due)
+				it.running = true
+				q.inflight.Add(1)
+				go q.attempt(it)
+			}
+			q.mu.Unlock()
+		}
+		timer.Reset(wait)
+		select {
+		case <-q.stop:
+			return
+		case <-q.wake:
+		case <-timer.C:
+		case <-gauges.C:
+			q.refreshGauges()
+		}
+	}
+}
+
+func (q *Queue) takeSlot() bool {
+	select {
+	case q.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// attempt runs one delivery attempt of an entry.
+func (q *Queue) attempt(it *item) {
+	defer func() {
+		<-q.slots
+		q.inflight.Done()
+		q.poke()
+	}()
+	ctx := q.ctx
+	q.mu.Lock()
+	e := it.e.clone()
+	q.mu.Unlock()
+	pending := e.Pending()
+	if len(pending) == 0 {
+		q.finish(it, e, nil)
+		return
+	}
+	// Persist the attempt before acting on it: a process that dies during
+	// delivery leaves Inflight set, and recovery counts a crash.
+	e.Attempts++
+	e.Inflight = true
+	if err := q.store.Update(ctx, e); err != nil {
+		q.cfg.Logger.Error("queue: persisting attempt failed; not delivering", "id", e.ID, "err", err)
+		e.Attempts--
+		e.Inflight = false
+		q.reschedule(it, e, q.cfg.RetryBase)
+		return
+	}
+	body, err := q.store.Body(ctx, e.ID)
+	if err != nil {
+		if errors.Is(err, ErrCorrupt) {
+			// The store moved it aside; forget it here.
+			q.cfg.Logger.Error("queue: corrupt message moved aside", "id", e.ID, "err", err)
+			q.drop(it)
+			return
+		}
+		e.Inflight = false
+		e.LastError = err.Error()
+		q.persist(it, e, q.backoff(e.Attempts))
+		return
+	}
+	m := &Outgoing{ID: e.ID, From: e.Envelope.MailFrom, To: pending, Size: e.Size, Attempts: e.Attempts, body: body}
+	start := time.Now()
+	results, panicked := q.deliver(ctx, m)
+	body.Close()
+	q.cfg.Metrics.Observe("portcullis_queue_attempt_seconds", time.Since(start).Seconds())
+	e.Inflight = false
+	if panicked != nil {
+		e.Crashes++
+		e.LastError = panicked.Error()
+		q.cfg.Metrics.Add("portcullis_queue_panics_total", 1)
+		q.cfg.Logger.Error("queue: deliverer panicked", "id", e.ID, "crashes", e.Crashes, "err", panicked)
+		if e.Crashes >= q.cfg.MaxCrashes {
+			e.State = Held
+			q.cfg.Metrics.Add("portcullis_queue_held_total", 1, "reason", "poison")
+			q.cfg.Logger.Error("queue: message held: delivery crashed repeatedly", "id", e.ID)
+		}
+		q.persist(it, e, q.backoff(e.Attempts))
+		return
+	}
+	q.outcome(ctx, it, e, pending, results)
+}
+
+// deliver calls the Deliverer, turning a panic into an error.
+func (q *Queue) deliver(ctx context.Context, m *Outgoing) (results []error, panicked error) {
+	defer func() {
+		if r := recover(); r != nil {
+			panicked = fmt.Errorf("%w: %v", ErrPanic, r)
+		}
+	}()
+	results = q.cfg.Deliverer.Deliver(ctx, m)
+	if len(results) != len(m.To) {
+		return all(len(m.To), fmt.Errorf("queue: deliverer returned %d results for %d recipients", len(results), len(m.To))), nil
+	}
+	return results, nil
+}
+
+// outcome records what an attempt achieved.
+func (q *Queue) outcome(ctx context.Context, it *item, e Entry, pending []string, results []error) {
+	now := time.Now()
+	expired := now.Sub(e.Created) > q.cfg.MaxLifetime
+	var failed []failure
+	deferred := 0
+	for i, rcpt := range pending {
+		err := results[i]
+		switch {
+		case err == nil:
+			e.Done = append(e.Done, rcpt)
+			q.cfg.Metrics.Add("portcullis_queue_delivered_total", 1)
+		case Classify(err) == Permanent:
+			failed = append(failed, failure{rcpt: rcpt, err: err})
+		case expired:
+			failed = append(failed, failure{rcpt: rcpt, err: err, expired: true})
+		default:
+			deferred++
+			e.LastError = err.Error()
+			q.cfg.Logger.Info("queue: delivery deferred", "id", e.ID, "rcpt", rcpt, "attempt", e.Attempts, "err", err, "timeout", isTimeout(err))
+		}
+	}
+	if len(failed) > 0 {
+		if q.cfg.BouncePolicy == Hold {
+			e.State = Held
+			e.LastError = failed[0].err.Error()
+			q.cfg.Metrics.Add("portcullis_queue_held_total", 1, "reason", "dead-letter")
+			q.cfg.Logger.Warn("queue: message held as dead letter", "id", e.ID, "err", e.LastError)
+		} else if err := q.bounce(ctx, e, failed, now); err != nil {
+			// The bounce could not be queued: keep the recipients and try
+			// again later rather than drop the news.
+			q.cfg.Logger.Error("queue: queueing bounce failed; will retry", "id", e.ID, "err", err)
+			deferred += len(failed)
+		} else {
+			for _, f := range failed {
+				e.Done = append(e.Done, f.rcpt)
+			}
+		}
+	}
+	if deferred > 0 && e.State == Queued {
+		q.cfg.Metrics.Add("portcullis_queue_retries_total", 1)
+	}
+	q.persist(it, e, q.backoff(e.Attempts))
+}
+
+// persist stores an entry's new state: removed when every recipient is
+// done, rescheduled after delay otherwise.
+func (q *Queue) persist(it *item, e Entry, delay time.Duration) {
+	if len(e.Pending()) == 0 {
+		q.finish(it, e, nil)
+		return
+	}
+	e.NextAttempt = time.Now().Add(delay)
+	// Persisting outlives a Shutdown that gave up waiting: the outcome is
+	// known and must not be lost.
+	ctx := context.WithoutCancel(q.ctx)
+	if err := q.store.Update(ctx, e); err != nil {
+		q.cfg.Logger.Error("queue: persisting outcome failed", "id", e.ID, "err", err)
+	}
+	q.reschedule(it, e, delay)
+}
+
+func (q *Queue) reschedule(it *item, e Entry, delay time.Duration) {
+	e.NextAttempt = time.Now().Add(delay)
+	q.mu.Lock()
+	it.e = e
+	it.running = false
+	if e.State == Queued && !q.closed {
+		heap.Push(&q.due, it)
+	}
+	q.mu.Unlock()
+}
+
+// finish removes a finished entry.
+func (q *Queue) finish(it *item, e Entry, _ error) {
+	ctx := context.WithoutCancel(q.ctx)
+	if err := q.store.Remove(ctx, e.ID); err != nil && !errors.Is(err, ErrNotFound) {
+		// Still durable in the store: it will be delivered again after a
+		// restart (a duplicate, never a loss).
+		q.cfg.Logger.Error("queue: removing delivered message failed", "id", e.ID, "err", err)
+	}
+	q.drop(it)
+}
+
+func (q *Queue) drop(it *item) {
+	q.mu.Lock()
+	if _, ok := q.items[it.e.ID]; ok {
+		delete(q.items, it.e.ID)
+		q.depth.Add(-1)
+	}
+	q.mu.Unlock()
+	q.cfg.Metrics.Set("portcullis_queue_depth", float64(q.depth.Load()))
+}
+
+// backoff returns the delay before attempt n+1: RetryBase doubled per
+// attempt, capped at RetryMax, with jitter in [d/2, d).
+func (q *Queue) backoff(n int) time.Duration {
+	d := q.cfg.RetryBase
+	for i := 1; i < n && d < q.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, q.cfg.RetryMax)
+	return d/2 + rand.N(d/2+1)
+}
+
+// Shutdown stops accepting messages and starting attempts, and waits for
+// the attempts in flight. When ctx ends first, the attempts are cancelled
+// (their outcome is still recorded) and ctx's error is returned. A queue
+// from Open closes its spool.
+func (q *Queue) Shutdown(ctx context.Context) error {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return nil
+	}
+	q.closed = true
+	q.mu.Unlock()
+	close(q.stop)
+	q.sched.Wait()
+	done := make(chan struct{})
+	go func() { q.inflight.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		q.cancel()
+		<-done
+	}
+	q.cancel()
+	if q.ownsStore {
+		if cerr := q.store.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// Close is Shutdown without a deadline.
+func (q *Queue) Close() error { return q.Shutdown(context.Background()) }
+
+// dueHeap orders queued entries by next attempt.
+type dueHeap []*item
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].e.NextAttempt.Before(h[j].e.NextAttempt) }
+func (h dueHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *dueHeap) Push(x any) {
+	it := x.(*item)
+	it.index = len(*h)
+	*h = append(*h, it)
+}
+func (h *dueHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	old[len(old)-1] = nil
+	it.index = -1
+	*h = old[:len(old)-1]
+	return it
+}
+
+var _ = bytes.NewReader
+var _ = strings.Contains

@@ -1,0 +1,447 @@
+package queue
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/portcullis-mail/portcullis/filter"
+	"golang.org/x/time/rate"
+)
+
+// TLSMode is how the SMTP deliverer uses STARTTLS.
+type TLSMode int
+
+const (
+	// TLSOpportunistic uses STARTTLS when the next hop offers it, without
+	// verifying its certificate (RFC 7435), and plain text otherwise. The
+	// default.
+	TLSOpportunistic TLSMode = iota
+	// TLSRequired fails (temporarily) a next hop that does not offer
+	// STARTTLS, and verifies the certificate with SMTPConfig.TLS.
+	TLSRequired
+	// TLSDisabled never uses STARTTLS.
+	TLSDisabled
+)
+
+// Route says where mail for a recipient domain goes.
+type Route struct {
+	// Hosts are the next hops, "host:port", tried in order until one
+	// answers the transaction (connection failures move on to the next).
+	Hosts []string
+	// Fallback hosts are used for the recipients that every primary host
+	// refused with a policy or blocklist reply (IsPolicyRefusal), e.g. a
+	// relay whose address the recipient's blocklist does not list.
+	Fallback []string
+	// LMTP speaks LMTP (RFC 2033) to these hosts, e.g. a mailbox store.
+	LMTP bool
+}
+
+// SMTPConfig configures the SMTP relay deliverer.
+type SMTPConfig struct {
+	// Routes by recipient domain (lower case); the route under "*" is
+	// used for every other domain. A domain without a route and no "*"
+	// fails temporarily with ErrNoRoute (a configuration error must not
+	// bounce mail).
+	Routes map[string]Route
+	// LocalName is sent in EHLO/LHLO; "" means "localhost".
+	LocalName string
+	TLSMode   TLSMode
+	// TLS is the client TLS configuration for TLSRequired (ServerName is
+	// filled from the host). nil means the system roots.
+	TLS *tls.Config
+	// DialTimeout bounds connecting; 0 means 30 s. CommandTimeout bounds
+	// each command's reply; 0 means 5 minutes. DataTimeout bounds the
+	// reply after the message; 0 means 10 minutes (RFC 5321 §4.5.3.2).
+	DialTimeout, CommandTimeout, DataTimeout time.Duration
+	// MaxConnsPerHost bounds concurrent connections to one next hop; 0
+	// means 10.
+	MaxConnsPerHost int
+	// RatePerHost throttles transactions per second to one next hop, with
+	// bursts of RateBurst (0 means 1); 0 means no throttling.
+	RatePerHost float64
+	RateBurst   int
+	// Dial replaces net.Dialer (tests, proxies); nil means net.Dialer.
+	Dial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	Logger  *slog.Logger   // nil discards
+	Metrics filter.Metrics // nil is a no-op
+}
+
+// SMTPDeliverer relays messages to next hops over SMTP or LMTP with
+// go-smtp's client.
+type SMTPDeliverer struct {
+	cfg SMTPConfig
+
+	mu       sync.Mutex
+	hosts    map[string]*hostState
+	starttls map[string]bool // next hops seen offering STARTTLS
+}
+
+type hostState struct {
+	conns   chan struct{}
+	limiter *rate.Limiter
+}
+
+var _ Deliverer = (*SMTPDeliverer)(nil)
+
+// NewSMTPDeliverer returns an SMTP relay deliverer.
+func NewSMTPDeliverer(cfg SMTPConfig) (*SMTPDeliverer, error) {
+	if len(cfg.Routes) == 0 {
+		return nil, errors.New("queue: SMTP deliverer without routes")
+	}
+	routes := make(map[string]Route, len(cfg.Routes))
+	for d, r := range cfg.Routes {
+		if len(r.Hosts) == 0 {
+			return nil, fmt.Errorf("queue: route %q has no hosts", d)
+		}
+		for _, h := range append(append([]string(nil), r.Hosts...), r.Fallback...) {
+			if _, _, err := net.SplitHostPort(h); err != nil {
+				return nil, fmt.Errorf("queue: route %q: host %q: %w", d, h, err)
+			}
+		}
+		routes[strings.ToLower(d)] = r
+	}
+	cfg.Routes = routes
+	if cfg.LocalName == "" {
+		cfg.LocalName = "localhost"
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 30 * time.Second
+	}
+	if cfg.CommandTimeout <= 0 {
+		cfg.CommandTimeout = 5 * time.Minute
+	}
+	if cfg.DataTimeout <= 0 {
+		cfg.DataTimeout = 10 * time.Minute
+	}
+	if cfg.MaxConnsPerHost <= 0 {
+		cfg.MaxConnsPerHost = 10
+	}
+	if cfg.RateBurst <= 0 {
+		cfg.RateBurst = 1
+	}
+	if cfg.Dial == nil {
+		d := &net.Dialer{Timeout: cfg.DialTimeout}
+		cfg.Dial = d.DialContext
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.Metrics = filter.OrNop(cfg.Metrics)
+	return &SMTPDeliverer{cfg: cfg, hosts: make(map[string]*hostState), starttls: make(map[string]bool)}, nil
+}
+
+// NewLMTPDeliverer returns a deliverer that speaks LMTP to hosts for every
+// recipient, e.g. to a mailbox store.
+func NewLMTPDeliverer(hosts []string, cfg SMTPConfig) (*SMTPDeliverer, error) {
+	cfg.Routes = map[string]Route{"*": {Hosts: hosts, LMTP: true}}
+	return NewSMTPDeliverer(cfg)
+}
+
+func (d *SMTPDeliverer) route(rcpt string) (Route, bool) {
+	if r, ok := d.cfg.Routes[filter.Domain(rcpt)]; ok {
+		return r, true
+	}
+	r, ok := d.cfg.Routes["*"]
+	return r, ok
+}
+
+// Deliver implements Deliverer: recipients are grouped by route, each group
+// sent in one transaction; recipients every primary host refused by
+// policy are sent again through the route's fallback hosts.
+func (d *SMTPDeliverer) Deliver(ctx context.Context, m *Outgoing) []error {
+	errs := make([]error, len(m.To))
+	type group struct {
+		r   Route
+		idx []int
+	}
+	var groups []*group
+	byKey := map[string]*group{}
+	for i, rcpt := range m.To {
+		r, ok := d.route(rcpt)
+		if !ok {
+			errs[i] = fmt.Errorf("%w for %s", ErrNoRoute, filter.Domain(rcpt))
+			continue
+		}
+		key := strings.Join(r.Hosts, ",")
+		g := byKey[key]
+		if g == nil {
+			g = &group{r: r}
+			byKey[key] = g
+			groups = append(groups, g)
+		}
+		g.idx = append(g.idx, i)
+	}
+	for _, g := range groups {
+		rcpts := make([]string, len(g.idx))
+		for j, i := range g.idx {
+			rcpts[j] = m.To[i]
+		}
+		res := d.sendHosts(ctx, g.r.Hosts, g.r.LMTP, m, rcpts)
+		if len(g.r.Fallback) > 0 {
+			var again []int
+			for j := range rcpts {
+				if IsPolicyRefusal(res[j]) {
+					again = append(again, j)
+				}
+			}
+			if len(again) > 0 {
+				sub := make([]string, len(again))
+				for k, j := range again {
+					sub[k] = rcpts[j]
+				}
+				d.cfg.Logger.Warn("queue: primary route refused by policy; using fallback", "id", m.ID, "err", res[again[0]], "fallback", g.r.Fallback)
+				d.cfg.Metrics.Add("portcullis_queue_fallback_total", 1)
+				fres := d.sendHosts(ctx, g.r.Fallback, g.r.LMTP, m, sub)
+				for k, j := range again {
+					res[j] = fres[k]
+				}
+			}
+		}
+		for j, i := range g.idx {
+			errs[i] = res[j]
+		}
+	}
+	return errs
+}
+
+// sendHosts tries hosts in order. A host that could not be reached or
+// failed before answering for the recipients passes them to the next; a
+// host that answered decides.
+func (d *SMTPDeliverer) sendHosts(ctx context.Context, hosts []string, lmtp bool, m *Outgoing, rcpts []string) []error {
+	var res []error
+	for _, h := range hosts {
+		var answered bool
+		res, answered = d.send(ctx, h, lmtp, m, rcpts)
+		if answered {
+			return res
+		}
+		if IsPolicyRefusal(res[0]) {
+			// Refused by policy at connect/EHLO/MAIL: another primary
+			// host may be listed too, but the fallback is the cure.
+			continue
+		}
+	}
+	return res
+}
+
+func (d *SMTPDeliverer) host(h string) *hostState {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.hosts[h]
+	if s == nil {
+		s = &hostState{conns: make(chan struct{}, d.cfg.MaxConnsPerHost)}
+		if d.cfg.RatePerHost > 0 {
+			s.limiter = rate.NewLimiter(rate.Limit(d.cfg.RatePerHost), d.cfg.RateBurst)
+		}
+		d.hosts[h] = s
+	}
+	return s
+}
+
+// send runs one transaction with one host. answered reports whether the
+// host gave per-recipient answers (RCPT replies or later); before that,
+// every recipient carries the same error.
+func (d *SMTPDeliverer) send(ctx context.Context, host string, lmtp bool, m *Outgoing, rcpts []string) (res []error, answered bool) {
+	start := time.Now()
+	defer func() {
+		outcome := "ok"
+		for _, err := range res {
+			if err != nil {
+				outcome = Classify(err).String()
+				break
+			}
+		}
+		d.cfg.Metrics.Observe("portcullis_queue_smtp_seconds", time.Since(start).Seconds(), "host", host, "outcome", outcome)
+		d.cfg.Logger.Debug("queue: smtp transaction", "id", m.ID, "host", host, "rcpts", len(rcpts), "outcome", outcome, "elapsed", time.Since(start))
+	}()
+	hs := d.host(host)
+	select {
+	case hs.conns <- struct{}{}:
+		defer func() { <-hs.conns }()
+	case <-ctx.Done():
+		return all(len(rcpts), &ConnError{Host: host, Op: "wait for connection slot", Err: ctx.Err()}), false
+	}
+	if hs.limiter != nil {
+		if err := hs.limiter.Wait(ctx); err != nil {
+			return all(len(rcpts), &ConnError{Host: host, Op: "rate limit", Err: err}), false
+		}
+	}
+	c, err := d.dial(ctx, host, lmtp)
+	if err != nil {
+		return all(len(rcpts), err), false
+	}
+	defer c.Close()
+	if err := c.Mail(m.From, &smtp.MailOptions{Size: m.Size}); err != nil {
+		return all(len(rcpts), replyError(host, "MAIL", err)), false
+	}
+	res = make([]error, len(rcpts))
+	accepted := 0
+	for i, r := range rcpts {
+		if err := c.Rcpt(r, nil); err != nil {
+			res[i] = replyError(host, "RCPT", err)
+			var re *ReplyError
+			if !errors.As(res[i], &re) {
+				return all(len(rcpts), res[i]), false // the connection broke
+			}
+			continue
+		}
+		accepted++
+	}
+	if accepted == 0 {
+		_ = c.Quit()
+		return res, true
+	}
+	w, err := c.Data()
+	if err != nil {
+		err = replyError(host, "DATA", err)
+		for i := range res {
+			if res[i] == nil {
+				res[i] = err
+			}
+		}
+		return res, true
+	}
+	if _, err := io.Copy(w, m.Body()); err != nil {
+		err = &ConnError{Host: host, Op: "DATA", Err: err}
+		for i := range res {
+			if res[i] == nil {
+				res[i] = err
+			}
+		}
+		return res, true
+	}
+	if lmtp {
+		_, err := w.CloseWithLMTPResponse()
+		var lerr smtp.LMTPDataError
+		if errors.As(err, &lerr) {
+			for i, r := range rcpts {
+				if se, ok := lerr[r]; ok && res[i] == nil {
+					res[i] = replyError(host, "DATA", se)
+				}
+			}
+		} else if err != nil {
+			err = replyError(host, "DATA", err)
+			for i := range res {
+				if res[i] == nil {
+					res[i] = err
+				}
+			}
+		}
+	} else if err := w.Close(); err != nil {
+		err = replyError(host, "DATA", err)
+		for i := range res {
+			if res[i] == nil {
+				res[i] = err
+			}
+		}
+	}
+	_ = c.Quit()
+	return res, true
+}
+
+// dial connects and greets a next hop, with STARTTLS per TLSMode. The
+// connection is closed when ctx ends, so a cancelled delivery never hangs
+// on a socket.
+func (d *SMTPDeliverer) dial(ctx context.Context, host string, lmtp bool) (*smtp.Client, error) {
+	d.mu.Lock()
+	knownTLS := d.starttls[host]
+	d.mu.Unlock()
+	useTLS := d.cfg.TLSMode == TLSRequired || d.cfg.TLSMode == TLSOpportunistic && knownTLS
+	c, err := d.connect(ctx, host, lmtp, useTLS)
+	if err != nil || useTLS || d.cfg.TLSMode == TLSDisabled {
+		if err != nil && useTLS && d.cfg.TLSMode == TLSOpportunistic {
+			// The host stopped offering STARTTLS or its handshake
+			// failed: opportunistic TLS falls back to plain text.
+			d.mu.Lock()
+			delete(d.starttls, host)
+			d.mu.Unlock()
+			var re *ReplyError
+			if !errors.As(err, &re) {
+				return d.connect(ctx, host, lmtp, false)
+			}
+		}
+		return c, err
+	}
+	if ok, _ := c.Extension("STARTTLS"); ok {
+		// Seen for the first time: remember it and reconnect with
+		// STARTTLS (go-smtp starts TLS only on a fresh client).
+		_ = c.Quit()
+		c.Close()
+		d.mu.Lock()
+		d.starttls[host] = true
+		d.mu.Unlock()
+		return d.dial(ctx, host, lmtp)
+	}
+	return c, nil
+}
+
+func (d *SMTPDeliverer) connect(ctx context.Context, host string, lmtp, useTLS bool) (*smtp.Client, error) {
+	dctx, cancel := context.WithTimeout(ctx, d.cfg.DialTimeout)
+	conn, err := d.cfg.Dial(dctx, "tcp", host)
+	cancel()
+	if err != nil {
+		return nil, &ConnError{Host: host, Op: "dial", Err: err}
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	conn = &ctxConn{Conn: conn, stop: stop}
+	var c *smtp.Client
+	if useTLS {
+		tc := d.cfg.TLS.Clone()
+		if tc == nil {
+			tc = &tls.Config{}
+		}
+		if tc.ServerName == "" {
+			tc.ServerName, _, _ = net.SplitHostPort(host)
+		}
+		if d.cfg.TLSMode == TLSOpportunistic {
+			tc.InsecureSkipVerify = true // RFC 7435: encrypt without authenticating
+		}
+		if lmtp {
+			return nil, &ConnError{Host: host, Op: "STARTTLS", Err: errors.New("STARTTLS over LMTP is not supported")}
+		}
+		conn.SetDeadline(time.Now().Add(d.cfg.CommandTimeout))
+		c, err = smtp.NewClientStartTLS(conn, tc)
+		if err != nil {
+			conn.Close()
+			if d.cfg.TLSMode == TLSRequired && strings.Contains(err.Error(), "STARTTLS") {
+				return nil, &ConnError{Host: host, Op: "STARTTLS", Err: ErrTLSRequired}
+			}
+			return nil, replyError(host, "STARTTLS", err)
+		}
+	} else if lmtp {
+		c = smtp.NewClientLMTP(conn)
+	} else {
+		c = smtp.NewClient(conn)
+	}
+	c.CommandTimeout = d.cfg.CommandTimeout
+	c.SubmissionTimeout = d.cfg.DataTimeout
+	if err := c.Hello(d.cfg.LocalName); err != nil {
+		c.Close()
+		return nil, replyError(host, "EHLO", err)
+	}
+	if !useTLS && d.cfg.TLSMode == TLSRequired {
+		c.Close()
+		return nil, &ConnError{Host: host, Op: "STARTTLS", Err: ErrTLSRequired}
+	}
+	return c, nil
+}
+
+// ctxConn stops the context watch when the connection closes.
+type ctxConn struct {
+	net.Conn
+	stop func() bool
+}
+
+func (c *ctxConn) Close() error {
+	c.stop()
+	return c.Conn.Close()
+}
