@@ -84,13 +84,14 @@ func (m *Message) Defects() []string {
 	return m.defects
 }
 
-// Header returns the top-level header (empty when there is no body).
-func (m *Message) Header() message.Header {
+// Header returns the top-level header (empty when there is no body). It is
+// shared by every filter: read it, never modify it.
+func (m *Message) Header() *message.Header {
 	m.parse()
 	if len(m.parts) == 0 {
-		return message.Header{}
+		return &message.Header{}
 	}
-	return m.parts[0].Header
+	return &m.parts[0].Header
 }
 
 // Parts returns every part in document order, the message itself first,
@@ -213,6 +214,8 @@ func (p *Part) Raw() io.Reader {
 
 // headerField builds the typed header from a header block.
 func readHeaderBlock(block []byte) (message.Header, error) {
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(block)))
+	// A reader sized to the block: header blocks are small, and a default
+	// 4 KiB buffer per part would dominate the cost of a many-part message.
+	h, err := textproto.ReadHeader(bufio.NewReaderSize(bytes.NewReader(block), max(16, len(block))))
 	return message.Header{Header: h}, err
 }

@@ -73,7 +73,7 @@ func eolLen(line []byte) int {
 
 func (p *parser) run() {
 	p.lr = lineReader{
-		br:        bufio.NewReaderSize(io.NewSectionReader(p.m.raw, 0, p.m.size), lineBuf),
+		br:        bufio.NewReaderSize(io.NewSectionReader(p.m.raw, 0, p.m.size), int(min(lineBuf, max(p.m.size, 256)))),
 		lineStart: true,
 	}
 	top := p.newPart(nil, 0)
@@ -360,7 +360,7 @@ func (p *parser) uuName(part *Part) string {
 func (p *parser) closePart(part *Part, end int64) {
 	if p.hdr == part {
 		// A boundary (or the end) came before the blank line.
-		p.endHeader(end, false)
+		p.endHeader(max(end, part.headerStart), false)
 	}
 	if end < part.bodyOff {
 		end = part.bodyOff

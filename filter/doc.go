@@ -1,0 +1,47 @@
+// Package filter is the vocabulary every Portcullis package speaks: the
+// Envelope and Message under inspection, the Filter interface, the Symbol
+// as the unit of evidence, the Policy that turns evidence into an Action,
+// the Verdict with its SMTP reply, and the Pipeline that runs filters stage
+// by stage. It imports no other package of the project.
+//
+// # Messages
+//
+// A Message holds the envelope and the raw message behind an io.ReaderAt,
+// so a large message can stay in a file. Its header and MIME tree are parsed
+// once, on first use, by one scan over the raw bytes with a stack of open
+// boundaries, and then shared by every filter. Header blocks are parsed
+// with go-message; bodies are decoded on demand (Part.Open, Part.Text) with
+// the leniency of mail clients: a stray character in base64 does not hide
+// the rest of an attachment, an unknown charset reads as bytes.
+//
+// Part walking reports every candidate file name (Content-Type name,
+// Content-Disposition filename, RFC 2047 and RFC 2231 forms, duplicates and
+// malformed parameters that mime.ParseMediaType refuses), and counts
+// "inline; name=x.exe" as an attachment. message/rfc822 parts are descended.
+//
+// Limits (message bytes, header bytes per part, MIME depth, part count,
+// decoded bytes) are enforced while parsing, never after: a message nested
+// 10,000 deep stops at depth 32 having read a few kilobytes. A parse that
+// hits a limit keeps what it parsed, reports a *LimitError (errors.Is
+// ErrLimit), and a Pipeline adds its MIME_LIMIT_* symbol and quarantines by
+// default (Policy.OnLimit).
+//
+// # Failure semantics
+//
+// No failure is silent. A filter's error or timeout becomes a NAME_FAIL
+// symbol, a counter and a log line, and its FailMode decides the action:
+// tempfail (the default: the sender keeps the mail), fail-open (the symbol
+// and its score only) or quarantine. A panic becomes NAME_PANIC and a
+// tempfail, never a crash and never a pass. A filter that is not Ready makes
+// its stage answer tempfail. Every per-filter deadline holds even when the
+// filter ignores its context. Replies come from one place, ReplyFor: a
+// temporary problem is a 4xx, never a 5xx, and the text is generic.
+//
+// # Composition
+//
+// A Filter has two methods; the stages it runs at (Stager) and its
+// readiness (Readier) are optional interfaces found by type assertion, and
+// Func adapts a function. Filters report evidence; the Policy decides, so
+// the same symbols can mean add-header at one site and reject at another.
+// Metrics and logging are injected (Metrics, *slog.Logger); nil discards.
+package filter

@@ -1,0 +1,76 @@
+package filter_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/portcullis-mail/portcullis/filter"
+)
+
+func ExamplePipeline() {
+	// A filter that scores a word in the subject.
+	subject := filter.Func("subject", func(ctx context.Context, m *filter.Message) (filter.Result, error) {
+		var r filter.Result
+		if strings.Contains(strings.ToLower(m.Header().Get("Subject")), "lottery") {
+			r.Add("SUBJECT_LOTTERY", 6, "lottery in Subject")
+		}
+		return r, nil
+	})
+	// A filter for the connect stage.
+	localnet := filter.Func("localnet", func(ctx context.Context, m *filter.Message) (filter.Result, error) {
+		var r filter.Result
+		if m.Envelope.ClientIP.IsLoopback() {
+			r.Add("CLIENT_LOOPBACK", -1, m.Envelope.ClientIP.String())
+		}
+		return r, nil
+	}, filter.Connect)
+
+	p := filter.NewPipeline(filter.Options{Policy: filter.DefaultPolicy()}, subject, localnet)
+	env := filter.Envelope{ClientIP: netip.MustParseAddr("127.0.0.1"), MailFrom: "a@example.com", RcptTo: []string{"b@example.org"}}
+	msg := filter.NewMessageBytes(env, []byte("Subject: You won the LOTTERY\r\n\r\nClaim now.\r\n"), filter.Limits{})
+
+	v := p.CheckAll(context.Background(), msg)
+	fmt.Println(v.Action, v.Score, v.Reply)
+	for _, s := range v.Symbols {
+		fmt.Println(s)
+	}
+	fmt.Println(v.Headers[filter.HeaderSpamStatus])
+	// Output:
+	// add-header 5 250 2.0.0 OK
+	// CLIENT_LOOPBACK(-1.00) "127.0.0.1"
+	// SUBJECT_LOTTERY(6.00) "lottery in Subject"
+	// Yes, score=5.00 required=5.00 tests=CLIENT_LOOPBACK,SUBJECT_LOTTERY
+}
+
+func ExampleMessage_Walk() {
+	raw := "Content-Type: multipart/mixed; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n" +
+		"--b\r\nContent-Type: application/pdf; name=\"=?utf-8?q?r=C3=A9sum=C3=A9.pdf?=\"\r\n" +
+		"Content-Disposition: inline; filename*=utf-8''r%C3%A9sum%C3%A9.pdf.exe\r\n" +
+		"Content-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA\r\n--b--\r\n"
+	m := filter.NewMessageBytes(filter.Envelope{}, []byte(raw), filter.Limits{})
+	_ = m.Walk(func(p *filter.Part) error {
+		size, _ := p.DecodedSize()
+		fmt.Printf("%q %s attachment=%v names=%q size=%d\n", p.Path, p.ContentType, p.IsAttachment(), p.Names, size)
+		return nil
+	})
+	// Output:
+	// "" multipart/mixed attachment=false names=[] size=259
+	// "1" text/plain attachment=false names=[] size=13
+	// "2" application/pdf attachment=true names=["résumé.pdf.exe" "résumé.pdf"] size=12
+}
+
+func ExampleLimitError() {
+	deep := strings.Repeat("Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n", 100)
+	m := filter.NewMessageBytes(filter.Envelope{}, []byte(deep), filter.Limits{MaxDepth: 10})
+	_, err := m.Parts()
+	var le *filter.LimitError
+	if errors.As(err, &le) {
+		fmt.Println(le.Symbol(), le)
+	}
+	// Output:
+	// MIME_LIMIT_DEPTH filter: depth limit of 10 exceeded in part 1.1.1.1.1.1.1.1.1.1.1
+}
