@@ -1,0 +1,239 @@
+package archive
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/filter"
+)
+
+// Kind is a kind of finding. Its symbol is "ARCHIVE_" followed by the kind
+// in upper snake case: KindBannedType is ARCHIVE_BANNED_TYPE.
+type Kind string
+
+// Finding kinds.
+const (
+	KindBannedType      Kind = "banned-type"       // banned extension or content type, at any depth
+	KindNested          Kind = "nested"            // an archive inside an archive
+	KindEncrypted       Kind = "encrypted"         // encrypted archive or entry
+	KindUninspectable   Kind = "uninspectable"     // an archive that cannot be opened: unknown format, corrupt, truncated
+	KindBomb            Kind = "bomb"              // a limit was exceeded (bytes, ratio, entries, depth, time)
+	KindNameBidi        Kind = "name-bidi"         // bidi controls in a name (RTLO)
+	KindDoubleExt       Kind = "double-ext"        // report.pdf.exe
+	KindTypeMismatch    Kind = "type-mismatch"     // a declared name or type that hides an executable
+	KindTraversal       Kind = "traversal"         // ../ or absolute entry names
+	KindLink            Kind = "link"              // symbolic or hard link entries
+	KindZipOverlap      Kind = "zip-overlap"       // zip entries whose data overlap: a non-recursive bomb
+	KindZipNameMismatch Kind = "zip-name-mismatch" // local header name differs from the central directory
+	KindZipConcatenated Kind = "zip-concatenated"  // zip data the central directory does not account for
+	KindMacro           Kind = "macro"             // a document with VBA macros
+	KindEmbeddedExe     Kind = "embedded-exe"      // a document with an executable inside an embedded object
+)
+
+// Kinds lists every finding kind.
+var Kinds = []Kind{KindBannedType, KindNested, KindEncrypted, KindUninspectable, KindBomb,
+	KindNameBidi, KindDoubleExt, KindTypeMismatch, KindTraversal, KindLink, KindZipOverlap,
+	KindZipNameMismatch, KindZipConcatenated, KindMacro, KindEmbeddedExe}
+
+// Symbol is the kind's symbol name, e.g. ARCHIVE_BANNED_TYPE.
+func (k Kind) Symbol() string { return "ARCHIVE_" + filter.SymbolName(string(k)) }
+
+// DefaultActions are the actions findings demand unless Config.Actions says
+// otherwise. Doubt quarantines (recoverable); only certainty rejects.
+var DefaultActions = map[Kind]filter.Action{
+	KindBannedType:      filter.Reject,
+	KindNested:          filter.Reject,
+	KindEncrypted:       filter.Quarantine,
+	KindUninspectable:   filter.Quarantine,
+	KindBomb:            filter.Reject,
+	KindNameBidi:        filter.Quarantine,
+	KindDoubleExt:       filter.Accept,
+	KindTypeMismatch:    filter.Quarantine,
+	KindTraversal:       filter.Quarantine,
+	KindLink:            filter.Accept,
+	KindZipOverlap:      filter.Reject,
+	KindZipNameMismatch: filter.Quarantine,
+	KindZipConcatenated: filter.Quarantine,
+	KindMacro:           filter.Accept,
+	KindEmbeddedExe:     filter.Quarantine,
+}
+
+// DefaultScores are the scores of the findings' symbols unless
+// Config.Scores says otherwise.
+var DefaultScores = map[Kind]float64{
+	KindBannedType:      10,
+	KindNested:          5,
+	KindEncrypted:       3,
+	KindUninspectable:   3,
+	KindBomb:            10,
+	KindNameBidi:        6,
+	KindDoubleExt:       4,
+	KindTypeMismatch:    5,
+	KindTraversal:       4,
+	KindLink:            1,
+	KindZipOverlap:      10,
+	KindZipNameMismatch: 4,
+	KindZipConcatenated: 4,
+	KindMacro:           4,
+	KindEmbeddedExe:     8,
+}
+
+// DefaultBannedExtensions are banned by name, standalone or at any depth.
+var DefaultBannedExtensions = []string{"exe", "bat", "cmd", "com", "pif", "scr", "vbs", "vbe", "js", "jse",
+	"wsf", "wsh", "hta", "ps1", "msi", "lnk", "jar", "cpl", "reg"}
+
+// DefaultBannedTypes are banned by content whatever the name.
+var DefaultBannedTypes = []string{TypePE, TypeELF, TypeMachO, TypeLNK}
+
+// Finding is one piece of evidence: what was found and where.
+type Finding struct {
+	Kind Kind
+	Path string // where in the message: "invoice.zip/setup.exe"
+	What string // what: the detected type, the limit, the offending name
+}
+
+// Detail is the symbol detail: "invoice.zip/setup.exe (pe)".
+func (f Finding) Detail() string {
+	if f.What == "" {
+		return f.Path
+	}
+	return f.Path + " (" + f.What + ")"
+}
+
+func (f Finding) String() string { return f.Kind.Symbol() + " " + f.Detail() }
+
+// Limits bound what inspecting one message may cost. A zero field means its
+// default; a negative one means no limit (only for input you trust). Every
+// limit is checked while the data streams, so memory stays bounded whatever
+// an archive claims about itself; exceeding one is a KindBomb finding and
+// ends the inspection of the message.
+type Limits struct {
+	// MaxDepth bounds containers inside containers (a compressed file
+	// counts as a container). Default 8.
+	MaxDepth int
+	// MaxTotalBytes bounds the bytes produced by unpacking, summed over
+	// every layer (a tar.gz counts its tar stream and its files). Default 512 MiB.
+	MaxTotalBytes int64
+	// MaxEntryBytes bounds one unpacked file. Default 128 MiB.
+	MaxEntryBytes int64
+	// MaxRatio bounds unpacked bytes over packed bytes of one stream, checked
+	// once RatioFloor bytes came out. Default 250 (text compresses about 10:1,
+	// deflate tops out near 1032:1).
+	MaxRatio float64
+	// RatioFloor is the output below which the ratio is not checked. Default 1 MiB.
+	RatioFloor int64
+	// MaxEntries bounds the files and directories in all archives of a
+	// message. Default 10,000.
+	MaxEntries int
+	// MaxTime bounds one message's inspection. Default 20 s (below a
+	// pipeline's default 30 s filter timeout, so the finding says why).
+	MaxTime time.Duration
+	// MemoryBytes is how much of an archive that needs random access (zip,
+	// 7z) is kept in memory; larger ones go to an anonymous temporary file.
+	// Default 4 MiB.
+	MemoryBytes int64
+}
+
+// Default limits.
+const (
+	DefaultMaxDepth      = 8
+	DefaultMaxTotalBytes = 512 << 20
+	DefaultMaxEntryBytes = 128 << 20
+	DefaultMaxRatio      = 250
+	DefaultRatioFloor    = 1 << 20
+	DefaultMaxEntries    = 10000
+	DefaultMaxTime       = 20 * time.Second
+	DefaultMemoryBytes   = 4 << 20
+)
+
+const unlimited = int64(1<<63 - 1)
+
+func pick(v, def int64) int64 {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return unlimited
+	}
+	return v
+}
+
+func (l Limits) withDefaults() Limits {
+	ratio := l.MaxRatio
+	switch {
+	case ratio == 0:
+		ratio = DefaultMaxRatio
+	case ratio < 0:
+		ratio = 1e300
+	}
+	maxTime := l.MaxTime
+	switch {
+	case maxTime == 0:
+		maxTime = DefaultMaxTime
+	case maxTime < 0:
+		maxTime = time.Duration(unlimited)
+	}
+	return Limits{
+		MaxDepth:      int(min(pick(int64(l.MaxDepth), DefaultMaxDepth), 1<<20)),
+		MaxTotalBytes: pick(l.MaxTotalBytes, DefaultMaxTotalBytes),
+		MaxEntryBytes: pick(l.MaxEntryBytes, DefaultMaxEntryBytes),
+		MaxRatio:      ratio,
+		RatioFloor:    pick(l.RatioFloor, DefaultRatioFloor),
+		MaxEntries:    int(min(pick(int64(l.MaxEntries), DefaultMaxEntries), 1<<31-1)),
+		MaxTime:       maxTime,
+		MemoryBytes:   min(pick(l.MemoryBytes, DefaultMemoryBytes), 1<<30),
+	}
+}
+
+// Config configures an Inspector. The zero Config is the safe default
+// policy: the default banned lists, no nested archives, the default limits
+// and DefaultActions.
+type Config struct {
+	Logger  *slog.Logger   // nil discards
+	Metrics filter.Metrics // nil discards
+	Limits  Limits
+
+	// BannedExtensions (without the dot, any case) and BannedTypes (see
+	// DetectType) replace the defaults when non-nil; an empty non-nil slice
+	// bans nothing by that criterion.
+	BannedExtensions []string
+	BannedTypes      []string
+	// AllowedExtensions and AllowedTypes are exceptions to the bans: a file
+	// whose extension is allowed is not banned by its extension, one whose
+	// type is allowed not by its type.
+	AllowedExtensions []string
+	AllowedTypes      []string
+
+	// AllowNested lets an archive contain archives (down to MaxDepth)
+	// without a KindNested finding. Documents (docx, odt, epub) and
+	// compressed files (gz, bz2, xz, zst) never count as archives.
+	AllowNested bool
+
+	// Actions and Scores override DefaultActions and DefaultScores per kind;
+	// a kind present with filter.Accept demands nothing.
+	Actions map[Kind]filter.Action
+	Scores  map[Kind]float64
+}
+
+// ErrLimit is matched (errors.Is) by every *LimitError.
+var ErrLimit = errors.New("archive: limit exceeded")
+
+// ErrUninspectable is matched by errors for content that could not be
+// opened (corrupt, truncated, unsupported method).
+var ErrUninspectable = errors.New("archive: uninspectable")
+
+// LimitError reports which limit stopped an inspection, and where.
+type LimitError struct {
+	Limit string // "depth", "total-bytes", "entry-bytes", "ratio", "entries", "time"
+	Max   string // the limit in force, as text
+	Path  string
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("archive: %s limit of %s exceeded at %s", e.Limit, e.Max, e.Path)
+}
+
+// Is makes errors.Is(err, ErrLimit) true.
+func (e *LimitError) Is(target error) bool { return target == ErrLimit }

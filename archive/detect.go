@@ -1,0 +1,301 @@
+package archive
+
+import (
+	"bytes"
+	"encoding/binary"
+	"path"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/h2non/filetype"
+)
+
+// Detected types. DetectType returns one of these, or the extension
+// h2non/filetype gives a media type it knows ("jpg", "png", "mp3", ...).
+const (
+	TypePE     = "pe"     // Windows PE: MZ header pointing at a PE signature
+	TypeELF    = "elf"    // ELF executable or library
+	TypeMachO  = "macho"  // Mach-O, thin or universal
+	TypeLNK    = "lnk"    // Windows shortcut
+	TypeOLE    = "ole"    // OLE compound file: .doc, .xls, .ppt, .msi
+	TypeClass  = "class"  // Java class file
+	TypeScript = "script" // shebang script, or a script by name (.bat .js .vbs .ps1 ...)
+	TypeHTA    = "hta"    // HTML application
+	TypeHTML   = "html"
+	TypeText   = "text"
+	TypePDF    = "pdf"
+	TypeRTF    = "rtf"
+	TypeBinary = "binary" // nothing recognised
+
+	// Archives and compressed files the inspector opens.
+	TypeZip   = "zip"
+	TypeTar   = "tar"
+	Type7z    = "7z"
+	TypeRar   = "rar"
+	TypeGzip  = "gzip"
+	TypeBzip2 = "bzip2"
+	TypeXz    = "xz"
+	TypeZstd  = "zstd"
+
+	// Zip containers that are documents or programs, told apart by their
+	// entries (DetectType sees only the first one and may say "zip").
+	TypeOOXML = "ooxml" // docx, xlsx, pptx and their macro variants
+	TypeODF   = "odf"   // OpenDocument
+	TypeEPUB  = "epub"
+	TypeJar   = "jar"
+
+	// Archives the inspector recognises but does not open: uninspectable.
+	TypeARJ  = "arj"
+	TypeCAB  = "cab"
+	TypeACE  = "ace"
+	TypeLZH  = "lzh"
+	TypeCPIO = "cpio"
+	TypeLZ4  = "lz4"
+	TypeLzip = "lzip"
+	TypeZ    = "compress" // Unix compress (.Z)
+	TypeSZDD = "szdd"     // MS-DOS COMPRESS.EXE
+)
+
+// HeadSize is how many leading bytes DetectType looks at; give it at least
+// this many when the file has them.
+const HeadSize = 8 << 10
+
+// DetectType names the type of a file from its first bytes (up to HeadSize),
+// content first: a PE named invoice.pdf is "pe". The name (any path, any
+// case) only decides between kinds of text, for scripts that have no magic
+// number (.bat .cmd .vbs .js .ps1 ...) and HTML applications. It never
+// returns "".
+//
+// Zip-based documents are "ooxml", "odf" or "epub" when the first entry
+// gives them away, else "zip"; the inspector refines that from the whole
+// central directory.
+func DetectType(head []byte, name string) string {
+	if t := magicType(head); t != "" {
+		return t
+	}
+	ext := extOf(normalName(name))
+	if looksText(head) {
+		low := bytes.ToLower(head[:min(len(head), 4096)])
+		switch {
+		case bytes.HasPrefix(bytes.TrimLeft(head, " \t\r\n\ufeff"), []byte("#!")):
+			return TypeScript
+		case bytes.Contains(low, []byte("<hta:application")) || ext == "hta":
+			return TypeHTA
+		case scriptExt[ext]:
+			return TypeScript
+		case bytes.Contains(low, []byte("<html")) || bytes.Contains(low, []byte("<!doctype html")):
+			return TypeHTML
+		}
+		return TypeText
+	}
+	if t, err := filetype.Match(head); err == nil && t.Extension != "unknown" {
+		return t.Extension
+	}
+	return TypeBinary
+}
+
+var scriptExt = setOf("bat", "cmd", "vbs", "vbe", "js", "jse", "wsf", "wsh", "ps1", "psm1", "sh", "command")
+
+func setOf(s ...string) map[string]bool {
+	m := make(map[string]bool, len(s))
+	for _, x := range s {
+		m[x] = true
+	}
+	return m
+}
+
+var (
+	lnkHeader = []byte{0x4c, 0, 0, 0, 0x01, 0x14, 0x02, 0, 0, 0, 0, 0, 0xc0, 0, 0, 0, 0, 0, 0, 0x46}
+	oleHeader = []byte{0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1}
+)
+
+// magicType recognises the types whose magic numbers h2non/filetype gets
+// wrong or does not know.
+func magicType(h []byte) string {
+	has := func(off int, s string) bool { return len(h) >= off+len(s) && string(h[off:off+len(s)]) == s }
+	switch {
+	case isPE(h, 0):
+		return TypePE
+	case has(0, "\x7fELF"):
+		return TypeELF
+	case has(0, "\xfe\xed\xfa\xce"), has(0, "\xfe\xed\xfa\xcf"), has(0, "\xce\xfa\xed\xfe"), has(0, "\xcf\xfa\xed\xfe"):
+		return TypeMachO
+	case has(0, "\xca\xfe\xba\xbe") && len(h) >= 8:
+		// Universal Mach-O and Java class files share this magic: a fat
+		// binary counts a few architectures where a class has its version.
+		if binary.BigEndian.Uint32(h[4:]) < 45 {
+			return TypeMachO
+		}
+		return TypeClass
+	case bytes.HasPrefix(h, lnkHeader):
+		return TypeLNK
+	case bytes.HasPrefix(h, oleHeader):
+		return TypeOLE
+	case has(0, "PK\x03\x04"), has(0, "PK\x05\x06"), has(0, "PK\x07\x08PK\x03\x04"):
+		if t := zipDocType(h); t != "" {
+			return t
+		}
+		return TypeZip
+	case has(0, "7z\xbc\xaf\x27\x1c"):
+		return Type7z
+	case has(0, "Rar!\x1a\x07"):
+		return TypeRar
+	case has(0, "\x1f\x8b"):
+		return TypeGzip
+	case has(0, "BZh") && len(h) >= 4 && h[3] >= '1' && h[3] <= '9':
+		return TypeBzip2
+	case has(0, "\xfd7zXZ\x00"):
+		return TypeXz
+	case has(0, "\x28\xb5\x2f\xfd"):
+		return TypeZstd
+	case isTar(h):
+		return TypeTar
+	case has(0, "\x60\xea"):
+		return TypeARJ
+	case has(0, "MSCF\x00\x00\x00\x00"):
+		return TypeCAB
+	case has(7, "**ACE**"):
+		return TypeACE
+	case has(2, "-lh") && len(h) > 6 && h[6] == '-', has(2, "-lz") && len(h) > 6 && h[6] == '-':
+		return TypeLZH
+	case has(0, "070707"), has(0, "070701"), has(0, "070702"), has(0, "\xc7\x71"), has(0, "\x71\xc7"):
+		return TypeCPIO
+	case has(0, "\x04\x22\x4d\x18"):
+		return TypeLZ4
+	case has(0, "LZIP"):
+		return TypeLzip
+	case has(0, "\x1f\x9d"):
+		return TypeZ
+	case has(0, "SZDD\x88\xf0\x27\x33"):
+		return TypeSZDD
+	case has(0, "{\\rtf"):
+		return TypeRTF
+	case bytes.Contains(h[:min(len(h), 1024)], []byte("%PDF-")):
+		return TypePDF
+	}
+	return ""
+}
+
+// isPE checks for a real PE header: "MZ", an e_lfanew that points inside
+// the head at "PE\0\0", and a known optional header magic — not just "MZ",
+// which plenty of text and data starts with.
+func isPE(h []byte, off int) bool {
+	h = h[off:]
+	if len(h) < 0x40 || h[0] != 'M' || h[1] != 'Z' {
+		return false
+	}
+	lfanew := int64(binary.LittleEndian.Uint32(h[0x3c:]))
+	if lfanew < 0x40 || lfanew+26 > int64(len(h)) {
+		return false
+	}
+	pe := h[lfanew:]
+	if string(pe[:4]) != "PE\x00\x00" {
+		return false
+	}
+	magic := binary.LittleEndian.Uint16(pe[24:])
+	return magic == 0x10b || magic == 0x20b || magic == 0x107
+}
+
+// isTar accepts a POSIX/GNU "ustar" header, or an old V7 header whose
+// checksum adds up.
+func isTar(h []byte) bool {
+	if len(h) < 512 {
+		return false
+	}
+	if string(h[257:262]) == "ustar" {
+		return true
+	}
+	sum := 0
+	for i, b := range h[:512] {
+		if i >= 148 && i < 156 {
+			b = ' '
+		}
+		sum += int(b)
+	}
+	field := strings.Trim(string(h[148:156]), " \x00")
+	if field == "" || h[0] == 0 {
+		return false
+	}
+	want := 0
+	for _, c := range field {
+		if c < '0' || c > '7' {
+			return false
+		}
+		want = want*8 + int(c-'0')
+	}
+	return want == sum
+}
+
+// zipDocType looks at the first local header's name, which document
+// formats fix: "mimetype" for OpenDocument and EPUB (stored, first), and
+// "[Content_Types].xml" for Office Open XML in the common writers.
+func zipDocType(h []byte) string {
+	if len(h) < 30 || string(h[:4]) != "PK\x03\x04" {
+		return ""
+	}
+	n := int(binary.LittleEndian.Uint16(h[26:]))
+	m := int(binary.LittleEndian.Uint16(h[28:]))
+	if 30+n > len(h) {
+		return ""
+	}
+	name := string(h[30 : 30+n])
+	switch {
+	case name == "[Content_Types].xml":
+		return TypeOOXML
+	case name == "mimetype":
+		data := h[min(len(h), 30+n+m):]
+		switch {
+		case bytes.HasPrefix(data, []byte("application/epub+zip")):
+			return TypeEPUB
+		case bytes.HasPrefix(data, []byte("application/vnd.oasis.opendocument.")):
+			return TypeODF
+		}
+	case name == "META-INF/MANIFEST.MF":
+		return TypeJar
+	}
+	return ""
+}
+
+// looksText accepts UTF-8 (or UTF-16 with a byte order mark) without NUL
+// and with few control characters.
+func looksText(h []byte) bool {
+	if len(h) == 0 {
+		return true
+	}
+	if bytes.HasPrefix(h, []byte{0xff, 0xfe}) || bytes.HasPrefix(h, []byte{0xfe, 0xff}) {
+		return true
+	}
+	ctl := 0
+	for i := 0; i < len(h); {
+		c := h[i]
+		if c < utf8.RuneSelf {
+			if c == 0 {
+				return false
+			}
+			if c < 0x20 && c != '\t' && c != '\n' && c != '\r' && c != '\f' && c != 0x1b {
+				ctl++
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(h[i:])
+		if r == utf8.RuneError && size == 1 {
+			if len(h)-i < utf8.UTFMax && !utf8.FullRune(h[i:]) {
+				break // a rune cut by the end of the head
+			}
+			return false
+		}
+		i += size
+	}
+	return ctl*100 < len(h)
+}
+
+// extOf returns the last extension of a normalised name, without the dot.
+func extOf(name string) string {
+	base := path.Base(strings.ReplaceAll(name, "\\", "/"))
+	i := strings.LastIndexByte(base, '.')
+	if i <= 0 && !(i == 0 && len(base) > 1) {
+		return ""
+	}
+	return base[i+1:]
+}

@@ -1,0 +1,62 @@
+// Package archive inspects the attachments of a message and, recursively,
+// the files inside their archives and compressed files, and reports what
+// it finds as symbols with a demanded action. It is the filter behind the
+// policy "executables are not allowed, standalone or archived; a zip in a
+// zip is refused".
+//
+// # What it looks at
+//
+// Every attachment part (filter.Part.IsAttachment), under every candidate
+// name the MIME parser decoded (RFC 2047, RFC 2231, duplicates). Types are
+// told by content first (DetectType): a real PE header, not just "MZ"; ELF;
+// Mach-O; OLE; LNK; Java; zip-based documents (Office Open XML,
+// OpenDocument, EPUB) are documents, not archives. Names are normalised as
+// Windows acts on them: bidi controls (U+202E and the rest) removed and
+// flagged, trailing dots and spaces trimmed, case folded; the last
+// extension decides.
+//
+// Archives are opened by content, never by name: zip (through this
+// package's own structure parser, which also reports overlapping entries,
+// local names that differ from central ones, concatenated zips and
+// encryption flags before any decoding), tar, gzip, bzip2, xz, zstd (the
+// decoders of klauspost/compress and mholt/archives), 7z and rar
+// (mholt/archives). Formats it recognises but cannot open (arj, cab, ace,
+// lzh, cpio, ...), corrupt or truncated ones, and unsupported zip methods
+// are "uninspectable"; encrypted archives and entries are "encrypted".
+//
+// # Findings and policy
+//
+// Each finding has a Kind, a path inside the message and what was found:
+// ARCHIVE_BANNED_TYPE "invoice.zip/setup.exe (pe)". Detection is apart from
+// policy: Config.Actions maps each kind to the action it demands
+// (DefaultActions: banned types, nested archives, bombs and overlapping zip
+// entries reject; encrypted and uninspectable content, disguised names and
+// odd zip structure quarantine, which is recoverable; macros and double
+// extensions only score). A doubtful case never deletes.
+//
+// # Failure semantics
+//
+// Hostile content is a finding, never an error: a file that cannot be
+// opened is uninspectable (default quarantine), never a silent pass. Check
+// returns an error only when it could not decide: the context ended or the
+// message could not be read; the pipeline then applies the filter's
+// failure mode. Every limit (Limits: depth, total and per-file unpacked
+// bytes, expansion ratio, entries, wall time) is checked while the data
+// streams, so memory stays bounded whatever an archive claims; exceeding one
+// is an ARCHIVE_BOMB finding (default reject) that ends the inspection.
+// Check also stops at the first finding that demands reject.
+//
+// Nothing is ever written under a name from the message: traversal names
+// and links are findings. Zip and 7z need random access; those larger than
+// Limits.MemoryBytes are spilled to an anonymous temporary file (created in
+// os.TempDir and unlinked at once).
+//
+// # Leaves for scanners
+//
+// Leaves visits every leaf file — attachments, files inside archives at any
+// depth, documents whole, containers that could not be opened as they are
+// — with its path, so antivirus engines scan unpacked content. Leaf.Size is
+// the declared size when known: a scanner compares it with its engine's own
+// size limit and reports a larger member as partially scanned. When a
+// limit stops the walk, Leaves returns a *LimitError.
+package archive

@@ -1,0 +1,828 @@
+package archive
+
+import (
+	"bufio"
+	"compress/bzip2"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/bodgit/sevenzip"
+	"github.com/klauspost/compress/flate"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/mholt/archives"
+	"github.com/nwaples/rardecode/v2"
+
+	"github.com/portcullis-mail/portcullis/archive/internal/zipscan"
+	"github.com/portcullis-mail/portcullis/filter"
+)
+
+// errStop ends a walk: a finding demanded reject (Check needs no more), or
+// a limit was hit (w.limit says which).
+var errStop = errors.New("archive: walk stopped")
+
+// fnError carries an error from the Leaves callback up through the
+// archive libraries, which wrap what they get.
+type fnError struct{ err error }
+
+func (e *fnError) Error() string { return e.err.Error() }
+func (e *fnError) Unwrap() error { return e.err }
+
+// walker is one inspection of one message. It is not shared.
+type walker struct {
+	in       *Inspector
+	ctx      context.Context
+	lim      Limits
+	fn       func(Leaf, io.Reader) error // nil when checking
+	start    time.Time
+	deadline time.Time
+	buf      []byte
+
+	findings []Finding
+	seen     map[Finding]bool
+	dropped  int
+	demand   filter.Action
+	total    int64 // bytes produced by unpacking, every layer
+	entries  int
+	stop     bool
+	limit    *LimitError
+}
+
+// node is a file being looked at.
+type node struct {
+	path     string   // where, for people
+	name     string   // its name inside its container ("" when nameless)
+	names    []string // every candidate name (raw)
+	ctype    string   // declared media type (attachments only)
+	depth    int      // containers above it
+	archives int      // of which archives (not documents, not compressed files)
+	size     int64    // declared size, -1 when unknown
+}
+
+func (n node) child(name string, archive bool, size int64) node {
+	c := node{path: n.path + "/" + printable(name), name: baseName(name), names: []string{name},
+		depth: n.depth + 1, archives: n.archives, size: size}
+	if archive {
+		c.archives++
+	}
+	return c
+}
+
+const maxFindings = 64
+
+// find records a finding. In Check mode a finding that demands reject
+// stops the walk.
+func (w *walker) find(k Kind, path, what string) {
+	f := Finding{Kind: k, Path: printable(path), What: printable(what)}
+	if w.seen == nil {
+		w.seen = make(map[Finding]bool)
+	}
+	if !w.seen[f] {
+		w.seen[f] = true
+		if len(w.findings) < maxFindings {
+			w.findings = append(w.findings, f)
+		} else {
+			w.dropped++
+		}
+	}
+	a := w.in.actions[k]
+	w.demand = w.demand.Max(a)
+	if w.fn == nil && a >= filter.Reject {
+		w.stop = true
+	}
+}
+
+// printable keeps details on one short line whatever a name holds.
+func printable(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || isBidi(r) {
+			return '?'
+		}
+		return r
+	}, s)
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
+
+// hitLimit records a limit and stops the walk.
+func (w *walker) hitLimit(limit, max, path string) error {
+	if w.limit == nil {
+		w.limit = &LimitError{Limit: limit, Max: max, Path: printable(path)}
+		w.find(KindBomb, path, limit+" > "+max)
+	}
+	w.stop = true
+	return w.limit
+}
+
+// tick is called before each file: it ends the walk when asked to, when
+// the context is done, or when the time is up.
+func (w *walker) tick(path string) error {
+	if w.stop {
+		if w.limit != nil {
+			return w.limit
+		}
+		return errStop
+	}
+	if err := w.ctx.Err(); err != nil {
+		return err
+	}
+	if time.Now().After(w.deadline) {
+		return w.hitLimit("time", w.lim.MaxTime.String(), path)
+	}
+	return nil
+}
+
+func (w *walker) countEntry(path string) error {
+	if err := w.tick(path); err != nil {
+		return err
+	}
+	w.entries++
+	if w.entries > w.lim.MaxEntries {
+		return w.hitLimit("entries", strconv.Itoa(w.lim.MaxEntries), path)
+	}
+	return nil
+}
+
+// fatal tells errors that end the walk from those that only make one file
+// uninspectable.
+func (w *walker) fatal(err error) bool {
+	var fe *fnError
+	return w.stop || errors.Is(err, errStop) || errors.Is(err, ErrLimit) || errors.As(err, &fe) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// message walks every attachment of m.
+func (w *walker) message(m *filter.Message) error {
+	parts, _ := m.Parts() // a parse error is the pipeline's to report
+	for _, p := range parts {
+		if !p.IsAttachment() {
+			continue
+		}
+		n := node{path: partPath(p), name: p.Filename(), names: p.Names, ctype: p.ContentType, size: -1}
+		if err := w.file(n, p.Open()); err != nil {
+			return w.result(err)
+		}
+	}
+	return nil
+}
+
+// result turns the error that ended a walk into what the caller sees.
+func (w *walker) result(err error) error {
+	var fe *fnError
+	switch {
+	case errors.As(err, &fe):
+		return fe.err
+	case w.limit != nil:
+		if w.fn == nil {
+			return nil // Check: the limit is a finding
+		}
+		return w.limit
+	case errors.Is(err, errStop):
+		return nil
+	}
+	return err
+}
+
+// partPath names an attachment: its first candidate name, prefixed by the
+// names of the message/rfc822 attachments it sits in.
+func partPath(p *filter.Part) string {
+	name := p.Filename()
+	if name == "" {
+		name = "part " + p.Path
+		if p.Path == "" {
+			name = "message"
+		}
+	}
+	for q := p.Parent; q != nil; q = q.Parent {
+		if q.IsMessage() && q.Filename() != "" {
+			name = q.Filename() + "/" + name
+		}
+	}
+	return printable(name)
+}
+
+// file looks at one file: names, type, and then either walks into it or
+// treats it as a leaf. It returns only errors that end the walk.
+func (w *walker) file(n node, r io.Reader) error {
+	if err := w.tick(n.path); err != nil {
+		return err
+	}
+	bannedExt := w.checkNames(n)
+	br := bufio.NewReaderSize(r, HeadSize)
+	head, err := br.Peek(HeadSize)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+		if bannedExt != "" {
+			w.find(KindBannedType, n.path, "."+bannedExt)
+		}
+		return w.unreadable(n, "", err)
+	}
+	t := DetectType(head, n.name)
+	w.checkType(n, t, bannedExt)
+	if err := w.tick(n.path); err != nil {
+		return err
+	}
+	switch t {
+	case TypeZip, TypeOOXML, TypeODF, TypeEPUB, TypeJar, Type7z:
+		return w.randomAccess(n, t, br)
+	case TypeBinary:
+		if len(head) >= 2 && head[0] == 'M' && head[1] == 'Z' {
+			// MZ but no PE header: maybe a zip behind a stub.
+			return w.randomAccess(n, t, br)
+		}
+	case TypeTar:
+		return w.tar(n, br)
+	case TypeRar:
+		return w.rar(n, br)
+	case TypeGzip, TypeBzip2, TypeXz, TypeZstd:
+		return w.compressed(n, t, br)
+	case TypeARJ, TypeCAB, TypeACE, TypeLZH, TypeCPIO, TypeLZ4, TypeLzip, TypeZ, TypeSZDD:
+		w.archiveChecks(n, t)
+		w.find(KindUninspectable, n.path, t)
+		if err := w.tick(n.path); err != nil {
+			return err
+		}
+	}
+	return w.leaf(n, t, br)
+}
+
+// unreadable reports a file that could not be read: encrypted when the
+// library says so, else uninspectable.
+func (w *walker) unreadable(n node, t string, err error) error {
+	if w.fatal(err) {
+		return w.tick(n.path)
+	}
+	what := strings.TrimSpace(t + " " + shortErr(err))
+	if encrypted(err) {
+		w.find(KindEncrypted, n.path, what)
+	} else {
+		w.find(KindUninspectable, n.path, what)
+	}
+	return w.tick(n.path)
+}
+
+func shortErr(err error) string {
+	s := err.Error()
+	if len(s) > 80 {
+		s = s[:80] + "…"
+	}
+	return s
+}
+
+func encrypted(err error) bool {
+	var re *sevenzip.ReadError
+	if errors.As(err, &re) && re.Encrypted {
+		return true
+	}
+	return errors.Is(err, rardecode.ErrArchiveEncrypted) || errors.Is(err, rardecode.ErrArchivedFileEncrypted) ||
+		errors.Is(err, rardecode.ErrBadPassword)
+}
+
+// checkNames reports bidi controls and double extensions in every
+// candidate name, and returns the first banned extension ("" for none).
+func (w *walker) checkNames(n node) string {
+	banned := ""
+	for _, raw := range n.names {
+		norm, bidi := normalise(raw)
+		if bidi {
+			w.find(KindNameBidi, n.path, strconv.QuoteToASCII(raw))
+		}
+		ext := extOf(norm)
+		if banned == "" && w.in.bannedExt[ext] {
+			banned = ext
+		}
+		if doubleExt(norm, func(e string) bool { return w.in.bannedExt[e] || execExt[e] }) {
+			w.find(KindDoubleExt, n.path, baseName(norm))
+		}
+	}
+	return banned
+}
+
+// execExt are the extensions under which executable content is expected;
+// executable content under any other name is disguised.
+var execExt = setOf("exe", "dll", "scr", "com", "pif", "cpl", "sys", "ocx", "drv", "efi", "msi", "lnk",
+	"so", "elf", "bin", "run", "out", "app", "dylib", "bundle", "o", "ko", "axf", "prx", "mui", "dat", "tmp", "")
+
+// checkType reports a banned type, or else a banned extension, and a name or
+// media type that disguises executable content.
+func (w *walker) checkType(n node, t, bannedExt string) {
+	switch {
+	case w.in.bannedType[t]:
+		w.find(KindBannedType, n.path, t)
+	case bannedExt != "":
+		w.find(KindBannedType, n.path, "."+bannedExt)
+	}
+	if t != TypePE && t != TypeELF && t != TypeMachO && t != TypeLNK {
+		return
+	}
+	for _, name := range n.names {
+		if ext := extOf(normalName(name)); !execExt[ext] {
+			w.find(KindTypeMismatch, n.path, "."+ext+" is "+t)
+		}
+	}
+	if ct := n.ctype; ct != "" && (ct == "application/pdf" || strings.HasPrefix(ct, "image/") ||
+		strings.HasPrefix(ct, "text/") || strings.HasPrefix(ct, "audio/") || strings.HasPrefix(ct, "video/") ||
+		strings.Contains(ct, "officedocument") || ct == "application/msword") {
+		w.find(KindTypeMismatch, n.path, ct+" is "+t)
+	}
+}
+
+// archiveChecks applies the nesting and depth policy to a container about
+// to be opened. archive is false for documents and compressed files.
+func (w *walker) archiveChecks(n node, t string) {
+	if isArchive(t) && n.archives > 0 && !w.in.allowNested && w.fn == nil {
+		w.find(KindNested, n.path, t)
+	}
+	if n.depth+1 > w.lim.MaxDepth {
+		w.hitLimit("depth", strconv.Itoa(w.lim.MaxDepth), n.path)
+	}
+}
+
+func isArchive(t string) bool {
+	switch t {
+	case TypeZip, TypeJar, TypeTar, Type7z, TypeRar, TypeARJ, TypeCAB, TypeACE, TypeLZH, TypeCPIO:
+		return true
+	}
+	return false
+}
+
+func isDocument(t string) bool { return t == TypeOOXML || t == TypeODF || t == TypeEPUB }
+
+// leaf hands a file to the Leaves callback, or (Check) reads it to its end
+// when it came out of an archive: that is where bombs go off and corrupt
+// streams show, and where OLE files are scanned for macros.
+func (w *walker) leaf(n node, t string, r io.Reader) error {
+	if w.fn != nil {
+		l := Leaf{Path: n.path, Name: n.name, Type: t, Size: n.size, Depth: n.depth}
+		if err := w.fn(l, r); err != nil {
+			if errors.Is(err, ErrLimit) && w.limit != nil {
+				return w.limit
+			}
+			return &fnError{err}
+		}
+		return w.tick(n.path)
+	}
+	if n.depth == 0 && t != TypeOLE {
+		return nil
+	}
+	var sc *oleScan
+	if t == TypeOLE {
+		sc = &oleScan{}
+	}
+	for {
+		k, err := r.Read(w.buf)
+		if sc != nil {
+			sc.write(w.buf[:k])
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return w.unreadable(n, t, err)
+		}
+	}
+	if sc != nil {
+		if sc.macro {
+			w.find(KindMacro, n.path, "vba")
+		}
+		if sc.pe {
+			w.find(KindEmbeddedExe, n.path, "pe")
+		}
+	}
+	return w.tick(n.path)
+}
+
+// meter counts what an unpacking stream produces and enforces the byte,
+// ratio and time limits while it streams.
+type meter struct {
+	w    *walker
+	r    io.Reader
+	in   *counter // the packed input, nil when there is no ratio to check
+	n    int64
+	path string
+}
+
+type counter struct {
+	r io.Reader
+	n int64
+}
+
+func (c *counter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (w *walker) meter(r io.Reader, in *counter, path string) *meter {
+	return &meter{w: w, r: r, in: in, path: path}
+}
+
+func (m *meter) Read(p []byte) (int, error) {
+	w := m.w
+	if w.stop {
+		return 0, w.tick(m.path)
+	}
+	k, err := m.r.Read(p)
+	m.n += int64(k)
+	w.total += int64(k)
+	lim := &w.lim
+	switch {
+	case m.n > lim.MaxEntryBytes:
+		return k, w.hitLimit("entry-bytes", strconv.FormatInt(lim.MaxEntryBytes, 10), m.path)
+	case w.total > lim.MaxTotalBytes:
+		return k, w.hitLimit("total-bytes", strconv.FormatInt(lim.MaxTotalBytes, 10), m.path)
+	case m.in != nil && m.n > lim.RatioFloor && float64(m.n) > lim.MaxRatio*float64(max(m.in.n, 1)):
+		return k, w.hitLimit("ratio", strconv.FormatFloat(lim.MaxRatio, 'f', -1, 64), m.path)
+	}
+	if err == nil {
+		if terr := w.tick(m.path); terr != nil {
+			return k, terr
+		}
+	}
+	return k, err
+}
+
+// declared checks an entry's declared sizes before unpacking it: a
+// declared bomb is stopped without spending the work.
+func (w *walker) declared(path string, size, packed int64) error {
+	lim := &w.lim
+	switch {
+	case size > lim.MaxEntryBytes:
+		return w.hitLimit("entry-bytes", strconv.FormatInt(lim.MaxEntryBytes, 10), path)
+	case w.total+size > lim.MaxTotalBytes:
+		return w.hitLimit("total-bytes", strconv.FormatInt(lim.MaxTotalBytes, 10), path)
+	case packed >= 0 && size > lim.RatioFloor && float64(size) > lim.MaxRatio*float64(max(packed, 1)):
+		return w.hitLimit("ratio", strconv.FormatFloat(lim.MaxRatio, 'f', -1, 64), path)
+	}
+	return nil
+}
+
+var flatePool sync.Pool
+
+type flateReader struct{ io.ReadCloser }
+
+func (f flateReader) Close() error {
+	err := f.ReadCloser.Close()
+	flatePool.Put(f.ReadCloser)
+	return err
+}
+
+// decoder opens a decompressor over r: t is a detected type, or a zip
+// method as "zip-N".
+func decoder(t string, r io.Reader) (io.ReadCloser, error) {
+	switch t {
+	case "zip-8":
+		if fr, ok := flatePool.Get().(io.ReadCloser); ok {
+			if err := fr.(flate.Resetter).Reset(r, nil); err == nil {
+				return flateReader{fr}, nil
+			}
+		}
+		return flateReader{flate.NewReader(r)}, nil
+	case TypeGzip:
+		return gzip.NewReader(r)
+	case TypeBzip2, "zip-12":
+		return io.NopCloser(bzip2.NewReader(r)), nil
+	case TypeXz, "zip-95":
+		return archives.Xz{}.OpenReader(r)
+	case TypeZstd, "zip-93":
+		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(16<<20), zstd.WithDecoderMaxMemory(uint64(DefaultMaxEntryBytes)))
+		if err != nil {
+			return nil, err
+		}
+		return d.IOReadCloser(), nil
+	}
+	return nil, fmt.Errorf("%w: compression %s", ErrUninspectable, t)
+}
+
+// compressed opens a single compressed stream; the file inside is named
+// after the stream (gzip's stored name, else the name less its extension).
+func (w *walker) compressed(n node, t string, r io.Reader) error {
+	w.archiveChecks(n, t)
+	if err := w.tick(n.path); err != nil {
+		return err
+	}
+	in := &counter{r: r}
+	dec, err := decoder(t, in)
+	if err != nil {
+		return w.unreadable(n, t, err)
+	}
+	defer dec.Close()
+	inner := innerName(n.name, t)
+	names := []string{inner}
+	if gz, ok := dec.(*gzip.Reader); ok && gz.Name != "" {
+		names = append(names, gz.Name)
+		if inner == "" {
+			inner = gz.Name
+		}
+	}
+	if inner == "" {
+		inner = "data"
+	}
+	c := n.child(inner, false, -1)
+	c.names = names
+	return w.file(c, w.meter(dec, in, c.path))
+}
+
+func innerName(name, t string) string {
+	low := strings.ToLower(name)
+	for _, s := range [...]struct{ ext, repl string }{
+		{".tgz", ".tar"}, {".taz", ".tar"}, {".tbz2", ".tar"}, {".tbz", ".tar"}, {".txz", ".tar"}, {".tzst", ".tar"},
+		{".gz", ""}, {".gzip", ""}, {".bz2", ""}, {".bz", ""}, {".xz", ""}, {".zst", ""}, {".zstd", ""}, {".z", ""},
+	} {
+		if strings.HasSuffix(low, s.ext) {
+			return name[:len(name)-len(s.ext)] + s.repl
+		}
+	}
+	return baseName(name)
+}
+
+// randomAccess spills a zip, 7z or MZ-prefixed file so it can be read at
+// any offset, then opens it.
+func (w *walker) randomAccess(n node, t string, r io.Reader) error {
+	if t != TypeBinary {
+		w.archiveChecks(n, t)
+		if err := w.tick(n.path); err != nil {
+			return err
+		}
+	}
+	sp, err := newSpill(r, w.lim.MemoryBytes, w.buf)
+	if err != nil {
+		return w.unreadable(n, t, err)
+	}
+	defer sp.close()
+	if n.size < 0 {
+		n.size = sp.size
+	}
+	switch t {
+	case Type7z:
+		return w.sevenZip(n, sp)
+	case TypeBinary:
+		a, err := zipscan.Parse(sp, sp.size, w.entryBudget())
+		if err != nil || len(a.Entries) == 0 {
+			return w.leaf(n, t, sp.reader())
+		}
+		t = TypeZip
+		w.archiveChecks(n, t)
+		if err := w.tick(n.path); err != nil {
+			return err
+		}
+	}
+	return w.zip(n, t, sp, sp.size, "")
+}
+
+func (w *walker) entryBudget() int {
+	return max(w.lim.MaxEntries-w.entries, 1)
+}
+
+// zip walks a zip from its own structure parser, which sees what the
+// usual readers skip.
+func (w *walker) zip(n node, t string, ra io.ReaderAt, size int64, suffix string) error {
+	a, err := zipscan.Parse(ra, size, w.entryBudget())
+	switch {
+	case errors.Is(err, zipscan.ErrTooManyEntries):
+		return w.hitLimit("entries", strconv.Itoa(w.lim.MaxEntries), n.path)
+	case err != nil:
+		w.find(KindUninspectable, n.path, "zip: "+shortErr(err))
+		if err := w.tick(n.path); err != nil {
+			return err
+		}
+		return w.leaf(n, t, io.NewSectionReader(ra, 0, size))
+	}
+	if refined := refineZip(a); refined != t && suffix == "" {
+		// The directory tells documents and programs from plain zips.
+		if t == TypeZip && !isArchive(refined) && n.archives > 0 {
+			n.archives-- // it was counted as an archive before we knew
+		}
+		t = refined
+		w.checkType(n, t, "")
+	}
+	for _, o := range a.Overlaps {
+		w.find(KindZipOverlap, n.path, o)
+	}
+	if len(a.Overlaps) > 0 {
+		// Overlapping entries are the bomb; their data is not worth a byte.
+		return w.tick(n.path)
+	}
+	for _, name := range a.NameMismatch {
+		w.find(KindZipNameMismatch, n.path+"/"+name, "local name differs")
+	}
+	for _, off := range a.Hidden {
+		w.find(KindZipConcatenated, n.path, "zip data at offset "+strconv.FormatInt(off, 10))
+	}
+	if a.HiddenEnd > 0 {
+		w.find(KindZipConcatenated, n.path, "a second zip in the first "+strconv.FormatInt(a.HiddenEnd, 10)+" bytes")
+	}
+	if err := w.tick(n.path); err != nil {
+		return err
+	}
+	if isDocument(t) && w.fn != nil {
+		// Engines judge documents whole.
+		return w.leaf(n, t, io.NewSectionReader(ra, 0, size))
+	}
+	if err := w.zipEntries(n, t, ra, a); err != nil {
+		return err
+	}
+	if a.HiddenEnd > 0 && suffix == "" {
+		hidden := n
+		hidden.path += "#hidden"
+		return w.zip(hidden, TypeZip, io.NewSectionReader(ra, 0, a.HiddenEnd), a.HiddenEnd, "#hidden")
+	}
+	return nil
+}
+
+// refineZip tells documents and Java archives from plain zips by their
+// entries.
+func refineZip(a *zipscan.Archive) string {
+	has := map[string]bool{}
+	class := false
+	for i := range a.Entries {
+		name := a.Entries[i].Name
+		switch name {
+		case "[Content_Types].xml", "mimetype", "META-INF/manifest.xml", "META-INF/container.xml", "META-INF/MANIFEST.MF":
+			has[name] = true
+		}
+		class = class || strings.HasSuffix(name, ".class")
+	}
+	switch {
+	case has["[Content_Types].xml"]:
+		return TypeOOXML
+	case has["mimetype"] && has["META-INF/container.xml"]:
+		return TypeEPUB
+	case has["mimetype"] && has["META-INF/manifest.xml"]:
+		return TypeODF
+	case has["META-INF/MANIFEST.MF"] || class:
+		return TypeJar
+	}
+	return TypeZip
+}
+
+func (w *walker) zipEntries(n node, t string, ra io.ReaderAt, a *zipscan.Archive) error {
+	archive := isArchive(t)
+	for i := range a.Entries {
+		e := &a.Entries[i]
+		if err := w.countEntry(n.path); err != nil {
+			return err
+		}
+		c := n.child(e.Name, archive, int64(e.Size))
+		for _, alt := range []string{e.UnicodeName, e.LocalName} {
+			if alt != "" && alt != e.Name {
+				c.names = append(c.names, alt)
+			}
+		}
+		for _, name := range c.names {
+			if traversal(name) {
+				w.find(KindTraversal, c.path, name)
+			}
+		}
+		if isDocument(t) {
+			low := strings.ToLower(e.Name)
+			if strings.HasSuffix(low, "vbaproject.bin") || (t == TypeODF && strings.HasPrefix(low, "basic/") && strings.HasSuffix(low, ".xml")) {
+				w.find(KindMacro, n.path, e.Name)
+			}
+		}
+		switch {
+		case e.IsSymlink():
+			w.find(KindLink, c.path, "symlink")
+			continue
+		case e.IsDir():
+			continue
+		case e.Encrypted():
+			if ext := w.checkNames(c); ext != "" {
+				w.find(KindBannedType, c.path, "."+ext)
+			}
+			method := "zip crypto"
+			if e.Method == zipscan.AES {
+				method = "winzip aes"
+			}
+			w.find(KindEncrypted, c.path, method)
+			if err := w.tick(c.path); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := w.zipEntry(c, ra, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *walker) zipEntry(c node, ra io.ReaderAt, e *zipscan.Entry) error {
+	unopened := func(why string) error {
+		if ext := w.checkNames(c); ext != "" {
+			w.find(KindBannedType, c.path, "."+ext)
+		}
+		w.find(KindUninspectable, c.path, why)
+		return w.tick(c.path)
+	}
+	if e.LocalErr != nil {
+		return unopened(shortErr(e.LocalErr))
+	}
+	packed := int64(e.CompSize)
+	if e.Method == zipscan.Store {
+		packed = -1
+	}
+	if err := w.declared(c.path, int64(e.Size), packed); err != nil {
+		return err
+	}
+	in := &counter{r: io.NewSectionReader(ra, e.Data, int64(e.CompSize))}
+	var r io.Reader = in
+	ratio := in
+	if e.Method != zipscan.Store {
+		dec, err := decoder("zip-"+strconv.Itoa(int(e.Method)), in)
+		if err != nil {
+			return unopened("method " + strconv.Itoa(int(e.Method)))
+		}
+		defer dec.Close()
+		r = dec
+	} else {
+		ratio = nil
+	}
+	return w.file(c, w.meter(r, ratio, c.path))
+}
+
+// tar walks a tar stream.
+func (w *walker) tar(n node, r io.Reader) error {
+	w.archiveChecks(n, TypeTar)
+	if err := w.tick(n.path); err != nil {
+		return err
+	}
+	err := archives.Tar{}.Extract(w.ctx, r, func(ctx context.Context, f archives.FileInfo) error {
+		return w.member(n, f, -1)
+	})
+	if err != nil {
+		return w.unreadable(n, TypeTar, err)
+	}
+	return w.tick(n.path)
+}
+
+// member handles one entry that an mholt/archives extractor found.
+func (w *walker) member(n node, f archives.FileInfo, packed int64) error {
+	if err := w.countEntry(n.path); err != nil {
+		return err
+	}
+	c := n.child(f.NameInArchive, true, f.Size())
+	if traversal(f.NameInArchive) {
+		w.find(KindTraversal, c.path, f.NameInArchive)
+	}
+	if f.LinkTarget != "" || f.Mode()&fs.ModeSymlink != 0 {
+		w.find(KindLink, c.path, "-> "+f.LinkTarget)
+		return w.tick(c.path)
+	}
+	if f.IsDir() || !f.Mode().IsRegular() {
+		return w.tick(c.path)
+	}
+	if h, ok := f.Header.(*rardecode.FileHeader); ok && h.Encrypted {
+		if ext := w.checkNames(c); ext != "" {
+			w.find(KindBannedType, c.path, "."+ext)
+		}
+		w.find(KindEncrypted, c.path, "rar")
+		return w.tick(c.path)
+	}
+	if err := w.declared(c.path, f.Size(), packed); err != nil {
+		return err
+	}
+	rc, err := f.Open()
+	if err != nil {
+		if ext := w.checkNames(c); ext != "" {
+			w.find(KindBannedType, c.path, "."+ext)
+		}
+		return w.unreadable(c, "", err)
+	}
+	defer rc.Close()
+	return w.file(c, w.meter(rc, nil, c.path))
+}
+
+func (w *walker) rar(n node, r io.Reader) error {
+	w.archiveChecks(n, TypeRar)
+	if err := w.tick(n.path); err != nil {
+		return err
+	}
+	err := archives.Rar{}.Extract(w.ctx, r, func(ctx context.Context, f archives.FileInfo) error {
+		return w.member(n, f, -1)
+	})
+	if err != nil {
+		return w.unreadable(n, TypeRar, err)
+	}
+	return w.tick(n.path)
+}
+
+func (w *walker) sevenZip(n node, sp *spill) error {
+	err := archives.SevenZip{}.Extract(w.ctx, sp.reader(), func(ctx context.Context, f archives.FileInfo) error {
+		return w.member(n, f, -1)
+	})
+	if err != nil {
+		return w.unreadable(n, Type7z, err)
+	}
+	return w.tick(n.path)
+}
