@@ -27,7 +27,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -37,6 +36,7 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/scanner"
+	"github.com/portcullis-mail/portcullis/scanner/internal/netx"
 )
 
 // Config configures a Client.
@@ -148,7 +148,7 @@ func (c *Client) get(ctx context.Context) (cn *conn, reused bool, err error) {
 	for len(c.idle) > 0 {
 		cn = c.idle[len(c.idle)-1]
 		c.idle = c.idle[:len(c.idle)-1]
-		if time.Since(cn.used) < c.cfg.IdleTimeout && alive(cn.nc) {
+		if time.Since(cn.used) < c.cfg.IdleTimeout && netx.Alive(cn.nc) {
 			c.mu.Unlock()
 			return cn, true, nil
 		}
@@ -202,17 +202,8 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// deadline is the earlier of now+d and ctx's deadline.
-func deadline(ctx context.Context, d time.Duration) time.Time {
-	t := time.Now().Add(d)
-	if cd, ok := ctx.Deadline(); ok && cd.Before(t) {
-		return cd
-	}
-	return t
-}
-
 func (cn *conn) write(ctx context.Context, d time.Duration, b []byte) error {
-	cn.nc.SetWriteDeadline(deadline(ctx, d))
+	cn.nc.SetWriteDeadline(netx.Deadline(ctx, d))
 	if _, err := cn.nc.Write(b); err != nil {
 		return fmt.Errorf("clamd: write: %w", err)
 	}
@@ -222,7 +213,7 @@ func (cn *conn) write(ctx context.Context, d time.Duration, b []byte) error {
 // readReply reads one NUL-terminated reply (newline-terminated from old
 // clamd versions), at most maxReply bytes, and strips a session id prefix.
 func (cn *conn) readReply(ctx context.Context, d time.Duration) (string, error) {
-	cn.nc.SetReadDeadline(deadline(ctx, d))
+	cn.nc.SetReadDeadline(netx.Deadline(ctx, d))
 	var b []byte
 	for {
 		ch, err := cn.br.ReadByte()
@@ -300,11 +291,11 @@ func (c *Client) dialSession(ctx context.Context) (*conn, error) {
 // instream runs one zINSTREAM on cn and returns cn to the pool when it is
 // still good. replied reports whether clamd said anything.
 func (c *Client) instream(ctx context.Context, cn *conn, r io.Reader) (res scanner.Result, replied bool, err error) {
-	stop := context.AfterFunc(ctx, func() { cn.nc.SetDeadline(time.Unix(1, 0)) })
+	stop := netx.Abort(ctx, cn.nc)
 	defer func() {
 		if !stop() || err != nil {
 			cn.nc.Close()
-			err = ctxErr(ctx, err)
+			err = netx.CtxErr(ctx, "clamd", err)
 			return
 		}
 		c.put(cn)
@@ -344,23 +335,6 @@ func (c *Client) instream(ctx context.Context, cn *conn, r io.Reader) (res scann
 		return scanner.Result{}, true, fmt.Errorf("%w: %q before the stream ended: %w", scanner.ErrProtocol, line, werr)
 	}
 	return res, true, err
-}
-
-// ctxErr blames ctx for an I/O error when ctx ended, or when its deadline
-// (which is the socket's deadline) has passed: the caller gave up, the
-// engine did not fail.
-func ctxErr(ctx context.Context, err error) error {
-	if err == nil {
-		return nil
-	}
-	if ctx.Err() != nil {
-		return fmt.Errorf("clamd: %w (%v)", ctx.Err(), err)
-	}
-	var ne net.Error
-	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) && errors.As(err, &ne) && ne.Timeout() {
-		return fmt.Errorf("clamd: %w (%v)", context.DeadlineExceeded, err)
-	}
-	return err
 }
 
 // parseReply parses the reply to zINSTREAM (id prefix removed).
@@ -403,13 +377,13 @@ func (c *Client) command(ctx context.Context, cmd string) (string, error) {
 		return "", err
 	}
 	defer cn.nc.Close()
-	stop := context.AfterFunc(ctx, func() { cn.nc.SetDeadline(time.Unix(1, 0)) })
+	stop := netx.Abort(ctx, cn.nc)
 	defer stop()
 	if err := cn.write(ctx, c.cfg.Timeout, []byte("z"+cmd+"\x00")); err != nil {
 		return "", err
 	}
 	line, err := cn.readReply(ctx, c.cfg.Timeout)
-	return line, ctxErr(ctx, err)
+	return line, netx.CtxErr(ctx, "clamd", err)
 }
 
 // Ping sends PING and expects PONG.

@@ -1,9 +1,9 @@
 //go:build !unix
 
-package clamd
+package netx
 
 import "net"
 
-// alive cannot peek here; a dead pooled connection is caught by the retry
+// Alive cannot peek here; a dead pooled connection is caught by the retry
 // in Scan.
-func alive(net.Conn) bool { return true }
+func Alive(net.Conn) bool { return true }

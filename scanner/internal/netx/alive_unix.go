@@ -1,6 +1,6 @@
 //go:build unix
 
-package clamd
+package netx
 
 import (
 	"errors"
@@ -8,10 +8,10 @@ import (
 	"syscall"
 )
 
-// alive reports whether a pooled connection is still open: a non-blocking
+// Alive reports whether a pooled connection is still open: a non-blocking
 // peek that finds EOF (clamd closed an idle session) or stray bytes means
 // it is not usable.
-func alive(nc net.Conn) bool {
+func Alive(nc net.Conn) bool {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return true

@@ -1,0 +1,549 @@
+// Package icap is a scanner.Engine that asks an ICAP server (RFC 3507), the
+// way commercial antivirus engines (Sophos, Kaspersky, McAfee/Trellix,
+// Symantec, ESET, Trend Micro) and c-icap's virus_scan plug into gateways.
+//
+// The client learns the service from OPTIONS (Preview, ISTag, Allow: 204,
+// Max-Connections, Options-TTL) and scans with RESPMOD: the bytes travel as
+// the chunked body of a made-up HTTP response, the first Preview bytes
+// first ("0; ieof" when they are all there is); the server answers
+// "100 Continue" for the rest, or decides at once.
+//
+// The answer is read strictly, and anything unclear is an error, never
+// clean:
+//
+//	204 No Content                      clean (unmodified)
+//	200 with X-Infection-Found,         infected; the threat names are taken
+//	  X-Virus-ID or X-Violations-Found    from those headers
+//	200, HTTP status not 2xx or the     blocked: infected, named after the
+//	  body differs from what was sent     HTTP status
+//	200, identical body                 clean (a server that never sends 204)
+//	413                                 scanner.ErrSizeLimit
+//	400, 404, 405, 501, other           scanner.ErrProtocol (unavailable)
+//	500, 503                            unavailable (retried elsewhere)
+//
+// ISTag is the signature version for the result cache (scanner.Versioner).
+// Connections are kept alive and reused unless the server says
+// "Connection: close"; Max-Connections bounds the scans in flight. Every
+// read and write has a deadline, and the context aborts the I/O.
+package icap
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"hash"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/scanner"
+	"github.com/portcullis-mail/portcullis/scanner/internal/netx"
+)
+
+// Config configures a Client.
+type Config struct {
+	// URL is icap://host[:port]/service (port 1344 by default).
+	URL string
+	// Name is the engine's name in symbols and metrics. Default "icap".
+	Name string
+	// Timeout is the deadline of each read and write. Default 30 s.
+	Timeout time.Duration
+	// DialTimeout bounds connecting. Default 5 s.
+	DialTimeout time.Duration
+	// MaxIdle is how many kept-alive connections are pooled. Default 4;
+	// negative means a new connection per scan.
+	MaxIdle int
+	// IdleTimeout drops a pooled connection unused this long. Default 30 s.
+	IdleTimeout time.Duration
+	// Preview overrides the server's Preview size; negative disables
+	// preview. 0 means the server's.
+	Preview int
+	// MaxConnections bounds scans in flight when the server names no
+	// Max-Connections. Default 32.
+	MaxConnections int
+}
+
+// Limits on what the server may send.
+const (
+	maxLine    = 8 << 10
+	maxHeaders = 64 << 10
+	maxFields  = 200
+	// maxExtraBody is how much longer than the scanned bytes a returned
+	// body may be before the comparison stops (it differs anyway).
+	maxExtraBody = 1 << 20
+)
+
+// Options is what OPTIONS told about the service.
+type Options struct {
+	Methods        []string
+	ISTag          string
+	Preview        int // -1 when the server names none
+	Allow204       bool
+	MaxConnections int
+	TTL            time.Duration
+	fetched        time.Time
+}
+
+// Client is an ICAP engine. It is safe for concurrent use.
+type Client struct {
+	cfg  Config
+	host string // host:port
+	uri  string // icap://host:port/service
+
+	mu   sync.Mutex
+	opts *Options
+	sem  chan struct{}
+	idle []*conn
+}
+
+var (
+	_ scanner.Engine    = (*Client)(nil)
+	_ scanner.Versioner = (*Client)(nil)
+)
+
+// New returns a Client; it does not connect until asked.
+func New(cfg Config) (*Client, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("icap: %w", err)
+	}
+	if u.Scheme != "icap" || u.Host == "" || strings.Trim(u.Path, "/") == "" {
+		return nil, fmt.Errorf("icap: URL %q is not icap://host[:port]/service", cfg.URL)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "1344")
+	}
+	c := &Client{cfg: cfg, host: host}
+	c.uri = "icap://" + host + u.EscapedPath()
+	if u.RawQuery != "" {
+		c.uri += "?" + u.RawQuery
+	}
+	if c.cfg.Name == "" {
+		c.cfg.Name = "icap"
+	}
+	if c.cfg.Timeout <= 0 {
+		c.cfg.Timeout = 30 * time.Second
+	}
+	if c.cfg.DialTimeout <= 0 {
+		c.cfg.DialTimeout = 5 * time.Second
+	}
+	if c.cfg.MaxIdle == 0 {
+		c.cfg.MaxIdle = 4
+	}
+	if c.cfg.IdleTimeout <= 0 {
+		c.cfg.IdleTimeout = 30 * time.Second
+	}
+	if c.cfg.MaxConnections <= 0 {
+		c.cfg.MaxConnections = 32
+	}
+	return c, nil
+}
+
+// Name returns the engine's name.
+func (c *Client) Name() string { return c.cfg.Name }
+
+type conn struct {
+	nc   net.Conn
+	br   *bufio.Reader
+	used time.Time
+}
+
+func (c *Client) dial(ctx context.Context) (*conn, error) {
+	d := net.Dialer{Timeout: c.cfg.DialTimeout}
+	nc, err := d.DialContext(ctx, "tcp", c.host)
+	if err != nil {
+		return nil, fmt.Errorf("icap: %w", err)
+	}
+	return &conn{nc: nc, br: bufio.NewReaderSize(nc, 4096)}, nil
+}
+
+func (c *Client) get(ctx context.Context) (cn *conn, reused bool, err error) {
+	c.mu.Lock()
+	for len(c.idle) > 0 {
+		cn = c.idle[len(c.idle)-1]
+		c.idle = c.idle[:len(c.idle)-1]
+		if time.Since(cn.used) < c.cfg.IdleTimeout && cn.br.Buffered() == 0 && netx.Alive(cn.nc) {
+			c.mu.Unlock()
+			return cn, true, nil
+		}
+		cn.nc.Close()
+	}
+	c.mu.Unlock()
+	cn, err = c.dial(ctx)
+	return cn, false, err
+}
+
+func (c *Client) put(cn *conn) {
+	cn.used = time.Now()
+	c.mu.Lock()
+	if c.cfg.MaxIdle > 0 && len(c.idle) < c.cfg.MaxIdle {
+		c.idle = append(c.idle, cn)
+		cn = nil
+	}
+	c.mu.Unlock()
+	if cn != nil {
+		cn.nc.Close()
+	}
+}
+
+// Close closes the pooled connections.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	idle := c.idle
+	c.idle = nil
+	c.mu.Unlock()
+	for _, cn := range idle {
+		cn.nc.Close()
+	}
+	return nil
+}
+
+// exchange runs one request on a connection: write sends the request and
+// may read interim answers; the final response is returned. The
+// connection goes back to the pool when the exchange completed cleanly and
+// the server keeps it alive.
+func (c *Client) exchange(ctx context.Context, cn *conn, fn func(cn *conn) (*response, error)) (resp *response, err error) {
+	stop := netx.Abort(ctx, cn.nc)
+	defer func() {
+		if !stop() || err != nil || resp.close || c.cfg.MaxIdle < 0 {
+			cn.nc.Close()
+			err = netx.CtxErr(ctx, "icap", err)
+			return
+		}
+		c.put(cn)
+	}()
+	return fn(cn)
+}
+
+func (cn *conn) write(ctx context.Context, d time.Duration, b []byte) error {
+	cn.nc.SetWriteDeadline(netx.Deadline(ctx, d))
+	if _, err := cn.nc.Write(b); err != nil {
+		return fmt.Errorf("icap: write: %w", err)
+	}
+	return nil
+}
+
+// Options asks the server for the service's options (fresh, not cached).
+func (c *Client) Options(ctx context.Context) (*Options, error) {
+	cn, _, err := c.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.exchange(ctx, cn, func(cn *conn) (*response, error) {
+		req := "OPTIONS " + c.uri + " ICAP/1.0\r\nHost: " + c.host + "\r\nEncapsulated: null-body=0\r\n\r\n"
+		if err := cn.write(ctx, c.cfg.Timeout, []byte(req)); err != nil {
+			return nil, err
+		}
+		cn.nc.SetReadDeadline(netx.Deadline(ctx, c.cfg.Timeout))
+		resp, err := readResponse(cn.br)
+		if err != nil {
+			return nil, err
+		}
+		return resp, resp.discardBody(cn.br)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if resp.status != 200 {
+		return nil, fmt.Errorf("%w: OPTIONS answered %d %s", scanner.ErrProtocol, resp.status, resp.reason)
+	}
+	o := parseOptions(resp)
+	o.fetched = time.Now()
+	c.mu.Lock()
+	c.opts = o
+	if c.sem == nil {
+		n := c.cfg.MaxConnections
+		if o.MaxConnections > 0 {
+			n = min(n, o.MaxConnections)
+		}
+		c.sem = make(chan struct{}, n)
+	}
+	c.mu.Unlock()
+	return o, nil
+}
+
+func parseOptions(resp *response) *Options {
+	o := &Options{ISTag: strings.Trim(resp.get("ISTag"), `"`), Preview: -1, TTL: time.Hour}
+	for m := range strings.SplitSeq(resp.get("Methods"), ",") {
+		if m = strings.TrimSpace(m); m != "" {
+			o.Methods = append(o.Methods, m)
+		}
+	}
+	if n, err := strconv.Atoi(resp.get("Preview")); err == nil && n >= 0 {
+		o.Preview = n
+	}
+	for a := range strings.SplitSeq(resp.get("Allow"), ",") {
+		if strings.TrimSpace(a) == "204" {
+			o.Allow204 = true
+		}
+	}
+	if n, err := strconv.Atoi(resp.get("Max-Connections")); err == nil && n > 0 {
+		o.MaxConnections = n
+	}
+	if n, err := strconv.Atoi(resp.get("Options-TTL")); err == nil && n > 0 {
+		o.TTL = time.Duration(n) * time.Second
+	}
+	return o
+}
+
+// options returns the cached options, fetching them when stale.
+func (c *Client) options(ctx context.Context) (*Options, error) {
+	c.mu.Lock()
+	o := c.opts
+	c.mu.Unlock()
+	if o != nil && time.Since(o.fetched) < o.TTL {
+		return o, nil
+	}
+	return c.Options(ctx)
+}
+
+// Version returns the service's ISTag, which changes with its signatures.
+func (c *Client) Version(ctx context.Context) (string, error) {
+	o, err := c.Options(ctx)
+	if err != nil {
+		return "", err
+	}
+	if o.ISTag == "" {
+		return "", fmt.Errorf("%w: OPTIONS without ISTag", scanner.ErrProtocol)
+	}
+	return o.ISTag, nil
+}
+
+// Scan sends r with RESPMOD and interprets the answer.
+func (c *Client) Scan(ctx context.Context, r io.Reader) (scanner.Result, error) {
+	o, err := c.options(ctx)
+	if err != nil {
+		return scanner.Result{}, err
+	}
+	select {
+	case c.sem <- struct{}{}:
+		defer func() { <-c.sem }()
+	case <-ctx.Done():
+		return scanner.Result{}, ctx.Err()
+	}
+	preview := o.Preview
+	if c.cfg.Preview != 0 {
+		preview = c.cfg.Preview
+	}
+	var start int64 = -1
+	if s, ok := r.(io.Seeker); ok {
+		if pos, err := s.Seek(0, io.SeekCurrent); err == nil {
+			start = pos
+		}
+	}
+	cn, reused, err := c.get(ctx)
+	if err != nil {
+		return scanner.Result{}, err
+	}
+	res, answered, err := c.respmod(ctx, cn, r, preview, o.Allow204)
+	if err != nil && reused && !answered && start >= 0 && ctx.Err() == nil {
+		// A kept-alive connection the server had closed: replay once.
+		if _, serr := r.(io.Seeker).Seek(start, io.SeekStart); serr == nil {
+			if cn, err = c.dial(ctx); err != nil {
+				return scanner.Result{}, err
+			}
+			res, _, err = c.respmod(ctx, cn, r, preview, o.Allow204)
+		}
+	}
+	return res, err
+}
+
+// httpHeader is the made-up HTTP response the bytes are the body of.
+const httpHeader = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n"
+
+func (c *Client) respmod(ctx context.Context, cn *conn, r io.Reader, preview int, allow204 bool) (res scanner.Result, answered bool, err error) {
+	sent := sha256.New()
+	var sentN int64
+	_, err = c.exchange(ctx, cn, func(cn *conn) (*response, error) {
+		var req strings.Builder
+		req.WriteString("RESPMOD " + c.uri + " ICAP/1.0\r\nHost: " + c.host + "\r\n")
+		if allow204 {
+			req.WriteString("Allow: 204\r\n")
+		}
+		if preview >= 0 {
+			req.WriteString("Preview: " + strconv.Itoa(preview) + "\r\n")
+		}
+		if c.cfg.MaxIdle < 0 {
+			req.WriteString("Connection: close\r\n")
+		}
+		fmt.Fprintf(&req, "Encapsulated: res-hdr=0, res-body=%d\r\n\r\n%s", len(httpHeader), httpHeader)
+		if err := cn.write(ctx, c.cfg.Timeout, []byte(req.String())); err != nil {
+			return nil, err
+		}
+		body := bufio.NewReaderSize(r, 4096)
+		cw := &chunkWriter{cn: cn, ctx: ctx, d: c.cfg.Timeout, h: sent}
+		if preview >= 0 {
+			n, eof, err := cw.copyN(body, int64(preview))
+			sentN += n
+			if err != nil {
+				return nil, err
+			}
+			if err := cw.end(eof); err != nil {
+				return nil, err
+			}
+			cn.nc.SetReadDeadline(netx.Deadline(ctx, c.cfg.Timeout))
+			resp, err := readResponse(cn.br)
+			if err != nil {
+				return nil, err
+			}
+			answered = true
+			if resp.status != 100 {
+				return resp, c.interpret(resp, cn.br, sent, sentN, &res)
+			}
+			if eof {
+				return resp, fmt.Errorf("%w: 100 Continue after ieof", scanner.ErrProtocol)
+			}
+		}
+		n, _, err := cw.copyN(body, -1)
+		sentN += n
+		if err != nil {
+			return nil, err
+		}
+		if err := cw.end(false); err != nil {
+			return nil, err
+		}
+		cn.nc.SetReadDeadline(netx.Deadline(ctx, c.cfg.Timeout))
+		resp, err := readResponse(cn.br)
+		if err != nil {
+			return nil, err
+		}
+		answered = true
+		if resp.status == 100 {
+			return resp, fmt.Errorf("%w: 100 Continue after the whole body", scanner.ErrProtocol)
+		}
+		return resp, c.interpret(resp, cn.br, sent, sentN, &res)
+	})
+	return res, answered, err
+}
+
+// interpret turns the final response into a result; it reads the
+// encapsulated body so the connection can be reused.
+func (c *Client) interpret(resp *response, br *bufio.Reader, sent hash.Hash, sentN int64, res *scanner.Result) error {
+	if tag := strings.Trim(resp.get("ISTag"), `"`); tag != "" {
+		c.mu.Lock()
+		if c.opts != nil && c.opts.ISTag != tag {
+			c.opts.fetched = time.Time{} // the service changed: ask OPTIONS again
+		}
+		c.mu.Unlock()
+	}
+	switch resp.status {
+	case 204:
+		return resp.discardBody(br)
+	case 200:
+	case 413:
+		return &scanner.ContentError{Reply: fmt.Sprintf("%d %s", resp.status, resp.reason), SizeLimit: true}
+	default:
+		return fmt.Errorf("%w: RESPMOD answered %d %s", scanner.ErrProtocol, resp.status, resp.reason)
+	}
+	names := threats(resp)
+	httpStatus, same, err := resp.compareBody(br, sent.Sum(nil), sentN)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(names) > 0:
+		res.Signatures = names
+	case httpStatus < 200 || httpStatus > 299:
+		res.Signatures = []string{fmt.Sprintf("(blocked: HTTP %d)", httpStatus)}
+	case !same:
+		res.Signatures = []string{"(blocked: body replaced)"}
+	}
+	return nil
+}
+
+// threats collects infection names from the headers engines use.
+func threats(resp *response) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(s string) {
+		s = strings.TrimSpace(s)
+		if s != "" && s != "-" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	// X-Infection-Found: Type=0; Resolution=2; Threat=NAME;
+	for _, v := range resp.all("X-Infection-Found") {
+		for f := range strings.SplitSeq(v, ";") {
+			if k, val, ok := strings.Cut(strings.TrimSpace(f), "="); ok && strings.EqualFold(k, "Threat") {
+				add(val)
+			}
+		}
+	}
+	// X-Virus-ID: NAME
+	for _, v := range resp.all("X-Virus-ID") {
+		add(v)
+	}
+	// X-Violations-Found: N, then per violation four folded lines:
+	// filename, threat, id, disposition.
+	for _, v := range resp.all("X-Violations-Found") {
+		lines := strings.Split(v, "\n")
+		for i := 2; i < len(lines); i += 4 {
+			add(lines[i])
+		}
+	}
+	return out
+}
+
+// chunkWriter writes an HTTP/1.1 chunked body.
+type chunkWriter struct {
+	cn  *conn
+	ctx context.Context
+	d   time.Duration
+	h   hash.Hash // of the bytes sent
+	buf [chunkHead + chunkData + 2]byte
+}
+
+const (
+	chunkHead = 16 // room for the size line
+	chunkData = 64 << 10
+)
+
+// copyN copies up to n bytes (all when n < 0) as chunks; eof reports that
+// r has nothing after them.
+func (w *chunkWriter) copyN(r *bufio.Reader, n int64) (written int64, eof bool, err error) {
+	for n < 0 || written < n {
+		want := int64(chunkData)
+		if n >= 0 {
+			want = min(want, n-written)
+		}
+		k, rerr := io.ReadFull(r, w.buf[chunkHead:chunkHead+want])
+		if k > 0 {
+			head := strconv.FormatInt(int64(k), 16) + "\r\n"
+			start := chunkHead - len(head)
+			copy(w.buf[start:], head)
+			copy(w.buf[chunkHead+k:], "\r\n")
+			if err := w.cn.write(w.ctx, w.d, w.buf[start:chunkHead+k+2]); err != nil {
+				return written, false, err
+			}
+			w.h.Write(w.buf[chunkHead : chunkHead+k])
+			written += int64(k)
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			return written, true, nil
+		}
+		if rerr != nil {
+			return written, false, fmt.Errorf("icap: reading input: %w", rerr)
+		}
+	}
+	if _, err := r.Peek(1); err == io.EOF {
+		return written, true, nil
+	} else if err != nil {
+		return written, false, fmt.Errorf("icap: reading input: %w", err)
+	}
+	return written, false, nil
+}
+
+func (w *chunkWriter) end(ieof bool) error {
+	last := "0\r\n\r\n"
+	if ieof {
+		last = "0; ieof\r\n\r\n"
+	}
+	return w.cn.write(w.ctx, w.d, []byte(last))
+}
