@@ -1,0 +1,463 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"regexp/syntax"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/portcullis-mail/portcullis/rules/internal/ac"
+	"github.com/portcullis-mail/portcullis/rules/internal/literal"
+)
+
+// scope is a text scanned by one prefilter pass.
+type scope int
+
+const (
+	scopeHeader scope = iota
+	scopeBody
+	scopeRawBody
+	scopeFull
+	scopeURI
+	scopeOther // attachment and envelope values: few and short, always tested
+	nScopes
+)
+
+func kindScope(k Kind) scope {
+	switch k {
+	case Header:
+		return scopeHeader
+	case Body:
+		return scopeBody
+	case RawBody:
+		return scopeRawBody
+	case Full:
+		return scopeFull
+	case URI:
+		return scopeURI
+	}
+	return scopeOther
+}
+
+// Set is a compiled rule set: immutable, safe for concurrent use, swapped
+// whole by an Engine.
+type Set struct {
+	rules      []*crule
+	byName     map[string]*crule
+	thresholds Thresholds
+	scans      [nScopes]scanPlan
+	metas      []*crule // in evaluation order: dependencies first
+	corpus     []Sample
+	report     LoadReport
+	limits     Limits
+	detect     func(head []byte, name string) string
+	prefilter  bool
+	needType   bool
+	scratch    sync.Pool
+}
+
+type scanPlan struct {
+	rules   []*crule // every rule of the scope
+	always  []*crule // rules with no usable key: run on every message
+	matcher *ac.Matcher
+	byKey   [][]*crule // pattern id → rules keyed on it
+}
+
+// crule is a compiled rule.
+type crule struct {
+	Rule
+	id    int
+	re    *regexp.Regexp
+	cidrs []netip.Prefix
+	hdr   headerSpec
+	meta  *metaNode
+	emit  bool // hits become symbols (names starting "__" are helpers)
+	stats *RuleStats
+}
+
+// RuleStats counts what one rule cost and found. Counts survive reloads of
+// an Engine while the rule keeps its name.
+type RuleStats struct {
+	Evaluations atomic.Uint64 // times the rule was tested (after the prefilter)
+	Hits        atomic.Uint64
+	Nanos       atomic.Int64 // time spent testing it
+}
+
+type statsTable struct {
+	mu sync.Mutex
+	m  map[string]*RuleStats
+}
+
+func (t *statsTable) get(name string) *RuleStats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = map[string]*RuleStats{}
+	}
+	s, ok := t.m[name]
+	if !ok {
+		s = &RuleStats{}
+		t.m[name] = s
+	}
+	return s
+}
+
+// spec is everything read from the rule files of one set, before compiling.
+type spec struct {
+	rules      []Rule
+	scores     []scoreOverride
+	thresholds *Thresholds
+	corpus     []Sample
+	report     LoadReport
+}
+
+type scoreOverride struct {
+	name  string
+	score float64
+	file  string
+	line  int
+}
+
+type compileOptions struct {
+	limits      Limits
+	detect      func(head []byte, name string) string
+	noPrefilter bool
+	stats       *statsTable
+}
+
+const maxErrors = 20
+
+// compile builds a Set. Every fault is reported (up to maxErrors), each
+// naming its file and line.
+func compile(sp *spec, o compileOptions) (*Set, error) {
+	o.limits = o.limits.withDefaults()
+	if o.stats == nil {
+		o.stats = &statsTable{}
+	}
+	if len(sp.rules) > o.limits.MaxRules {
+		r := sp.rules[o.limits.MaxRules]
+		return nil, ruleErr(&r, fmt.Errorf("%w: more than %d rules", ErrLimit, o.limits.MaxRules))
+	}
+	s := &Set{
+		byName:     make(map[string]*crule, len(sp.rules)),
+		thresholds: DefaultThresholds(),
+		corpus:     sp.corpus,
+		report:     sp.report,
+		limits:     o.limits,
+		detect:     o.detect,
+		prefilter:  !o.noPrefilter,
+	}
+	if sp.thresholds != nil {
+		s.thresholds = *sp.thresholds
+	}
+	var errs []error
+	fail := func(err error) bool {
+		errs = append(errs, err)
+		return len(errs) >= maxErrors
+	}
+	for i := range sp.rules {
+		r := &sp.rules[i]
+		if prev, ok := s.byName[r.Name]; ok {
+			if fail(ruleErr(r, fmt.Errorf("%w (first defined at %s:%d)", ErrDuplicate, prev.File, prev.Line))) {
+				break
+			}
+			continue
+		}
+		c, err := compileRule(r, o.limits)
+		if err != nil {
+			if fail(ruleErr(r, err)) {
+				break
+			}
+			continue
+		}
+		c.id = len(s.rules)
+		c.stats = o.stats.get(r.Name)
+		s.rules = append(s.rules, c)
+		s.byName[r.Name] = c
+	}
+	if len(errs) == 0 {
+		for _, o := range sp.scores {
+			if c, ok := s.byName[o.name]; ok {
+				c.Score = o.score
+			} else {
+				errs = append(errs, &LoadError{File: o.file, Line: o.line, Rule: o.name, Err: fmt.Errorf("%w: score for a rule not defined", ErrUnknown)})
+			}
+		}
+	}
+	if len(errs) == 0 {
+		errs = append(errs, s.orderMetas()...)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	for _, c := range s.rules {
+		c.emit = !strings.HasPrefix(c.Name, "__") && !c.quiet
+		if c.Kind == Attachment && c.Field == "type" {
+			s.needType = true
+		}
+	}
+	if err := s.buildScans(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+var ruleName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$`)
+
+func compileRule(r *Rule, lim Limits) (*crule, error) {
+	c := &crule{Rule: *r}
+	if !ruleName.MatchString(r.Name) {
+		return nil, fmt.Errorf("%w: name must be 1 to 128 letters, digits, _ . -", ErrInvalid)
+	}
+	if !slices.Contains(kinds, r.Kind) {
+		return nil, fmt.Errorf("%w: unknown kind %q", ErrInvalid, r.Kind)
+	}
+	if r.Kind == Meta {
+		if len(r.Expr) > lim.MaxRegexBytes {
+			return nil, fmt.Errorf("%w: meta expression of %d bytes (limit %d)", ErrLimit, len(r.Expr), lim.MaxRegexBytes)
+		}
+		n, err := parseMeta(r.Expr)
+		if err != nil {
+			return nil, err
+		}
+		c.meta = n
+		return c, nil
+	}
+	if r.Regex != "" && r.Literal != "" {
+		return nil, fmt.Errorf("%w: both regex and literal given", ErrInvalid)
+	}
+	pattern := r.Regex
+	if r.Literal != "" {
+		pattern = regexp.QuoteMeta(r.Literal)
+	}
+	if len(pattern) > lim.MaxRegexBytes {
+		return nil, fmt.Errorf("%w: regex of %d bytes (limit %d)", ErrLimit, len(pattern), lim.MaxRegexBytes)
+	}
+	switch r.Test {
+	case Match:
+		if pattern == "" && len(r.CIDR) == 0 && len(r.Domains) == 0 {
+			return nil, fmt.Errorf("%w: nothing to match: give regex, literal, cidr, domains or test", ErrInvalid)
+		}
+	case Exists, Absent:
+		if pattern != "" {
+			return nil, fmt.Errorf("%w: test %q takes no regex", ErrInvalid, r.Test)
+		}
+	default:
+		return nil, fmt.Errorf("%w: unknown test %q", ErrInvalid, r.Test)
+	}
+	if err := checkField(r); err != nil {
+		return nil, err
+	}
+	if pattern != "" {
+		if r.NoCase {
+			pattern = "(?i)" + pattern
+		}
+		re, err := regexp.Compile(pattern)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		c.re = re
+	}
+	for _, p := range r.CIDR {
+		pfx, err := netip.ParsePrefix(strings.TrimSpace(p))
+		if err != nil {
+			a, aerr := netip.ParseAddr(strings.TrimSpace(p))
+			if aerr != nil {
+				return nil, fmt.Errorf("%w: bad CIDR %q", ErrInvalid, p)
+			}
+			pfx = netip.PrefixFrom(a, a.BitLen())
+		}
+		c.cidrs = append(c.cidrs, pfx.Masked())
+	}
+	c.Domains = nil
+	for _, d := range r.Domains {
+		c.Domains = append(c.Domains, strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), "."))
+	}
+	if r.Kind == Header {
+		c.hdr = parseHeaderSpec(r.Field)
+	}
+	return c, nil
+}
+
+func checkField(r *Rule) error {
+	var allowed []string
+	switch r.Kind {
+	case URI:
+		allowed = []string{"", "url", "host", "domain"}
+	case Attachment:
+		allowed = []string{"", "name", "type", "content-type"}
+	case Envelope:
+		allowed = []string{"from", "rcpt", "helo", "ip", "auth"}
+	case Body, RawBody, Full:
+		allowed = []string{""}
+	default:
+		return nil
+	}
+	if !slices.Contains(allowed, r.Field) {
+		return fmt.Errorf("%w: field %q not one of %q for kind %s", ErrInvalid, r.Field, allowed, r.Kind)
+	}
+	if len(r.CIDR) > 0 && !(r.Kind == Envelope && r.Field == "ip") {
+		return fmt.Errorf("%w: cidr is for envelope ip rules", ErrInvalid)
+	}
+	return nil
+}
+
+// orderMetas resolves the names meta rules use and orders them so that
+// every meta rule is evaluated after the rules it uses; a cycle is refused
+// with its path.
+func (s *Set) orderMetas() []error {
+	var errs []error
+	for _, c := range s.rules {
+		if c.meta == nil {
+			continue
+		}
+		c.meta.names(func(n *metaNode) {
+			d, ok := s.byName[n.name]
+			if !ok {
+				errs = append(errs, ruleErr(&c.Rule, fmt.Errorf("%w: meta uses %s, which is not defined", ErrUnknown, n.name)))
+				return
+			}
+			n.id = d.id
+		})
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := make([]int, len(s.rules))
+	var path []*crule
+	var visit func(c *crule) error
+	visit = func(c *crule) error {
+		switch color[c.id] {
+		case black:
+			return nil
+		case grey:
+			var names []string
+			start := slices.Index(path, c)
+			for _, p := range path[start:] {
+				names = append(names, p.Name)
+			}
+			names = append(names, c.Name)
+			return ruleErr(&c.Rule, fmt.Errorf("%w: %s", ErrCycle, strings.Join(names, " -> ")))
+		}
+		color[c.id] = grey
+		path = append(path, c)
+		var err error
+		c.meta.names(func(n *metaNode) {
+			if d := s.rules[n.id]; err == nil && d.meta != nil {
+				err = visit(d)
+			}
+		})
+		path = path[:len(path)-1]
+		if err != nil {
+			return err
+		}
+		color[c.id] = black
+		s.metas = append(s.metas, c)
+		return nil
+	}
+	for _, c := range s.rules {
+		if c.meta != nil {
+			if err := visit(c); err != nil {
+				return []error{err}
+			}
+		}
+	}
+	return nil
+}
+
+// buildScans builds one literal prefilter per text scope.
+func (s *Set) buildScans() error {
+	for sc := scope(0); sc < nScopes; sc++ {
+		plan := &s.scans[sc]
+		index := map[string]int{}
+		var patterns []string
+		for _, c := range s.rules {
+			if c.meta != nil || kindScope(c.Kind) != sc {
+				continue
+			}
+			plan.rules = append(plan.rules, c)
+			keys := c.keys()
+			if sc == scopeOther || !s.prefilter || keys == nil {
+				plan.always = append(plan.always, c)
+				continue
+			}
+			for _, k := range keys {
+				id, ok := index[k]
+				if !ok {
+					id = len(patterns)
+					index[k] = id
+					patterns = append(patterns, k)
+					plan.byKey = append(plan.byKey, nil)
+				}
+				plan.byKey[id] = append(plan.byKey[id], c)
+			}
+		}
+		if len(patterns) == 0 {
+			continue
+		}
+		m, err := ac.New(patterns)
+		if err != nil {
+			return &LoadError{Err: fmt.Errorf("%w: %v", ErrLimit, err)}
+		}
+		plan.matcher = m
+	}
+	return nil
+}
+
+// keys returns the strings of which a text must contain one for the rule
+// to hit, or nil when the rule must always run (negated rules, existence
+// tests, and regexes without a usable literal).
+func (c *crule) keys() []string {
+	if c.re == nil || c.Negate || c.Test != Match {
+		return nil
+	}
+	if c.Kind == Header && c.IfUnset != nil {
+		return nil // a missing header is tested as IfUnset, not in the text
+	}
+	re, err := syntax.Parse(c.re.String(), syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	return literal.Required(re.Simplify())
+}
+
+// Thresholds returns the set's thresholds.
+func (s *Set) Thresholds() Thresholds { return s.thresholds }
+
+// Len returns the number of rules in the set.
+func (s *Set) Len() int { return len(s.rules) }
+
+// Report returns what loading the set skipped or ignored.
+func (s *Set) Report() LoadReport { return s.report }
+
+// Corpus returns the regression corpus the set's files carry.
+func (s *Set) Corpus() []Sample { return s.corpus }
+
+// Rules returns the set's rules with their final scores, in load order.
+func (s *Set) Rules() []Rule {
+	out := make([]Rule, len(s.rules))
+	for i, c := range s.rules {
+		out[i] = c.Rule
+	}
+	return out
+}
+
+// PrefilterStats tells how many rules each prefilter pass covers and how
+// many must run on every message.
+func (s *Set) PrefilterStats() (keyed, always int) {
+	for _, p := range s.scans {
+		keyed += len(p.rules) - len(p.always)
+		always += len(p.always)
+	}
+	return keyed, always
+}

@@ -1,0 +1,358 @@
+package rules
+
+import (
+	"cmp"
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/filter"
+)
+
+//go:embed default
+var defaultFS embed.FS
+
+// Config describes where an Engine's rules come from and how it runs.
+type Config struct {
+	// Name is the filter name (default "rules").
+	Name string
+	// Files are rule files: ".cf" files are read as SpamAssassin rules (all
+	// of them together, in order, so later files override earlier ones),
+	// anything else as YAML.
+	Files []string
+	// Default includes the embedded default rule set (and its corpus).
+	Default bool
+	// Corpus is a regression corpus every new set must pass, in addition
+	// to the samples the rule files list.
+	Corpus []Sample
+	// DetectType names an attachment's type from its first bytes and its
+	// name, for attachment rules on field "type" (a gateway passes
+	// archive.DetectType). Nil uses h2non/filetype's extension names.
+	DetectType func(head []byte, name string) string
+	// DemandAction makes Check demand the action the set's thresholds give
+	// its score. By default Check only reports symbols and the pipeline's
+	// Policy decides.
+	DemandAction bool
+	// NoPrefilter runs every rule's regex on every message: for
+	// benchmarks and for checking the prefilter, never needed otherwise.
+	NoPrefilter bool
+	Limits      Limits
+	Logger      *slog.Logger   // nil discards
+	Metrics     filter.Metrics // nil is a no-op
+}
+
+// Engine is a filter.Filter that scores messages with a rule set it can
+// replace while messages are in flight. The current set sits behind an
+// atomic pointer: a Check reads it once and uses that whole set to the
+// end; a reload compiles the new set fully and gates it on the regression
+// corpus before swapping it in. A set that fails either is refused, the
+// old one keeps serving, and the failure is logged and counted.
+type Engine struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics filter.Metrics
+	cur     atomic.Pointer[Set]
+	stats   statsTable
+
+	reloadMu sync.Mutex // one reload at a time
+	ok, bad  atomic.Uint64
+	lastErr  atomic.Pointer[error]
+}
+
+var (
+	_ filter.Filter  = (*Engine)(nil)
+	_ filter.Readier = (*Engine)(nil)
+)
+
+// New returns an Engine with no set loaded: it is not Ready and its Check
+// fails until Reload or Install succeeds.
+func New(cfg Config) *Engine {
+	if cfg.Name == "" {
+		cfg.Name = "rules"
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Engine{cfg: cfg, log: log, metrics: filter.OrNop(cfg.Metrics)}
+}
+
+// Load returns an Engine over rule files (".cf" for SpamAssassin, else
+// YAML), loaded.
+func Load(files ...string) (*Engine, error) {
+	e := New(Config{Files: files})
+	if err := e.Reload(context.Background()); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Default returns an Engine with the embedded default rule set loaded. The
+// set is part of the library and its tests; it panics only if the library
+// itself is broken.
+func Default() *Engine {
+	e := New(Config{Default: true})
+	if err := e.Reload(context.Background()); err != nil {
+		panic("rules: the embedded default set does not load: " + err.Error())
+	}
+	return e
+}
+
+// Name implements filter.Filter.
+func (e *Engine) Name() string { return e.cfg.Name }
+
+// Ready implements filter.Readier: nil once a set is loaded.
+func (e *Engine) Ready() error {
+	if e.cur.Load() == nil {
+		return ErrNotReady
+	}
+	return nil
+}
+
+// Current returns the set in use, or nil.
+func (e *Engine) Current() *Set { return e.cur.Load() }
+
+// Check implements filter.Filter: one symbol per rule hit.
+func (e *Engine) Check(ctx context.Context, m *filter.Message) (filter.Result, error) {
+	s := e.cur.Load()
+	if s == nil {
+		return filter.Result{}, ErrNotReady
+	}
+	start := time.Now()
+	ev, err := s.Evaluate(ctx, m)
+	e.metrics.Observe("portcullis_rules_check_seconds", time.Since(start).Seconds())
+	if err != nil {
+		return filter.Result{}, err
+	}
+	res := filter.Result{Symbols: ev.Symbols}
+	for _, sym := range ev.Symbols {
+		e.metrics.Add("portcullis_rules_hits_total", 1, "rule", sym.Name)
+	}
+	if e.cfg.DemandAction {
+		res.Demand(ev.Action)
+	}
+	return res, nil
+}
+
+// Build reads and compiles the set cfg describes, without installing it.
+func Build(cfg Config) (*Set, error) { return New(cfg).build() }
+
+func (e *Engine) build() (*Set, error) {
+	lim := e.cfg.Limits.withDefaults()
+	sp := &spec{}
+	if e.cfg.Default {
+		if err := loadEmbedded(sp, lim); err != nil {
+			return nil, err
+		}
+	}
+	var cf []namedData
+	for _, f := range e.cfg.Files {
+		data, err := readFile(f, lim.MaxFileBytes)
+		if err != nil {
+			return nil, err
+		}
+		if strings.EqualFold(filepath.Ext(f), ".cf") {
+			cf = append(cf, namedData{f, data})
+			continue
+		}
+		dir := filepath.Dir(f)
+		err = parseYAML(f, data, sp, func(rel string) ([]byte, error) {
+			return readFile(filepath.Join(dir, filepath.FromSlash(rel)), lim.MaxFileBytes)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(cf) > 0 {
+		if err := parseCF(cf, sp); err != nil {
+			return nil, err
+		}
+	}
+	return compile(sp, compileOptions{limits: lim, detect: e.cfg.DetectType, noPrefilter: e.cfg.NoPrefilter, stats: &e.stats})
+}
+
+func readFile(name string, max int64) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, &LoadError{File: name, Err: err}
+	}
+	defer f.Close()
+	return readLimited(name, f, max)
+}
+
+func loadEmbedded(sp *spec, lim Limits) error {
+	const name = "default/default.yaml"
+	data, err := defaultFS.ReadFile(name)
+	if err != nil {
+		return &LoadError{File: name, Err: err}
+	}
+	return parseYAML("(embedded) "+name, data, sp, func(rel string) ([]byte, error) {
+		f, err := defaultFS.Open(path.Join("default", rel))
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		return readLimited(rel, f, lim.MaxFileBytes)
+	})
+}
+
+// Reload builds the set from the Config's sources and installs it. On any
+// failure the current set stays in use; the error says why, naming file
+// and line, or carries the gate's report (errors.Is(err, ErrGate)).
+func (e *Engine) Reload(ctx context.Context) error {
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+	s, err := e.build()
+	if err != nil {
+		return e.failed(err)
+	}
+	return e.install(ctx, s)
+}
+
+// Install gates s on the regression corpus and makes it the current set.
+func (e *Engine) Install(ctx context.Context, s *Set) error {
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+	return e.install(ctx, s)
+}
+
+func (e *Engine) install(ctx context.Context, s *Set) error {
+	corpus := append(slices.Clip(s.Corpus()), e.cfg.Corpus...)
+	if len(corpus) > 0 {
+		rep, err := Gate(ctx, e.cur.Load(), s, corpus)
+		if err != nil {
+			return e.failed(err)
+		}
+		if !rep.OK() {
+			return e.failed(&GateError{Report: rep})
+		}
+	}
+	e.cur.Store(s)
+	e.ok.Add(1)
+	e.metrics.Add("portcullis_rules_reloads_total", 1, "result", "ok")
+	e.metrics.Set("portcullis_rules_loaded", float64(s.Len()))
+	keyed, always := s.PrefilterStats()
+	e.log.Info("rules: set loaded", "rules", s.Len(), "prefiltered", keyed, "always", always,
+		"samples", len(corpus), "report", s.Report().String())
+	return nil
+}
+
+func (e *Engine) failed(err error) error {
+	e.bad.Add(1)
+	e.lastErr.Store(&err)
+	e.metrics.Add("portcullis_rules_reloads_total", 1, "result", "failed")
+	e.log.Error("rules: new set refused, keeping the current one", "err", err, "serving", e.cur.Load() != nil)
+	return err
+}
+
+// Reloads returns how many sets were installed and how many refused, and
+// the last refusal.
+func (e *Engine) Reloads() (ok, failed uint64, last error) {
+	if p := e.lastErr.Load(); p != nil {
+		last = *p
+	}
+	return e.ok.Load(), e.bad.Load(), last
+}
+
+// Watch reloads whenever a rule file's modification time or size changes,
+// polling every interval (default 2 s) until ctx ends. Polling, rather
+// than inotify, needs no extra dependency and sees files replaced by
+// rename, on network file systems and in containers with bind mounts,
+// where change events are unreliable; a rule file is small and a stat
+// every few seconds costs nothing.
+func (e *Engine) Watch(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		interval = 2 * time.Second
+	}
+	last := e.fileStamps()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := e.fileStamps()
+		if now == last {
+			continue
+		}
+		last = now
+		// A failed reload is logged and counted; the next change retries.
+		_ = e.Reload(ctx)
+	}
+}
+
+func (e *Engine) fileStamps() string {
+	var b strings.Builder
+	for _, f := range e.cfg.Files {
+		st, err := os.Stat(f)
+		if err != nil {
+			fmt.Fprintf(&b, "%s:missing;", f)
+			continue
+		}
+		fmt.Fprintf(&b, "%s:%d:%d;", f, st.ModTime().UnixNano(), st.Size())
+	}
+	return b.String()
+}
+
+// ReloadOnSignal reloads each time one of sigs arrives (SIGHUP, by
+// convention) until ctx ends.
+func (e *Engine) ReloadOnSignal(ctx context.Context, sigs ...os.Signal) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, sigs...)
+	defer signal.Stop(ch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+			_ = e.Reload(ctx)
+		}
+	}
+}
+
+// RuleStat is what one rule of the current set has cost and found since
+// the Engine started.
+type RuleStat struct {
+	Name        string
+	Evaluations uint64
+	Hits        uint64
+	Time        time.Duration
+}
+
+// Stats returns the statistics of the current set's rules, the most
+// expensive first, so that slow rules can be found.
+func (e *Engine) Stats() []RuleStat {
+	s := e.cur.Load()
+	if s == nil {
+		return nil
+	}
+	return s.Stats()
+}
+
+// Stats returns the statistics of the set's rules, the most expensive first.
+func (s *Set) Stats() []RuleStat {
+	out := make([]RuleStat, 0, len(s.rules))
+	for _, c := range s.rules {
+		out = append(out, RuleStat{Name: c.Name, Evaluations: c.stats.Evaluations.Load(),
+			Hits: c.stats.Hits.Load(), Time: time.Duration(c.stats.Nanos.Load())})
+	}
+	slices.SortStableFunc(out, func(a, b RuleStat) int { return cmp.Compare(b.Time, a.Time) })
+	return out
+}
+
+// DefaultFS returns the embedded default rule set: default/default.yaml
+// and its corpus, for tools that want to show or copy it.
+func DefaultFS() fs.FS { return defaultFS }

@@ -1,0 +1,535 @@
+package rules
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/mail"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/h2non/filetype"
+
+	"github.com/portcullis-mail/portcullis/filter"
+	"github.com/portcullis-mail/portcullis/rules/internal/literal"
+)
+
+// Evaluation is what a set found in one message.
+type Evaluation struct {
+	Symbols []filter.Symbol // the rules that hit, in set order
+	Score   float64
+	Action  filter.Action // the set's thresholds applied to Score
+}
+
+// Has reports whether the rule name hit.
+func (e *Evaluation) Has(name string) bool {
+	for _, s := range e.Symbols {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// TruncatedSymbol is added (score 0) when a text was longer than
+// Limits.MaxScanBytes, or could not be decoded whole, and rules saw only
+// its start.
+const TruncatedSymbol = "RULES_TRUNCATED"
+
+type scratch struct {
+	values []float64
+	tested []bool
+}
+
+// Evaluate runs the set over a message. It fails only when ctx ends.
+func (s *Set) Evaluate(ctx context.Context, m *filter.Message) (*Evaluation, error) {
+	sc, _ := s.scratch.Get().(*scratch)
+	if sc == nil || len(sc.values) != len(s.rules) {
+		sc = &scratch{values: make([]float64, len(s.rules)), tested: make([]bool, len(s.rules))}
+	}
+	clear(sc.values)
+	clear(sc.tested)
+	defer s.scratch.Put(sc)
+
+	v := &view{m: m, set: s}
+	n := 0
+	test := func(c *crule) {
+		if sc.tested[c.id] {
+			return
+		}
+		sc.tested[c.id] = true
+		n++
+		start := time.Now()
+		hit := c.test(v)
+		c.stats.Nanos.Add(int64(time.Since(start)))
+		c.stats.Evaluations.Add(1)
+		if hit {
+			c.stats.Hits.Add(1)
+			sc.values[c.id] = 1
+		}
+	}
+	for scp := scope(0); scp < nScopes; scp++ {
+		plan := &s.scans[scp]
+		if len(plan.rules) == 0 {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("rules: %w", err)
+		}
+		for _, c := range plan.always {
+			test(c)
+		}
+		if plan.matcher == nil {
+			continue
+		}
+		text := v.text(scp)
+		if literal.Hazard(text) {
+			for _, c := range plan.rules {
+				test(c)
+			}
+			continue
+		}
+		plan.matcher.MatchString(text, func(id int) {
+			for _, c := range plan.byKey[id] {
+				test(c)
+			}
+		})
+	}
+	for _, c := range s.metas {
+		if c.meta.eval(sc.values) != 0 {
+			sc.values[c.id] = 1
+			c.stats.Hits.Add(1)
+		}
+		c.stats.Evaluations.Add(1)
+	}
+	ev := &Evaluation{}
+	for _, c := range s.rules {
+		if sc.values[c.id] != 0 && c.emit {
+			ev.Symbols = append(ev.Symbols, filter.Symbol{Name: c.Name, Score: c.Score, Detail: c.Description})
+			ev.Score += c.Score
+		}
+	}
+	if len(v.truncated) > 0 {
+		ev.Symbols = append(ev.Symbols, filter.Symbol{Name: TruncatedSymbol, Detail: strings.Join(v.truncated, "; ")})
+	}
+	ev.Action = s.thresholds.Action(ev.Score)
+	return ev, nil
+}
+
+func (c *crule) test(v *view) bool {
+	switch c.Kind {
+	case Header:
+		vals := v.headerValues(c.hdr)
+		switch c.Test {
+		case Exists:
+			return len(vals) > 0
+		case Absent:
+			return len(vals) == 0
+		}
+		if len(vals) == 0 && c.IfUnset != nil {
+			vals = []string{*c.IfUnset}
+		}
+		return c.matchAny(vals)
+	case Body, RawBody, Full:
+		return c.matchAny([]string{v.text(kindScope(c.Kind))})
+	case URI:
+		return c.matchAny(v.uriValues(c.Field))
+	case Attachment:
+		vals := v.attachmentValues(c.Field)
+		switch c.Test {
+		case Exists:
+			return len(vals) > 0
+		case Absent:
+			return len(vals) == 0
+		}
+		return c.matchAny(vals)
+	case Envelope:
+		vals := v.envelopeValues(c.Field)
+		switch c.Test {
+		case Exists:
+			return len(vals) > 0
+		case Absent:
+			return len(vals) == 0
+		}
+		return c.matchAny(vals)
+	}
+	return false
+}
+
+// matchAny tests a rule's values; with nothing to test a rule does not
+// hit, negated or not ("HELO is not a FQDN" says nothing without a HELO).
+func (c *crule) matchAny(vals []string) bool {
+	if len(vals) == 0 {
+		return false
+	}
+	found := false
+	for _, x := range vals {
+		if c.matchOne(x) {
+			found = true
+			break
+		}
+	}
+	return found != c.Negate
+}
+
+// matchOne tests one value against every constraint the rule gives.
+func (c *crule) matchOne(x string) bool {
+	if c.re != nil && !c.re.MatchString(x) {
+		return false
+	}
+	if len(c.Domains) > 0 {
+		d := strings.ToLower(x)
+		if c.Kind == Envelope {
+			d = filter.Domain(x)
+		}
+		if !inDomains(d, c.Domains) {
+			return false
+		}
+	}
+	if len(c.cidrs) > 0 {
+		a, err := netip.ParseAddr(x)
+		if err != nil {
+			return false
+		}
+		a = a.Unmap()
+		in := false
+		for _, p := range c.cidrs {
+			if p.Contains(a) {
+				in = true
+				break
+			}
+		}
+		if !in {
+			return false
+		}
+	}
+	return true
+}
+
+func inDomains(d string, list []string) bool {
+	d = strings.TrimSuffix(d, ".")
+	for _, x := range list {
+		if d == x || strings.HasSuffix(d, "."+x) {
+			return true
+		}
+	}
+	return false
+}
+
+// view is the message as the rules see it, each text built once per
+// Evaluate and only when a rule needs it.
+type view struct {
+	m         *filter.Message
+	set       *Set
+	fieldsOK  bool
+	fields    []hfield
+	texts     [nScopes]*string
+	links     *uriSet
+	atts      map[string][]string
+	truncated []string
+}
+
+type hfield struct {
+	key  string // lower case
+	raw  string // unfolded, not decoded
+	text string // RFC 2047 decoded
+}
+
+func (v *view) headerFields() []hfield {
+	if v.fieldsOK {
+		return v.fields
+	}
+	v.fieldsOK = true
+	h := v.m.Header()
+	f := h.Fields()
+	for f.Next() {
+		raw := unfold(f.Value())
+		text, err := f.Text()
+		if err != nil {
+			text = raw
+		}
+		v.fields = append(v.fields, hfield{key: strings.ToLower(f.Key()), raw: raw, text: unfold(text)})
+	}
+	return v.fields
+}
+
+func unfold(s string) string {
+	if !strings.ContainsAny(s, "\r\n") {
+		return s
+	}
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	return strings.TrimSpace(strings.NewReplacer("\n ", " ", "\n\t", " ", "\n", " ").Replace(s))
+}
+
+// headerSpec is a parsed header rule field: a name with an optional
+// SpamAssassin modifier (:raw, :addr, :name).
+type headerSpec struct {
+	names []string // lower case; nil for all headers
+	mod   string
+}
+
+func parseHeaderSpec(field string) headerSpec {
+	name, mod, _ := strings.Cut(field, ":")
+	var hs headerSpec
+	hs.mod = strings.ToLower(mod)
+	switch strings.ToLower(name) {
+	case "", "all":
+	case "tocc":
+		hs.names = []string{"to", "cc"}
+	case "messageid":
+		hs.names = []string{"message-id", "resent-message-id", "x-message-id"}
+	default:
+		hs.names = []string{strings.ToLower(name)}
+	}
+	return hs
+}
+
+func (v *view) headerValues(hs headerSpec) []string {
+	fields := v.headerFields()
+	if hs.names == nil {
+		var b strings.Builder
+		for _, f := range fields {
+			b.WriteString(f.key)
+			b.WriteString(": ")
+			if hs.mod == "raw" {
+				b.WriteString(f.raw)
+			} else {
+				b.WriteString(f.text)
+			}
+			b.WriteByte('\n')
+		}
+		if b.Len() == 0 {
+			return nil
+		}
+		return []string{b.String()}
+	}
+	var out []string
+	for _, f := range fields {
+		for _, n := range hs.names {
+			if f.key != n {
+				continue
+			}
+			switch hs.mod {
+			case "raw":
+				out = append(out, f.raw)
+			case "addr", "name":
+				out = append(out, addrParts(f.text, hs.mod == "addr")...)
+			default:
+				out = append(out, f.text)
+			}
+		}
+	}
+	return out
+}
+
+// addrParts returns the addresses or the display names of an address list.
+func addrParts(s string, addr bool) []string {
+	list, err := mail.ParseAddressList(s)
+	if err != nil {
+		// Spam headers are often malformed: fall back to what lies
+		// between angle brackets, or the whole value.
+		if i, j := strings.IndexByte(s, '<'), strings.LastIndexByte(s, '>'); i >= 0 && j > i {
+			if addr {
+				return []string{s[i+1 : j]}
+			}
+			return []string{strings.Trim(strings.TrimSpace(s[:i]), `"`)}
+		}
+		if addr {
+			return []string{strings.TrimSpace(s)}
+		}
+		return []string{""}
+	}
+	var out []string
+	for _, a := range list {
+		if addr {
+			out = append(out, a.Address)
+		} else {
+			out = append(out, a.Name)
+		}
+	}
+	return out
+}
+
+func (v *view) truncate(what string, s string) string {
+	max := v.set.limits.MaxScanBytes
+	if len(s) <= max {
+		return s
+	}
+	v.truncated = append(v.truncated, fmt.Sprintf("%s cut at %d bytes", what, max))
+	return s[:max]
+}
+
+// text returns the haystack of a prefiltered scope.
+func (v *view) text(sc scope) string {
+	if p := v.texts[sc]; p != nil {
+		return *p
+	}
+	var s string
+	switch sc {
+	case scopeHeader:
+		var b strings.Builder
+		for _, f := range v.headerFields() {
+			b.WriteString(f.key)
+			b.WriteString(": ")
+			b.WriteString(f.text)
+			if f.raw != f.text {
+				b.WriteString("\n")
+				b.WriteString(f.raw)
+			}
+			b.WriteByte('\n')
+		}
+		s = b.String()
+	case scopeBody:
+		s = v.truncate("body", v.bodyText(true))
+	case scopeRawBody:
+		s = v.truncate("rawbody", v.bodyText(false))
+	case scopeFull:
+		s = v.fullText()
+	case scopeURI:
+		u := v.uris()
+		s = strings.Join(u.urls, "\n") + "\n" + strings.Join(u.hosts, "\n")
+	}
+	v.texts[sc] = &s
+	return s
+}
+
+// bodyText joins the text parts a reader sees. Rendered (body rules), it
+// starts with the Subject, HTML becomes text, and the lines of a paragraph
+// are joined so that a phrase broken across lines still matches, as in
+// SpamAssassin.
+func (v *view) bodyText(render bool) string {
+	var b strings.Builder
+	if render {
+		for _, f := range v.headerFields() {
+			if f.key == "subject" {
+				b.WriteString(f.text)
+				b.WriteString("\n")
+				break
+			}
+		}
+	}
+	max := v.set.limits.MaxScanBytes + 1
+	parts, _ := v.m.Parts()
+	for _, p := range parts {
+		if !p.IsText() || p.Disposition == "attachment" || b.Len() >= max {
+			continue
+		}
+		t, err := p.Text()
+		if err != nil && !errors.Is(err, filter.ErrNotText) {
+			v.truncated = append(v.truncated, fmt.Sprintf("part %s: %v", p.Path, err))
+		}
+		if !render {
+			b.WriteString(t)
+			b.WriteString("\n")
+			continue
+		}
+		if p.ContentType == "text/html" {
+			t = renderHTML(t, max)
+		}
+		paragraphs(&b, t)
+	}
+	return b.String()
+}
+
+// paragraphs writes t with the lines of each paragraph joined by spaces and
+// paragraphs on lines of their own.
+func paragraphs(b *strings.Builder, t string) {
+	inPara := false
+	for line := range strings.Lines(t) {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			if inPara {
+				b.WriteByte('\n')
+			}
+			inPara = false
+			continue
+		}
+		if inPara {
+			b.WriteByte(' ')
+		}
+		b.WriteString(line)
+		inPara = true
+	}
+	if inPara {
+		b.WriteByte('\n')
+	}
+}
+
+func (v *view) fullText() string {
+	max := int64(v.set.limits.MaxScanBytes)
+	buf, err := io.ReadAll(io.LimitReader(v.m.Reader(), max+1))
+	if err != nil {
+		v.truncated = append(v.truncated, fmt.Sprintf("full: %v", err))
+	}
+	if int64(len(buf)) > max {
+		v.truncated = append(v.truncated, fmt.Sprintf("full cut at %d bytes", max))
+		buf = buf[:max]
+	}
+	return string(buf)
+}
+
+func (v *view) attachmentValues(field string) []string {
+	if v.atts == nil {
+		v.atts = map[string][]string{}
+	}
+	if vals, ok := v.atts[field]; ok {
+		return vals
+	}
+	var vals []string
+	for _, p := range v.m.Attachments() {
+		switch field {
+		case "", "name":
+			vals = append(vals, p.Names...)
+		case "content-type":
+			vals = append(vals, p.ContentType)
+		case "type":
+			vals = append(vals, v.detectType(p))
+		}
+	}
+	v.atts[field] = vals
+	return vals
+}
+
+// detectType names an attachment's type from its first bytes, with the
+// Config's detector (the archive package's, in a gateway) or h2non/filetype.
+func (v *view) detectType(p *filter.Part) string {
+	head := make([]byte, 512)
+	n, err := io.ReadFull(p.Open(), head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		v.truncated = append(v.truncated, fmt.Sprintf("part %s: %v", p.Path, err))
+	}
+	head = head[:n]
+	if v.set.detect != nil {
+		return v.set.detect(head, p.Filename())
+	}
+	t, err := filetype.Match(head)
+	if err != nil || t == filetype.Unknown {
+		return "unknown"
+	}
+	return t.Extension
+}
+
+func (v *view) envelopeValues(field string) []string {
+	e := v.m.Envelope
+	switch field {
+	case "from":
+		return []string{e.MailFrom} // the null sender is the value ""
+	case "rcpt":
+		return e.RcptTo
+	case "helo":
+		if e.Helo != "" {
+			return []string{e.Helo}
+		}
+	case "ip":
+		if e.ClientIP.IsValid() {
+			return []string{e.ClientIP.Unmap().String()}
+		}
+	case "auth":
+		if e.AuthUser != "" {
+			return []string{e.AuthUser}
+		}
+	}
+	return nil
+}

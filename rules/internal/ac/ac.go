@@ -1,0 +1,213 @@
+// Package ac is a multi-pattern matcher (Aho-Corasick) that answers one
+// question cheaply: which of a fixed set of byte strings occur in a text.
+//
+// Matching folds ASCII case: patterns are stored lower-cased and the text
+// is read through a byte-class table that maps 'A' and 'a' to the same
+// class, so the text is never copied. Non-ASCII bytes match exactly.
+//
+// The automaton is a dense DFA over byte classes (only the bytes that occur
+// in some pattern get a class of their own), so a scan costs one table
+// load per text byte whatever the number of patterns; a pattern's
+// occurrence is reported once per scan.
+package ac
+
+import (
+	"sync"
+)
+
+// Matcher is a compiled pattern set. It is safe for concurrent use.
+type Matcher struct {
+	classes  [256]uint8
+	nclass   int
+	delta    []int32 // state*nclass+class → next state; high bit: state has output
+	own      [][]int32
+	dictLink []int32 // next state on the suffix chain that has output, or -1
+	npat     int
+	pool     sync.Pool
+}
+
+const outFlag = int32(-1) << 31
+const stateMask = ^outFlag
+
+// MaxStates bounds the automaton so that a huge rule set cannot take all
+// memory: New fails beyond it.
+const MaxStates = 1 << 22
+
+// ErrTooLarge is returned by New when the patterns need more than MaxStates.
+type ErrTooLarge struct{ States int }
+
+func (e *ErrTooLarge) Error() string {
+	return "ac: pattern set needs too many states"
+}
+
+func lower(b byte) byte {
+	if 'A' <= b && b <= 'Z' {
+		return b + 'a' - 'A'
+	}
+	return b
+}
+
+// New compiles patterns; the empty pattern is ignored. Pattern ids are the
+// indexes into patterns.
+func New(patterns []string) (*Matcher, error) {
+	m := &Matcher{npat: len(patterns)}
+	// Byte classes: class 0 for bytes in no pattern.
+	var used [256]bool
+	total := 1
+	for _, p := range patterns {
+		total += len(p)
+		for i := 0; i < len(p); i++ {
+			used[lower(p[i])] = true
+		}
+	}
+	if total > MaxStates {
+		return nil, &ErrTooLarge{States: total}
+	}
+	n := 1
+	for b := 0; b < 256; b++ {
+		if used[b] {
+			m.classes[b] = uint8(n)
+			n++
+		}
+	}
+	for b := 'A'; b <= 'Z'; b++ {
+		m.classes[b] = m.classes[b+'a'-'A']
+	}
+	m.nclass = n // at most 231: upper-case letters never get a class of their own
+
+	// Trie with sparse children while building.
+	type node struct {
+		next map[uint8]int32
+	}
+	nodes := []node{{}}
+	own := [][]int32{nil}
+	for id, p := range patterns {
+		if p == "" {
+			continue
+		}
+		s := int32(0)
+		for i := 0; i < len(p); i++ {
+			c := m.classes[p[i]]
+			if nodes[s].next == nil {
+				nodes[s].next = map[uint8]int32{}
+			}
+			t, ok := nodes[s].next[c]
+			if !ok {
+				t = int32(len(nodes))
+				nodes = append(nodes, node{})
+				own = append(own, nil)
+				nodes[s].next[c] = t
+			}
+			s = t
+		}
+		own[s] = append(own[s], int32(id))
+	}
+	ns := len(nodes)
+	nc := m.nclass
+	delta := make([]int32, ns*nc)
+	fail := make([]int32, ns)
+	dict := make([]int32, ns)
+	for i := range dict {
+		dict[i] = -1
+	}
+	// Breadth-first: every state's failure state is final before its
+	// children are processed.
+	queue := make([]int32, 0, ns)
+	for c := 0; c < nc; c++ {
+		if t, ok := nodes[0].next[uint8(c)]; ok {
+			delta[c] = t
+			fail[t] = 0
+			queue = append(queue, t)
+		}
+	}
+	for qi := 0; qi < len(queue); qi++ {
+		s := queue[qi]
+		f := fail[s]
+		if len(own[f]) > 0 {
+			dict[s] = f
+		} else {
+			dict[s] = dict[f]
+		}
+		for c := 0; c < nc; c++ {
+			if t, ok := nodes[s].next[uint8(c)]; ok {
+				delta[int(s)*nc+c] = t
+				fail[t] = delta[int(f)*nc+c] & stateMask
+				queue = append(queue, t)
+			} else {
+				delta[int(s)*nc+c] = delta[int(f)*nc+c] & stateMask
+			}
+		}
+	}
+	// Flag transitions into states that report something.
+	for i, t := range delta {
+		if len(own[t]) > 0 || dict[t] >= 0 {
+			delta[i] = t | outFlag
+		}
+	}
+	m.delta, m.own, m.dictLink = delta, own, dict
+	m.pool.New = func() any { return &scratch{seen: make([]uint64, (ns+63)/64)} }
+	return m, nil
+}
+
+type scratch struct{ seen []uint64 }
+
+// Patterns returns the number of patterns the matcher was built from.
+func (m *Matcher) Patterns() int { return m.npat }
+
+// States returns the number of automaton states.
+func (m *Matcher) States() int { return len(m.own) }
+
+// Match calls found once for each pattern id that occurs in text.
+func (m *Matcher) Match(text []byte, found func(id int)) {
+	if len(m.own) <= 1 {
+		return
+	}
+	sc := m.pool.Get().(*scratch)
+	clear(sc.seen)
+	nc := m.nclass
+	delta, classes := m.delta, &m.classes
+	s := int32(0)
+	for _, b := range text {
+		s = delta[int(s)*nc+int(classes[b])]
+		if s < 0 {
+			s &= stateMask
+			m.report(s, sc.seen, found)
+		}
+	}
+	m.pool.Put(sc)
+}
+
+// MatchString is Match over a string, without copying it.
+func (m *Matcher) MatchString(text string, found func(id int)) {
+	if len(m.own) <= 1 {
+		return
+	}
+	sc := m.pool.Get().(*scratch)
+	clear(sc.seen)
+	nc := m.nclass
+	delta, classes := m.delta, &m.classes
+	s := int32(0)
+	for i := 0; i < len(text); i++ {
+		s = delta[int(s)*nc+int(classes[text[i]])]
+		if s < 0 {
+			s &= stateMask
+			m.report(s, sc.seen, found)
+		}
+	}
+	m.pool.Put(sc)
+}
+
+// report walks the output chain of state s, stopping at the first state
+// already reported in this scan (its chain was reported with it).
+func (m *Matcher) report(s int32, seen []uint64, found func(int)) {
+	for t := s; t >= 0; t = m.dictLink[t] {
+		w, bit := t/64, uint64(1)<<(t%64)
+		if seen[w]&bit != 0 {
+			return
+		}
+		seen[w] |= bit
+		for _, id := range m.own[t] {
+			found(int(id))
+		}
+	}
+}

@@ -1,0 +1,264 @@
+// Package literal finds, for a regular expression, a set of strings of
+// which every match must contain at least one: the keys of a literal
+// prefilter. The strings are ASCII lower-cased, for a matcher that folds
+// ASCII case (package ac); that only widens the set of texts that pass the
+// prefilter, never narrows it.
+//
+// The analysis is conservative: where it is not sure, it returns nil and
+// the caller runs the regular expression on every text.
+package literal
+
+import (
+	"regexp/syntax"
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// MinLen is the shortest useful key: a set whose shortest string is shorter
+// occurs in almost every text and filters nothing.
+const MinLen = 3
+
+const (
+	maxExact = 64  // strings in an exact set
+	maxAlt   = 128 // strings in a required set built from an alternation
+	maxClass = 10  // runes in a character class taken as an exact set
+	maxBytes = 256 // bytes in one exact string
+)
+
+type info struct {
+	exact   []string // every string the node can match, when exactOK
+	exactOK bool
+	req     []string // a match contains one of these; nil when unknown
+}
+
+// Required returns the keys for re (parsed with syntax.Perl flags), or nil
+// when there is no useful set.
+func Required(re *syntax.Regexp) []string {
+	in := analyse(re)
+	keys := best(in)
+	if score(keys) < MinLen {
+		return nil
+	}
+	return keys
+}
+
+// RequiredString parses and analyses a pattern in Go regexp syntax.
+func RequiredString(pattern string) []string {
+	re, err := syntax.Parse(pattern, syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	return Required(re.Simplify())
+}
+
+func exact(ss ...string) info { return info{exact: ss, exactOK: true} }
+
+func analyse(re *syntax.Regexp) info {
+	switch re.Op {
+	case syntax.OpLiteral:
+		s, ok := literalString(re.Rune, re.Flags&syntax.FoldCase != 0)
+		if !ok {
+			return info{}
+		}
+		return exact(s)
+	case syntax.OpCharClass:
+		return charClass(re.Rune)
+	case syntax.OpEmptyMatch, syntax.OpBeginLine, syntax.OpEndLine, syntax.OpBeginText,
+		syntax.OpEndText, syntax.OpWordBoundary, syntax.OpNoWordBoundary:
+		return exact("")
+	case syntax.OpCapture:
+		return analyse(re.Sub[0])
+	case syntax.OpQuest:
+		in := analyse(re.Sub[0])
+		if in.exactOK && len(in.exact) < maxExact {
+			return exact(dedupe(append(slices.Clone(in.exact), ""))...)
+		}
+		return info{}
+	case syntax.OpPlus:
+		return info{req: best(analyse(re.Sub[0]))}
+	case syntax.OpRepeat:
+		if re.Min == 0 {
+			return info{}
+		}
+		in := analyse(re.Sub[0])
+		if re.Min == 1 && re.Max == 1 {
+			return in
+		}
+		return info{req: best(in)}
+	case syntax.OpConcat:
+		return concat(re.Sub)
+	case syntax.OpAlternate:
+		return alternate(re.Sub)
+	}
+	return info{}
+}
+
+func literalString(runes []rune, fold bool) (string, bool) {
+	var b strings.Builder
+	for _, r := range runes {
+		switch {
+		case r < utf8.RuneSelf:
+			b.WriteByte(lower(byte(r)))
+		case fold && unicode.SimpleFold(r) != r:
+			// Its case variants are other byte strings the ASCII-folding
+			// matcher would not see.
+			return "", false
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String(), true
+}
+
+// Hazard reports whether text holds one of the two non-ASCII runes that
+// Unicode case folding maps onto ASCII letters: the Kelvin sign (K) and the
+// long s (ſ). (?i)kiss matches "\u212Aiss", which an ASCII-folding
+// prefilter keyed on "kiss" would miss, so a caller must not trust the keys
+// for such a text and runs every rule on it instead. Such texts are rare.
+func Hazard(text string) bool {
+	return strings.Contains(text, "\u212A") || strings.Contains(text, "\u017F")
+}
+
+func lower(b byte) byte {
+	if 'A' <= b && b <= 'Z' {
+		return b + 'a' - 'A'
+	}
+	return b
+}
+
+func charClass(ranges []rune) info {
+	n := 0
+	for i := 0; i+1 < len(ranges); i += 2 {
+		n += int(ranges[i+1]-ranges[i]) + 1
+		if n > maxClass {
+			return info{}
+		}
+	}
+	var out []string
+	for i := 0; i+1 < len(ranges); i += 2 {
+		for r := ranges[i]; r <= ranges[i+1]; r++ {
+			if r < utf8.RuneSelf {
+				out = append(out, string(rune(lower(byte(r)))))
+			} else {
+				out = append(out, string(r))
+			}
+		}
+	}
+	return exact(dedupe(out)...)
+}
+
+func concat(subs []*syntax.Regexp) info {
+	var cands [][]string
+	cur := []string{""}
+	broken := false
+	for _, sub := range subs {
+		in := analyse(sub)
+		if !in.exactOK {
+			cands = append(cands, cur, best(in))
+			cur = []string{""}
+			broken = true
+			continue
+		}
+		next, ok := cross(cur, in.exact)
+		if !ok {
+			cands = append(cands, cur)
+			broken = true
+			cur = in.exact
+			continue
+		}
+		cur = next
+	}
+	cands = append(cands, cur)
+	var req []string
+	for _, c := range cands {
+		if better(c, req) {
+			req = c
+		}
+	}
+	if !broken {
+		return info{exact: cur, exactOK: true, req: req}
+	}
+	return info{req: req}
+}
+
+func cross(a, b []string) ([]string, bool) {
+	if len(a)*len(b) > maxExact {
+		return nil, false
+	}
+	out := make([]string, 0, len(a)*len(b))
+	for _, x := range a {
+		for _, y := range b {
+			if len(x)+len(y) > maxBytes {
+				return nil, false
+			}
+			out = append(out, x+y)
+		}
+	}
+	return dedupe(out), true
+}
+
+func alternate(subs []*syntax.Regexp) info {
+	allExact := true
+	var ex, req []string
+	reqOK := true
+	for _, sub := range subs {
+		in := analyse(sub)
+		if in.exactOK {
+			ex = append(ex, in.exact...)
+		} else {
+			allExact = false
+		}
+		b := best(in)
+		if score(b) == 0 {
+			reqOK = false
+		}
+		req = append(req, b...)
+	}
+	out := info{}
+	if allExact && len(ex) <= maxExact {
+		out.exact, out.exactOK = dedupe(ex), true
+	}
+	if reqOK && len(req) <= maxAlt {
+		out.req = dedupe(req)
+	}
+	return out
+}
+
+// best picks the more selective of a node's exact set and its required set.
+func best(in info) []string {
+	var b []string
+	if in.exactOK {
+		b = in.exact
+	}
+	if better(in.req, b) {
+		b = in.req
+	}
+	return b
+}
+
+// score is the length of the shortest string in the set (0 for none).
+func score(set []string) int {
+	if len(set) == 0 {
+		return 0
+	}
+	m := len(set[0])
+	for _, s := range set[1:] {
+		m = min(m, len(s))
+	}
+	return m
+}
+
+func better(a, b []string) bool {
+	sa, sb := score(a), score(b)
+	if sa != sb {
+		return sa > sb
+	}
+	return sa > 0 && len(a) < len(b)
+}
+
+func dedupe(ss []string) []string {
+	slices.Sort(ss)
+	return slices.Compact(ss)
+}

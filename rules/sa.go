@@ -1,0 +1,377 @@
+package rules
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// LoadReport says what loading a set left out, so that nothing is skipped
+// silently: SpamAssassin rules that cannot run here, by reason, and
+// directives that are not about rules.
+type LoadReport struct {
+	Imported int            // SpamAssassin rules imported
+	Skipped  map[string]int // reason → SpamAssassin rules skipped
+	Skips    []Skip         // each skipped rule
+	Ignored  map[string]int // directive → lines ignored (lang, priority, whitelists...)
+}
+
+// Skip is one SpamAssassin rule left out.
+type Skip struct {
+	File   string
+	Line   int
+	Rule   string
+	Reason string
+	Detail string
+}
+
+// String summarises the report in one line per reason.
+func (r LoadReport) String() string {
+	var b strings.Builder
+	skipped := 0
+	for _, n := range r.Skipped {
+		skipped += n
+	}
+	fmt.Fprintf(&b, "imported %d SpamAssassin rules, skipped %d", r.Imported, skipped)
+	for _, k := range slices.Sorted(maps.Keys(r.Skipped)) {
+		fmt.Fprintf(&b, "\n  skipped %5d  %s", r.Skipped[k], k)
+	}
+	return b.String()
+}
+
+func (r *LoadReport) skip(s Skip) {
+	if r.Skipped == nil {
+		r.Skipped = map[string]int{}
+	}
+	r.Skipped[s.Reason]++
+	r.Skips = append(r.Skips, s)
+}
+
+func (r *LoadReport) ignore(directive string) {
+	if r.Ignored == nil {
+		r.Ignored = map[string]int{}
+	}
+	r.Ignored[directive]++
+}
+
+// saRule is a SpamAssassin rule while its files are read: later
+// definitions of a name replace earlier ones, as in SpamAssassin.
+type saRule struct {
+	Rule
+	skip     *Skip
+	replace  bool
+	kindText string
+}
+
+type saParser struct {
+	rules  map[string]*saRule
+	order  []string
+	tags   map[string]string
+	scores map[string]float64
+	descr  map[string]string
+	tflags map[string]string
+	report *LoadReport
+	thresh *Thresholds
+	conds  []bool
+}
+
+// pseudo-headers SpamAssassin computes from its own relay parsing.
+var saPseudo = regexp.MustCompile(`^(X-Spam-Relays-|ALL-TRUSTED|ALL-UNTRUSTED|ALL-INTERNAL|ALL-EXTERNAL|X-Spam-DCC|X-Spam-Status|X-Spam-Flag|X-Spam-Level)`)
+
+func newSAParser(report *LoadReport) *saParser {
+	return &saParser{
+		rules: map[string]*saRule{}, tags: map[string]string{}, scores: map[string]float64{},
+		descr: map[string]string{}, tflags: map[string]string{}, report: report,
+	}
+}
+
+func (p *saParser) active() bool {
+	for _, c := range p.conds {
+		if !c {
+			return false
+		}
+	}
+	return true
+}
+
+// parseFile reads one .cf file. Files are read in order into one parser so
+// that a later file can override an earlier one, as SpamAssassin's do.
+func (p *saParser) parseFile(name string, data []byte) error {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	line := 0
+	p.conds = p.conds[:0]
+	for sc.Scan() {
+		line++
+		text := saStripComment(sc.Text())
+		if text == "" {
+			continue
+		}
+		directive, rest, _ := strings.Cut(text, " ")
+		if i := strings.IndexByte(directive, '\t'); i >= 0 {
+			directive, rest = text[:i], text[i+1:]
+		}
+		rest = strings.TrimSpace(rest)
+		switch directive {
+		case "ifplugin":
+			p.conds = append(p.conds, true)
+			continue
+		case "if":
+			// Version checks and plugin tests are taken as true; a negated
+			// test ("if !plugin(...)") guards a fallback for a missing
+			// plugin, which we do not want twice.
+			p.conds = append(p.conds, !strings.HasPrefix(strings.TrimPrefix(rest, "("), "!"))
+			continue
+		case "else":
+			if n := len(p.conds); n > 0 {
+				p.conds[n-1] = !p.conds[n-1]
+			}
+			continue
+		case "endif":
+			if n := len(p.conds); n > 0 {
+				p.conds = p.conds[:n-1]
+			}
+			continue
+		}
+		if !p.active() {
+			continue
+		}
+		p.directive(name, line, directive, rest)
+	}
+	if err := sc.Err(); err != nil {
+		return &LoadError{File: name, Line: line + 1, Err: fmt.Errorf("%w: %v", ErrSyntax, err)}
+	}
+	return nil
+}
+
+func saStripComment(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '#' && (i == 0 || s[i-1] != '\\') {
+			s = s[:i]
+			break
+		}
+	}
+	return strings.TrimSpace(strings.ReplaceAll(s, `\#`, "#"))
+}
+
+func (p *saParser) directive(file string, line int, directive, rest string) {
+	name, arg, _ := strings.Cut(rest, " ")
+	if i := strings.IndexByte(name, '\t'); i >= 0 {
+		name, arg = rest[:i], rest[i+1:]
+	}
+	arg = strings.TrimSpace(arg)
+	switch directive {
+	case "header", "body", "rawbody", "full", "uri", "meta", "mimeheader":
+		r := &saRule{Rule: Rule{Name: name, File: file, Line: line}, kindText: directive}
+		p.define(r, arg)
+		if _, ok := p.rules[name]; !ok {
+			p.order = append(p.order, name)
+		}
+		p.rules[name] = r
+	case "score":
+		f := strings.Fields(arg)
+		if len(f) == 0 {
+			p.report.ignore("score without value")
+			return
+		}
+		v, err := strconv.ParseFloat(strings.Trim(f[0], "()"), 64)
+		if err != nil {
+			p.report.ignore("score with bad value")
+			return
+		}
+		p.scores[name] = v
+	case "describe":
+		p.descr[name] = arg
+	case "tflags":
+		p.tflags[name] = arg
+	case "replace_tag":
+		p.tags[name] = arg
+	case "replace_rules":
+		for _, n := range strings.Fields(rest) {
+			if r, ok := p.rules[n]; ok {
+				r.replace = true
+			}
+		}
+	case "required_score", "required_hits":
+		if v, err := strconv.ParseFloat(name, 64); err == nil {
+			p.thresh = &Thresholds{AddHeader: v, Reject: 3 * v}
+		}
+	default:
+		p.report.ignore(directive)
+	}
+}
+
+// define fills in a rule from its definition, or marks why it is skipped.
+func (p *saParser) define(r *saRule, arg string) {
+	skip := func(reason, detail string) {
+		r.skip = &Skip{File: r.File, Line: r.Line, Rule: r.Name, Reason: reason, Detail: detail}
+	}
+	if strings.HasPrefix(arg, "eval:") {
+		skip(ReasonEval, arg)
+		return
+	}
+	switch r.kindText {
+	case "mimeheader":
+		skip(ReasonUnsupported, "mimeheader")
+	case "meta":
+		r.Kind, r.Expr = Meta, arg
+	case "body", "rawbody", "full", "uri":
+		r.Kind = Kind(r.kindText)
+		r.Regex = arg // translated after tags are replaced
+	case "header":
+		r.Kind = Header
+		if h, ok := strings.CutPrefix(arg, "exists:"); ok {
+			r.Field, r.Test = strings.TrimSpace(h), Exists
+			if saPseudo.MatchString(r.Field) {
+				skip(ReasonPseudo, r.Field)
+			}
+			return
+		}
+		i := strings.Index(arg, "=~")
+		j := strings.Index(arg, "!~")
+		if j >= 0 && (i < 0 || j < i) {
+			i, r.Negate = j, true
+		}
+		if i < 0 {
+			skip(ReasonSyntax, arg)
+			return
+		}
+		r.Field = strings.TrimSpace(arg[:i])
+		r.Regex = strings.TrimSpace(arg[i+2:])
+		if strings.Contains(r.Field, "|") || strings.ContainsAny(r.Field, " \t") {
+			skip(ReasonUnsupported, "header "+r.Field)
+			return
+		}
+		if saPseudo.MatchString(r.Field) {
+			skip(ReasonPseudo, r.Field)
+		}
+		if strings.EqualFold(r.Field, "EnvelopeFrom") {
+			r.Field = "Return-Path:addr"
+		}
+	}
+}
+
+// finish translates the rules read, in definition order, into sp.
+func (p *saParser) finish(sp *spec) {
+	skipped := map[string]bool{}
+	var rules []*saRule
+	for _, name := range p.order {
+		r := p.rules[name]
+		if r.skip == nil && r.Kind != Meta && r.Test == Match {
+			p.translate(r)
+		}
+		if r.skip != nil {
+			skipped[name] = true
+			p.report.skip(*r.skip)
+			continue
+		}
+		rules = append(rules, r)
+	}
+	// A meta rule that uses a skipped or undefined rule cannot mean what
+	// it says; SpamAssassin disables it too. Repeat until nothing changes:
+	// skipping one meta can strand another.
+	for changed := true; changed; {
+		changed = false
+		for _, r := range rules {
+			if r.Kind != Meta || skipped[r.Name] {
+				continue
+			}
+			n, err := parseMeta(r.Expr)
+			if err != nil {
+				skipped[r.Name] = true
+				p.report.skip(Skip{File: r.File, Line: r.Line, Rule: r.Name, Reason: ReasonSyntax, Detail: err.Error()})
+				changed = true
+				continue
+			}
+			n.names(func(d *metaNode) {
+				if skipped[r.Name] {
+					return
+				}
+				if _, ok := p.rules[d.name]; !ok || skipped[d.name] {
+					skipped[r.Name] = true
+					p.report.skip(Skip{File: r.File, Line: r.Line, Rule: r.Name, Reason: ReasonMetaDep, Detail: d.name})
+					changed = true
+				}
+			})
+		}
+	}
+	for _, r := range rules {
+		if skipped[r.Name] {
+			continue
+		}
+		r.Score = 1
+		if strings.HasPrefix(r.Name, "__") {
+			r.Score = 0
+		} else if strings.HasPrefix(r.Name, "T_") {
+			r.Score = 0.01
+		}
+		if v, ok := p.scores[r.Name]; ok {
+			r.Score = v
+		}
+		r.Description = p.descr[r.Name]
+		// SpamAssassin does not report a rule scored 0; it may still
+		// feed meta rules.
+		r.quiet = r.Score == 0
+		p.report.Imported++
+		sp.rules = append(sp.rules, r.Rule)
+	}
+	if p.thresh != nil {
+		sp.thresholds = p.thresh
+	}
+}
+
+var saTag = regexp.MustCompile(`<([A-Z0-9_]+)>`)
+
+func (p *saParser) translate(r *saRule) {
+	src := r.Regex
+	if r.replace {
+		src = saTag.ReplaceAllStringFunc(src, func(t string) string {
+			if v, ok := p.tags[t[1:len(t)-1]]; ok {
+				return v
+			}
+			return t
+		})
+	}
+	re, rest, err := parsePerlRegex(src)
+	if err != nil {
+		s, _ := err.(*errSkip)
+		r.skip = &Skip{File: r.File, Line: r.Line, Rule: r.Name, Reason: s.reason, Detail: s.detail}
+		return
+	}
+	r.Regex = re
+	rest = strings.TrimSpace(rest)
+	if r.Kind == Header {
+		// [if-unset: VALUE] gives the value tested when the header is
+		// missing; without it SpamAssassin tests the empty string.
+		unset := ""
+		if v, ok := strings.CutPrefix(rest, "[if-unset:"); ok {
+			unset = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "]"))
+		}
+		r.IfUnset = &unset
+		if strings.EqualFold(r.Field, "ALL") {
+			r.Field = ""
+		}
+	}
+}
+
+// parseCF reads SpamAssassin files into sp.
+func parseCF(files []namedData, sp *spec) error {
+	p := newSAParser(&sp.report)
+	for _, f := range files {
+		if err := p.parseFile(f.name, f.data); err != nil {
+			return err
+		}
+	}
+	p.finish(sp)
+	return nil
+}
+
+type namedData struct {
+	name string
+	data []byte
+}
