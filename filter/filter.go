@@ -65,7 +65,7 @@ func StagesOf(f Filter) []Stage {
 type Symbol struct {
 	Name   string  `json:"name"`
 	Score  float64 `json:"score"`
-	Detail string  `json:"detail,omitempty"`
+	Detail string  `json:"detail"`
 }
 
 func (s Symbol) String() string {

@@ -268,7 +268,7 @@ func TestPipelineDeterministic(t *testing.T) {
 	b, err := json.Marshal(first)
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"action":"quarantine","score":5.6,
-		"symbols":[{"name":"A","score":1.5,"detail":"w"},{"name":"A","score":1.5,"detail":"x"},{"name":"B","score":2},{"name":"C","score":0.1},{"name":"DNS_FAIL","score":0.5,"detail":"timeout"}],
+		"symbols":[{"name":"A","score":1.5,"detail":"w"},{"name":"A","score":1.5,"detail":"x"},{"name":"B","score":2,"detail":""},{"name":"C","score":0.1,"detail":""},{"name":"DNS_FAIL","score":0.5,"detail":"timeout"}],
 		"reply":{"code":250,"enhanced":"2.0.0","text":"OK"},
 		"headers":{"X-Portcullis-Verdict":"quarantine; score=5.60","X-Spam-Status":"Yes, score=5.60 required=5.00 tests=A,B,C,DNS_FAIL"}}`, string(b))
 }

@@ -1,0 +1,199 @@
+// Command scan runs the whole Portcullis pipeline over one message and
+// prints the verdict.
+//
+//	go run ./examples/scan [-format text|json] [-client-ip IP] [-helo NAME]
+//	    [-from ADDR] [-rcpt ADDR]... [-config FILE] FILE.eml|-
+//
+// Without -config it uses the embedded default configuration, which needs
+// no network. The exit status is 0 whenever a verdict was produced,
+// whatever it is, and 2 for usage or I/O errors.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/portcullis-mail/portcullis/filter"
+	"github.com/portcullis-mail/portcullis/internal/config"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// options are the command line; flags that configure a package write into
+// the configuration so that a flag and a config key mean the same thing.
+type options struct {
+	format   string
+	clientIP string
+	helo     string
+	from     string
+	rcpt     stringList
+	config   string
+	verbose  bool
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// usageError is a bad command line: exit 2 with a one-line message.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if err := scan(args, stdin, stdout, stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "scan:", err)
+		return 2
+	}
+	return 0
+}
+
+func scan(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	var o options
+	fs := flag.NewFlagSet("scan", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.format, "format", "text", "output format: text or json")
+	fs.StringVar(&o.clientIP, "client-ip", "", "the connecting client's IP address")
+	fs.StringVar(&o.helo, "helo", "", "the HELO/EHLO name")
+	fs.StringVar(&o.from, "from", "", "the envelope sender (MAIL FROM)")
+	fs.Var(&o.rcpt, "rcpt", "an envelope recipient (RCPT TO); repeatable")
+	fs.StringVar(&o.config, "config", "", "configuration file (YAML); default: the embedded configuration")
+	fs.BoolVar(&o.verbose, "v", false, "log to standard error")
+	var ext extraFlags
+	ext.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: scan [flags] FILE.eml|-")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	if fs.NArg() != 1 {
+		return usageError{"want exactly one message file (or - for standard input)"}
+	}
+	if o.format != "text" && o.format != "json" {
+		return usageError{fmt.Sprintf("unknown -format %q (text or json)", o.format)}
+	}
+
+	cfg := config.Default()
+	if o.config != "" {
+		c, err := config.Load(o.config)
+		if err != nil {
+			return err
+		}
+		cfg = c
+	}
+	if err := ext.apply(cfg); err != nil {
+		return usageError{err.Error()}
+	}
+
+	env := filter.Envelope{Helo: o.helo, MailFrom: strings.Trim(o.from, "<>")}
+	for _, r := range o.rcpt {
+		env.RcptTo = append(env.RcptTo, strings.Trim(r, "<>"))
+	}
+	if o.clientIP != "" {
+		ip, err := netip.ParseAddr(o.clientIP)
+		if err != nil {
+			return usageError{fmt.Sprintf("bad -client-ip: %v", err)}
+		}
+		env.ClientIP = ip
+	}
+
+	logger := slog.New(slog.DiscardHandler)
+	if o.verbose {
+		logger = slog.New(slog.NewTextHandler(stderr, nil))
+	}
+	filters, closeAll, err := build(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+
+	msg, cleanup, err := openMessage(fs.Arg(0), stdin, env, cfg.Limits.FilterLimits())
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+
+	p := filter.NewPipeline(filter.Options{Policy: cfg.Policy.FilterPolicy(), Logger: logger}, filters...)
+	v := p.CheckAll(context.Background(), msg)
+	return printVerdict(stdout, o.format, v)
+}
+
+// openMessage opens the message file (or copies standard input to a
+// temporary file) so that the message is read at offsets, never held whole.
+func openMessage(path string, stdin io.Reader, env filter.Envelope, lim filter.Limits) (*filter.Message, func(), error) {
+	var f *os.File
+	var err error
+	cleanup := func() {}
+	if path == "-" {
+		f, err = os.CreateTemp("", "portcullis-scan-*.eml")
+		if err != nil {
+			return nil, nil, err
+		}
+		os.Remove(f.Name())
+		if _, err := io.Copy(f, stdin); err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("reading standard input: %w", err)
+		}
+	} else {
+		f, err = os.Open(path)
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	cleanup = func() { f.Close() }
+	st, err := f.Stat()
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	if st.IsDir() {
+		cleanup()
+		return nil, nil, fmt.Errorf("%s is a directory", path)
+	}
+	return filter.NewMessage(env, f, st.Size(), lim), cleanup, nil
+}
+
+func printVerdict(w io.Writer, format string, v filter.Verdict) error {
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	fmt.Fprintf(w, "action:  %s\nscore:   %.2f\nreply:   %s\n", v.Action, v.Score, v.Reply)
+	if len(v.Symbols) > 0 {
+		fmt.Fprintln(w, "symbols:")
+		for _, s := range v.Symbols {
+			fmt.Fprintf(w, "  %-28s %6.2f  %s\n", s.Name, s.Score, s.Detail)
+		}
+	}
+	keys := make([]string, 0, len(v.Headers))
+	for k := range v.Headers {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	fmt.Fprintln(w, "headers:")
+	for _, k := range keys {
+		fmt.Fprintf(w, "  %s: %s\n", k, v.Headers[k])
+	}
+	return nil
+}
