@@ -88,7 +88,9 @@ func DetectType(head []byte, name string) string {
 		}
 		return TypeText
 	}
-	if t, err := filetype.Match(head); err == nil && t.Extension != "unknown" {
+	if t, err := filetype.Match(head); err == nil && t.Extension != "unknown" && t.Extension != "exe" {
+		// filetype calls anything starting with "MZ" an exe; a real PE was
+		// ruled out above.
 		return t.Extension
 	}
 	return TypeBinary

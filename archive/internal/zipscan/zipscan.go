@@ -408,8 +408,15 @@ func (a *Archive) findHidden(r io.ReaderAt) {
 				if i+4 > k {
 					break
 				}
-				if sig := binary.LittleEndian.Uint32(buf[i:]); (sig == sigLocal && validLocal(r, off+int64(i), a.Size)) || sig == sigEnd && validEnd(r, off+int64(i), a.Size) {
-					a.Hidden = append(a.Hidden, off+int64(i))
+				at := off + int64(i)
+				switch sig := binary.LittleEndian.Uint32(buf[i:]); {
+				case sig == sigLocal && validLocal(r, at, a.Size):
+					a.Hidden = append(a.Hidden, at)
+				case sig == sigEnd && validEnd(r, at, a.Size):
+					a.Hidden = append(a.Hidden, at)
+					if end := endOfEnd(r, at); end <= a.CDStart && end > a.HiddenEnd {
+						a.HiddenEnd = end
+					}
 				}
 			}
 			if off+n >= g[1] {
@@ -418,13 +425,15 @@ func (a *Archive) findHidden(r io.ReaderAt) {
 			off += n - 3 // a signature may straddle two reads
 		}
 	}
-	if a.Base > 0 {
-		if pos, rec, err := findEnd(r, a.Size, a.Base); err == nil && pos+endLen <= a.Base {
-			if validEnd(r, pos, a.Size) {
-				a.HiddenEnd = pos + endLen + int64(binary.LittleEndian.Uint16(rec[20:]))
-			}
-		}
+}
+
+// endOfEnd is where the end record at off ends, comment included.
+func endOfEnd(r io.ReaderAt, off int64) int64 {
+	var rec [endLen]byte
+	if _, err := r.ReadAt(rec[:], off); err != nil {
+		return off + endLen
 	}
+	return off + endLen + int64(binary.LittleEndian.Uint16(rec[20:]))
 }
 
 // validLocal tells a real local header from four bytes that look like one:
