@@ -259,11 +259,17 @@ func TestFakeAnswers(t *testing.T) {
 	}{
 		{"204", func([]byte) string { return "ICAP/1.0 204 No Content\r\nEncapsulated: null-body=0\r\n\r\n" },
 			func(r scanner.Result, err error) bool { return err == nil && !r.Infected() }},
-		{"x-virus-id", func([]byte) string { return withBody("HTTP/1.1 403 Forbidden\r\n\r\n", html, "X-Virus-ID: Test.Virus\r\n") },
-			func(r scanner.Result, err error) bool { return err == nil && strings.Join(r.Signatures, ",") == "Test.Virus" }},
+		{"x-virus-id", func([]byte) string {
+			return withBody("HTTP/1.1 403 Forbidden\r\n\r\n", html, "X-Virus-ID: Test.Virus\r\n")
+		},
+			func(r scanner.Result, err error) bool {
+				return err == nil && strings.Join(r.Signatures, ",") == "Test.Virus"
+			}},
 		{"x-infection-found", func([]byte) string {
 			return withBody("HTTP/1.1 403 Forbidden\r\n\r\n", html, "X-Infection-Found: Type=0; Resolution=2; Threat=Eicar;\r\n")
-		}, func(r scanner.Result, err error) bool { return err == nil && strings.Join(r.Signatures, ",") == "Eicar" }},
+		}, func(r scanner.Result, err error) bool {
+			return err == nil && strings.Join(r.Signatures, ",") == "Eicar"
+		}},
 		{"violations", func([]byte) string {
 			return "ICAP/1.0 200 OK\r\nX-Violations-Found: 2\r\n\tfile1\r\n\tThreat.One\r\n\t1\r\n\t0\r\n\tfile2\r\n\tThreat.Two\r\n\t2\r\n\t0\r\nEncapsulated: null-body=0\r\n\r\n"
 		}, func(r scanner.Result, err error) bool {
@@ -277,7 +283,9 @@ func TestFakeAnswers(t *testing.T) {
 			h := "HTTP/1.1 403 Forbidden\r\n\r\n"
 			return "ICAP/1.0 200 OK\r\nEncapsulated: res-hdr=0, null-body=" + strconv.Itoa(len(h)) + "\r\n\r\n" + h
 		}, func(r scanner.Result, err error) bool { return err == nil && r.Infected() }},
-		{"413", func([]byte) string { return "ICAP/1.0 413 Request Entity Too Large\r\nEncapsulated: null-body=0\r\n\r\n" },
+		{"413", func([]byte) string {
+			return "ICAP/1.0 413 Request Entity Too Large\r\nEncapsulated: null-body=0\r\n\r\n"
+		},
 			func(_ scanner.Result, err error) bool { return errors.Is(err, scanner.ErrSizeLimit) }},
 		{"500", func([]byte) string { return "ICAP/1.0 500 Server Error\r\nEncapsulated: null-body=0\r\n\r\n" },
 			func(_ scanner.Result, err error) bool { return err != nil && !errors.Is(err, scanner.ErrContent) }},
