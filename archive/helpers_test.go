@@ -150,6 +150,15 @@ func makeTarGz(t testing.TB, files ...zfile) []byte {
 	return b.Bytes()
 }
 
+// makeTarGzRaw gzips b as it is.
+func makeTarGzRaw(b []byte) []byte {
+	var out bytes.Buffer
+	gw := gzip.NewWriter(&out)
+	gw.Write(b)
+	gw.Close()
+	return out.Bytes()
+}
+
 const clamDir = "/usr/share/clamav-testfiles"
 
 // clamFile reads one of Debian's clamav-testfiles.

@@ -822,7 +822,13 @@ func (w *walker) sevenZip(n node, sp *spill) error {
 		return w.member(n, f, -1)
 	})
 	if err != nil {
-		return w.unreadable(n, Type7z, err)
+		if err := w.unreadable(n, Type7z, err); err != nil {
+			return err
+		}
+		if w.fn != nil {
+			// Engines get what could not be opened, as it is.
+			return w.leaf(n, Type7z, sp.reader())
+		}
 	}
 	return w.tick(n.path)
 }
