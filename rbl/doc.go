@@ -1,0 +1,55 @@
+// Package rbl asks DNS lists about the parties of a mail transaction: the
+// client address (DNSBL, DNSWL), the MAIL FROM, HELO and From-header
+// domains (RHSBL) and the domains and numeric hosts of every link in the
+// body (URIBL), the way RFC 5782 defines them: 2.0.0.127.zone for
+// 127.0.0.2, IPv6 as 32 reversed nibbles, IPv4-mapped IPv6 as the IPv4
+// address it is, example.com.zone for a domain. The A record is the
+// verdict, the TXT record the reason; each list maps its return codes
+// (exact, CIDR, dotted mask or bitmask) to symbols and scores, negative for
+// allowlists.
+//
+// # Failure semantics
+//
+// A lookup is Listed, NotListed or Unknown, and Unknown is never
+// NotListed. A timeout, SERVFAIL, REFUSED, a truncated answer that TCP
+// could not complete, an answer outside 127.0.0.0/8 (a resolver that
+// rewrites NXDOMAIN) and a list's "query refused" codes (Spamhaus's
+// 127.255.255.252, .254 and .255, URIBL's 127.0.0.1) are all Unknown: the
+// filter adds a visible LIST_FAIL symbol (RBL_ZEN_FAIL), counts it
+// (portcullis_rbl_unknown_total) and logs it, and Config.OnUnknown can
+// demand an action such as Tempfail. A list that keeps refusing is backed
+// off — not asked — for a while, and each lookup skipped meanwhile is
+// still Unknown, never clean.
+//
+// # Resolvers
+//
+// Queries go to an ordered chain of recursive resolvers. One that times
+// out or fails hands the query to the next (a failover, counted per
+// resolver); MaxFailures failures in a row take it out of rotation for
+// DownFor. A health check (every HealthInterval, and CheckHealth on
+// demand) asks every resolver for each list's RFC 5782 §5 test points:
+// 127.0.0.2 (or TEST) must be listed and 127.0.0.1 (or INVALID) must not.
+// A resolver that answers "listed" for 127.0.0.1 hijacks NXDOMAIN, or the
+// list lists everything; either way it is not used for that list until it
+// passes, and a resolver that passes returns to rotation at once.
+// Latency, errors and failovers are metrics per resolver; Health is a
+// report a gateway can expose.
+//
+// # Cache and concurrency
+//
+// Answers (listed and not listed) are cached in a bounded LRU for their TTL
+// clamped to [MinTTL, MaxTTL] (negative answers per RFC 2308); identical
+// queries in flight at once share one exchange. The lists of a message
+// are asked in parallel, each lookup under ListTimeout and all of them
+// under Deadline; every message in flight shares the cache.
+//
+// # Filters
+//
+// Checker.Filters returns one filter per stage that has lists: rbl-connect
+// (client IP), rbl-mailfrom (MAIL FROM and HELO registrable domains) and
+// rbl-data (From header domain, link domains and numeric hosts found by
+// internal/links, at most MaxLinks per message, and the Received-chain
+// relays below TrustedNetworks). The presets (Spamhaus ZEN and DBL,
+// SpamCop, Barracuda, SURBL, URIBL, DNSWL) are off until configured: their
+// operators require an agreement for anything but low volumes.
+package rbl

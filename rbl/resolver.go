@@ -1,0 +1,180 @@
+package rbl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// resolver is one recursive resolver of the chain with its health.
+type resolver struct {
+	addr string
+
+	mu          sync.Mutex
+	consecutive int              // failures in a row
+	downUntil   time.Time        // out of rotation until then (passive)
+	downErr     error            // the failure that took it out
+	healthErr   error            // resolver-wide health-check failure
+	listErr     map[string]error // per-list health-check failures
+	lastCheck   time.Time
+
+	queries, errors, failovers atomic.Uint64
+}
+
+// usable reports whether lookups in list may go to r now, and why not.
+func (r *resolver) usable(list string, now time.Time) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.healthErr != nil:
+		return r.healthErr
+	case r.listErr[list] != nil:
+		return r.listErr[list]
+	case now.Before(r.downUntil):
+		return r.downErr
+	}
+	return nil
+}
+
+// rawAnswer is what one resolver said about one name.
+type rawAnswer struct {
+	nx     bool // NXDOMAIN or no A record: not listed
+	addrs  []netip.Addr
+	ttl    time.Duration // from the answer, or the SOA for negative answers
+	hasTTL bool
+}
+
+// exchanger sends one query to one resolver, over UDP and, when the
+// answer is truncated, again over TCP.
+type exchanger struct {
+	udp, tcp *dns.Client
+}
+
+func newExchanger(timeout time.Duration) *exchanger {
+	return &exchanger{
+		udp: &dns.Client{Net: "udp", Timeout: timeout, UDPSize: dns.MinMsgSize},
+		tcp: &dns.Client{Net: "tcp", Timeout: timeout},
+	}
+}
+
+// exchange asks addr for (qname, qtype) and returns the answer message with
+// a NOERROR or NXDOMAIN rcode; every other outcome is an error wrapping one
+// of the package sentinels.
+func (e *exchanger) exchange(ctx context.Context, addr, qname string, qtype uint16) (*dns.Msg, error) {
+	q := new(dns.Msg)
+	q.SetQuestion(qname, qtype)
+	r, err := e.once(ctx, e.udp, addr, q)
+	if err == nil && r.Truncated {
+		r, err = e.once(ctx, e.tcp, addr, q)
+		if err != nil {
+			return nil, fmt.Errorf("%w, then over TCP: %w", ErrTruncated, err)
+		}
+		if r.Truncated {
+			return nil, fmt.Errorf("%w over TCP", ErrTruncated)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(r.Question) != 1 || !strings.EqualFold(r.Question[0].Name, qname) || r.Question[0].Qtype != qtype {
+		return nil, ErrMismatch
+	}
+	switch r.Rcode {
+	case dns.RcodeSuccess, dns.RcodeNameError:
+		return r, nil
+	case dns.RcodeServerFailure:
+		return nil, ErrServFail
+	case dns.RcodeRefused:
+		return nil, ErrRefused
+	}
+	return nil, fmt.Errorf("%w %s", ErrRcode, dns.RcodeToString[r.Rcode])
+}
+
+// once is one exchange whose socket is closed when ctx ends, so that a
+// cancelled message does not wait for the read deadline.
+func (e *exchanger) once(ctx context.Context, c *dns.Client, addr string, q *dns.Msg) (*dns.Msg, error) {
+	conn, err := c.DialContext(ctx, addr)
+	if err != nil {
+		return nil, netErr(ctx, err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	r, _, err := c.ExchangeWithConnContext(ctx, q, conn)
+	if err != nil {
+		return nil, netErr(ctx, err)
+	}
+	return r, nil
+}
+
+// netErr classifies a transport error: a deadline is ErrTimeout, a
+// cancelled context its own error.
+func netErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
+		}
+		return ctx.Err()
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("%w: %w", ErrTimeout, err)
+	}
+	return err
+}
+
+// parseA reads the A records and the TTL of an answer.
+func parseA(r *dns.Msg) rawAnswer {
+	var a rawAnswer
+	if r.Rcode == dns.RcodeNameError {
+		a.nx = true
+	}
+	for _, rr := range r.Answer {
+		if rec, ok := rr.(*dns.A); ok {
+			if ip, ok := netip.AddrFromSlice(rec.A.To4()); ok {
+				a.addrs = append(a.addrs, ip)
+				t := time.Duration(rec.Hdr.Ttl) * time.Second
+				if !a.hasTTL || t < a.ttl {
+					a.ttl, a.hasTTL = t, true
+				}
+			}
+		}
+	}
+	if len(a.addrs) == 0 {
+		a.nx = true
+		// RFC 2308 §5: a negative answer lives for the SOA's minimum, at
+		// most the SOA record's own TTL.
+		for _, rr := range r.Ns {
+			if soa, ok := rr.(*dns.SOA); ok {
+				a.ttl, a.hasTTL = time.Duration(min(soa.Minttl, soa.Hdr.Ttl))*time.Second, true
+			}
+		}
+	}
+	return a
+}
+
+// parseTXT joins the TXT strings of an answer.
+func parseTXT(r *dns.Msg) string {
+	var parts []string
+	for _, rr := range r.Answer {
+		if t, ok := rr.(*dns.TXT); ok {
+			parts = append(parts, strings.Join(t.Txt, ""))
+		}
+	}
+	s := strings.Join(parts, "; ")
+	if len(s) > maxReason {
+		s = s[:maxReason]
+	}
+	return strings.ToValidUTF8(s, "?")
+}
+
+// maxReason bounds the TXT reason kept from a listing.
+const maxReason = 512
