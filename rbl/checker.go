@@ -145,24 +145,24 @@ func (s Status) String() string {
 
 // Answer is the outcome of one lookup in one list.
 type Answer struct {
-	List    string         // list name
-	Target  string         // the address or domain asked about
-	Query   string         // the DNS name queried
-	Status  Status         //
-	Codes   []netip.Addr   // the A records of a listing
-	Reason  string         // the TXT record of a listing, if any
+	List    string          // list name
+	Target  string          // the address or domain asked about
+	Query   string          // the DNS name queried
+	Status  Status          //
+	Codes   []netip.Addr    // the A records of a listing
+	Reason  string          // the TXT record of a listing, if any
 	Symbols []filter.Symbol // a listing's symbols, from the list's codes
-	Err     error          // why the status is Unknown (a *LookupError)
-	Cached  bool           // answered from the cache
+	Err     error           // why the status is Unknown (a *LookupError)
+	Cached  bool            // answered from the cache
 }
 
 // listState is a list and its back-off.
 type listState struct {
 	*List
-	mu      sync.Mutex
-	streak  int           // refused lookups in a row
-	backoff time.Duration // the next back-off
-	until   time.Time     // backed off until then
+	mu                sync.Mutex
+	streak            int           // refused lookups in a row
+	backoff           time.Duration // the next back-off
+	until             time.Time     // backed off until then
 	refusals, unknown atomic.Uint64
 }
 

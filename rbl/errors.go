@@ -11,9 +11,9 @@ var (
 	ErrConfig       = errors.New("rbl: invalid configuration")
 	ErrTimeout      = errors.New("rbl: timeout")
 	ErrServFail     = errors.New("rbl: SERVFAIL")
-	ErrRefused      = errors.New("rbl: REFUSED")        // the resolver refused (rcode 5)
+	ErrRefused      = errors.New("rbl: REFUSED") // the resolver refused (rcode 5)
 	ErrRcode        = errors.New("rbl: unexpected rcode")
-	ErrQueryRefused = errors.New("rbl: query refused")  // the list answered a refused code
+	ErrQueryRefused = errors.New("rbl: query refused") // the list answered a refused code
 	ErrBadAnswer    = errors.New("rbl: answer outside 127.0.0.0/8")
 	ErrTruncated    = errors.New("rbl: truncated answer")
 	ErrMismatch     = errors.New("rbl: answer does not match the question")

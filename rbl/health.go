@@ -21,9 +21,9 @@ type Health struct {
 // ResolverHealth is one resolver of the chain, in failover order.
 type ResolverHealth struct {
 	Addr      string            `json:"addr"`
-	Up        bool              `json:"up"`              // in rotation for at least one list
+	Up        bool              `json:"up"`                // in rotation for at least one list
 	Problem   string            `json:"problem,omitempty"` // why it is out, resolver-wide
-	Lists     map[string]string `json:"lists,omitempty"` // per list: why it fails that list's test points
+	Lists     map[string]string `json:"lists,omitempty"`   // per list: why it fails that list's test points
 	Queries   uint64            `json:"queries"`
 	Errors    uint64            `json:"errors"`
 	Failovers uint64            `json:"failovers"` // lookups handed from it to the next resolver

@@ -3,8 +3,8 @@ package rbl
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
