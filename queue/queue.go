@@ -206,6 +206,7 @@ func New(store Store, cfg Config) (*Queue, error) {
 		q.add(e)
 	}
 	q.refreshGauges()
+	q.measureFree()
 	cfg.Logger.Info("queue: recovered", "entries", len(entries))
 	q.sched.Add(1)
 	go q.scheduler()
@@ -289,27 +290,32 @@ func (q *Queue) busy() *BusyError {
 			return &BusyError{Reason: BusyAge, Detail: fmt.Sprintf("oldest entry %s old > %s", age.Round(time.Second), q.cfg.MaxAge)}
 		}
 	}
-	sr, ok := q.store.(SpaceReporter)
-	if !ok {
-		return nil
-	}
 	// Statfs at most every 100 ms: cheap enough, and a disk does not fill
 	// faster than that from one gateway's enqueues.
 	now := time.Now().UnixNano()
 	if at := q.freeAt.Load(); now-at > int64(100*time.Millisecond) && q.freeAt.CompareAndSwap(at, now) {
-		free, err := sr.FreeBytes()
-		if err != nil {
-			if !q.freeErr.Swap(true) {
-				q.cfg.Logger.Warn("queue: free space unknown; disk backpressure off", "err", err)
-			}
-			free = ^uint64(0)
-		}
-		q.free.Store(free)
+		q.measureFree()
 	}
 	if free := q.free.Load(); free < q.cfg.MinFreeBytes {
 		return &BusyError{Reason: BusyDisk, Detail: fmt.Sprintf("%d bytes free < %d", free, q.cfg.MinFreeBytes)}
 	}
 	return nil
+}
+
+// measureFree asks the store for its free space; a store that cannot say
+// is never refused for space.
+func (q *Queue) measureFree() {
+	free := ^uint64(0)
+	if sr, ok := q.store.(SpaceReporter); ok {
+		f, err := sr.FreeBytes()
+		if err == nil {
+			free = f
+		} else if !q.freeErr.Swap(true) {
+			q.cfg.Logger.Warn("queue: free space unknown; disk backpressure off", "err", err)
+		}
+	}
+	q.free.Store(free)
+	q.freeAt.Store(time.Now().UnixNano())
 }
 
 // refreshGauges recomputes depth and the age of the oldest entry.

@@ -386,13 +386,13 @@ func (d *SMTPDeliverer) dial(ctx context.Context, host string, lmtp bool) (*smtp
 
 func (d *SMTPDeliverer) connect(ctx context.Context, host string, lmtp, useTLS bool) (*smtp.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, d.cfg.DialTimeout)
-	conn, err := d.cfg.Dial(dctx, "tcp", host)
+	raw, err := d.cfg.Dial(dctx, "tcp", host)
 	cancel()
 	if err != nil {
 		return nil, &ConnError{Host: host, Op: "dial", Err: err}
 	}
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	conn = &ctxConn{Conn: conn, stop: stop}
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	var conn net.Conn = &ctxConn{Conn: raw, stop: stop}
 	var c *smtp.Client
 	if useTLS {
 		tc := d.cfg.TLS.Clone()

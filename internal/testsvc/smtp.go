@@ -45,11 +45,14 @@ type SMTPSink struct {
 	Addr string
 	cfg  SMTPSinkConfig
 
-	mu   sync.Mutex
-	msgs []SMTPMessage
-	srv  *smtp.Server
-	wake chan struct{}
-	t    testing.TB
+	mu         sync.Mutex
+	msgs       []SMTPMessage
+	sessions   int
+	maxSession int
+	srv        *smtp.Server
+	l          net.Listener
+	wake       chan struct{}
+	t          testing.TB
 }
 
 // StartSMTPSink starts a sink; it stops when the test ends.
@@ -72,6 +75,10 @@ func (s *SMTPSink) Start() {
 				return nil, err
 			}
 		}
+		s.mu.Lock()
+		s.sessions++
+		s.maxSession = max(s.maxSession, s.sessions)
+		s.mu.Unlock()
 		return &sinkSession{s: s, c: c}, nil
 	}))
 	srv.Domain = "sink.test"
@@ -93,7 +100,7 @@ func (s *SMTPSink) Start() {
 		s.t.Fatalf("smtp sink: %v", err)
 	}
 	s.mu.Lock()
-	s.srv = srv
+	s.srv, s.l = srv, l
 	s.mu.Unlock()
 	go srv.Serve(l)
 }
@@ -101,9 +108,12 @@ func (s *SMTPSink) Start() {
 // Stop stops the sink; connections are refused until Start.
 func (s *SMTPSink) Stop() {
 	s.mu.Lock()
-	srv := s.srv
-	s.srv = nil
+	srv, l := s.srv, s.l
+	s.srv, s.l = nil, nil
 	s.mu.Unlock()
+	if l != nil {
+		l.Close() // Serve may not have registered it yet
+	}
 	if srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -118,6 +128,13 @@ func (s *SMTPSink) Messages() []SMTPMessage {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]SMTPMessage(nil), s.msgs...)
+}
+
+// MaxSessions returns the most sessions that were open at once.
+func (s *SMTPSink) MaxSessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxSession
 }
 
 // Wait waits until the sink holds at least n messages or timeout passes,
@@ -148,8 +165,13 @@ type sinkSession struct {
 	to   []string
 }
 
-func (ss *sinkSession) Reset()        { ss.from, ss.to = "", nil }
-func (ss *sinkSession) Logout() error { return nil }
+func (ss *sinkSession) Reset() { ss.from, ss.to = "", nil }
+func (ss *sinkSession) Logout() error {
+	ss.s.mu.Lock()
+	ss.s.sessions--
+	ss.s.mu.Unlock()
+	return nil
+}
 func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
 	ss.from = from
 	return nil
