@@ -184,6 +184,11 @@ func (f *Filter) Check(ctx context.Context, m *filter.Message) (filter.Result, e
 	if f.cfg.Targets&TargetLeaves != 0 {
 		err := f.cfg.Leaves.Leaves(ctx, m, func(l Leaf, r io.Reader) error {
 			ra, size, done, err := f.spool(r)
+			if errors.Is(err, ErrSizeLimit) {
+				// Larger than the unpacker hands out: not scanned whole.
+				add(SymPartial, 0, fmt.Sprintf("%s: %v", l.Path, err), f.cfg.OnError)
+				return nil
+			}
 			if err != nil {
 				return err
 			}
@@ -191,10 +196,13 @@ func (f *Filter) Check(ctx context.Context, m *filter.Message) (filter.Result, e
 			v, err := f.cfg.Scanner.Scan(ctx, ra, size)
 			return f.apply(add, v, err, l.Path)
 		})
-		if err != nil {
-			if ctx.Err() != nil {
-				return filter.Result{}, ctx.Err()
-			}
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return filter.Result{}, ctx.Err()
+		case errors.Is(err, ErrSizeLimit):
+			add(SymPartial, 0, "leaves: "+err.Error(), f.cfg.OnError)
+		default:
 			add(SymFail, 0, "leaves: "+err.Error(), f.cfg.OnError)
 		}
 	}

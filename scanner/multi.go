@@ -244,7 +244,7 @@ func (m *Multi) Scan(ctx context.Context, r io.ReaderAt, size int64) (Verdict, e
 	if m.opts.Mode == Quorum {
 		v.Quorum = m.opts.Quorum
 	}
-	var clean, confirmed int
+	var clean, detecting, trusted int
 	var downErrs []error
 	for _, a := range answers {
 		v.Down = append(v.Down, a.down...)
@@ -258,8 +258,9 @@ func (m *Multi) Scan(ctx context.Context, r io.ReaderAt, size int64) (Verdict, e
 				clean++
 				continue
 			}
+			detecting++
 			if !a.suspect {
-				confirmed++
+				trusted++
 			}
 			for _, s := range a.res.Signatures {
 				v.Detections = append(v.Detections, Detection{Engine: a.engine, Signature: s, Suspect: a.suspect, Rate: a.rate, Base: a.base})
@@ -272,7 +273,12 @@ func (m *Multi) Scan(ctx context.Context, r io.ReaderAt, size int64) (Verdict, e
 		}
 	}
 	sort.Slice(v.Down, func(i, j int) bool { return v.Down[i].Engine < v.Down[j].Engine })
-	v.Infected = confirmed >= v.Quorum
+	// A faulty update is one vendor's: engines that agree vouch for each
+	// other, so an outbreak flagged by several engines is not doubted.
+	if detecting >= 2 {
+		trusted = detecting
+	}
+	v.Infected = trusted >= v.Quorum
 	v.Unconfirmed = len(v.Detections) > 0 && !v.Infected
 	if v.Answers == 0 || (len(v.Detections) == 0 && len(v.Failures) == 0 && clean < m.opts.MinAnswers) {
 		m.metrics.Add("portcullis_scanner_all_down_total", 1)

@@ -1,0 +1,65 @@
+// Package scanner scans mail with antivirus engines and combines their
+// answers by a policy that survives an engine outage and a faulty
+// signature update.
+//
+// # Engines
+//
+// An Engine scans one stream and returns clean, infected (with signature
+// names) or an error; adapters live in scanner/clamd (clamd's INSTREAM),
+// scanner/icap (RFC 3507 RESPMOD, how commercial engines plug in) and
+// scanner/command (any command-line scanner). Errors come in two kinds,
+// told apart with errors.Is: ErrContent and ErrSizeLimit mean the engine is
+// up but could not judge these bytes (a corrupt attachment, a member larger
+// than its limit); anything else means the engine is unavailable.
+//
+// # Multi-engine policy
+//
+// Multi asks its engines concurrently for every scan and combines the
+// answers: AnyHit (one detection is enough) or Quorum (k of n engines must
+// agree; fewer is an unconfirmed detection). An engine that is unavailable
+// (error, timeout, open breaker) is replaced by the next spare of the backup
+// tier. Each engine has a circuit breaker: consecutive outages open it, and
+// after a cooldown one probe scan (half-open) closes or re-opens it. Content
+// errors never trip it: one corrupt message must not take an engine out of
+// service and build a backlog. When fewer engines answer than a clean
+// verdict needs, Scan returns ErrAllDown.
+//
+// The faulty-update guard watches each engine's detection rate over a
+// sliding window of its last scans. When the rate jumps above a multiple of
+// the engine's baseline, its detections that no other engine shares are
+// unconfirmed: they demand quarantine, not reject, and the jump is a metric
+// (portcullis_scanner_suspect_total) and a log line. Quarantined mail can be
+// re-scanned and released once the vendor fixes the update; rejected mail
+// would be gone. Engines that agree vouch for each other, so an outbreak
+// flagged by several engines is not doubted.
+//
+// Results are cached per engine by the SHA-256 of the bytes and the
+// engine's signature version (Versioner: clamd's VERSION, ICAP's ISTag), in
+// a bounded LRU with a TTL; a new signature version misses every older
+// entry, and errors are never cached.
+//
+// # The filter
+//
+// Filter is a filter.Filter. It scans the whole raw message and/or every
+// leaf file the archive inspector unpacks (ArchiveLeaves), so a finding
+// names where it is:
+//
+//	AV_INFECTED        "clamd: Eicar-Test-Signature in invoice.zip/eicar.com"  reject (Config.OnInfected)
+//	AV_UNCONFIRMED     a detection below the quorum                            quarantine (Config.OnDoubt)
+//	AV_SUSPECT_ENGINE  a detection by an engine whose rate jumped              quarantine (Config.OnDoubt)
+//	AV_FAIL            an engine could not scan a part                         quarantine (Config.OnError)
+//	AV_PARTIAL         a part exceeded an engine's size limit                  quarantine (Config.OnError)
+//	AV_FAIL            no engine available                                     tempfail, always
+//	AV_ENGINE_DOWN     an engine was down while others answered                nothing (visible only)
+//
+// Failure semantics: no mail lost, no failure silent. An engine outage
+// demands Tempfail (the sender keeps the mail) whatever failure mode the
+// pipeline's policy gives the filter, so an outage never passes mail; an
+// engine error on a part escalates to the stricter path, never to a pass.
+//
+// Metrics (filter.Metrics), labelled by engine: portcullis_scanner_scans_total
+// (result), _detections_total, _errors_total (kind), _scan_seconds,
+// _breaker_state (0 closed, 1 half-open, 2 open), _suspect_total,
+// _failovers_total, _cache_hits_total, _cache_misses_total, and
+// _all_down_total, _tempfail_total.
+package scanner

@@ -1,0 +1,65 @@
+package scanner_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/portcullis-mail/portcullis/filter"
+	"github.com/portcullis-mail/portcullis/scanner"
+)
+
+// fakeAV finds "X5O!" in anything, like a real engine finds EICAR.
+func fakeAV(name string) scanner.Engine {
+	return scanner.EngineFunc(name, func(ctx context.Context, r io.Reader) (scanner.Result, error) {
+		b, err := io.ReadAll(r)
+		if err != nil {
+			return scanner.Result{}, err
+		}
+		if bytes.Contains(b, []byte("X5O!")) {
+			return scanner.Result{Signatures: []string{"Test-Signature"}}, nil
+		}
+		return scanner.Result{}, nil
+	})
+}
+
+func Example() {
+	multi, err := scanner.NewMulti(scanner.Options{
+		Engines: []scanner.Engine{fakeAV("primary")},
+		Backups: []scanner.Engine{fakeAV("spare")},
+	})
+	if err != nil {
+		panic(err)
+	}
+	av, err := scanner.New(scanner.Config{Scanner: multi})
+	if err != nil {
+		panic(err)
+	}
+	raw := []byte("Subject: hi\r\n\r\nX5O!...\r\n")
+	res, err := av.Check(context.Background(), filter.NewMessageBytes(filter.Envelope{}, raw, filter.Limits{}))
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(res.Action)
+	for _, s := range res.Symbols {
+		fmt.Println(s.Name, s.Detail)
+	}
+	// Output:
+	// reject
+	// AV_INFECTED primary: Test-Signature in message
+}
+
+func ExampleMulti_quorum() {
+	faulty := scanner.EngineFunc("faulty", func(ctx context.Context, r io.Reader) (scanner.Result, error) {
+		return scanner.Result{Signatures: []string{"Everything.Is.A.Virus"}}, nil
+	})
+	multi, _ := scanner.NewMulti(scanner.Options{
+		Engines: []scanner.Engine{fakeAV("a"), fakeAV("b"), faulty},
+		Mode:    scanner.Quorum, // a majority: 2 of 3
+	})
+	clean := []byte("hello")
+	v, err := multi.Scan(context.Background(), bytes.NewReader(clean), int64(len(clean)))
+	fmt.Println(v.Infected, v.Unconfirmed, err)
+	// Output: false true <nil>
+}
