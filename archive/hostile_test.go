@@ -24,7 +24,7 @@ const maxHeap = 64 << 20
 func deflatedZeros(t testing.TB, n int64) ([]byte, uint32) {
 	t.Helper()
 	var b bytes.Buffer
-	fw, _ := flate.NewWriter(&b, flate.BestCompression)
+	fw, _ := flate.NewWriter(&b, flate.BestSpeed) // 1000:1 on zeros, 20 times faster than best
 	zero := make([]byte, 1<<20)
 	crc := crc32.NewIEEE()
 	for left := n; left > 0; {
@@ -172,7 +172,7 @@ func patchCentralSizes(t testing.TB, z []byte, sizes map[string]uint32) []byte {
 // after a few MiB.
 func TestGzipBomb(t *testing.T) {
 	var member bytes.Buffer
-	gw, _ := gzip.NewWriterLevel(&member, gzip.BestCompression)
+	gw, _ := gzip.NewWriterLevel(&member, gzip.BestSpeed)
 	zero := make([]byte, 1<<20)
 	for range 64 {
 		gw.Write(zero)
