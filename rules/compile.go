@@ -421,8 +421,11 @@ func (c *crule) keys() []string {
 	if c.re == nil || c.Negate || c.Test != Match {
 		return nil
 	}
-	if c.Kind == Header && c.IfUnset != nil {
-		return nil // a missing header is tested as IfUnset, not in the text
+	if c.Kind == Header && (c.IfUnset != nil || c.hdr.mod == "addr" || c.hdr.mod == "name") {
+		// A missing header is tested as IfUnset, and parsed addresses
+		// and names (quoted pairs undone) are not substrings of the
+		// header text the prefilter scans.
+		return nil
 	}
 	re, err := syntax.Parse(c.re.String(), syntax.Perl)
 	if err != nil {

@@ -66,6 +66,7 @@ type Engine struct {
 	stats   statsTable
 
 	reloadMu sync.Mutex // one reload at a time
+	stamps   atomic.Pointer[string] // the files' stamps when last read
 	ok, bad  atomic.Uint64
 	lastErr  atomic.Pointer[error]
 }
@@ -149,6 +150,8 @@ func (e *Engine) Check(ctx context.Context, m *filter.Message) (filter.Result, e
 func Build(cfg Config) (*Set, error) { return New(cfg).build() }
 
 func (e *Engine) build() (*Set, error) {
+	st := e.fileStamps()
+	e.stamps.Store(&st)
 	lim := e.cfg.Limits.withDefaults()
 	sp := &spec{}
 	if e.cfg.Default {
@@ -265,8 +268,8 @@ func (e *Engine) Reloads() (ok, failed uint64, last error) {
 	return e.ok.Load(), e.bad.Load(), last
 }
 
-// Watch reloads whenever a rule file's modification time or size changes,
-// polling every interval (default 2 s) until ctx ends. Polling, rather
+// Watch reloads whenever a rule file's modification time or size differs
+// from when the files were last read, polling every interval (default 2 s) until ctx ends. Polling, rather
 // than inotify, needs no extra dependency and sees files replaced by
 // rename, on network file systems and in containers with bind mounts,
 // where change events are unreliable; a rule file is small and a stat
@@ -275,7 +278,6 @@ func (e *Engine) Watch(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = 2 * time.Second
 	}
-	last := e.fileStamps()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -284,11 +286,9 @@ func (e *Engine) Watch(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		now := e.fileStamps()
-		if now == last {
+		if p := e.stamps.Load(); p != nil && *p == e.fileStamps() {
 			continue
 		}
-		last = now
 		// A failed reload is logged and counted; the next change retries.
 		_ = e.Reload(ctx)
 	}

@@ -1,0 +1,160 @@
+package ac
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// naive is the reference: which patterns occur in text, ASCII case folded.
+func naive(patterns []string, text string) []int {
+	lt := asciiLower(text)
+	var out []int
+	for i, p := range patterns {
+		if p != "" && strings.Contains(lt, asciiLower(p)) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		b[i] = lower(c)
+	}
+	return string(b)
+}
+
+func found(m *Matcher, text string) []int {
+	var out []int
+	m.MatchString(text, func(id int) { out = append(out, id) })
+	slices.Sort(out)
+	return out
+}
+
+func TestMatchTable(t *testing.T) {
+	pats := []string{"he", "she", "his", "hers", "viagra", "ViAgRa", "x", "", "é"}
+	m, err := New(pats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		text string
+		want []int
+	}{
+		{"ushers", []int{0, 1, 3}},
+		{"BUY VIAGRA NOW", []int{4, 5}},
+		{"nothing", nil},
+		{"", nil},
+		{"café", []int{8}},
+		{"CAFÉ", nil}, // non-ASCII bytes match exactly
+		{"xxxx", []int{6}},
+	} {
+		if got := found(m, tc.text); !slices.Equal(got, tc.want) {
+			t.Errorf("%q: got %v, want %v", tc.text, got, tc.want)
+		}
+	}
+	// Match over bytes agrees with MatchString.
+	var got []int
+	m.Match([]byte("ushers"), func(id int) { got = append(got, id) })
+	slices.Sort(got)
+	if !slices.Equal(got, []int{0, 1, 3}) {
+		t.Errorf("Match: %v", got)
+	}
+}
+
+func TestMatchRandom(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	alpha := "abcAB \xc3\xa9"
+	word := func(n int) string {
+		var b strings.Builder
+		for range n {
+			b.WriteByte(alpha[r.IntN(len(alpha))])
+		}
+		return b.String()
+	}
+	for round := range 300 {
+		pats := make([]string, 1+r.IntN(30))
+		for i := range pats {
+			pats[i] = word(1 + r.IntN(5))
+		}
+		m, err := New(pats)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 10 {
+			text := word(r.IntN(200))
+			if got, want := found(m, text), naive(pats, text); !slices.Equal(got, want) {
+				t.Fatalf("round %d: patterns %q text %q: got %v, want %v", round, pats, text, got, want)
+			}
+		}
+	}
+}
+
+func TestEmpty(t *testing.T) {
+	m, err := New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.MatchString("anything", func(int) { t.Fatal("reported a pattern from an empty set") })
+}
+
+func TestTooLarge(t *testing.T) {
+	big := strings.Repeat("a", MaxStates+1)
+	if _, err := New([]string{big}); err == nil {
+		t.Fatal("a pattern set over MaxStates was accepted")
+	}
+}
+
+func FuzzMatch(f *testing.F) {
+	f.Add("he\x00she\x00hers", "ushers")
+	f.Add("ViAgRa\x00x", "buy VIAGRA")
+	f.Add("\xc3\xa9", "caf\xc3\xa9")
+	f.Fuzz(func(t *testing.T, patterns, text string) {
+		if len(patterns) > 4096 {
+			return
+		}
+		pats := strings.Split(patterns, "\x00")
+		m, err := New(pats)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := found(m, text), naive(pats, text); !slices.Equal(got, want) {
+			t.Fatalf("patterns %q text %q: got %v, want %v", pats, text, got, want)
+		}
+		var viaBytes []int
+		m.Match([]byte(text), func(id int) { viaBytes = append(viaBytes, id) })
+		slices.Sort(viaBytes)
+		if !slices.Equal(viaBytes, found(m, text)) {
+			t.Fatal("Match and MatchString disagree")
+		}
+	})
+}
+
+func BenchmarkMatch(b *testing.B) {
+	r := rand.New(rand.NewPCG(3, 4))
+	pats := make([]string, 10000)
+	for i := range pats {
+		pats[i] = randWord(r, 6+r.IntN(8))
+	}
+	m, err := New(pats)
+	if err != nil {
+		b.Fatal(err)
+	}
+	text := bytes.Repeat([]byte("The quick brown fox jumps over the lazy dog. "), 100<<10/45)
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		m.Match(text, func(int) {})
+	}
+}
+
+func randWord(r *rand.Rand, n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte('a' + r.IntN(26))
+	}
+	return string(b)
+}

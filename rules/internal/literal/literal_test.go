@@ -1,0 +1,78 @@
+package literal
+
+import (
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestRequired(t *testing.T) {
+	for _, tc := range []struct {
+		re   string
+		want []string
+	}{
+		{`viagra`, []string{"viagra"}},
+		{`(?i)ViAgRa`, []string{"viagra"}},
+		{`\bbuy (?:now|today)\b`, []string{"buy now", "buy today"}},
+		{`colou?r`, []string{"color", "colour"}},
+		{`foo.*barbaz`, []string{"barbaz"}},
+		{`(?:cheap|discount) \w+ (?:pills|meds)`, []string{"cheap ", "discount "}},
+		{`[0-9]+`, nil},
+		{`a.b`, nil},
+		{`(?:abc)*`, nil},
+		{`(?:abcd)+x`, []string{"abcd"}},
+		{`(?:hello|x) world`, []string{"hello world", "x world"}},
+		{`ab|cd`, nil}, // too short to filter anything
+		{`GTUBE-STANDARD`, []string{"gtube-standard"}},
+		{`v[i1]agra`, []string{"v1agra", "viagra"}},
+		{`(?i)привет`, nil}, // non-ASCII case variants the matcher would miss
+		{`привет`, []string{"привет"}},
+	} {
+		got := RequiredString(tc.re)
+		slices.Sort(got)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: got %q, want %q", tc.re, got, tc.want)
+		}
+	}
+}
+
+func TestHazard(t *testing.T) {
+	if !Hazard("\u212Aiss") || !Hazard("ca\u017Fino") || Hazard("kiss") {
+		t.Fatal("Hazard misses the Kelvin sign or long s, or flags ASCII")
+	}
+}
+
+// FuzzRequired checks the one property the prefilter depends on: when a
+// regex matches a text, one of its keys occurs in the ASCII-lower-cased
+// text (unless the text holds a Hazard rune).
+func FuzzRequired(f *testing.F) {
+	f.Add(`viagra`, "buy VIAGRA now")
+	f.Add(`(?i)\bfree (?:money|cash)\b`, "get FREE Cash")
+	f.Add(`colou?r`, "colour")
+	f.Add(`(?i)kiss`, "\u212Aiss")
+	f.Add(`[a-c]x{2,3}(?:yz|zz)`, "bxxxzz")
+	f.Fuzz(func(t *testing.T, pattern, text string) {
+		if len(pattern) > 200 {
+			return
+		}
+		re, err := regexp.Compile(pattern)
+		if err != nil {
+			return
+		}
+		keys := RequiredString(pattern)
+		if keys == nil || !re.MatchString(text) || Hazard(text) {
+			return
+		}
+		lt := []byte(text)
+		for i, c := range lt {
+			lt[i] = lower(c)
+		}
+		for _, k := range keys {
+			if strings.Contains(string(lt), k) {
+				return
+			}
+		}
+		t.Fatalf("%q matches %q but none of its keys %q occurs", pattern, text, keys)
+	})
+}

@@ -1,0 +1,197 @@
+package rules
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/portcullis-mail/portcullis/filter"
+	"github.com/portcullis-mail/portcullis/internal/testsvc"
+)
+
+func readTestdata(t testing.TB, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestSAImportMini(t *testing.T) {
+	s := mustBuild(t, Config{Files: []string{"testdata/sa-mini.cf"}})
+	rep := s.Report()
+	wantSkipped := map[string]int{
+		ReasonLookaround: 1, ReasonBackref: 1, ReasonAtomic: 1, ReasonHighBytes: 1, ReasonEval: 1,
+		ReasonPseudo: 1, ReasonUnsupported: 1, ReasonMetaDep: 2,
+	}
+	for reason, n := range wantSkipped {
+		if rep.Skipped[reason] != n {
+			t.Errorf("skipped for %s: %d, want %d (report %v)", reason, rep.Skipped[reason], n, rep)
+		}
+	}
+	for _, sk := range rep.Skips {
+		if sk.File != "testdata/sa-mini.cf" || sk.Line == 0 || sk.Rule == "" {
+			t.Errorf("skip without a place: %+v", sk)
+		}
+	}
+	if rep.Ignored["lang"] != 1 || rep.Ignored["priority"] != 1 {
+		t.Errorf("ignored directives not counted: %v", rep.Ignored)
+	}
+	if th := s.Thresholds(); th.AddHeader != 5 {
+		t.Errorf("required_score not taken: %+v", th)
+	}
+	rules := map[string]Rule{}
+	for _, r := range s.Rules() {
+		rules[r.Name] = r
+	}
+	if _, ok := rules["IN_NOT_IF"]; ok {
+		t.Error("a rule inside 'if !plugin(...)' was imported")
+	}
+	if _, ok := rules["IN_IFPLUGIN"]; !ok {
+		t.Error("a rule inside ifplugin was not imported")
+	}
+	if r := rules["SUBJ_TEST"]; r.Score != 1.5 || r.Regex != `(?i)\btest\b` {
+		t.Errorf("SUBJ_TEST imported as %+v", r)
+	}
+	if r := rules["EXTENDED"]; r.Regex != "(?i)anti-ube" {
+		t.Errorf("/x not applied: %q", r.Regex)
+	}
+
+	ev := eval(t, s, filter.Envelope{}, readTestdata(t, "sa-sample-spam.eml"))
+	got := names(ev)
+	for _, want := range []string{"GTUBE_MINI", "SUBJ_TEST", "PREC_NO_XFOO", "FROM_EXAMPLE", "RAW_X", "FULL_MSGID", "EXTENDED"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("%s did not hit the GTUBE sample: %v", want, got)
+		}
+	}
+	if slices.Contains(got, "ZERO_RULE") {
+		t.Error("a rule scored 0 was reported")
+	}
+	if ev.Action != filter.Reject {
+		t.Errorf("GTUBE sample: %v", ev.Action)
+	}
+}
+
+func TestPerlToRE2(t *testing.T) {
+	for _, tc := range []struct {
+		in, want, reason string
+	}{
+		{`/foo/i`, `(?i)foo`, ""},
+		{`m{a/b}`, `a/b`, ""},
+		{`/a\/b/`, `a/b`, ""},
+		{`m!x!ms`, `(?ms)x`, ""},
+		{`/end\Z/`, `end(?:\n?\z)`, ""},
+		{`/a\hb/`, `a[\t \x{a0}]b`, ""},
+		{`/a(?#note)b/`, `ab`, ""},
+		{`/a b # c/x`, `ab`, ""},
+		{`/[ #]/x`, `[ #]`, ""},
+		{`/\\1/`, `\\1`, ""},
+		{`/x\?+s/`, `x\?+s`, ""},
+		{`/(?<=a)b/`, "", ReasonLookaround},
+		{`/a(?!b)/`, "", ReasonLookaround},
+		{`/(a)\1/`, "", ReasonBackref},
+		{`/(?<n>a)\k<n>/`, "", ReasonBackref},
+		{`/(?>a)/`, "", ReasonAtomic},
+		{`/a++/`, "", ReasonAtomic},
+		{`/\Ga/`, "", ReasonPerlOnly},
+		{`/\xff/`, "", ReasonHighBytes},
+		{`/a{2000}/`, "", ReasonRE2},
+		{`/abc`, "", ReasonSyntax},
+		{`abc`, "", ReasonSyntax},
+		{`/a/e`, "", ReasonPerlOnly},
+	} {
+		got, _, err := parsePerlRegex(tc.in)
+		var sk *errSkip
+		switch {
+		case tc.reason == "" && err != nil:
+			t.Errorf("%s: %v", tc.in, err)
+		case tc.reason == "" && got != tc.want:
+			t.Errorf("%s: got %q, want %q", tc.in, got, tc.want)
+		case tc.reason != "" && (!errors.As(err, &sk) || sk.reason != tc.reason):
+			t.Errorf("%s: got %q %v, want skip for %s", tc.in, got, err, tc.reason)
+		}
+	}
+}
+
+// saFiles returns the rule files of the Debian spamassassin package.
+func saFiles(t testing.TB) []string {
+	t.Helper()
+	files, _ := filepath.Glob("/usr/share/spamassassin/*.cf")
+	if len(files) < 10 {
+		testsvc.Missing(t, "spamassassin rules in /usr/share/spamassassin", "apt-get install -y spamassassin")
+	}
+	return files
+}
+
+func TestSpamAssassinRules(t *testing.T) {
+	s := mustBuild(t, Config{Files: saFiles(t)})
+	rep := s.Report()
+	if rep.Imported < 1000 {
+		t.Fatalf("only %d rules imported: %v", rep.Imported, rep)
+	}
+	total := rep.Imported
+	for _, n := range rep.Skipped {
+		total += n
+	}
+	if total < 2500 || len(rep.Skips) != total-rep.Imported {
+		t.Fatalf("%d rules seen, %d skips listed: %v", total, len(rep.Skips), rep)
+	}
+	t.Log(rep)
+	spam := eval(t, s, filter.Envelope{}, readTestdata(t, "sa-sample-spam.eml"))
+	if !spam.Has("GTUBE") || spam.Action == filter.Accept {
+		t.Fatalf("sample-spam: %v %v", spam.Action, spam.Symbols)
+	}
+	ham := eval(t, s, filter.Envelope{}, readTestdata(t, "sa-sample-nonspam.eml"))
+	if ham.Score >= s.Thresholds().AddHeader {
+		t.Fatalf("sample-nonspam scored %.2f: %v", ham.Score, ham.Symbols)
+	}
+	// The same verdicts with and without the prefilter.
+	plain := mustBuild(t, Config{Files: saFiles(t), NoPrefilter: true})
+	for _, f := range []string{"sa-sample-spam.eml", "sa-sample-nonspam.eml"} {
+		a, b := eval(t, s, filter.Envelope{}, readTestdata(t, f)), eval(t, plain, filter.Envelope{}, readTestdata(t, f))
+		if !slices.Equal(names(a), names(b)) {
+			t.Errorf("%s: prefilter changed hits: %v vs %v", f, names(a), names(b))
+		}
+	}
+}
+
+func TestDefaultSet(t *testing.T) {
+	e := Default()
+	s := e.Current()
+	if len(s.Corpus()) < 8 {
+		t.Fatalf("default corpus has %d samples", len(s.Corpus()))
+	}
+	// The gate ran at load; check again here so a failure names the sample.
+	rep, err := Gate(context.Background(), nil, s, s.Corpus())
+	if err != nil || !rep.OK() {
+		t.Fatalf("%v %v", rep, err)
+	}
+	spam := eval(t, s, filter.Envelope{}, readTestdata(t, "sa-sample-spam.eml"))
+	if !spam.Has("GTUBE") || spam.Action != filter.Reject {
+		t.Fatalf("sample-spam: %v %v", spam.Action, spam.Symbols)
+	}
+	ham := eval(t, s, filter.Envelope{}, readTestdata(t, "sa-sample-nonspam.eml"))
+	if ham.Action != filter.Accept {
+		t.Fatalf("sample-nonspam: %v %v", ham.Action, ham.Symbols)
+	}
+	// Every rule is documented.
+	for _, r := range s.Rules() {
+		if r.Description == "" {
+			t.Errorf("%s has no description", r.Name)
+		}
+	}
+	if err := e.Ready(); err != nil {
+		t.Fatal(err)
+	}
+	// Files and the default set combine.
+	extra := writeRules(t, "extra.yaml", `rules: [{name: EXTRA, kind: body, literal: tbtf, nocase: true, score: 1}]`)
+	both := mustBuild(t, Config{Default: true, Files: []string{extra}})
+	if both.Len() != s.Len()+1 || !strings.Contains(both.Rules()[s.Len()].File, "extra.yaml") {
+		t.Fatalf("default plus file: %d rules", both.Len())
+	}
+}
