@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -189,6 +190,7 @@ func tinyPE() []byte {
 
 // heapWatch samples the heap while a test runs and reports the peak.
 type heapWatch struct {
+	base uint64 // heap in use when the watch started
 	peak atomic.Uint64
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -196,17 +198,15 @@ type heapWatch struct {
 
 func watchHeap() *heapWatch {
 	runtime.GC()
-	h := &heapWatch{stop: make(chan struct{})}
+	h := &heapWatch{stop: make(chan struct{}), base: heapInuse()}
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
-		tk := time.NewTicker(2 * time.Millisecond)
+		tk := time.NewTicker(time.Millisecond)
 		defer tk.Stop()
 		for {
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			if ms.HeapInuse > h.peak.Load() {
-				h.peak.Store(ms.HeapInuse)
+			if v := heapInuse(); v > h.peak.Load() {
+				h.peak.Store(v)
 			}
 			select {
 			case <-h.stop:
@@ -218,14 +218,20 @@ func watchHeap() *heapWatch {
 	return h
 }
 
+// heapInuse is HeapInuse read through runtime/metrics, which does not stop
+// the world the way ReadMemStats does.
+func heapInuse() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/unused:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64() + s[1].Value.Uint64()
+}
+
 // done stops sampling and fails the test when the heap in use went over max.
 func (h *heapWatch) done(t testing.TB, max uint64) {
 	t.Helper()
 	close(h.stop)
 	h.wg.Wait()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	peak := max64(h.peak.Load(), ms.HeapInuse)
+	peak := max64(h.peak.Load(), heapInuse())
 	if peak > max {
 		t.Fatalf("peak heap in use %d MiB > %d MiB", peak>>20, max>>20)
 	}

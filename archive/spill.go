@@ -1,9 +1,10 @@
 package archive
 
 import (
-	"bytes"
+	"errors"
 	"io"
 	"os"
+	"sync"
 )
 
 // spill holds a stream that needs random access (zip and 7z keep their
@@ -12,9 +13,10 @@ import (
 // nothing is left behind even if the process dies. The file's name is
 // random: nothing from the message ever names a file.
 type spill struct {
-	mem  []byte
-	f    *os.File
-	size int64
+	mem    []byte
+	pooled []byte // mem's buffer, back to the pool on close
+	f      *os.File
+	size   int64
 }
 
 func (s *spill) ReadAt(p []byte, off int64) (int, error) {
@@ -38,42 +40,54 @@ func (s *spill) close() {
 	if s.f != nil {
 		s.f.Close()
 	}
-	s.mem = nil
+	if s.pooled != nil {
+		putMem(s.pooled)
+	}
+	s.mem, s.pooled = nil, nil
 }
 
 // newSpill reads r to its end. r enforces the byte limits (it is metered),
 // so the file cannot grow past them.
 func newSpill(r io.Reader, memory int64, buf []byte) (*spill, error) {
-	head, err := readUpTo(r, memory+1)
-	if err != nil {
+	mem := getMem(memory)
+	n, err := io.ReadFull(r, mem[:memory+1])
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return &spill{mem: mem[:n], size: int64(n), pooled: mem}, nil
+	case err != nil:
+		putMem(mem)
 		return nil, err
-	}
-	if int64(len(head)) <= memory {
-		return &spill{mem: head, size: int64(len(head))}, nil
 	}
 	f, err := os.CreateTemp("", "portcullis-archive-*")
 	if err != nil {
+		putMem(mem)
 		return nil, err
 	}
 	os.Remove(f.Name())
 	s := &spill{f: f}
-	if _, err := f.Write(head); err != nil {
+	_, err = f.Write(mem[:n])
+	putMem(mem)
+	if err != nil {
 		s.close()
 		return nil, err
 	}
-	n := int64(len(head))
-	// head is dead from here on: the collector may take it while the rest streams.
 	m, err := io.CopyBuffer(struct{ io.Writer }{f}, r, buf)
 	if err != nil {
 		s.close()
 		return nil, err
 	}
-	s.size = n + m
+	s.size = int64(n) + m
 	return s, nil
 }
 
-func readUpTo(r io.Reader, n int64) ([]byte, error) {
-	var b bytes.Buffer
-	_, err := b.ReadFrom(io.LimitReader(r, n))
-	return b.Bytes(), err
+// Spill buffers are reused: a gateway inspects one zip after another.
+var memPool sync.Pool
+
+func getMem(memory int64) []byte {
+	if b, ok := memPool.Get().(*[]byte); ok && int64(cap(*b)) == memory+1 {
+		return (*b)[:memory+1]
+	}
+	return make([]byte, memory+1)
 }
+
+func putMem(b []byte) { memPool.Put(&b) }

@@ -466,7 +466,10 @@ func (w *walker) declared(path string, size, packed int64) error {
 	return nil
 }
 
-var flatePool sync.Pool
+var (
+	flatePool sync.Pool
+	bufPool   = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+)
 
 type flateReader struct{ io.ReadCloser }
 
@@ -736,19 +739,21 @@ func (w *walker) zipEntry(c node, ra io.ReaderAt, e *zipscan.Entry) error {
 		return err
 	}
 	in := &counter{r: io.NewSectionReader(ra, e.Data, int64(e.CompSize))}
-	var r io.Reader = in
-	ratio := in
-	if e.Method != zipscan.Store {
-		dec, err := decoder("zip-"+strconv.Itoa(int(e.Method)), in)
-		if err != nil {
-			return unopened("method " + strconv.Itoa(int(e.Method)))
-		}
-		defer dec.Close()
-		r = dec
-	} else {
-		ratio = nil
+	if e.Method == zipscan.Store {
+		return w.file(c, w.meter(in, nil, c.path))
 	}
-	return w.file(c, w.meter(r, ratio, c.path))
+	// Decoders read a byte at a time from a ByteReader; without one they
+	// would wrap the section in a small buffer of their own and turn a
+	// spilled zip into a storm of 4 KiB reads.
+	br := bufPool.Get().(*bufio.Reader)
+	br.Reset(in)
+	defer bufPool.Put(br)
+	dec, err := decoder("zip-"+strconv.Itoa(int(e.Method)), br)
+	if err != nil {
+		return unopened("method " + strconv.Itoa(int(e.Method)))
+	}
+	defer dec.Close()
+	return w.file(c, w.meter(dec, in, c.path))
 }
 
 // tar walks a tar stream.
