@@ -34,6 +34,10 @@ type Config struct {
 	Deadline time.Duration
 	// MaxParallel bounds the lookups in flight for one message. Default 32.
 	MaxParallel int
+	// MaxInFlight bounds the queries in flight from this checker to all
+	// resolvers together, so that a burst of messages does not overflow a
+	// resolver's socket buffer and turn into timeouts. Default 128.
+	MaxInFlight int
 
 	// MaxFailures is how many failures in a row take a resolver out of
 	// rotation for DownFor (default 3 and 30 s); the health check brings
@@ -108,6 +112,7 @@ func (c *Config) defaults() error {
 		c.HealthInterval = time.Minute
 	}
 	setInt(&c.MaxParallel, 32)
+	setInt(&c.MaxInFlight, 128)
 	setInt(&c.MaxFailures, 3)
 	setInt(&c.BackoffAfter, 3)
 	setInt(&c.CacheSize, 10000)
@@ -179,6 +184,7 @@ type Checker struct {
 	ex        *exchanger
 	cache     *cache
 	flight    singleflight.Group
+	inflight  chan struct{} // a token per query on the wire
 	now       func() time.Time
 
 	ready   atomic.Bool
@@ -194,14 +200,15 @@ func NewChecker(cfg Config) (*Checker, error) {
 		return nil, err
 	}
 	c := &Checker{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		metrics: cfg.Metrics,
-		byName:  map[string]*listState{},
-		ex:      newExchanger(cfg.QueryTimeout),
-		cache:   newCache(cfg.CacheSize, cfg.MinTTL, cfg.MaxTTL),
-		now:     time.Now,
-		done:    make(chan struct{}),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		metrics:  cfg.Metrics,
+		byName:   map[string]*listState{},
+		ex:       newExchanger(cfg.QueryTimeout),
+		cache:    newCache(cfg.CacheSize, cfg.MinTTL, cfg.MaxTTL),
+		now:      time.Now,
+		done:     make(chan struct{}),
+		inflight: make(chan struct{}, cfg.MaxInFlight),
 	}
 	for _, addr := range cfg.Resolvers {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
@@ -242,6 +249,7 @@ func NewChecker(cfg Config) (*Checker, error) {
 func (c *Checker) Close() error {
 	c.stop()
 	<-c.done
+	c.ex.close()
 	return nil
 }
 
@@ -446,6 +454,12 @@ func (c *Checker) resolve(ctx context.Context, l *listState, qname string) (entr
 // ask queries one resolver, records its latency and health, and judges
 // the answer.
 func (c *Checker) ask(ctx context.Context, r *resolver, l *listState, qname string) (entry, time.Duration, bool, error) {
+	select {
+	case c.inflight <- struct{}{}:
+		defer func() { <-c.inflight }()
+	case <-ctx.Done():
+		return entry{}, 0, false, netErr(ctx, ctx.Err())
+	}
 	actx, cancel := context.WithTimeout(ctx, c.cfg.QueryTimeout)
 	defer cancel()
 	start := c.now()

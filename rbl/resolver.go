@@ -54,14 +54,87 @@ type rawAnswer struct {
 
 // exchanger sends one query to one resolver, over UDP and, when the
 // answer is truncated, again over TCP.
+//
+// UDP sockets are kept in a small pool per resolver: opening, connecting
+// and closing a socket per query costs more CPU than the query itself. A
+// socket serves one query at a time, answers with a stale ID are skipped
+// (miekg/dns does that on packet connections), and a socket is retired
+// after maxSocketUses queries or socketLifetime, so the source port keeps
+// changing (RFC 5452 §9.2), and after any error.
 type exchanger struct {
 	udp, tcp *dns.Client
+
+	mu   sync.Mutex
+	idle map[string][]*pooledConn
 }
+
+type pooledConn struct {
+	*dns.Conn
+	uses int
+	born time.Time
+}
+
+const (
+	maxIdleSockets = 64
+	maxSocketUses  = 100
+	socketLifetime = 10 * time.Second
+)
 
 func newExchanger(timeout time.Duration) *exchanger {
 	return &exchanger{
-		udp: &dns.Client{Net: "udp", Timeout: timeout, UDPSize: dns.MinMsgSize},
-		tcp: &dns.Client{Net: "tcp", Timeout: timeout},
+		udp:  &dns.Client{Net: "udp", Timeout: timeout, UDPSize: dns.MinMsgSize},
+		tcp:  &dns.Client{Net: "tcp", Timeout: timeout},
+		idle: map[string][]*pooledConn{},
+	}
+}
+
+// get returns an idle socket to addr or dials one.
+func (e *exchanger) get(ctx context.Context, addr string) (*pooledConn, error) {
+	e.mu.Lock()
+	for n := len(e.idle[addr]); n > 0; n = len(e.idle[addr]) {
+		pc := e.idle[addr][n-1]
+		e.idle[addr] = e.idle[addr][:n-1]
+		if time.Since(pc.born) < socketLifetime {
+			e.mu.Unlock()
+			return pc, nil
+		}
+		pc.Close()
+	}
+	e.mu.Unlock()
+	conn, err := e.udp.DialContext(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &pooledConn{Conn: conn, born: time.Now()}, nil
+}
+
+// put returns a socket that served a query cleanly.
+func (e *exchanger) put(addr string, pc *pooledConn) {
+	pc.uses++
+	if pc.uses >= maxSocketUses {
+		pc.Close()
+		return
+	}
+	e.mu.Lock()
+	if len(e.idle[addr]) < maxIdleSockets {
+		e.idle[addr] = append(e.idle[addr], pc)
+		pc = nil
+	}
+	e.mu.Unlock()
+	if pc != nil {
+		pc.Close()
+	}
+}
+
+// close closes every idle socket.
+func (e *exchanger) close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for addr, conns := range e.idle {
+		for _, pc := range conns {
+			pc.Close()
+		}
+		delete(e.idle, addr)
 	}
 }
 
@@ -71,9 +144,9 @@ func newExchanger(timeout time.Duration) *exchanger {
 func (e *exchanger) exchange(ctx context.Context, addr, qname string, qtype uint16) (*dns.Msg, error) {
 	q := new(dns.Msg)
 	q.SetQuestion(qname, qtype)
-	r, err := e.once(ctx, e.udp, addr, q)
+	r, err := e.udpOnce(ctx, addr, q)
 	if err == nil && r.Truncated {
-		r, err = e.once(ctx, e.tcp, addr, q)
+		r, err = e.tcpOnce(ctx, addr, q)
 		if err != nil {
 			return nil, fmt.Errorf("%w, then over TCP: %w", ErrTruncated, err)
 		}
@@ -98,17 +171,36 @@ func (e *exchanger) exchange(ctx context.Context, addr, qname string, qtype uint
 	return nil, fmt.Errorf("%w %s", ErrRcode, dns.RcodeToString[r.Rcode])
 }
 
-// once is one exchange whose socket is closed when ctx ends, so that a
-// cancelled message does not wait for the read deadline.
-func (e *exchanger) once(ctx context.Context, c *dns.Client, addr string, q *dns.Msg) (*dns.Msg, error) {
-	conn, err := c.DialContext(ctx, addr)
+// udpOnce is one exchange over a pooled socket, which is closed when ctx
+// ends so that a cancelled message does not wait for the read deadline.
+func (e *exchanger) udpOnce(ctx context.Context, addr string, q *dns.Msg) (*dns.Msg, error) {
+	pc, err := e.get(ctx, addr)
+	if err != nil {
+		return nil, netErr(ctx, err)
+	}
+	stop := context.AfterFunc(ctx, func() { pc.Close() })
+	r, _, err := e.udp.ExchangeWithConnContext(ctx, q, pc.Conn)
+	if !stop() || err != nil {
+		pc.Close() // closed by the cancellation, or in a state we do not trust
+		if err == nil {
+			err = ctx.Err()
+		}
+		return nil, netErr(ctx, err)
+	}
+	e.put(addr, pc)
+	return r, nil
+}
+
+// tcpOnce is one exchange over a new TCP connection.
+func (e *exchanger) tcpOnce(ctx context.Context, addr string, q *dns.Msg) (*dns.Msg, error) {
+	conn, err := e.tcp.DialContext(ctx, addr)
 	if err != nil {
 		return nil, netErr(ctx, err)
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	r, _, err := c.ExchangeWithConnContext(ctx, q, conn)
+	r, _, err := e.tcp.ExchangeWithConnContext(ctx, q, conn)
 	if err != nil {
 		return nil, netErr(ctx, err)
 	}
