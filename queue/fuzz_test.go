@@ -1,0 +1,134 @@
+package queue
+
+import (
+	"bytes"
+	"cmp"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/filter"
+)
+
+func seedSegment() []byte {
+	now := time.UnixMilli(1_700_000_000_000)
+	e := Entry{ID: "abc", Envelope: filter.Envelope{ClientIP: netip.MustParseAddr("192.0.2.1"), MailFrom: "a@b", RcptTo: []string{"c@d", "e@f"}}, Created: now, NextAttempt: now}
+	b := putRecord(nil, e, []byte("Subject: x\r\n\r\nbody\r\n"))
+	e.Attempts, e.Done = 1, []string{"c@d"}
+	b = appendRecord(b, kindUpdate, encodeMeta(e, 0))
+	return appendRecord(b, kindRemove, []byte("abc"))
+}
+
+// FuzzScanSegment feeds arbitrary bytes to segment recovery: it must never
+// panic, never allocate past its limit, account for every byte either as a
+// record or as a bad range, and decode only records that re-encode.
+func FuzzScanSegment(f *testing.F) {
+	seg := seedSegment()
+	f.Add(seg)
+	f.Add(seg[:len(seg)-3])
+	f.Add(append([]byte("garbage"), seg...))
+	flipped := bytes.Clone(seg)
+	flipped[40] ^= 1
+	f.Add(flipped)
+	f.Add([]byte("PQRP\x00\x00\x00\x10"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		size := int64(len(b))
+		var spans [][2]int64
+		bad, err := scanSegment(bytes.NewReader(b), size, 1<<16, func(r record) {
+			spans = append(spans, [2]int64{r.off, r.length})
+			if r.kind == kindPut && (r.bodyOff < r.off || r.bodyOff+r.entry.Size > r.off+r.length) {
+				t.Fatal("body outside the record")
+			}
+		})
+		if err != nil {
+			t.Fatalf("I/O error from a byte slice: %v", err)
+		}
+		for _, br := range bad {
+			spans = append(spans, [2]int64{br.off, br.length})
+		}
+		slices.SortFunc(spans, func(x, y [2]int64) int { return cmp.Compare(x[0], y[0]) })
+		at := int64(0)
+		for _, sp := range spans {
+			if sp[0] != at || sp[1] <= 0 {
+				t.Fatalf("span %v, expected one at %d", sp, at)
+			}
+			at += sp[1]
+		}
+		if at != size {
+			t.Fatalf("records and bad ranges cover %d of %d bytes", at, size)
+		}
+	})
+}
+
+// FuzzDecodeMeta checks that entry metadata either decodes into a valid
+// entry that survives a round trip or is ErrCorrupt.
+func FuzzDecodeMeta(f *testing.F) {
+	now := time.UnixMilli(1_700_000_000_000)
+	f.Add(encodeMeta(Entry{ID: "x1", Envelope: testEnv("a@b", "c@d"), Created: now, Attempts: 2, Done: []string{"a@b"}}, 7))
+	f.Add([]byte(`{"id":"x","to":["a"],"ip":"::1","state":1}`))
+	f.Add([]byte(`{"id":"../../etc","to":["a"]}`))
+	f.Add([]byte(`{"id":"x","to":[],"size":-1}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, c, err := decodeMeta(b)
+		if err != nil {
+			return
+		}
+		if !validID(string(e.ID)) || len(e.Envelope.RcptTo) == 0 || e.Size < 0 {
+			t.Fatalf("invalid entry accepted: %+v", e)
+		}
+		e2, c2, err := decodeMeta(encodeMeta(e, c))
+		if err != nil || c2 != c || e2.ID != e.ID || !e2.Created.Equal(e.Created) || len(e2.Envelope.RcptTo) != len(e.Envelope.RcptTo) {
+			t.Fatalf("round trip: %+v vs %+v (%v)", e2, e, err)
+		}
+	})
+}
+
+// FuzzClassify checks reply classification for any code and text: only
+// 5xx is permanent, a policy refusal is always a 4xx or 5xx, and the DSN
+// status is well formed.
+func FuzzClassify(f *testing.F) {
+	f.Add(550, 5, 7, 1, "blocked using zen.spamhaus.org")
+	f.Add(521, 0, 0, 0, "we do not accept mail from you")
+	f.Add(451, 4, 7, 1, "RBL listed, try later")
+	f.Add(250, 2, 0, 0, "ok")
+	f.Add(-1, 9, 9, 9, "\r\n")
+	f.Fuzz(func(t *testing.T, code, a, b, c int, text string) {
+		re := &ReplyError{Host: "h", Command: "RCPT", Code: code, Enhanced: [3]int{a, b, c}, Text: text}
+		perm := Classify(re) == Permanent
+		if perm != (code >= 500 && code <= 599) {
+			t.Fatalf("code %d classified %v", code, Classify(re))
+		}
+		if IsPolicyRefusal(re) && (code < 400 || code > 599) {
+			t.Fatalf("code %d taken as a policy refusal", code)
+		}
+		st := re.Status()
+		if st == "" || (st[0] != '4' && st[0] != '5') || strings.Count(st, ".") != 2 {
+			t.Fatalf("status %q", st)
+		}
+		_ = re.Error()
+	})
+}
+
+// FuzzBuildDSN checks that whatever a remote host answers, the DSN keeps
+// its structure: the reply cannot inject header lines or a boundary.
+func FuzzBuildDSN(f *testing.F) {
+	f.Add("550 5.7.1 blocked", "rcpt@example.net", []byte("Subject: hi\r\n\r\nbody"))
+	f.Add("x\r\nBcc: victim@example.org", "a\nb", []byte("no header end"))
+	f.Fuzz(func(t *testing.T, diag, rcpt string, header []byte) {
+		now := time.UnixMilli(1_700_000_000_000)
+		msg := BuildDSN(DSN{ReportingMTA: "gw", From: "s@example.org", OriginalID: "id", Arrival: now, Date: now,
+			Failures: []DSNRecipient{{Recipient: rcpt, Status: "5.0.0", Diagnostic: diag, LastAttempt: now}},
+			Header:   readHeader(bytes.NewReader(header))})
+		top, _, _ := bytes.Cut(msg, []byte("\r\n\r\n"))
+		if bytes.Contains(top, []byte("Bcc:")) {
+			t.Fatal("header injected")
+		}
+		for _, l := range strings.Split(string(msg), "\r\n") {
+			if strings.HasPrefix(l, "Diagnostic-Code:") && strings.ContainsAny(l, "\r\n") {
+				t.Fatal("diagnostic spans lines")
+			}
+		}
+	})
+}

@@ -1,0 +1,302 @@
+package jetstream_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/filter"
+	"github.com/portcullis-mail/portcullis/internal/testsvc"
+	"github.com/portcullis-mail/portcullis/queue"
+	"github.com/portcullis-mail/portcullis/queue/jetstream"
+)
+
+var bg = context.Background()
+
+func testEnv(rcpts ...string) filter.Envelope {
+	if len(rcpts) == 0 {
+		rcpts = []string{"rcpt@example.net"}
+	}
+	return filter.Envelope{MailFrom: "sender@example.org", RcptTo: rcpts, Helo: "client.example.org"}
+}
+
+func testMsg(subject string) string {
+	return "From: sender@example.org\r\nTo: rcpt@example.net\r\nSubject: " + subject + "\r\n\r\nHello " + subject + ".\r\n"
+}
+
+func openStore(t *testing.T, url, name string) *jetstream.Store {
+	t.Helper()
+	s, err := jetstream.Open(bg, url, jetstream.Config{Name: name})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func startQueue(t *testing.T, s *jetstream.Store, cfg jetstream.QueueConfig) *jetstream.Queue {
+	t.Helper()
+	q, err := jetstream.NewQueue(bg, s, cfg)
+	if err != nil {
+		t.Fatalf("new queue: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(bg, 30*time.Second)
+		defer cancel()
+		if err := q.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return q
+}
+
+// eventually polls cond until it holds or a generous deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// deliveries records who delivered what.
+type deliveries struct {
+	mu  sync.Mutex
+	by  map[queue.ID][]int
+	all int
+}
+
+func (d *deliveries) deliverer(gw int, fail func(m *queue.Outgoing) error) queue.Deliverer {
+	return queue.DeliverFunc(func(ctx context.Context, m *queue.Outgoing) []error {
+		if _, err := io.ReadAll(m.Body()); err != nil {
+			return []error{err}
+		}
+		if fail != nil {
+			if err := fail(m); err != nil {
+				out := make([]error, len(m.To))
+				for i := range out {
+					out[i] = err
+				}
+				return out
+			}
+		}
+		d.mu.Lock()
+		if d.by == nil {
+			d.by = map[queue.ID][]int{}
+		}
+		d.by[m.ID] = append(d.by[m.ID], gw)
+		d.all++
+		d.mu.Unlock()
+		return make([]error, len(m.To))
+	})
+}
+
+func (d *deliveries) count() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.by)
+}
+
+// TestSharedQueueDeliversOnce runs three gateways on one queue: every
+// message enqueued by any of them is delivered exactly once (nothing
+// failed, so nothing is redelivered), and the work is spread.
+func TestSharedQueueDeliversOnce(t *testing.T) {
+	srv := testsvc.StartNATS(t)
+	name := freshName()
+	var d deliveries
+	var qs []*jetstream.Queue
+	var stores []*jetstream.Store
+	for gw := range 3 {
+		s := openStore(t, srv.URL, name)
+		stores = append(stores, s)
+		qs = append(qs, startQueue(t, s, jetstream.QueueConfig{Delivery: queue.Config{Deliverer: d.deliverer(gw, nil), Workers: 4}}))
+	}
+	const n = 120
+	ids := map[queue.ID]bool{}
+	for i := range n {
+		id, err := qs[i%3].Enqueue(bg, testEnv(), strings.NewReader(testMsg(fmt.Sprint("m", i))))
+		if err != nil {
+			t.Fatalf("enqueue: %v", err)
+		}
+		ids[id] = true
+	}
+	eventually(t, "every message delivered", func() bool { return d.count() == n })
+	eventually(t, "the store emptied", func() bool {
+		es, err := stores[0].Entries(bg)
+		return err == nil && len(es) == 0
+	})
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	gws := map[int]int{}
+	for id, by := range d.by {
+		if !ids[id] {
+			t.Errorf("delivered unknown id %s", id)
+		}
+		if len(by) != 1 {
+			t.Errorf("%s delivered %d times by %v", id, len(by), by)
+		}
+		gws[by[0]]++
+	}
+	if d.all != n {
+		t.Errorf("%d deliveries for %d messages", d.all, n)
+	}
+	t.Logf("deliveries per gateway: %v", gws)
+}
+
+// TestSharedQueueRetryAndBounce: a temporary failure is retried with
+// backoff through JetStream, and a permanent one bounces to the sender
+// through the shared queue.
+func TestSharedQueueRetryAndBounce(t *testing.T) {
+	srv := testsvc.StartNATS(t)
+	s := openStore(t, srv.URL, freshName())
+	var d deliveries
+	var mu sync.Mutex
+	tries := map[string]int{}
+	fail := func(m *queue.Outgoing) error {
+		mu.Lock()
+		defer mu.Unlock()
+		tries[m.To[0]]++
+		switch {
+		case m.To[0] == "later@example.net" && tries[m.To[0]] < 3:
+			return &queue.ReplyError{Host: "mx.test:25", Command: "RCPT", Code: 451, Text: "try later"}
+		case m.To[0] == "gone@example.net":
+			return &queue.ReplyError{Host: "mx.test:25", Command: "RCPT", Code: 550, Enhanced: [3]int{5, 1, 1}, Text: "no such user"}
+		}
+		return nil
+	}
+	q := startQueue(t, s, jetstream.QueueConfig{Delivery: queue.Config{
+		Deliverer: d.deliverer(0, fail), RetryBase: 50 * time.Millisecond, RetryMax: 100 * time.Millisecond, Hostname: "gw.test",
+	}})
+	later, err := q.Enqueue(bg, testEnv("later@example.net"), strings.NewReader(testMsg("later")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Enqueue(bg, testEnv("gone@example.net"), strings.NewReader(testMsg("gone"))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "retried message and bounce delivered", func() bool { return d.count() == 2 })
+	d.mu.Lock()
+	_, ok := d.by[later]
+	d.mu.Unlock()
+	if !ok {
+		t.Fatal("the retried message was not delivered")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if tries["later@example.net"] != 3 || tries["sender@example.org"] != 1 {
+		t.Errorf("tries %v: want 3 for the retried message and one bounce to the sender", tries)
+	}
+}
+
+const helperEnv = "PORTCULLIS_JS_HELPER"
+
+// TestHelperGateway is the child of TestKilledGatewayRedelivers: a gateway
+// that enqueues one message, claims it and hangs in delivery until killed.
+func TestHelperGateway(t *testing.T) {
+	arg := os.Getenv(helperEnv)
+	if arg == "" {
+		t.Skip("helper process for TestKilledGatewayRedelivers")
+	}
+	url, name, _ := strings.Cut(arg, " ")
+	s, err := jetstream.Open(bg, url, jetstream.Config{Name: name})
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(3)
+	}
+	hang := queue.DeliverFunc(func(ctx context.Context, m *queue.Outgoing) []error {
+		fmt.Printf("CLAIMED %s\n", m.ID)
+		select {} // killed here, mid-delivery
+	})
+	q, err := jetstream.NewQueue(bg, s, jetstream.QueueConfig{Delivery: queue.Config{Deliverer: hang}, AckWait: 2 * time.Second})
+	if err != nil {
+		fmt.Println("queue:", err)
+		os.Exit(3)
+	}
+	if _, err := q.Enqueue(bg, testEnv(), strings.NewReader(testMsg("claimed"))); err != nil {
+		fmt.Println("enqueue:", err)
+		os.Exit(3)
+	}
+	select {}
+}
+
+// TestKilledGatewayRedelivers kills a gateway process with SIGKILL while it
+// delivers a message; another gateway delivers it after AckWait.
+func TestKilledGatewayRedelivers(t *testing.T) {
+	srv := testsvc.StartNATS(t)
+	name := freshName()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperGateway$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+srv.URL+" "+name)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	claimed := make(chan queue.ID, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if id, ok := strings.CutPrefix(sc.Text(), "CLAIMED "); ok {
+				claimed <- queue.ID(id)
+				return
+			}
+			t.Logf("helper: %s", sc.Text())
+		}
+	}()
+	var id queue.ID
+	select {
+	case id = <-claimed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the helper gateway never claimed its message")
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+
+	s := openStore(t, srv.URL, name)
+	var d deliveries
+	startQueue(t, s, jetstream.QueueConfig{Delivery: queue.Config{Deliverer: d.deliverer(1, nil)}, AckWait: 2 * time.Second})
+	eventually(t, "the killed gateway's message delivered by another", func() bool { return d.count() == 1 })
+	d.mu.Lock()
+	got := d.by[id]
+	d.mu.Unlock()
+	if len(got) != 1 {
+		t.Fatalf("message %s delivered %d times by the survivor, want 1 (deliveries %v)", id, len(got), d.by)
+	}
+	eventually(t, "the store emptied", func() bool {
+		es, err := s.Entries(bg)
+		return err == nil && len(es) == 0
+	})
+}
+
+func TestSharedQueueErrors(t *testing.T) {
+	srv := testsvc.StartNATS(t)
+	s := openStore(t, srv.URL, freshName())
+	if _, err := jetstream.NewQueue(bg, s, jetstream.QueueConfig{}); err == nil {
+		t.Error("a shared queue without a Deliverer started")
+	}
+	var d deliveries
+	q := startQueue(t, s, jetstream.QueueConfig{Delivery: queue.Config{Deliverer: d.deliverer(0, nil), MaxMessageBytes: 100}})
+	if _, err := q.Enqueue(bg, filter.Envelope{MailFrom: "a@example.org"}, strings.NewReader("x")); !errors.Is(err, queue.ErrNoRecipients) {
+		t.Errorf("no recipients: %v", err)
+	}
+	var le *filter.LimitError
+	if _, err := q.Enqueue(bg, testEnv(), strings.NewReader(strings.Repeat("x", 101))); !errors.As(err, &le) {
+		t.Errorf("101 bytes over a limit of 100: %v, want *filter.LimitError", err)
+	}
+}
