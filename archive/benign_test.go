@@ -247,3 +247,19 @@ func TestDetectType(t *testing.T) {
 		}
 	}
 }
+
+// A docx whose first entry is not [Content_Types].xml is still a document
+// once the directory is read: inside a zip it is not a nested archive.
+func TestDocumentInZipNotNested(t *testing.T) {
+	docx := makeZip(t,
+		zfile{name: "_rels/.rels", data: []byte(`<Relationships/>`)},
+		zfile{name: "word/document.xml", data: []byte(`<document/>`)},
+		zfile{name: "[Content_Types].xml", data: []byte(`<Types/>`)})
+	if DetectType(docx, "") != TypeZip {
+		t.Fatal("the head alone should not tell")
+	}
+	res, fs := inspect(t, Config{}, att{name: "a.zip", data: makeZip(t, zfile{name: "report.docx", data: docx})})
+	if len(fs) != 0 || res.Action != filter.Accept {
+		t.Fatalf("%v", fs)
+	}
+}

@@ -383,3 +383,32 @@ func TestExeInAttachedMessage(t *testing.T) {
 		t.Fatalf("got %+v", res)
 	}
 }
+
+// A uuencoded block in a text body is a file like an attachment.
+func TestUuencodedInText(t *testing.T) {
+	var body strings.Builder
+	body.WriteString("Hello,\r\nplease run the attached.\r\n\r\nbegin 644 setup.exe\r\n")
+	pe := tinyPE()
+	for i := 0; i < len(pe); i += 45 {
+		chunk := pe[i:min(i+45, len(pe))]
+		body.WriteByte(byte(' ' + len(chunk)))
+		for j := 0; j < len(chunk); j += 3 {
+			var b [3]byte
+			copy(b[:], chunk[j:])
+			for _, c := range []byte{b[0] >> 2, (b[0]<<4 | b[1]>>4) & 63, (b[1]<<2 | b[2]>>6) & 63, b[2] & 63} {
+				if c == 0 {
+					c = 64
+				}
+				body.WriteByte(' ' + c)
+			}
+		}
+		body.WriteString("\r\n")
+	}
+	body.WriteString("`\r\nend\r\n\r\nregards\r\n")
+	raw := "From: a@example.org\r\nSubject: x\r\nContent-Type: text/plain\r\n\r\n" + body.String()
+	fs, err := New(Config{}).Inspect(context.Background(), newMsg([]byte(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireFinding(t, fs, KindBannedType, "message/setup.exe (pe)")
+}

@@ -165,6 +165,12 @@ func (w *walker) fatal(err error) bool {
 func (w *walker) message(m *filter.Message) error {
 	parts, _ := m.Parts() // a parse error is the pipeline's to report
 	for _, p := range parts {
+		if p.IsText() && !p.IsAttachment() && !isUU(p.Encoding) {
+			if err := w.uuBlocks(p); err != nil {
+				return w.result(err)
+			}
+			continue
+		}
 		if !p.IsAttachment() {
 			continue
 		}
@@ -174,6 +180,14 @@ func (w *walker) message(m *filter.Message) error {
 		}
 	}
 	return nil
+}
+
+func isUU(enc string) bool {
+	switch enc {
+	case "x-uuencode", "uuencode", "x-uue", "uue":
+		return true
+	}
+	return false
 }
 
 // result turns the error that ended a walk into what the caller sees.
@@ -552,7 +566,8 @@ func innerName(name, t string) string {
 // randomAccess spills a zip, 7z or MZ-prefixed file so it can be read at
 // any offset, then opens it.
 func (w *walker) randomAccess(n node, t string, r io.Reader) error {
-	if t != TypeBinary {
+	if t == Type7z {
+		// A zip's policy waits for its directory: a docx is no archive.
 		w.archiveChecks(n, t)
 		if err := w.tick(n.path); err != nil {
 			return err
@@ -575,10 +590,6 @@ func (w *walker) randomAccess(n node, t string, r io.Reader) error {
 			return w.leaf(n, t, sp.reader())
 		}
 		t = TypeZip
-		w.archiveChecks(n, t)
-		if err := w.tick(n.path); err != nil {
-			return err
-		}
 	}
 	return w.zip(n, t, sp, sp.size, "")
 }
@@ -601,13 +612,13 @@ func (w *walker) zip(n node, t string, ra io.ReaderAt, size int64, suffix string
 		}
 		return w.leaf(n, t, io.NewSectionReader(ra, 0, size))
 	}
-	if refined := refineZip(a); refined != t && suffix == "" {
+	if suffix == "" {
 		// The directory tells documents and programs from plain zips.
-		if t == TypeZip && !isArchive(refined) && n.archives > 0 {
-			n.archives-- // it was counted as an archive before we knew
+		if refined := refineZip(a); refined != t {
+			t = refined
+			w.checkType(n, t, "")
 		}
-		t = refined
-		w.checkType(n, t, "")
+		w.archiveChecks(n, t)
 	}
 	for _, o := range a.Overlaps {
 		w.find(KindZipOverlap, n.path, o)
