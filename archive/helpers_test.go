@@ -65,11 +65,14 @@ func newMsg(raw []byte) *filter.Message {
 	return filter.NewMessageBytes(filter.Envelope{}, raw, filter.Limits{})
 }
 
-// inspect runs Check with cfg over one attachment.
+// inspect runs Inspect and Check with cfg over one attachment, and fails
+// the test if the heap in use went over 64 MiB meanwhile.
 func inspect(t testing.TB, cfg Config, a att) (filter.Result, []Finding) {
 	t.Helper()
 	in := New(cfg)
 	m := newMsg(message(a))
+	h := watchHeap()
+	defer h.done(t, maxHeap)
 	fs, err := in.Inspect(context.Background(), m)
 	if err != nil {
 		t.Fatalf("Inspect(%s): %v", a.name, err)
