@@ -35,6 +35,7 @@ func (r *recMetrics) Set(name string, v float64, labels ...string) {
 func (r *recMetrics) Observe(name string, v float64, labels ...string) {
 	r.mu.Lock()
 	r.m[r.key(name+"_count", labels)]++
+	r.m[r.key(name+"_sum", labels)] += v
 	r.mu.Unlock()
 }
 

@@ -1,0 +1,87 @@
+package queue_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/portcullis-mail/portcullis/filter"
+	"github.com/portcullis-mail/portcullis/queue"
+)
+
+// A gateway enqueues after its filters accept a message and answers the
+// SMTP client from the result: 250 only once the message is durable.
+func Example() {
+	dir, _ := os.MkdirTemp("", "spool")
+	defer os.RemoveAll(dir)
+
+	delivered := make(chan string, 1)
+	q, err := queue.Open(dir, queue.Config{
+		MinFreeBytes: 1, // the example runs anywhere
+		Deliverer: queue.DeliverFunc(func(ctx context.Context, m *queue.Outgoing) []error {
+			b, _ := io.ReadAll(m.Body())
+			delivered <- fmt.Sprintf("to %v: %q", m.To, b)
+			return make([]error, len(m.To)) // all delivered
+		}),
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer q.Close()
+
+	env := filter.Envelope{MailFrom: "alice@example.org", RcptTo: []string{"bob@example.net"}}
+	if _, err := q.Enqueue(context.Background(), env, strings.NewReader("Subject: hi\r\n\r\nhello\r\n")); err != nil {
+		fmt.Println("answer", queue.Reply(err).Code)
+		return
+	}
+	fmt.Println("answer 250")
+	fmt.Println(<-delivered)
+	// Output:
+	// answer 250
+	// to [bob@example.net]: "Subject: hi\r\n\r\nhello\r\n"
+}
+
+// Backpressure turns into a 4xx, so the sender keeps the mail.
+func ExampleReply() {
+	err := &queue.BusyError{Reason: queue.BusyDisk, Detail: "10 MB free"}
+	r := queue.Reply(err)
+	fmt.Println(errors.Is(err, queue.ErrBusy), r.Code, r.EnhancedCode)
+	fmt.Println(queue.Reply(&queue.BusyError{Reason: queue.BusyDepth}).Code)
+	// Output:
+	// true 452 [4 3 1]
+	// 451
+}
+
+// Classify decides retry versus bounce; IsPolicyRefusal decides whether a
+// route's fallback is worth trying.
+func ExampleClassify() {
+	blocked := &queue.ReplyError{Code: 550, Enhanced: [3]int{5, 7, 1}, Text: "client host blocked using zen.spamhaus.org"}
+	full := &queue.ReplyError{Code: 452, Enhanced: [3]int{4, 2, 2}, Text: "mailbox full"}
+	fmt.Println(queue.Classify(blocked), queue.IsPolicyRefusal(blocked))
+	fmt.Println(queue.Classify(full), queue.IsPolicyRefusal(full))
+	fmt.Println(queue.Classify(errors.New("connection reset")))
+	// Output:
+	// permanent true
+	// temporary false
+	// temporary
+}
+
+// Mail for one domain goes to its own next hop, with a fallback relay for
+// when the primary's recipients blocklist this gateway.
+func ExampleNewSMTPDeliverer() {
+	d, err := queue.NewSMTPDeliverer(queue.SMTPConfig{
+		LocalName: "gw.example.org",
+		Routes: map[string]queue.Route{
+			"att.example": {Hosts: []string{"mx.att.example:25"}, Fallback: []string{"relay2.example.org:25"}},
+			"*":           {Hosts: []string{"smarthost.example.org:25"}},
+		},
+		MaxConnsPerHost: 10,
+		RatePerHost:     50,
+	})
+	fmt.Println(d != nil, err)
+	// Output: true <nil>
+}
