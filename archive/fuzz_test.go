@@ -20,7 +20,7 @@ func FuzzInspect(f *testing.F) {
 	f.Add(ooxml(f, "word/document.xml", zfile{name: "word/vbaProject.bin", data: []byte("x")}), "r.docm")
 	f.Add(rawZip(0, rawEntry{name: "a", localName: "b", flags: 1, data: []byte("xyz"), offset: -1}), "e.zip")
 	f.Add(tinyPE(), "x.pdf")
-	for _, name := range []string{"encrypted-headers.7z", "encrypted-content.7z"} {
+	for _, name := range []string{"encrypted-headers.7z", "encrypted-content.7z", "first-volume.rar"} {
 		if b, err := os.ReadFile(filepath.Join("testdata", name)); err == nil {
 			f.Add(b, name)
 		}
@@ -55,6 +55,9 @@ func FuzzInspect(f *testing.F) {
 		})
 		if err != nil && !errors.Is(err, ErrLimit) {
 			t.Fatalf("Leaves: %v", err)
+		}
+		if n, stack := in.Panics(); n > 0 && ownPanic(stack) {
+			t.Fatalf("panic in the inspector itself:\n%s", stack)
 		}
 	})
 }

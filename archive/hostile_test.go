@@ -412,3 +412,35 @@ func TestUuencodedInText(t *testing.T) {
 	}
 	requireFinding(t, fs, KindBannedType, "message/setup.exe (pe)")
 }
+
+// rardecode panics on a first volume without its second; that is an
+// uninspectable file, not a crash.
+func TestDecoderPanic(t *testing.T) {
+	in := New(Config{})
+	fs, err := in.Inspect(context.Background(), newMsg(message(att{name: "part1.rar", data: readFixture(t, "first-volume.rar")})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireFinding(t, fs, KindUninspectable, "part1.rar")
+	if n, stack := in.Panics(); n > 0 && ownPanic(stack) {
+		t.Fatalf("panic in the inspector itself:\n%s", stack)
+	}
+}
+
+// ownPanic reports whether a recovered panic started in this module rather
+// than in a third-party decoder.
+func ownPanic(stack []byte) bool {
+	lines := strings.Split(string(stack), "\n")
+	for i, l := range lines {
+		if !strings.HasPrefix(l, "panic(") {
+			continue
+		}
+		for _, f := range lines[i+1:] {
+			if f == "" || strings.HasPrefix(f, "\t") || strings.HasPrefix(f, "runtime.") {
+				continue
+			}
+			return strings.HasPrefix(f, "github.com/portcullis-mail/portcullis/")
+		}
+	}
+	return false
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/portcullis-mail/portcullis/filter"
@@ -22,6 +23,25 @@ type Inspector struct {
 	bannedType  map[string]bool
 	actions     map[Kind]filter.Action
 	scores      map[Kind]float64
+
+	panicMu   sync.Mutex
+	panics    int
+	lastPanic []byte
+}
+
+func (in *Inspector) recordPanic(stack []byte) {
+	in.panicMu.Lock()
+	in.panics++
+	in.lastPanic = stack
+	in.panicMu.Unlock()
+}
+
+// Panics returns how many decoder panics were recovered so far, and the
+// stack of the last one: tests fail on them, gateways count them.
+func (in *Inspector) Panics() (int, []byte) {
+	in.panicMu.Lock()
+	defer in.panicMu.Unlock()
+	return in.panics, in.lastPanic
 }
 
 var _ filter.Filter = (*Inspector)(nil)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -267,6 +268,26 @@ func (w *walker) file(n node, r io.Reader) error {
 		}
 	}
 	return w.leaf(n, t, br)
+}
+
+// guard runs one container's walk and turns a panic in a decoder (third
+// party parsers do panic on hostile input) into an uninspectable finding:
+// never a crash, never a pass. The panic is logged with its stack and
+// counted.
+func (w *walker) guard(n node, t string, walk func() error) (err error) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		stack := debug.Stack()
+		w.in.recordPanic(stack)
+		w.in.metrics.Add("portcullis_archive_panics_total", 1, "type", t)
+		w.in.log.Error("archive: decoder panic", "path", n.path, "type", t, "panic", fmt.Sprint(v), "stack", string(stack))
+		w.find(KindUninspectable, n.path, t+": decoder panic")
+		err = w.tick(n.path)
+	}()
+	return walk()
 }
 
 // unreadable reports a file that could not be read: encrypted when the
@@ -534,6 +555,10 @@ func (w *walker) compressed(n node, t string, r io.Reader) error {
 		return w.unreadable(n, t, err)
 	}
 	defer dec.Close()
+	return w.guard(n, t, func() error { return w.decompressed(n, t, dec, in) })
+}
+
+func (w *walker) decompressed(n node, t string, dec io.Reader, in *counter) error {
 	inner := innerName(n.name, t)
 	names := []string{inner}
 	if gz, ok := dec.(*gzip.Reader); ok && gz.Name != "" {
@@ -764,7 +789,7 @@ func (w *walker) zipEntry(c node, ra io.ReaderAt, e *zipscan.Entry) error {
 		return unopened("method " + strconv.Itoa(int(e.Method)))
 	}
 	defer dec.Close()
-	return w.file(c, w.meter(dec, in, c.path))
+	return w.guard(c, "zip-"+strconv.Itoa(int(e.Method)), func() error { return w.file(c, w.meter(dec, in, c.path)) })
 }
 
 // tar walks a tar stream.
@@ -773,13 +798,15 @@ func (w *walker) tar(n node, r io.Reader) error {
 	if err := w.tick(n.path); err != nil {
 		return err
 	}
-	err := archives.Tar{}.Extract(w.ctx, r, func(ctx context.Context, f archives.FileInfo) error {
-		return w.member(n, f, -1)
+	return w.guard(n, TypeTar, func() error {
+		err := archives.Tar{}.Extract(w.ctx, r, func(ctx context.Context, f archives.FileInfo) error {
+			return w.member(n, f, -1)
+		})
+		if err != nil {
+			return w.unreadable(n, TypeTar, err)
+		}
+		return w.tick(n.path)
 	})
-	if err != nil {
-		return w.unreadable(n, TypeTar, err)
-	}
-	return w.tick(n.path)
 }
 
 // member handles one entry that an mholt/archives extractor found.
@@ -824,19 +851,27 @@ func (w *walker) rar(n node, r io.Reader) error {
 	if err := w.tick(n.path); err != nil {
 		return err
 	}
-	err := archives.Rar{}.Extract(w.ctx, r, func(ctx context.Context, f archives.FileInfo) error {
-		return w.member(n, f, -1)
+	return w.guard(n, TypeRar, func() error {
+		err := archives.Rar{}.Extract(w.ctx, r, func(ctx context.Context, f archives.FileInfo) error {
+			return w.member(n, f, -1)
+		})
+		if err != nil {
+			return w.unreadable(n, TypeRar, err)
+		}
+		return w.tick(n.path)
 	})
-	if err != nil {
-		return w.unreadable(n, TypeRar, err)
-	}
-	return w.tick(n.path)
 }
 
 func (w *walker) sevenZip(n node, sp *spill) error {
-	err := archives.SevenZip{}.Extract(w.ctx, sp.reader(), func(ctx context.Context, f archives.FileInfo) error {
-		return w.member(n, f, -1)
-	})
+	var err error
+	if gerr := w.guard(n, Type7z, func() error {
+		err = archives.SevenZip{}.Extract(w.ctx, sp.reader(), func(ctx context.Context, f archives.FileInfo) error {
+			return w.member(n, f, -1)
+		})
+		return nil
+	}); gerr != nil {
+		return gerr
+	}
 	if err != nil {
 		if err := w.unreadable(n, Type7z, err); err != nil {
 			return err
