@@ -293,6 +293,7 @@ func (q *Queue) lag(ctx context.Context) {
 func (q *Queue) fetchLoop() {
 	defer q.loops.Done()
 	lastLag := time.Now()
+	idle := true
 	for {
 		select {
 		case <-q.stop:
@@ -300,7 +301,7 @@ func (q *Queue) fetchLoop() {
 		case q.slots <- struct{}{}:
 		}
 		n := 1
-		for n < cap(q.slots) {
+		for !idle && n < cap(q.slots) {
 			select {
 			case q.slots <- struct{}{}:
 				n++
@@ -309,7 +310,16 @@ func (q *Queue) fetchLoop() {
 			}
 			break
 		}
-		batch, err := q.cons.Fetch(n, jetstream.FetchMaxWait(time.Second))
+		// While messages flow, take what is there without waiting; when
+		// none were, wait up to a second for the next one (Fetch returns
+		// as soon as it has n messages).
+		var batch jetstream.MessageBatch
+		var err error
+		if idle {
+			batch, err = q.cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+		} else {
+			batch, err = q.cons.FetchNoWait(n)
+		}
 		got := 0
 		if err == nil {
 			for m := range batch.Messages() {
@@ -322,6 +332,7 @@ func (q *Queue) fetchLoop() {
 		for range n - got {
 			<-q.slots
 		}
+		idle = got == 0
 		if err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
 			if q.closed.Load() {
 				return

@@ -124,6 +124,7 @@ func TestSharedQueueDeliversOnce(t *testing.T) {
 		qs = append(qs, startQueue(t, s, jetstream.QueueConfig{Delivery: queue.Config{Deliverer: d.deliverer(gw, nil), Workers: 4}}))
 	}
 	const n = 120
+	start := time.Now()
 	ids := map[queue.ID]bool{}
 	for i := range n {
 		id, err := qs[i%3].Enqueue(bg, testEnv(), strings.NewReader(testMsg(fmt.Sprint("m", i))))
@@ -132,7 +133,9 @@ func TestSharedQueueDeliversOnce(t *testing.T) {
 		}
 		ids[id] = true
 	}
+	t.Logf("enqueued %d in %v", n, time.Since(start))
 	eventually(t, "every message delivered", func() bool { return d.count() == n })
+	t.Logf("delivered in %v", time.Since(start))
 	eventually(t, "the store emptied", func() bool {
 		es, err := stores[0].Entries(bg)
 		return err == nil && len(es) == 0

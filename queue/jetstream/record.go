@@ -112,7 +112,7 @@ func decodeEntry(b []byte, maxBody int64) (queue.Entry, bodyInfo, error) {
 		return queue.Entry{}, bodyInfo{}, fmt.Errorf("%w: %v", errRecord, err)
 	}
 	e := queue.Entry{
-		ID: queue.ID(r.ID),
+		ID:       queue.ID(r.ID),
 		Envelope: filter.Envelope{Helo: r.Helo, MailFrom: r.MailFrom, RcptTo: r.RcptTo, AuthUser: r.AuthUser, TLS: r.TLS},
 		Size:     r.Size, Created: time.UnixMilli(r.Created), State: queue.State(r.State), Done: r.Done,
 		Attempts: r.Attempts, Inflight: r.Inflight, Crashes: r.Crashes, NextAttempt: time.UnixMilli(r.NextAttempt),

@@ -1,0 +1,124 @@
+package queue_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/queue"
+	"github.com/portcullis-mail/portcullis/queue/queuetest"
+)
+
+func TestQuarantineDirConformance(t *testing.T) {
+	queuetest.RunQuarantine(t, func(t *testing.T) queuetest.QuarantineOpener {
+		dir := t.TempDir()
+		return func() (queue.QuarantineStore, error) { return queue.OpenQuarantineDir(dir, queue.QuarantineDirConfig{}) }
+	})
+}
+
+// TestQuarantineDrillLocal is the faulty-update drill on the local
+// quarantine and the local spool.
+func TestQuarantineDrillLocal(t *testing.T) {
+	dir := t.TempDir()
+	queuetest.RunDrill(t, func() (queue.QuarantineStore, error) {
+		return queue.OpenQuarantineDir(dir, queue.QuarantineDirConfig{})
+	}, func(t *testing.T, d queue.Deliverer) queue.Enqueuer {
+		q, err := queue.Open(t.TempDir(), queue.Config{Deliverer: d, MinFreeBytes: 1, RetryBase: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			q.Shutdown(ctx)
+		})
+		return q
+	})
+}
+
+func TestQuarantineDirRecovery(t *testing.T) {
+	dir := t.TempDir()
+	s, err := queue.OpenQuarantineDir(dir, queue.QuarantineDirConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, raw := queuetest.Held(1, 100)
+	bad, badRaw := queuetest.Held(2, 100)
+	for _, p := range []struct {
+		h   queue.Quarantined
+		raw []byte
+	}{{good, raw}, {bad, badRaw}} {
+		if err := s.Put(context.Background(), p.h, p.raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := queue.OpenQuarantineDir(dir, queue.QuarantineDirConfig{}); err == nil {
+		t.Error("a second process opened a quarantine directory in use")
+	}
+	s.Close()
+	msg := filepath.Join(dir, "msg")
+	// A damaged record, an orphan message (a put cut short), a stray file.
+	if err := os.WriteFile(filepath.Join(msg, string(bad.ID)+".rec"), []byte("PQH1deadbeef{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(msg, "orphan.eml"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(msg, "stray.txt"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err = queue.OpenQuarantineDir(dir, queue.QuarantineDirConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	all, err := s.All(context.Background())
+	if err != nil || len(all) != 1 || all[0].ID != good.ID {
+		t.Fatalf("after recovery: %v %v, want only the good record", all, err)
+	}
+	for _, name := range []string{string(bad.ID) + ".rec", string(bad.ID) + ".eml", "stray.txt"} {
+		if _, err := os.Stat(filepath.Join(dir, "corrupt", name)); err != nil {
+			t.Errorf("%s not moved to corrupt/: %v", name, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(msg, "orphan.eml")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("orphan message not cleaned: %v", err)
+	}
+}
+
+// FuzzQuarantinedRecord feeds arbitrary bytes to the record decoder: it
+// never panics, and what it accepts encodes back to an equal record.
+func FuzzQuarantinedRecord(f *testing.F) {
+	h, _ := queuetest.Held(1, 10)
+	b, err := h.MarshalBinary()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	h.Releasing, h.RescanRun, h.RescannedAt = true, "run", h.HeldAt
+	b, _ = h.MarshalBinary()
+	f.Add(b)
+	f.Add([]byte("PQH100000000{}"))
+	f.Add([]byte("PQH1"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var h queue.Quarantined
+		if err := h.UnmarshalBinary(b); err != nil {
+			if !errors.Is(err, queue.ErrCorrupt) {
+				t.Fatalf("error %v does not match ErrCorrupt", err)
+			}
+			return
+		}
+		again, err := h.MarshalBinary()
+		if err != nil {
+			t.Fatalf("re-encoding an accepted record: %v", err)
+		}
+		var h2 queue.Quarantined
+		if err := h2.UnmarshalBinary(again); err != nil {
+			t.Fatalf("re-decoding: %v", err)
+		}
+		queuetest.CheckHeld(t, h2, h)
+	})
+}
