@@ -66,9 +66,10 @@ type Config struct {
 	// per message; beyond it the rbl-data filter adds RBL_LINKS_CAPPED.
 	// Default 50.
 	MaxLinks int
-	// TrustedNetworks are our own relays: Received headers added by hosts
-	// here are skipped, and the first MaxReceived hops below them are
-	// checked against lists with the ReceivedIPs target.
+	// TrustedNetworks are our own relays: Received headers whose sending
+	// address is here are skipped, and the first MaxReceived public
+	// sending addresses below them are checked against lists with the
+	// ReceivedIPs target. Empty: Received headers are not checked.
 	TrustedNetworks []netip.Prefix
 	// MaxReceived bounds the Received hops checked. Default 1.
 	MaxReceived int

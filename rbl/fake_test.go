@@ -39,7 +39,8 @@ type fakeDNS struct {
 	ttl   uint32
 
 	udpQueries, tcpQueries atomic.Int64
-	names                  sync.Map // name → *atomic.Int64
+	busy, maxBusy          atomic.Int64 // queries being served at once (slow mode)
+	names                  sync.Map     // name → *atomic.Int64
 }
 
 func startFakeDNS(t *testing.T) *fakeDNS {
@@ -169,7 +170,15 @@ func (f *fakeDNS) serve(w dns.ResponseWriter, r *dns.Msg, tcp bool) {
 	case modeQueryRefuse:
 		addrs = []netip.Addr{netip.MustParseAddr("127.255.255.254")}
 	case modeSlow:
-		time.Sleep(delay)
+		n := f.busy.Add(1)
+		for {
+			m := f.maxBusy.Load()
+			if n <= m || f.maxBusy.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		time.Sleep(delay) // a slow resolver, not synchronisation
+		f.busy.Add(-1)
 	}
 	hdr := func(t uint16) dns.RR_Header {
 		return dns.RR_Header{Name: q.Name, Rrtype: t, Class: dns.ClassINET, Ttl: ttl}

@@ -197,8 +197,9 @@ func (c *Checker) run(ctx context.Context, qs []query) []Answer {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			answers[i] = Answer{List: j.l.Name, Target: j.value, Query: qname,
-				Err: &LookupError{List: j.l.Name, Name: qname, Err: netErr(ctx, ctx.Err())}}
+			// Past the deadline: the cache may still know, otherwise the
+			// lookup is unknown (and counted as such).
+			answers[i] = c.lookup(ctx, j.l, j.value, qname)
 			continue
 		}
 		wg.Add(1)

@@ -3,8 +3,10 @@ package rbl
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/portcullis-mail/portcullis/filter"
 )
@@ -92,6 +94,68 @@ func TestSenderDomains(t *testing.T) {
 		}
 		if strings.Join(names, " ") != tc.want {
 			t.Errorf("%+v %q: symbols %v, want %q", tc.env, tc.raw, res.Symbols, tc.want)
+		}
+	}
+}
+
+func TestConcurrencyLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name                  string
+		maxParallel, inFlight int
+		want                  int64
+	}{
+		{"MaxParallel", 3, 100, 3},
+		{"MaxInFlight", 100, 2, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := startFakeDNS(t)
+			f.set(func(f *fakeDNS) { f.mode, f.delay = modeSlow, 50*time.Millisecond })
+			h := newHarness(t, Config{Resolvers: []string{f.Addr}, MaxParallel: tc.maxParallel, MaxInFlight: tc.inFlight,
+				QueryTimeout: 10 * time.Second, ListTimeout: 20 * time.Second, Deadline: 30 * time.Second,
+				Lists: []List{{Name: "dbl", Zone: "dbl.test", Kind: DomainList}}})
+			var body strings.Builder
+			body.WriteString("Content-Type: text/plain\r\n\r\n")
+			for i := range 10 {
+				fmt.Fprintf(&body, "http://d%d.example/\r\n", i)
+			}
+			m := filter.NewMessageBytes(filter.Envelope{}, []byte(body.String()), filter.Limits{})
+			res, err := h.Filters()[0].Check(context.Background(), m)
+			if err != nil || len(res.Symbols) != 0 {
+				t.Fatalf("%v %v", res, err)
+			}
+			if got := f.maxBusy.Load(); got != tc.want {
+				t.Fatalf("%d queries at once, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestReceivedChain(t *testing.T) {
+	f := startFakeDNS(t)
+	for _, ip := range []string{"1.113.0.203", "2.113.0.203", "3.113.0.203", "10.0.0.10"} {
+		f.list(ip+".bl.test", "127.0.0.2")
+	}
+	raw := "Received: from edge (edge [10.0.0.10]) by mx\r\n" +
+		"Received: from a (a [203.0.113.1]) by edge\r\n" +
+		"Received: from lan (lan [192.168.1.5]) by a\r\n" +
+		"Received: from b (b [203.0.113.2]) by lan\r\n" +
+		"Received: from c (c [203.0.113.3]) by b\r\n" +
+		"Subject: x\r\n\r\nbody\r\n"
+	h := newHarness(t, Config{Resolvers: []string{f.Addr}, MaxReceived: 2,
+		TrustedNetworks: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+		Lists:           []List{{Name: "bl", Zone: "bl.test", Targets: ReceivedIPs, Score: 1}}})
+	m := filter.NewMessageBytes(filter.Envelope{}, []byte(raw), filter.Limits{})
+	res, err := h.Filters()[0].Check(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Symbols) != 1 || !strings.Contains(res.Symbols[0].Detail, "203.0.113.1 listed") ||
+		!strings.Contains(res.Symbols[0].Detail, "203.0.113.2 listed") || strings.Contains(res.Symbols[0].Detail, "203.0.113.3") {
+		t.Fatalf("symbols %v", res.Symbols)
+	}
+	for ip, want := range map[string]int64{"10.0.0.10": 0, "5.1.168.192": 0, "3.113.0.203": 0} {
+		if n := f.queries(ip + ".bl.test"); n != want {
+			t.Errorf("%s asked %d times", ip, n)
 		}
 	}
 }

@@ -194,3 +194,25 @@ func TestParseAnswer(t *testing.T) {
 }
 
 var _ filter.Metrics = (*memMetrics)(nil)
+
+func TestParseList(t *testing.T) {
+	l, err := ParseList(IPList, "bl.example.org=4.5")
+	if err != nil || l.Zone != "bl.example.org" || l.Score != 4.5 || l.Kind != IPList {
+		t.Fatalf("%+v %v", l, err)
+	}
+	l, err = ParseList(DomainList, "Uri.Example.")
+	if err != nil || l.Zone != "uri.example" || l.Score != DefaultScore || l.Kind != DomainList {
+		t.Fatalf("%+v %v", l, err)
+	}
+	if l, err = ParseList(IPList, "zen"); err != nil || l.Zone != "zen.spamhaus.org" {
+		t.Fatalf("preset: %+v %v", l, err)
+	}
+	for _, bad := range []struct {
+		kind Kind
+		spec string
+	}{{DomainList, "zen"}, {IPList, "dbl"}, {IPList, "bl.example=x"}, {IPList, ""}, {IPList, "a b=1"}} {
+		if _, err := ParseList(bad.kind, bad.spec); !errors.Is(err, ErrConfig) {
+			t.Errorf("ParseList(%s, %q) = %v", bad.kind, bad.spec, err)
+		}
+	}
+}
