@@ -316,6 +316,14 @@ func (l *listState) query(target string) (string, error) {
 // lookup answers from the cache or from one flight of queries shared by
 // every caller asking the same name at the same time.
 func (c *Checker) lookup(ctx context.Context, l *listState, target, qname string) Answer {
+	if a, ok := c.cached(l, target, qname); ok {
+		return a
+	}
+	return c.fetch(ctx, l, target, qname)
+}
+
+// fetch is a lookup the cache could not answer.
+func (c *Checker) fetch(ctx context.Context, l *listState, target, qname string) Answer {
 	a := c.answer(ctx, l, target, qname)
 	c.metrics.Add("portcullis_rbl_lookups_total", 1, "list", l.Name, "status", a.Status.String())
 	if a.Status == Unknown {
@@ -326,15 +334,22 @@ func (c *Checker) lookup(ctx context.Context, l *listState, target, qname string
 	return a
 }
 
+// cached answers from the cache alone, counting hits and misses.
+func (c *Checker) cached(l *listState, target, qname string) (Answer, bool) {
+	e, ok := c.cache.get(qname, c.now())
+	if !ok {
+		c.metrics.Add("portcullis_rbl_cache_total", 1, "result", "miss")
+		return Answer{}, false
+	}
+	c.metrics.Add("portcullis_rbl_cache_total", 1, "result", "hit")
+	a := l.fill(Answer{List: l.Name, Target: target, Query: qname, Cached: true}, e)
+	c.metrics.Add("portcullis_rbl_lookups_total", 1, "list", l.Name, "status", a.Status.String())
+	return a, true
+}
+
 func (c *Checker) answer(ctx context.Context, l *listState, target, qname string) Answer {
 	a := Answer{List: l.Name, Target: target, Query: qname}
 	now := c.now()
-	if e, ok := c.cache.get(qname, now); ok {
-		c.metrics.Add("portcullis_rbl_cache_total", 1, "result", "hit")
-		a.Cached = true
-		return l.fill(a, e)
-	}
-	c.metrics.Add("portcullis_rbl_cache_total", 1, "result", "miss")
 	if err := ctx.Err(); err != nil {
 		a.Err = &LookupError{List: l.Name, Name: qname, Err: netErr(ctx, err)}
 		return a

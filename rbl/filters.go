@@ -194,19 +194,22 @@ func (c *Checker) run(ctx context.Context, qs []query) []Answer {
 			answers[i] = Answer{List: j.l.Name, Target: j.value, Status: NotListed}
 			continue
 		}
+		if a, ok := c.cached(j.l, j.value, qname); ok {
+			answers[i] = a // no goroutine for what the cache knows
+			continue
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			// Past the deadline: the cache may still know, otherwise the
-			// lookup is unknown (and counted as such).
-			answers[i] = c.lookup(ctx, j.l, j.value, qname)
+			// Past the deadline: unknown, and counted as such.
+			answers[i] = c.fetch(ctx, j.l, j.value, qname)
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			answers[i] = c.lookup(ctx, j.l, j.value, qname)
+			answers[i] = c.fetch(ctx, j.l, j.value, qname)
 		}()
 	}
 	wg.Wait()
