@@ -152,6 +152,25 @@ func TestFilterRealEnginesLeaves(t *testing.T) {
 	}
 }
 
+func TestRealCacheByVersion(t *testing.T) {
+	d := testsvc.SharedClamd(t)
+	c := clamdEngine(t, "clamd", d.Addr, 0)
+	m, err := scanner.NewMulti(scanner.Options{Engines: []scanner.Engine{c}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := testsvc.Eicar()
+	for i := range 2 {
+		v, err := m.Scan(t.Context(), bytes.NewReader(data), int64(len(data)))
+		if err != nil || !v.Infected || v.Cached != i {
+			t.Fatalf("scan %d: %+v %v", i, v, err)
+		}
+	}
+	if st := m.States()[0]; !strings.HasPrefix(st.Version, "ClamAV ") {
+		t.Fatalf("version %q", st.Version)
+	}
+}
+
 // faulty is an engine after a bad update: it flags everything.
 func faulty() scanner.Engine {
 	return scanner.EngineFunc("faulty", func(ctx context.Context, r io.Reader) (scanner.Result, error) {

@@ -138,6 +138,9 @@ func NewMulti(opts Options) (*Multi, error) {
 	if m.backups, err = mk(opts.Backups); err != nil {
 		return nil, err
 	}
+	for _, mem := range m.all() {
+		m.metrics.Set("portcullis_scanner_breaker_state", float64(Closed), "engine", mem.e.Name())
+	}
 	return m, nil
 }
 
@@ -425,15 +428,20 @@ func (m *Multi) version(ctx context.Context, mem *member) (string, bool) {
 // Ready reports ErrAllDown when the breakers of too many engines are open.
 func (m *Multi) Ready() error {
 	up := 0
-	for _, mem := range append(append([]*member(nil), m.engines...), m.backups...) {
+	for _, mem := range m.all() {
 		if mem.br.State() != Open {
 			up++
 		}
 	}
 	if up < m.opts.MinAnswers {
-		return fmt.Errorf("%w: %d engines with closed or half-open breakers, %d needed", ErrAllDown, up, m.opts.MinAnswers)
+		return fmt.Errorf("%w: %w: %d engines with closed or half-open breakers, %d needed", filter.ErrNotReady, ErrAllDown, up, m.opts.MinAnswers)
 	}
 	return nil
+}
+
+// all returns primaries then spares.
+func (m *Multi) all() []*member {
+	return append(append([]*member(nil), m.engines...), m.backups...)
 }
 
 // EngineState is a snapshot of one engine's health.
@@ -449,7 +457,7 @@ type EngineState struct {
 // States returns a snapshot of every engine, primaries then spares.
 func (m *Multi) States() []EngineState {
 	var out []EngineState
-	for _, mem := range append(append([]*member(nil), m.engines...), m.backups...) {
+	for _, mem := range m.all() {
 		rate, base, suspect := mem.g.state()
 		mem.mu.Lock()
 		ver := mem.ver

@@ -82,7 +82,13 @@ func TestRealCICAP(t *testing.T) {
 				}
 				continue
 			}
-			if len(res.Signatures) == 0 || !strings.HasPrefix(res.Signatures[0], tc.sig) {
+			if len(res.Signatures) == 0 {
+				t.Errorf("%s (%+v): clean, want %s", tc.name, cfg, tc.sig)
+				continue
+			}
+			// c-icap 0.5.10 with a small preview now and then blocks with
+			// an empty 200 and no infection header: blocked, unnamed.
+			if !strings.HasPrefix(res.Signatures[0], tc.sig) && (cfg.Preview <= 0 || res.Signatures[0] != "(blocked: body replaced)") {
 				t.Errorf("%s (%+v): %v, want %s", tc.name, cfg, res.Signatures, tc.sig)
 			}
 		}
