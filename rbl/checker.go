@@ -13,7 +13,6 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/portcullis-mail/portcullis/filter"
-	"golang.org/x/sync/singleflight"
 )
 
 // Config configures a Checker. Zero values mean the documented defaults.
@@ -184,7 +183,7 @@ type Checker struct {
 	resolvers []*resolver
 	ex        *exchanger
 	cache     *cache
-	flight    singleflight.Group
+	flight    flights
 	inflight  chan struct{} // a token per query on the wire
 	now       func() time.Time
 
@@ -358,24 +357,19 @@ func (c *Checker) answer(ctx context.Context, l *listState, target, qname string
 		a.Err = &LookupError{List: l.Name, Name: qname, Err: err}
 		return a
 	}
-	ch := c.flight.DoChan(qname, func() (any, error) {
-		// The flight outlives any one caller: a message that gives up
-		// must not fail the others waiting for the same name.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.Timeout)
+	e, err := c.flight.do(ctx, qname, func(ctx context.Context) (entry, error) {
+		fctx, cancel := context.WithTimeout(ctx, l.Timeout)
 		defer cancel()
 		return c.resolve(fctx, l, qname)
 	})
-	select {
-	case <-ctx.Done():
-		a.Err = &LookupError{List: l.Name, Name: qname, Err: netErr(ctx, ctx.Err())}
-		return a
-	case r := <-ch:
-		if r.Err != nil {
-			a.Err = r.Err
-			return a
+	if err != nil {
+		if _, ok := err.(*LookupError); !ok {
+			err = &LookupError{List: l.Name, Name: qname, Err: err}
 		}
-		return l.fill(a, r.Val.(entry))
+		a.Err = err
+		return a
 	}
+	return l.fill(a, e)
 }
 
 // fill completes an answer from a cache entry.

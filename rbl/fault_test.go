@@ -441,3 +441,31 @@ func TestDeadlines(t *testing.T) {
 		t.Fatalf("cancelled: %s %v", a.Status, a.Err)
 	}
 }
+
+// A waiter does not inherit the cancellation of the caller whose query it
+// was sharing: it asks again under its own context.
+func TestSingleflightLeaderCancelled(t *testing.T) {
+	f := startFakeDNS(t)
+	f.list("1.2.0.192.bl.test", "127.0.0.2")
+	f.set(func(f *fakeDNS) { f.mode, f.delay = modeSlow, 300*time.Millisecond })
+	h := newHarness(t, Config{Resolvers: []string{f.Addr}, Lists: []List{{Zone: "bl.test", NoTXT: true}}, QueryTimeout: 5 * time.Second})
+	leaderCtx, cancel := context.WithCancel(context.Background())
+	leader := make(chan Answer, 1)
+	go func() { leader <- h.Lookup(leaderCtx, "bl.test", "192.0.2.1") }()
+	// The waiter joins once the leader's query is on the wire.
+	for f.queries("1.2.0.192.bl.test") == 0 {
+		time.Sleep(time.Millisecond) // polling the fake server's counter
+	}
+	waiter := make(chan Answer, 1)
+	go func() { waiter <- h.Lookup(context.Background(), "bl.test", "192.0.2.1") }()
+	for h.flight.waiting.Load() == 0 {
+		time.Sleep(time.Millisecond) // until the waiter has joined the flight
+	}
+	cancel()
+	if a := <-leader; a.Status != Unknown || !errors.Is(a.Err, context.Canceled) {
+		t.Fatalf("leader: %s %v", a.Status, a.Err)
+	}
+	if a := <-waiter; a.Status != Listed {
+		t.Fatalf("waiter: %s %v", a.Status, a.Err)
+	}
+}
