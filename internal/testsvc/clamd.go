@@ -50,8 +50,7 @@ type Clamd struct {
 	Dir    string // the temp dir holding config, DB and socket
 	Conf   string // the clamd.conf, usable by clamdscan --config-file
 
-	cmd  *exec.Cmd
-	done chan struct{}
+	daemon
 }
 
 var (
@@ -88,7 +87,7 @@ func StopShared() {
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
 	if sharedICAP != nil {
-		sharedICAP.stop()
+		sharedICAP.Stop()
 		os.RemoveAll(sharedICAP.Dir)
 		sharedICAP = nil
 	}
@@ -144,7 +143,7 @@ func startClamd(t testing.TB, dir string, opts ClamdOptions) (*Clamd, error) {
 	if opts.StreamMaxLength == 0 {
 		opts.StreamMaxLength = 25 << 20
 	}
-	c := &Clamd{Socket: filepath.Join(dir, "clamd.sock"), DBDir: db, Dir: dir, Conf: filepath.Join(dir, "clamd.conf"), done: make(chan struct{})}
+	c := &Clamd{Socket: filepath.Join(dir, "clamd.sock"), DBDir: db, Dir: dir, Conf: filepath.Join(dir, "clamd.conf")}
 	port := FreePort(t)
 	c.Addr = "127.0.0.1:" + strconv.Itoa(port)
 	conf := strings.Join([]string{
@@ -169,33 +168,80 @@ func startClamd(t testing.TB, dir string, opts ClamdOptions) (*Clamd, error) {
 	if err := os.WriteFile(c.Conf, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	c.cmd = exec.Command(bin, "--config-file="+c.Conf)
-	out, err := os.Create(filepath.Join(dir, "clamd.out"))
+	if err := c.start(filepath.Join(dir, "clamd.out"), c.Ping, bin, "--config-file="+c.Conf); err != nil {
+		return nil, fmt.Errorf("clamd: %w", err)
+	}
+	return c, nil
+}
+
+// daemon is a started process in its own process group (killed with the
+// test binary by Pdeathsig), its output in a file.
+type daemon struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// start runs bin and waits until ready answers nil (60 s at most).
+func (d *daemon) start(outPath string, ready func() error, bin string, args ...string) error {
+	d.done = make(chan struct{})
+	d.cmd = exec.Command(bin, args...)
+	out, err := os.Create(outPath)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	c.cmd.Stdout, c.cmd.Stderr = out, out
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := c.cmd.Start(); err != nil {
+	d.cmd.Stdout, d.cmd.Stderr = out, out
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := d.cmd.Start(); err != nil {
 		out.Close()
-		return nil, err
+		return err
 	}
-	go func() { c.cmd.Wait(); out.Close(); close(c.done) }()
+	go func() { d.cmd.Wait(); out.Close(); close(d.done) }()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if err := c.Ping(); err == nil {
-			return c, nil
+		err := ready()
+		if err == nil {
+			return nil
 		}
 		select {
-		case <-c.done:
-			log, _ := os.ReadFile(filepath.Join(dir, "clamd.out"))
-			return nil, fmt.Errorf("clamd exited: %s", log)
+		case <-d.done:
+			log, _ := os.ReadFile(outPath)
+			return fmt.Errorf("exited: %s", log)
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			c.Stop()
-			return nil, fmt.Errorf("clamd did not answer PING within 60s")
+			d.Stop()
+			return fmt.Errorf("not ready within 60s: %w", err)
 		}
+	}
+}
+
+func (d *daemon) alive() bool {
+	select {
+	case <-d.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Kill kills the process group at once (SIGKILL), as a crash would.
+func (d *daemon) Kill() {
+	if d.cmd != nil && d.cmd.Process != nil {
+		syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+		<-d.done
+	}
+}
+
+// Stop stops the process group and waits for it to exit.
+func (d *daemon) Stop() {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	syscall.Kill(-d.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		d.Kill()
 	}
 }
 
@@ -218,34 +264,4 @@ func (c *Clamd) Ping() error {
 		return fmt.Errorf("clamd answered %q", line)
 	}
 	return nil
-}
-
-func (c *Clamd) alive() bool {
-	select {
-	case <-c.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// Kill kills clamd at once (SIGKILL), as a crash would.
-func (c *Clamd) Kill() {
-	if c.cmd != nil && c.cmd.Process != nil {
-		syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
-		<-c.done
-	}
-}
-
-// Stop stops clamd and waits for it to exit.
-func (c *Clamd) Stop() {
-	if c.cmd == nil || c.cmd.Process == nil {
-		return
-	}
-	syscall.Kill(-c.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(10 * time.Second):
-		c.Kill()
-	}
 }

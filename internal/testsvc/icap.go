@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -24,8 +22,7 @@ type ICAP struct {
 	Dir     string
 	Service string // "virus_scan"
 
-	cmd  *exec.Cmd
-	done chan struct{}
+	daemon
 }
 
 var sharedICAP *ICAP
@@ -70,7 +67,7 @@ func startICAP(t testing.TB, dir string, c *Clamd) (*ICAP, error) {
 		Missing(t, "c-icap virus_scan module", ICAPInstall)
 	}
 	port := FreePort(t)
-	s := &ICAP{Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: dir, Service: "virus_scan", done: make(chan struct{})}
+	s := &ICAP{Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: dir, Service: "virus_scan"}
 	s.URL = "icap://" + s.Addr + "/" + s.Service
 	tmp := filepath.Join(dir, "tmp")
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
@@ -115,35 +112,11 @@ func startICAP(t testing.TB, dir string, c *Clamd) (*ICAP, error) {
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	s.cmd = exec.Command(bin, "-N", "-f", confPath)
-	out, err := os.Create(filepath.Join(dir, "c-icap.out"))
-	if err != nil {
-		return nil, err
+	if err := s.start(filepath.Join(dir, "c-icap.out"), s.options, bin, "-N", "-f", confPath); err != nil {
+		slog, _ := os.ReadFile(filepath.Join(dir, "server.log"))
+		return nil, fmt.Errorf("c-icap: %w; server.log: %s", err, slog)
 	}
-	s.cmd.Stdout, s.cmd.Stderr = out, out
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := s.cmd.Start(); err != nil {
-		out.Close()
-		return nil, err
-	}
-	go func() { s.cmd.Wait(); out.Close(); close(s.done) }()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if err := s.options(); err == nil {
-			return s, nil
-		}
-		select {
-		case <-s.done:
-			log, _ := os.ReadFile(filepath.Join(dir, "c-icap.out"))
-			slog, _ := os.ReadFile(filepath.Join(dir, "server.log"))
-			return nil, fmt.Errorf("c-icap exited: %s %s", log, slog)
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("c-icap did not answer OPTIONS within 60s")
-		}
-	}
+	return s, nil
 }
 
 // options sends OPTIONS and expects 200.
@@ -163,26 +136,4 @@ func (s *ICAP) options() error {
 		return fmt.Errorf("c-icap answered %q", line)
 	}
 	return nil
-}
-
-func (s *ICAP) alive() bool {
-	select {
-	case <-s.done:
-		return false
-	default:
-		return true
-	}
-}
-
-func (s *ICAP) stop() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.done
-	}
 }

@@ -24,7 +24,6 @@
 package clamd
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -32,7 +31,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/portcullis-mail/portcullis/scanner"
@@ -70,8 +68,7 @@ type Client struct {
 	network string
 	addr    string
 
-	mu   sync.Mutex
-	idle []*conn
+	pool netx.Pool[*conn]
 }
 
 var (
@@ -118,6 +115,7 @@ func New(cfg Config) (*Client, error) {
 	if c.cfg.IdleTimeout <= 0 {
 		c.cfg.IdleTimeout = 20 * time.Second
 	}
+	c.pool = netx.Pool[*conn]{Max: max(c.cfg.MaxIdle, 0), IdleTimeout: c.cfg.IdleTimeout}
 	return c, nil
 }
 
@@ -126,42 +124,31 @@ func (c *Client) Name() string { return c.cfg.Name }
 
 // conn is one connection, in a session when pooled.
 type conn struct {
-	nc      net.Conn
-	br      *bufio.Reader
+	*netx.Conn
 	session bool
 	id      int // the last request id in the session
-	used    time.Time
 }
 
 func (c *Client) dial(ctx context.Context) (*conn, error) {
-	d := net.Dialer{Timeout: c.cfg.DialTimeout}
-	nc, err := d.DialContext(ctx, c.network, c.addr)
+	nc, err := netx.Dial(ctx, c.network, c.addr, c.cfg.DialTimeout, 512, "clamd")
 	if err != nil {
-		return nil, fmt.Errorf("clamd: %w", err)
+		return nil, err
 	}
-	return &conn{nc: nc, br: bufio.NewReaderSize(nc, 512)}, nil
+	return &conn{Conn: nc}, nil
 }
 
 // get returns a live pooled connection or a new one; reused reports which.
 func (c *Client) get(ctx context.Context) (cn *conn, reused bool, err error) {
-	c.mu.Lock()
-	for len(c.idle) > 0 {
-		cn = c.idle[len(c.idle)-1]
-		c.idle = c.idle[:len(c.idle)-1]
-		if time.Since(cn.used) < c.cfg.IdleTimeout && netx.Alive(cn.nc) {
-			c.mu.Unlock()
-			return cn, true, nil
-		}
-		cn.nc.Close()
+	if cn, ok := c.pool.Get(); ok {
+		return cn, true, nil
 	}
-	c.mu.Unlock()
 	cn, err = c.dial(ctx)
 	if err != nil {
 		return nil, false, err
 	}
 	if c.cfg.MaxIdle > 0 {
 		if err := cn.write(ctx, c.cfg.Timeout, []byte("zIDSESSION\x00")); err != nil {
-			cn.nc.Close()
+			cn.NC.Close()
 			return nil, false, err
 		}
 		cn.session = true
@@ -171,52 +158,40 @@ func (c *Client) get(ctx context.Context) (cn *conn, reused bool, err error) {
 
 // put returns a healthy session connection to the pool, or closes it.
 func (c *Client) put(cn *conn) {
-	if !cn.session {
-		cn.nc.Close()
+	if cn.session && c.pool.Put(cn) {
 		return
 	}
-	cn.used = time.Now()
-	c.mu.Lock()
-	if len(c.idle) < c.cfg.MaxIdle {
-		c.idle = append(c.idle, cn)
-		cn = nil
+	end(cn)
+}
+
+// end ends a session politely and closes the connection.
+func end(cn *conn) {
+	if cn.session {
+		cn.NC.SetWriteDeadline(time.Now().Add(time.Second))
+		cn.NC.Write([]byte("zEND\x00"))
 	}
-	c.mu.Unlock()
-	if cn != nil {
-		cn.nc.Write([]byte("zEND\x00"))
-		cn.nc.Close()
-	}
+	cn.NC.Close()
 }
 
 // Close closes the pooled connections.
 func (c *Client) Close() error {
-	c.mu.Lock()
-	idle := c.idle
-	c.idle = nil
-	c.mu.Unlock()
-	for _, cn := range idle {
-		cn.nc.SetWriteDeadline(time.Now().Add(time.Second))
-		cn.nc.Write([]byte("zEND\x00"))
-		cn.nc.Close()
+	for _, cn := range c.pool.Drain() {
+		end(cn)
 	}
 	return nil
 }
 
 func (cn *conn) write(ctx context.Context, d time.Duration, b []byte) error {
-	cn.nc.SetWriteDeadline(netx.Deadline(ctx, d))
-	if _, err := cn.nc.Write(b); err != nil {
-		return fmt.Errorf("clamd: write: %w", err)
-	}
-	return nil
+	return cn.Write(ctx, d, b, "clamd")
 }
 
 // readReply reads one NUL-terminated reply (newline-terminated from old
 // clamd versions), at most maxReply bytes, and strips a session id prefix.
 func (cn *conn) readReply(ctx context.Context, d time.Duration) (string, error) {
-	cn.nc.SetReadDeadline(netx.Deadline(ctx, d))
+	cn.NC.SetReadDeadline(netx.Deadline(ctx, d))
 	var b []byte
 	for {
-		ch, err := cn.br.ReadByte()
+		ch, err := cn.BR.ReadByte()
 		if err != nil {
 			if err == io.EOF && len(b) == 0 {
 				return "", fmt.Errorf("clamd: connection closed before a reply: %w", io.ErrUnexpectedEOF)
@@ -277,12 +252,8 @@ func (c *Client) Scan(ctx context.Context, r io.Reader) (scanner.Result, error) 
 }
 
 func (c *Client) dialSession(ctx context.Context) (*conn, error) {
-	c.mu.Lock()
-	idle := c.idle
-	c.idle = nil
-	c.mu.Unlock()
-	for _, cn := range idle {
-		cn.nc.Close()
+	for _, cn := range c.pool.Drain() {
+		cn.NC.Close()
 	}
 	cn, _, err := c.get(ctx)
 	return cn, err
@@ -291,10 +262,10 @@ func (c *Client) dialSession(ctx context.Context) (*conn, error) {
 // instream runs one zINSTREAM on cn and returns cn to the pool when it is
 // still good. replied reports whether clamd said anything.
 func (c *Client) instream(ctx context.Context, cn *conn, r io.Reader) (res scanner.Result, replied bool, err error) {
-	stop := netx.Abort(ctx, cn.nc)
+	stop := netx.Abort(ctx, cn.NC)
 	defer func() {
 		if !stop() || err != nil {
-			cn.nc.Close()
+			cn.NC.Close()
 			err = netx.CtxErr(ctx, "clamd", err)
 			return
 		}
@@ -376,8 +347,8 @@ func (c *Client) command(ctx context.Context, cmd string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer cn.nc.Close()
-	stop := netx.Abort(ctx, cn.nc)
+	defer cn.NC.Close()
+	stop := netx.Abort(ctx, cn.NC)
 	defer stop()
 	if err := cn.write(ctx, c.cfg.Timeout, []byte("z"+cmd+"\x00")); err != nil {
 		return "", err

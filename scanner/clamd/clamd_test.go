@@ -122,7 +122,7 @@ func TestRealConcurrentReuse(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := len(c.idle); n == 0 || n > 2 {
+	if n := c.pool.Len(); n == 0 || n > 2 {
 		t.Errorf("pool holds %d connections, want 1..2", n)
 	}
 }

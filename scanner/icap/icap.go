@@ -98,7 +98,7 @@ type Client struct {
 	mu   sync.Mutex
 	opts *Options
 	sem  chan struct{}
-	idle []*conn
+	pool netx.Pool[*netx.Conn]
 }
 
 var (
@@ -142,64 +142,37 @@ func New(cfg Config) (*Client, error) {
 	if c.cfg.MaxConnections <= 0 {
 		c.cfg.MaxConnections = 32
 	}
+	c.pool = netx.Pool[*netx.Conn]{Max: max(c.cfg.MaxIdle, 0), IdleTimeout: c.cfg.IdleTimeout}
 	return c, nil
 }
 
 // Name returns the engine's name.
 func (c *Client) Name() string { return c.cfg.Name }
 
-type conn struct {
-	nc   net.Conn
-	br   *bufio.Reader
-	used time.Time
-}
+type conn = netx.Conn
 
 func (c *Client) dial(ctx context.Context) (*conn, error) {
-	d := net.Dialer{Timeout: c.cfg.DialTimeout}
-	nc, err := d.DialContext(ctx, "tcp", c.host)
-	if err != nil {
-		return nil, fmt.Errorf("icap: %w", err)
-	}
-	return &conn{nc: nc, br: bufio.NewReaderSize(nc, 4096)}, nil
+	return netx.Dial(ctx, "tcp", c.host, c.cfg.DialTimeout, 4096, "icap")
 }
 
 func (c *Client) get(ctx context.Context) (cn *conn, reused bool, err error) {
-	c.mu.Lock()
-	for len(c.idle) > 0 {
-		cn = c.idle[len(c.idle)-1]
-		c.idle = c.idle[:len(c.idle)-1]
-		if time.Since(cn.used) < c.cfg.IdleTimeout && cn.br.Buffered() == 0 && netx.Alive(cn.nc) {
-			c.mu.Unlock()
-			return cn, true, nil
-		}
-		cn.nc.Close()
+	if cn, ok := c.pool.Get(); ok {
+		return cn, true, nil
 	}
-	c.mu.Unlock()
 	cn, err = c.dial(ctx)
 	return cn, false, err
 }
 
 func (c *Client) put(cn *conn) {
-	cn.used = time.Now()
-	c.mu.Lock()
-	if c.cfg.MaxIdle > 0 && len(c.idle) < c.cfg.MaxIdle {
-		c.idle = append(c.idle, cn)
-		cn = nil
-	}
-	c.mu.Unlock()
-	if cn != nil {
-		cn.nc.Close()
+	if !c.pool.Put(cn) {
+		cn.NC.Close()
 	}
 }
 
 // Close closes the pooled connections.
 func (c *Client) Close() error {
-	c.mu.Lock()
-	idle := c.idle
-	c.idle = nil
-	c.mu.Unlock()
-	for _, cn := range idle {
-		cn.nc.Close()
+	for _, cn := range c.pool.Drain() {
+		cn.NC.Close()
 	}
 	return nil
 }
@@ -209,24 +182,16 @@ func (c *Client) Close() error {
 // connection goes back to the pool when the exchange completed cleanly and
 // the server keeps it alive.
 func (c *Client) exchange(ctx context.Context, cn *conn, fn func(cn *conn) (*response, error)) (resp *response, err error) {
-	stop := netx.Abort(ctx, cn.nc)
+	stop := netx.Abort(ctx, cn.NC)
 	defer func() {
 		if !stop() || err != nil || resp.close || c.cfg.MaxIdle < 0 {
-			cn.nc.Close()
+			cn.NC.Close()
 			err = netx.CtxErr(ctx, "icap", err)
 			return
 		}
 		c.put(cn)
 	}()
 	return fn(cn)
-}
-
-func (cn *conn) write(ctx context.Context, d time.Duration, b []byte) error {
-	cn.nc.SetWriteDeadline(netx.Deadline(ctx, d))
-	if _, err := cn.nc.Write(b); err != nil {
-		return fmt.Errorf("icap: write: %w", err)
-	}
-	return nil
 }
 
 // Options asks the server for the service's options (fresh, not cached).
@@ -237,15 +202,15 @@ func (c *Client) Options(ctx context.Context) (*Options, error) {
 	}
 	resp, err := c.exchange(ctx, cn, func(cn *conn) (*response, error) {
 		req := "OPTIONS " + c.uri + " ICAP/1.0\r\nHost: " + c.host + "\r\nEncapsulated: null-body=0\r\n\r\n"
-		if err := cn.write(ctx, c.cfg.Timeout, []byte(req)); err != nil {
+		if err := cn.Write(ctx, c.cfg.Timeout, []byte(req), "icap"); err != nil {
 			return nil, err
 		}
-		cn.nc.SetReadDeadline(netx.Deadline(ctx, c.cfg.Timeout))
-		resp, err := readResponse(cn.br)
+		cn.NC.SetReadDeadline(netx.Deadline(ctx, c.cfg.Timeout))
+		resp, err := readResponse(cn.BR)
 		if err != nil {
 			return nil, err
 		}
-		return resp, resp.discardBody(cn.br)
+		return resp, resp.discardBody(cn.BR)
 	})
 	if err != nil {
 		return nil, err
@@ -373,51 +338,39 @@ func (c *Client) respmod(ctx context.Context, cn *conn, r io.Reader, preview int
 			req.WriteString("Connection: close\r\n")
 		}
 		fmt.Fprintf(&req, "Encapsulated: res-hdr=0, res-body=%d\r\n\r\n%s", len(httpHeader), httpHeader)
-		if err := cn.write(ctx, c.cfg.Timeout, []byte(req.String())); err != nil {
+		if err := cn.Write(ctx, c.cfg.Timeout, []byte(req.String()), "icap"); err != nil {
 			return nil, err
 		}
 		body := bufio.NewReaderSize(r, 4096)
 		cw := &chunkWriter{cn: cn, ctx: ctx, d: c.cfg.Timeout, h: sent}
-		if preview >= 0 {
-			n, eof, err := cw.copyN(body, int64(preview))
+		// round sends up to limit bytes (all when negative), ends the
+		// chunks ("0; ieof" when a preview holds everything) and reads
+		// the answer.
+		round := func(limit int64) (*response, bool, error) {
+			n, eof, err := cw.copyN(body, limit)
 			sentN += n
 			if err != nil {
-				return nil, err
+				return nil, eof, err
 			}
-			if err := cw.end(eof); err != nil {
-				return nil, err
+			if err := cw.end(eof && limit >= 0); err != nil {
+				return nil, eof, err
 			}
-			cn.nc.SetReadDeadline(netx.Deadline(ctx, c.cfg.Timeout))
-			resp, err := readResponse(cn.br)
-			if err != nil {
-				return nil, err
-			}
-			answered = true
-			if resp.status != 100 {
-				return resp, c.interpret(resp, cn.br, sent, sentN, &res)
-			}
-			if eof {
-				return resp, fmt.Errorf("%w: 100 Continue after ieof", scanner.ErrProtocol)
-			}
+			cn.NC.SetReadDeadline(netx.Deadline(ctx, c.cfg.Timeout))
+			resp, err := readResponse(cn.BR)
+			answered = answered || err == nil
+			return resp, eof, err
 		}
-		n, _, err := cw.copyN(body, -1)
-		sentN += n
+		resp, eof, err := round(int64(preview))
+		if err == nil && preview >= 0 && !eof && resp.status == 100 {
+			resp, _, err = round(-1)
+		}
 		if err != nil {
 			return nil, err
 		}
-		if err := cw.end(false); err != nil {
-			return nil, err
-		}
-		cn.nc.SetReadDeadline(netx.Deadline(ctx, c.cfg.Timeout))
-		resp, err := readResponse(cn.br)
-		if err != nil {
-			return nil, err
-		}
-		answered = true
 		if resp.status == 100 {
-			return resp, fmt.Errorf("%w: 100 Continue after the whole body", scanner.ErrProtocol)
+			return resp, protoErr("unexpected 100 Continue")
 		}
-		return resp, c.interpret(resp, cn.br, sent, sentN, &res)
+		return resp, c.interpret(resp, cn.BR, sent, sentN, &res)
 	})
 	return res, answered, err
 }
@@ -519,7 +472,7 @@ func (w *chunkWriter) copyN(r *bufio.Reader, n int64) (written int64, eof bool, 
 			start := chunkHead - len(head)
 			copy(w.buf[start:], head)
 			copy(w.buf[chunkHead+k:], "\r\n")
-			if err := w.cn.write(w.ctx, w.d, w.buf[start:chunkHead+k+2]); err != nil {
+			if err := w.cn.Write(w.ctx, w.d, w.buf[start:chunkHead+k+2], "icap"); err != nil {
 				return written, false, err
 			}
 			w.h.Write(w.buf[chunkHead : chunkHead+k])
@@ -545,5 +498,5 @@ func (w *chunkWriter) end(ieof bool) error {
 	if ieof {
 		last = "0; ieof\r\n\r\n"
 	}
-	return w.cn.write(w.ctx, w.d, []byte(last))
+	return w.cn.Write(w.ctx, w.d, []byte(last), "icap")
 }

@@ -381,7 +381,7 @@ func TestFakeBodyLimit(t *testing.T) {
 	if err != nil || !res.Infected() {
 		t.Fatalf("oversized body: %v %v", res, err)
 	}
-	if n := len(c.idle); n != 0 {
+	if n := c.pool.Len(); n != 0 {
 		t.Fatalf("%d pooled connections after a truncated body", n)
 	}
 }
