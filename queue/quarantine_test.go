@@ -15,7 +15,9 @@ import (
 func TestQuarantineDirConformance(t *testing.T) {
 	queuetest.RunQuarantine(t, func(t *testing.T) queuetest.QuarantineOpener {
 		dir := t.TempDir()
-		return func() (queue.QuarantineStore, error) { return queue.OpenQuarantineDir(dir, queue.QuarantineDirConfig{}) }
+		return func() (queue.QuarantineStore, error) {
+			return queue.OpenQuarantineDir(dir, queue.QuarantineDirConfig{})
+		}
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/portcullis-mail/portcullis/internal/testsvc"
 	"github.com/portcullis-mail/portcullis/queue"
@@ -22,5 +23,26 @@ func TestStoreConformance(t *testing.T) {
 	queuetest.Run(t, func(t *testing.T) queuetest.Opener {
 		cfg := jetstream.Config{Name: freshName()}
 		return func() (queue.Store, error) { return jetstream.Open(context.Background(), srv.URL, cfg) }
+	})
+}
+
+func TestQuarantineConformance(t *testing.T) {
+	srv := testsvc.StartNATS(t)
+	queuetest.RunQuarantine(t, func(t *testing.T) queuetest.QuarantineOpener {
+		cfg := jetstream.Config{Name: freshName()}
+		return func() (queue.QuarantineStore, error) { return jetstream.OpenQuarantine(context.Background(), srv.URL, cfg) }
+	})
+}
+
+// TestQuarantineDrill is the faulty-update drill on JetStream: the
+// quarantine and the shared queue both on one server.
+func TestQuarantineDrill(t *testing.T) {
+	srv := testsvc.StartNATS(t)
+	cfg := jetstream.Config{Name: freshName()}
+	queuetest.RunDrill(t, func() (queue.QuarantineStore, error) {
+		return jetstream.OpenQuarantine(context.Background(), srv.URL, cfg)
+	}, func(t *testing.T, d queue.Deliverer) queue.Enqueuer {
+		s := openStore(t, srv.URL, cfg.Name)
+		return startQueue(t, s, jetstream.QueueConfig{Delivery: queue.Config{Deliverer: d, RetryBase: 50 * time.Millisecond}})
 	})
 }

@@ -435,17 +435,21 @@ func watchAll(ctx context.Context, c *conn, kv jetstream.KeyValue, fn func(key s
 	}
 }
 
-// moveAside copies a damaged record to the corrupt bucket and then takes
-// it out of the entries: never deleted, never blocking the others.
 func (s *Store) moveAside(ctx context.Context, key string, raw []byte, why error) {
-	s.cfg.Logger.Error("jetstream: corrupt entry moved aside", "key", key, "bucket", s.corrupt.Bucket(), "err", why)
-	s.cfg.Metrics.Add("portcullis_queue_corrupt_total", 1)
-	if _, err := s.corrupt.Put(ctx, key, raw); err != nil {
-		s.cfg.Logger.Error("jetstream: moving a corrupt entry aside failed; left in place", "key", key, "err", err)
+	moveAside(ctx, s.conn, s.entries, s.corrupt, key, raw, why, "portcullis_queue_corrupt_total")
+}
+
+// moveAside copies a damaged record to the corrupt bucket and then takes
+// it out of its bucket: never deleted, never blocking the others.
+func moveAside(ctx context.Context, c *conn, from, to jetstream.KeyValue, key string, raw []byte, why error, metric string) {
+	c.cfg.Logger.Error("jetstream: corrupt record moved aside", "key", key, "from", from.Bucket(), "to", to.Bucket(), "err", why)
+	c.cfg.Metrics.Add(metric, 1)
+	if _, err := to.Put(ctx, key, raw); err != nil {
+		c.cfg.Logger.Error("jetstream: moving a corrupt record aside failed; left in place", "key", key, "err", err)
 		return
 	}
-	if err := s.entries.Purge(ctx, key); err != nil {
-		s.cfg.Logger.Error("jetstream: removing a corrupt entry failed", "key", key, "err", err)
+	if err := from.Purge(ctx, key); err != nil {
+		c.cfg.Logger.Error("jetstream: removing a corrupt record failed", "key", key, "err", err)
 	}
 }
 
