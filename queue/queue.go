@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"bytes"
 	"container/heap"
 	"context"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -116,11 +114,10 @@ type Queue struct {
 	store     Store
 	ownsStore bool
 
-	mu      sync.Mutex // guards items, due, closed, running
-	items   map[ID]*item
-	due     dueHeap
-	closed  bool
-	running int
+	mu     sync.Mutex // guards items, due, closed
+	items  map[ID]*item
+	due    dueHeap
+	closed bool
 
 	depth   atomic.Int64
 	oldest  atomic.Int64 // Unix nanoseconds of the oldest entry's Created; 0 when empty
@@ -243,7 +240,7 @@ func (q *Queue) Enqueue(ctx context.Context, env filter.Envelope, body io.Reader
 		q.cfg.Metrics.Add("portcullis_queue_busy_total", 1, "reason", string(err.Reason))
 		return "", err
 	}
-	b, err := io.ReadAll(io.LimitReader(body, q.cfg.MaxMessageBytes+1))
+	b, err := readBody(body, q.cfg.MaxMessageBytes+1)
 	if err != nil {
 		return "", fmt.Errorf("queue: reading message: %w", err)
 	}
@@ -251,6 +248,27 @@ func (q *Queue) Enqueue(ctx context.Context, env filter.Envelope, body io.Reader
 		return "", &filter.LimitError{Limit: filter.LimitMessageBytes, Max: q.cfg.MaxMessageBytes}
 	}
 	return q.put(ctx, env, b)
+}
+
+// readBody reads at most limit bytes, allocating once when the reader
+// tells its length (bytes.Reader, strings.Reader, bytes.Buffer).
+func readBody(r io.Reader, limit int64) ([]byte, error) {
+	if l, ok := r.(interface{ Len() int }); ok {
+		n := min(int64(l.Len()), limit)
+		b := make([]byte, n, n+1)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil, err
+		}
+		// A reader whose length changed under us is read the slow way.
+		var one [1]byte
+		if k, _ := r.Read(one[:]); k == 0 {
+			return b, nil
+		}
+		b = append(b, one[0])
+		rest, err := io.ReadAll(io.LimitReader(r, limit-int64(len(b))))
+		return append(b, rest...), err
+	}
+	return io.ReadAll(io.LimitReader(r, limit))
 }
 
 // put stores and schedules a message without backpressure (bounces use it).
@@ -668,6 +686,3 @@ func (h *dueHeap) Pop() any {
 	*h = old[:len(old)-1]
 	return it
 }
-
-var _ = bytes.NewReader
-var _ = strings.Contains

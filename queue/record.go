@@ -151,10 +151,26 @@ func appendRecord(dst []byte, kind byte, parts ...[]byte) []byte {
 
 // putRecord encodes a put: meta length, meta, body.
 func putRecord(dst []byte, e Entry, body []byte) []byte {
-	m := encodeMeta(e, crc(body))
-	var ml [4]byte
-	binary.BigEndian.PutUint32(ml[:], uint32(len(m)))
-	return appendRecord(dst, kindPut, ml[:], m, body)
+	head, trailer := putParts(e, body, crc(body))
+	dst = append(dst, head...)
+	dst = append(dst, body...)
+	return append(dst, trailer[:]...)
+}
+
+// putParts encodes a put without copying the body: the record is head,
+// then body, then trailer.
+func putParts(e Entry, body []byte, bodyCRC uint32) (head []byte, trailer [4]byte) {
+	m := encodeMeta(e, bodyCRC)
+	head = make([]byte, 0, recHeaderLen+4+len(m))
+	head = append(head, 'P', 'Q', 'R', kindPut)
+	head = binary.BigEndian.AppendUint32(head, uint32(4+len(m)+len(body)))
+	head = binary.BigEndian.AppendUint32(head, crc(head[:8]))
+	head = binary.BigEndian.AppendUint32(head, uint32(len(m)))
+	head = append(head, m...)
+	c := crc32.Update(0, castagnoli, head[recHeaderLen:])
+	c = crc32.Update(c, castagnoli, body)
+	binary.BigEndian.PutUint32(trailer[:], c)
+	return head, trailer
 }
 
 // record is one decoded record.

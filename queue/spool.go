@@ -85,6 +85,7 @@ type Spool struct {
 	activeFile file
 	nextSeq    uint64
 	relocating *segment
+	wbuf       []byte
 }
 
 type segment struct {
@@ -107,13 +108,17 @@ type loc struct {
 
 type writeReq struct {
 	kind    byte
-	buf     []byte
+	buf     []byte // the record, or for a put its head: body and trailer follow
+	body    []byte
+	trailer []byte
 	entry   Entry  // put, update
 	id      ID     // remove
 	metaLen int64  // put: to locate the body
 	bodyCRC uint32 // put
 	done    chan error
 }
+
+func (r *writeReq) size() int { return len(r.buf) + len(r.body) + len(r.trailer) }
 
 var _ Store = (*Spool)(nil)
 var _ SpaceReporter = (*Spool)(nil)
@@ -395,9 +400,10 @@ func (s *Spool) relocation(l *loc) (*writeReq, error) {
 }
 
 func (s *Spool) putReq(e Entry, body []byte) *writeReq {
-	buf := putRecord(make([]byte, 0, len(body)+512), e, body)
-	metaLen := int64(len(buf)) - recOverhead - 4 - int64(len(body))
-	return &writeReq{kind: kindPut, buf: buf, entry: e, id: e.ID, metaLen: metaLen, bodyCRC: crc(body)}
+	bodyCRC := crc(body)
+	head, trailer := putParts(e, body, bodyCRC)
+	metaLen := int64(len(head)) - recHeaderLen - 4
+	return &writeReq{kind: kindPut, buf: head, body: body, trailer: trailer[:], entry: e, id: e.ID, metaLen: metaLen, bodyCRC: bodyCRC}
 }
 
 func parseSegName(name string) (uint64, bool) {
@@ -510,13 +516,13 @@ func (s *Spool) writer() {
 			}
 		}
 		batch := []*writeReq{first}
-		n := len(first.buf)
+		n := first.size()
 	drain:
 		for n < s.cfg.MaxBatchBytes {
 			select {
 			case r := <-s.reqs:
 				batch = append(batch, r)
-				n += len(r.buf)
+				n += r.size()
 			default:
 				break drain
 			}
@@ -551,17 +557,16 @@ func (s *Spool) writeBatch(batch []*writeReq) error {
 	g := s.active
 	offs := make([]int64, len(batch))
 	off := g.size
-	buf := make([]byte, 0, 64<<10)
+	buf := s.wbuf[:0]
 	for i, r := range batch {
 		offs[i] = off
-		off += int64(len(r.buf))
+		off += int64(r.size())
+		buf = append(buf, r.buf...)
+		buf = append(buf, r.body...)
+		buf = append(buf, r.trailer...)
 	}
-	if len(batch) == 1 {
-		buf = batch[0].buf
-	} else {
-		for _, r := range batch {
-			buf = append(buf, r.buf...)
-		}
+	if cap(buf) <= 4*s.cfg.MaxBatchBytes {
+		s.wbuf = buf // reused by the next batch; a giant message's buffer is not kept
 	}
 	_, err := s.activeFile.Write(buf)
 	if err == nil {
@@ -583,7 +588,7 @@ func (s *Spool) writeBatch(batch []*writeReq) error {
 	g.size = off
 	s.mu.Lock()
 	for i, r := range batch {
-		rec := record{kind: r.kind, off: offs[i], length: int64(len(r.buf)), entry: r.entry, id: r.id, bodyCRC: r.bodyCRC}
+		rec := record{kind: r.kind, off: offs[i], length: int64(r.size()), entry: r.entry, id: r.id, bodyCRC: r.bodyCRC}
 		rec.bodyOff = offs[i] + recHeaderLen + 4 + r.metaLen
 		if r.kind == kindUpdate && s.index[r.id] == nil && r.done != nil {
 			r.done <- fmt.Errorf("%w: %s", ErrNotFound, r.id)
@@ -689,7 +694,7 @@ func (s *Spool) relocations() []*writeReq {
 			s.relocating = nil
 			break
 		}
-		n += len(r.buf)
+		n += r.size()
 		out = append(out, r)
 	}
 	return out
