@@ -169,7 +169,15 @@ type listState struct {
 	backoff           time.Duration // the next back-off
 	until             time.Time     // backed off until then
 	refusals, unknown atomic.Uint64
+	// Metric labels built once: a variadic call would allocate them per
+	// lookup.
+	statusLabels [3][]string
 }
+
+var (
+	cacheHit  = []string{"result", "hit"}
+	cacheMiss = []string{"result", "miss"}
+)
 
 // Checker looks targets up in DNS lists through a resolver chain, with a
 // shared cache. It is safe for concurrent use; Close stops its health
@@ -231,6 +239,9 @@ func NewChecker(cfg Config) (*Checker, error) {
 			l.Timeout = cfg.ListTimeout
 		}
 		st := &listState{List: &l, backoff: cfg.Backoff}
+		for s := range st.statusLabels {
+			st.statusLabels[s] = []string{"list", l.Name, "status", Status(s).String()}
+		}
 		c.lists = append(c.lists, st)
 		c.byName[l.Name] = st
 	}
@@ -324,7 +335,7 @@ func (c *Checker) lookup(ctx context.Context, l *listState, target, qname string
 // fetch is a lookup the cache could not answer.
 func (c *Checker) fetch(ctx context.Context, l *listState, target, qname string) Answer {
 	a := c.answer(ctx, l, target, qname)
-	c.metrics.Add("portcullis_rbl_lookups_total", 1, "list", l.Name, "status", a.Status.String())
+	c.metrics.Add("portcullis_rbl_lookups_total", 1, l.statusLabels[a.Status]...)
 	if a.Status == Unknown {
 		l.unknown.Add(1)
 		c.metrics.Add("portcullis_rbl_unknown_total", 1, "list", l.Name, "reason", reason(a.Err))
@@ -337,12 +348,12 @@ func (c *Checker) fetch(ctx context.Context, l *listState, target, qname string)
 func (c *Checker) cached(l *listState, target, qname string) (Answer, bool) {
 	e, ok := c.cache.get(qname, c.now())
 	if !ok {
-		c.metrics.Add("portcullis_rbl_cache_total", 1, "result", "miss")
+		c.metrics.Add("portcullis_rbl_cache_total", 1, cacheMiss...)
 		return Answer{}, false
 	}
-	c.metrics.Add("portcullis_rbl_cache_total", 1, "result", "hit")
+	c.metrics.Add("portcullis_rbl_cache_total", 1, cacheHit...)
 	a := l.fill(Answer{List: l.Name, Target: target, Query: qname, Cached: true}, e)
-	c.metrics.Add("portcullis_rbl_lookups_total", 1, "list", l.Name, "status", a.Status.String())
+	c.metrics.Add("portcullis_rbl_lookups_total", 1, l.statusLabels[a.Status]...)
 	return a, true
 }
 

@@ -67,7 +67,8 @@ type Code struct {
 	// Score is added when an answer matches; negative for allowlists.
 	Score float64
 
-	m matcher
+	m      matcher
+	symbol string // the full symbol name
 }
 
 // matcher is a parsed Code.Match: an answer a matches when
@@ -205,6 +206,10 @@ func (l *List) prepare() error {
 			return fmt.Errorf("list %s: %w", l.Name, err)
 		}
 		l.Codes[i].m = m
+		l.Codes[i].symbol = l.Symbol
+		if l.Codes[i].Name != "" {
+			l.Codes[i].symbol += "_" + filter.SymbolName(l.Codes[i].Name)
+		}
 	}
 	refused := l.Refused
 	if refused == nil {
@@ -245,27 +250,25 @@ func (l *List) testName(point string) (string, error) {
 // code (or the list's own symbol when none matches).
 func (l *List) symbols(addrs []netip.Addr) []filter.Symbol {
 	var out []filter.Symbol
-	seen := map[string]bool{}
+	add := func(name string, score float64) {
+		for _, s := range out {
+			if s.Name == name {
+				return
+			}
+		}
+		out = append(out, filter.Symbol{Name: name, Score: score})
+	}
 	for _, a := range addrs {
 		v := u32(a)
 		matched := false
 		for _, c := range l.Codes {
-			if !c.m.match(v) {
-				continue
-			}
-			matched = true
-			name := l.Symbol
-			if c.Name != "" {
-				name += "_" + filter.SymbolName(c.Name)
-			}
-			if !seen[name] {
-				seen[name] = true
-				out = append(out, filter.Symbol{Name: name, Score: c.Score})
+			if c.m.match(v) {
+				matched = true
+				add(c.symbol, c.Score)
 			}
 		}
-		if !matched && !seen[l.Symbol] {
-			seen[l.Symbol] = true
-			out = append(out, filter.Symbol{Name: l.Symbol, Score: l.Score})
+		if !matched {
+			add(l.Symbol, l.Score)
 		}
 	}
 	return out
