@@ -239,7 +239,15 @@ func (m *memMetrics) Observe(name string, _ float64, labels ...string) {
 // get sums the counters called name whose labels include every given
 // label pair.
 func (m *memMetrics) get(name string, labels ...string) float64 {
-	return sumMatching(m, m.values, name, labels)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var sum float64
+	for k, v := range m.values {
+		if matchKey(k, name, labels) {
+			sum += v
+		}
+	}
+	return sum
 }
 
 // observed counts the observations of name with those labels.
@@ -253,18 +261,6 @@ func (m *memMetrics) observed(name string, labels ...string) int {
 		}
 	}
 	return n
-}
-
-func sumMatching(m *memMetrics, values map[string]float64, name string, labels []string) float64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var sum float64
-	for k, v := range values {
-		if matchKey(k, name, labels) {
-			sum += v
-		}
-	}
-	return sum
 }
 
 func matchKey(k, name string, labels []string) bool {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/mail"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -290,7 +291,12 @@ func listingDetail(a Answer) string {
 	return s
 }
 
-// fromDomains returns the domains of the From header's addresses.
+// maxFromDomains bounds the From-header domains asked about: a From
+// field may list any number of addresses.
+const maxFromDomains = 5
+
+// fromDomains returns the distinct domains of the From header's
+// addresses, at most maxFromDomains.
 func fromDomains(m *filter.Message) []string {
 	v := m.Header().Get("From")
 	if v == "" {
@@ -299,7 +305,12 @@ func fromDomains(m *filter.Message) []string {
 	var out []string
 	if addrs, err := mail.ParseAddressList(v); err == nil {
 		for _, a := range addrs {
-			out = append(out, filter.Domain(a.Address))
+			if d := filter.Domain(a.Address); d != "" && !slices.Contains(out, d) {
+				out = append(out, d)
+			}
+			if len(out) == maxFromDomains {
+				break
+			}
 		}
 		return out
 	}

@@ -159,3 +159,16 @@ func TestReceivedChain(t *testing.T) {
 		}
 	}
 }
+
+func TestFromDomainsCapped(t *testing.T) {
+	var addrs []string
+	for i := range 20 {
+		addrs = append(addrs, fmt.Sprintf("a@d%d.example", i), fmt.Sprintf("b@d%d.example", i))
+	}
+	raw := "From: " + strings.Join(addrs, ", ") + "\r\n\r\nbody\r\n"
+	m := filter.NewMessageBytes(filter.Envelope{}, []byte(raw), filter.Limits{})
+	got := fromDomains(m)
+	if strings.Join(got, " ") != "d0.example d1.example d2.example d3.example d4.example" {
+		t.Fatalf("from domains %v", got)
+	}
+}
