@@ -226,6 +226,7 @@ func NewChecker(cfg Config) (*Checker, error) {
 			return nil, fmt.Errorf("%w: resolver %q", ErrConfig, addr)
 		}
 		c.resolvers = append(c.resolvers, &resolver{addr: addr, listErr: map[string]error{}})
+		c.metrics.Set("portcullis_rbl_resolver_up", 1, "resolver", addr)
 	}
 	for i := range cfg.Lists {
 		l := cfg.Lists[i] // a copy: the caller's slice stays as given
