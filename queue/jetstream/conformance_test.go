@@ -30,7 +30,9 @@ func TestQuarantineConformance(t *testing.T) {
 	srv := testsvc.StartNATS(t)
 	queuetest.RunQuarantine(t, func(t *testing.T) queuetest.QuarantineOpener {
 		cfg := jetstream.Config{Name: freshName()}
-		return func() (queue.QuarantineStore, error) { return jetstream.OpenQuarantine(context.Background(), srv.URL, cfg) }
+		return func() (queue.QuarantineStore, error) {
+			return jetstream.OpenQuarantine(context.Background(), srv.URL, cfg)
+		}
 	})
 }
 

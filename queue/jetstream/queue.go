@@ -27,7 +27,8 @@ const errCodeMaxMsgsPerSubject jetstream.ErrorCode = 10077
 // bounces, lifetime, the poison guard) are the local queue's: they are
 // passed to it as a queue.Config.
 type QueueConfig struct {
-	// Delivery is the delivery configuration: Deliverer, RetryBase,
+	// Delivery is the delivery configuration: Deliverer (nil makes this
+	// process a producer that only enqueues), RetryBase,
 	// RetryMax, MaxLifetime, MaxCrashes, BouncePolicy, Hostname, Logger,
 	// Metrics. Workers is the number of deliveries this process runs at
 	// once (0 means 16). MaxDepth bounds the messages waiting in the shared
@@ -86,9 +87,6 @@ func NewQueue(ctx context.Context, s *Store, cfg QueueConfig) (*Queue, error) {
 		cfg.SweepInterval = 5 * time.Minute
 	}
 	d := cfg.Delivery
-	if d.Deliverer == nil {
-		return nil, errors.New("jetstream: a shared queue needs a Deliverer")
-	}
 	if d.Workers <= 0 {
 		d.Workers = 16
 	}
@@ -131,8 +129,13 @@ func NewQueue(ctx context.Context, s *Store, cfg QueueConfig) (*Queue, error) {
 	}
 	q.lag(octx)
 	q.loops.Add(2)
-	go q.fetchLoop()
 	go q.sweepLoop()
+	if d.Deliverer == nil {
+		// A producer only: it accepts mail, the other processes deliver.
+		q.loops.Done()
+		return q, nil
+	}
+	go q.fetchLoop()
 	return q, nil
 }
 
@@ -241,14 +244,21 @@ func (q *Queue) sweep(ctx context.Context) error {
 	return nil
 }
 
+// sweepLoop schedules orphaned entries and refreshes the lag gauges.
 func (q *Queue) sweepLoop() {
 	defer q.loops.Done()
 	t := time.NewTicker(q.cfg.SweepInterval)
 	defer t.Stop()
+	lag := time.NewTicker(2 * time.Second)
+	defer lag.Stop()
 	for {
 		select {
 		case <-q.stop:
 			return
+		case <-lag.C:
+			ctx, cancel := context.WithTimeout(q.abort, 5*time.Second)
+			q.lag(ctx)
+			cancel()
 		case <-t.C:
 			if err := q.sweep(q.abort); err != nil {
 				q.dcfg.Logger.Warn("jetstream: sweep failed", "err", err)
@@ -292,7 +302,6 @@ func (q *Queue) lag(ctx context.Context) {
 // fetchLoop claims work messages as delivery slots free up.
 func (q *Queue) fetchLoop() {
 	defer q.loops.Done()
-	lastLag := time.Now()
 	idle := true
 	for {
 		select {
@@ -343,12 +352,6 @@ func (q *Queue) fetchLoop() {
 				return
 			case <-time.After(time.Second):
 			}
-		}
-		if time.Since(lastLag) > 2*time.Second {
-			lastLag = time.Now()
-			ctx, cancel := context.WithTimeout(q.abort, 5*time.Second)
-			q.lag(ctx)
-			cancel()
 		}
 	}
 }

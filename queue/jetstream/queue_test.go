@@ -118,10 +118,11 @@ func TestSharedQueueDeliversOnce(t *testing.T) {
 	var d deliveries
 	var qs []*jetstream.Queue
 	var stores []*jetstream.Store
+	m := newMetrics()
 	for gw := range 3 {
 		s := openStore(t, srv.URL, name)
 		stores = append(stores, s)
-		qs = append(qs, startQueue(t, s, jetstream.QueueConfig{Delivery: queue.Config{Deliverer: d.deliverer(gw, nil), Workers: 4}}))
+		qs = append(qs, startQueue(t, s, jetstream.QueueConfig{Delivery: queue.Config{Deliverer: d.deliverer(gw, nil), Workers: 4, Metrics: m}}))
 	}
 	const n = 120
 	start := time.Now()
@@ -140,6 +141,12 @@ func TestSharedQueueDeliversOnce(t *testing.T) {
 		es, err := stores[0].Entries(bg)
 		return err == nil && len(es) == 0
 	})
+	if got := m.get("portcullis_queue_delivered_total"); got != n {
+		t.Errorf("delivered metric %v, want %d", got, n)
+	}
+	if got := m.get("portcullis_queue_enqueued_total"); got != n {
+		t.Errorf("enqueued metric %v, want %d", got, n)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	gws := map[int]int{}
@@ -290,11 +297,17 @@ func TestKilledGatewayRedelivers(t *testing.T) {
 func TestSharedQueueErrors(t *testing.T) {
 	srv := testsvc.StartNATS(t)
 	s := openStore(t, srv.URL, freshName())
-	if _, err := jetstream.NewQueue(bg, s, jetstream.QueueConfig{}); err == nil {
-		t.Error("a shared queue without a Deliverer started")
+	// A producer only (no Deliverer): it enqueues, never delivers.
+	m := newMetrics()
+	q := startQueue(t, s, jetstream.QueueConfig{Delivery: queue.Config{MaxMessageBytes: 100, Metrics: m}})
+	id, err := q.Enqueue(bg, testEnv(), strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	var d deliveries
-	q := startQueue(t, s, jetstream.QueueConfig{Delivery: queue.Config{Deliverer: d.deliverer(0, nil), MaxMessageBytes: 100}})
+	if l, err := q.Lag(bg); err != nil || l.Waiting != 1 {
+		t.Errorf("lag %+v %v, want the one message waiting", l, err)
+	}
+	eventually(t, "the lag gauge", func() bool { return m.get("portcullis_jetstream_consumer_lag") == 1 })
 	if _, err := q.Enqueue(bg, filter.Envelope{MailFrom: "a@example.org"}, strings.NewReader("x")); !errors.Is(err, queue.ErrNoRecipients) {
 		t.Errorf("no recipients: %v", err)
 	}
@@ -302,4 +315,39 @@ func TestSharedQueueErrors(t *testing.T) {
 	if _, err := q.Enqueue(bg, testEnv(), strings.NewReader(strings.Repeat("x", 101))); !errors.As(err, &le) {
 		t.Errorf("101 bytes over a limit of 100: %v, want *filter.LimitError", err)
 	}
+	// A delivering gateway joins and takes the waiting message.
+	var d deliveries
+	startQueue(t, s, jetstream.QueueConfig{Delivery: queue.Config{Deliverer: d.deliverer(1, nil)}})
+	eventually(t, "the producer's message delivered by another", func() bool { return d.count() == 1 })
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.by[id]) != 1 {
+		t.Errorf("deliveries %v", d.by)
+	}
+}
+
+// metrics records metrics for assertions.
+type metrics struct {
+	mu sync.Mutex
+	m  map[string]float64
+}
+
+func newMetrics() *metrics { return &metrics{m: map[string]float64{}} }
+
+func (r *metrics) Add(name string, d float64, _ ...string) {
+	r.mu.Lock()
+	r.m[name] += d
+	r.mu.Unlock()
+}
+func (r *metrics) Set(name string, v float64, _ ...string) {
+	r.mu.Lock()
+	r.m[name] = v
+	r.mu.Unlock()
+}
+func (r *metrics) Observe(name string, _ float64, _ ...string) { r.Add(name+"_count", 1) }
+
+func (r *metrics) get(name string) float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.m[name]
 }
