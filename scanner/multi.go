@@ -203,6 +203,9 @@ type answer struct {
 	base    float64
 }
 
+// copyBufs holds the buffers the cache key is hashed through.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
 // spares hands out backup engines, each to one slot at most per scan.
 type spares struct {
 	mu   sync.Mutex
@@ -227,7 +230,10 @@ func (m *Multi) Scan(ctx context.Context, r io.ReaderAt, size int64) (Verdict, e
 	var sum [32]byte
 	if m.cache != nil {
 		h := sha256.New()
-		if _, err := io.Copy(h, io.NewSectionReader(r, 0, size)); err != nil {
+		buf := copyBufs.Get().(*[]byte)
+		_, err := io.CopyBuffer(h, io.NewSectionReader(r, 0, size), *buf)
+		copyBufs.Put(buf)
+		if err != nil {
 			return Verdict{}, fmt.Errorf("scanner: reading input: %w", err)
 		}
 		h.Sum(sum[:0])
