@@ -106,3 +106,14 @@ func (r *recMetrics) String() string {
 	defer r.mu.Unlock()
 	return fmt.Sprint(r.m)
 }
+
+// openTest opens a queue over a fresh spool, shut down when the test ends.
+func openTest(t *testing.T, cfg Config) *Queue {
+	t.Helper()
+	q, err := Open(t.TempDir(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shutdown(t, q)
+	return q
+}

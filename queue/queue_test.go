@@ -97,11 +97,7 @@ func TestTemporaryThenSuccess(t *testing.T) {
 		}
 		return make([]error, len(o.To))
 	})
-	q, err := Open(t.TempDir(), fastCfg(d, m))
-	if err != nil {
-		t.Fatal(err)
-	}
-	shutdown(t, q)
+	q := openTest(t, fastCfg(d, m))
 	if _, err := q.Enqueue(bg, testEnv(), strings.NewReader(testMsg("t"))); err != nil {
 		t.Fatal(err)
 	}
@@ -127,11 +123,7 @@ func TestPartialDeliveryKeepsPending(t *testing.T) {
 		}
 		return errs
 	})
-	q, err := Open(t.TempDir(), fastCfg(d, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	shutdown(t, q)
+	q := openTest(t, fastCfg(d, nil))
 	if _, err := q.Enqueue(bg, testEnv("a@example.net", "slow@example.com"), strings.NewReader(testMsg("p"))); err != nil {
 		t.Fatal(err)
 	}
@@ -158,11 +150,7 @@ func TestPermanentFailureBounces(t *testing.T) {
 		}
 		return all(len(o.To), &ReplyError{Host: "mx.example.net:25", Command: "RCPT", Code: 550, Enhanced: [3]int{5, 1, 1}, Text: "no such user"})
 	})
-	q, err := Open(t.TempDir(), fastCfg(d, m))
-	if err != nil {
-		t.Fatal(err)
-	}
-	shutdown(t, q)
+	q := openTest(t, fastCfg(d, m))
 	if _, err := q.Enqueue(bg, testEnv(), strings.NewReader(testMsg("bounce-me"))); err != nil {
 		t.Fatal(err)
 	}
@@ -188,11 +176,7 @@ func TestNullSenderNeverBounced(t *testing.T) {
 		calls.Add(1)
 		return all(len(o.To), &ReplyError{Code: 554, Text: "rejected"})
 	})
-	q, err := Open(t.TempDir(), fastCfg(d, m))
-	if err != nil {
-		t.Fatal(err)
-	}
-	shutdown(t, q)
+	q := openTest(t, fastCfg(d, m))
 	env := testEnv()
 	env.MailFrom = ""
 	if _, err := q.Enqueue(bg, env, strings.NewReader(testMsg("null"))); err != nil {
@@ -222,11 +206,7 @@ func TestMaxLifetimeBounces(t *testing.T) {
 	})
 	cfg := fastCfg(d, nil)
 	cfg.MaxLifetime = 300 * time.Millisecond
-	q, err := Open(t.TempDir(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	shutdown(t, q)
+	q := openTest(t, cfg)
 	if _, err := q.Enqueue(bg, testEnv(), strings.NewReader(testMsg("old"))); err != nil {
 		t.Fatal(err)
 	}
@@ -242,11 +222,7 @@ func TestHoldPolicyKeepsDeadLetter(t *testing.T) {
 	})
 	cfg := fastCfg(d, nil)
 	cfg.BouncePolicy = Hold
-	q, err := Open(t.TempDir(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	shutdown(t, q)
+	q := openTest(t, cfg)
 	id, err := q.Enqueue(bg, testEnv(), strings.NewReader(testMsg("dl")))
 	if err != nil {
 		t.Fatal(err)
@@ -353,17 +329,13 @@ func TestBackpressure(t *testing.T) {
 	m := newRecMetrics()
 	cfg := fastCfg(nil, m)
 	cfg.MaxDepth = 3
-	q, err := Open(t.TempDir(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	shutdown(t, q)
+	q := openTest(t, cfg)
 	for range 3 {
 		if _, err := q.Enqueue(bg, testEnv(), strings.NewReader("x")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, err = q.Enqueue(bg, testEnv(), strings.NewReader("x"))
+	_, err := q.Enqueue(bg, testEnv(), strings.NewReader("x"))
 	var be *BusyError
 	if !errors.As(err, &be) || be.Reason != BusyDepth || !errors.Is(err, ErrBusy) {
 		t.Fatalf("enqueue over depth: %v", err)
@@ -379,16 +351,12 @@ func TestBackpressure(t *testing.T) {
 func TestBackpressureAge(t *testing.T) {
 	cfg := fastCfg(nil, nil)
 	cfg.MaxAge = 50 * time.Millisecond
-	q, err := Open(t.TempDir(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	shutdown(t, q)
+	q := openTest(t, cfg)
 	if _, err := q.Enqueue(bg, testEnv(), strings.NewReader("x")); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond)
-	_, err = q.Enqueue(bg, testEnv(), strings.NewReader("x"))
+	_, err := q.Enqueue(bg, testEnv(), strings.NewReader("x"))
 	var be *BusyError
 	if !errors.As(err, &be) || be.Reason != BusyAge {
 		t.Fatalf("enqueue with an old queue: %v", err)
@@ -398,12 +366,8 @@ func TestBackpressureAge(t *testing.T) {
 func TestBackpressureDisk(t *testing.T) {
 	cfg := fastCfg(nil, nil)
 	cfg.MinFreeBytes = 1 << 62 // more than any disk has
-	q, err := Open(t.TempDir(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	shutdown(t, q)
-	_, err = q.Enqueue(bg, testEnv(), strings.NewReader("x"))
+	q := openTest(t, cfg)
+	_, err := q.Enqueue(bg, testEnv(), strings.NewReader("x"))
 	var be *BusyError
 	if !errors.As(err, &be) || be.Reason != BusyDisk {
 		t.Fatalf("enqueue with a full disk: %v", err)
@@ -435,15 +399,11 @@ func TestReplyMapping(t *testing.T) {
 func TestMessageTooLarge(t *testing.T) {
 	cfg := fastCfg(nil, nil)
 	cfg.MaxMessageBytes = 100
-	q, err := Open(t.TempDir(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	shutdown(t, q)
+	q := openTest(t, cfg)
 	if _, err := q.Enqueue(bg, testEnv(), strings.NewReader(strings.Repeat("x", 100))); err != nil {
 		t.Fatalf("at the limit: %v", err)
 	}
-	_, err = q.Enqueue(bg, testEnv(), strings.NewReader(strings.Repeat("x", 101)))
+	_, err := q.Enqueue(bg, testEnv(), strings.NewReader(strings.Repeat("x", 101)))
 	if !errors.Is(err, filter.ErrLimit) {
 		t.Fatalf("over the limit: %v", err)
 	}
