@@ -2,6 +2,7 @@ package archive
 
 import (
 	"bufio"
+	"bytes"
 	"compress/bzip2"
 	"context"
 	"errors"
@@ -846,10 +847,21 @@ func (w *walker) member(n node, f archives.FileInfo, packed int64) error {
 	return w.file(c, w.meter(rc, nil, c.path))
 }
 
-func (w *walker) rar(n node, r io.Reader) error {
+func (w *walker) rar(n node, r *bufio.Reader) error {
 	w.archiveChecks(n, TypeRar)
 	if err := w.tick(n.path); err != nil {
 		return err
+	}
+	// rardecode v2.2.0 loops forever in its signature search when the
+	// version bytes after "Rar!\x1a\x07" are not one it knows: only the
+	// exact signatures of RAR 1.5–4 and RAR 5 reach it.
+	head, _ := r.Peek(8)
+	if !bytes.HasPrefix(head, []byte("Rar!\x1a\x07\x00")) && !bytes.HasPrefix(head, []byte("Rar!\x1a\x07\x01\x00")) {
+		w.find(KindUninspectable, n.path, "rar: unknown version")
+		if err := w.tick(n.path); err != nil || w.fn == nil {
+			return err
+		}
+		return w.leaf(n, TypeRar, r)
 	}
 	return w.guard(n, TypeRar, func() error {
 		err := archives.Rar{}.Extract(w.ctx, r, func(ctx context.Context, f archives.FileInfo) error {
