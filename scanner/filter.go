@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/portcullis-mail/portcullis/filter"
 )
@@ -161,11 +162,14 @@ func (f *Filter) Ready() error {
 // demands Tempfail (symbol AV_FAIL) whatever the pipeline's failure mode,
 // so an outage never passes mail; Check returns an error only when ctx
 // ends or the message cannot be read.
-func (f *Filter) Check(ctx context.Context, m *filter.Message) (filter.Result, error) {
-	var res filter.Result
+func (f *Filter) Check(ctx context.Context, m *filter.Message) (res filter.Result, err error) {
 	if !m.HasBody() {
 		return res, nil
 	}
+	start := time.Now()
+	defer func() {
+		f.log.Debug("scanner: checked", "action", res.Action, "symbols", len(res.Symbols), "err", err, "seconds", time.Since(start).Seconds())
+	}()
 	seen := map[filter.Symbol]bool{}
 	add := func(name string, score float64, detail string, demand filter.Action) {
 		s := filter.Symbol{Name: name, Score: score, Detail: detail}
@@ -175,14 +179,20 @@ func (f *Filter) Check(ctx context.Context, m *filter.Message) (filter.Result, e
 		}
 		res.Demand(demand)
 	}
+	down := false // no engine answered: the mail is tempfailed
 	if f.cfg.Targets&TargetMessage != 0 {
 		v, err := f.cfg.Scanner.Scan(ctx, m.ReaderAt(), m.Size())
-		if err := f.apply(add, v, err, "message"); err != nil {
+		if down, err = f.apply(add, v, err, "message"); err != nil {
 			return filter.Result{}, err
 		}
 	}
-	if f.cfg.Targets&TargetLeaves != 0 {
+	if f.cfg.Targets&TargetLeaves != 0 && !down {
 		err := f.cfg.Leaves.Leaves(ctx, m, func(l Leaf, r io.Reader) error {
+			if down {
+				// No engine answers: the mail is tempfailed whatever the
+				// other leaves hold, and each would wait out the timeout.
+				return errStop
+			}
 			ra, size, done, err := f.spool(r)
 			if errors.Is(err, ErrSizeLimit) {
 				// Larger than the unpacker hands out: not scanned whole.
@@ -194,10 +204,11 @@ func (f *Filter) Check(ctx context.Context, m *filter.Message) (filter.Result, e
 			}
 			defer done()
 			v, err := f.cfg.Scanner.Scan(ctx, ra, size)
-			return f.apply(add, v, err, l.Path)
+			down, err = f.apply(add, v, err, l.Path)
+			return err
 		})
 		switch {
-		case err == nil:
+		case err == nil, errors.Is(err, errStop):
 		case ctx.Err() != nil:
 			return filter.Result{}, ctx.Err()
 		case errors.Is(err, ErrSizeLimit):
@@ -209,16 +220,20 @@ func (f *Filter) Check(ctx context.Context, m *filter.Message) (filter.Result, e
 	return res, nil
 }
 
-// apply turns one verdict into symbols. It returns an error only for what
-// the pipeline must handle (ctx ended, unreadable input).
-func (f *Filter) apply(add func(string, float64, string, filter.Action), v Verdict, err error, where string) error {
+// errStop ends a leaf walk early.
+var errStop = errors.New("scanner: stop")
+
+// apply turns one verdict into symbols; down reports that no engine
+// answered. It returns an error only for what the pipeline must handle
+// (ctx ended, unreadable input).
+func (f *Filter) apply(add func(string, float64, string, filter.Action), v Verdict, err error, where string) (down bool, _ error) {
 	if err != nil {
 		if !errors.Is(err, ErrAllDown) {
-			return err
+			return false, err
 		}
 		f.metrics.Add("portcullis_scanner_tempfail_total", 1)
 		add(SymFail, 0, "no engine available: "+err.Error(), filter.Tempfail)
-		return nil
+		return true, nil
 	}
 	for _, d := range v.Detections {
 		what := fmt.Sprintf("%s: %s in %s", d.Engine, d.Signature, where)
@@ -245,7 +260,7 @@ func (f *Filter) apply(add func(string, float64, string, filter.Action), v Verdi
 		f.log.Info("scanner: finding", "where", where, "infected", v.Infected, "unconfirmed", v.Unconfirmed,
 			"detections", len(v.Detections), "failures", len(v.Failures))
 	}
-	return nil
+	return false, nil
 }
 
 // spool makes a leaf readable at any offset (every engine reads it, and a

@@ -234,6 +234,44 @@ func TestFilterClamdKilledTempfails(t *testing.T) {
 	}
 }
 
+// gateReaderAt blocks reads past 64 KiB until the gate opens.
+type gateReaderAt struct {
+	data    []byte
+	started chan struct{}
+	gate    chan struct{}
+	once    sync.Once
+}
+
+func (g *gateReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if off >= 64<<10 {
+		g.once.Do(func() { close(g.started) })
+		<-g.gate
+	}
+	return bytes.NewReader(g.data).ReadAt(p, off)
+}
+
+func TestFilterClamdKilledMidStream(t *testing.T) {
+	d := testsvc.StartClamd(t, testsvc.ClamdOptions{})
+	f := newFilter(t, scanner.Options{Engines: []scanner.Engine{clamdEngine(t, "clamd", d.Addr, 5*time.Second)}, Cache: scanner.CacheConfig{Entries: -1}}, scanner.Config{})
+	raw := mail("big.bin", bytes.Repeat([]byte("B"), 1<<20))
+	g := &gateReaderAt{data: raw, started: make(chan struct{}), gate: make(chan struct{})}
+	done := make(chan filter.Result, 1)
+	go func() {
+		res, err := f.Check(t.Context(), filter.NewMessage(filter.Envelope{}, g, int64(len(raw)), filter.Limits{}))
+		if err != nil {
+			res.Add("CHECK_ERROR", 0, err.Error())
+		}
+		done <- res
+	}()
+	<-g.started // the first 64 KiB are with clamd
+	d.Kill()
+	close(g.gate)
+	res := <-done
+	if res.Action != filter.Tempfail || len(symbols(res, scanner.SymFail)) != 1 {
+		t.Fatalf("clamd killed mid-stream: %v", res)
+	}
+}
+
 // stalling is a clamd that accepts and never answers.
 func stalling(t *testing.T) string {
 	t.Helper()
@@ -347,4 +385,29 @@ func (c *countMetrics) get(name string) float64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.m[name]
+}
+
+func TestFilterAllDownStopsLeafWalk(t *testing.T) {
+	var scans int
+	var mu sync.Mutex
+	down := scanner.EngineFunc("down", func(ctx context.Context, r io.Reader) (scanner.Result, error) {
+		mu.Lock()
+		scans++
+		mu.Unlock()
+		return scanner.Result{}, errors.New("connection refused")
+	})
+	leaves := scanner.LeafFunc(func(ctx context.Context, m *filter.Message, fn func(scanner.Leaf, io.Reader) error) error {
+		for _, p := range []string{"a", "b", "c"} {
+			if err := fn(scanner.Leaf{Path: p}, strings.NewReader(p)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	f := newFilter(t, scanner.Options{Engines: []scanner.Engine{down}, Breaker: scanner.BreakerConfig{Failures: 100}},
+		scanner.Config{Leaves: leaves, Targets: scanner.TargetLeaves})
+	res, err := f.Check(t.Context(), msg(mail("a.zip", []byte("x"))))
+	if err != nil || res.Action != filter.Tempfail || scans != 1 {
+		t.Fatalf("all down: %v %v, %d scans (want 1: the walk stops)", res, err, scans)
+	}
 }
