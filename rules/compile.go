@@ -64,6 +64,7 @@ type Set struct {
 type scanPlan struct {
 	rules   []*crule // every rule of the scope
 	always  []*crule // rules with no usable key: run on every message
+	keyed   []*crule // the others
 	matcher *ac.Matcher
 	byKey   [][]*crule // pattern id → rules keyed on it
 }
@@ -257,6 +258,13 @@ func compileRule(r *Rule, lim Limits) (*crule, error) {
 		if r.NoCase {
 			pattern = "(?i)" + pattern
 		}
+		if r.Kind == Body || r.Kind == RawBody {
+			p, err := singleLinePattern(pattern)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+			}
+			pattern = p
+		}
 		re, err := regexp.Compile(pattern)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -391,6 +399,7 @@ func (s *Set) buildScans() error {
 				plan.always = append(plan.always, c)
 				continue
 			}
+			plan.keyed = append(plan.keyed, c)
 			for _, k := range keys {
 				id, ok := index[k]
 				if !ok {
@@ -421,10 +430,14 @@ func (c *crule) keys() []string {
 	if c.re == nil || c.Negate || c.Test != Match {
 		return nil
 	}
-	if c.Kind == Header && (c.IfUnset != nil || c.hdr.mod == "addr" || c.hdr.mod == "name") {
-		// A missing header is tested as IfUnset, and parsed addresses
-		// and names (quoted pairs undone) are not substrings of the
-		// header text the prefilter scans.
+	if c.Kind == Header && (c.hdr.mod == "addr" || c.hdr.mod == "name") {
+		// Parsed addresses and names (quoted pairs undone) are not
+		// substrings of the header text the prefilter scans.
+		return nil
+	}
+	if c.Kind == Header && c.IfUnset != nil && c.re.MatchString(*c.IfUnset) {
+		// A missing header is tested as IfUnset, which is not in the
+		// text; only when IfUnset cannot hit may the rule be skipped.
 		return nil
 	}
 	re, err := syntax.Parse(c.re.String(), syntax.Perl)

@@ -65,7 +65,7 @@ type Engine struct {
 	cur     atomic.Pointer[Set]
 	stats   statsTable
 
-	reloadMu sync.Mutex // one reload at a time
+	reloadMu sync.Mutex             // one reload at a time
 	stamps   atomic.Pointer[string] // the files' stamps when last read
 	ok, bad  atomic.Uint64
 	lastErr  atomic.Pointer[error]

@@ -39,18 +39,20 @@ func (e *Evaluation) Has(name string) bool {
 const TruncatedSymbol = "RULES_TRUNCATED"
 
 type scratch struct {
-	values []float64
-	tested []bool
+	values   []float64
+	tested   []bool
+	lastLine []int32 // body rules: 1 + the line last tested
 }
 
 // Evaluate runs the set over a message. It fails only when ctx ends.
 func (s *Set) Evaluate(ctx context.Context, m *filter.Message) (*Evaluation, error) {
 	sc, _ := s.scratch.Get().(*scratch)
 	if sc == nil || len(sc.values) != len(s.rules) {
-		sc = &scratch{values: make([]float64, len(s.rules)), tested: make([]bool, len(s.rules))}
+		sc = &scratch{values: make([]float64, len(s.rules)), tested: make([]bool, len(s.rules)), lastLine: make([]int32, len(s.rules))}
 	}
 	clear(sc.values)
 	clear(sc.tested)
+	clear(sc.lastLine)
 	defer s.scratch.Put(sc)
 
 	v := &view{m: m, set: s}
@@ -78,6 +80,10 @@ func (s *Set) Evaluate(ctx context.Context, m *filter.Message) (*Evaluation, err
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("rules: %w", err)
 		}
+		if scp == scopeBody || scp == scopeRawBody {
+			s.evalLines(v, plan, sc, scp)
+			continue
+		}
 		for _, c := range plan.always {
 			test(c)
 		}
@@ -86,7 +92,7 @@ func (s *Set) Evaluate(ctx context.Context, m *filter.Message) (*Evaluation, err
 		}
 		text := v.text(scp)
 		if literal.Hazard(text) {
-			for _, c := range plan.rules {
+			for _, c := range plan.keyed {
 				test(c)
 			}
 			continue
@@ -118,6 +124,69 @@ func (s *Set) Evaluate(ctx context.Context, m *filter.Message) (*Evaluation, err
 	return ev, nil
 }
 
+// evalLines runs the body or raw-body rules of a plan: rules without keys
+// over every line, rules with keys only over the lines where a key occurs.
+// Their regexes cannot match across lines (singleLine), so both ways give
+// the answer a whole-text match would.
+func (s *Set) evalLines(v *view, plan *scanPlan, sc *scratch, scp scope) {
+	text := v.text(scp)
+	starts := lineStarts(text)
+	line := func(k int) string {
+		end := len(text)
+		if k+1 < len(starts) {
+			end = starts[k+1] - 1
+		}
+		return text[starts[k]:end]
+	}
+	var lines []string
+	allLines := func() []string {
+		if lines == nil {
+			lines = make([]string, len(starts))
+			for k := range starts {
+				lines[k] = line(k)
+			}
+		}
+		return lines
+	}
+	run := func(c *crule, vals []string) {
+		start := time.Now()
+		hit := c.matchAny(vals)
+		c.stats.Nanos.Add(int64(time.Since(start)))
+		c.stats.Evaluations.Add(1)
+		if hit {
+			c.stats.Hits.Add(1)
+			sc.values[c.id] = 1
+		}
+	}
+	for _, c := range plan.always {
+		run(c, allLines())
+	}
+	if plan.matcher == nil {
+		return
+	}
+	if literal.Hazard(text) {
+		for _, c := range plan.keyed {
+			run(c, allLines())
+		}
+		return
+	}
+	k := 0
+	one := make([]string, 1)
+	plan.matcher.Each(text, func(id, end int) {
+		for k+1 < len(starts) && starts[k+1] < end {
+			k++
+		}
+		for _, c := range plan.byKey[id] {
+			if sc.values[c.id] != 0 || sc.lastLine[c.id] == int32(k+1) {
+				continue
+			}
+			sc.lastLine[c.id] = int32(k + 1)
+			one[0] = line(k)
+			run(c, one)
+		}
+	})
+}
+
 func (c *crule) test(v *view) bool {
 	switch c.Kind {
 	case Header:
@@ -132,8 +201,8 @@ func (c *crule) test(v *view) bool {
 			vals = []string{*c.IfUnset}
 		}
 		return c.matchAny(vals)
-	case Body, RawBody, Full:
-		return c.matchAny([]string{v.text(kindScope(c.Kind))})
+	case Full:
+		return c.matchAny([]string{v.text(scopeFull)})
 	case URI:
 		return c.matchAny(v.uriValues(c.Field))
 	case Attachment:

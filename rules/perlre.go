@@ -116,6 +116,10 @@ func perlToRE2(body, flags string, delim byte) (string, error) {
 			return "", &errSkip{ReasonPerlOnly, "flag " + string(f)}
 		}
 	}
+	if stripComments(body) == "" {
+		// Perl's empty pattern repeats the last successful match.
+		return "", &errSkip{ReasonSyntax, "empty pattern"}
+	}
 	scan := stripEscapedBackslashes(body)
 	plain := reEscaped.ReplaceAllString(scan, "_") // escaped characters are literals
 	switch {

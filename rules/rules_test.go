@@ -14,7 +14,7 @@ import (
 )
 
 // writeRules writes a YAML rule file into a temporary directory.
-func writeRules(t *testing.T, name, yaml string) string {
+func writeRules(t testing.TB, name, yaml string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(p, []byte(yaml), 0o644); err != nil {

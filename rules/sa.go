@@ -64,20 +64,20 @@ func (r *LoadReport) ignore(directive string) {
 type saRule struct {
 	Rule
 	skip     *Skip
-	replace  bool
 	kindText string
 }
 
 type saParser struct {
-	rules  map[string]*saRule
-	order  []string
-	tags   map[string]string
-	scores map[string]float64
-	descr  map[string]string
-	tflags map[string]string
-	report *LoadReport
-	thresh *Thresholds
-	conds  []bool
+	rules   map[string]*saRule
+	order   []string
+	tags    map[string]string
+	scores  map[string]float64
+	descr   map[string]string
+	tflags  map[string]string
+	replace map[string]bool // rules whose <TAG>s are replaced
+	report  *LoadReport
+	thresh  *Thresholds
+	conds   []bool
 }
 
 // pseudo-headers SpamAssassin computes from its own relay parsing.
@@ -86,7 +86,7 @@ var saPseudo = regexp.MustCompile(`^(X-Spam-Relays-|ALL-TRUSTED|ALL-UNTRUSTED|AL
 func newSAParser(report *LoadReport) *saParser {
 	return &saParser{
 		rules: map[string]*saRule{}, tags: map[string]string{}, scores: map[string]float64{},
-		descr: map[string]string{}, tflags: map[string]string{}, report: report,
+		descr: map[string]string{}, tflags: map[string]string{}, replace: map[string]bool{}, report: report,
 	}
 }
 
@@ -192,10 +192,9 @@ func (p *saParser) directive(file string, line int, directive, rest string) {
 	case "replace_tag":
 		p.tags[name] = arg
 	case "replace_rules":
+		// It may come before or after the rules it names.
 		for _, n := range strings.Fields(rest) {
-			if r, ok := p.rules[n]; ok {
-				r.replace = true
-			}
+			p.replace[n] = true
 		}
 	case "required_score", "required_hits":
 		if v, err := strconv.ParseFloat(name, 64); err == nil {
@@ -210,6 +209,10 @@ func (p *saParser) directive(file string, line int, directive, rest string) {
 func (p *saParser) define(r *saRule, arg string) {
 	skip := func(reason, detail string) {
 		r.skip = &Skip{File: r.File, Line: r.Line, Rule: r.Name, Reason: reason, Detail: detail}
+	}
+	if !ruleName.MatchString(r.Name) {
+		skip(ReasonSyntax, "bad rule name")
+		return
 	}
 	if strings.HasPrefix(arg, "eval:") {
 		skip(ReasonEval, arg)
@@ -329,7 +332,7 @@ var saTag = regexp.MustCompile(`<([A-Z0-9_]+)>`)
 
 func (p *saParser) translate(r *saRule) {
 	src := r.Regex
-	if r.replace {
+	if p.replace[r.Name] {
 		src = saTag.ReplaceAllStringFunc(src, func(t string) string {
 			if v, ok := p.tags[t[1:len(t)-1]]; ok {
 				return v

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"path/filepath"
 	"slices"
 
 	"go.yaml.in/yaml/v3"
@@ -230,4 +231,26 @@ func decodeSample(file string, n *yaml.Node, readRel func(string) ([]byte, error
 		s.Envelope.ClientIP = ip
 	}
 	return s, nil
+}
+
+// ReadCorpus reads a corpus manifest: a YAML file with only a corpus: list
+// (the format of a rule file's corpus section), message paths relative to
+// the manifest.
+func ReadCorpus(file string) ([]Sample, error) {
+	lim := Limits{}.withDefaults()
+	data, err := readFile(file, lim.MaxFileBytes)
+	if err != nil {
+		return nil, err
+	}
+	sp := &spec{}
+	dir := filepath.Dir(file)
+	if err := parseYAML(file, data, sp, func(rel string) ([]byte, error) {
+		return readFile(filepath.Join(dir, filepath.FromSlash(rel)), lim.MaxFileBytes)
+	}); err != nil {
+		return nil, err
+	}
+	if len(sp.rules) > 0 || len(sp.scores) > 0 || sp.thresholds != nil {
+		return nil, &LoadError{File: file, Err: fmt.Errorf("%w: a corpus manifest holds only a corpus list", ErrSyntax)}
+	}
+	return sp.corpus, nil
 }

@@ -211,3 +211,26 @@ func (m *Matcher) report(s int32, seen []uint64, found func(int)) {
 		}
 	}
 }
+
+// Each calls found for every occurrence of every pattern in text, with the
+// offset just past it, in order of that offset. Unlike Match it reports a
+// pattern again each time it occurs, so a caller can tell where.
+func (m *Matcher) Each(text string, found func(id, end int)) {
+	if len(m.own) <= 1 {
+		return
+	}
+	nc := m.nclass
+	delta, classes := m.delta, &m.classes
+	s := int32(0)
+	for i := 0; i < len(text); i++ {
+		s = delta[int(s)*nc+int(classes[text[i]])]
+		if s < 0 {
+			s &= stateMask
+			for t := s; t >= 0; t = m.dictLink[t] {
+				for _, id := range m.own[t] {
+					found(int(id), i+1)
+				}
+			}
+		}
+	}
+}

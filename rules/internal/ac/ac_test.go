@@ -125,6 +125,30 @@ func FuzzMatch(f *testing.F) {
 		if got, want := found(m, text), naive(pats, text); !slices.Equal(got, want) {
 			t.Fatalf("patterns %q text %q: got %v, want %v", pats, text, got, want)
 		}
+		// Each reports every occurrence at its end offset.
+		for id, p := range pats {
+			want := 0
+			if p != "" {
+				lt, lp := asciiLower(text), asciiLower(p)
+				for i := 0; i+len(lp) <= len(lt); i++ {
+					if lt[i:i+len(lp)] == lp {
+						want++
+					}
+				}
+			}
+			got := 0
+			m.Each(text, func(i, end int) {
+				if i == id {
+					got++
+					if asciiLower(text[end-len(p):end]) != asciiLower(p) {
+						t.Fatalf("pattern %q reported at %d", p, end)
+					}
+				}
+			})
+			if got != want {
+				t.Fatalf("pattern %q: Each reported %d occurrences, want %d", p, got, want)
+			}
+		}
 		var viaBytes []int
 		m.Match([]byte(text), func(id int) { viaBytes = append(viaBytes, id) })
 		slices.Sort(viaBytes)

@@ -16,8 +16,8 @@ import (
 	"unicode/utf8"
 )
 
-// MinLen is the shortest useful key: a set whose shortest string is shorter
-// occurs in almost every text and filters nothing.
+// MinLen is the shortest useful key made of letters and digits only: a
+// shorter one occurs in almost every text and filters nothing.
 const MinLen = 3
 
 const (
@@ -38,10 +38,26 @@ type info struct {
 func Required(re *syntax.Regexp) []string {
 	in := analyse(re)
 	keys := best(in)
-	if score(keys) < MinLen {
+	if !usable(keys) {
 		return nil
 	}
 	return keys
+}
+
+// usable reports whether a key set filters anything (see keyScore).
+func usable(keys []string) bool { return score(keys) >= MinLen }
+
+// keyScore rates a key: its length, plus 2 when it holds a byte other than
+// a letter, digit or space ("$", "@", "&#"), which ordinary text has on few
+// lines.
+func keyScore(k string) int {
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c > ' ' && c < 0x7f && !('a' <= c && c <= 'z') && !('0' <= c && c <= '9') {
+			return len(k) + 2
+		}
+	}
+	return len(k)
 }
 
 // RequiredString parses and analyses a pattern in Go regexp syntax.
@@ -154,6 +170,18 @@ func concat(subs []*syntax.Regexp) info {
 	cur := []string{""}
 	broken := false
 	for _, sub := range subs {
+		if sub.Op == syntax.OpPlus || (sub.Op == syntax.OpRepeat && sub.Min >= 1) {
+			// x+ is x followed by more: the run so far extends with x,
+			// and a new run starts with the last x.
+			if in := analyse(sub.Sub[0]); in.exactOK {
+				if next, ok := cross(cur, in.exact); ok {
+					cands = append(cands, next)
+				}
+				cur = in.exact
+				broken = true
+				continue
+			}
+		}
 		in := analyse(sub)
 		if !in.exactOK {
 			cands = append(cands, cur, best(in))
@@ -238,14 +266,14 @@ func best(in info) []string {
 	return b
 }
 
-// score is the length of the shortest string in the set (0 for none).
+// score is the keyScore of the weakest string in the set (0 for none).
 func score(set []string) int {
 	if len(set) == 0 {
 		return 0
 	}
-	m := len(set[0])
+	m := keyScore(set[0])
 	for _, s := range set[1:] {
-		m = min(m, len(s))
+		m = min(m, keyScore(s))
 	}
 	return m
 }

@@ -21,9 +21,13 @@ func TestRequired(t *testing.T) {
 		{`[0-9]+`, nil},
 		{`a.b`, nil},
 		{`(?:abc)*`, nil},
-		{`(?:abcd)+x`, []string{"abcd"}},
+		{`(?:abcd)+x`, []string{"abcdx"}},
+		{`lot+(?:o|ery)`, []string{"lot"}},
 		{`(?:hello|x) world`, []string{"hello world", "x world"}},
 		{`ab|cd`, nil}, // too short to filter anything
+		{`\$[0-9]+|dollars`, []string{"$0", "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "dollars"}},
+		{`\$\w+|dollars`, []string{"$", "dollars"}},
+		{`a|b`, nil},
 		{`GTUBE-STANDARD`, []string{"gtube-standard"}},
 		{`v[i1]agra`, []string{"v1agra", "viagra"}},
 		{`(?i)привет`, nil}, // non-ASCII case variants the matcher would miss

@@ -1,0 +1,61 @@
+// Package rules scores messages with rules: regular expressions and tests
+// over headers, bodies, links, attachments and the envelope, combined by
+// meta rules, each hit a filter.Symbol with a score.
+//
+// # Rules
+//
+// A rule looks at one Kind of value: a named header or all of them
+// (RFC 5322 fields, RFC 2047 encoded words decoded; SpamAssassin's
+// ":raw", ":addr" and ":name" modifiers select the undecoded value, the
+// addresses or the display names), the body (Subject plus the decoded
+// text parts, HTML rendered to the text a reader sees, the lines of a
+// paragraph joined), the raw body, the full raw message, the links of the
+// bodies (by URL, host or registrable domain, found by the same extractor
+// as the URI blocklists), attachments (by name, declared content type, or
+// the type detected from their first bytes) and the envelope (MAIL FROM,
+// RCPT TO, HELO, the client IP against CIDR blocks). Meta rules combine
+// other rules with &&, ||, !, parentheses, sums and comparisons:
+// "(A + B + C) >= 2". Rule files are YAML (see the format in yaml.go's
+// comment and default/default.yaml); SpamAssassin ".cf" files import into
+// the same engine.
+//
+// # Matching at scale
+//
+// Regular expressions are Go's (RE2: linear time, no catastrophic
+// backtracking). Running thousands of them over every message would cost
+// rules × bytes, so each regex is analysed (regexp/syntax) for literals of
+// which every match must contain one; a single Aho-Corasick pass over each
+// text finds which literals occur, and only the rules whose literals
+// occurred are run. Rules without a usable literal run on every message;
+// Set.PrefilterStats says how many there are. The prefilter folds ASCII
+// case and never changes a result, only the work done (the tests check
+// both ways agree).
+//
+// # SpamAssassin import
+//
+// header, body, rawbody, full, uri, meta, score, describe and tflags are
+// read; Perl regexes are translated to RE2 where the meaning is kept (/i
+// /m /s /x, \Z, \h, \R, comments). Rules RE2 cannot run (look-around,
+// back-references, atomic groups and possessive quantifiers), eval: rules
+// (Perl code), byte-level escapes (SpamAssassin matches bytes, this
+// package matches UTF-8 text), pseudo-headers SpamAssassin computes itself
+// (X-Spam-Relays-*), and meta rules that depend on any of them are skipped
+// and counted by reason in the set's LoadReport: never silently.
+//
+// # Hot reload and failure semantics
+//
+// An Engine serves one compiled Set behind an atomic pointer: a Check
+// loads it once and sees that whole set, while Reload (through the API,
+// on a signal with ReloadOnSignal, or on file change with Watch) builds a
+// new one aside. A set that does not compile, or that changes the verdict
+// of any sample in its regression corpus (the Gate), is refused: the old
+// set keeps serving, and the refusal is returned, logged and counted
+// (portcullis_rules_reloads_total{result="failed"}). Errors name the file
+// and line. An Engine is not Ready (filter.Readier) until a set has
+// loaded, so a gateway tempfails rather than passes mail unscored. A text
+// longer than Limits.MaxScanBytes is scanned up to the limit and the
+// result carries RULES_TRUNCATED, so a cut is visible.
+//
+// Per-rule evaluations, hits and time spent are kept across reloads
+// (Engine.Stats) to find slow rules.
+package rules

@@ -1,0 +1,111 @@
+package rules
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/portcullis-mail/portcullis/filter"
+)
+
+func noRel(string) ([]byte, error) { return nil, os.ErrNotExist }
+
+// FuzzYAML: any rule file is either compiled or refused with an error;
+// never a panic. Compiled sets evaluate a message without failing.
+func FuzzYAML(f *testing.F) {
+	f.Add([]byte(kindRules))
+	f.Add([]byte(goodRules))
+	f.Add([]byte("rules:\n  - {name: A, kind: meta, expr: '(B + C) >= 2'}\n  - {name: B, kind: body, literal: b}\n  - {name: C, kind: header, field: 'From:addr', regex: x}\n"))
+	f.Add([]byte("thresholds: {reject: 3}\nscores: {A: 1}\n"))
+	if b, err := defaultFS.ReadFile("default/default.yaml"); err == nil {
+		f.Add(b)
+	}
+	msg := filter.NewMessageBytes(filter.Envelope{Helo: "x", MailFrom: "a@b.c"}, []byte(kindMessage), filter.Limits{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		sp := &spec{}
+		if err := parseYAML("fuzz.yaml", data, sp, noRel); err != nil {
+			return
+		}
+		s, err := compile(sp, compileOptions{})
+		if err != nil {
+			return
+		}
+		if _, err := s.Evaluate(context.Background(), msg); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// FuzzCF: any SpamAssassin file is imported or refused, never a panic;
+// what is imported compiles (a translated regex that RE2 refuses must have
+// been skipped at import).
+func FuzzCF(f *testing.F) {
+	f.Add([]byte(readTestdata(f, "sa-mini.cf")))
+	f.Add([]byte("body A /a(?=b)/\nmeta B A || C\nbody C m{x}i\nscore C 2\n"))
+	f.Add([]byte("header A From:addr =~ /x/ [if-unset: y]\nif (version > 3)\nbody B /b/\nelse\nbody B /c/\nendif\n"))
+	msg := filter.NewMessageBytes(filter.Envelope{}, []byte(kindMessage), filter.Limits{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		sp := &spec{}
+		if err := parseCF([]namedData{{"fuzz.cf", data}}, sp); err != nil {
+			return
+		}
+		s, err := compile(sp, compileOptions{})
+		if err != nil {
+			// Only duplicate-free, valid rules leave the importer; meta
+			// cycles are the one fault it cannot see.
+			for _, e := range unwrapAll(err) {
+				if le, ok := e.(*LoadError); !ok || !isCycle(le) {
+					t.Fatalf("imported set does not compile: %v", err)
+				}
+			}
+			return
+		}
+		if _, err := s.Evaluate(context.Background(), msg); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func unwrapAll(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+func isCycle(le *LoadError) bool { return errors.Is(le.Err, ErrCycle) }
+
+// FuzzPerlRegex: a translation is either refused with a reason or compiles.
+func FuzzPerlRegex(f *testing.F) {
+	for _, s := range []string{`/foo/i`, `m{a/b}x`, `/(?<=a)b/`, `/\xff/`, `/a # c/x`, `/\Z\h\R/`, `m!x!ms`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		re, _, err := parsePerlRegex(s)
+		if err != nil {
+			if _, ok := err.(*errSkip); !ok {
+				t.Fatalf("error without a reason: %v", err)
+			}
+			return
+		}
+		if _, err := compileRule(&Rule{Name: "X", Kind: Body, Regex: re}, Limits{}.withDefaults()); err != nil {
+			t.Fatalf("%q translated to %q, which does not compile: %v", s, re, err)
+		}
+	})
+}
+
+// FuzzMeta: any expression parses or is refused; parsed ones evaluate.
+func FuzzMeta(f *testing.F) {
+	for _, s := range []string{"A && !B", "(A + B + C) >= 2", "-A * 3 / (B - 1)", "((((A))))", "A || B && C == 1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := parseMeta(s)
+		if err != nil {
+			return
+		}
+		n.names(func(m *metaNode) { m.id = 0 })
+		n.eval([]float64{1})
+	})
+}
