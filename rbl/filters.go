@@ -354,10 +354,14 @@ func receivedIPs(m *filter.Message, trusted []netip.Prefix, max int) []netip.Add
 // bracketed IP literal of its "from" clause, e.g.
 // "from mx.example.com (mx.example.com [192.0.2.1]) by ...".
 func receivedFrom(v string) (netip.Addr, bool) {
-	lower := strings.ToLower(v)
-	end := strings.Index(lower, " by ")
-	if end < 0 {
-		end = len(v)
+	// Only the "from" clause: up to " by ", in any case. (Not via
+	// strings.ToLower, which changes the length of invalid UTF-8.)
+	end := len(v)
+	for i := 0; i+4 <= len(v); i++ {
+		if v[i] == ' ' && v[i+3] == ' ' && v[i+1]|0x20 == 'b' && v[i+2]|0x20 == 'y' {
+			end = i
+			break
+		}
 	}
 	s := v[:end]
 	for {
