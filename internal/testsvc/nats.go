@@ -24,8 +24,17 @@ type NATS struct {
 // StartNATS starts a single JetStream server; it stops when the test ends.
 func StartNATS(t testing.TB) *NATS {
 	t.Helper()
-	n := &NATS{t: t, opts: server.Options{
-		ServerName: "n1",
+	n := &NATS{t: t, opts: natsOptions(t, "n1")}
+	n.Start()
+	t.Cleanup(n.Stop)
+	return n
+}
+
+// natsOptions are one JetStream server's: a free loopback port, a temp
+// store directory, every write synced.
+func natsOptions(t testing.TB, name string) server.Options {
+	return server.Options{
+		ServerName: name,
 		Host:       "127.0.0.1",
 		Port:       FreePort(t),
 		JetStream:  true,
@@ -34,10 +43,7 @@ func StartNATS(t testing.TB) *NATS {
 		NoLog:      true,
 		NoSigs:     true,
 		MaxPayload: 1 << 20,
-	}}
-	n.Start()
-	t.Cleanup(n.Stop)
-	return n
+	}
 }
 
 // Start (re)starts the server on its port and store directory, so that a
@@ -108,20 +114,10 @@ func StartNATSCluster(t testing.TB, size int) *NATSCluster {
 	}
 	c := &NATSCluster{}
 	for i := range size {
-		n := &NATS{t: t, opts: server.Options{
-			ServerName: "n" + strconv.Itoa(i+1),
-			Host:       "127.0.0.1",
-			Port:       FreePort(t),
-			JetStream:  true,
-			StoreDir:   t.TempDir(),
-			SyncAlways: true,
-			NoLog:      true,
-			NoSigs:     true,
-			MaxPayload: 1 << 20,
-			Cluster:    server.ClusterOpts{Name: "portcullis-test", Host: "127.0.0.1", Port: ports[i]},
-			Routes:     urls,
-		}}
-		c.Nodes = append(c.Nodes, n)
+		opts := natsOptions(t, "n"+strconv.Itoa(i+1))
+		opts.Cluster = server.ClusterOpts{Name: "portcullis-test", Host: "127.0.0.1", Port: ports[i]}
+		opts.Routes = urls
+		c.Nodes = append(c.Nodes, &NATS{t: t, opts: opts})
 	}
 	for _, n := range c.Nodes {
 		n.Start()

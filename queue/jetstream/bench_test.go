@@ -47,7 +47,7 @@ type backend struct {
 }
 
 func backends(b *testing.B) []backend {
-	var srv *testsvc.NATS
+	srv := testsvc.StartNATS(b) // lives as long as the parent benchmark
 	jsName := ""
 	spoolDir := ""
 	return []backend{
@@ -62,9 +62,6 @@ func backends(b *testing.B) []backend {
 			return q, func() { q.Close() }
 		}},
 		{"jetstream", func(b *testing.B, d queue.Deliverer) (queue.Enqueuer, func()) {
-			if srv == nil {
-				srv = testsvc.StartNATS(b)
-			}
 			if jsName == "" || d == nil {
 				jsName = freshName()
 			}

@@ -1,14 +1,10 @@
 package jetstream
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portcullis-mail/portcullis/queue"
 )
@@ -57,11 +53,7 @@ func decodeHeld(b []byte, maxBody int64) (queue.Quarantined, bodyInfo, error) {
 // process (queue.Quarantine), so run bulk operations (Rescan, Expire) from
 // one process at a time.
 type QuarantineStore struct {
-	*conn
-	recs    jetstream.KeyValue
-	corrupt jetstream.KeyValue
-	bodies  jetstream.Stream
-	subj    string // "<name>.qbody."
+	*records[queue.Quarantined]
 }
 
 var _ queue.QuarantineStore = (*QuarantineStore)(nil)
@@ -79,30 +71,17 @@ func OpenQuarantine(ctx context.Context, url string, cfg Config) (*QuarantineSto
 		return nil, err
 	}
 	defer cancel()
-	s := &QuarantineStore{conn: c, subj: c.cfg.Name + ".qbody."}
-	n, r := c.cfg.Name, c.cfg.Replicas
-	if s.recs, err = c.js.CreateOrUpdateKeyValue(octx, jetstream.KeyValueConfig{
-		Bucket: n + "_quarantine", History: 1, Storage: jetstream.FileStorage, Replicas: r,
-	}); err == nil {
-		s.corrupt, err = c.js.CreateOrUpdateKeyValue(octx, jetstream.KeyValueConfig{
-			Bucket: n + "_quarantine_corrupt", History: 1, Storage: jetstream.FileStorage, Replicas: r,
+	n := c.cfg.Name
+	r, err := openRecords(octx, c, n+"_quarantine", n+"_quarantine_corrupt", n+"_QBODIES", n+".qbody.", "portcullis_quarantine_corrupt_total",
+		func(b []byte, max int64) (queue.Quarantined, queue.ID, bodyInfo, error) {
+			h, bi, err := decodeHeld(b, max)
+			return h, h.ID, bi, err
 		})
-	}
-	if err == nil {
-		s.bodies, err = c.js.CreateOrUpdateStream(octx, jetstream.StreamConfig{
-			Name: n + "_QBODIES", Subjects: []string{s.subj + ">"}, Storage: jetstream.FileStorage, Replicas: r,
-			AllowDirect: true, MaxMsgSize: int32(c.cfg.ChunkBytes) + 4096,
-		})
-	}
 	if err != nil {
 		c.close()
-		return nil, c.wrap("quarantine", err)
+		return nil, err
 	}
-	return s, nil
-}
-
-func (s *QuarantineStore) chunkSubject(id queue.ID, i int) string {
-	return s.subj + string(id) + "." + strconv.Itoa(i)
+	return &QuarantineStore{r}, nil
 }
 
 // Put implements queue.QuarantineStore.
@@ -112,49 +91,15 @@ func (s *QuarantineStore) Put(ctx context.Context, h queue.Quarantined, raw []by
 		return err
 	}
 	defer cancel()
-	if !validID(string(h.ID)) {
-		return fmt.Errorf("jetstream: invalid id %q", h.ID)
-	}
 	if int64(len(raw)) > s.cfg.MaxMessageBytes || int64(len(raw)) != h.Size {
 		return fmt.Errorf("jetstream: quarantine: message of %d bytes (record says %d, limit %d)", len(raw), h.Size, s.cfg.MaxMessageBytes)
 	}
-	rec, err := encodeHeld(h, s.cfg.ChunkBytes)
-	if err != nil {
-		return err
-	}
-	bi, err := putBody(ctx, s.conn, s.chunkSubject, h.ID, raw)
-	if err != nil {
-		return err
-	}
-	if bi.sum != h.Checksum {
-		return fmt.Errorf("jetstream: quarantine: %s: checksum does not match the message", h.ID)
-	}
-	if _, err := s.recs.Create(ctx, string(h.ID), rec); err != nil {
-		return s.wrap("quarantine put "+string(h.ID), err)
-	}
-	return nil
-}
-
-func (s *QuarantineStore) get(ctx context.Context, id queue.ID) (queue.Quarantined, bodyInfo, uint64, error) {
-	if !validID(string(id)) {
-		return queue.Quarantined{}, bodyInfo{}, 0, fmt.Errorf("%w: %s", queue.ErrNotFound, id)
-	}
-	kve, err := s.recs.Get(ctx, string(id))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return queue.Quarantined{}, bodyInfo{}, 0, fmt.Errorf("%w: %s", queue.ErrNotFound, id)
-	}
-	if err != nil {
-		return queue.Quarantined{}, bodyInfo{}, 0, s.wrap("quarantine get "+string(id), err)
-	}
-	h, bi, err := decodeHeld(kve.Value(), s.cfg.MaxMessageBytes)
-	if err == nil && h.ID != id {
-		err = fmt.Errorf("%w: record of %s stored under %s", queue.ErrCorrupt, h.ID, id)
-	}
-	if err != nil {
-		s.moveAside(ctx, string(id), kve.Value(), err)
-		return queue.Quarantined{}, bodyInfo{}, 0, err
-	}
-	return h, bi, kve.Revision(), nil
+	return s.put(ctx, h.ID, raw, func(bi bodyInfo) ([]byte, error) {
+		if bi.sum != h.Checksum {
+			return nil, fmt.Errorf("jetstream: quarantine: %s: checksum does not match the message", h.ID)
+		}
+		return encodeHeld(h, bi.chunkSize)
+	})
 }
 
 // Update implements queue.QuarantineStore.
@@ -175,10 +120,7 @@ func (s *QuarantineStore) Update(ctx context.Context, h queue.Quarantined) error
 	if err != nil {
 		return err
 	}
-	if _, err := s.recs.Update(ctx, string(h.ID), rec, rev); err != nil {
-		return s.wrap("quarantine update "+string(h.ID), err)
-	}
-	return nil
+	return s.update(ctx, h.ID, rec, rev)
 }
 
 // Remove implements queue.QuarantineStore: the record, then the message.
@@ -188,16 +130,7 @@ func (s *QuarantineStore) Remove(ctx context.Context, id queue.ID) error {
 		return err
 	}
 	defer cancel()
-	if _, _, _, err := s.get(ctx, id); err != nil {
-		return err
-	}
-	if err := s.recs.Purge(ctx, string(id)); err != nil {
-		return s.wrap("quarantine remove "+string(id), err)
-	}
-	if err := s.bodies.Purge(ctx, jetstream.WithPurgeSubject(s.subj+string(id)+".>")); err != nil {
-		s.cfg.Logger.Warn("jetstream: purging a removed quarantined message failed", "id", id, "err", err)
-	}
-	return nil
+	return s.remove(ctx, id)
 }
 
 // Body implements queue.QuarantineStore; the message is checked against
@@ -212,11 +145,7 @@ func (s *QuarantineStore) Body(ctx context.Context, id queue.ID) (queue.Body, er
 	if err != nil {
 		return nil, err
 	}
-	b, err := getBody(ctx, s.conn, s.bodies, s.chunkSubject, id, h.Size, bi)
-	if err != nil {
-		return nil, err
-	}
-	return memBody{bytes.NewReader(b)}, nil
+	return s.body(ctx, id, h.Size, bi)
 }
 
 // All implements queue.QuarantineStore.
@@ -226,27 +155,12 @@ func (s *QuarantineStore) All(ctx context.Context) ([]queue.Quarantined, error) 
 		return nil, err
 	}
 	defer cancel()
-	var out []queue.Quarantined
-	err = watchAll(ctx, s.conn, s.recs, func(key string, v []byte) {
-		h, _, err := decodeHeld(v, s.cfg.MaxMessageBytes)
-		if err == nil && string(h.ID) != key {
-			err = fmt.Errorf("%w: record of %s stored under %s", queue.ErrCorrupt, h.ID, key)
-		}
-		if err != nil {
-			s.moveAside(ctx, key, v, err)
-			return
-		}
-		out = append(out, h)
-	})
+	out, err := s.all(ctx)
 	if err != nil {
 		return nil, err
 	}
 	slices.SortFunc(out, func(a, b queue.Quarantined) int { return cmpString(string(a.ID), string(b.ID)) })
 	return out, nil
-}
-
-func (s *QuarantineStore) moveAside(ctx context.Context, key string, raw []byte, why error) {
-	moveAside(ctx, s.conn, s.recs, s.corrupt, key, raw, why, "portcullis_quarantine_corrupt_total")
 }
 
 // Close implements queue.QuarantineStore.

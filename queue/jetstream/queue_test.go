@@ -18,6 +18,7 @@ import (
 	"github.com/portcullis-mail/portcullis/internal/testsvc"
 	"github.com/portcullis-mail/portcullis/queue"
 	"github.com/portcullis-mail/portcullis/queue/jetstream"
+	"github.com/portcullis-mail/portcullis/queue/queuetest"
 )
 
 var bg = context.Background()
@@ -118,7 +119,7 @@ func TestSharedQueueDeliversOnce(t *testing.T) {
 	var d deliveries
 	var qs []*jetstream.Queue
 	var stores []*jetstream.Store
-	m := newMetrics()
+	m := queuetest.NewMetrics()
 	for gw := range 3 {
 		s := openStore(t, srv.URL, name)
 		stores = append(stores, s)
@@ -141,10 +142,10 @@ func TestSharedQueueDeliversOnce(t *testing.T) {
 		es, err := stores[0].Entries(bg)
 		return err == nil && len(es) == 0
 	})
-	if got := m.get("portcullis_queue_delivered_total"); got != n {
+	if got := m.Get("portcullis_queue_delivered_total"); got != n {
 		t.Errorf("delivered metric %v, want %d", got, n)
 	}
-	if got := m.get("portcullis_queue_enqueued_total"); got != n {
+	if got := m.Get("portcullis_queue_enqueued_total"); got != n {
 		t.Errorf("enqueued metric %v, want %d", got, n)
 	}
 	d.mu.Lock()
@@ -298,16 +299,17 @@ func TestSharedQueueErrors(t *testing.T) {
 	srv := testsvc.StartNATS(t)
 	s := openStore(t, srv.URL, freshName())
 	// A producer only (no Deliverer): it enqueues, never delivers.
-	m := newMetrics()
+	m := queuetest.NewMetrics()
 	q := startQueue(t, s, jetstream.QueueConfig{Delivery: queue.Config{MaxMessageBytes: 100, Metrics: m}})
 	id, err := q.Enqueue(bg, testEnv(), strings.NewReader("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l, err := q.Lag(bg); err != nil || l.Waiting != 1 {
-		t.Errorf("lag %+v %v, want the one message waiting", l, err)
-	}
-	eventually(t, "the lag gauge", func() bool { return m.get("portcullis_jetstream_consumer_lag") == 1 })
+	eventually(t, "the one message waiting in the lag", func() bool {
+		l, err := q.Lag(bg)
+		return err == nil && l.Waiting == 1 && l.InDelivery == 0
+	})
+	eventually(t, "the lag gauge", func() bool { return m.Get("portcullis_jetstream_consumer_lag") == 1 })
 	if _, err := q.Enqueue(bg, filter.Envelope{MailFrom: "a@example.org"}, strings.NewReader("x")); !errors.Is(err, queue.ErrNoRecipients) {
 		t.Errorf("no recipients: %v", err)
 	}
@@ -324,30 +326,4 @@ func TestSharedQueueErrors(t *testing.T) {
 	if len(d.by[id]) != 1 {
 		t.Errorf("deliveries %v", d.by)
 	}
-}
-
-// metrics records metrics for assertions.
-type metrics struct {
-	mu sync.Mutex
-	m  map[string]float64
-}
-
-func newMetrics() *metrics { return &metrics{m: map[string]float64{}} }
-
-func (r *metrics) Add(name string, d float64, _ ...string) {
-	r.mu.Lock()
-	r.m[name] += d
-	r.mu.Unlock()
-}
-func (r *metrics) Set(name string, v float64, _ ...string) {
-	r.mu.Lock()
-	r.m[name] = v
-	r.mu.Unlock()
-}
-func (r *metrics) Observe(name string, _ float64, _ ...string) { r.Add(name+"_count", 1) }
-
-func (r *metrics) get(name string) float64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.m[name]
 }

@@ -493,7 +493,7 @@ func qExpire(t *testing.T, open QuarantineOpener) {
 	s := qOpen(t, open)
 	defer qClose(t, s)
 	clock := &fakeClock{now: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
-	m := newMetrics()
+	m := NewMetrics()
 	q := newQuarantine(t, s, queue.QuarantineConfig{Now: clock.Now, Retention: 24 * time.Hour, Metrics: m, Queue: &recorder{fail: errors.New("down")}})
 	old := hold(t, q, "x@example.org", []string{"b@example.net"}, "old", "AV_X")
 	releasing := hold(t, q, "x@example.org", []string{"b@example.net"}, "releasing", "AV_X")
@@ -520,7 +520,7 @@ func qExpire(t *testing.T, open QuarantineOpener) {
 	if _, ok := all[young.id]; !ok {
 		t.Error("a young message was expired")
 	}
-	if got := m.get("portcullis_quarantine_expired_total"); got != 1 {
+	if got := m.Get("portcullis_quarantine_expired_total"); got != 1 {
 		t.Errorf("expired metric %v, want 1", got)
 	}
 }
@@ -571,7 +571,7 @@ func qRescan(t *testing.T, open QuarantineOpener) {
 	s := qOpen(t, open)
 	defer qClose(t, s)
 	rec := &recorder{}
-	m := newMetrics()
+	m := NewMetrics()
 	q := newQuarantine(t, s, queue.QuarantineConfig{Queue: rec, Metrics: m})
 	var faulty atomic.Bool
 	faulty.Store(true)
@@ -600,10 +600,10 @@ func qRescan(t *testing.T, open QuarantineOpener) {
 	if _, _, err := q.Get(ctx, other.id); err != nil || rec.count(other.raw) != 0 {
 		t.Error("a message outside the filter was touched")
 	}
-	if got := m.get("portcullis_quarantine_rescanned_total"); got != 6 {
+	if got := m.Get("portcullis_quarantine_rescanned_total"); got != 6 {
 		t.Errorf("rescanned metric %v, want 6", got)
 	}
-	if got := m.get("portcullis_quarantine_released_total"); got != 5 {
+	if got := m.Get("portcullis_quarantine_released_total"); got != 5 {
 		t.Errorf("released metric %v, want 5", got)
 	}
 	// The same run again: nothing left to do.
@@ -711,7 +711,7 @@ func RunDrill(t *testing.T, open QuarantineOpener, newQueue func(t *testing.T, d
 	live := newQueue(t, d)
 	s := qOpen(t, open)
 	defer qClose(t, s)
-	m := newMetrics()
+	m := NewMetrics()
 	q := newQuarantine(t, s, queue.QuarantineConfig{Queue: live, Metrics: m, RescanRate: 500, RescanBurst: 10})
 	var faulty atomic.Bool
 	faulty.Store(true)
@@ -759,38 +759,46 @@ func RunDrill(t *testing.T, open QuarantineOpener, newQueue func(t *testing.T, d
 	if left := qAll(t, s); len(left) != 0 {
 		t.Errorf("%d left in quarantine", len(left))
 	}
-	if m.get("portcullis_quarantine_held_total") != sent || m.get("portcullis_quarantine_released_total") != sent {
+	if m.Get("portcullis_quarantine_held_total") != sent || m.Get("portcullis_quarantine_released_total") != sent {
 		t.Errorf("metrics: %v", m)
 	}
 }
 
-// metrics records counters for assertions.
-type metrics struct {
+// Metrics is a filter.Metrics that records values by name (labels are
+// summed), for assertions; observations count under name+"_count".
+type Metrics struct {
 	mu sync.Mutex
 	m  map[string]float64
 }
 
-func newMetrics() *metrics { return &metrics{m: map[string]float64{}} }
+// NewMetrics returns an empty recorder.
+func NewMetrics() *Metrics { return &Metrics{m: map[string]float64{}} }
 
-func (r *metrics) Add(name string, d float64, _ ...string) {
+// Add implements filter.Metrics.
+func (r *Metrics) Add(name string, d float64, _ ...string) {
 	r.mu.Lock()
 	r.m[name] += d
 	r.mu.Unlock()
 }
-func (r *metrics) Set(name string, v float64, _ ...string) {
+
+// Set implements filter.Metrics.
+func (r *Metrics) Set(name string, v float64, _ ...string) {
 	r.mu.Lock()
 	r.m[name] = v
 	r.mu.Unlock()
 }
-func (r *metrics) Observe(string, float64, ...string) {}
 
-func (r *metrics) get(name string) float64 {
+// Observe implements filter.Metrics.
+func (r *Metrics) Observe(name string, _ float64, _ ...string) { r.Add(name+"_count", 1) }
+
+// Get returns a recorded value.
+func (r *Metrics) Get(name string) float64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.m[name]
 }
 
-func (r *metrics) String() string {
+func (r *Metrics) String() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return fmt.Sprint(r.m)
