@@ -421,7 +421,10 @@ func (m *Multi) version(ctx context.Context, mem *member) (string, bool) {
 	defer cancel()
 	ver, err := v.Version(vctx)
 	if err != nil {
+		// Not asked again for a while: a stalled engine must not cost a
+		// version timeout on top of every scan timeout.
 		m.log.Debug("scanner: engine version unknown", "engine", mem.e.Name(), "err", err)
+		mem.ver, mem.verAt = "", m.now().Add(min(versionRetry, m.opts.Cache.VersionTTL)-m.opts.Cache.VersionTTL)
 		return "", false
 	}
 	if ver != mem.ver && mem.ver != "" {
@@ -430,6 +433,9 @@ func (m *Multi) version(ctx context.Context, mem *member) (string, bool) {
 	mem.ver, mem.verAt = ver, m.now()
 	return ver, ver != ""
 }
+
+// versionRetry is how soon a failed Version is asked again.
+const versionRetry = 10 * time.Second
 
 // Ready reports ErrAllDown when the breakers of too many engines are open.
 func (m *Multi) Ready() error {
