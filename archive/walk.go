@@ -21,6 +21,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/mholt/archives"
+	fastxz "github.com/mikelolasagasti/xz"
 	"github.com/nwaples/rardecode/v2"
 
 	"github.com/portcullis-mail/portcullis/archive/internal/zipscan"
@@ -531,7 +532,13 @@ func decoder(t string, r io.Reader) (io.ReadCloser, error) {
 	case TypeBzip2, "zip-12":
 		return io.NopCloser(bzip2.NewReader(r)), nil
 	case TypeXz, "zip-95":
-		return archives.Xz{}.OpenReader(r)
+		// 16 MiB of dictionary covers xz -0 to -7; larger ones are
+		// uninspectable rather than a 64 MiB allocation an attacker chooses.
+		xr, err := fastxz.NewReader(r, 16<<20)
+		if err != nil {
+			return nil, err
+		}
+		return io.NopCloser(xr), nil
 	case TypeZstd, "zip-93":
 		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
 			zstd.WithDecoderMaxWindow(16<<20), zstd.WithDecoderMaxMemory(uint64(DefaultMaxEntryBytes)))
@@ -875,7 +882,14 @@ func (w *walker) rar(n node, r *bufio.Reader) error {
 }
 
 func (w *walker) sevenZip(n node, sp *spill) error {
-	var err error
+	err := check7z(sp, sp.size)
+	if err != nil {
+		w.find(KindUninspectable, n.path, shortErr(err))
+		if err := w.tick(n.path); err != nil || w.fn == nil {
+			return err
+		}
+		return w.leaf(n, Type7z, sp.reader())
+	}
 	if gerr := w.guard(n, Type7z, func() error {
 		err = archives.SevenZip{}.Extract(w.ctx, sp.reader(), func(ctx context.Context, f archives.FileInfo) error {
 			return w.member(n, f, -1)
