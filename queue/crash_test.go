@@ -17,7 +17,10 @@ import (
 
 var crashLoops = flag.Int("queue.crashloops", 200, "SIGKILL rounds in TestCrashLoop (use 1000+ for a long run)")
 
-const crashEnv = "PORTCULLIS_QUEUE_CRASH_DIR"
+const (
+	crashEnv        = "PORTCULLIS_QUEUE_CRASH_DIR"
+	crashDeliverEnv = "PORTCULLIS_QUEUE_CRASH_DELIVER"
+)
 
 // TestHelperProcess is the child of TestCrashLoop: it enqueues as fast as
 // it can from several producers and prints every acknowledged ID.
@@ -26,12 +29,25 @@ func TestHelperProcess(t *testing.T) {
 	if dir == "" {
 		t.Skip("helper process for TestCrashLoop")
 	}
-	q, err := Open(dir, Config{MinFreeBytes: 1, MaxDepth: -1, Spool: SpoolConfig{SegmentBytes: 1 << 20}})
+	var out sync.Mutex
+	cfg := Config{MinFreeBytes: 1, MaxDepth: -1, Spool: SpoolConfig{SegmentBytes: 1 << 20}}
+	if os.Getenv(crashDeliverEnv) != "" {
+		// Deliver too: a line "DLV id" is the next hop's 250, printed
+		// before the queue records the delivery, as a real one would be.
+		cfg.Workers = 4
+		cfg.Deliverer = DeliverFunc(func(_ context.Context, m *Outgoing) []error {
+			out.Lock()
+			os.Stdout.WriteString("DLV " + string(m.ID) + "\n")
+			out.Unlock()
+			return make([]error, len(m.To))
+		})
+	}
+	q, err := Open(dir, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "open:", err)
 		os.Exit(3)
 	}
-	var out sync.Mutex
+	os.Stdout.WriteString("READY\n")
 	var wg sync.WaitGroup
 	for p := range 8 {
 		wg.Go(func() {
@@ -64,24 +80,39 @@ func TestCrashLoop(t *testing.T) {
 	delivered := map[ID]bool{} // removed by the parent after checking
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	start := time.Now()
-	totalAcks, emptyRounds := 0, 0
+	totalAcks, totalDelivered, emptyRounds := 0, 0, 0
 	for round := range *crashLoops {
-		lines := runAndKill(t, dir, time.Duration(rng.IntN(60)+5)*time.Millisecond)
-		if len(lines) == 0 {
-			emptyRounds++
-		}
+		// Odd rounds deliver as well as enqueue, so kills also land
+		// between a delivery and its record.
+		deliver := round%2 == 1
+		// Every third round is killed at a random point from its start,
+		// recovery included; the others at a random point of the
+		// enqueuing, whatever the start-up costs (the race detector's).
+		afterReady := round%3 != 0
+		lines := runAndKill(t, dir, deliver, afterReady, time.Duration(rng.IntN(40)+1)*time.Millisecond)
+		dlv := map[ID]bool{}
+		acks := 0
 		for _, l := range lines {
 			f := strings.Fields(l)
-			if len(f) != 3 || f[0] != "ACK" {
+			switch {
+			case len(f) == 3 && f[0] == "ACK":
+				acked[ID(f[1])] = f[2]
+				acks++
+			case len(f) == 2 && f[0] == "DLV":
+				dlv[ID(f[1])] = true
+				totalDelivered++
+			default:
 				t.Fatalf("round %d: child printed %q", round, l)
 			}
-			acked[ID(f[1])] = f[2]
-			totalAcks++
 		}
-		verifyAndDeliver(t, dir, round, acked, delivered, rng)
+		if acks == 0 {
+			emptyRounds++
+		}
+		totalAcks += acks
+		verifyAndDeliver(t, dir, round, acked, dlv, delivered, rng)
 	}
-	t.Logf("%d rounds in %v: %d acknowledged, %d rounds killed before the first ack, lost 0",
-		*crashLoops, time.Since(start).Round(time.Millisecond), totalAcks, emptyRounds)
+	t.Logf("%d rounds in %v: %d acknowledged, %d delivered by the child, %d rounds killed before the first ack, lost 0",
+		*crashLoops, time.Since(start).Round(time.Millisecond), totalAcks, totalDelivered, emptyRounds)
 	if totalAcks == 0 {
 		t.Fatal("no enqueue was ever acknowledged: the crash test tested nothing")
 	}
@@ -89,10 +120,13 @@ func TestCrashLoop(t *testing.T) {
 
 // runAndKill starts the helper, kills it after d, and returns the complete
 // lines it printed.
-func runAndKill(t *testing.T, dir string, d time.Duration) []string {
+func runAndKill(t *testing.T, dir string, deliver, afterReady bool, d time.Duration) []string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(), crashEnv+"="+dir)
+	if deliver {
+		cmd.Env = append(cmd.Env, crashDeliverEnv+"=1")
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -104,15 +138,26 @@ func runAndKill(t *testing.T, dir string, d time.Duration) []string {
 	}
 	var lines []string
 	read := make(chan struct{})
+	ready := make(chan struct{})
 	go func() {
 		defer close(read)
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if l := sc.Text(); strings.HasPrefix(l, "ACK ") {
+			if sc.Text() == "READY" {
+				close(ready)
+			}
+			if l := sc.Text(); strings.HasPrefix(l, "ACK ") || strings.HasPrefix(l, "DLV ") {
 				lines = append(lines, l)
 			}
 		}
 	}()
+	if afterReady {
+		select {
+		case <-ready:
+		case <-read:
+		case <-time.After(30 * time.Second):
+		}
+	}
 	time.Sleep(d)
 	cmd.Process.Signal(syscall.SIGKILL)
 	<-read
@@ -120,19 +165,22 @@ func runAndKill(t *testing.T, dir string, d time.Duration) []string {
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
 		t.Fatalf("helper exited by itself (%v): %s", err, stderr.String())
 	}
-	// A line cut short by the kill has no newline and was dropped by the
-	// scanner only if incomplete; a partial "ACK id tok" would still parse,
-	// so require the token's full shape.
+	// Only complete lines count: the scanner returns a last line cut
+	// short by the kill too, so require each line's full shape.
 	out := lines[:0]
 	for _, l := range lines {
-		if f := strings.Fields(l); len(f) == 3 && strings.Count(f[2], "-") == 3 {
+		f := strings.Fields(l)
+		if len(f) == 3 && strings.Count(f[2], "-") == 3 || len(f) == 2 && f[0] == "DLV" && validID(f[1]) && len(f[1]) >= 32 {
 			out = append(out, l)
 		}
 	}
 	return out
 }
 
-func verifyAndDeliver(t *testing.T, dir string, round int, acked map[ID]string, delivered map[ID]bool, rng *rand.Rand) {
+// verifyAndDeliver checks that every acknowledged message is in the spool
+// exactly once or was delivered by the child (dlv); then it removes about
+// half of them itself (delivered), and those must never come back.
+func verifyAndDeliver(t *testing.T, dir string, round int, acked map[ID]string, dlv, delivered map[ID]bool, rng *rand.Rand) {
 	t.Helper()
 	s, err := OpenSpool(dir, SpoolConfig{SegmentBytes: 1 << 20})
 	if err != nil {
@@ -156,6 +204,10 @@ func verifyAndDeliver(t *testing.T, dir string, round int, acked map[ID]string, 
 	lost := 0
 	var toDeliver []ID
 	for id, tok := range acked {
+		if !present[id] && dlv[id] {
+			delete(acked, id) // delivered by the child and recorded
+			continue
+		}
 		if !present[id] {
 			lost++
 			t.Errorf("round %d: acknowledged %s lost", round, id)

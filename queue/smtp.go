@@ -371,7 +371,7 @@ func (d *SMTPDeliverer) dial(ctx context.Context, host string, lmtp bool) (*smtp
 		}
 		return c, err
 	}
-	if ok, _ := c.Extension("STARTTLS"); ok {
+	if ok, _ := c.Extension("STARTTLS"); ok && !lmtp {
 		// Seen for the first time: remember it and reconnect with
 		// STARTTLS (go-smtp starts TLS only on a fresh client).
 		_ = c.Quit()
