@@ -24,6 +24,10 @@ var (
 	// ErrNoRecipients is returned by Enqueue for an envelope without
 	// recipients.
 	ErrNoRecipients = errors.New("queue: envelope has no recipients")
+	// ErrInvalidEnvelope is returned by Enqueue for an envelope a store
+	// cannot keep faithfully: more than 10,000 recipients, an address over
+	// 1,024 bytes or not valid UTF-8.
+	ErrInvalidEnvelope = errors.New("queue: invalid envelope")
 	// ErrTLSRequired is returned by the SMTP deliverer when TLS is
 	// required and the next hop does not offer STARTTLS.
 	ErrTLSRequired = errors.New("queue: next hop does not offer STARTTLS")
@@ -59,7 +63,8 @@ func (e *BusyError) Is(target error) bool { return target == ErrBusy }
 
 // Reply maps an Enqueue error to the SMTP reply a gateway sends after DATA,
 // in one place: a busy disk is 452 4.3.1, a busy queue 451 4.3.2, a message
-// over the size limit 552 5.3.4, and anything else (I/O errors, a failed
+// over the size limit 552 5.3.4, an envelope the store cannot keep 553
+// 5.1.3, and anything else (I/O errors, a failed
 // fsync, a closed queue) 451 4.3.0. Texts are generic; details belong in
 // the log. Reply(nil) is nil.
 func Reply(err error) *smtp.SMTPError {
@@ -74,6 +79,8 @@ func Reply(err error) *smtp.SMTPError {
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Queue busy, try again later"}
 	case errors.As(err, &lim):
 		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message too big"}
+	case errors.Is(err, ErrInvalidEnvelope):
+		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Invalid address"}
 	case errors.Is(err, ErrNoRecipients):
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -483,7 +484,7 @@ func (q *Queue) attempt(it *item) {
 			return
 		}
 		e.Inflight = false
-		e.LastError = err.Error()
+		e.LastError = clip(err.Error())
 		q.persist(it, e, q.backoff(e.Attempts))
 		return
 	}
@@ -495,7 +496,7 @@ func (q *Queue) attempt(it *item) {
 	e.Inflight = false
 	if panicked != nil {
 		e.Crashes++
-		e.LastError = panicked.Error()
+		e.LastError = clip(panicked.Error())
 		q.cfg.Metrics.Add("portcullis_queue_panics_total", 1)
 		q.cfg.Logger.Error("queue: deliverer panicked", "id", e.ID, "crashes", e.Crashes, "err", panicked)
 		if e.Crashes >= q.cfg.MaxCrashes {
@@ -541,14 +542,14 @@ func (q *Queue) outcome(ctx context.Context, it *item, e Entry, pending []string
 			failed = append(failed, failure{rcpt: rcpt, err: err, expired: true})
 		default:
 			deferred++
-			e.LastError = err.Error()
+			e.LastError = clip(err.Error())
 			q.cfg.Logger.Info("queue: delivery deferred", "id", e.ID, "rcpt", rcpt, "attempt", e.Attempts, "err", err, "timeout", isTimeout(err))
 		}
 	}
 	if len(failed) > 0 {
 		if q.cfg.BouncePolicy == Hold {
 			e.State = Held
-			e.LastError = failed[0].err.Error()
+			e.LastError = clip(failed[0].err.Error())
 			q.cfg.Metrics.Add("portcullis_queue_held_total", 1, "reason", "dead-letter")
 			q.cfg.Logger.Warn("queue: message held as dead letter", "id", e.ID, "err", e.LastError)
 		} else if err := q.bounce(ctx, e, failed, now); err != nil {
@@ -685,4 +686,13 @@ func (h *dueHeap) Pop() any {
 	it.index = -1
 	*h = old[:len(old)-1]
 	return it
+}
+
+// clip bounds an error text kept in an entry's metadata.
+func clip(s string) string {
+	s = strings.ToValidUTF8(s, "?")
+	if len(s) > 1000 {
+		s = strings.ToValidUTF8(s[:1000], "")
+	}
+	return s
 }

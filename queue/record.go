@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/portcullis-mail/portcullis/filter"
@@ -132,6 +133,23 @@ func decodeMeta(b []byte) (Entry, uint32, error) {
 	return e, m.BodyCRC, nil
 }
 
+// checkMeta makes sure encoded metadata decodes back to the entry it came
+// from, so that nothing the spool acknowledges is found corrupt at
+// recovery: too many or too long addresses, bytes that are not UTF-8 (JSON
+// would change them), metadata over its size limit.
+func checkMeta(e Entry, m []byte) error {
+	d, _, err := decodeMeta(m)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidEnvelope, err)
+	}
+	if d.Envelope.MailFrom != e.Envelope.MailFrom || d.Envelope.Helo != e.Envelope.Helo ||
+		d.Envelope.AuthUser != e.Envelope.AuthUser || d.LastError != e.LastError ||
+		!slices.Equal(d.Envelope.RcptTo, e.Envelope.RcptTo) || !slices.Equal(d.Done, e.Done) {
+		return fmt.Errorf("%w: addresses must be valid UTF-8", ErrInvalidEnvelope)
+	}
+	return nil
+}
+
 // appendRecord appends one record of the given kind to dst.
 func appendRecord(dst []byte, kind byte, parts ...[]byte) []byte {
 	n := 0
@@ -151,7 +169,7 @@ func appendRecord(dst []byte, kind byte, parts ...[]byte) []byte {
 
 // putRecord encodes a put: meta length, meta, body.
 func putRecord(dst []byte, e Entry, body []byte) []byte {
-	head, trailer := putParts(e, body, crc(body))
+	head, trailer := putParts(encodeMeta(e, crc(body)), body)
 	dst = append(dst, head...)
 	dst = append(dst, body...)
 	return append(dst, trailer[:]...)
@@ -159,8 +177,7 @@ func putRecord(dst []byte, e Entry, body []byte) []byte {
 
 // putParts encodes a put without copying the body: the record is head,
 // then body, then trailer.
-func putParts(e Entry, body []byte, bodyCRC uint32) (head []byte, trailer [4]byte) {
-	m := encodeMeta(e, bodyCRC)
+func putParts(m, body []byte) (head []byte, trailer [4]byte) {
 	head = make([]byte, 0, recHeaderLen+4+len(m))
 	head = append(head, 'P', 'Q', 'R', kindPut)
 	head = binary.BigEndian.AppendUint32(head, uint32(4+len(m)+len(body)))

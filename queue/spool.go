@@ -401,7 +401,11 @@ func (s *Spool) relocation(l *loc) (*writeReq, error) {
 
 func (s *Spool) putReq(e Entry, body []byte) *writeReq {
 	bodyCRC := crc(body)
-	head, trailer := putParts(e, body, bodyCRC)
+	return s.putReqMeta(e, encodeMeta(e, bodyCRC), body, bodyCRC)
+}
+
+func (s *Spool) putReqMeta(e Entry, m, body []byte, bodyCRC uint32) *writeReq {
+	head, trailer := putParts(m, body)
 	metaLen := int64(len(head)) - recHeaderLen - 4
 	return &writeReq{kind: kindPut, buf: head, body: body, trailer: trailer[:], entry: e, id: e.ID, metaLen: metaLen, bodyCRC: bodyCRC}
 }
@@ -432,7 +436,12 @@ func (s *Spool) Put(ctx context.Context, e Entry, body []byte) error {
 	}
 	e = e.clone()
 	e.Size = int64(len(body))
-	return s.submit(ctx, s.putReq(e, body))
+	bodyCRC := crc(body)
+	m := encodeMeta(e, bodyCRC)
+	if err := checkMeta(e, m); err != nil {
+		return err
+	}
+	return s.submit(ctx, s.putReqMeta(e, m, body, bodyCRC))
 }
 
 // Update implements Store.
@@ -445,7 +454,11 @@ func (s *Spool) Update(ctx context.Context, e Entry) error {
 	}
 	e = e.clone()
 	e.Size = l.e.Size
-	return s.submit(ctx, &writeReq{kind: kindUpdate, buf: appendRecord(nil, kindUpdate, encodeMeta(e, l.bodyCRC)), entry: e, id: e.ID})
+	m := encodeMeta(e, l.bodyCRC)
+	if err := checkMeta(e, m); err != nil {
+		return err
+	}
+	return s.submit(ctx, &writeReq{kind: kindUpdate, buf: appendRecord(nil, kindUpdate, m), entry: e, id: e.ID})
 }
 
 // Remove implements Store.

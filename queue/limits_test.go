@@ -1,0 +1,113 @@
+package queue
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/filter"
+)
+
+// Every envelope the spool acknowledges must come back from recovery; what
+// it cannot keep faithfully is refused at Enqueue, never found corrupt
+// after a restart.
+func TestEnvelopeLimits(t *testing.T) {
+	many := make([]string, maxRecipients+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("r%d@example.net", i)
+	}
+	for _, tc := range []struct {
+		name string
+		env  filter.Envelope
+		ok   bool
+	}{
+		{"at the recipient limit", filter.Envelope{MailFrom: "a@b", RcptTo: many[:maxRecipients]}, true},
+		{"over the recipient limit", filter.Envelope{MailFrom: "a@b", RcptTo: many}, false},
+		{"address at its limit", filter.Envelope{MailFrom: strings.Repeat("a", maxAddrBytes), RcptTo: []string{"x@y"}}, true},
+		{"address over its limit", filter.Envelope{MailFrom: "a@b", RcptTo: []string{strings.Repeat("a", maxAddrBytes+1)}}, false},
+		{"address not UTF-8", filter.Envelope{MailFrom: "a\xff@b", RcptTo: []string{"x@y"}}, false},
+		{"recipient not UTF-8", filter.Envelope{MailFrom: "a@b", RcptTo: []string{"\xc3@y"}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			q, err := Open(dir, Config{MinFreeBytes: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := q.Enqueue(bg, tc.env, strings.NewReader("x"))
+			q.Close()
+			if !tc.ok {
+				if !errors.Is(err, ErrInvalidEnvelope) || Reply(err).Code != 553 {
+					t.Fatalf("enqueue: %v (reply %v), want ErrInvalidEnvelope", err, Reply(err))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := checkPresent(t, dir, nil)
+			if e, ok := got[id]; !ok || e.Envelope.MailFrom != tc.env.MailFrom || len(e.Envelope.RcptTo) != len(tc.env.RcptTo) {
+				t.Fatalf("acknowledged envelope not recovered intact")
+			}
+			if cf := corruptFiles(t, dir); len(cf) != 0 {
+				t.Fatalf("acknowledged entry found corrupt: %v", cf)
+			}
+		})
+	}
+}
+
+func TestSpoolPutOverLimit(t *testing.T) {
+	s, err := OpenSpool(t.TempDir(), SpoolConfig{MaxMessageBytes: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	e := Entry{ID: newID(now), Envelope: testEnv(), Created: now}
+	if err := s.Put(bg, e, []byte("0123456789")); err != nil {
+		t.Fatalf("at the limit: %v", err)
+	}
+	e.ID = newID(now)
+	if err := s.Put(bg, e, []byte("0123456789A")); !errors.Is(err, filter.ErrLimit) {
+		t.Fatalf("over the limit: %v", err)
+	}
+}
+
+// A record longer than the spool's limit is never allocated or trusted,
+// whatever its header claims: recovery moves it aside.
+func TestRecoveryRefusesOversizedRecord(t *testing.T) {
+	now := time.Now()
+	rec := putRecord(nil, Entry{ID: "big", Envelope: testEnv(), Created: now, Size: 2000}, bytes.Repeat([]byte("x"), 2000))
+	var recs int
+	bad, err := scanSegment(bytes.NewReader(rec), int64(len(rec)), 1000, func(record) { recs++ })
+	if err != nil || recs != 0 || len(bad) != 1 || bad[0].length != int64(len(rec)) {
+		t.Fatalf("records %d, bad %+v, err %v", recs, bad, err)
+	}
+	if _, _, err := decodeMeta(bytes.Repeat([]byte(" "), maxMetaBytes+1)); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("metadata over its limit: %v", err)
+	}
+}
+
+func TestReturnedHeaderBounded(t *testing.T) {
+	long := "Subject: x\r\n" + strings.Repeat("X-Pad: "+strings.Repeat("p", 70)+"\r\n", 2000) + "\r\nbody"
+	h := readHeader(strings.NewReader(long))
+	if len(h) > maxReturnedHeader {
+		t.Fatalf("returned header of %d bytes, limit %d", len(h), maxReturnedHeader)
+	}
+	short := "Subject: x\r\n\r\nbody"
+	if got := string(readHeader(strings.NewReader(short))); got != "Subject: x\r\n\r\n" {
+		t.Fatalf("header %q", got)
+	}
+}
+
+func TestLastErrorClipped(t *testing.T) {
+	if n := len(clip(strings.Repeat("é", 2000))); n > 1000 {
+		t.Fatalf("clipped to %d bytes", n)
+	}
+	if clip("bad \xff byte") != "bad ? byte" {
+		t.Fatal("invalid UTF-8 kept")
+	}
+}
