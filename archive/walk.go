@@ -344,6 +344,14 @@ func (w *walker) checkNames(n node) string {
 	return banned
 }
 
+// namesOnly judges a file by its names alone, for entries whose content
+// cannot be read (encrypted, unsupported method).
+func (w *walker) namesOnly(n node) {
+	if ext := w.checkNames(n); ext != "" {
+		w.find(KindBannedType, n.path, "."+ext)
+	}
+}
+
 // execExt are the extensions under which executable content is expected;
 // executable content under any other name is disguised.
 var execExt = setOf("exe", "dll", "scr", "com", "pif", "cpl", "sys", "ocx", "drv", "efi", "msi", "lnk",
@@ -744,9 +752,7 @@ func (w *walker) zipEntries(n node, t string, ra io.ReaderAt, a *zipscan.Archive
 		case e.IsDir():
 			continue
 		case e.Encrypted():
-			if ext := w.checkNames(c); ext != "" {
-				w.find(KindBannedType, c.path, "."+ext)
-			}
+			w.namesOnly(c)
 			method := "zip crypto"
 			if e.Method == zipscan.AES {
 				method = "winzip aes"
@@ -766,9 +772,7 @@ func (w *walker) zipEntries(n node, t string, ra io.ReaderAt, a *zipscan.Archive
 
 func (w *walker) zipEntry(c node, ra io.ReaderAt, e *zipscan.Entry) error {
 	unopened := func(why string) error {
-		if ext := w.checkNames(c); ext != "" {
-			w.find(KindBannedType, c.path, "."+ext)
-		}
+		w.namesOnly(c)
 		w.find(KindUninspectable, c.path, why)
 		return w.tick(c.path)
 	}
@@ -834,9 +838,7 @@ func (w *walker) member(n node, f archives.FileInfo, packed int64) error {
 		return w.tick(c.path)
 	}
 	if h, ok := f.Header.(*rardecode.FileHeader); ok && h.Encrypted {
-		if ext := w.checkNames(c); ext != "" {
-			w.find(KindBannedType, c.path, "."+ext)
-		}
+		w.namesOnly(c)
 		w.find(KindEncrypted, c.path, "rar")
 		return w.tick(c.path)
 	}
@@ -845,9 +847,7 @@ func (w *walker) member(n node, f archives.FileInfo, packed int64) error {
 	}
 	rc, err := f.Open()
 	if err != nil {
-		if ext := w.checkNames(c); ext != "" {
-			w.find(KindBannedType, c.path, "."+ext)
-		}
+		w.namesOnly(c)
 		return w.unreadable(c, "", err)
 	}
 	defer rc.Close()
