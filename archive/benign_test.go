@@ -197,6 +197,17 @@ func TestLeaves(t *testing.T) {
 	if !errors.Is(err, stop) || n != 1 {
 		t.Fatalf("err %v after %d leaves", err, n)
 	}
+	// Also when an archive library carries it up (tar, 7z wrap errors).
+	for _, a := range []att{
+		{name: "a.tgz", data: makeTarGz(t, zfile{name: "a", data: text}, zfile{name: "b", data: text})},
+		{name: "clam.7z", data: clamFile(t, "clam.7z")},
+	} {
+		n = 0
+		err = New(Config{}).Leaves(context.Background(), newMsg(message(a, a)), func(l Leaf, r io.Reader) error { n++; return stop })
+		if err != stop || n != 1 {
+			t.Fatalf("%s: err %v after %d leaves", a.name, err, n)
+		}
+	}
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

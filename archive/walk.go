@@ -296,7 +296,10 @@ func (w *walker) guard(n node, t string, walk func() error) (err error) {
 // library says so, else uninspectable.
 func (w *walker) unreadable(n node, t string, err error) error {
 	if w.fatal(err) {
-		return w.tick(n.path)
+		if terr := w.tick(n.path); terr != nil {
+			return terr
+		}
+		return err // the Leaves callback's, wrapped by a library
 	}
 	what := strings.TrimSpace(t + " " + shortErr(err))
 	if encrypted(err) {
@@ -423,13 +426,18 @@ func (w *walker) leaf(n node, t string, r io.Reader) error {
 	if t == TypeOLE {
 		sc = &oleScan{}
 	}
-	for {
+	for empty := 0; ; {
 		k, err := r.Read(w.buf)
 		if sc != nil {
 			sc.write(w.buf[:k])
 		}
 		if errors.Is(err, io.EOF) {
 			break
+		}
+		if k == 0 && err == nil {
+			if empty++; empty > 100 {
+				err = io.ErrNoProgress // a decoder that neither reads nor fails
+			}
 		}
 		if err != nil {
 			return w.unreadable(n, t, err)
