@@ -27,7 +27,7 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	cfg.Metrics = h.m
 	cfg.HealthInterval = -1
 	if cfg.QueryTimeout == 0 {
-		cfg.QueryTimeout = 300 * time.Millisecond
+		cfg.QueryTimeout = time.Second // generous: a loaded machine must not turn a reply into a timeout
 	}
 	if cfg.ListTimeout == 0 {
 		cfg.ListTimeout = 5 * time.Second
@@ -212,11 +212,12 @@ func TestAllResolversDown(t *testing.T) {
 	if !errors.Is(ans.Err, ErrTimeout) {
 		t.Fatalf("err = %v, want the last resolver's timeout", ans.Err)
 	}
-	// Both out of rotation: the next lookup fails fast, still unknown.
-	start := time.Now()
+	// Both out of rotation: the next lookup fails without asking either
+	// (no timeout to wait for), still unknown.
+	asked := a.total() + b.total()
 	ans = h.mustStatus(t, "bl", "192.0.2.2", Unknown)
-	if !errors.Is(ans.Err, ErrNoResolver) || time.Since(start) > 250*time.Millisecond {
-		t.Fatalf("err = %v after %v, want a fast ErrNoResolver", ans.Err, time.Since(start))
+	if !errors.Is(ans.Err, ErrNoResolver) || a.total()+b.total() != asked {
+		t.Fatalf("err = %v, %d queries; want ErrNoResolver without a query", ans.Err, a.total()+b.total()-asked)
 	}
 }
 
