@@ -46,6 +46,19 @@
 // is an ARCHIVE_BOMB finding (default reject) that ends the inspection.
 // Check also stops at the first finding that demands reject.
 //
+// Third-party decoders are fenced: a panic in one is recovered into an
+// uninspectable finding (logged with its stack, counted in
+// portcullis_archive_panics_total); a RAR signature rardecode would loop on
+// is refused before it gets there; 7z headers must pass their checksums
+// before bodgit/sevenzip parses them, because that parser allocates by the
+// counts a header declares — a forged header with valid checksums can still
+// make it allocate, which is the one memory bound this package cannot
+// enforce (see Limits for all the others). xz dictionaries are capped at
+// 16 MiB and zstd windows at 16 MiB.
+//
+// Text bodies are searched for uuencoded blocks ("begin 644 name"), which
+// some clients still show as attachments; each is a file like any other.
+//
 // Nothing is ever written under a name from the message: traversal names
 // and links are findings. Zip and 7z need random access; those larger than
 // Limits.MemoryBytes are spilled to an anonymous temporary file (created in
