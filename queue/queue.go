@@ -400,6 +400,35 @@ func (q *Queue) Release(ctx context.Context, id ID) error {
 	return nil
 }
 
+// Delete removes an entry that is not being delivered, e.g. a held dead
+// letter an operator gave up on. It is gone for good: Delete is the one
+// way a message leaves the queue undelivered, and it is logged.
+func (q *Queue) Delete(ctx context.Context, id ID) error {
+	q.mu.Lock()
+	it := q.items[id]
+	if it == nil {
+		q.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if it.running {
+		q.mu.Unlock()
+		return fmt.Errorf("queue: %s is being delivered; try again", id)
+	}
+	if it.index >= 0 {
+		heap.Remove(&q.due, it.index)
+	}
+	it.running = true // keeps the scheduler off it while it is removed
+	q.mu.Unlock()
+	if err := q.store.Remove(ctx, id); err != nil {
+		q.reschedule(it, it.e, 0)
+		return err
+	}
+	q.cfg.Logger.Warn("queue: entry deleted undelivered", "id", id, "state", it.e.State, "last_error", it.e.LastError)
+	q.cfg.Metrics.Add("portcullis_queue_deleted_total", 1)
+	q.drop(it)
+	return nil
+}
+
 // scheduler starts attempts as they fall due, at most Workers at once.
 func (q *Queue) scheduler() {
 	defer q.sched.Done()

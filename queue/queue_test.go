@@ -231,6 +231,15 @@ func TestHoldPolicyKeepsDeadLetter(t *testing.T) {
 	if e := q.Entries()[0]; e.ID != id || !strings.Contains(e.LastError, "blocked") {
 		t.Errorf("held entry %+v", e)
 	}
+	if err := q.Delete(bg, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Delete(bg, id); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second delete: %v", err)
+	}
+	if es, _ := q.store.Entries(bg); q.Len() != 0 || len(es) != 0 {
+		t.Errorf("deleted entry still there: %d, %+v", q.Len(), es)
+	}
 }
 
 func TestPanickingDelivererIsHeld(t *testing.T) {
