@@ -243,9 +243,27 @@ type QuarantineConfig struct {
 
 // Quarantine holds messages that a verdict sent to quarantine: an
 // operator or an integration lists, reads, releases and deletes them, a
-// bulk Rescan re-runs a pipeline over them and releases those now clean,
-// Digest gathers what each recipient has waiting, and Expire enforces the
-// retention. It is safe for concurrent use.
+// bulk Rescan re-runs a pipeline over them and releases those now clean
+// (the faulty-update drill: an engine flagged everything from 04:00, the
+// vendor fixed it, re-scan and release), Digest gathers what each
+// recipient has waiting, and Expire enforces the retention. It is safe
+// for concurrent use.
+//
+// Failure semantics: Hold returns when the message is durable, so a
+// gateway answers 250 after it (and 4xx when it fails: never a silent
+// drop). A release queues the message before its record is removed, so a
+// crash in between delivers it twice at worst, never zero times; a
+// release into a busy queue waits, it does not give up. Expire never
+// removes a message under an operation in this process or whose release
+// has started. A message whose stored bytes fail their SHA-256 is reported
+// (ErrCorrupt) and kept, never released. Metrics:
+// portcullis_quarantine_held_total, _released_total, _rescanned_total
+// (by result), _expired_total, _deleted_total, _size.
+//
+// Storage is a QuarantineStore: QuarantineDir on the local disk, or the
+// JetStream store (queue/jetstream) for gateways on several machines;
+// operations in progress are tracked per process, so run bulk operations
+// (Rescan, Expire) from one process at a time.
 type Quarantine struct {
 	cfg     QuarantineConfig
 	limiter *rate.Limiter

@@ -29,7 +29,9 @@ func TestClusterFailover(t *testing.T) {
 			t.Fatalf("open: %v", err)
 		}
 		t.Cleanup(func() { s.Close() })
-		qs = append(qs, startQueue(t, s, jetstream.QueueConfig{Delivery: queue.Config{Deliverer: d.deliverer(gw, nil), Workers: 4}, AckWait: 2 * time.Second}))
+		// Quick retries: an attempt that meets the election is retried soon.
+		qs = append(qs, startQueue(t, s, jetstream.QueueConfig{AckWait: 2 * time.Second,
+			Delivery: queue.Config{Deliverer: d.deliverer(gw, nil), Workers: 4, RetryBase: 100 * time.Millisecond, RetryMax: time.Second}}))
 	}
 	q := qs[0]
 	acked := map[queue.ID]bool{}
