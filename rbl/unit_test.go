@@ -1,6 +1,7 @@
 package rbl
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -213,6 +214,23 @@ func TestParseList(t *testing.T) {
 	}{{DomainList, "zen"}, {IPList, "dbl"}, {IPList, "bl.example=x"}, {IPList, ""}, {IPList, "a b=1"}} {
 		if _, err := ParseList(bad.kind, bad.spec); !errors.Is(err, ErrConfig) {
 			t.Errorf("ParseList(%s, %q) = %v", bad.kind, bad.spec, err)
+		}
+	}
+}
+
+func TestHealthJSON(t *testing.T) {
+	c, err := NewChecker(Config{Resolvers: []string{"127.0.0.1:1", "127.0.0.2"}, Lists: []List{{Zone: "bl.test"}}, HealthInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b, err := json.Marshal(c.Health())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"addr":"127.0.0.1:1"`, `"addr":"127.0.0.2:53"`, `"zone":"bl.test"`, `"up":true`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("health JSON lacks %s: %s", want, b)
 		}
 	}
 }
