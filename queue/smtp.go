@@ -171,7 +171,7 @@ func (d *SMTPDeliverer) Deliver(ctx context.Context, m *Outgoing) []error {
 			errs[i] = fmt.Errorf("%w for %s", ErrNoRoute, filter.Domain(rcpt))
 			continue
 		}
-		key := strings.Join(r.Hosts, ",")
+		key := fmt.Sprint(r.Hosts, r.Fallback, r.LMTP) // one transaction per distinct route
 		g := byKey[key]
 		if g == nil {
 			g = &group{r: r}
@@ -214,8 +214,9 @@ func (d *SMTPDeliverer) Deliver(ctx context.Context, m *Outgoing) []error {
 }
 
 // sendHosts tries hosts in order. A host that could not be reached or
-// failed before answering for the recipients passes them to the next; a
-// host that answered decides.
+// failed before answering for the recipients (connection errors, a refusal
+// at the greeting, EHLO or MAIL) passes them to the next; a host that
+// answered for them decides. The last host's errors are returned.
 func (d *SMTPDeliverer) sendHosts(ctx context.Context, hosts []string, lmtp bool, m *Outgoing, rcpts []string) []error {
 	var res []error
 	for _, h := range hosts {
@@ -223,11 +224,6 @@ func (d *SMTPDeliverer) sendHosts(ctx context.Context, hosts []string, lmtp bool
 		res, answered = d.send(ctx, h, lmtp, m, rcpts)
 		if answered {
 			return res
-		}
-		if IsPolicyRefusal(res[0]) {
-			// Refused by policy at connect/EHLO/MAIL: another primary
-			// host may be listed too, but the fallback is the cure.
-			continue
 		}
 	}
 	return res

@@ -383,3 +383,37 @@ func TestSMTPContextReachesTheSocket(t *testing.T) {
 		t.Fatalf("stalled next hop: %v after %v", derr, el)
 	}
 }
+
+func TestSMTPNextHostWhenFirstIsDown(t *testing.T) {
+	down := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
+	down.Stop()
+	up := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
+	d, err := queue.NewSMTPDeliverer(queue.SMTPConfig{Routes: route(down.Addr, up.Addr)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := deliverDirect(t, d, "a@example.net"); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if len(up.Messages()) != 1 {
+		t.Fatalf("second host got %d", len(up.Messages()))
+	}
+}
+
+func TestSMTPDelivererConfigErrors(t *testing.T) {
+	for _, cfg := range []queue.SMTPConfig{
+		{},
+		{Routes: map[string]queue.Route{"*": {}}},
+		{Routes: map[string]queue.Route{"*": {Hosts: []string{"no-port"}}}},
+		{Routes: map[string]queue.Route{"*": {Hosts: []string{"h:25"}, Fallback: []string{"bad"}}}},
+	} {
+		if _, err := queue.NewSMTPDeliverer(cfg); err == nil {
+			t.Errorf("config %+v accepted", cfg)
+		}
+	}
+	d, _ := queue.NewSMTPDeliverer(queue.SMTPConfig{Routes: map[string]queue.Route{"example.net": {Hosts: []string{"127.0.0.1:1"}}}})
+	errs := d.Deliver(bg, &queue.Outgoing{To: []string{"a@unrouted.example"}})
+	if !errors.Is(errs[0], queue.ErrNoRoute) || queue.Classify(errs[0]) != queue.Temporary {
+		t.Errorf("unrouted recipient: %v", errs[0])
+	}
+}
