@@ -41,7 +41,7 @@ func SharedICAP(t testing.TB) *ICAP {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := startICAP(t, dir, c)
+	s, err := startICAP(t, dir, c, ICAPOptions{})
 	if err != nil {
 		os.RemoveAll(dir)
 		t.Fatal(err)
@@ -50,10 +50,31 @@ func SharedICAP(t testing.TB) *ICAP {
 	return s
 }
 
+// ICAPOptions tune a test c-icap.
+type ICAPOptions struct {
+	// MaxObjectSize is virus_scan.MaxObjectSize, e.g. "4K"; "" means 100M.
+	MaxObjectSize string
+}
+
+// StartICAP starts a c-icap of the test's own in front of clamd c,
+// stopped in t.Cleanup.
+func StartICAP(t testing.TB, c *Clamd, opts ICAPOptions) *ICAP {
+	t.Helper()
+	s, err := startICAP(t, t.TempDir(), c, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
 // icapModuleDirs are where Debian puts c-icap's modules and services.
 var icapModuleDirs = []string{"/usr/lib/x86_64-linux-gnu/c_icap", "/usr/lib/aarch64-linux-gnu/c_icap", "/usr/lib/c_icap"}
 
-func startICAP(t testing.TB, dir string, c *Clamd) (*ICAP, error) {
+func startICAP(t testing.TB, dir string, c *Clamd, opts ICAPOptions) (*ICAP, error) {
+	if opts.MaxObjectSize == "" {
+		opts.MaxObjectSize = "100M"
+	}
 	t.Helper()
 	bin := LookPath(t, "c-icap", ICAPInstall, "/usr/bin")
 	modDir := ""
@@ -104,7 +125,7 @@ func startICAP(t testing.TB, dir string, c *Clamd) (*ICAP, error) {
 		"virus_scan.SendPercentData 0",
 		"virus_scan.Allow204Responces on",
 		"virus_scan.PassOnError off",
-		"virus_scan.MaxObjectSize 100M",
+		"virus_scan.MaxObjectSize " + opts.MaxObjectSize,
 		"virus_scan.DefaultEngine clamd",
 		"",
 	}, "\n")

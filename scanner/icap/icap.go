@@ -18,6 +18,8 @@
 //	  body differs from what was sent     HTTP status
 //	200, identical body                 clean (a server that never sends 204)
 //	413                                 scanner.ErrSizeLimit
+//	clean, more than Config.MaxSize     scanner.ErrSizeLimit (servers pass
+//	                                      what they do not scan)
 //	400, 404, 405, 501, other           scanner.ErrProtocol (unavailable)
 //	500, 503                            unavailable (retried elsewhere)
 //
@@ -63,6 +65,12 @@ type Config struct {
 	// Preview overrides the server's Preview size; negative disables
 	// preview. 0 means the server's.
 	Preview int
+	// MaxSize is the largest object the service scans whole (c-icap's
+	// virus_scan.MaxObjectSize; vendors have their own). ICAP servers pass
+	// larger objects unscanned with a clean-looking answer, so a clean
+	// answer for more than MaxSize bytes is scanner.ErrSizeLimit (partial).
+	// 0 means the service has no limit. Set it whenever the service has one.
+	MaxSize int64
 	// MaxConnections bounds scans in flight when the server names no
 	// Max-Connections. Default 32.
 	MaxConnections int
@@ -362,7 +370,7 @@ func (c *Client) respmod(ctx context.Context, cn *conn, r io.Reader, preview int
 		}
 		resp, eof, err := round(int64(preview))
 		if err == nil && preview >= 0 && !eof && resp.status == 100 {
-			resp, _, err = round(-1)
+			resp, eof, err = round(-1)
 		}
 		if err != nil {
 			return nil, err
@@ -370,7 +378,23 @@ func (c *Client) respmod(ctx context.Context, cn *conn, r io.Reader, preview int
 		if resp.status == 100 {
 			return resp, protoErr("unexpected 100 Continue")
 		}
-		return resp, c.interpret(resp, cn.BR, sent, sentN, &res)
+		if err := c.interpret(resp, cn.BR, sent, sentN, &res); err != nil || res.Infected() || c.cfg.MaxSize <= 0 {
+			return resp, err
+		}
+		// Servers pass what exceeds their object size limit unscanned,
+		// as if clean (c-icap answers with the body echoed).
+		total := sentN
+		if !eof {
+			n, err := io.Copy(io.Discard, body)
+			if err != nil {
+				return resp, fmt.Errorf("icap: reading input: %w", err)
+			}
+			total += n
+		}
+		if total > c.cfg.MaxSize {
+			return resp, &scanner.ContentError{Reply: fmt.Sprintf("%d bytes, more than the service scans (%d)", total, c.cfg.MaxSize), SizeLimit: true}
+		}
+		return resp, nil
 	})
 	return res, answered, err
 }
