@@ -40,6 +40,9 @@ func Eicar() []byte {
 type ClamdOptions struct {
 	// StreamMaxLength is clamd's INSTREAM limit in bytes; 0 means 25 MiB.
 	StreamMaxLength int64
+	// MaxFileSize is clamd's MaxFileSize (and MaxScanSize) in bytes, with
+	// AlertExceedsMax on; 0 means clamd's defaults.
+	MaxFileSize int64
 }
 
 // Clamd is a running clamd on a loopback TCP port and a unix socket.
@@ -163,8 +166,12 @@ func startClamd(t testing.TB, dir string, opts ClamdOptions) (*Clamd, error) {
 		"MaxConnectionQueueLength 64",
 		"SelfCheck 0",
 		"Bytecode no",
-		"",
-	}, "\n")
+		"AlertExceedsMax yes",
+	}, "\n") + "\n"
+	if opts.MaxFileSize > 0 {
+		n := strconv.FormatInt(opts.MaxFileSize, 10)
+		conf += "MaxFileSize " + n + "\nMaxScanSize " + n + "\n"
+	}
 	if err := os.WriteFile(c.Conf, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}

@@ -15,9 +15,15 @@
 //	stream: NAME FOUND                      infected with NAME
 //	(null) FOUND, stream: FOUND …           infected, name "(unnamed)"
 //	INSTREAM size limit exceeded. ERROR     scanner.ErrSizeLimit (partial)
+//	stream: Heuristics.Limits.Exceeded.*    scanner.ErrSizeLimit (partial)
+//	  FOUND                                   (clamd's AlertExceedsMax)
 //	… ERROR                                 scanner.ErrContent (clamd is up)
 //	UNKNOWN COMMAND, anything else          scanner.ErrProtocol (unavailable)
 //	reset, EOF, timeout                     an I/O error (unavailable)
+//
+// Run clamd with AlertExceedsMax yes: without it, clamd answers "OK" for a
+// file or archive member beyond MaxFileSize or MaxScanSize that it did not
+// scan, and no client can tell.
 //
 // Every read and write has a deadline (Config.Timeout, and the context's
 // deadline when earlier); cancelling the context aborts the I/O at once.
@@ -321,6 +327,11 @@ func parseReply(line string) (scanner.Result, error) {
 		name = strings.TrimSpace(name)
 		if name == "" || name == "(null)" {
 			name = "(unnamed)"
+		}
+		if strings.HasPrefix(name, "Heuristics.Limits.Exceeded") {
+			// AlertExceedsMax: clamd stopped at one of its scan limits
+			// (MaxFileSize, MaxScanSize, MaxRecursion …): partial, not a virus.
+			return scanner.Result{}, &scanner.ContentError{Reply: line, SizeLimit: true}
 		}
 		return scanner.Result{Signatures: []string{name}}, nil
 	case strings.HasSuffix(line, " OK"):

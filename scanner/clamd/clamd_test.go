@@ -145,6 +145,20 @@ func TestRealStreamMaxLength(t *testing.T) {
 	}
 }
 
+func TestRealMaxFileSize(t *testing.T) {
+	// With AlertExceedsMax, a stream over MaxFileSize is reported, not
+	// passed as OK; it is a partial scan, not a virus.
+	d := testsvc.StartClamd(t, testsvc.ClamdOptions{MaxFileSize: 8192})
+	c := newClient(t, Config{Addr: d.Addr})
+	res, err := c.Scan(t.Context(), bytes.NewReader(bytes.Repeat([]byte("A"), 64<<10)))
+	if !errors.Is(err, scanner.ErrSizeLimit) || res.Infected() {
+		t.Fatalf("over MaxFileSize: %v %v, want ErrSizeLimit", res, err)
+	}
+	if res, err := c.Scan(t.Context(), bytes.NewReader(testsvc.Eicar())); err != nil || !res.Infected() {
+		t.Fatalf("small eicar: %v %v", res, err)
+	}
+}
+
 // blockingReader hands out one chunk, then waits for release.
 type blockingReader struct {
 	first   bool
@@ -197,6 +211,7 @@ func TestParseReply(t *testing.T) {
 		{"stream:  FOUND", "(unnamed)", nil},
 		{"FOUND", "(unnamed)", nil},
 		{"INSTREAM size limit exceeded. ERROR", "", scanner.ErrSizeLimit},
+		{"stream: Heuristics.Limits.Exceeded.MaxFileSize FOUND", "", scanner.ErrSizeLimit},
 		{"stream: Can't allocate memory ERROR", "", scanner.ErrContent},
 		{"UNKNOWN COMMAND", "", scanner.ErrProtocol},
 		{"COMMAND READ TIMED OUT ERROR", "", scanner.ErrProtocol},
