@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/emersion/go-smtp"
+	"github.com/portcullis-mail/portcullis/filter"
 )
 
 var (
@@ -69,7 +70,7 @@ func (e *BusyError) Is(target error) bool { return target == ErrBusy }
 // the log. Reply(nil) is nil.
 func Reply(err error) *smtp.SMTPError {
 	var busy *BusyError
-	var lim interface{ Symbol() string }
+	var lim *filter.LimitError
 	switch {
 	case err == nil:
 		return nil
