@@ -44,7 +44,7 @@ var (
 	// ErrSizeLimit: the input is larger than the engine scans (clamd's
 	// StreamMaxLength); what was scanned is partial. It also matches
 	// ErrContent.
-	ErrSizeLimit = errors.New("scanner: input exceeds the engine's size limit")
+	ErrSizeLimit = errors.New("scanner: size limit exceeded, scan partial")
 	// ErrProtocol: the engine's reply could not be understood. The engine
 	// counts as unavailable.
 	ErrProtocol = errors.New("scanner: malformed engine reply")

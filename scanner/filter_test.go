@@ -411,3 +411,22 @@ func TestFilterAllDownStopsLeafWalk(t *testing.T) {
 		t.Fatalf("all down: %v %v, %d scans (want 1: the walk stops)", res, err, scans)
 	}
 }
+
+func TestFilterArchiveLimitIsPartial(t *testing.T) {
+	// A zip member larger than the inspector unpacks is not scanned whole:
+	// AV_PARTIAL, quarantine, never a quiet pass.
+	eng := scanner.EngineFunc("fake", func(ctx context.Context, r io.Reader) (scanner.Result, error) {
+		_, err := io.Copy(io.Discard, r)
+		return scanner.Result{}, err
+	})
+	in := archive.New(archive.Config{Limits: archive.Limits{MaxEntryBytes: 1024}})
+	f := newFilter(t, scanner.Options{Engines: []scanner.Engine{eng}}, scanner.Config{Leaves: scanner.ArchiveLeaves(in), Targets: scanner.TargetLeaves})
+	res, err := f.Check(t.Context(), msg(mail("big.zip", zipOf(t, "big.txt", bytes.Repeat([]byte("z"), 64<<10)))))
+	if err != nil || res.Action != filter.Quarantine || len(symbols(res, scanner.SymPartial)) == 0 {
+		t.Fatalf("member over MaxEntryBytes: %v %v", res, err)
+	}
+	res, err = f.Check(t.Context(), msg(mail("small.zip", zipOf(t, "small.txt", []byte("fine")))))
+	if err != nil || res.Action != filter.Accept || len(res.Symbols) != 0 {
+		t.Fatalf("small member: %v %v", res, err)
+	}
+}
