@@ -167,6 +167,15 @@ func (f *Filter) Check(ctx context.Context, m *filter.Message) (res filter.Resul
 		return res, nil
 	}
 	start := time.Now()
+	// Finish before the caller's deadline, so that engines too slow for it
+	// end as a Tempfail of this filter's own, whatever failure mode the
+	// pipeline would give a timeout.
+	sctx := ctx
+	if d, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		sctx, cancel = context.WithDeadline(ctx, start.Add(time.Until(d)*9/10))
+		defer cancel()
+	}
 	defer func() {
 		f.log.Debug("scanner: checked", "action", res.Action, "symbols", len(res.Symbols), "err", err, "seconds", time.Since(start).Seconds())
 	}()
@@ -181,13 +190,13 @@ func (f *Filter) Check(ctx context.Context, m *filter.Message) (res filter.Resul
 	}
 	down := false // no engine answered: the mail is tempfailed
 	if f.cfg.Targets&TargetMessage != 0 {
-		v, err := f.cfg.Scanner.Scan(ctx, m.ReaderAt(), m.Size())
-		if down, err = f.apply(add, v, err, "message"); err != nil {
+		v, err := f.cfg.Scanner.Scan(sctx, m.ReaderAt(), m.Size())
+		if down, err = f.apply(ctx, add, v, err, "message"); err != nil {
 			return filter.Result{}, err
 		}
 	}
 	if f.cfg.Targets&TargetLeaves != 0 && !down {
-		err := f.cfg.Leaves.Leaves(ctx, m, func(l Leaf, r io.Reader) error {
+		err := f.cfg.Leaves.Leaves(sctx, m, func(l Leaf, r io.Reader) error {
 			if down {
 				// No engine answers: the mail is tempfailed whatever the
 				// other leaves hold, and each would wait out the timeout.
@@ -203,14 +212,16 @@ func (f *Filter) Check(ctx context.Context, m *filter.Message) (res filter.Resul
 				return err
 			}
 			defer done()
-			v, err := f.cfg.Scanner.Scan(ctx, ra, size)
-			down, err = f.apply(add, v, err, l.Path)
+			v, err := f.cfg.Scanner.Scan(sctx, ra, size)
+			down, err = f.apply(ctx, add, v, err, l.Path)
 			return err
 		})
 		switch {
 		case err == nil, errors.Is(err, errStop):
 		case ctx.Err() != nil:
 			return filter.Result{}, ctx.Err()
+		case sctx.Err() != nil:
+			add(SymFail, 0, "engines too slow: "+err.Error(), filter.Tempfail)
 		case errors.Is(err, ErrSizeLimit):
 			add(SymPartial, 0, "leaves: "+err.Error(), f.cfg.OnError)
 		default:
@@ -226,14 +237,20 @@ var errStop = errors.New("scanner: stop")
 // apply turns one verdict into symbols; down reports that no engine
 // answered. It returns an error only for what the pipeline must handle
 // (ctx ended, unreadable input).
-func (f *Filter) apply(add func(string, float64, string, filter.Action), v Verdict, err error, where string) (down bool, _ error) {
-	if err != nil {
-		if !errors.Is(err, ErrAllDown) {
-			return false, err
-		}
+func (f *Filter) apply(ctx context.Context, add func(string, float64, string, filter.Action), v Verdict, err error, where string) (down bool, _ error) {
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrAllDown):
 		f.metrics.Add("portcullis_scanner_tempfail_total", 1)
 		add(SymFail, 0, "no engine available: "+err.Error(), filter.Tempfail)
 		return true, nil
+	case ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
+		// Our own deadline, short of the caller's.
+		f.metrics.Add("portcullis_scanner_tempfail_total", 1)
+		add(SymFail, 0, "engines too slow: "+err.Error(), filter.Tempfail)
+		return true, nil
+	default:
+		return false, err
 	}
 	for _, d := range v.Detections {
 		what := fmt.Sprintf("%s: %s in %s", d.Engine, d.Signature, where)

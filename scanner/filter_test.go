@@ -430,3 +430,19 @@ func TestFilterArchiveLimitIsPartial(t *testing.T) {
 		t.Fatalf("small member: %v %v", res, err)
 	}
 }
+
+func TestFilterSlowerThanPipelineTempfails(t *testing.T) {
+	// Engines slower than the pipeline's deadline: the filter answers
+	// Tempfail itself before the deadline, so even a fail-open policy
+	// cannot pass the mail.
+	slow := scanner.EngineFunc("slow", func(ctx context.Context, r io.Reader) (scanner.Result, error) {
+		<-ctx.Done()
+		return scanner.Result{}, ctx.Err()
+	})
+	f := newFilter(t, scanner.Options{Engines: []scanner.Engine{slow}, Timeout: time.Hour}, scanner.Config{})
+	p := filter.NewPipeline(filter.Options{Policy: filter.Policy{Timeout: 500 * time.Millisecond, Filters: map[string]filter.FilterPolicy{"av": {OnError: filter.FailOpen}}}}, f)
+	v := p.Check(t.Context(), filter.Data, msg(mail("a.txt", []byte("x"))))
+	if v.Action != filter.Tempfail || !v.Has(scanner.SymFail) {
+		t.Fatalf("verdict %v", v)
+	}
+}

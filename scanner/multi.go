@@ -47,7 +47,10 @@ type Options struct {
 	// MinAnswers is how many engines must judge the bytes for a clean
 	// verdict; fewer means ErrAllDown. Default 1, and Quorum in Quorum mode.
 	MinAnswers int
-	// Timeout bounds one engine's scan. Default 60 s.
+	// Timeout bounds one engine's scan. Default 20 s, below a pipeline's
+	// default 30 s filter deadline so that a spare still has time. While
+	// spares remain, an attempt also gets at most half the time left
+	// before the caller's deadline.
 	Timeout time.Duration
 
 	Breaker BreakerConfig
@@ -106,7 +109,7 @@ func NewMulti(opts Options) (*Multi, error) {
 		return nil, fmt.Errorf("scanner: %d answers needed from %d engines", opts.MinAnswers, len(opts.Engines))
 	}
 	if opts.Timeout <= 0 {
-		opts.Timeout = 60 * time.Second
+		opts.Timeout = 20 * time.Second
 	}
 	opts.Breaker = opts.Breaker.withDefaults()
 	opts.Guard = opts.Guard.withDefaults()
@@ -206,6 +209,13 @@ type answer struct {
 // copyBufs holds the buffers the cache key is hashed through.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
+// left reports whether a spare remains.
+func (s *spares) left() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.list) > 0
+}
+
 // spares hands out backup engines, each to one slot at most per scan.
 type spares struct {
 	mu   sync.Mutex
@@ -301,7 +311,7 @@ func (m *Multi) Scan(ctx context.Context, r io.ReaderAt, size int64) (Verdict, e
 func (m *Multi) slot(ctx context.Context, mem *member, sp *spares, r io.ReaderAt, size int64, sum [32]byte) answer {
 	var down []*EngineError
 	for {
-		a := m.attempt(ctx, mem, r, size, sum)
+		a := m.attempt(ctx, mem, r, size, sum, sp.left())
 		if a.err == nil || isContent(a.err) {
 			a.down = down
 			return a
@@ -326,7 +336,7 @@ func (m *Multi) slot(ctx context.Context, mem *member, sp *spares, r io.ReaderAt
 }
 
 // attempt asks one engine once: cache, breaker, scan, bookkeeping.
-func (m *Multi) attempt(ctx context.Context, mem *member, r io.ReaderAt, size int64, sum [32]byte) answer {
+func (m *Multi) attempt(ctx context.Context, mem *member, r io.ReaderAt, size int64, sum [32]byte, spare bool) answer {
 	name := mem.e.Name()
 	a := answer{engine: name}
 	key, keyed := cacheKey{}, false
@@ -346,7 +356,11 @@ func (m *Multi) attempt(ctx context.Context, mem *member, r io.ReaderAt, size in
 		a.err = ErrBreakerOpen
 		return a
 	}
-	sctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+	timeout := m.opts.Timeout
+	if d, ok := ctx.Deadline(); ok && spare {
+		timeout = min(timeout, time.Until(d)/2)
+	}
+	sctx, cancel := context.WithTimeout(ctx, timeout)
 	start := m.now()
 	res, err := mem.e.Scan(sctx, io.NewSectionReader(r, 0, size))
 	cancel()
@@ -358,7 +372,7 @@ func (m *Multi) attempt(ctx context.Context, mem *member, r io.ReaderAt, size in
 		return a
 	}
 	if err != nil && sctx.Err() == context.DeadlineExceeded && !errors.Is(err, context.DeadlineExceeded) {
-		err = fmt.Errorf("%w after %v: %w", context.DeadlineExceeded, m.opts.Timeout, err)
+		err = fmt.Errorf("%w after %v: %w", context.DeadlineExceeded, timeout, err)
 	}
 	result := "clean"
 	switch {
