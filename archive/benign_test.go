@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -117,11 +118,17 @@ func TestAllowDenyLists(t *testing.T) {
 	// Allowing the extension alone: the content is still banned.
 	_, fs = inspect(t, Config{AllowedExtensions: []string{"exe"}}, att{name: "tool.exe", data: pe})
 	requireFinding(t, fs, KindBannedType, "tool.exe (pe)")
+	// An installer package under a document's name.
+	res, fs := inspect(t, Config{}, att{name: "invoice.doc", data: msiHead()})
+	requireFinding(t, fs, KindTypeMismatch, "invoice.doc (.doc is msi)")
+	if res.Action != filter.Quarantine {
+		t.Fatal(res.Action)
+	}
 	// A custom deny list.
 	_, fs = inspect(t, Config{BannedExtensions: []string{"docx"}}, att{name: "r.docx", data: ooxml(t, "word/document.xml")})
 	requireFinding(t, fs, KindBannedType, "r.docx (.docx)")
 	// Actions and scores per kind.
-	res, _ := inspect(t, Config{Actions: map[Kind]filter.Action{KindBannedType: filter.Quarantine}, Scores: map[Kind]float64{KindBannedType: 2}}, att{name: "x.exe", data: pe})
+	res, _ = inspect(t, Config{Actions: map[Kind]filter.Action{KindBannedType: filter.Quarantine}, Scores: map[Kind]float64{KindBannedType: 2}}, att{name: "x.exe", data: pe})
 	if res.Action != filter.Quarantine || res.Symbols[0].Score != 2 {
 		t.Fatalf("%+v", res)
 	}
@@ -222,6 +229,16 @@ func TestContext(t *testing.T) {
 	}
 }
 
+// msiHead is an OLE header whose first directory sector (sector 0, at
+// 512) holds a root entry of the Windows Installer class.
+func msiHead() []byte {
+	h := make([]byte, 1024)
+	copy(h, oleHeader)
+	h[0x1e] = 9
+	copy(h[512+0x50:], msiCLSIDs[0])
+	return h
+}
+
 func TestDetectType(t *testing.T) {
 	cases := []struct {
 		head []byte
@@ -235,6 +252,8 @@ func TestDetectType(t *testing.T) {
 		{[]byte("\xca\xfe\xba\xbe\x00\x00\x00\x02"), "", TypeMachO},
 		{[]byte("\xca\xfe\xba\xbe\x00\x00\x00\x34"), "", TypeClass},
 		{lnkHeader, "", TypeLNK},
+		{msiHead(), "x.doc", TypeMSI},
+		{oleHeader, "x.doc", TypeOLE},
 		{[]byte("#!/bin/sh\necho hi\n"), "notes.txt", TypeScript},
 		{[]byte("echo off\r\n"), "RUN.BAT", TypeScript},
 		{[]byte("<html><head><HTA:APPLICATION id=x></head></html>"), "x.htm", TypeHTA},
@@ -272,5 +291,34 @@ func TestDocumentInZipNotNested(t *testing.T) {
 	res, fs := inspect(t, Config{}, att{name: "a.zip", data: makeZip(t, zfile{name: "report.docx", data: docx})})
 	if len(fs) != 0 || res.Action != filter.Accept {
 		t.Fatalf("%v", fs)
+	}
+}
+
+type countingMetrics struct {
+	mu     sync.Mutex
+	counts map[string]float64
+}
+
+func (c *countingMetrics) Add(name string, d float64, labels ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.counts[name+"|"+strings.Join(labels, ",")] += d
+}
+func (c *countingMetrics) Set(string, float64, ...string) {}
+func (c *countingMetrics) Observe(name string, v float64, labels ...string) {
+	c.Add(name+"#observations", 1, labels...)
+}
+
+// Findings are counted by kind and every inspection is timed.
+func TestMetrics(t *testing.T) {
+	m := &countingMetrics{counts: map[string]float64{}}
+	in := New(Config{Metrics: m})
+	msg := newMsg(message(att{name: "a.zip", data: makeZip(t, zfile{name: "x.exe", data: tinyPE()})}))
+	if _, err := in.Check(context.Background(), msg); err != nil {
+		t.Fatal(err)
+	}
+	if m.counts["portcullis_archive_findings_total|kind,banned-type"] != 1 ||
+		m.counts["portcullis_archive_seconds#observations|mode,check"] != 1 {
+		t.Fatalf("%v", m.counts)
 	}
 }

@@ -17,7 +17,8 @@ const (
 	TypeELF    = "elf"    // ELF executable or library
 	TypeMachO  = "macho"  // Mach-O, thin or universal
 	TypeLNK    = "lnk"    // Windows shortcut
-	TypeOLE    = "ole"    // OLE compound file: .doc, .xls, .ppt, .msi
+	TypeOLE    = "ole"    // OLE compound file: .doc, .xls, .ppt, ...
+	TypeMSI    = "msi"    // Windows Installer package (an OLE file whose root says so, when the head shows it)
 	TypeClass  = "class"  // Java class file
 	TypeScript = "script" // shebang script, or a script by name (.bat .js .vbs .ps1 ...)
 	TypeHTA    = "hta"    // HTML application
@@ -132,6 +133,9 @@ func magicType(h []byte) string {
 	case bytes.HasPrefix(h, lnkHeader):
 		return TypeLNK
 	case bytes.HasPrefix(h, oleHeader):
+		if isMSI(h) {
+			return TypeMSI
+		}
 		return TypeOLE
 	case has(0, "PK\x03\x04"), has(0, "PK\x05\x06"), has(0, "PK\x07\x08PK\x03\x04"):
 		if t := zipDocType(h); t != "" {
@@ -176,6 +180,38 @@ func magicType(h []byte) string {
 		return TypePDF
 	}
 	return ""
+}
+
+// msiCLSIDs are the root storage classes of Windows Installer packages,
+// patches and transforms ({000C1084-…}, {000C1086-…}, {000C1082-…}), as
+// stored (little endian).
+var msiCLSIDs = [][]byte{
+	{0x84, 0x10, 0x0c, 0, 0, 0, 0, 0, 0xc0, 0, 0, 0, 0, 0, 0, 0x46},
+	{0x86, 0x10, 0x0c, 0, 0, 0, 0, 0, 0xc0, 0, 0, 0, 0, 0, 0, 0x46},
+	{0x82, 0x10, 0x0c, 0, 0, 0, 0, 0, 0xc0, 0, 0, 0, 0, 0, 0, 0x46},
+}
+
+// isMSI reads the OLE root directory entry's class, when the first
+// directory sector lies within the head.
+func isMSI(h []byte) bool {
+	if len(h) < 0x34 {
+		return false
+	}
+	shift := binary.LittleEndian.Uint16(h[0x1e:])
+	if shift != 9 && shift != 12 {
+		return false
+	}
+	dir := (int64(binary.LittleEndian.Uint32(h[0x30:])) + 1) << shift
+	if dir+0x60 > int64(len(h)) {
+		return false
+	}
+	clsid := h[dir+0x50 : dir+0x60]
+	for _, c := range msiCLSIDs {
+		if bytes.Equal(clsid, c) {
+			return true
+		}
+	}
+	return false
 }
 
 // isPE checks for a real PE header: "MZ", an e_lfanew that points inside

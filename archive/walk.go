@@ -369,7 +369,7 @@ func (w *walker) checkType(n node, t, bannedExt string) {
 	case bannedExt != "":
 		w.find(KindBannedType, n.path, "."+bannedExt)
 	}
-	if t != TypePE && t != TypeELF && t != TypeMachO && t != TypeLNK {
+	if t != TypePE && t != TypeELF && t != TypeMachO && t != TypeLNK && t != TypeMSI {
 		return
 	}
 	for _, name := range n.names {
@@ -419,11 +419,11 @@ func (w *walker) leaf(n node, t string, r io.Reader) error {
 		}
 		return w.tick(n.path)
 	}
-	if n.depth == 0 && t != TypeOLE {
+	if n.depth == 0 && t != TypeOLE && t != TypeMSI {
 		return nil
 	}
 	var sc *oleScan
-	if t == TypeOLE {
+	if t == TypeOLE || t == TypeMSI {
 		sc = &oleScan{}
 	}
 	for empty := 0; ; {
