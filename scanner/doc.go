@@ -54,12 +54,16 @@
 //
 // Failure semantics: no mail lost, no failure silent. An engine outage
 // demands Tempfail (the sender keeps the mail) whatever failure mode the
-// pipeline's policy gives the filter, so an outage never passes mail; an
-// engine error on a part escalates to the stricter path, never to a pass.
+// pipeline's policy gives the filter, so an outage never passes mail; the
+// filter also stops at nine tenths of the caller's deadline and demands
+// Tempfail itself, so engines too slow for the pipeline cannot pass mail
+// through a fail-open policy either. An engine error on a part escalates to
+// the stricter path, never to a pass.
 //
 // Metrics (filter.Metrics), labelled by engine: portcullis_scanner_scans_total
 // (result), _detections_total, _errors_total (kind), _scan_seconds,
-// _breaker_state (0 closed, 1 half-open, 2 open), _suspect_total,
+// _breaker_state (0 closed, 1 half-open, 2 open), _suspect (gauge, 1 while
+// the guard doubts the engine), _suspect_total (doubted detections),
 // _failovers_total, _cache_hits_total, _cache_misses_total, and
 // _all_down_total, _tempfail_total.
 package scanner

@@ -59,10 +59,11 @@ func newGuard(cfg GuardConfig) *guard {
 }
 
 // record adds one scan outcome and returns the windowed rate, the baseline
-// in force and whether the engine is suspect now.
-func (g *guard) record(hit bool) (rate, base float64, suspect bool) {
+// in force, whether the engine is suspect now and whether that changed.
+func (g *guard) record(hit bool) (rate, base float64, suspect, changed bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	_, _, was := g.stateLocked()
 	if g.n == len(g.ring) {
 		if g.ring[g.next] {
 			g.hits--
@@ -86,7 +87,7 @@ func (g *guard) record(hit bool) (rate, base float64, suspect bool) {
 			g.baseline += alpha * (rate - g.baseline)
 		}
 	}
-	return rate, base, suspect
+	return rate, base, suspect, suspect != was
 }
 
 func (g *guard) stateLocked() (rate, base float64, suspect bool) {

@@ -143,6 +143,7 @@ func NewMulti(opts Options) (*Multi, error) {
 	}
 	for _, mem := range m.all() {
 		m.metrics.Set("portcullis_scanner_breaker_state", float64(Closed), "engine", mem.e.Name())
+		m.metrics.Set("portcullis_scanner_suspect", 0, "engine", mem.e.Name())
 	}
 	return m, nil
 }
@@ -400,7 +401,14 @@ func (m *Multi) attempt(ctx context.Context, mem *member, r io.ReaderAt, size in
 		return a
 	}
 	a.res = res
-	a.rate, a.base, a.suspect = mem.g.record(res.Infected())
+	var flipped bool
+	a.rate, a.base, a.suspect, flipped = mem.g.record(res.Infected())
+	if flipped {
+		// The anomaly itself, once per change: dashboards and alerts key on
+		// this gauge; the per-detection counter below says how much.
+		m.metrics.Set("portcullis_scanner_suspect", b2f(a.suspect), "engine", name)
+		m.log.Warn("scanner: engine detection rate", "engine", name, "suspect", a.suspect, "rate", a.rate, "baseline", a.base)
+	}
 	if res.Infected() {
 		m.metrics.Add("portcullis_scanner_detections_total", 1, "engine", name)
 		if a.suspect {
@@ -446,6 +454,13 @@ func (m *Multi) version(ctx context.Context, mem *member) (string, bool) {
 	}
 	mem.ver, mem.verAt = ver, m.now()
 	return ver, ver != ""
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // versionRetry is how soon a failed Version is asked again.

@@ -314,7 +314,7 @@ func TestGuardFaultyUpdate(t *testing.T) {
 	if suspectAt == 0 {
 		t.Fatal("the guard never noticed")
 	}
-	if met.get("portcullis_scanner_suspect_total", "engine", "a") < 1 || !m.States()[0].Suspect {
+	if met.get("portcullis_scanner_suspect_total", "engine", "a") < 1 || !m.States()[0].Suspect || met.get("portcullis_scanner_suspect", "engine", "a") != 1 {
 		t.Fatal("no suspect metric or state")
 	}
 	// The fix ships: the rate falls back and detections count again.
@@ -322,7 +322,7 @@ func TestGuardFaultyUpdate(t *testing.T) {
 	for range 20 {
 		scanString(t, m, "clean")
 	}
-	if v, _ := scanString(t, m, "VIRUS"); !v.Infected {
+	if v, _ := scanString(t, m, "VIRUS"); !v.Infected || met.get("portcullis_scanner_suspect", "engine", "a") != 0 {
 		t.Fatalf("after recovery: %+v", v)
 	}
 }
