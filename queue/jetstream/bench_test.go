@@ -16,6 +16,7 @@ import (
 
 	"github.com/portcullis-mail/portcullis/filter"
 	"github.com/portcullis-mail/portcullis/internal/testsvc"
+	"github.com/portcullis-mail/portcullis/internal/testsvc/natstest"
 	"github.com/portcullis-mail/portcullis/queue"
 	"github.com/portcullis-mail/portcullis/queue/jetstream"
 	"github.com/portcullis-mail/portcullis/queue/queuetest"
@@ -47,7 +48,7 @@ type backend struct {
 }
 
 func backends(b *testing.B) []backend {
-	srv := testsvc.StartNATS(b) // lives as long as the parent benchmark
+	srv := natstest.Start(b) // lives as long as the parent benchmark
 	jsName := ""
 	spoolDir := ""
 	return []backend{
@@ -172,7 +173,7 @@ func BenchmarkRescan(b *testing.B) {
 			return s
 		}},
 		{"jetstream", func(b *testing.B) queue.QuarantineStore {
-			srv := testsvc.StartNATS(b)
+			srv := natstest.Start(b)
 			s, err := jetstream.OpenQuarantine(bg, srv.URL, jetstream.Config{Name: freshName()})
 			if err != nil {
 				b.Fatal(err)

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis-mail/portcullis/internal/testsvc"
+	"github.com/portcullis-mail/portcullis/internal/testsvc/natstest"
 	"github.com/portcullis-mail/portcullis/queue"
 	"github.com/portcullis-mail/portcullis/queue/jetstream"
 )
@@ -18,7 +18,7 @@ func TestClusterFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster failover is not short")
 	}
-	c := testsvc.StartNATSCluster(t, 3)
+	c := natstest.StartCluster(t, 3)
 	name := freshName()
 	cfg := jetstream.Config{Name: name, Replicas: 3, Timeout: 5 * time.Second}
 	var d deliveries
@@ -55,7 +55,7 @@ func TestClusterFailover(t *testing.T) {
 	enqueue("before", 15)
 	eventually(t, "delivery before the failover", func() bool { return d.count() == len(acked) })
 
-	var leader *testsvc.NATS
+	var leader *natstest.NATS
 	for _, n := range c.Nodes {
 		if n.Server.JetStreamIsStreamLeader("$G", name+"_WORK") {
 			leader = n

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis-mail/portcullis/internal/testsvc"
+	"github.com/portcullis-mail/portcullis/internal/testsvc/natstest"
 	"github.com/portcullis-mail/portcullis/queue"
 	"github.com/portcullis-mail/portcullis/queue/jetstream"
 	"github.com/portcullis-mail/portcullis/queue/queuetest"
@@ -19,7 +19,7 @@ var names atomic.Int64
 func freshName() string { return fmt.Sprintf("t%d", names.Add(1)) }
 
 func TestStoreConformance(t *testing.T) {
-	srv := testsvc.StartNATS(t)
+	srv := natstest.Start(t)
 	queuetest.Run(t, func(t *testing.T) queuetest.Opener {
 		cfg := jetstream.Config{Name: freshName()}
 		return func() (queue.Store, error) { return jetstream.Open(context.Background(), srv.URL, cfg) }
@@ -27,7 +27,7 @@ func TestStoreConformance(t *testing.T) {
 }
 
 func TestQuarantineConformance(t *testing.T) {
-	srv := testsvc.StartNATS(t)
+	srv := natstest.Start(t)
 	queuetest.RunQuarantine(t, func(t *testing.T) queuetest.QuarantineOpener {
 		cfg := jetstream.Config{Name: freshName()}
 		return func() (queue.QuarantineStore, error) {
@@ -39,7 +39,7 @@ func TestQuarantineConformance(t *testing.T) {
 // TestQuarantineDrill is the faulty-update drill on JetStream: the
 // quarantine and the shared queue both on one server.
 func TestQuarantineDrill(t *testing.T) {
-	srv := testsvc.StartNATS(t)
+	srv := natstest.Start(t)
 	cfg := jetstream.Config{Name: freshName()}
 	queuetest.RunDrill(t, func() (queue.QuarantineStore, error) {
 		return jetstream.OpenQuarantine(context.Background(), srv.URL, cfg)

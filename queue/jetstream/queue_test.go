@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/filter"
-	"github.com/portcullis-mail/portcullis/internal/testsvc"
+	"github.com/portcullis-mail/portcullis/internal/testsvc/natstest"
 	"github.com/portcullis-mail/portcullis/queue"
 	"github.com/portcullis-mail/portcullis/queue/jetstream"
 	"github.com/portcullis-mail/portcullis/queue/queuetest"
@@ -114,7 +114,7 @@ func (d *deliveries) count() int {
 // message enqueued by any of them is delivered exactly once (nothing
 // failed, so nothing is redelivered), and the work is spread.
 func TestSharedQueueDeliversOnce(t *testing.T) {
-	srv := testsvc.StartNATS(t)
+	srv := natstest.Start(t)
 	name := freshName()
 	var d deliveries
 	var qs []*jetstream.Queue
@@ -170,7 +170,7 @@ func TestSharedQueueDeliversOnce(t *testing.T) {
 // backoff through JetStream, and a permanent one bounces to the sender
 // through the shared queue.
 func TestSharedQueueRetryAndBounce(t *testing.T) {
-	srv := testsvc.StartNATS(t)
+	srv := natstest.Start(t)
 	s := openStore(t, srv.URL, freshName())
 	var d deliveries
 	var mu sync.Mutex
@@ -245,7 +245,7 @@ func TestHelperGateway(t *testing.T) {
 // TestKilledGatewayRedelivers kills a gateway process with SIGKILL while it
 // delivers a message; another gateway delivers it after AckWait.
 func TestKilledGatewayRedelivers(t *testing.T) {
-	srv := testsvc.StartNATS(t)
+	srv := natstest.Start(t)
 	name := freshName()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperGateway$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+srv.URL+" "+name)
@@ -296,7 +296,7 @@ func TestKilledGatewayRedelivers(t *testing.T) {
 }
 
 func TestSharedQueueErrors(t *testing.T) {
-	srv := testsvc.StartNATS(t)
+	srv := natstest.Start(t)
 	s := openStore(t, srv.URL, freshName())
 	// A producer only (no Deliverer): it enqueues, never delivers.
 	m := queuetest.NewMetrics()

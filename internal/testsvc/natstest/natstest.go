@@ -1,4 +1,8 @@
-package testsvc
+// Package natstest starts in-process nats-servers with JetStream for
+// tests: one server, or a cluster for failover. It is apart from testsvc
+// so that the test binaries (and fuzzers) of packages that do not need
+// NATS do not link nats-server.
+package natstest
 
 import (
 	"fmt"
@@ -9,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/portcullis-mail/portcullis/internal/testsvc"
 )
 
 // NATS is an in-process nats-server with JetStream on a temp dir and a free
@@ -21,8 +27,8 @@ type NATS struct {
 	t      testing.TB
 }
 
-// StartNATS starts a single JetStream server; it stops when the test ends.
-func StartNATS(t testing.TB) *NATS {
+// Start starts a single JetStream server; it stops when the test ends.
+func Start(t testing.TB) *NATS {
 	t.Helper()
 	n := &NATS{t: t, opts: natsOptions(t, "n1")}
 	n.Start()
@@ -36,7 +42,7 @@ func natsOptions(t testing.TB, name string) server.Options {
 	return server.Options{
 		ServerName: name,
 		Host:       "127.0.0.1",
-		Port:       FreePort(t),
+		Port:       testsvc.FreePort(t),
 		JetStream:  true,
 		StoreDir:   t.TempDir(),
 		SyncAlways: true,
@@ -79,14 +85,14 @@ func (n *NATS) Stop() {
 	}
 }
 
-// NATSCluster is a JetStream cluster of in-process servers on loopback.
-type NATSCluster struct {
+// Cluster is a JetStream cluster of in-process servers on loopback.
+type Cluster struct {
 	Nodes []*NATS
 }
 
 // URLs returns every node's client URL, comma separated, as nats.Connect
 // takes them.
-func (c *NATSCluster) URLs() string {
+func (c *Cluster) URLs() string {
 	var u []string
 	for _, n := range c.Nodes {
 		u = append(u, n.URL)
@@ -94,14 +100,14 @@ func (c *NATSCluster) URLs() string {
 	return strings.Join(u, ",")
 }
 
-// StartNATSCluster starts a cluster of size nodes (3 for a failover test)
+// StartCluster starts a cluster of size nodes (3 for a failover test)
 // and waits until JetStream has a meta leader; it stops when the test ends.
-func StartNATSCluster(t testing.TB, size int) *NATSCluster {
+func StartCluster(t testing.TB, size int) *Cluster {
 	t.Helper()
 	ports := make([]int, size)
 	var routes []string
 	for i := range ports {
-		ports[i] = FreePort(t)
+		ports[i] = testsvc.FreePort(t)
 		routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(ports[i]))
 	}
 	var urls []*url.URL
@@ -112,7 +118,7 @@ func StartNATSCluster(t testing.TB, size int) *NATSCluster {
 		}
 		urls = append(urls, u)
 	}
-	c := &NATSCluster{}
+	c := &Cluster{}
 	for i := range size {
 		opts := natsOptions(t, "n"+strconv.Itoa(i+1))
 		opts.Cluster = server.ClusterOpts{Name: "portcullis-test", Host: "127.0.0.1", Port: ports[i]}
