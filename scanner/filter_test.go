@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -122,10 +121,7 @@ func hasDetail(r filter.Result, name, substr string) bool {
 func TestFilterRealEnginesLeaves(t *testing.T) {
 	d := testsvc.SharedClamd(t)
 	s := testsvc.SharedICAP(t)
-	exe, err := os.ReadFile(filepath.Join(testsvc.ClamavTestFiles, "clam.exe"))
-	if err != nil {
-		testsvc.Missing(t, "clamav-testfiles", testsvc.ClamavInstall)
-	}
+	exe := testsvc.ClamavFile(t, "clam.exe")
 	f := newFilter(t, scanner.Options{Engines: []scanner.Engine{clamdEngine(t, "clamd", d.Addr, 0), icapEngine(t, s.URL)}},
 		scanner.Config{Leaves: scanner.ArchiveLeaves(archive.New(archive.Config{}))})
 

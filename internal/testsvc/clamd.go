@@ -36,6 +36,17 @@ func Eicar() []byte {
 	return []byte(strings.Join(parts, ""))
 }
 
+// ClamavFile returns one of clamav-testfiles' files (clam.exe, clam.zip …),
+// or calls Missing.
+func ClamavFile(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(ClamavTestFiles, name))
+	if err != nil {
+		Missing(t, "clamav-testfiles", ClamavInstall)
+	}
+	return b
+}
+
 // ClamdOptions tune a test clamd.
 type ClamdOptions struct {
 	// StreamMaxLength is clamd's INSTREAM limit in bytes; 0 means 25 MiB.

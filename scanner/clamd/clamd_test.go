@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,15 +37,6 @@ func newClient(t *testing.T, cfg Config) *Client {
 	return c
 }
 
-func testFile(t *testing.T, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(testsvc.ClamavTestFiles, name))
-	if err != nil {
-		testsvc.Missing(t, "clamav-testfiles", testsvc.ClamavInstall)
-	}
-	return b
-}
-
 func TestRealClamd(t *testing.T) {
 	d := testsvc.SharedClamd(t)
 	clean := make([]byte, 10<<10)
@@ -57,11 +47,11 @@ func TestRealClamd(t *testing.T) {
 		sig  string // "" = clean
 	}{
 		{"eicar", testsvc.Eicar(), testsvc.EicarSignature},
-		{"clam.exe", testFile(t, "clam.exe"), testsvc.ClamExeSignature},
-		{"clam.zip", testFile(t, "clam.zip"), testsvc.ClamExeSignature},
-		{"clam.tar.gz", testFile(t, "clam.tar.gz"), testsvc.ClamExeSignature},
-		{"clam.7z", testFile(t, "clam.7z"), testsvc.ClamExeSignature},
-		{"clam.mail", testFile(t, "clam.mail"), testsvc.ClamExeSignature},
+		{"clam.exe", testsvc.ClamavFile(t, "clam.exe"), testsvc.ClamExeSignature},
+		{"clam.zip", testsvc.ClamavFile(t, "clam.zip"), testsvc.ClamExeSignature},
+		{"clam.tar.gz", testsvc.ClamavFile(t, "clam.tar.gz"), testsvc.ClamExeSignature},
+		{"clam.7z", testsvc.ClamavFile(t, "clam.7z"), testsvc.ClamExeSignature},
+		{"clam.mail", testsvc.ClamavFile(t, "clam.mail"), testsvc.ClamExeSignature},
 		{"random", clean, ""},
 		{"text", []byte("Subject: hello\r\n\r\nnothing to see\r\n"), ""},
 		{"empty", nil, ""},

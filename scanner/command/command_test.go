@@ -31,10 +31,7 @@ func TestClamscan(t *testing.T) {
 	db := t.TempDir()
 	testsvc.WriteClamDB(t, db)
 	e := newEngine(t, Config{Path: bin, Args: []string{"--no-summary", "-d", db, "{}"}, Timeout: 2 * time.Minute})
-	exe, err := os.ReadFile(filepath.Join(testsvc.ClamavTestFiles, "clam.zip"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	exe := testsvc.ClamavFile(t, "clam.zip")
 	for _, tc := range []struct {
 		name string
 		data []byte

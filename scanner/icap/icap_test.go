@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,15 +37,6 @@ func newClient(t *testing.T, cfg Config) *Client {
 	return c
 }
 
-func testFile(t *testing.T, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(testsvc.ClamavTestFiles, name))
-	if err != nil {
-		testsvc.Missing(t, "clamav-testfiles", testsvc.ClamavInstall)
-	}
-	return b
-}
-
 func TestRealCICAP(t *testing.T) {
 	s := testsvc.SharedICAP(t)
 	random := make([]byte, 3<<20)
@@ -57,9 +47,9 @@ func TestRealCICAP(t *testing.T) {
 		sig  string
 	}{
 		{"eicar", testsvc.Eicar(), testsvc.EicarSignature},
-		{"clam.exe", testFile(t, "clam.exe"), testsvc.ClamExeSignature},
-		{"clam.zip", testFile(t, "clam.zip"), testsvc.ClamExeSignature},
-		{"clam.tar.gz", testFile(t, "clam.tar.gz"), testsvc.ClamExeSignature},
+		{"clam.exe", testsvc.ClamavFile(t, "clam.exe"), testsvc.ClamExeSignature},
+		{"clam.zip", testsvc.ClamavFile(t, "clam.zip"), testsvc.ClamExeSignature},
+		{"clam.tar.gz", testsvc.ClamavFile(t, "clam.tar.gz"), testsvc.ClamExeSignature},
 		{"text", []byte("hello, nothing here\n"), ""},
 		{"random-3M", random, ""},
 		{"empty", nil, ""},
