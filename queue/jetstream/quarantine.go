@@ -61,24 +61,13 @@ var _ queue.QuarantineStore = (*QuarantineStore)(nil)
 // OpenQuarantine connects to the NATS servers at url and opens, creating
 // if needed, the quarantine of the queue called cfg.Name.
 func OpenQuarantine(ctx context.Context, url string, cfg Config) (*QuarantineStore, error) {
-	c, err := dial(ctx, url, cfg)
+	r, err := openRecords(ctx, url, cfg, func(n string) layout {
+		return layout{n + "_quarantine", n + "_quarantine_corrupt", n + "_QBODIES", n + ".qbody.", "portcullis_quarantine_corrupt_total"}
+	}, func(b []byte, max int64) (queue.Quarantined, queue.ID, bodyInfo, error) {
+		h, bi, err := decodeHeld(b, max)
+		return h, h.ID, bi, err
+	})
 	if err != nil {
-		return nil, err
-	}
-	octx, cancel, err := c.op(ctx)
-	if err != nil {
-		c.close()
-		return nil, err
-	}
-	defer cancel()
-	n := c.cfg.Name
-	r, err := openRecords(octx, c, n+"_quarantine", n+"_quarantine_corrupt", n+"_QBODIES", n+".qbody.", "portcullis_quarantine_corrupt_total",
-		func(b []byte, max int64) (queue.Quarantined, queue.ID, bodyInfo, error) {
-			h, bi, err := decodeHeld(b, max)
-			return h, h.ID, bi, err
-		})
-	if err != nil {
-		c.close()
 		return nil, err
 	}
 	return &QuarantineStore{r}, nil

@@ -28,32 +28,55 @@ type records[R any] struct {
 	decode        func(b []byte, maxBody int64) (R, queue.ID, bodyInfo, error)
 }
 
-// openRecords creates or opens the buckets and the stream.
-func openRecords[R any](ctx context.Context, c *conn, bucket, corrupt, stream, subj, metric string,
+// layout names a records' buckets, stream and subjects under cfg.Name.
+type layout struct {
+	bucket, corrupt, stream, subj, metric string
+}
+
+// openRecords connects to url and creates or opens the buckets and the
+// stream of a layout.
+func openRecords[R any](ctx context.Context, url string, cfg Config, l func(name string) layout,
 	decode func([]byte, int64) (R, queue.ID, bodyInfo, error)) (*records[R], error) {
-	r := &records[R]{conn: c, subj: subj, metric: metric, decode: decode}
+	c, err := dial(ctx, url, cfg)
+	if err != nil {
+		return nil, err
+	}
+	r, err := createRecords(ctx, c, l(c.cfg.Name), decode)
+	if err != nil {
+		c.close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func createRecords[R any](ctx context.Context, c *conn, l layout, decode func([]byte, int64) (R, queue.ID, bodyInfo, error)) (*records[R], error) {
+	ctx, cancel, err := c.op(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	r := &records[R]{conn: c, subj: l.subj, metric: l.metric, decode: decode}
 	kv := func(name string) (jetstream.KeyValue, error) {
 		return c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: name, History: 1, Storage: jetstream.FileStorage, Replicas: c.cfg.Replicas,
 		})
 	}
-	var err error
-	if r.recs, err = kv(bucket); err == nil {
-		r.corrupt, err = kv(corrupt)
+	if r.recs, err = kv(l.bucket); err == nil {
+		r.corrupt, err = kv(l.corrupt)
 	}
 	if err == nil {
 		r.bodies, err = c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name: stream, Subjects: []string{subj + ">"}, Storage: jetstream.FileStorage, Replicas: c.cfg.Replicas,
+			Name: l.stream, Subjects: []string{l.subj + ">"}, Storage: jetstream.FileStorage, Replicas: c.cfg.Replicas,
 			AllowDirect: true, MaxMsgSize: int32(c.cfg.ChunkBytes) + 4096,
 		})
 	}
 	if err != nil {
-		return nil, c.wrap("opening "+bucket, err)
+		return nil, c.wrap("opening "+l.bucket, err)
 	}
 	// Removed records leave delete markers; drop the old ones so the
 	// bucket does not grow with every message ever stored.
 	if err := r.recs.PurgeDeletes(ctx, jetstream.DeleteMarkersOlderThan(time.Hour)); err != nil {
-		c.cfg.Logger.Warn("jetstream: purging delete markers failed", "bucket", bucket, "err", err)
+		c.cfg.Logger.Warn("jetstream: purging delete markers failed", "bucket", l.bucket, "err", err)
 	}
 	return r, nil
 }

@@ -163,24 +163,13 @@ var _ queue.Store = (*Store)(nil)
 // Open connects to the NATS servers at url (comma-separated for a
 // cluster) and opens, creating if needed, the queue called cfg.Name.
 func Open(ctx context.Context, url string, cfg Config) (*Store, error) {
-	c, err := dial(ctx, url, cfg)
+	r, err := openRecords(ctx, url, cfg, func(n string) layout {
+		return layout{n + "_entries", n + "_corrupt", n + "_BODIES", n + ".body.", "portcullis_queue_corrupt_total"}
+	}, func(b []byte, max int64) (queue.Entry, queue.ID, bodyInfo, error) {
+		e, bi, err := decodeEntry(b, max)
+		return e, e.ID, bi, err
+	})
 	if err != nil {
-		return nil, err
-	}
-	octx, cancel, err := c.op(ctx)
-	if err != nil {
-		c.close()
-		return nil, err
-	}
-	defer cancel()
-	n := c.cfg.Name
-	r, err := openRecords(octx, c, n+"_entries", n+"_corrupt", n+"_BODIES", n+".body.", "portcullis_queue_corrupt_total",
-		func(b []byte, max int64) (queue.Entry, queue.ID, bodyInfo, error) {
-			e, bi, err := decodeEntry(b, max)
-			return e, e.ID, bi, err
-		})
-	if err != nil {
-		c.close()
 		return nil, err
 	}
 	return &Store{r}, nil
