@@ -165,6 +165,9 @@ func TestRealCacheByVersion(t *testing.T) {
 	if st := m.States()[0]; !strings.HasPrefix(st.Version, "ClamAV ") {
 		t.Fatalf("version %q", st.Version)
 	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // faulty is an engine after a bad update: it flags everything.

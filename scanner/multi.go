@@ -480,6 +480,18 @@ func (m *Multi) Ready() error {
 	return nil
 }
 
+// Close closes the engines that hold resources (io.Closer: pooled
+// connections of clamd and ICAP clients).
+func (m *Multi) Close() error {
+	var errs []error
+	for _, mem := range m.all() {
+		if c, ok := mem.e.(io.Closer); ok {
+			errs = append(errs, c.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // all returns primaries then spares.
 func (m *Multi) all() []*member {
 	return append(append([]*member(nil), m.engines...), m.backups...)
