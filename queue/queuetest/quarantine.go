@@ -52,6 +52,8 @@ func RunQuarantine(t *testing.T, newStore func(t *testing.T) QuarantineOpener) {
 		{"RescanReleasesCleanKeepsRest", qRescan},
 		{"RescanResumesAfterCrash", qRescanResume},
 		{"RescanRateLimited", qRescanRate},
+		{"RescanTempfailKeepsUnchanged", qRescanTempfail},
+		{"ExpirySparesMessageUnderRescan", qExpireDuringRescan},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -695,6 +697,58 @@ func qRescanRate(t *testing.T, open QuarantineOpener) {
 	cancel()
 	if _, err := q.Rescan(c, flagging(&faulty, ""), queue.RescanOptions{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("re-scan with a cancelled context: %v", err)
+	}
+}
+
+func qRescanTempfail(t *testing.T, open QuarantineOpener) {
+	s := qOpen(t, open)
+	defer qClose(t, s)
+	rec := &recorder{}
+	q := newQuarantine(t, s, queue.QuarantineConfig{Queue: rec})
+	m := hold(t, q, "x@example.org", []string{"b@example.net"}, "m", "AV_FAKE_HIT")
+	down := filter.NewPipeline(filter.Options{}, filter.Func("avscan", func(context.Context, *filter.Message) (filter.Result, error) {
+		return filter.Result{}, errors.New("engine still down")
+	}))
+	rep, err := q.Rescan(ctx, down, queue.RescanOptions{})
+	if err != nil || rep.Failed != 1 || rep.Released != 0 || rep.Kept != 0 {
+		t.Fatalf("re-scan with the engine down: %+v %v, want 1 failed", rep, err)
+	}
+	h, _, err := q.Get(ctx, m.id)
+	if err != nil || !slices.Equal(h.Reason(), []string{"AV_FAKE_HIT"}) || h.Rescans != 0 || rec.count(m.raw) != 0 {
+		t.Errorf("after an undecided re-scan: %+v %v, want it held unchanged", h, err)
+	}
+}
+
+func qExpireDuringRescan(t *testing.T, open QuarantineOpener) {
+	s := qOpen(t, open)
+	defer qClose(t, s)
+	clock := &fakeClock{now: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
+	rec := &recorder{}
+	q := newQuarantine(t, s, queue.QuarantineConfig{Queue: rec, Now: clock.Now, Retention: time.Hour})
+	m := hold(t, q, "x@example.org", []string{"b@example.net"}, "m", "AV_FAKE_HIT")
+	clock.add(2 * time.Hour) // past its retention
+	scanning, release := make(chan struct{}), make(chan struct{})
+	slow := filter.NewPipeline(filter.Options{}, filter.Func("avscan", func(context.Context, *filter.Message) (filter.Result, error) {
+		close(scanning)
+		<-release
+		return filter.Result{}, nil // clean now
+	}))
+	done := make(chan error, 1)
+	go func() {
+		_, err := q.Rescan(ctx, slow, queue.RescanOptions{})
+		done <- err
+	}()
+	<-scanning
+	n, err := q.Expire(ctx)
+	if err != nil || n != 0 {
+		t.Errorf("expire during the re-scan of the message: %d %v, want it spared", n, err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if rec.count(m.raw) != 1 {
+		t.Errorf("message queued %d times, want 1: the re-scan released it", rec.count(m.raw))
 	}
 }
 
