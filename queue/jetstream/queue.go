@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -399,6 +400,7 @@ func (q *Queue) handle(m jetstream.Msg) {
 	d.Workers = 1
 	d.MaxDepth = -1
 	d.Metrics = claimMetrics{d.Metrics}
+	d.Logger = slog.New(claimLog{d.Logger.Handler()}).With("claim", md.NumDelivered)
 	d.Spool = queue.SpoolConfig{}
 	lq, err := queue.New(cs, d)
 	if err != nil {
@@ -470,6 +472,20 @@ func (m claimMetrics) Set(name string, v float64, labels ...string) {
 	}
 	m.Metrics.Set(name, v, labels...)
 }
+
+// claimLog drops the one-entry queue's start-up line, which would
+// otherwise be logged once per delivered message.
+type claimLog struct{ slog.Handler }
+
+func (h claimLog) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "queue: recovered" {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h claimLog) WithAttrs(as []slog.Attr) slog.Handler { return claimLog{h.Handler.WithAttrs(as)} }
+func (h claimLog) WithGroup(g string) slog.Handler       { return claimLog{h.Handler.WithGroup(g)} }
 
 type outcome int
 
