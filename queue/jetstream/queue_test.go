@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -326,4 +327,69 @@ func TestSharedQueueErrors(t *testing.T) {
 	if len(d.by[id]) != 1 {
 		t.Errorf("deliveries %v", d.by)
 	}
+}
+
+// TestSharedQueueMaxDeliver: a message that keeps failing temporarily is
+// held when JetStream has handed it out MaxDeliver times — kept, never
+// dropped — and Release puts it back.
+func TestSharedQueueMaxDeliver(t *testing.T) {
+	srv := natstest.Start(t)
+	s := openStore(t, srv.URL, freshName())
+	var tries atomic.Int64
+	var fail atomic.Bool
+	fail.Store(true)
+	var d deliveries
+	q := startQueue(t, s, jetstream.QueueConfig{MaxDeliver: 3, Delivery: queue.Config{
+		RetryBase: 20 * time.Millisecond, RetryMax: 40 * time.Millisecond,
+		Deliverer: d.deliverer(0, func(*queue.Outgoing) error {
+			tries.Add(1)
+			if fail.Load() {
+				return &queue.ReplyError{Host: "mx.test:25", Command: "RCPT", Code: 451, Text: "later"}
+			}
+			return nil
+		}),
+	}})
+	id, err := q.Enqueue(bg, testEnv(), strings.NewReader(testMsg("stubborn")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the message held at MaxDeliver", func() bool {
+		es, err := s.Entries(bg)
+		return err == nil && len(es) == 1 && es[0].State == queue.Held
+	})
+	if n := tries.Load(); n != 3 {
+		t.Errorf("%d attempts, want MaxDeliver = 3", n)
+	}
+	fail.Store(false)
+	if err := q.Release(bg, id); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the released message delivered", func() bool { return d.count() == 1 })
+}
+
+// TestSharedQueueBusy: Enqueue refuses with a *queue.BusyError once
+// MaxDepth messages wait.
+func TestSharedQueueBusy(t *testing.T) {
+	srv := natstest.Start(t)
+	s := openStore(t, srv.URL, freshName())
+	q := startQueue(t, s, jetstream.QueueConfig{Delivery: queue.Config{MaxDepth: 2}}) // a producer only
+	for i := range 2 {
+		if _, err := q.Enqueue(bg, testEnv(), strings.NewReader(testMsg(fmt.Sprint(i)))); err != nil {
+			t.Fatalf("enqueue %d under the limit: %v", i, err)
+		}
+	}
+	eventually(t, "backpressure at MaxDepth", func() bool {
+		_, err := q.Enqueue(bg, testEnv(), strings.NewReader(testMsg("over")))
+		var be *queue.BusyError
+		if errors.As(err, &be) {
+			if queue.Reply(err).Code != 451 {
+				t.Errorf("busy reply %v, want 451", queue.Reply(err))
+			}
+			return true
+		}
+		if err != nil {
+			t.Fatalf("enqueue: %v", err)
+		}
+		return false
+	})
 }
