@@ -27,7 +27,7 @@ func newEngine(t *testing.T, cfg Config) *Engine {
 }
 
 func TestClamscan(t *testing.T) {
-	bin := testsvc.LookPath(t, "clamscan", testsvc.ClamavInstall)
+	bin := testsvc.LookPath(t, "clamscan", "apt-get install -y clamav clamav-testfiles")
 	db := t.TempDir()
 	testsvc.WriteClamDB(t, db)
 	e := newEngine(t, Config{Path: bin, Args: []string{"--no-summary", "-d", db, "{}"}, Timeout: 2 * time.Minute})
