@@ -352,11 +352,11 @@ func TestSMTPConnectionLimitAndRate(t *testing.T) {
 
 func TestSMTPContextReachesTheSocket(t *testing.T) {
 	stall := make(chan struct{})
-	t.Cleanup(func() { close(stall) })
 	sink := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{OnData: func(testsvc.SMTPMessage) error {
 		<-stall
 		return nil
 	}})
+	t.Cleanup(func() { close(stall) }) // before the sink's shutdown waits for the session
 	d, err := queue.NewSMTPDeliverer(queue.SMTPConfig{Routes: route(sink.Addr)})
 	if err != nil {
 		t.Fatal(err)
