@@ -374,28 +374,23 @@ func (q *Queue) Entries() []Entry {
 }
 
 // Release puts a held entry back in the queue, due now, with its crash
-// count reset.
+// count reset. Releasing an entry that is not held does nothing.
 func (q *Queue) Release(ctx context.Context, id ID) error {
-	q.mu.Lock()
-	it := q.items[id]
-	if it == nil {
-		q.mu.Unlock()
-		return fmt.Errorf("%w: %s", ErrNotFound, id)
-	}
-	if it.e.State != Held {
-		q.mu.Unlock()
-		return nil
-	}
-	e := it.e.clone()
-	q.mu.Unlock()
-	e.State, e.Crashes, e.NextAttempt = Queued, 0, time.Now()
-	if err := q.store.Update(ctx, e); err != nil {
+	it, err := q.claim(id)
+	if err != nil {
 		return err
 	}
-	q.mu.Lock()
-	it.e = e
-	heap.Push(&q.due, it)
-	q.mu.Unlock()
+	e := it.e.clone()
+	if e.State != Held {
+		q.unclaim(it, it.e)
+		return nil
+	}
+	e.State, e.Crashes, e.NextAttempt = Queued, 0, time.Now()
+	if err := q.store.Update(ctx, e); err != nil {
+		q.unclaim(it, it.e)
+		return err
+	}
+	q.unclaim(it, e)
 	q.poke()
 	return nil
 }
@@ -404,29 +399,48 @@ func (q *Queue) Release(ctx context.Context, id ID) error {
 // letter an operator gave up on. It is gone for good: Delete is the one
 // way a message leaves the queue undelivered, and it is logged.
 func (q *Queue) Delete(ctx context.Context, id ID) error {
-	q.mu.Lock()
-	it := q.items[id]
-	if it == nil {
-		q.mu.Unlock()
-		return fmt.Errorf("%w: %s", ErrNotFound, id)
+	it, err := q.claim(id)
+	if err != nil {
+		return err
 	}
-	if it.running {
-		q.mu.Unlock()
-		return fmt.Errorf("queue: %s is being delivered; try again", id)
-	}
-	if it.index >= 0 {
-		heap.Remove(&q.due, it.index)
-	}
-	it.running = true // keeps the scheduler off it while it is removed
-	q.mu.Unlock()
 	if err := q.store.Remove(ctx, id); err != nil {
-		q.reschedule(it, it.e, 0)
+		q.unclaim(it, it.e)
 		return err
 	}
 	q.cfg.Logger.Warn("queue: entry deleted undelivered", "id", id, "state", it.e.State, "last_error", it.e.LastError)
 	q.cfg.Metrics.Add("portcullis_queue_deleted_total", 1)
 	q.drop(it)
 	return nil
+}
+
+// claim takes an entry that is not being delivered out of the schedule
+// while an operator acts on it.
+func (q *Queue) claim(id ID) (*item, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	it := q.items[id]
+	if it == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if it.running {
+		return nil, fmt.Errorf("queue: %s is busy (being delivered); try again", id)
+	}
+	if it.index >= 0 {
+		heap.Remove(&q.due, it.index)
+	}
+	it.running = true
+	return it, nil
+}
+
+// unclaim puts a claimed entry back with its (new) state.
+func (q *Queue) unclaim(it *item, e Entry) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	it.e = e
+	it.running = false
+	if e.State == Queued && !q.closed {
+		heap.Push(&q.due, it)
+	}
 }
 
 // scheduler starts attempts as they fall due, at most Workers at once.
@@ -617,13 +631,7 @@ func (q *Queue) persist(it *item, e Entry, delay time.Duration) {
 
 func (q *Queue) reschedule(it *item, e Entry, delay time.Duration) {
 	e.NextAttempt = time.Now().Add(delay)
-	q.mu.Lock()
-	it.e = e
-	it.running = false
-	if e.State == Queued && !q.closed {
-		heap.Push(&q.due, it)
-	}
-	q.mu.Unlock()
+	q.unclaim(it, e)
 }
 
 // finish removes a finished entry.
