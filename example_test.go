@@ -3,31 +3,40 @@ package portcullis_test
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 
+	"github.com/portcullis-mail/portcullis/archive"
 	"github.com/portcullis-mail/portcullis/filter"
+	"github.com/portcullis-mail/portcullis/rules"
 )
 
-// Build a pipeline and check a message with it.
+// Build a pipeline of the archive inspector and the default rule set, and
+// check a message with it: an executable named like a PDF, zipped, in a
+// phishing mail.
 func Example() {
-	raw, err := os.ReadFile("testdata/clean.eml")
+	inspector := archive.New(archive.Config{})
+	scorer := rules.Default()
+	p := filter.NewPipeline(filter.Options{Policy: filter.DefaultPolicy()}, inspector, scorer)
+
+	f, err := os.Open("testdata/sample.eml")
 	if err != nil {
 		panic(err)
 	}
-	bodyCheck := filter.Func("greeting", func(ctx context.Context, m *filter.Message) (filter.Result, error) {
-		var r filter.Result
-		parts, err := m.Parts()
-		for _, p := range parts {
-			if txt, _ := p.Text(); p.IsText() && len(txt) > 0 {
-				r.Add("HAS_TEXT", 0.1, "part "+p.ContentType)
-			}
-		}
-		return r, err
-	})
-	p := filter.NewPipeline(filter.Options{Policy: filter.DefaultPolicy()}, bodyCheck)
-	msg := filter.NewMessageBytes(filter.Envelope{MailFrom: "alice@example.org", RcptTo: []string{"bob@example.org"}}, raw, filter.Limits{})
+	defer f.Close()
+	st, _ := f.Stat()
+	env := filter.Envelope{
+		ClientIP: netip.MustParseAddr("192.0.2.25"),
+		Helo:     "mail.example-bank.test",
+		MailFrom: "billing@example-bank.test",
+		RcptTo:   []string{"bob@example.org"},
+	}
+	msg := filter.NewMessage(env, f, st.Size(), filter.Limits{}) // read at offsets, never whole
+
 	v := p.CheckAll(context.Background(), msg)
-	fmt.Println(v.Action, v.Reply.Code, v.Symbols)
+	fmt.Println(v.Action, v.Reply)
+	fmt.Println(v.Has("ARCHIVE_BANNED_TYPE"))
 	// Output:
-	// accept 250 [HAS_TEXT(0.10) "part text/plain"]
+	// reject 550 5.7.1 Message refused by policy
+	// true
 }

@@ -9,6 +9,8 @@ set -euo pipefail
 # Debian packages: the real engines and the mail corpora the tests use.
 PACKAGES=(
   clamav-daemon              # clamd, for scanner/clamd
+  clamav                     # clamscan, a real engine for scanner/command
+  clamdscan                  # clamdscan --stream, the yardstick of the clamd benchmark
   clamav-testfiles           # clam.exe & co. for the signature DB and archive tests
   c-icap                     # ICAP server, for scanner/icap
   libc-icap-mod-virus-scan   # its virus_scan service, pointing at clamd

@@ -32,6 +32,9 @@ type Config struct {
 	Policy  Policy  `yaml:"policy"`
 	Limits  Limits  `yaml:"limits"`
 	Archive Archive `yaml:"archive"`
+	Rules   Rules   `yaml:"rules"`
+	DNS     DNS     `yaml:"dns"`
+	AV      AV      `yaml:"av"`
 }
 
 // Policy maps onto filter.Policy.
@@ -61,9 +64,62 @@ type Limits struct {
 	MaxDecodedBytes int64 `yaml:"max_decoded_bytes"`
 }
 
-// Archive switches the attachment and archive inspector.
+// Archive configures the attachment and archive inspector (package
+// archive); unset fields keep the library's defaults.
 type Archive struct {
-	Enabled bool `yaml:"enabled"`
+	Enabled           bool     `yaml:"enabled"`
+	AllowNested       bool     `yaml:"allow_nested"`
+	BannedExtensions  []string `yaml:"banned_extensions"`
+	BannedTypes       []string `yaml:"banned_types"`
+	AllowedExtensions []string `yaml:"allowed_extensions"`
+	AllowedTypes      []string `yaml:"allowed_types"`
+	MaxDepth          int      `yaml:"max_depth"`
+	MaxTotalBytes     int64    `yaml:"max_total_bytes"`
+	MaxEntries        int      `yaml:"max_entries"`
+}
+
+// Rules configures the rule scorer (package rules).
+type Rules struct {
+	// Default includes the embedded default rule set.
+	Default bool `yaml:"default"`
+	// Files are rule files: ".cf" files are SpamAssassin rules, others YAML.
+	Files []string `yaml:"files"`
+}
+
+// AV configures the antivirus engines (package scanner and its adapters).
+// No engine is used unless named.
+type AV struct {
+	// Clamd are clamd addresses: "host:port", "unix:/path" or "/path".
+	Clamd []string `yaml:"clamd"`
+	// ICAP are ICAP service URLs: icap://host[:port]/service.
+	ICAP []string `yaml:"icap"`
+	// ICAPMaxSize is the largest object the ICAP services scan whole; a
+	// clean answer for more is a partial scan. 0: no limit.
+	ICAPMaxSize int64 `yaml:"icap_max_size"`
+	// Mode is "any" (one hit is enough, the default) or "quorum".
+	Mode string `yaml:"mode"`
+	// Quorum is k in k-of-n for mode quorum; 0 means a majority.
+	Quorum int `yaml:"quorum"`
+	// Timeout bounds one engine's scan; 0 means the library default (20 s).
+	Timeout Duration `yaml:"timeout"`
+	// OnInfected is demanded by a confirmed detection (reject or quarantine).
+	OnInfected filter.Action `yaml:"on_infected"`
+}
+
+// DNS configures the blocklist checks (package rbl). No list is queried
+// unless named: queries need an agreement with the list operator.
+type DNS struct {
+	// Resolvers in failover order, "host:port".
+	Resolvers []string `yaml:"resolvers"`
+	// DNSBL are IP lists asked about the client: a preset name ("zen",
+	// "spamcop", "barracuda", "dnswl") or ZONE[=SCORE].
+	DNSBL []string `yaml:"dnsbl"`
+	// URIBL are domain lists asked about the links of the body: a preset
+	// ("dbl", "surbl", "uribl") or ZONE[=SCORE].
+	URIBL []string `yaml:"uribl"`
+	// OnUnknown is the action a lookup that got no usable answer demands;
+	// the default (accept) leaves only the visible LIST_FAIL symbol.
+	OnUnknown filter.Action `yaml:"on_unknown"`
 }
 
 // Duration is a time.Duration written as "30s" in YAML.
