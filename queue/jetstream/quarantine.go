@@ -112,16 +112,6 @@ func (s *QuarantineStore) Update(ctx context.Context, h queue.Quarantined) error
 	return s.update(ctx, h.ID, rec, rev)
 }
 
-// Remove implements queue.QuarantineStore: the record, then the message.
-func (s *QuarantineStore) Remove(ctx context.Context, id queue.ID) error {
-	ctx, cancel, err := s.op(ctx)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	return s.remove(ctx, id)
-}
-
 // Body implements queue.QuarantineStore; the message is checked against
 // its SHA-256 (queue.ErrCorrupt when it fails).
 func (s *QuarantineStore) Body(ctx context.Context, id queue.ID) (queue.Body, error) {
@@ -151,6 +141,3 @@ func (s *QuarantineStore) All(ctx context.Context) ([]queue.Quarantined, error) 
 	slices.SortFunc(out, func(a, b queue.Quarantined) int { return cmpString(string(a.ID), string(b.ID)) })
 	return out, nil
 }
-
-// Close implements queue.QuarantineStore.
-func (s *QuarantineStore) Close() error { return s.close() }

@@ -150,9 +150,15 @@ func (r *records[R]) update(ctx context.Context, id queue.ID, rec []byte, rev ui
 	return nil
 }
 
-// remove deletes a record, then its body: a crash between the two leaves
-// an unreachable body, never a record without one.
-func (r *records[R]) remove(ctx context.Context, id queue.ID) error {
+// Remove implements queue.Store and queue.QuarantineStore: it deletes a
+// record, then its body, so a crash between the two leaves an unreachable
+// body, never a record without one.
+func (r *records[R]) Remove(ctx context.Context, id queue.ID) error {
+	ctx, cancel, err := r.op(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
 	if _, _, _, err := r.get(ctx, id); err != nil {
 		return err
 	}
@@ -232,6 +238,10 @@ func (r *records[R]) moveAside(ctx context.Context, key string, raw []byte, why 
 		r.cfg.Logger.Error("jetstream: removing a corrupt record failed", "key", key, "err", err)
 	}
 }
+
+// Close implements queue.Store and queue.QuarantineStore; requests in
+// flight fail with an error matching queue.ErrClosed.
+func (r *records[R]) Close() error { return r.close() }
 
 // memBody is a body read into memory.
 type memBody struct{ *bytes.Reader }

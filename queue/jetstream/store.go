@@ -210,16 +210,6 @@ func (s *Store) Update(ctx context.Context, e queue.Entry) error {
 	return s.update(ctx, e.ID, encodeEntry(e, bi), rev)
 }
 
-// Remove implements queue.Store: the entry first, then its body.
-func (s *Store) Remove(ctx context.Context, id queue.ID) error {
-	ctx, cancel, err := s.op(ctx)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	return s.remove(ctx, id)
-}
-
 // Body implements queue.Store. The whole body is read and checked against
 // its SHA-256 first; one that fails is moved aside (its entry goes to the
 // corrupt bucket, its chunks stay) and the error matches queue.ErrCorrupt.
@@ -259,6 +249,3 @@ func (s *Store) Entries(ctx context.Context) ([]queue.Entry, error) {
 	})
 	return out, nil
 }
-
-// Close implements queue.Store.
-func (s *Store) Close() error { return s.close() }
