@@ -258,13 +258,6 @@ func compileRule(r *Rule, lim Limits) (*crule, error) {
 		if r.NoCase {
 			pattern = "(?i)" + pattern
 		}
-		if r.Kind == Body || r.Kind == RawBody {
-			p, err := singleLinePattern(pattern)
-			if err != nil {
-				return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-			}
-			pattern = p
-		}
 		re, err := regexp.Compile(pattern)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)

@@ -268,6 +268,9 @@ func (e *Engine) Reloads() (ok, failed uint64, last error) {
 	return e.ok.Load(), e.bad.Load(), last
 }
 
+// Replace rule files atomically (write aside, then rename) so that Watch
+// never reads one half written; an empty file is refused in any case.
+//
 // Watch reloads whenever a rule file's modification time or size differs
 // from when the files were last read, polling every interval (default 2 s) until ctx ends. Polling, rather
 // than inotify, needs no extra dependency and sees files replaced by

@@ -125,9 +125,8 @@ func (s *Set) Evaluate(ctx context.Context, m *filter.Message) (*Evaluation, err
 }
 
 // evalLines runs the body or raw-body rules of a plan: rules without keys
-// over every line, rules with keys only over the lines where a key occurs.
-// Their regexes cannot match across lines (singleLine), so both ways give
-// the answer a whole-text match would.
+// over every line, rules with keys only over the lines where a key occurs
+// (see lines.go).
 func (s *Set) evalLines(v *view, plan *scanPlan, sc *scratch, scp scope) {
 	text := v.text(scp)
 	starts := lineStarts(text)
@@ -188,43 +187,29 @@ func (s *Set) evalLines(v *view, plan *scanPlan, sc *scratch, scp scope) {
 }
 
 func (c *crule) test(v *view) bool {
+	var vals []string
 	switch c.Kind {
 	case Header:
-		vals := v.headerValues(c.hdr)
-		switch c.Test {
-		case Exists:
-			return len(vals) > 0
-		case Absent:
-			return len(vals) == 0
-		}
-		if len(vals) == 0 && c.IfUnset != nil {
+		vals = v.headerValues(c.hdr)
+		if len(vals) == 0 && c.IfUnset != nil && c.Test == Match {
 			vals = []string{*c.IfUnset}
 		}
-		return c.matchAny(vals)
 	case Full:
-		return c.matchAny([]string{v.text(scopeFull)})
+		vals = []string{v.text(scopeFull)}
 	case URI:
-		return c.matchAny(v.uriValues(c.Field))
+		vals = v.uriValues(c.Field)
 	case Attachment:
-		vals := v.attachmentValues(c.Field)
-		switch c.Test {
-		case Exists:
-			return len(vals) > 0
-		case Absent:
-			return len(vals) == 0
-		}
-		return c.matchAny(vals)
+		vals = v.attachmentValues(c.Field)
 	case Envelope:
-		vals := v.envelopeValues(c.Field)
-		switch c.Test {
-		case Exists:
-			return len(vals) > 0
-		case Absent:
-			return len(vals) == 0
-		}
-		return c.matchAny(vals)
+		vals = v.envelopeValues(c.Field)
 	}
-	return false
+	switch c.Test {
+	case Exists:
+		return len(vals) > 0
+	case Absent:
+		return len(vals) == 0
+	}
+	return c.matchAny(vals)
 }
 
 // matchAny tests a rule's values; with nothing to test a rule does not
@@ -495,33 +480,42 @@ func (v *view) bodyText(render bool) string {
 			continue
 		}
 		if p.ContentType == "text/html" {
-			t = renderHTML(t, max)
+			// Block elements end paragraphs in HTML, not blank lines.
+			t = strings.ReplaceAll(renderHTML(t, max), "\n", "\n\n")
 		}
 		paragraphs(&b, t)
 	}
 	return b.String()
 }
 
+// maxParagraph caps a joined paragraph: a text without blank lines would
+// otherwise become one line as long as the message, and every body regex
+// would scan all of it.
+const maxParagraph = 2048
+
 // paragraphs writes t with the lines of each paragraph joined by spaces and
 // paragraphs on lines of their own.
 func paragraphs(b *strings.Builder, t string) {
-	inPara := false
+	para := 0 // bytes in the current paragraph; 0 when none is open
 	for line := range strings.Lines(t) {
 		line = strings.TrimSpace(line)
-		if line == "" {
-			if inPara {
+		if line == "" || (para > 0 && para+len(line) > maxParagraph) {
+			if para > 0 {
 				b.WriteByte('\n')
 			}
-			inPara = false
-			continue
+			para = 0
+			if line == "" {
+				continue
+			}
 		}
-		if inPara {
+		if para > 0 {
 			b.WriteByte(' ')
+			para++
 		}
 		b.WriteString(line)
-		inPara = true
+		para += len(line)
 	}
-	if inPara {
+	if para > 0 {
 		b.WriteByte('\n')
 	}
 }

@@ -23,8 +23,9 @@ var genWords = func() []string {
 
 // generatedRules returns n rules in the shapes real rule sets use:
 // phrases, alternations, case-insensitive words with gaps, character
-// classes, and a few without any literal.
-func generatedRules(n int, seed uint64) (string, int) {
+// classes; one in noLiteralEvery (0: none) has no literal and so runs on
+// every line of every message.
+func generatedRules(n int, seed uint64, noLiteralEvery int) (string, int) {
 	r := rand.New(rand.NewPCG(seed, 1))
 	w := func() string { return genWords[r.IntN(len(genWords))] }
 	var b strings.Builder
@@ -44,7 +45,7 @@ func generatedRules(n int, seed uint64) (string, int) {
 		case 4:
 			re = fmt.Sprintf(`(?i)%s(?:ing|ed|s)?\b`, w())
 		case 5:
-			if i%60 == 5 {
+			if noLiteralEvery > 0 && i%noLiteralEvery == 5 {
 				re = `\b[A-Z]{20,}\b` // no literal: always runs
 			} else {
 				re = fmt.Sprintf(`%s.{0,20}%s`, w(), w())
@@ -55,15 +56,36 @@ func generatedRules(n int, seed uint64) (string, int) {
 	return b.String(), n
 }
 
-// generatedMessage is a text/plain message of about size bytes drawn from
-// the same vocabulary.
+// textWords is the vocabulary of ordinary text, apart from the rules'.
+var textWords = func() []string {
+	r := rand.New(rand.NewPCG(7, 7))
+	out := make([]string, 5000)
+	for i := range out {
+		n := 2 + r.IntN(8)
+		b := make([]byte, n)
+		for j := range b {
+			b[j] = byte('a' + r.IntN(26))
+		}
+		out[i] = string(b)
+	}
+	return out
+}()
+
+// generatedMessage is a text/plain message of about size bytes: lines of
+// 70 characters in paragraphs of five lines, ordinary words with one in
+// ruleShare drawn from the rules' vocabulary (so some rules hit, as on
+// real mail, where most text is not what rules look for).
 func generatedMessage(size int, seed uint64) string {
+	const ruleShare = 25
 	r := rand.New(rand.NewPCG(seed, 2))
 	var b strings.Builder
 	b.WriteString("From: a@example.com\r\nTo: b@example.net\r\nSubject: generated\r\nDate: Mon, 3 Mar 2025 09:00:00 +0000\r\nMessage-ID: <g@example.com>\r\n\r\n")
-	col := 0
+	col, lines := 0, 0
 	for b.Len() < size {
-		word := genWords[r.IntN(len(genWords))]
+		word := textWords[r.IntN(len(textWords))]
+		if r.IntN(ruleShare) == 0 {
+			word = genWords[r.IntN(len(genWords))]
+		}
 		if r.IntN(20) == 0 {
 			word = strings.ToUpper(word)
 		}
@@ -72,6 +94,9 @@ func generatedMessage(size int, seed uint64) string {
 		if col > 70 {
 			b.WriteString("\r\n")
 			col = 0
+			if lines++; lines%5 == 0 {
+				b.WriteString("\r\n")
+			}
 		} else {
 			b.WriteByte(' ')
 		}

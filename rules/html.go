@@ -27,7 +27,14 @@ func renderHTML(src string, max int) string {
 			return b.String()
 		case html.TextToken:
 			if skip == 0 {
-				b.Write(z.Text())
+				// Line breaks in HTML source are spaces on screen; only
+				// block elements (below) break lines.
+				for _, c := range z.Text() {
+					if c == '\n' || c == '\r' || c == '\t' {
+						c = ' '
+					}
+					b.WriteByte(c)
+				}
 			}
 		case html.StartTagToken, html.SelfClosingTagToken, html.EndTagToken:
 			name, _ := z.TagName()

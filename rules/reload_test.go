@@ -270,12 +270,25 @@ func TestWatchReloadsOnChange(t *testing.T) {
 	done := make(chan struct{})
 	go func() { e.Watch(ctx, 10*time.Millisecond); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	// Size changes too, so a coarse mtime cannot hide the edit.
-	os.WriteFile(file, []byte(strings.Replace(goodRules, "GOOD", "GOOD_V2", 1)), 0o644)
-	waitFor(t, "reload after edit", func() bool { ok, _, _ := e.Reloads(); return ok >= 2 })
+	// Replace the file as operators should: write aside, then rename.
+	replace := func(content string) {
+		tmp := file + ".tmp"
+		if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, file); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replace(strings.Replace(goodRules, "GOOD", "GOOD_V2", 1))
+	waitFor(t, "reload after edit", func() bool { return e.Current().byName["GOOD_V2"] != nil })
 	checkHas(t, e, "alpha", "GOOD_V2")
-	os.WriteFile(file, []byte("rules: [oops"), 0o644)
+	replace("rules: [oops")
 	waitFor(t, "refused reload", func() bool { _, bad, _ := e.Reloads(); return bad >= 1 })
+	checkHas(t, e, "alpha", "GOOD_V2")
+	// A file caught empty (truncated, half written) is refused too.
+	replace("")
+	waitFor(t, "refused empty file", func() bool { _, bad, _ := e.Reloads(); return bad >= 2 })
 	checkHas(t, e, "alpha", "GOOD_V2")
 }
 
@@ -303,7 +316,7 @@ func TestReloadOnSignal(t *testing.T) {
 // TestPrefilterEquivalence: with and without the prefilter, generated
 // rule sets give the same hits on messages made of their own words.
 func TestPrefilterEquivalence(t *testing.T) {
-	yaml, _ := generatedRules(1000, 7)
+	yaml, _ := generatedRules(1000, 7, 60)
 	file := writeRules(t, "gen.yaml", yaml)
 	with := mustBuild(t, Config{Files: []string{file}})
 	without := mustBuild(t, Config{Files: []string{file}, NoPrefilter: true})

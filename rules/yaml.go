@@ -87,7 +87,9 @@ func parseYAML(name string, data []byte, sp *spec, readRel func(string) ([]byte,
 		return &LoadError{File: name, Line: yamlErrLine(err), Err: fmt.Errorf("%w: %v", ErrSyntax, err)}
 	}
 	if len(doc.Content) == 0 {
-		return nil // an empty file holds no rules
+		// Most likely a file caught half written, or truncated by
+		// mistake: loading it would silently drop every rule.
+		return &LoadError{File: name, Line: 1, Err: fmt.Errorf("%w: empty rule file", ErrSyntax)}
 	}
 	top := doc.Content[0]
 	if top.Kind != yaml.MappingNode {
