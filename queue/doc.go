@@ -79,6 +79,23 @@
 // store's file system has less than MinFreeBytes free (statfs). Reply maps
 // it to 451 4.3.2 or, for disk space, 452 4.3.1.
 //
+// # Quarantine and re-scan
+//
+// A verdict of quarantine goes to a Quarantine (Hold returns when the
+// message is durable, so the gateway answers 250 after it). Operators List
+// held mail by symbol, time, sender and recipient, Get it, Release it into
+// the queue as it is, or Delete it; Expire enforces the retention (30 days
+// by default) and never removes a message under an operation. Rescan is the
+// answer to a faulty AV update: it re-runs a pipeline over the messages an
+// engine held (say every message with a CLAMAV_* symbol since 04:00),
+// releases those now clean and keeps the rest with their new verdict. It is
+// rate-limited so live mail keeps flowing, and resumable: a release is
+// recorded before the message is queued, so an interrupted run started
+// again with the same name neither loses a message nor delivers one twice
+// beyond the at-least-once contract. Digest gives, per recipient, what is
+// held for them, for quarantine reports. The same quarantine runs on the
+// local disk (QuarantineDir) or on NATS JetStream (queue/jetstream).
+//
 // # Metrics
 //
 // Through filter.Metrics: portcullis_queue_depth and
