@@ -75,8 +75,11 @@ var textWords = func() []string {
 // 70 characters in paragraphs of five lines, ordinary words with one in
 // ruleShare drawn from the rules' vocabulary (so some rules hit, as on
 // real mail, where most text is not what rules look for).
-func generatedMessage(size int, seed uint64) string {
-	const ruleShare = 25
+func generatedMessage(size int, seed uint64) string { return generatedMessageShare(size, seed, 25) }
+
+// generatedMessageShare is generatedMessage with one word in ruleShare
+// from the rules' vocabulary.
+func generatedMessageShare(size int, seed uint64, ruleShare int) string {
 	r := rand.New(rand.NewPCG(seed, 2))
 	var b strings.Builder
 	b.WriteString("From: a@example.com\r\nTo: b@example.net\r\nSubject: generated\r\nDate: Mon, 3 Mar 2025 09:00:00 +0000\r\nMessage-ID: <g@example.com>\r\n\r\n")
