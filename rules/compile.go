@@ -67,6 +67,8 @@ type scanPlan struct {
 	keyed   []*crule // the others
 	matcher *ac.Matcher
 	byKey   [][]*crule // pattern id → rules keyed on it
+	keyLen  []int      // pattern id → its length in bytes
+	same    []int      // always[i] gives the answer of always[same[i]] (an identical regex), or -1
 }
 
 // crule is a compiled rule.
@@ -78,6 +80,9 @@ type crule struct {
 	hdr   headerSpec
 	meta  *metaNode
 	emit  bool // hits become symbols (names starting "__" are helpers)
+	// window, for a keyed body or raw-body rule, is the most bytes a match
+	// spans; 0 when unbounded. See window.go.
+	window int
 	stats *RuleStats
 }
 
@@ -393,6 +398,9 @@ func (s *Set) buildScans() error {
 				continue
 			}
 			plan.keyed = append(plan.keyed, c)
+			if (sc == scopeBody || sc == scopeRawBody) && c.plainRegex() {
+				c.window = windowLen(c.re.String())
+			}
 			for _, k := range keys {
 				id, ok := index[k]
 				if !ok {
@@ -400,9 +408,13 @@ func (s *Set) buildScans() error {
 					index[k] = id
 					patterns = append(patterns, k)
 					plan.byKey = append(plan.byKey, nil)
+					plan.keyLen = append(plan.keyLen, len(k))
 				}
 				plan.byKey[id] = append(plan.byKey[id], c)
 			}
+		}
+		if sc == scopeBody || sc == scopeRawBody {
+			plan.same = sameRegex(plan.always)
 		}
 		if len(patterns) == 0 {
 			continue
@@ -414,6 +426,32 @@ func (s *Set) buildScans() error {
 		plan.matcher = m
 	}
 	return nil
+}
+
+// plainRegex reports whether the rule's answer for a value is whether its
+// regex matches it: no negation, domains or CIDRs.
+func (c *crule) plainRegex() bool {
+	return c.re != nil && !c.Negate && len(c.Domains) == 0 && len(c.cidrs) == 0
+}
+
+// sameRegex returns, for each rule of list, the index of the first rule of
+// list whose answer is the same on any values (the same plain regex), or
+// -1 when it is the first.
+func sameRegex(list []*crule) []int {
+	first := map[string]int{}
+	out := make([]int, len(list))
+	for i, c := range list {
+		out[i] = -1
+		if !c.plainRegex() || c.Test != Match {
+			continue
+		}
+		if j, ok := first[c.re.String()]; ok {
+			out[i] = j
+			continue
+		}
+		first[c.re.String()] = i
+	}
+	return out
 }
 
 // keys returns the strings of which a text must contain one for the rule

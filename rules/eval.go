@@ -42,17 +42,22 @@ type scratch struct {
 	values   []float64
 	tested   []bool
 	lastLine []int32 // body rules: 1 + the line last tested
+	winLo    []int32 // windowed body rules: the window last tested
+	winHi    []int32
 }
 
 // Evaluate runs the set over a message. It fails only when ctx ends.
 func (s *Set) Evaluate(ctx context.Context, m *filter.Message) (*Evaluation, error) {
 	sc, _ := s.scratch.Get().(*scratch)
 	if sc == nil || len(sc.values) != len(s.rules) {
-		sc = &scratch{values: make([]float64, len(s.rules)), tested: make([]bool, len(s.rules)), lastLine: make([]int32, len(s.rules))}
+		n := len(s.rules)
+		sc = &scratch{values: make([]float64, n), tested: make([]bool, n), lastLine: make([]int32, n), winLo: make([]int32, n), winHi: make([]int32, n)}
 	}
 	clear(sc.values)
 	clear(sc.tested)
 	clear(sc.lastLine)
+	clear(sc.winLo)
+	clear(sc.winHi)
 	defer s.scratch.Put(sc)
 
 	v := &view{m: m, set: s}
@@ -157,7 +162,16 @@ func (s *Set) evalLines(v *view, plan *scanPlan, sc *scratch, scp scope) {
 			sc.values[c.id] = 1
 		}
 	}
-	for _, c := range plan.always {
+	for i, c := range plan.always {
+		if j := plan.same[i]; j >= 0 {
+			// The same regex over the same lines: the same answer.
+			c.stats.Evaluations.Add(1)
+			if sc.values[plan.always[j].id] != 0 {
+				c.stats.Hits.Add(1)
+				sc.values[c.id] = 1
+			}
+			continue
+		}
 		run(c, allLines())
 	}
 	if plan.matcher == nil {
@@ -175,8 +189,24 @@ func (s *Set) evalLines(v *view, plan *scanPlan, sc *scratch, scp scope) {
 		for k+1 < len(starts) && starts[k+1] < end {
 			k++
 		}
+		lo, hi := starts[k], len(text)
+		if k+1 < len(starts) {
+			hi = starts[k+1] - 1
+		}
+		s := end - plan.keyLen[id]
 		for _, c := range plan.byKey[id] {
 			if sc.values[c.id] != 0 || sc.lastLine[c.id] == int32(k+1) {
+				continue
+			}
+			if c.window > 0 && s >= lo && end <= hi {
+				// Only the bytes around this occurrence (window.go).
+				ws, we := window(text, lo, hi, s, end, c.window)
+				if int32(ws) >= sc.winLo[c.id] && int32(we) <= sc.winHi[c.id] {
+					continue
+				}
+				sc.winLo[c.id], sc.winHi[c.id] = int32(ws), int32(we)
+				one[0] = text[ws:we]
+				run(c, one)
 				continue
 			}
 			sc.lastLine[c.id] = int32(k + 1)
