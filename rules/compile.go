@@ -83,7 +83,7 @@ type crule struct {
 	// window, for a keyed body or raw-body rule, is the most bytes a match
 	// spans; 0 when unbounded. See window.go.
 	window int
-	stats *RuleStats
+	stats  *RuleStats
 }
 
 // RuleStats counts what one rule cost and found. Counts survive reloads of
