@@ -143,7 +143,6 @@ func scan(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 func openMessage(path string, stdin io.Reader, env filter.Envelope, lim filter.Limits) (*filter.Message, func(), error) {
 	var f *os.File
 	var err error
-	cleanup := func() {}
 	if path == "-" {
 		f, err = os.CreateTemp("", "portcullis-scan-*.eml")
 		if err != nil {
@@ -160,7 +159,7 @@ func openMessage(path string, stdin io.Reader, env filter.Envelope, lim filter.L
 			return nil, nil, err
 		}
 	}
-	cleanup = func() { f.Close() }
+	cleanup := func() { f.Close() }
 	st, err := f.Stat()
 	if err != nil {
 		cleanup()
