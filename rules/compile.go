@@ -83,6 +83,7 @@ type crule struct {
 	// window, for a keyed body or raw-body rule, is the most bytes a match
 	// spans; 0 when unbounded. See window.go.
 	window int
+	run    *runCheck // a run of bytes every match holds, or nil; see runcheck.go
 	stats  *RuleStats
 }
 
@@ -268,6 +269,7 @@ func compileRule(r *Rule, lim Limits) (*crule, error) {
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		c.re = re
+		c.run = newRunCheck(re.String())
 	}
 	for _, p := range r.CIDR {
 		pfx, err := netip.ParsePrefix(strings.TrimSpace(p))

@@ -260,7 +260,7 @@ func (c *crule) matchAny(vals []string) bool {
 
 // matchOne tests one value against every constraint the rule gives.
 func (c *crule) matchOne(x string) bool {
-	if c.re != nil && !c.re.MatchString(x) {
+	if c.re != nil && (c.run != nil && !c.run.possible(x) || !c.re.MatchString(x)) {
 		return false
 	}
 	if len(c.Domains) > 0 {
