@@ -28,7 +28,8 @@ type runCheck struct {
 const maxRunRate = 1e-4
 
 // newRunCheck returns the most selective run check for pattern, or nil
-// when none is selective enough.
+// when none is selective enough. The runs considered are those of every
+// stretch of consecutive elements of the regex's top-level concatenation.
 func newRunCheck(pattern string) *runCheck {
 	re, err := syntax.Parse(pattern, syntax.Perl)
 	if err != nil {
@@ -41,63 +42,107 @@ func newRunCheck(pattern string) *runCheck {
 	if re.Op == syntax.OpConcat {
 		elems = re.Sub
 	}
+	if len(elems) > 64 {
+		elems = elems[:64]
+	}
 	var best *runCheck
 	bestRate := maxRunRate
-	for _, e := range elems {
-		rc := elemRun(e)
-		if rc == nil {
-			continue
-		}
-		if r := rc.rate(); r < bestRate {
-			best, bestRate = rc, r
+	for i := range elems {
+		acc := &runCheck{}
+		for _, e := range elems[i:] {
+			rc := runOf(e)
+			if rc == nil {
+				break
+			}
+			acc.union(rc)
+			if acc.n == 0 {
+				continue
+			}
+			if r := acc.rate(); r < bestRate {
+				cp := *acc
+				best, bestRate = &cp, r
+			}
 		}
 	}
 	return best
 }
 
-// elemRun returns the run that one concatenated element requires, or nil.
-func elemRun(e *syntax.Regexp) *runCheck {
-	for e.Op == syntax.OpCapture {
-		e = e.Sub[0]
-	}
-	n := 1
+// runOf returns the bytes every match of e is made of and how many of
+// them a match has at least (n may be 0), or nil when that is unknown.
+func runOf(e *syntax.Regexp) *runCheck {
 	switch e.Op {
-	case syntax.OpPlus:
-		e = e.Sub[0]
-	case syntax.OpRepeat:
-		if e.Min < 1 {
-			return nil
-		}
-		n = e.Min
-		e = e.Sub[0]
+	case syntax.OpEmptyMatch, syntax.OpWordBoundary, syntax.OpNoWordBoundary,
+		syntax.OpBeginLine, syntax.OpEndLine, syntax.OpBeginText, syntax.OpEndText:
+		return &runCheck{}
 	case syntax.OpLiteral:
 		rc := &runCheck{n: len(e.Rune)}
 		for _, r := range e.Rune {
 			rc.addRune(r, e.Flags&syntax.FoldCase != 0)
 		}
 		return rc
-	}
-	for e.Op == syntax.OpCapture {
-		e = e.Sub[0]
-	}
-	rc := &runCheck{n: n}
-	switch e.Op {
 	case syntax.OpCharClass:
+		rc := &runCheck{n: 1}
 		for i := 0; i+1 < len(e.Rune); i += 2 {
 			rc.addRange(e.Rune[i], e.Rune[i+1])
 		}
+		return rc
 	case syntax.OpAnyCharNotNL:
+		rc := &runCheck{n: 1}
 		rc.addRange(0, unicode.MaxRune)
 		rc.in['\n'] = false
-	case syntax.OpLiteral:
-		if len(e.Rune) != 1 {
-			return nil
+		return rc
+	case syntax.OpCapture, syntax.OpPlus:
+		return runOf(e.Sub[0])
+	case syntax.OpStar, syntax.OpQuest:
+		rc := runOf(e.Sub[0])
+		if rc != nil {
+			rc.n = 0
 		}
-		rc.addRune(e.Rune[0], e.Flags&syntax.FoldCase != 0)
-	default:
-		return nil
+		return rc
+	case syntax.OpRepeat:
+		rc := runOf(e.Sub[0])
+		if rc != nil {
+			rc.n = min(rc.n*e.Min, 1<<20)
+		}
+		return rc
+	case syntax.OpConcat:
+		acc := &runCheck{}
+		for _, s := range e.Sub {
+			rc := runOf(s)
+			if rc == nil {
+				return nil
+			}
+			acc.union(rc)
+		}
+		return acc
+	case syntax.OpAlternate:
+		acc := &runCheck{n: -1}
+		for _, s := range e.Sub {
+			rc := runOf(s)
+			if rc == nil {
+				return nil
+			}
+			n := acc.n
+			acc.union(rc)
+			if n >= 0 {
+				acc.n = min(n, rc.n)
+			} else {
+				acc.n = rc.n
+			}
+		}
+		return acc
 	}
-	return rc
+	return nil
+}
+
+// union adds o's bytes and length to rc: o follows rc in a match.
+func (rc *runCheck) union(o *runCheck) {
+	for b, in := range o.in {
+		if in {
+			rc.in[b] = true
+		}
+	}
+	rc.n = min(rc.n+o.n, 1<<20)
 }
 
 func (rc *runCheck) addRune(r rune, fold bool) {

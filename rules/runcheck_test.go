@@ -15,8 +15,9 @@ func TestRunCheckChosen(t *testing.T) {
 		{`\b[A-Za-z][a-z]{0,20}[,;)]?\s[A-Z]{16,}[a-z]?\s`, 16},
 		{`(?i)[a-z0-9]{6}\s{8}[a-z0-9]{5}`, 8},
 		{`(?m)^[^\r\n]{998}`, 998},
-		{`\b(?:[a-z]{8,}[\s\.]+){6}`, 0}, // lower-case words are ordinary text
-		{`foo|[A-Z]{30}`, 0},            // not required
+		{`\b(?:[a-z]{8,}[\s\.]+){6}`, 54}, // six words: 54 bytes of [a-z\s.]
+		{`[a-z]{8,}`, 0},                  // lower-case words are ordinary text
+		{`foo|[A-Z]{30}`, 0},              // not required
 		{`x[A-Z]{0,30}`, 0},
 		{`(?:[A-Z]{30})`, 30},
 	} {
