@@ -118,3 +118,28 @@ func FuzzWindow(f *testing.F) {
 		}
 	})
 }
+
+// TestSameRegexOnce: keyless body rules with the same regex share one
+// answer, and a rule with another regex, or negated, keeps its own.
+func TestSameRegexOnce(t *testing.T) {
+	sp := &spec{rules: []Rule{
+		{Name: "A", Kind: Body, Regex: `\b[A-Z]{20,}\b`, Test: Match},
+		{Name: "B", Kind: Body, Regex: `\b[A-Z]{20,}\b`, Test: Match},
+		{Name: "N", Kind: Body, Regex: `\b[A-Z]{20,}\b`, Test: Match, Negate: true},
+		{Name: "C", Kind: Body, Regex: `\b[A-Z]{21,}\b`, Test: Match},
+	}}
+	s, err := compile(sp, compileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for body, want := range map[string][]string{
+		"x ABCDEFGHIJKLMNOPQRST y":  {"A", "B"},
+		"x ABCDEFGHIJKLMNOPQRSTU y": {"A", "B", "C"},
+		"x abcdefghijklmnopqrst y":  {"N"},
+	} {
+		ev := eval(t, s, filter.Envelope{}, "Subject: s\r\n\r\n"+body+"\r\n")
+		if got := names(ev); !slices.Equal(got, want) {
+			t.Errorf("%q: hits %v, want %v", body, got, want)
+		}
+	}
+}
