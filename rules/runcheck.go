@@ -25,7 +25,7 @@ type runCheck struct {
 
 // maxRunRate is how likely, at most, a position of ordinary text may start
 // the run for the check to be worth its scan.
-const maxRunRate = 1e-4
+const maxRunRate = 1e-2
 
 // newRunCheck returns the most selective run check for pattern, or nil
 // when none is selective enough. The runs considered are those of every

@@ -17,7 +17,8 @@ func TestRunCheckChosen(t *testing.T) {
 		{`(?m)^[^\r\n]{998}`, 998},
 		{`\b(?:[a-z]{8,}[\s\.]+){6}`, 54}, // six words: 54 bytes of [a-z\s.]
 		{`[a-z]{8,}`, 0},                  // lower-case words are ordinary text
-		{`foo|[A-Z]{30}`, 0},              // not required
+		{`foo|[A-Z]{30}`, 3},              // three bytes of f, o or capitals either way
+		{`[a-z]+|[A-Z]{30}`, 0},           // a letter either way: no use
 		{`x[A-Z]{0,30}`, 0},
 		{`(?:[A-Z]{30})`, 30},
 	} {
