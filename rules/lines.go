@@ -7,7 +7,9 @@ import "strings"
 // paragraph per line): every body regex runs on single lines, never on the
 // whole text, so ^ and $ anchor at line ends and nothing matches across a
 // line break. A rule whose literals occur runs only on the lines where they
-// occur, the others on every line; both give the same answer, and Go's
+// occur (or, when its matches are short, on a window around each
+// occurrence: window.go), the others on every line unless a run check
+// rules the line out (runcheck.go); all give the same answer, and Go's
 // regexp runs much faster on short lines (it can backtrack instead of
 // simulating the NFA).
 
