@@ -16,6 +16,7 @@ import (
 // message whose Enqueue returned is delivered, before and after.
 func TestClusterFailover(t *testing.T) {
 	if testing.Short() {
+		// Only with -short, which CI never passes.
 		t.Skip("cluster failover is not short")
 	}
 	c := natstest.StartCluster(t, 3)
