@@ -77,6 +77,7 @@ var (
 // left running dies with its parent anyway (Pdeathsig).
 func SharedClamd(t testing.TB) *Clamd {
 	t.Helper()
+	Integration(t)
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
 	if sharedClamd != nil && sharedClamd.alive() {
@@ -115,6 +116,7 @@ func StopShared() {
 // StartClamd starts a clamd of the test's own, stopped in t.Cleanup.
 func StartClamd(t testing.TB, opts ClamdOptions) *Clamd {
 	t.Helper()
+	Integration(t)
 	c, err := startClamd(t, t.TempDir(), opts)
 	if err != nil {
 		t.Fatal(err)

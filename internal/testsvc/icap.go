@@ -31,6 +31,7 @@ var sharedICAP *ICAP
 // StopShared stops both.
 func SharedICAP(t testing.TB) *ICAP {
 	t.Helper()
+	Integration(t)
 	c := SharedClamd(t)
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
@@ -60,6 +61,7 @@ type ICAPOptions struct {
 // stopped in t.Cleanup.
 func StartICAP(t testing.TB, c *Clamd, opts ICAPOptions) *ICAP {
 	t.Helper()
+	Integration(t)
 	s, err := startICAP(t, t.TempDir(), c, opts)
 	if err != nil {
 		t.Fatal(err)

@@ -53,6 +53,7 @@ func (l *lockedBuffer) String() string {
 // waits until it answers. It is stopped when the test ends.
 func StartRBLDNSD(t testing.TB, zones ...RBLZone) *RBLDNSD {
 	t.Helper()
+	Integration(t)
 	bin := LookPath(t, "rbldnsd", "apt-get install -y rbldnsd", "/usr/sbin")
 	// rbldnsd refuses to run as root and drops to a user that must read
 	// the zone files: a world-readable directory of its own.

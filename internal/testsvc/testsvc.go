@@ -7,9 +7,11 @@
 package testsvc
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 )
@@ -20,14 +22,37 @@ func InCI() bool {
 	return v
 }
 
+// MissingReport is the file Missing appends one line to for every missing
+// component, so that scripts/test.sh can list them after a run: go test
+// hides a passing package's skip messages unless -v is given.
+func MissingReport() string {
+	if p := os.Getenv("PORTCULLIS_MISSING_REPORT"); p != "" {
+		return p
+	}
+	return filepath.Join(os.TempDir(), "portcullis-missing-components.txt")
+}
+
 // Missing skips the test (by hand) or fails it (under CI=true) because a
 // component is not installed; install is the command that installs it.
 func Missing(t testing.TB, what, install string) {
 	t.Helper()
+	if f, err := os.OpenFile(MissingReport(), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+		fmt.Fprintf(f, "%s is missing (%s): install it with: %s\n", what, t.Name(), install)
+		f.Close()
+	}
 	if InCI() {
 		t.Fatalf("%s is missing (CI=true): install it with: %s", what, install)
 	}
 	t.Skipf("%s is missing; install it with: %s", what, install)
+}
+
+// Integration marks a test that runs a real component: `go test -short`
+// skips it, so the unit tests alone give a quick answer.
+func Integration(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: skipped under -short")
+	}
 }
 
 // LookPath returns the path of a program, or calls Missing.

@@ -30,6 +30,7 @@ type NATS struct {
 // Start starts a single JetStream server; it stops when the test ends.
 func Start(t testing.TB) *NATS {
 	t.Helper()
+	testsvc.Integration(t)
 	n := &NATS{t: t, opts: natsOptions(t, "n1")}
 	n.Start()
 	t.Cleanup(n.Stop)
@@ -104,6 +105,7 @@ func (c *Cluster) URLs() string {
 // and waits until JetStream has a meta leader; it stops when the test ends.
 func StartCluster(t testing.TB, size int) *Cluster {
 	t.Helper()
+	testsvc.Integration(t)
 	ports := make([]int, size)
 	var routes []string
 	for i := range ports {
