@@ -77,3 +77,58 @@ func (a Action) Max(b Action) Action {
 // Delivers reports whether a message with this action is handed on for
 // delivery (accept and add-header).
 func (a Action) Delivers() bool { return a == Accept || a == AddHeader }
+
+// ActionSetting is an Action-valued setting that can be left unset. Its
+// zero value is unset, distinct from Accept, so that a configuration field
+// left out means the documented default of its package, never a silent
+// accept. Set makes one; Or reads it with the default filled in.
+//
+// In text (YAML, JSON) it is an action's spelling, or "" for unset.
+type ActionSetting struct {
+	action Action
+	set    bool
+}
+
+// Set returns the setting that says a.
+func Set(a Action) ActionSetting { return ActionSetting{action: a, set: true} }
+
+// IsSet reports whether the setting says an action.
+func (s ActionSetting) IsSet() bool { return s.set }
+
+// Or returns the action the setting says, or def when it is unset.
+func (s ActionSetting) Or(def Action) Action {
+	if !s.set {
+		return def
+	}
+	return s.action
+}
+
+// String returns the action's spelling, or "unset".
+func (s ActionSetting) String() string {
+	if !s.set {
+		return "unset"
+	}
+	return s.action.String()
+}
+
+// MarshalText implements encoding.TextMarshaler; unset is "".
+func (s ActionSetting) MarshalText() ([]byte, error) {
+	if !s.set {
+		return []byte{}, nil
+	}
+	return s.action.MarshalText()
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler; "" is unset.
+func (s *ActionSetting) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*s = ActionSetting{}
+		return nil
+	}
+	a, err := ParseAction(string(b))
+	if err != nil {
+		return err
+	}
+	*s = Set(a)
+	return nil
+}

@@ -34,8 +34,24 @@
 // and its score only) or quarantine. A panic becomes NAME_PANIC and a
 // tempfail, never a crash and never a pass. A filter that is not Ready makes
 // its stage answer tempfail. Every per-filter deadline holds even when the
-// filter ignores its context. Replies come from one place, ReplyFor: a
-// temporary problem is a 4xx, never a 5xx, and the text is generic.
+// filter ignores its context.
+//
+// # Replies
+//
+// Reply is the one SMTP reply shape of the project. Actions become replies
+// in ReplyFor and errors in ErrorReply: an error that knows its reply
+// implements Replier (a *LimitError for the message size is 552 5.3.4),
+// a deadline is 451 4.4.2, and anything unclassified is 451 4.3.0, never a
+// 5xx. The text is generic and one printable line; details go to the log.
+// Quarantine answers 250 "Message held for inspection", to be sent only
+// once the hold is durable.
+//
+// # Settings
+//
+// A zero setting means its documented default: the zero Policy adds a
+// header at 5 points and rejects at 15 (DefaultPolicy), and an Action
+// setting that must be able to say "unset" is an ActionSetting, whose zero
+// value is unset and distinct from Set(Accept).
 //
 // # Composition
 //

@@ -45,3 +45,20 @@ func (e *LimitError) Is(target error) bool { return target == ErrLimit }
 // Symbol is the name of the symbol a pipeline adds for this error, e.g.
 // MIME_LIMIT_DEPTH.
 func (e *LimitError) Symbol() string { return "MIME_LIMIT_" + SymbolName(string(e.Limit)) }
+
+// Reply implements Replier: the message or one header too big is 552
+// 5.3.4 (RFC 3463 "message too big for system"); a MIME structure past its
+// depth, part or decoded-size limit is 554 5.6.0 (the content, not the
+// system, is the problem). A limit this package does not know is the
+// generic 451: never a 5xx for something unclassified.
+func (e *LimitError) Reply() Reply {
+	switch e.Limit {
+	case LimitMessageBytes:
+		return Reply{Code: 552, Enhanced: "5.3.4", Text: "Message too big"}
+	case LimitHeaderBytes:
+		return Reply{Code: 552, Enhanced: "5.3.4", Text: "Message header too big"}
+	case LimitDepth, LimitParts, LimitDecodedBytes:
+		return Reply{Code: 554, Enhanced: "5.6.0", Text: "Message structure exceeds limits"}
+	}
+	return replyLocal
+}

@@ -37,12 +37,12 @@ func ExamplePipeline() {
 	for _, s := range v.Symbols {
 		fmt.Println(s)
 	}
-	fmt.Println(v.Headers[filter.HeaderSpamStatus])
+	fmt.Println(v.Header(filter.HeaderSpamStatus))
 	// Output:
 	// add-header 5 250 2.0.0 OK
 	// CLIENT_LOOPBACK(-1.00) "127.0.0.1"
 	// SUBJECT_LOTTERY(6.00) "lottery in Subject"
-	// Yes, score=5.00 required=5.00 tests=CLIENT_LOOPBACK,SUBJECT_LOTTERY
+	// Yes, score=5.00 required=5.00 reject=15.00 tests=CLIENT_LOOPBACK,SUBJECT_LOTTERY
 }
 
 func ExampleMessage_Walk() {

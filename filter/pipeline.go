@@ -89,7 +89,7 @@ func (p *Pipeline) CheckAll(ctx context.Context, m *Message) Verdict {
 	var syms []Symbol
 	demanded := Accept
 	last := Connect
-	for _, s := range Stages {
+	for _, s := range Stages() {
 		last = s
 		st := p.run(ctx, s, m)
 		syms = append(syms, st.symbols...)

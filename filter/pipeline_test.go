@@ -75,13 +75,19 @@ func TestPolicyThresholds(t *testing.T) {
 		v := p.Decide(Data, []Symbol{{Name: "X", Score: tt.score}}, tt.demanded)
 		assert.Equal(t, tt.want, v.Action, "score %v demanded %v", tt.score, tt.demanded)
 	}
-	// The zero policy has no thresholds: only demands count.
-	assert.Equal(t, Accept, Policy{}.Decide(Data, []Symbol{{Name: "X", Score: 1000}}, Accept).Action)
+	// The zero policy is the default one: GTUBE's 1000 points are no pass.
+	assert.Equal(t, Reject, Policy{}.Decide(Data, []Symbol{{Name: "X", Score: 1000}}, Accept).Action)
+	assert.Equal(t, AddHeader, Policy{OnError: FailOpen}.Decide(Data, []Symbol{{Name: "X", Score: 5}}, Accept).Action,
+		"a zero threshold in a partly filled policy is the default too")
+	// A negative threshold disables it: only demands count.
+	off := Policy{AddHeaderScore: -1, RejectScore: -1}
+	assert.Equal(t, Accept, off.Decide(Data, []Symbol{{Name: "X", Score: 1000}}, Accept).Action)
+	assert.Equal(t, Quarantine, off.Decide(Data, []Symbol{{Name: "X", Score: 1000}}, Quarantine).Action)
 }
 
 func TestReplies(t *testing.T) {
 	for _, a := range []Action{Accept, AddHeader, Quarantine, Tempfail, Discard, Reject} {
-		for _, s := range Stages {
+		for _, s := range Stages() {
 			r := ReplyFor(a, s)
 			switch a {
 			case Tempfail:
@@ -90,8 +96,10 @@ func TestReplies(t *testing.T) {
 			case Reject:
 				assert.GreaterOrEqual(t, r.Code, 550)
 				assert.Equal(t, "5.7.1", r.Enhanced)
+			case Quarantine:
+				assert.Equal(t, Reply{250, "2.0.0", "Message held for inspection"}, r, "the sender learns the mail was held")
 			default:
-				assert.Equal(t, 250, r.Code)
+				assert.Equal(t, Reply{250, "2.0.0", "OK"}, r)
 			}
 		}
 	}
@@ -269,8 +277,8 @@ func TestPipelineDeterministic(t *testing.T) {
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"action":"quarantine","score":5.6,
 		"symbols":[{"name":"A","score":1.5,"detail":"w"},{"name":"A","score":1.5,"detail":"x"},{"name":"B","score":2,"detail":""},{"name":"C","score":0.1,"detail":""},{"name":"DNS_FAIL","score":0.5,"detail":"timeout"}],
-		"reply":{"code":250,"enhanced":"2.0.0","text":"OK"},
-		"headers":{"X-Portcullis-Verdict":"quarantine; score=5.60","X-Spam-Status":"Yes, score=5.60 required=5.00 tests=A,B,C,DNS_FAIL"}}`, string(b))
+		"reply":{"code":250,"enhanced":"2.0.0","text":"Message held for inspection"},
+		"headers":[{"name":"X-Spam-Status","value":"Yes, score=5.60 required=5.00 reject=15.00 tests=A,B,C,DNS_FAIL"},{"name":"X-Portcullis-Verdict","value":"quarantine; score=5.60"}]}`, string(b))
 }
 
 func TestParentContextCancelled(t *testing.T) {

@@ -69,23 +69,26 @@ type FilterPolicy struct {
 // the decision (policy): the same symbols can mean add-header for one site
 // and reject for another.
 //
-// The zero Policy has no score thresholds (only demanded actions count),
-// a 30 s timeout per filter, FailTempfail for every filter, and quarantines
-// messages that exceed a parse limit. DefaultPolicy has thresholds.
+// The zero Policy is DefaultPolicy: add a header at 5, reject at 15, a
+// 30 s timeout per filter, FailTempfail for every filter, and quarantine
+// for a message that exceeds a parse limit. A zero field always means its
+// default; a negative threshold disables it.
 type Policy struct {
 	// Score thresholds: a total score at or above one yields its action.
-	// Zero disables a threshold.
+	// Zero means the default (DefaultAddHeaderScore, no quarantine
+	// threshold, DefaultRejectScore); a negative value disables one.
 	AddHeaderScore  float64
 	QuarantineScore float64
 	RejectScore     float64
 
-	// Timeout bounds each filter's Check; 0 means 30 s.
+	// Timeout bounds each filter's Check; 0 means DefaultTimeout.
 	Timeout time.Duration
 	// OnError is the failure mode of filters that Filters does not name.
 	OnError FailMode
 	// OnLimit is the action demanded when a message exceeds a parse limit
-	// (Limits). Accept, the zero value, means the default: Quarantine.
-	OnLimit Action
+	// (Limits). Unset (the zero value) means Quarantine; Set(Accept)
+	// really accepts.
+	OnLimit ActionSetting
 	// Filters holds per-filter settings by filter name.
 	Filters map[string]FilterPolicy
 }
@@ -93,11 +96,36 @@ type Policy struct {
 // DefaultTimeout is a filter's deadline when the policy names none.
 const DefaultTimeout = 30 * time.Second
 
-// DefaultPolicy returns thresholds in the spirit of SpamAssassin and rspamd:
-// add a header at 5, reject at 15; failures tempfail.
+// Default score thresholds, in the spirit of SpamAssassin and rspamd.
+const (
+	DefaultAddHeaderScore = 5
+	DefaultRejectScore    = 15
+)
+
+// DefaultPolicy returns the policy the zero Policy means, with its
+// thresholds spelled out: add a header at 5, reject at 15; failures
+// tempfail.
 func DefaultPolicy() Policy {
-	return Policy{AddHeaderScore: 5, RejectScore: 15}
+	return Policy{AddHeaderScore: DefaultAddHeaderScore, RejectScore: DefaultRejectScore}
 }
+
+// threshold resolves a threshold field: 0 is def, negative is disabled
+// (ok false).
+func threshold(v, def float64) (float64, bool) {
+	switch {
+	case v == 0:
+		return def, def != 0
+	case v < 0:
+		return 0, false
+	}
+	return v, true
+}
+
+func (p Policy) addHeaderScore() (float64, bool) {
+	return threshold(p.AddHeaderScore, DefaultAddHeaderScore)
+}
+func (p Policy) quarantineScore() (float64, bool) { return threshold(p.QuarantineScore, 0) }
+func (p Policy) rejectScore() (float64, bool)     { return threshold(p.RejectScore, DefaultRejectScore) }
 
 func (p Policy) filterPolicy(name string) FilterPolicy {
 	fp, ok := p.Filters[name]
@@ -113,62 +141,51 @@ func (p Policy) filterPolicy(name string) FilterPolicy {
 	return fp
 }
 
-func (p Policy) limitAction() Action {
-	if p.OnLimit == Accept {
-		return Quarantine
-	}
-	return p.OnLimit
-}
+func (p Policy) limitAction() Action { return p.OnLimit.Or(Quarantine) }
 
 // scoreAction is the action the thresholds give a score.
 func (p Policy) scoreAction(score float64) Action {
-	switch {
-	case p.RejectScore != 0 && score >= p.RejectScore:
+	if t, ok := p.rejectScore(); ok && score >= t {
 		return Reject
-	case p.QuarantineScore != 0 && score >= p.QuarantineScore:
+	}
+	if t, ok := p.quarantineScore(); ok && score >= t {
 		return Quarantine
-	case p.AddHeaderScore != 0 && score >= p.AddHeaderScore:
+	}
+	if t, ok := p.addHeaderScore(); ok && score >= t {
 		return AddHeader
 	}
 	return Accept
 }
 
-// Reply is an SMTP reply: code, enhanced status code (RFC 3463) and text.
-type Reply struct {
-	Code     int    `json:"code"`
-	Enhanced string `json:"enhanced"`
-	Text     string `json:"text"`
-}
-
-func (r Reply) String() string { return fmt.Sprintf("%d %s %s", r.Code, r.Enhanced, r.Text) }
-
-// Temporary reports whether the reply is a 4xx.
-func (r Reply) Temporary() bool { return r.Code >= 400 && r.Code < 500 }
-
-// ReplyFor is the one place where actions become SMTP replies. The text is
-// generic on purpose: what a filter found is for the logs and headers, not
-// for the peer. A temporary problem is never a 5xx.
-func ReplyFor(a Action, s Stage) Reply {
-	switch a {
-	case Tempfail:
-		return Reply{Code: 451, Enhanced: "4.7.1", Text: "Temporary failure, please try again later"}
-	case Reject:
-		if s == Connect {
-			return Reply{Code: 554, Enhanced: "5.7.1", Text: "Access denied"}
-		}
-		return Reply{Code: 550, Enhanced: "5.7.1", Text: "Message refused by policy"}
-	}
-	return Reply{Code: 250, Enhanced: "2.0.0", Text: "OK"}
+// Header is one header field a verdict adds to the message.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
 }
 
 // Verdict is the pipeline's decision on a message at a stage.
 type Verdict struct {
-	Action  Action            `json:"action"`
-	Score   float64           `json:"score"`
-	Symbols []Symbol          `json:"symbols"`
-	Reply   Reply             `json:"reply"`
-	Headers map[string]string `json:"headers"`
-	Stage   Stage             `json:"-"`
+	Action  Action   `json:"action"`
+	Score   float64  `json:"score"`
+	Symbols []Symbol `json:"symbols"`
+	Reply   Reply    `json:"reply"`
+	// Headers are the header fields to add, in the order to write them.
+	Headers []Header `json:"headers"`
+	// MessageID is the transaction's ID (Transaction.ID), "" for a
+	// one-shot Check; log lines about the message carry it.
+	MessageID string `json:"message_id,omitempty"`
+	Stage     Stage  `json:"-"`
+}
+
+// Header returns the value of the first verdict header named name (case
+// insensitive), or "".
+func (v Verdict) Header(name string) string {
+	for _, h := range v.Headers {
+		if strings.EqualFold(h.Name, name) {
+			return h.Value
+		}
+	}
+	return ""
 }
 
 // Has reports whether the verdict carries a symbol of that name.
@@ -216,14 +233,35 @@ func roundScore(f float64) float64 {
 	return r
 }
 
-func (p Policy) headers(v Verdict) map[string]string {
-	required := p.AddHeaderScore
-	if required == 0 {
-		required = p.RejectScore
+// headers builds the verdict's header fields, X-Spam-Status first. The
+// status names the thresholds that decided ("required" is the lowest one in
+// force, as in SpamAssassin; "quarantine" and "reject" follow when set), so
+// a reader of the message can tell why it was judged so.
+func (p Policy) headers(v Verdict) []Header {
+	add, addOK := p.addHeaderScore()
+	quar, quarOK := p.quarantineScore()
+	rej, rejOK := p.rejectScore()
+	required, reqOK := add, addOK
+	if !reqOK {
+		required, reqOK = quar, quarOK
+	}
+	if !reqOK {
+		required, reqOK = rej, rejOK
 	}
 	flag := "No"
-	if (required != 0 && v.Score >= required) || v.Action == AddHeader || v.Action == Reject {
+	if (reqOK && v.Score >= required) || v.Action == AddHeader || v.Action == Reject {
 		flag = "Yes"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s, score=%.2f", flag, v.Score)
+	if reqOK {
+		fmt.Fprintf(&b, " required=%.2f", required)
+	}
+	if quarOK && quar != required {
+		fmt.Fprintf(&b, " quarantine=%.2f", quar)
+	}
+	if rejOK && rej != required {
+		fmt.Fprintf(&b, " reject=%.2f", rej)
 	}
 	names := make([]string, 0, len(v.Symbols))
 	for _, s := range v.Symbols {
@@ -231,9 +269,9 @@ func (p Policy) headers(v Verdict) map[string]string {
 			names = append(names, s.Name)
 		}
 	}
-	status := fmt.Sprintf("%s, score=%.2f required=%.2f tests=%s", flag, v.Score, required, strings.Join(names, ","))
-	return map[string]string{
-		HeaderSpamStatus: status,
-		HeaderVerdict:    fmt.Sprintf("%s; score=%.2f", v.Action, v.Score),
+	fmt.Fprintf(&b, " tests=%s", strings.Join(names, ","))
+	return []Header{
+		{Name: HeaderSpamStatus, Value: b.String()},
+		{Name: HeaderVerdict, Value: fmt.Sprintf("%s; score=%.2f", v.Action, v.Score)},
 	}
 }

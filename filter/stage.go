@@ -11,16 +11,17 @@ import (
 type Stage int
 
 const (
-	Connect  Stage = iota // client IP and HELO known
+	Connect  Stage = iota // client IP (and TLS, AUTH user) known
+	Helo                  // the HELO/EHLO name known
 	MailFrom              // MAIL FROM known
-	Rcpt                  // one or more RCPT TO known
+	Rcpt                  // one more RCPT TO known (RecipientOf says which)
 	Data                  // the whole message known
 )
 
-// Stages lists every stage in transaction order.
-var Stages = []Stage{Connect, MailFrom, Rcpt, Data}
+// Stages returns every stage in transaction order.
+func Stages() []Stage { return []Stage{Connect, Helo, MailFrom, Rcpt, Data} }
 
-var stageNames = [...]string{Connect: "connect", MailFrom: "mailfrom", Rcpt: "rcpt", Data: "data"}
+var stageNames = [...]string{Connect: "connect", Helo: "helo", MailFrom: "mailfrom", Rcpt: "rcpt", Data: "data"}
 
 func (s Stage) String() string {
 	if s < 0 || int(s) >= len(stageNames) {
@@ -29,7 +30,7 @@ func (s Stage) String() string {
 	return stageNames[s]
 }
 
-// ParseStage parses "connect", "mailfrom", "rcpt" or "data".
+// ParseStage parses "connect", "helo", "mailfrom", "rcpt" or "data".
 func ParseStage(s string) (Stage, error) {
 	for i, n := range stageNames {
 		if strings.EqualFold(s, n) {

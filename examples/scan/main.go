@@ -19,7 +19,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"sort"
 	"strings"
 
 	"github.com/portcullis-mail/portcullis/filter"
@@ -185,14 +184,9 @@ func printVerdict(w io.Writer, format string, v filter.Verdict) error {
 			fmt.Fprintf(w, "  %-28s %6.2f  %s\n", s.Name, s.Score, s.Detail)
 		}
 	}
-	keys := make([]string, 0, len(v.Headers))
-	for k := range v.Headers {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	fmt.Fprintln(w, "headers:")
-	for _, k := range keys {
-		fmt.Fprintf(w, "  %s: %s\n", k, v.Headers[k])
+	for _, h := range v.Headers {
+		fmt.Fprintf(w, "  %s: %s\n", h.Name, h.Value)
 	}
 	return nil
 }

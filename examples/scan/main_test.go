@@ -43,7 +43,12 @@ func TestJSONSchema(t *testing.T) {
 	assert.IsType(t, float64(0), reply["code"])
 	assert.IsType(t, "", reply["enhanced"])
 	assert.IsType(t, "", reply["text"])
-	assert.Contains(t, v["headers"], "X-Spam-Status")
+	require.IsType(t, []any{}, v["headers"])
+	hdrs := v["headers"].([]any)
+	require.NotEmpty(t, hdrs)
+	first := hdrs[0].(map[string]any)
+	assert.Equal(t, "X-Spam-Status", first["name"], "headers are an ordered list, X-Spam-Status first")
+	assert.Contains(t, first["value"], "required=5.00 reject=15.00")
 }
 
 func TestStdinAndText(t *testing.T) {

@@ -44,7 +44,7 @@ type Policy struct {
 	Reject     float64                 `yaml:"reject"`
 	Timeout    Duration                `yaml:"timeout"`
 	OnError    filter.FailMode         `yaml:"on_error"`
-	OnLimit    filter.Action           `yaml:"on_limit"`
+	OnLimit    filter.ActionSetting    `yaml:"on_limit"`
 	Filters    map[string]FilterPolicy `yaml:"filters"`
 }
 
