@@ -287,7 +287,7 @@ func compileRule(r *Rule, lim Limits) (*crule, error) {
 		c.Domains = append(c.Domains, strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), "."))
 	}
 	if r.Kind == Header {
-		c.hdr = parseHeaderSpec(r.Field)
+		c.hdr = parseHeaderSpec(r.Field, r.sa)
 	}
 	return c, nil
 }
@@ -473,11 +473,25 @@ func (c *crule) keys() []string {
 		// text; only when IfUnset cannot hit may the rule be skipped.
 		return nil
 	}
+	if c.Kind == Header && c.hdr.sa != nil && c.hdr.sa.envFrom {
+		return nil // the envelope is not in the header text
+	}
 	re, err := syntax.Parse(c.re.String(), syntax.Perl)
 	if err != nil {
 		return nil
 	}
-	return literal.Required(re.Simplify())
+	keys := literal.Required(re.Simplify())
+	if c.Kind == Header && c.hdr.sa != nil {
+		// SpamAssassin joins repeated fields into one string: a literal
+		// that spans a line end may span two fields, which the header
+		// text the prefilter scans keeps apart.
+		for _, k := range keys {
+			if strings.ContainsAny(k, "\r\n") {
+				return nil
+			}
+		}
+	}
+	return keys
 }
 
 // Thresholds returns the set's thresholds.

@@ -42,6 +42,15 @@
 // (X-Spam-Relays-*), and meta rules that depend on any of them are skipped
 // and counted by reason in the set's LoadReport: never silently.
 //
+// Imported header rules test the string SpamAssassin's do (saheader.go):
+// the values of repeated fields joined, each ended by a newline; "ALL"
+// with the field names as written; the pseudo-headers "ALL", "MESSAGEID"
+// (matched case-sensitively), "ToCc" and "EnvelopeFrom"; and a missing
+// header tested as "" or the rule's [if-unset:] value. A rule without a
+// score line scores 1 (T_ rules 0.01), negated for tflags nice, as in
+// SpamAssassin's Conf/Parser.pm. The tests compare these answers with
+// spamassassin's own on the same rule files and messages.
+//
 // # Hot reload and failure semantics
 //
 // An Engine serves one compiled Set behind an atomic pointer: a Check

@@ -319,6 +319,11 @@ type hfield struct {
 	key  string // lower case
 	raw  string // unfolded, not decoded
 	text string // RFC 2047 decoded
+
+	// As SpamAssassin sees the field (saheader.go).
+	name   string // as written
+	saRaw  string // the raw value: everything after the colon, folding kept, LF line ends
+	saText string // unfolded, trimmed, decoded, without the final newline
 }
 
 func (v *view) headerFields() []hfield {
@@ -334,7 +339,9 @@ func (v *view) headerFields() []hfield {
 		if err != nil {
 			text = raw
 		}
-		v.fields = append(v.fields, hfield{key: strings.ToLower(f.Key()), raw: raw, text: unfold(text)})
+		name, saRaw := saRawField(f)
+		v.fields = append(v.fields, hfield{key: strings.ToLower(f.Key()), raw: raw, text: unfold(text),
+			name: name, saRaw: saRaw, saText: saUnfold(text)})
 	}
 	return v.fields
 }
@@ -352,9 +359,13 @@ func unfold(s string) string {
 type headerSpec struct {
 	names []string // lower case; nil for all headers
 	mod   string
+	sa    *saHeaderSpec // a SpamAssassin rule's field (saheader.go)
 }
 
-func parseHeaderSpec(field string) headerSpec {
+func parseHeaderSpec(field string, sa bool) headerSpec {
+	if sa {
+		return parseSAHeaderSpec(field)
+	}
 	name, mod, _ := strings.Cut(field, ":")
 	var hs headerSpec
 	hs.mod = strings.ToLower(mod)
@@ -371,6 +382,9 @@ func parseHeaderSpec(field string) headerSpec {
 }
 
 func (v *view) headerValues(hs headerSpec) []string {
+	if hs.sa != nil {
+		return v.saHeaderValue(hs.sa)
+	}
 	fields := v.headerFields()
 	if hs.names == nil {
 		var b strings.Builder
@@ -459,8 +473,18 @@ func (v *view) text(sc scope) string {
 			b.WriteString(": ")
 			b.WriteString(f.text)
 			if f.raw != f.text {
-				b.WriteString("\n")
+				b.WriteString("\n ") // SpamAssassin's raw values start with the space
 				b.WriteString(f.raw)
+			}
+			// What SpamAssassin's rules see, so that the prefilter finds
+			// their literals.
+			if f.saText != f.text {
+				b.WriteString("\n")
+				b.WriteString(f.saText)
+			}
+			if r := saRawFold.ReplaceAllString(f.saRaw, " "); r != " "+f.raw+"\n" {
+				b.WriteString("\n")
+				b.WriteString(r)
 			}
 			b.WriteByte('\n')
 		}

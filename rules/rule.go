@@ -60,6 +60,7 @@ type Rule struct {
 	Line int
 
 	quiet bool // a SpamAssassin rule scored 0: evaluated for meta rules, never reported
+	sa    bool // imported from SpamAssassin: its header semantics (saheader.go)
 }
 
 // Thresholds turn a set's score into an action, for the regression gate

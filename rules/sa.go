@@ -167,7 +167,7 @@ func (p *saParser) directive(file string, line int, directive, rest string) {
 	arg = strings.TrimSpace(arg)
 	switch directive {
 	case "header", "body", "rawbody", "full", "uri", "meta", "mimeheader":
-		r := &saRule{Rule: Rule{Name: name, File: file, Line: line}, kindText: directive}
+		r := &saRule{Rule: Rule{Name: name, File: file, Line: line, sa: true}, kindText: directive}
 		p.define(r, arg)
 		if _, ok := p.rules[name]; !ok {
 			p.order = append(p.order, name)
@@ -253,8 +253,10 @@ func (p *saParser) define(r *saRule, arg string) {
 		if saPseudo.MatchString(r.Field) {
 			skip(ReasonPseudo, r.Field)
 		}
-		if strings.EqualFold(r.Field, "EnvelopeFrom") {
-			r.Field = "Return-Path:addr"
+		for _, m := range strings.Split(r.Field, ":")[1:] {
+			if !saHeaderMods[m] {
+				skip(ReasonUnsupported, "header modifier :"+m)
+			}
 		}
 	}
 }
@@ -307,15 +309,7 @@ func (p *saParser) finish(sp *spec) {
 		if skipped[r.Name] {
 			continue
 		}
-		r.Score = 1
-		if strings.HasPrefix(r.Name, "__") {
-			r.Score = 0
-		} else if strings.HasPrefix(r.Name, "T_") {
-			r.Score = 0.01
-		}
-		if v, ok := p.scores[r.Name]; ok {
-			r.Score = v
-		}
+		r.Score = p.score(r.Name)
 		r.Description = p.descr[r.Name]
 		// SpamAssassin does not report a rule scored 0; it may still
 		// feed meta rules.
@@ -327,6 +321,29 @@ func (p *saParser) finish(sp *spec) {
 		sp.thresholds = p.thresh
 	}
 }
+
+// score is a rule's score in SpamAssassin's score set 0 (no Bayes, no
+// network tests). A rule without a score line gets 1, a T_ rule 0.01, and
+// a nice rule the negative of that (Conf/Parser.pm, fix_tests); a __ rule
+// is never scored.
+func (p *saParser) score(name string) float64 {
+	if strings.HasPrefix(name, "__") {
+		return 0
+	}
+	if v, ok := p.scores[name]; ok {
+		return v
+	}
+	v := 1.0
+	if strings.HasPrefix(name, "T_") {
+		v = 0.01
+	}
+	if saNice.MatchString(p.tflags[name]) {
+		v = -v
+	}
+	return v
+}
+
+var saNice = regexp.MustCompile(`\bnice\b`)
 
 var saTag = regexp.MustCompile(`<([A-Z0-9_]+)>`)
 
@@ -356,9 +373,6 @@ func (p *saParser) translate(r *saRule) {
 			unset = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "]"))
 		}
 		r.IfUnset = &unset
-		if strings.EqualFold(r.Field, "ALL") {
-			r.Field = ""
-		}
 	}
 }
 

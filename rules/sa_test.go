@@ -3,6 +3,7 @@ package rules
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -193,5 +194,38 @@ func TestDefaultSet(t *testing.T) {
 	both := mustBuild(t, Config{Default: true, Files: []string{extra}})
 	if both.Len() != s.Len()+1 || !strings.Contains(both.Rules()[s.Len()].File, "extra.yaml") {
 		t.Fatalf("default plus file: %d rules", both.Len())
+	}
+}
+
+// TestSAHeaderSemantics: header rules see what SpamAssassin's see (joined
+// repeated fields, names as written in ALL, pseudo-headers named exactly,
+// nice rules scored -1), checked against a fixed answer and, when it is
+// installed, against spamassassin itself.
+func TestSAHeaderSemantics(t *testing.T) {
+	want := map[string]float64{
+		"ALL_CASE": 1, "FROM_NAME": 1, "MISSING_NEG": 1, "MISSING_UNSET": 1,
+		"MSGID_ORDER": 1, "MSGID_PSEUDO": 1, "NICE_DEFAULT": -1, "RCVD_ANCHOR_M": 1,
+		"RCVD_END": 1, "RCVD_FIRST": 1, "RCVD_FOLDED": 1, "RCVD_SPAN": 1, "SUBJ_DECODED": 1,
+		"SUBJ_RAW": 1, "TO_ADDRS": 1, "T_NICE_DEFAULT": -0.01,
+	}
+	const cf = "testdata/sa-headers.cf"
+	raw := []byte(readTestdata(t, "sa-headers.eml"))
+	for _, pre := range []bool{true, false} {
+		s := mustBuild(t, Config{Files: []string{cf}, NoPrefilter: !pre})
+		ev, err := s.Evaluate(context.Background(), filter.NewMessageBytes(filter.Envelope{}, raw, filter.Limits{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]float64{}
+		for _, sym := range ev.Symbols {
+			got[sym.Name] = sym.Score
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("prefilter %v: hits\n got %v\nwant %v", pre, got, want)
+		}
+	}
+	sa := spamassassin(t, []string{cf}, [][]byte{mboxEscape(raw)})
+	if !maps.Equal(sa[0].Hits, want) {
+		t.Errorf("spamassassin's hits\n got %v\nwant %v", sa[0].Hits, want)
 	}
 }

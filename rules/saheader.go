@@ -1,0 +1,212 @@
+package rules
+
+import (
+	"regexp"
+	"strings"
+
+	"github.com/emersion/go-message"
+)
+
+// SpamAssassin's header rules test one string per rule, built the way
+// Mail::SpamAssassin::PerMsgStatus::get and Plugin::Check build it:
+//
+//   - a named header: every field of that name, each value unfolded
+//     ("\n" and the white space after it become one space), trimmed,
+//     RFC 2047 decoded and ended with "\n", joined in message order, so
+//     that "Received" is all the Received lines in one string;
+//   - :raw: each raw value (everything after the colon, folding undone the
+//     same way, leading space kept), joined;
+//   - :addr and :name: the addresses or display names of every field, one
+//     per line;
+//   - :first and :last: only the topmost or the last field;
+//   - ALL: every field as "Name: value\n" with the name as written, in
+//     order (ALL:raw: the header as received);
+//   - ToCc: To then Cc; MESSAGEID: X-Message-Id, Resent-Message-Id,
+//     X-Original-Message-ID then Message-Id; EnvelopeFrom: the envelope
+//     sender.
+//
+// "ALL" and "MESSAGEID" are matched case-sensitively, "ToCc" and
+// "EnvelopeFrom" not, and any other name is a header name (so "MessageId"
+// is a header of that name, which no message has). A missing header is
+// tested as the rule's [if-unset: ] value, "" when it gives none.
+
+// saHeaderSpec is a SpamAssassin rule's header field.
+type saHeaderSpec struct {
+	names       []string // lower case, in the order their values are joined
+	all         bool     // ALL
+	envFrom     bool     // EnvelopeFrom
+	raw         bool
+	addr, dname bool // :addr, :name
+	first, last bool
+}
+
+// saHeaderMods are the modifiers the importer accepts; others (:host,
+// :domain, :ip, :revip) are skipped as unsupported.
+var saHeaderMods = map[string]bool{"raw": true, "addr": true, "name": true, "first": true, "last": true}
+
+func parseSAHeaderSpec(field string) headerSpec {
+	parts := strings.Split(field, ":")
+	name := parts[0]
+	hs := &saHeaderSpec{}
+	mod := ""
+	for _, m := range parts[1:] {
+		switch m {
+		case "raw":
+			hs.raw = true
+		case "addr":
+			hs.addr = true
+		case "name":
+			hs.dname = true
+		case "first":
+			hs.first = true
+		case "last":
+			hs.last = true
+		}
+		if m == "addr" || m == "name" || (m == "raw" && mod == "") {
+			mod = m
+		}
+	}
+	switch {
+	case name == "ALL":
+		hs.all = true
+	case strings.EqualFold(name, "EnvelopeFrom"):
+		hs.envFrom = true
+	case strings.EqualFold(name, "ToCc"):
+		hs.names = []string{"to", "cc"}
+	case name == "MESSAGEID":
+		hs.names = []string{"x-message-id", "resent-message-id", "x-original-message-id", "message-id"}
+	default:
+		hs.names = []string{strings.ToLower(name)}
+	}
+	return headerSpec{names: hs.names, mod: mod, sa: hs}
+}
+
+// saRawField returns a field's name as written and its raw value as
+// SpamAssassin keeps it.
+func saRawField(f message.HeaderFields) (name, raw string) {
+	b, err := f.Raw()
+	if err != nil || len(b) == 0 {
+		return f.Key(), " " + f.Value() + "\n"
+	}
+	s := string(b)
+	i := strings.IndexByte(s, ':')
+	if i < 0 {
+		return f.Key(), " " + f.Value() + "\n"
+	}
+	name = strings.TrimRight(s[:i], " \t")
+	raw = strings.ReplaceAll(s[i+1:], "\r\n", "\n")
+	if !strings.HasSuffix(raw, "\n") {
+		raw += "\n"
+	}
+	return name, raw
+}
+
+var (
+	saFold    = regexp.MustCompile(`\n[ \t]+`)
+	saRawFold = regexp.MustCompile(`\r?\n\s+`)
+)
+
+// saUnfold is Node::header's treatment of a value: folding becomes one
+// space, surrounding white space goes.
+func saUnfold(s string) string {
+	if strings.ContainsAny(s, "\r\n") {
+		s = saFold.ReplaceAllString(strings.ReplaceAll(s, "\r\n", "\n"), " ")
+	}
+	return strings.TrimSpace(s)
+}
+
+// saHeaderValue returns the one string a SpamAssassin header rule tests,
+// or nil when the header is missing.
+func (v *view) saHeaderValue(hs *saHeaderSpec) []string {
+	fields := v.headerFields()
+	if hs.envFrom {
+		if a, ok := v.envelopeFrom(); ok {
+			return []string{a}
+		}
+		return nil
+	}
+	if hs.all {
+		if len(fields) == 0 {
+			return nil
+		}
+		var b strings.Builder
+		for _, f := range fields {
+			b.WriteString(f.name)
+			b.WriteString(":")
+			if hs.raw {
+				b.WriteString(f.saRaw)
+				continue
+			}
+			b.WriteString(" ")
+			b.WriteString(f.saText)
+			b.WriteByte('\n')
+		}
+		return []string{b.String()}
+	}
+	var vals []string
+	for _, n := range hs.names {
+		for _, f := range fields {
+			if f.key != n {
+				continue
+			}
+			switch {
+			case hs.raw || hs.addr || hs.dname:
+				// SpamAssassin parses addresses from the raw value.
+				vals = append(vals, saRawFold.ReplaceAllString(f.saRaw, " "))
+			default:
+				vals = append(vals, f.saText+"\n")
+			}
+		}
+	}
+	if len(vals) == 0 {
+		return nil
+	}
+	if hs.first {
+		vals = vals[:1]
+	} else if hs.last {
+		vals = vals[len(vals)-1:]
+	}
+	if hs.addr || hs.dname {
+		var out []string
+		for _, x := range vals {
+			out = append(out, addrParts(strings.TrimSpace(x), hs.addr)...)
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		return []string{strings.Join(out, "\n")}
+	}
+	return []string{strings.Join(vals, "")}
+}
+
+// envelopeFrom is SpamAssassin's EnvelopeFrom: the MAIL FROM the gateway
+// received when it knows the envelope, otherwise what the header says the
+// envelope sender was.
+func (v *view) envelopeFrom() (string, bool) {
+	e := v.m.Envelope
+	if e.MailFrom != "" || len(e.RcptTo) > 0 || e.ClientIP.IsValid() || e.Helo != "" {
+		return e.MailFrom, true
+	}
+	// A header below a Received line may have been added before a list
+	// re-sent the message with a new envelope sender.
+	fields := v.headerFields()
+	for _, n := range []string{"x-envelope-from", "envelope-sender", "return-path"} {
+		received := false
+		for _, f := range fields {
+			if f.key == "received" {
+				received = true
+			}
+			if f.key != n {
+				continue
+			}
+			if a := addrParts(strings.TrimSpace(f.saRaw), true); len(a) > 0 && !received {
+				return a[0], true
+			}
+			if n == "x-envelope-from" {
+				return "", false
+			}
+			break
+		}
+	}
+	return "", false
+}
