@@ -12,6 +12,15 @@
 // up but could not judge these bytes (a corrupt attachment, a member larger
 // than its limit); anything else means the engine is unavailable.
 //
+// Engines cannot vouch for what they did not read. An engine that knows
+// the largest input it scans whole is a Limiter (clamd reads its limits
+// from clamd.conf or Config.MaxSize; ICAP from Config.MaxSize; WithLimit
+// gives any engine one), and every answer about more bytes is partial
+// (ErrSizeLimit: symbol AV_PARTIAL, Config.OnError) whatever the engine
+// said, because engines answer "clean" for what they skip; a detection in
+// the part read still counts. An ICAP answer to the preview alone is
+// partial too (the server never read the rest).
+//
 // # Multi-engine policy
 //
 // Multi asks its engines concurrently for every scan and combines the

@@ -102,3 +102,60 @@ func (f *funcEngine) Name() string { return f.name }
 func (f *funcEngine) Scan(ctx context.Context, r io.Reader) (Result, error) {
 	return f.scan(ctx, r)
 }
+
+// Limiter is implemented by engines that know the largest input they scan
+// whole: clamd's StreamMaxLength, MaxFileSize and MaxScanSize, an ICAP
+// service's object size limit. Engines do not always say when they stop
+// reading (clamd without AlertExceedsMax answers OK for a file beyond
+// MaxFileSize it never scanned; ICAP services echo what they pass
+// unscanned), so Multi treats every answer for an input larger than
+// ScanLimit as partial (ErrSizeLimit), whatever the engine said; a
+// detection in the part it read still counts. 0 means no known limit.
+type Limiter interface {
+	ScanLimit() int64
+}
+
+// WithLimit gives an engine that cannot tell its limit (a command-line
+// scanner, a vendor's ICAP service whose limit is only in its manual) the
+// largest input it scans whole, as Limiter. The wrapper keeps the engine's
+// Versioner and io.Closer.
+func WithLimit(e Engine, max int64) Engine {
+	if _, ok := e.(Versioner); ok {
+		return &limitedVersioner{limited{Engine: e, max: max}}
+	}
+	return &limited{Engine: e, max: max}
+}
+
+type limited struct {
+	Engine
+	max int64
+}
+
+func (l *limited) ScanLimit() int64 { return l.max }
+
+func (l *limited) Close() error {
+	if c, ok := l.Engine.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+type limitedVersioner struct{ limited }
+
+func (l *limitedVersioner) Version(ctx context.Context) (string, error) {
+	return l.Engine.(Versioner).Version(ctx)
+}
+
+// scanLimit is an engine's known limit, 0 when it has none.
+func scanLimit(e Engine) int64 {
+	if l, ok := e.(Limiter); ok {
+		return max(l.ScanLimit(), 0)
+	}
+	return 0
+}
+
+// beyondLimit is the error for an answer about more bytes than the engine
+// scans whole.
+func beyondLimit(engine string, size, limit int64) error {
+	return &ContentError{Reply: fmt.Sprintf("%d bytes, more than %s scans whole (%d)", size, engine, limit), SizeLimit: true}
+}

@@ -202,6 +202,7 @@ type answer struct {
 	err     error // nil, a content error, or the unavailability errors
 	down    []*EngineError
 	cached  bool
+	partial error // the engine answered about more bytes than it scans whole
 	suspect bool
 	rate    float64
 	base    float64
@@ -274,7 +275,13 @@ func (m *Multi) Scan(ctx context.Context, r io.ReaderAt, size int64) (Verdict, e
 			if a.cached {
 				v.Cached++
 			}
+			if a.partial != nil {
+				v.Failures = append(v.Failures, &EngineError{Engine: a.engine, Err: a.partial})
+			}
 			if !a.res.Infected() {
+				if a.partial != nil {
+					continue // not read whole: not a clean answer
+				}
 				clean++
 				continue
 			}
@@ -348,6 +355,7 @@ func (m *Multi) attempt(ctx context.Context, mem *member, r io.ReaderAt, size in
 				m.metrics.Add("portcullis_scanner_cache_hits_total", 1, "engine", name)
 				a.res, a.cached = res, true
 				a.rate, a.base, a.suspect = mem.g.state()
+				a.partial = m.beyond(mem, size)
 				return a
 			}
 			m.metrics.Add("portcullis_scanner_cache_misses_total", 1, "engine", name)
@@ -375,11 +383,14 @@ func (m *Multi) attempt(ctx context.Context, mem *member, r io.ReaderAt, size in
 	if err != nil && sctx.Err() == context.DeadlineExceeded && !errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("%w after %v: %w", context.DeadlineExceeded, timeout, err)
 	}
+	if err == nil {
+		a.partial = m.beyond(mem, size)
+	}
 	result := "clean"
 	switch {
 	case err == nil && res.Infected():
 		result = "infected"
-	case errors.Is(err, ErrSizeLimit):
+	case errors.Is(err, ErrSizeLimit), a.partial != nil:
 		result = "partial"
 	case err != nil && isContent(err):
 		result = "content-error"
@@ -421,6 +432,15 @@ func (m *Multi) attempt(ctx context.Context, mem *member, r io.ReaderAt, size in
 		m.cache.put(key, res)
 	}
 	return a
+}
+
+// beyond is the partial-scan error when size exceeds the engine's known
+// limit, nil otherwise.
+func (m *Multi) beyond(mem *member, size int64) error {
+	if lim := scanLimit(mem.e); lim > 0 && size > lim {
+		return beyondLimit(mem.e.Name(), size, lim)
+	}
+	return nil
 }
 
 // version returns the engine's signature version for the cache key, asking
