@@ -54,6 +54,9 @@ type ClamdOptions struct {
 	// MaxFileSize is clamd's MaxFileSize (and MaxScanSize) in bytes, with
 	// AlertExceedsMax on; 0 means clamd's defaults.
 	MaxFileSize int64
+	// Silent turns AlertExceedsMax off: clamd then answers OK for what
+	// exceeds its limits, unscanned (its default behaviour).
+	Silent bool
 }
 
 // Clamd is a running clamd on a loopback TCP port and a unix socket.
@@ -179,8 +182,12 @@ func startClamd(t testing.TB, dir string, opts ClamdOptions) (*Clamd, error) {
 		"MaxConnectionQueueLength 64",
 		"SelfCheck 0",
 		"Bytecode no",
-		"AlertExceedsMax yes",
 	}, "\n") + "\n"
+	if opts.Silent {
+		conf += "AlertExceedsMax no\n"
+	} else {
+		conf += "AlertExceedsMax yes\n"
+	}
 	if opts.MaxFileSize > 0 {
 		n := strconv.FormatInt(opts.MaxFileSize, 10)
 		conf += "MaxFileSize " + n + "\nMaxScanSize " + n + "\n"

@@ -23,7 +23,13 @@
 //
 // Run clamd with AlertExceedsMax yes: without it, clamd answers "OK" for a
 // file or archive member beyond MaxFileSize or MaxScanSize that it did not
-// scan, and no client can tell.
+// scan. The client knows the largest input clamd scans whole
+// (Config.MaxSize, or the limits of Config.ConfigFile, or ClamAV's
+// defaults): an "OK" for more bytes is scanner.ErrSizeLimit, and
+// scanner.Multi treats any answer for them as partial (scanner.Limiter).
+// An archive member beyond MaxFileSize inside a smaller input is only
+// caught by AlertExceedsMax, or by scanning the archive's leaves
+// (scanner.ArchiveLeaves), each judged against the limit on its own.
 //
 // Every read and write has a deadline (Config.Timeout, and the context's
 // deadline when earlier); cancelling the context aborts the I/O at once.
@@ -63,7 +69,25 @@ type Config struct {
 	// IdleTimeout drops a pooled connection unused this long; keep it
 	// below clamd's IdleTimeout (default 30 s). Default 20 s.
 	IdleTimeout time.Duration
+	// ConfigFile is clamd's clamd.conf, read once by New for the limits
+	// that bound what clamd scans whole: StreamMaxLength, MaxFileSize and
+	// MaxScanSize (0 in the file: no limit). Keys it does not set take
+	// ClamAV's defaults (100M, 100M, 400M). Set it when clamd runs where
+	// this process can read its configuration.
+	ConfigFile string
+	// MaxSize is the largest input clamd scans whole; it overrides what
+	// ConfigFile says. 0 means the smallest limit of ConfigFile, or of
+	// ClamAV's defaults (100 MiB) without one; negative means no known
+	// limit. A scan of more bytes is partial (scanner.ErrSizeLimit)
+	// whatever clamd answers: without AlertExceedsMax, clamd says OK for
+	// a file beyond MaxFileSize that it did not read.
+	MaxSize int64
 }
+
+// DefaultMaxSize is ClamAV's default MaxFileSize and StreamMaxLength
+// (since 0.105), the limit assumed when neither Config.MaxSize nor
+// Config.ConfigFile says otherwise.
+const DefaultMaxSize = 100 << 20
 
 // maxReply bounds a reply line; clamd's are short.
 const maxReply = 4096
@@ -80,6 +104,7 @@ type Client struct {
 var (
 	_ scanner.Engine    = (*Client)(nil)
 	_ scanner.Versioner = (*Client)(nil)
+	_ scanner.Limiter   = (*Client)(nil)
 )
 
 // New returns a Client; it does not connect until asked.
@@ -121,9 +146,23 @@ func New(cfg Config) (*Client, error) {
 	if c.cfg.IdleTimeout <= 0 {
 		c.cfg.IdleTimeout = 20 * time.Second
 	}
+	if c.cfg.MaxSize == 0 {
+		c.cfg.MaxSize = DefaultMaxSize
+		if c.cfg.ConfigFile != "" {
+			lim, err := ReadLimits(c.cfg.ConfigFile)
+			if err != nil {
+				return nil, err
+			}
+			c.cfg.MaxSize = lim.Max()
+		}
+	}
 	c.pool = netx.Pool[*conn]{Max: max(c.cfg.MaxIdle, 0), IdleTimeout: c.cfg.IdleTimeout}
 	return c, nil
 }
+
+// ScanLimit is the largest input clamd scans whole (Config.MaxSize); 0
+// when none is known. It makes the client a scanner.Limiter.
+func (c *Client) ScanLimit() int64 { return max(c.cfg.MaxSize, 0) }
 
 // Name returns the engine's name.
 func (c *Client) Name() string { return c.cfg.Name }
@@ -281,8 +320,10 @@ func (c *Client) instream(ctx context.Context, cn *conn, r io.Reader) (res scann
 	buf := make([]byte, 4+c.cfg.ChunkSize)
 	copy(buf, "zINSTREAM\x00")
 	werr := cn.write(ctx, c.cfg.Timeout, buf[:10])
+	var total int64
 	for werr == nil {
 		n, rerr := io.ReadFull(r, buf[4:])
+		total += int64(n)
 		if n > 0 {
 			binary.BigEndian.PutUint32(buf, uint32(n))
 			werr = cn.write(ctx, c.cfg.Timeout, buf[:4+n])
@@ -310,6 +351,11 @@ func (c *Client) instream(ctx context.Context, cn *conn, r io.Reader) (res scann
 	if err == nil && werr != nil {
 		// clamd judged only part of the stream.
 		return scanner.Result{}, true, fmt.Errorf("%w: %q before the stream ended: %w", scanner.ErrProtocol, line, werr)
+	}
+	if err == nil && !res.Infected() && c.cfg.MaxSize > 0 && total > c.cfg.MaxSize {
+		// clamd says OK for what it skipped (MaxFileSize without
+		// AlertExceedsMax): it cannot vouch for bytes it did not read.
+		return res, true, &scanner.ContentError{Reply: fmt.Sprintf("%q for %d bytes, more than clamd scans whole (%d)", line, total, c.cfg.MaxSize), SizeLimit: true}
 	}
 	return res, true, err
 }
