@@ -13,10 +13,20 @@
 //
 //	204 No Content                      clean (unmodified)
 //	200 with X-Infection-Found,         infected; the threat names are taken
-//	  X-Virus-ID or X-Violations-Found    from those headers
-//	200, HTTP status not 2xx or the     blocked: infected, named after the
-//	  body differs from what was sent     HTTP status
+//	  X-Virus-ID, X-Virus-Name or         from those headers (in the ICAP
+//	  X-Violations-Found                  response or the HTTP header)
+//	200 with any other verdict header   blocked: infected, "(blocked: NAME
+//	  (X-Blocked-Reason, X-Blocked,       VALUE)"; X-Response-Info: Allowed
+//	  X-Response-Info: Blocked, any       and X-Virus-Scanned are not
+//	  X-Virus-/X-Threat-/X-Malware-/      verdicts
+//	  X-Infection-/X-Block-… header)
+//	200, HTTP status not 2xx, a null    blocked: infected, "(blocked: HTTP
+//	  body, or a body other than the      403)", "(blocked: no body)",
+//	  one sent                            "(blocked: body replaced)"
+//	200 without Encapsulated            scanner.ErrProtocol
 //	200, identical body                 clean (a server that never sends 204)
+//	clean answer to the preview, the    scanner.ErrSizeLimit: the rest was
+//	  rest never sent                     never read (Config.TrustPreview)
 //	413                                 scanner.ErrSizeLimit
 //	clean, more than Config.MaxSize     scanner.ErrSizeLimit (servers pass
 //	                                      what they do not scan)
@@ -38,6 +48,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,6 +85,11 @@ type Config struct {
 	// MaxConnections bounds scans in flight when the server names no
 	// Max-Connections. Default 32.
 	MaxConnections int
+	// TrustPreview takes a clean answer to the preview (204, or 200 with
+	// the preview echoed) as clean. By default it is a partial scan
+	// (scanner.ErrSizeLimit): the server judged the first Preview bytes,
+	// e.g. by file type (c-icap's ScanFileTypes), and never read the rest.
+	TrustPreview bool
 }
 
 // Limits on what the server may send.
@@ -112,6 +128,7 @@ type Client struct {
 var (
 	_ scanner.Engine    = (*Client)(nil)
 	_ scanner.Versioner = (*Client)(nil)
+	_ scanner.Limiter   = (*Client)(nil)
 )
 
 // New returns a Client; it does not connect until asked.
@@ -156,6 +173,10 @@ func New(cfg Config) (*Client, error) {
 
 // Name returns the engine's name.
 func (c *Client) Name() string { return c.cfg.Name }
+
+// ScanLimit is Config.MaxSize, the largest object the service scans whole
+// (0: none known). It makes the client a scanner.Limiter.
+func (c *Client) ScanLimit() int64 { return max(c.cfg.MaxSize, 0) }
 
 type conn = netx.Conn
 
@@ -378,8 +399,16 @@ func (c *Client) respmod(ctx context.Context, cn *conn, r io.Reader, preview int
 		if resp.status == 100 {
 			return resp, protoErr("unexpected 100 Continue")
 		}
-		if err := c.interpret(resp, cn.BR, sent, sentN, &res); err != nil || res.Infected() || c.cfg.MaxSize <= 0 {
+		if err := c.interpret(resp, cn.BR, sent, sentN, &res); err != nil || res.Infected() {
 			return resp, err
+		}
+		if !eof && !c.cfg.TrustPreview {
+			// Answered "clean" to the preview: the server decided on the
+			// first bytes (by type, say) and never read the rest.
+			return resp, &scanner.ContentError{Reply: fmt.Sprintf("%d %s after the %d-byte preview, the rest unread", resp.status, resp.reason, sentN), SizeLimit: true}
+		}
+		if c.cfg.MaxSize <= 0 {
+			return resp, nil
 		}
 		// Servers pass what exceeds their object size limit unscanned,
 		// as if clean (c-icap answers with the body echoed).
@@ -418,54 +447,126 @@ func (c *Client) interpret(resp *response, br *bufio.Reader, sent hash.Hash, sen
 	default:
 		return fmt.Errorf("%w: RESPMOD answered %d %s", scanner.ErrProtocol, resp.status, resp.reason)
 	}
-	names := threats(resp)
-	httpStatus, same, err := resp.compareBody(br, sent.Sum(nil), sentN)
+	e, err := resp.compareBody(br, sent.Sum(nil), sentN)
 	if err != nil {
 		return err
+	}
+	names, blocked := verdictFields(resp.fields)
+	hn, hb := verdictFields(e.fields)
+	names = appendNew(names, hn...)
+	if blocked == "" {
+		blocked = hb
 	}
 	switch {
 	case len(names) > 0:
 		res.Signatures = names
-	case httpStatus < 200 || httpStatus > 299:
-		res.Signatures = []string{fmt.Sprintf("(blocked: HTTP %d)", httpStatus)}
-	case !same:
+	case blocked != "":
+		res.Signatures = []string{"(blocked: " + blocked + ")"}
+	case e.status < 200 || e.status > 299:
+		res.Signatures = []string{fmt.Sprintf("(blocked: HTTP %d)", e.status)}
+	case !e.body:
+		// 200 means modified; without a body the object was dropped.
+		res.Signatures = []string{"(blocked: no body)"}
+	case !e.same:
 		res.Signatures = []string{"(blocked: body replaced)"}
 	}
 	return nil
 }
 
-// threats collects infection names from the headers engines use.
-func threats(resp *response) []string {
-	var out []string
-	seen := map[string]bool{}
+// verdictFields reads the verdict headers engines send, in the ICAP
+// response or in the encapsulated HTTP header: the threat names, and the
+// first header that says "blocked" without naming a threat. Any header of
+// the families X-Virus-*, X-Infection-*, X-Violation(s)-*, X-Threat-*,
+// X-Malware-* and X-Block(ed)-* is a verdict (MetaDefender's
+// X-Blocked-Reason, vendors' variants); X-Response-Info is one unless it
+// says Allowed or Passed.
+func verdictFields(fields [][2]string) (names []string, blocked string) {
 	add := func(s string) {
-		s = strings.TrimSpace(s)
-		if s != "" && s != "-" && !seen[s] {
-			seen[s] = true
-			out = append(out, s)
+		if s = strings.TrimSpace(s); s != "" && s != "-" {
+			names = appendNew(names, s)
 		}
 	}
-	// X-Infection-Found: Type=0; Resolution=2; Threat=NAME;
-	for _, v := range resp.all("X-Infection-Found") {
-		for f := range strings.SplitSeq(v, ";") {
-			if k, val, ok := strings.Cut(strings.TrimSpace(f), "="); ok && strings.EqualFold(k, "Threat") {
-				add(val)
+	block := func(name, value string) {
+		if blocked == "" {
+			blocked = name
+			if v := strings.TrimSpace(strings.ReplaceAll(value, "\n", " ")); v != "" {
+				blocked += " " + v
 			}
 		}
 	}
-	// X-Virus-ID: NAME
-	for _, v := range resp.all("X-Virus-ID") {
-		add(v)
-	}
-	// X-Violations-Found: N, then per violation four folded lines:
-	// filename, threat, id, disposition.
-	for _, v := range resp.all("X-Violations-Found") {
-		lines := strings.Split(v, "\n")
-		for i := 2; i < len(lines); i += 4 {
-			add(lines[i])
+	for _, f := range fields {
+		name, v := f[0], f[1]
+		switch {
+		case name == "x-infection-found":
+			// Type=0; Resolution=2; Threat=NAME;
+			n := len(names)
+			for p := range strings.SplitSeq(v, ";") {
+				if k, val, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(k, "Threat") {
+					add(val)
+				}
+			}
+			if len(names) == n {
+				block(name, v)
+			}
+		case name == "x-violations-found":
+			// N, then per violation four folded lines: filename, threat,
+			// id, disposition. "0" alone: none.
+			lines := strings.Split(v, "\n")
+			n := len(names)
+			for i := 2; i < len(lines); i += 4 {
+				add(lines[i])
+			}
+			if len(names) == n && !(len(lines) == 1 && strings.TrimSpace(lines[0]) == "0") {
+				block(name, v)
+			}
+		case name == "x-virus-id", name == "x-virus-name", name == "x-threat-name", name == "x-malware-name":
+			n := len(names)
+			add(v)
+			if len(names) == n {
+				block(name, v)
+			}
+		case name == "x-response-info":
+			if !saysClean(v) {
+				block(name, v)
+			}
+		case name == "x-virus-scanned", name == "x-virus-checked":
+			// Says a scan ran ("by ClamAV"), not what it found.
+		case hasAnyPrefix(name, "x-virus", "x-infection", "x-violation", "x-threat", "x-malware", "x-block"):
+			if !saysClean(v) {
+				block(name, v)
+			}
 		}
 	}
-	return out
+	return names, blocked
+}
+
+// saysClean reports a verdict header value that means nothing was found
+// (X-Response-Info: Allowed, X-Virus-Status: Clean).
+func saysClean(v string) bool {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "allowed", "passed", "options", "clean", "no", "none", "ok", "0", "false", "not infected":
+		return true
+	}
+	return false
+}
+
+func hasAnyPrefix(s string, prefixes ...string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// appendNew appends the values not yet in list.
+func appendNew(list []string, vs ...string) []string {
+	for _, v := range vs {
+		if !slices.Contains(list, v) {
+			list = append(list, v)
+		}
+	}
+	return list
 }
 
 // chunkWriter writes an HTTP/1.1 chunked body.

@@ -185,29 +185,56 @@ func (r *response) discardBody(br *bufio.Reader) error {
 	return err
 }
 
-// compareBody reads the encapsulated response: the HTTP status it carries
-// (200 when it has no header) and whether its body is the one sent.
-func (r *response) compareBody(br *bufio.Reader, sum []byte, n int64) (status int, same bool, err error) {
+// encapsulated is what a 200 response carries: the HTTP status (200 when
+// there is no HTTP header), the HTTP header fields, whether there was a
+// body at all and whether it is the one sent.
+type encapsulated struct {
+	status int
+	fields [][2]string
+	body   bool
+	same   bool
+}
+
+// compareBody reads the encapsulated response and compares its body with
+// the bytes sent (sum, n bytes).
+func (r *response) compareBody(br *bufio.Reader, sum []byte, n int64) (encapsulated, error) {
+	e := encapsulated{status: 200}
+	if len(r.encap) == 0 {
+		return e, protoErr("%d without Encapsulated", r.status)
+	}
 	h := sha256.New()
 	head, truncated, err := r.readEncapsulated(br, h, n+maxExtraBody)
 	if err != nil {
-		return 0, false, err
+		return e, err
 	}
 	if truncated {
 		r.close = true
 	}
-	status = 200
 	if head != "" {
-		line, _, _ := strings.Cut(head, "\n")
-		f := strings.Fields(line)
+		lines := strings.Split(strings.ReplaceAll(head, "\r\n", "\n"), "\n")
+		f := strings.Fields(lines[0])
 		if len(f) < 2 || !strings.HasPrefix(f[0], "HTTP/") {
-			return 0, false, protoErr("encapsulated status line %q", line)
+			return e, protoErr("encapsulated status line %q", lines[0])
 		}
-		if status, err = strconv.Atoi(f[1]); err != nil {
-			return 0, false, protoErr("encapsulated status line %q", line)
+		if e.status, err = strconv.Atoi(f[1]); err != nil {
+			return e, protoErr("encapsulated status line %q", lines[0])
+		}
+		for _, l := range lines[1:] {
+			if l == "" {
+				break
+			}
+			if (l[0] == ' ' || l[0] == '\t') && len(e.fields) > 0 {
+				e.fields[len(e.fields)-1][1] += "\n" + strings.TrimSpace(l)
+				continue
+			}
+			if name, value, ok := strings.Cut(l, ":"); ok && len(e.fields) < maxFields {
+				e.fields = append(e.fields, [2]string{strings.ToLower(strings.TrimSpace(name)), strings.TrimSpace(value)})
+			}
 		}
 	}
-	return status, !truncated && bytes.Equal(h.Sum(nil), sum), nil
+	e.body = r.encap[len(r.encap)-1][0] != "null-body"
+	e.same = e.body && !truncated && bytes.Equal(h.Sum(nil), sum)
+	return e, nil
 }
 
 // readChunked copies a chunked body to w, at most max bytes; truncated
