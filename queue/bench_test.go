@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/portcullis-mail/portcullis/internal/testsvc"
 )
 
 // benchDir is where benchmarks write: a real disk, never tmpfs, or fsync
@@ -89,52 +87,4 @@ func BenchmarkEnqueue(b *testing.B) {
 			b.ReportMetric(m.get("portcullis_queue_fsync_seconds_sum")/fsyncs*1e3, "ms/fsync")
 		})
 	}
-}
-
-// BenchmarkDeliverSMTP measures delivery from a filled spool to a loopback
-// SMTP sink, one transaction per message, 16 workers: the queue is filled
-// first (untimed), then a queue with the SMTP deliverer drains it.
-func BenchmarkDeliverSMTP(b *testing.B) {
-	sink := testsvc.StartSMTPSink(b, testsvc.SMTPSinkConfig{})
-	d, err := NewSMTPDeliverer(SMTPConfig{Routes: map[string]Route{"*": {Hosts: []string{sink.Addr}}}, MaxConnsPerHost: 16})
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := OpenSpool(benchDir(b), SpoolConfig{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	fill, err := New(s, Config{MinFreeBytes: 1, MaxDepth: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range 64 {
-		wg.Go(func() {
-			for next.Add(1) <= int64(b.N) {
-				if _, err := fill.Enqueue(context.Background(), testEnv(), bytes.NewReader(body10k)); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	fill.Close()
-	b.ResetTimer()
-	q, err := New(s, Config{Deliverer: d, Workers: 16})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer q.Close()
-	if got := sink.Wait(b.N, 5*time.Minute); len(got) < b.N {
-		b.Fatalf("delivered %d of %d", len(got), b.N)
-	}
-	for q.Len() > 0 {
-		time.Sleep(time.Millisecond)
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
 }

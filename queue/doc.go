@@ -64,13 +64,11 @@
 // in flight when the process died, counts a crash; after MaxCrashes the
 // entry is Held and never attempted again until Release.
 //
-// SMTPDeliverer relays with go-smtp's client to next hops per recipient
-// domain (Route), with STARTTLS when offered, deadlines on every command,
-// a connection limit and a rate limit per next hop, and an LMTP variant.
-// A route's Fallback hosts take the recipients that every primary host
-// refused by policy (IsPolicyRefusal: blocklist and reputation replies
-// such as 550 5.7.1, 521, 554 "listed in DNSBL"). A missing route is a
-// temporary error: a configuration mistake must not bounce mail.
+// The SMTP/LMTP client that delivers to next hops is package relay (a
+// Deliverer); any other Deliverer works the same. A delivery error that
+// carries a next hop's reply implements RemoteError, which is how the
+// queue tells a 5xx (bounce, quoted in the DSN) from everything else
+// (retry) without knowing the protocol.
 //
 // # Backpressure
 //
@@ -79,22 +77,11 @@
 // store's file system has less than MinFreeBytes free (statfs). Reply maps
 // it to 451 4.3.2 or, for disk space, 452 4.3.1.
 //
-// # Quarantine and re-scan
+// # Quarantine
 //
-// A verdict of quarantine goes to a Quarantine (Hold returns when the
-// message is durable, so the gateway answers 250 after it). Operators List
-// held mail by symbol, time, sender and recipient, Get it, Release it into
-// the queue as it is, or Delete it; Expire enforces the retention (30 days
-// by default) and never removes a message under an operation. Rescan is the
-// answer to a faulty AV update: it re-runs a pipeline over the messages an
-// engine held (say every message with a CLAMAV_* symbol since 04:00),
-// releases those now clean and keeps the rest with their new verdict. It is
-// rate-limited so live mail keeps flowing, and resumable: a release is
-// recorded before the message is queued, so an interrupted run started
-// again with the same name neither loses a message nor delivers one twice
-// beyond the at-least-once contract. Digest gives, per recipient, what is
-// held for them, for quarantine reports. The same quarantine runs on the
-// local disk (QuarantineDir) or on NATS JetStream (queue/jetstream).
+// Held entries here are the queue's own (poison messages, dead letters).
+// Mail a verdict sends to quarantine goes to package quarantine, which
+// releases into any Enqueuer.
 //
 // # Metrics
 //
@@ -102,7 +89,8 @@
 // portcullis_queue_oldest_seconds (gauges); portcullis_queue_enqueued_total,
 // _delivered_total, _retries_total, _bounces_total{dsn}, _held_total{reason},
 // _panics_total, _busy_total{reason}, _corrupt_total{reason},
-// _write_errors_total, _enqueue_errors_total, _fallback_total (counters);
-// portcullis_queue_fsync_seconds, _attempt_seconds and
-// _smtp_seconds{host,outcome} (observations).
+// _write_errors_total, _enqueue_errors_total (counters);
+// portcullis_queue_fsync_seconds and _attempt_seconds (observations).
+// The relay adds portcullis_queue_fallback_total and
+// portcullis_queue_smtp_seconds{host,outcome}.
 package queue

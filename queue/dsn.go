@@ -62,11 +62,12 @@ func dsnRecipients(failed []failure, now time.Time) []DSNRecipient {
 	out := make([]DSNRecipient, 0, len(failed))
 	for _, f := range failed {
 		r := DSNRecipient{Recipient: f.rcpt, Status: "5.0.0", Diagnostic: f.err.Error(), LastAttempt: now}
-		var re *ReplyError
+		var re RemoteError
 		if errors.As(f.err, &re) {
-			r.RemoteMTA = re.Host
-			r.Diagnostic = re.Reply()
-			r.Status = re.Status()
+			reply := re.RemoteReply()
+			r.RemoteMTA = re.RemoteHost()
+			r.Diagnostic = diagnostic(reply)
+			r.Status = status(reply)
 		}
 		if f.expired {
 			r.Status = "5.4.7" // delivery time expired (RFC 3463)
@@ -74,6 +75,28 @@ func dsnRecipients(failed []failure, now time.Time) []DSNRecipient {
 		out = append(out, r)
 	}
 	return out
+}
+
+// diagnostic quotes a remote reply for a DSN's Diagnostic-Code, as the
+// host sent it: "550 5.7.1 blocked", or "550 blocked" without an enhanced
+// code.
+func diagnostic(r filter.Reply) string {
+	if r.Enhanced == "" {
+		return fmt.Sprintf("%d %s", r.Code, r.Text)
+	}
+	return fmt.Sprintf("%d %s %s", r.Code, r.Enhanced, r.Text)
+}
+
+// status returns the enhanced status code of a DSN recipient: the host's
+// own when it sent a failure code, otherwise derived from the reply code.
+func status(r filter.Reply) string {
+	if strings.HasPrefix(r.Enhanced, "4.") || strings.HasPrefix(r.Enhanced, "5.") {
+		return r.Enhanced
+	}
+	if r.Code >= 500 && r.Code <= 599 {
+		return "5.0.0"
+	}
+	return "4.0.0"
 }
 
 // readHeader returns the header block of a message, at most

@@ -55,33 +55,3 @@ func ExampleReply() {
 	// true 452 [4 3 1]
 	// 451
 }
-
-// Classify decides retry versus bounce; IsPolicyRefusal decides whether a
-// route's fallback is worth trying.
-func ExampleClassify() {
-	blocked := &queue.ReplyError{Code: 550, Enhanced: [3]int{5, 7, 1}, Text: "client host blocked using zen.spamhaus.org"}
-	full := &queue.ReplyError{Code: 452, Enhanced: [3]int{4, 2, 2}, Text: "mailbox full"}
-	fmt.Println(queue.Classify(blocked), queue.IsPolicyRefusal(blocked))
-	fmt.Println(queue.Classify(full), queue.IsPolicyRefusal(full))
-	fmt.Println(queue.Classify(errors.New("connection reset")))
-	// Output:
-	// permanent true
-	// temporary false
-	// temporary
-}
-
-// Mail for one domain goes to its own next hop, with a fallback relay for
-// when the primary's recipients blocklist this gateway.
-func ExampleNewSMTPDeliverer() {
-	d, err := queue.NewSMTPDeliverer(queue.SMTPConfig{
-		LocalName: "gw.example.org",
-		Routes: map[string]queue.Route{
-			"att.example": {Hosts: []string{"mx.att.example:25"}, Fallback: []string{"relay2.example.org:25"}},
-			"*":           {Hosts: []string{"smarthost.example.org:25"}},
-		},
-		MaxConnsPerHost: 10,
-		RatePerHost:     50,
-	})
-	fmt.Println(d != nil, err)
-	// Output: true <nil>
-}

@@ -117,3 +117,17 @@ func openTest(t *testing.T, cfg Config) *Queue {
 	shutdown(t, q)
 	return q
 }
+
+// remoteErr is a next hop's reply, as relay.ReplyError carries one.
+type remoteErr struct {
+	host  string
+	reply filter.Reply
+}
+
+func remote(host string, code int, enhanced, text string) error {
+	return &remoteErr{host, filter.Reply{Code: code, Enhanced: enhanced, Text: text}}
+}
+
+func (e *remoteErr) Error() string             { return e.host + ": " + diagnostic(e.reply) }
+func (e *remoteErr) RemoteHost() string        { return e.host }
+func (e *remoteErr) RemoteReply() filter.Reply { return e.reply }

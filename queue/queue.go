@@ -108,6 +108,15 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// Enqueuer queues a message for delivery and returns when it is durable:
+// a *Queue, or a shared queue from another backend (queue/jetstream). The
+// quarantine releases into one, a router enqueues into one.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, env filter.Envelope, body io.Reader) (ID, error)
+}
+
+var _ Enqueuer = (*Queue)(nil)
+
 // Queue accepts messages durably and delivers them. It is safe for
 // concurrent use.
 type Queue struct {

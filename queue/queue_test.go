@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -93,7 +94,7 @@ func TestTemporaryThenSuccess(t *testing.T) {
 	var calls atomic.Int32
 	d := DeliverFunc(func(ctx context.Context, o *Outgoing) []error {
 		if calls.Add(1) <= 2 {
-			return all(len(o.To), &ReplyError{Host: "mx", Command: "RCPT", Code: 451, Enhanced: [3]int{4, 7, 1}, Text: "greylisted"})
+			return all(len(o.To), remote("mx", 451, "4.7.1", "greylisted"))
 		}
 		return make([]error, len(o.To))
 	})
@@ -118,7 +119,7 @@ func TestPartialDeliveryKeepsPending(t *testing.T) {
 		errs := make([]error, len(o.To))
 		for i, r := range o.To {
 			if r == "slow@example.com" && n == 1 {
-				errs[i] = &ConnError{Host: "mx", Op: "dial", Err: errors.New("connection refused")}
+				errs[i] = errors.New("mx dial: connection refused")
 			}
 		}
 		return errs
@@ -148,7 +149,7 @@ func TestPermanentFailureBounces(t *testing.T) {
 			mu.Unlock()
 			return make([]error, len(o.To))
 		}
-		return all(len(o.To), &ReplyError{Host: "mx.example.net:25", Command: "RCPT", Code: 550, Enhanced: [3]int{5, 1, 1}, Text: "no such user"})
+		return all(len(o.To), remote("mx.example.net:25", 550, "5.1.1", "no such user"))
 	})
 	q := openTest(t, fastCfg(d, m))
 	if _, err := q.Enqueue(bg, testEnv(), strings.NewReader(testMsg("bounce-me"))); err != nil {
@@ -174,7 +175,7 @@ func TestNullSenderNeverBounced(t *testing.T) {
 	var calls atomic.Int32
 	d := DeliverFunc(func(ctx context.Context, o *Outgoing) []error {
 		calls.Add(1)
-		return all(len(o.To), &ReplyError{Code: 554, Text: "rejected"})
+		return all(len(o.To), remote("", 554, "", "rejected"))
 	})
 	q := openTest(t, fastCfg(d, m))
 	env := testEnv()
@@ -202,7 +203,7 @@ func TestMaxLifetimeBounces(t *testing.T) {
 			mu.Unlock()
 			return make([]error, len(o.To))
 		}
-		return all(len(o.To), &ConnError{Host: "mx:25", Op: "dial", Err: errors.New("connection refused")})
+		return all(len(o.To), errors.New("mx:25 dial: connection refused"))
 	})
 	cfg := fastCfg(d, nil)
 	cfg.MaxLifetime = 300 * time.Millisecond
@@ -218,7 +219,7 @@ func TestMaxLifetimeBounces(t *testing.T) {
 
 func TestHoldPolicyKeepsDeadLetter(t *testing.T) {
 	d := DeliverFunc(func(ctx context.Context, o *Outgoing) []error {
-		return all(len(o.To), &ReplyError{Code: 550, Enhanced: [3]int{5, 7, 1}, Text: "blocked"})
+		return all(len(o.To), remote("", 550, "5.7.1", "blocked"))
 	})
 	cfg := fastCfg(d, nil)
 	cfg.BouncePolicy = Hold
@@ -472,7 +473,7 @@ func TestShutdownDeadlineCancelsAndRecords(t *testing.T) {
 	d := DeliverFunc(func(ctx context.Context, o *Outgoing) []error {
 		close(started)
 		<-ctx.Done()
-		return all(len(o.To), &ConnError{Host: "mx", Op: "DATA", Err: ctx.Err()})
+		return all(len(o.To), fmt.Errorf("mx DATA: %w", ctx.Err()))
 	})
 	dir := t.TempDir()
 	q, err := Open(dir, fastCfg(d, nil))
@@ -499,28 +500,21 @@ func TestShutdownDeadlineCancelsAndRecords(t *testing.T) {
 	}
 }
 
+// TestClassify: only a remote 5xx bounces; anything else is retried.
 func TestClassify(t *testing.T) {
 	for _, tc := range []struct {
-		err    error
-		class  Class
-		policy bool
+		err   error
+		class Class
 	}{
-		{&ReplyError{Code: 550, Enhanced: [3]int{5, 7, 1}, Text: "Service unavailable; client host blocked using zen.spamhaus.org"}, Permanent, true},
-		{&ReplyError{Code: 521, Text: "mx.att.net does not accept mail from you"}, Permanent, true},
-		{&ReplyError{Code: 554, Enhanced: [3]int{5, 7, 0}, Text: "rejected: listed in DNSBL"}, Permanent, true},
-		{&ReplyError{Code: 553, Text: "sorry, your IP is on our RBL"}, Permanent, false},
-		{&ReplyError{Code: 550, Enhanced: [3]int{5, 1, 1}, Text: "no such user"}, Permanent, false},
-		{&ReplyError{Code: 451, Enhanced: [3]int{4, 7, 1}, Text: "temporarily blocked for reputation"}, Temporary, true},
-		{&ReplyError{Code: 452, Enhanced: [3]int{4, 2, 2}, Text: "mailbox full"}, Temporary, false},
-		{&ConnError{Op: "dial", Err: errors.New("refused")}, Temporary, false},
-		{context.DeadlineExceeded, Temporary, false},
-		{errors.New("something odd"), Temporary, false},
+		{remote("mx", 550, "5.1.1", "no such user"), Permanent},
+		{fmt.Errorf("wrapped: %w", remote("mx", 554, "", "rejected")), Permanent},
+		{remote("mx", 452, "4.2.2", "mailbox full"), Temporary},
+		{remote("mx", 250, "", "odd"), Temporary},
+		{context.DeadlineExceeded, Temporary},
+		{errors.New("something odd"), Temporary},
 	} {
 		if c := Classify(tc.err); c != tc.class {
 			t.Errorf("Classify(%v) = %v, want %v", tc.err, c, tc.class)
-		}
-		if p := IsPolicyRefusal(tc.err); p != tc.policy {
-			t.Errorf("IsPolicyRefusal(%v) = %v, want %v", tc.err, p, tc.policy)
 		}
 	}
 }

@@ -12,51 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/internal/diskfs"
 )
-
-// faultFS fails writes or fsyncs on demand: a full disk, a dying one.
-type faultFS struct {
-	osFS
-	failWrite atomic.Pointer[error]
-	failSync  atomic.Pointer[error]
-}
-
-func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (file, error) {
-	fl, err := f.osFS.OpenFile(name, flag, perm)
-	if err != nil {
-		return nil, err
-	}
-	return &faultFile{file: fl, fs: f}, nil
-}
-
-func (f *faultFS) set(p *atomic.Pointer[error], err error) {
-	if err == nil {
-		p.Store(nil)
-		return
-	}
-	p.Store(&err)
-}
-
-type faultFile struct {
-	file
-	fs *faultFS
-}
-
-func (f *faultFile) Write(b []byte) (int, error) {
-	if e := f.fs.failWrite.Load(); e != nil {
-		// Like a real full disk: part of it may land.
-		n, _ := f.file.Write(b[:len(b)/2])
-		return n, *e
-	}
-	return f.file.Write(b)
-}
-
-func (f *faultFile) Sync() error {
-	if e := f.fs.failSync.Load(); e != nil {
-		return *e
-	}
-	return f.file.Sync()
-}
 
 func putN(t *testing.T, s *Spool, n int, tag string) (acked []ID, failed int) {
 	t.Helper()
@@ -125,18 +83,18 @@ func TestFsyncErrorFailsPutAndNothingAckedIsLost(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			fs := &faultFS{}
+			fs := &diskfs.Fault{}
 			m := newRecMetrics()
 			s, err := OpenSpool(dir, SpoolConfig{fs: fs, Metrics: m})
 			if err != nil {
 				t.Fatal(err)
 			}
 			before, _ := putN(t, s, 10, "before")
-			p := &fs.failSync
+			fail := fs.FailSyncs
 			if tc.write {
-				p = &fs.failWrite
+				fail = fs.FailWrites
 			}
-			fs.set(p, tc.err)
+			fail(tc.err)
 			q, err := New(s, Config{MinFreeBytes: 1})
 			if err != nil {
 				t.Fatal(err)
@@ -151,7 +109,7 @@ func TestFsyncErrorFailsPutAndNothingAckedIsLost(t *testing.T) {
 				}
 			}
 			q.Close()
-			fs.set(p, nil)
+			fail(nil)
 			after, failed := putN(t, s, 10, "after")
 			if failed != 0 {
 				t.Fatalf("%d puts failed after the fault cleared", failed)

@@ -17,9 +17,11 @@ import (
 	"github.com/portcullis-mail/portcullis/filter"
 	"github.com/portcullis-mail/portcullis/internal/testsvc"
 	"github.com/portcullis-mail/portcullis/internal/testsvc/natstest"
+	"github.com/portcullis-mail/portcullis/quarantine"
+	"github.com/portcullis-mail/portcullis/quarantine/quarantinetest"
 	"github.com/portcullis-mail/portcullis/queue"
 	"github.com/portcullis-mail/portcullis/queue/jetstream"
-	"github.com/portcullis-mail/portcullis/queue/queuetest"
+	"github.com/portcullis-mail/portcullis/relay"
 )
 
 // The benchmarks compare JetStream (one in-process server, file storage,
@@ -126,7 +128,7 @@ func BenchmarkDeliver(b *testing.B) {
 	for _, be := range backends(b) {
 		b.Run(be.name, func(b *testing.B) {
 			sink := testsvc.StartSMTPSink(b, testsvc.SMTPSinkConfig{})
-			d, err := queue.NewSMTPDeliverer(queue.SMTPConfig{Routes: map[string]queue.Route{"*": {Hosts: []string{sink.Addr}}}, MaxConnsPerHost: 16})
+			d, err := relay.New(relay.Config{Routes: map[string]relay.Route{"*": {Hosts: []string{sink.Addr}}}, MaxConnsPerHost: 16})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -163,16 +165,16 @@ func BenchmarkRescan(b *testing.B) {
 	}
 	stores := []struct {
 		name string
-		open func(b *testing.B) queue.QuarantineStore
+		open func(b *testing.B) quarantine.Store
 	}{
-		{"dir", func(b *testing.B) queue.QuarantineStore {
-			s, err := queue.OpenQuarantineDir(benchDir(b), queue.QuarantineDirConfig{})
+		{"dir", func(b *testing.B) quarantine.Store {
+			s, err := quarantine.OpenDir(benchDir(b), quarantine.DirConfig{})
 			if err != nil {
 				b.Fatal(err)
 			}
 			return s
 		}},
-		{"jetstream", func(b *testing.B) queue.QuarantineStore {
+		{"jetstream", func(b *testing.B) quarantine.Store {
 			srv := natstest.Start(b)
 			s, err := jetstream.OpenQuarantine(bg, srv.URL, jetstream.Config{Name: freshName()})
 			if err != nil {
@@ -194,7 +196,7 @@ func BenchmarkRescan(b *testing.B) {
 				for range 16 {
 					wg.Go(func() {
 						for next.Add(1) <= int64(n) {
-							h, raw := queuetest.Held(int(next.Load()), len(body10k))
+							h, raw := quarantinetest.Held(int(next.Load()), len(body10k))
 							if err := s.Put(bg, h, raw); err != nil {
 								b.Error(err)
 								return
@@ -203,13 +205,13 @@ func BenchmarkRescan(b *testing.B) {
 					})
 				}
 				wg.Wait()
-				q, err := queue.NewQuarantine(queue.QuarantineConfig{Store: s, Queue: &discard{}, RescanRate: rate.Inf})
+				q, err := quarantine.New(quarantine.Config{Store: s, Queue: &discard{}, RescanRate: rate.Inf})
 				if err != nil {
 					b.Fatal(err)
 				}
 				b.StartTimer()
 				start := time.Now()
-				rep, err := q.Rescan(bg, pass, queue.RescanOptions{})
+				rep, err := q.Rescan(bg, pass, quarantine.RescanOptions{})
 				el := time.Since(start)
 				b.StopTimer()
 				if err != nil || rep.Released != n {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/internal/testsvc/natstest"
+	"github.com/portcullis-mail/portcullis/quarantine"
+	"github.com/portcullis-mail/portcullis/quarantine/quarantinetest"
 	"github.com/portcullis-mail/portcullis/queue"
 	"github.com/portcullis-mail/portcullis/queue/jetstream"
 	"github.com/portcullis-mail/portcullis/queue/queuetest"
@@ -28,9 +30,9 @@ func TestStoreConformance(t *testing.T) {
 
 func TestQuarantineConformance(t *testing.T) {
 	srv := natstest.Start(t)
-	queuetest.RunQuarantine(t, func(t *testing.T) queuetest.QuarantineOpener {
+	quarantinetest.Run(t, func(t *testing.T) quarantinetest.Opener {
 		cfg := jetstream.Config{Name: freshName()}
-		return func() (queue.QuarantineStore, error) {
+		return func() (quarantine.Store, error) {
 			return jetstream.OpenQuarantine(context.Background(), srv.URL, cfg)
 		}
 	})
@@ -41,7 +43,7 @@ func TestQuarantineConformance(t *testing.T) {
 func TestQuarantineDrill(t *testing.T) {
 	srv := natstest.Start(t)
 	cfg := jetstream.Config{Name: freshName()}
-	queuetest.RunDrill(t, func() (queue.QuarantineStore, error) {
+	quarantinetest.RunDrill(t, func() (quarantine.Store, error) {
 		return jetstream.OpenQuarantine(context.Background(), srv.URL, cfg)
 	}, func(t *testing.T, d queue.Deliverer) queue.Enqueuer {
 		s := openStore(t, srv.URL, cfg.Name)

@@ -1,8 +1,9 @@
 // Package jetstream is the queue on NATS JetStream, for gateways on more
 // than one machine: a queue.Store (Store), a queue shared by several
-// gateway processes (Queue) and a quarantine store (QuarantineStore). The
+// gateway processes (Queue) and a quarantine.Store (QuarantineStore). The
 // Store and the QuarantineStore pass the same conformance suites as the
-// local spool and the quarantine directory (queue/queuetest).
+// local spool and the quarantine directory (queue/queuetest,
+// quarantine/quarantinetest).
 //
 // # Layout
 //

@@ -20,6 +20,7 @@ import (
 	"github.com/portcullis-mail/portcullis/queue"
 	"github.com/portcullis-mail/portcullis/queue/jetstream"
 	"github.com/portcullis-mail/portcullis/queue/queuetest"
+	"github.com/portcullis-mail/portcullis/relay"
 )
 
 var bg = context.Background()
@@ -182,9 +183,9 @@ func TestSharedQueueRetryAndBounce(t *testing.T) {
 		tries[m.To[0]]++
 		switch {
 		case m.To[0] == "later@example.net" && tries[m.To[0]] < 3:
-			return &queue.ReplyError{Host: "mx.test:25", Command: "RCPT", Code: 451, Text: "try later"}
+			return &relay.ReplyError{Host: "mx.test:25", Command: "RCPT", Reply: filter.Reply{Code: 451, Text: "try later"}}
 		case m.To[0] == "gone@example.net":
-			return &queue.ReplyError{Host: "mx.test:25", Command: "RCPT", Code: 550, Enhanced: [3]int{5, 1, 1}, Text: "no such user"}
+			return &relay.ReplyError{Host: "mx.test:25", Command: "RCPT", Reply: filter.Reply{Code: 550, Enhanced: "5.1.1", Text: "no such user"}}
 		}
 		return nil
 	}
@@ -346,7 +347,7 @@ func TestSharedQueueMaxDeliver(t *testing.T) {
 		Deliverer: d.deliverer(0, func(*queue.Outgoing) error {
 			tries.Add(1)
 			if fail.Load() {
-				return &queue.ReplyError{Host: "mx.test:25", Command: "RCPT", Code: 451, Text: "later"}
+				return &relay.ReplyError{Host: "mx.test:25", Command: "RCPT", Reply: filter.Reply{Code: 451, Text: "later"}}
 			}
 			return nil
 		}),

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/filter"
+	"github.com/portcullis-mail/portcullis/quarantine"
 	"github.com/portcullis-mail/portcullis/queue"
 )
 
@@ -71,7 +72,7 @@ func FuzzEntryRecord(f *testing.F) {
 
 // FuzzQuarantineRecord: the same for the quarantine's records.
 func FuzzQuarantineRecord(f *testing.F) {
-	h := queue.Quarantined{
+	h := quarantine.Held{
 		ID: "18a0f00d00000000abcdef0123456789", Envelope: filter.Envelope{MailFrom: "a@example.org", RcptTo: []string{"b@example.net"}},
 		Size: 10, Checksum: "a3f0000000000000000000000000000000000000000000000000000000000000", HeldAt: time.UnixMilli(1_700_000_000_000),
 		Action: filter.Quarantine, Score: 5, Symbols: []filter.Symbol{{Name: "AV_X", Score: 5, Detail: "d"}},

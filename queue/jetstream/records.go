@@ -150,7 +150,7 @@ func (r *records[R]) update(ctx context.Context, id queue.ID, rec []byte, rev ui
 	return nil
 }
 
-// Remove implements queue.Store and queue.QuarantineStore: it deletes a
+// Remove implements queue.Store and quarantine.Store: it deletes a
 // record, then its body, so a crash between the two leaves an unreachable
 // body, never a record without one.
 func (r *records[R]) Remove(ctx context.Context, id queue.ID) error {
@@ -239,7 +239,7 @@ func (r *records[R]) moveAside(ctx context.Context, key string, raw []byte, why 
 	}
 }
 
-// Close implements queue.Store and queue.QuarantineStore; requests in
+// Close implements queue.Store and quarantine.Store; requests in
 // flight fail with an error matching queue.ErrClosed.
 func (r *records[R]) Close() error { return r.close() }
 

@@ -333,3 +333,43 @@ func testCopied(t *testing.T, open Opener) {
 	got.Envelope.RcptTo[0] = "changed-again@example.org"
 	CheckEntry(t, entries(t, s)[want.ID], want)
 }
+
+// Metrics is a filter.Metrics that records values by name (labels are
+// summed), for assertions; observations count under name+"_count".
+type Metrics struct {
+	mu sync.Mutex
+	m  map[string]float64
+}
+
+// NewMetrics returns an empty recorder.
+func NewMetrics() *Metrics { return &Metrics{m: map[string]float64{}} }
+
+// Add implements filter.Metrics.
+func (r *Metrics) Add(name string, d float64, _ ...string) {
+	r.mu.Lock()
+	r.m[name] += d
+	r.mu.Unlock()
+}
+
+// Set implements filter.Metrics.
+func (r *Metrics) Set(name string, v float64, _ ...string) {
+	r.mu.Lock()
+	r.m[name] = v
+	r.mu.Unlock()
+}
+
+// Observe implements filter.Metrics.
+func (r *Metrics) Observe(name string, _ float64, _ ...string) { r.Add(name+"_count", 1) }
+
+// Get returns a recorded value.
+func (r *Metrics) Get(name string) float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.m[name]
+}
+
+func (r *Metrics) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return fmt.Sprint(r.m)
+}

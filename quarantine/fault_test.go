@@ -1,4 +1,4 @@
-package queue
+package quarantine
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/filter"
+	"github.com/portcullis-mail/portcullis/internal/diskfs"
 )
 
 func newMsg(env filter.Envelope, raw []byte) *filter.Message {
@@ -21,20 +22,20 @@ func verdictQ() filter.Verdict {
 	return filter.Verdict{Action: filter.Quarantine, Symbols: []filter.Symbol{{Name: "AV_X", Score: 1}}}
 }
 
-func testHeld(t *testing.T, raw []byte) Quarantined {
+func testHeld(t *testing.T, raw []byte) Held {
 	t.Helper()
 	now := time.Now()
 	sum := sha256.Sum256(raw)
-	return Quarantined{ID: newID(now), Envelope: testEnv(), Size: int64(len(raw)), Checksum: hex.EncodeToString(sum[:]), HeldAt: now}
+	return Held{ID: newID(now), Envelope: testEnv(), Size: int64(len(raw)), Checksum: hex.EncodeToString(sum[:]), HeldAt: now}
 }
 
-// TestQuarantineDirFaults: a failing write or fsync fails the change;
+// TestDirFaults: a failing write or fsync fails the change;
 // nothing that failed appears after a restart, and nothing acknowledged
 // is lost.
-func TestQuarantineDirFaults(t *testing.T) {
+func TestDirFaults(t *testing.T) {
 	dir := t.TempDir()
-	fs := &faultFS{}
-	d, err := openQuarantineDir(dir, QuarantineDirConfig{}, fs)
+	fs := &diskfs.Fault{}
+	d, err := openDir(dir, DirConfig{}, fs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,23 +47,24 @@ func TestQuarantineDirFaults(t *testing.T) {
 	}
 	for _, fault := range []struct {
 		name string
-		p    *faultFSPointer
-	}{{"ENOSPC on write", &faultFSPointer{fs, true, syscall.ENOSPC}}, {"EIO on fsync", &faultFSPointer{fs, false, syscall.EIO}}} {
-		fault.p.on()
+		fail func(error)
+		err  error
+	}{{"ENOSPC on write", fs.FailWrites, syscall.ENOSPC}, {"EIO on fsync", fs.FailSyncs, syscall.EIO}} {
+		fault.fail(fault.err)
 		raw := []byte(testMsg(fault.name))
 		h := testHeld(t, raw)
-		if err := d.Put(ctx, h, raw); !errors.Is(err, fault.p.err) {
+		if err := d.Put(ctx, h, raw); !errors.Is(err, fault.err) {
 			t.Errorf("%s: put: %v", fault.name, err)
 		}
 		upd := ok
 		upd.Rescans = 5
-		if err := d.Update(ctx, upd); !errors.Is(err, fault.p.err) {
+		if err := d.Update(ctx, upd); !errors.Is(err, fault.err) {
 			t.Errorf("%s: update: %v", fault.name, err)
 		}
-		fault.p.off()
+		fault.fail(nil)
 	}
 	d.Close()
-	d, err = OpenQuarantineDir(dir, QuarantineDirConfig{})
+	d, err = OpenDir(dir, DirConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,29 +84,10 @@ func TestQuarantineDirFaults(t *testing.T) {
 	}
 }
 
-type faultFSPointer struct {
-	fs    *faultFS
-	write bool
-	err   error
-}
-
-func (p *faultFSPointer) on() {
-	if p.write {
-		p.fs.set(&p.fs.failWrite, p.err)
-	} else {
-		p.fs.set(&p.fs.failSync, p.err)
-	}
-}
-
-func (p *faultFSPointer) off() {
-	p.fs.set(&p.fs.failWrite, nil)
-	p.fs.set(&p.fs.failSync, nil)
-}
-
-// TestQuarantineDirRefusals: records that would break the store are
+// TestDirRefusals: records that would break the store are
 // refused (a duplicate ID, an update that changes the message).
-func TestQuarantineDirRefusals(t *testing.T) {
-	d, err := OpenQuarantineDir(t.TempDir(), QuarantineDirConfig{})
+func TestDirRefusals(t *testing.T) {
+	d, err := OpenDir(t.TempDir(), DirConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,15 +112,15 @@ func TestQuarantineDirRefusals(t *testing.T) {
 	}
 }
 
-// TestQuarantineLimits: a message over MaxMessageBytes is refused with a
+// TestLimits: a message over MaxMessageBytes is refused with a
 // LimitError, and one without recipients with ErrNoRecipients.
-func TestQuarantineLimits(t *testing.T) {
-	d, err := OpenQuarantineDir(t.TempDir(), QuarantineDirConfig{})
+func TestLimits(t *testing.T) {
+	d, err := OpenDir(t.TempDir(), DirConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	q, err := NewQuarantine(QuarantineConfig{Store: d, MaxMessageBytes: 100})
+	q, err := New(Config{Store: d, MaxMessageBytes: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +138,15 @@ func TestQuarantineLimits(t *testing.T) {
 	if _, err := q.Hold(ctx, newMsg(env, big[:10]), verdictQ()); !errors.Is(err, ErrNoRecipients) {
 		t.Errorf("no recipients: %v", err)
 	}
-	if _, err := NewQuarantine(QuarantineConfig{}); err == nil {
+	if _, err := New(Config{}); err == nil {
 		t.Error("a quarantine without a store")
 	}
+}
+
+func testEnv() filter.Envelope {
+	return filter.Envelope{MailFrom: "sender@example.org", RcptTo: []string{"rcpt@example.net"}, Helo: "client.example.org"}
+}
+
+func testMsg(subject string) string {
+	return "From: sender@example.org\r\nTo: rcpt@example.net\r\nSubject: " + subject + "\r\n\r\nHello " + subject + ".\r\n"
 }

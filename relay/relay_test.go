@@ -1,4 +1,4 @@
-package queue_test
+package relay_test
 
 import (
 	"context"
@@ -17,14 +17,15 @@ import (
 	"github.com/portcullis-mail/portcullis/filter"
 	"github.com/portcullis-mail/portcullis/internal/testsvc"
 	"github.com/portcullis-mail/portcullis/queue"
+	"github.com/portcullis-mail/portcullis/relay"
 )
 
 var bg = context.Background()
 
-func relayQueue(t *testing.T, smtpCfg queue.SMTPConfig, cfg queue.Config) *queue.Queue {
+func relayQueue(t *testing.T, smtpCfg relay.Config, cfg queue.Config) *queue.Queue {
 	t.Helper()
 	smtpCfg.DialTimeout, smtpCfg.CommandTimeout, smtpCfg.DataTimeout = 5*time.Second, 10*time.Second, 10*time.Second
-	d, err := queue.NewSMTPDeliverer(smtpCfg)
+	d, err := relay.New(smtpCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,8 +49,8 @@ func relayQueue(t *testing.T, smtpCfg queue.SMTPConfig, cfg queue.Config) *queue
 	return q
 }
 
-func route(hosts ...string) map[string]queue.Route {
-	return map[string]queue.Route{"*": {Hosts: hosts}}
+func route(hosts ...string) map[string]relay.Route {
+	return map[string]relay.Route{"*": {Hosts: hosts}}
 }
 
 func msg(subject string) string {
@@ -87,7 +88,7 @@ func TestSMTPTemporaryThenSuccess(t *testing.T) {
 		}
 		return nil
 	}})
-	q := relayQueue(t, queue.SMTPConfig{Routes: route(sink.Addr)}, queue.Config{})
+	q := relayQueue(t, relay.Config{Routes: route(sink.Addr)}, queue.Config{})
 	enqueue(t, q, msg("grey"))
 	waitEmpty(t, q)
 	got := sink.Messages()
@@ -103,7 +104,7 @@ func TestSMTPPermanentFailureSendsDSN(t *testing.T) {
 		}
 		return nil
 	}})
-	q := relayQueue(t, queue.SMTPConfig{Routes: route(sink.Addr)}, queue.Config{})
+	q := relayQueue(t, relay.Config{Routes: route(sink.Addr)}, queue.Config{})
 	enqueue(t, q, msg("partly bounced"), "ok@example.net", "nouser@example.net")
 	waitEmpty(t, q)
 	msgs := sink.Messages()
@@ -187,7 +188,7 @@ func checkDSN(t *testing.T, data []byte, remote string) {
 func TestSMTPDestinationDownThenBack(t *testing.T) {
 	sink := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
 	sink.Stop()
-	q := relayQueue(t, queue.SMTPConfig{Routes: route(sink.Addr)}, queue.Config{})
+	q := relayQueue(t, relay.Config{Routes: route(sink.Addr)}, queue.Config{})
 	for i := range 20 {
 		enqueue(t, q, msg(fmt.Sprint("while down ", i)))
 	}
@@ -223,7 +224,7 @@ func TestSMTPBlocklistRefusalUsesFallback(t *testing.T) {
 	}})
 	fallback := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
 	other := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
-	q := relayQueue(t, queue.SMTPConfig{Routes: map[string]queue.Route{
+	q := relayQueue(t, relay.Config{Routes: map[string]relay.Route{
 		"att.example": {Hosts: []string{primary.Addr}, Fallback: []string{fallback.Addr}},
 		"*":           {Hosts: []string{other.Addr}},
 	}}, queue.Config{})
@@ -246,7 +247,7 @@ func TestSMTPPolicyRefusalAtGreetingUsesFallback(t *testing.T) {
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "rejected because your IP is listed on a DNSBL"}
 	}})
 	fallback := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
-	d, err := queue.NewSMTPDeliverer(queue.SMTPConfig{Routes: map[string]queue.Route{"*": {Hosts: []string{primary.Addr}, Fallback: []string{fallback.Addr}}}})
+	d, err := relay.New(relay.Config{Routes: map[string]relay.Route{"*": {Hosts: []string{primary.Addr}, Fallback: []string{fallback.Addr}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +283,7 @@ func deliverDirect(t *testing.T, d queue.Deliverer, rcpts ...string) []error {
 func TestSMTPStartTLSWhenOffered(t *testing.T) {
 	sink := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{TLS: true})
 	plain := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
-	q := relayQueue(t, queue.SMTPConfig{Routes: map[string]queue.Route{
+	q := relayQueue(t, relay.Config{Routes: map[string]relay.Route{
 		"tls.example": {Hosts: []string{sink.Addr}}, "*": {Hosts: []string{plain.Addr}},
 	}}, queue.Config{})
 	enqueue(t, q, msg("tls 1"), "a@tls.example", "b@plain.example")
@@ -301,19 +302,19 @@ func TestSMTPStartTLSWhenOffered(t *testing.T) {
 
 func TestSMTPTLSRequiredRefusesPlainHost(t *testing.T) {
 	plain := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
-	d, err := queue.NewSMTPDeliverer(queue.SMTPConfig{Routes: route(plain.Addr), TLSMode: queue.TLSRequired})
+	d, err := relay.New(relay.Config{Routes: route(plain.Addr), TLSMode: relay.TLSRequired})
 	if err != nil {
 		t.Fatal(err)
 	}
 	errs := deliverDirect(t, d, "a@example.net")
-	if !errors.Is(errs[0], queue.ErrTLSRequired) || queue.Classify(errs[0]) != queue.Temporary || len(plain.Messages()) != 0 {
+	if !errors.Is(errs[0], relay.ErrTLSRequired) || queue.Classify(errs[0]) != queue.Temporary || len(plain.Messages()) != 0 {
 		t.Fatalf("error %v; plain host got %d", errs[0], len(plain.Messages()))
 	}
 }
 
 func TestLMTPDelivery(t *testing.T) {
 	sink := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{LMTP: true})
-	d, err := queue.NewLMTPDeliverer([]string{sink.Addr}, queue.SMTPConfig{})
+	d, err := relay.NewLMTP([]string{sink.Addr}, relay.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +332,7 @@ func TestSMTPConnectionLimitAndRate(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // hold the session so connections overlap
 		return nil
 	}})
-	q := relayQueue(t, queue.SMTPConfig{Routes: route(sink.Addr), MaxConnsPerHost: 2, RatePerHost: 40, RateBurst: 1},
+	q := relayQueue(t, relay.Config{Routes: route(sink.Addr), MaxConnsPerHost: 2, RatePerHost: 40, RateBurst: 1},
 		queue.Config{Workers: 16})
 	start := time.Now()
 	for i := range 16 {
@@ -357,7 +358,7 @@ func TestSMTPContextReachesTheSocket(t *testing.T) {
 		return nil
 	}})
 	t.Cleanup(func() { close(stall) }) // before the sink's shutdown waits for the session
-	d, err := queue.NewSMTPDeliverer(queue.SMTPConfig{Routes: route(sink.Addr)})
+	d, err := relay.New(relay.Config{Routes: route(sink.Addr)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,7 +389,7 @@ func TestSMTPNextHostWhenFirstIsDown(t *testing.T) {
 	down := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
 	down.Stop()
 	up := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
-	d, err := queue.NewSMTPDeliverer(queue.SMTPConfig{Routes: route(down.Addr, up.Addr)})
+	d, err := relay.New(relay.Config{Routes: route(down.Addr, up.Addr)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,19 +402,19 @@ func TestSMTPNextHostWhenFirstIsDown(t *testing.T) {
 }
 
 func TestSMTPDelivererConfigErrors(t *testing.T) {
-	for _, cfg := range []queue.SMTPConfig{
+	for _, cfg := range []relay.Config{
 		{},
-		{Routes: map[string]queue.Route{"*": {}}},
-		{Routes: map[string]queue.Route{"*": {Hosts: []string{"no-port"}}}},
-		{Routes: map[string]queue.Route{"*": {Hosts: []string{"h:25"}, Fallback: []string{"bad"}}}},
+		{Routes: map[string]relay.Route{"*": {}}},
+		{Routes: map[string]relay.Route{"*": {Hosts: []string{"no-port"}}}},
+		{Routes: map[string]relay.Route{"*": {Hosts: []string{"h:25"}, Fallback: []string{"bad"}}}},
 	} {
-		if _, err := queue.NewSMTPDeliverer(cfg); err == nil {
+		if _, err := relay.New(cfg); err == nil {
 			t.Errorf("config %+v accepted", cfg)
 		}
 	}
-	d, _ := queue.NewSMTPDeliverer(queue.SMTPConfig{Routes: map[string]queue.Route{"example.net": {Hosts: []string{"127.0.0.1:1"}}}})
+	d, _ := relay.New(relay.Config{Routes: map[string]relay.Route{"example.net": {Hosts: []string{"127.0.0.1:1"}}}})
 	errs := d.Deliver(bg, &queue.Outgoing{To: []string{"a@unrouted.example"}})
-	if !errors.Is(errs[0], queue.ErrNoRoute) || queue.Classify(errs[0]) != queue.Temporary {
+	if !errors.Is(errs[0], relay.ErrNoRoute) || queue.Classify(errs[0]) != queue.Temporary {
 		t.Errorf("unrouted recipient: %v", errs[0])
 	}
 }

@@ -1,4 +1,7 @@
-package queuetest
+// Package quarantinetest is the conformance suite every quarantine.Store
+// must pass (the local Dir, the JetStream store), and the faulty-update
+// drill run over a store and a queue.
+package quarantinetest
 
 import (
 	"bytes"
@@ -20,21 +23,24 @@ import (
 
 	"github.com/portcullis-mail/portcullis/filter"
 	"github.com/portcullis-mail/portcullis/internal/testsvc"
+	"github.com/portcullis-mail/portcullis/quarantine"
 	"github.com/portcullis-mail/portcullis/queue"
+	"github.com/portcullis-mail/portcullis/queue/queuetest"
+	"github.com/portcullis-mail/portcullis/relay"
 )
 
-// QuarantineOpener opens the quarantine store at one location. Opening
+// Opener opens the quarantine store at one location. Opening
 // again after Close must see everything that was acknowledged.
-type QuarantineOpener func() (queue.QuarantineStore, error)
+type Opener func() (quarantine.Store, error)
 
-// RunQuarantine runs the conformance suite of queue.QuarantineStore: the
+// Run runs the conformance suite of quarantine.Store: the
 // store contract, then the Quarantine's operations (hold, list, get,
 // release, delete, expiry, digest, re-scan) over the store. newStore is
 // called once per subtest and returns an opener for a fresh location.
-func RunQuarantine(t *testing.T, newStore func(t *testing.T) QuarantineOpener) {
+func Run(t *testing.T, newStore func(t *testing.T) Opener) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, open QuarantineOpener)
+		fn   func(t *testing.T, open Opener)
 	}{
 		{"PutThenReopen", qPutReopen},
 		{"UpdatePersists", qUpdate},
@@ -60,7 +66,7 @@ func RunQuarantine(t *testing.T, newStore func(t *testing.T) QuarantineOpener) {
 	}
 }
 
-func qOpen(t *testing.T, open QuarantineOpener) queue.QuarantineStore {
+func qOpen(t *testing.T, open Opener) quarantine.Store {
 	t.Helper()
 	s, err := open()
 	if err != nil {
@@ -69,22 +75,24 @@ func qOpen(t *testing.T, open QuarantineOpener) queue.QuarantineStore {
 	return s
 }
 
-func qClose(t *testing.T, s queue.QuarantineStore) {
+func qClose(t *testing.T, s quarantine.Store) {
 	t.Helper()
 	if err := s.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
 }
 
+var ctx = context.Background()
+
 var heldSeq atomic.Int64
 
 // Held returns a distinct record with every field set and its message.
-func Held(n, size int) (queue.Quarantined, []byte) {
+func Held(n, size int) (quarantine.Held, []byte) {
 	s := heldSeq.Add(1)
-	id := queue.ID(fmt.Sprintf("q%012d-%d", s, n))
-	raw := Body(id, size)
+	id := quarantine.ID(fmt.Sprintf("q%012d-%d", s, n))
+	raw := queuetest.Body(queue.ID(id), size)
 	sum := sha256.Sum256(raw)
-	return queue.Quarantined{
+	return quarantine.Held{
 		ID: id,
 		Envelope: filter.Envelope{ClientIP: netip.MustParseAddr("2001:db8::7"), Helo: "mx.example.org", MailFrom: "a@example.org",
 			RcptTo: []string{"b@example.net", fmt.Sprintf("c%d@example.com", n)}, AuthUser: "u", TLS: true},
@@ -96,7 +104,7 @@ func Held(n, size int) (queue.Quarantined, []byte) {
 }
 
 // CheckHeld compares a record a store returned with what was stored.
-func CheckHeld(t *testing.T, got, want queue.Quarantined) {
+func CheckHeld(t *testing.T, got, want quarantine.Held) {
 	t.Helper()
 	a, err1 := got.MarshalBinary()
 	b, err2 := want.MarshalBinary()
@@ -105,7 +113,7 @@ func CheckHeld(t *testing.T, got, want queue.Quarantined) {
 	}
 }
 
-func qPut(t *testing.T, s queue.QuarantineStore, n, size int) (queue.Quarantined, []byte) {
+func qPut(t *testing.T, s quarantine.Store, n, size int) (quarantine.Held, []byte) {
 	t.Helper()
 	h, raw := Held(n, size)
 	if err := s.Put(ctx, h, raw); err != nil {
@@ -114,16 +122,16 @@ func qPut(t *testing.T, s queue.QuarantineStore, n, size int) (queue.Quarantined
 	return h, raw
 }
 
-func qAll(t *testing.T, s queue.QuarantineStore) map[queue.ID]queue.Quarantined {
+func qAll(t *testing.T, s quarantine.Store) map[quarantine.ID]quarantine.Held {
 	t.Helper()
 	all, err := s.All(ctx)
 	if err != nil {
 		t.Fatalf("all: %v", err)
 	}
-	if !slices.IsSortedFunc(all, func(a, b queue.Quarantined) int { return strings.Compare(string(a.ID), string(b.ID)) }) {
+	if !slices.IsSortedFunc(all, func(a, b quarantine.Held) int { return strings.Compare(string(a.ID), string(b.ID)) }) {
 		t.Error("All is not ordered by ID")
 	}
-	m := map[queue.ID]queue.Quarantined{}
+	m := map[quarantine.ID]quarantine.Held{}
 	for _, h := range all {
 		if _, dup := m[h.ID]; dup {
 			t.Errorf("%s listed twice", h.ID)
@@ -133,7 +141,7 @@ func qAll(t *testing.T, s queue.QuarantineStore) map[queue.ID]queue.Quarantined 
 	return m
 }
 
-func qBody(t *testing.T, s queue.QuarantineStore, id queue.ID) []byte {
+func qBody(t *testing.T, s quarantine.Store, id quarantine.ID) []byte {
 	t.Helper()
 	b, err := s.Body(ctx, id)
 	if err != nil {
@@ -147,7 +155,7 @@ func qBody(t *testing.T, s queue.QuarantineStore, id queue.ID) []byte {
 	return data
 }
 
-func qPutReopen(t *testing.T, open QuarantineOpener) {
+func qPutReopen(t *testing.T, open Opener) {
 	s := qOpen(t, open)
 	h1, raw1 := qPut(t, s, 1, 3000)
 	h2, raw2 := qPut(t, s, 2, 10)
@@ -165,7 +173,7 @@ func qPutReopen(t *testing.T, open QuarantineOpener) {
 	}
 }
 
-func qUpdate(t *testing.T, open QuarantineOpener) {
+func qUpdate(t *testing.T, open Opener) {
 	s := qOpen(t, open)
 	h, raw := qPut(t, s, 1, 500)
 	h.Action, h.Score = filter.Reject, 20
@@ -184,7 +192,7 @@ func qUpdate(t *testing.T, open QuarantineOpener) {
 	}
 }
 
-func qRemove(t *testing.T, open QuarantineOpener) {
+func qRemove(t *testing.T, open Opener) {
 	s := qOpen(t, open)
 	h1, _ := qPut(t, s, 1, 100)
 	h2, _ := qPut(t, s, 2, 100)
@@ -199,31 +207,31 @@ func qRemove(t *testing.T, open QuarantineOpener) {
 		t.Fatalf("after remove and reopen: %v", got)
 	}
 	CheckHeld(t, got[h2.ID], h2)
-	if _, err := s.Body(ctx, h1.ID); !errors.Is(err, queue.ErrNotFound) {
+	if _, err := s.Body(ctx, h1.ID); !errors.Is(err, quarantine.ErrNotFound) {
 		t.Errorf("body of a removed message: %v, want ErrNotFound", err)
 	}
 }
 
-func qNotFound(t *testing.T, open QuarantineOpener) {
+func qNotFound(t *testing.T, open Opener) {
 	s := qOpen(t, open)
 	defer qClose(t, s)
 	h, _ := Held(1, 10)
-	if err := s.Update(ctx, h); !errors.Is(err, queue.ErrNotFound) {
+	if err := s.Update(ctx, h); !errors.Is(err, quarantine.ErrNotFound) {
 		t.Errorf("update of unknown: %v, want ErrNotFound", err)
 	}
-	if err := s.Remove(ctx, h.ID); !errors.Is(err, queue.ErrNotFound) {
+	if err := s.Remove(ctx, h.ID); !errors.Is(err, quarantine.ErrNotFound) {
 		t.Errorf("remove of unknown: %v, want ErrNotFound", err)
 	}
-	if _, err := s.Body(ctx, h.ID); !errors.Is(err, queue.ErrNotFound) {
+	if _, err := s.Body(ctx, h.ID); !errors.Is(err, quarantine.ErrNotFound) {
 		t.Errorf("body of unknown: %v, want ErrNotFound", err)
 	}
 }
 
-func qConcurrent(t *testing.T, open QuarantineOpener) {
+func qConcurrent(t *testing.T, open Opener) {
 	s := qOpen(t, open)
 	const workers, each = 8, 15
 	var mu sync.Mutex
-	want := map[queue.ID][]byte{}
+	want := map[quarantine.ID][]byte{}
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
@@ -253,7 +261,7 @@ func qConcurrent(t *testing.T, open QuarantineOpener) {
 	}
 }
 
-func qLarge(t *testing.T, open QuarantineOpener) {
+func qLarge(t *testing.T, open Opener) {
 	s := qOpen(t, open)
 	h, raw := qPut(t, s, 1, 3<<20)
 	qClose(t, s)
@@ -264,23 +272,23 @@ func qLarge(t *testing.T, open QuarantineOpener) {
 	}
 }
 
-func qClosed(t *testing.T, open QuarantineOpener) {
+func qClosed(t *testing.T, open Opener) {
 	s := qOpen(t, open)
 	h, _ := qPut(t, s, 1, 50)
 	qClose(t, s)
 	h2, raw2 := Held(2, 50)
-	if err := s.Put(ctx, h2, raw2); !errors.Is(err, queue.ErrClosed) {
+	if err := s.Put(ctx, h2, raw2); !errors.Is(err, quarantine.ErrClosed) {
 		t.Errorf("put after close: %v, want ErrClosed", err)
 	}
 	if err := s.Update(ctx, h); err == nil {
 		t.Error("update after close succeeded")
 	}
-	if _, err := s.All(ctx); !errors.Is(err, queue.ErrClosed) {
+	if _, err := s.All(ctx); !errors.Is(err, quarantine.ErrClosed) {
 		t.Errorf("all after close: %v, want ErrClosed", err)
 	}
 }
 
-func qCancelled(t *testing.T, open QuarantineOpener) {
+func qCancelled(t *testing.T, open Opener) {
 	s := qOpen(t, open)
 	defer qClose(t, s)
 	c, cancel := context.WithCancel(ctx)
@@ -291,7 +299,7 @@ func qCancelled(t *testing.T, open QuarantineOpener) {
 	}
 }
 
-func qCopied(t *testing.T, open QuarantineOpener) {
+func qCopied(t *testing.T, open Opener) {
 	s := qOpen(t, open)
 	defer qClose(t, s)
 	h, raw := Held(1, 10)
@@ -356,13 +364,13 @@ func (c *fakeClock) add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func newQuarantine(t *testing.T, s queue.QuarantineStore, cfg queue.QuarantineConfig) *queue.Quarantine {
+func newQuarantine(t *testing.T, s quarantine.Store, cfg quarantine.Config) *quarantine.Manager {
 	t.Helper()
 	cfg.Store = s
 	if cfg.RescanRate == 0 {
 		cfg.RescanRate = rate.Inf
 	}
-	q, err := queue.NewQuarantine(cfg)
+	q, err := quarantine.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,12 +378,12 @@ func newQuarantine(t *testing.T, s queue.QuarantineStore, cfg queue.QuarantineCo
 }
 
 type heldMsg struct {
-	id  queue.ID
+	id  quarantine.ID
 	raw []byte
 }
 
 // hold quarantines a message with the given envelope and symbols.
-func hold(t *testing.T, q *queue.Quarantine, from string, to []string, subject string, syms ...string) heldMsg {
+func hold(t *testing.T, q *quarantine.Manager, from string, to []string, subject string, syms ...string) heldMsg {
 	t.Helper()
 	raw := []byte("From: " + from + "\r\nTo: " + strings.Join(to, ", ") + "\r\nSubject: " + subject + "\r\n\r\nbody of " + subject + "\r\n")
 	var v filter.Verdict
@@ -391,19 +399,19 @@ func hold(t *testing.T, q *queue.Quarantine, from string, to []string, subject s
 	return heldMsg{id, raw}
 }
 
-func ids(items []queue.Quarantined) []queue.ID {
-	var out []queue.ID
+func ids(items []quarantine.Held) []quarantine.ID {
+	var out []quarantine.ID
 	for _, h := range items {
 		out = append(out, h.ID)
 	}
 	return out
 }
 
-func qList(t *testing.T, open QuarantineOpener) {
+func qList(t *testing.T, open Opener) {
 	s := qOpen(t, open)
 	defer qClose(t, s)
 	clock := &fakeClock{now: time.Date(2026, 3, 1, 3, 0, 0, 0, time.UTC)}
-	q := newQuarantine(t, s, queue.QuarantineConfig{Now: clock.Now})
+	q := newQuarantine(t, s, quarantine.Config{Now: clock.Now})
 	early := hold(t, q, "x@example.org", []string{"Alice@example.net"}, "early", "CLAMAV_EICAR")
 	clock.add(90 * time.Minute) // 04:30
 	late := hold(t, q, "y@example.org", []string{"bob@example.net", "alice@example.net"}, "late", "CLAMAV_OTHER", "RBL_X")
@@ -412,17 +420,17 @@ func qList(t *testing.T, open QuarantineOpener) {
 	four := time.Date(2026, 3, 1, 4, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		name string
-		f    queue.QuarantineFilter
-		want []queue.ID
+		f    quarantine.Query
+		want []quarantine.ID
 	}{
-		{"all", queue.QuarantineFilter{}, []queue.ID{early.id, late.id, spam.id}},
-		{"symbol exact", queue.QuarantineFilter{Symbol: "RBL_X"}, []queue.ID{late.id}},
-		{"symbol prefix", queue.QuarantineFilter{Symbol: "CLAMAV_*"}, []queue.ID{early.id, late.id}},
-		{"engine since 04:00", queue.QuarantineFilter{Symbol: "CLAMAV_*", Since: four}, []queue.ID{late.id}},
-		{"until 04:00", queue.QuarantineFilter{Until: four}, []queue.ID{early.id}},
-		{"recipient any case", queue.QuarantineFilter{Recipient: "ALICE@example.net"}, []queue.ID{early.id, late.id}},
-		{"sender", queue.QuarantineFilter{Sender: "x@example.org"}, []queue.ID{early.id, spam.id}},
-		{"nothing", queue.QuarantineFilter{Symbol: "NONE"}, nil},
+		{"all", quarantine.Query{}, []quarantine.ID{early.id, late.id, spam.id}},
+		{"symbol exact", quarantine.Query{Symbol: "RBL_X"}, []quarantine.ID{late.id}},
+		{"symbol prefix", quarantine.Query{Symbol: "CLAMAV_*"}, []quarantine.ID{early.id, late.id}},
+		{"engine since 04:00", quarantine.Query{Symbol: "CLAMAV_*", Since: four}, []quarantine.ID{late.id}},
+		{"until 04:00", quarantine.Query{Until: four}, []quarantine.ID{early.id}},
+		{"recipient any case", quarantine.Query{Recipient: "ALICE@example.net"}, []quarantine.ID{early.id, late.id}},
+		{"sender", quarantine.Query{Sender: "x@example.org"}, []quarantine.ID{early.id, spam.id}},
+		{"nothing", quarantine.Query{Symbol: "NONE"}, nil},
 	} {
 		p, err := q.List(ctx, tc.f)
 		if err != nil {
@@ -433,8 +441,8 @@ func qList(t *testing.T, open QuarantineOpener) {
 		}
 	}
 	// Pages of one.
-	var got []queue.ID
-	f := queue.QuarantineFilter{Limit: 1}
+	var got []quarantine.ID
+	f := quarantine.Query{Limit: 1}
 	for range 10 {
 		p, err := q.List(ctx, f)
 		if err != nil {
@@ -446,16 +454,16 @@ func qList(t *testing.T, open QuarantineOpener) {
 		}
 		f.After = p.Next
 	}
-	if want := []queue.ID{early.id, late.id, spam.id}; !slices.Equal(got, want) {
+	if want := []quarantine.ID{early.id, late.id, spam.id}; !slices.Equal(got, want) {
 		t.Errorf("paged: %v, want %v", got, want)
 	}
 }
 
-func qRelease(t *testing.T, open QuarantineOpener) {
+func qRelease(t *testing.T, open Opener) {
 	s := qOpen(t, open)
 	defer qClose(t, s)
 	rec := &recorder{}
-	q := newQuarantine(t, s, queue.QuarantineConfig{Queue: rec})
+	q := newQuarantine(t, s, quarantine.Config{Queue: rec})
 	a := hold(t, q, "x@example.org", []string{"b@example.net"}, "a", "AV_X")
 	b := hold(t, q, "x@example.org", []string{"b@example.net"}, "b", "AV_X")
 	h, raw, err := q.Get(ctx, a.id)
@@ -468,7 +476,7 @@ func qRelease(t *testing.T, open QuarantineOpener) {
 	if rec.count(a.raw) != 1 {
 		t.Errorf("released message queued %d times, want 1", rec.count(a.raw))
 	}
-	if _, _, err := q.Get(ctx, a.id); !errors.Is(err, queue.ErrNotFound) {
+	if _, _, err := q.Get(ctx, a.id); !errors.Is(err, quarantine.ErrNotFound) {
 		t.Errorf("get after release: %v, want ErrNotFound", err)
 	}
 	if err := q.Delete(ctx, b.id); err != nil {
@@ -477,7 +485,7 @@ func qRelease(t *testing.T, open QuarantineOpener) {
 	if rec.count(b.raw) != 0 {
 		t.Error("a deleted message was queued")
 	}
-	if _, err := q.Release(ctx, b.id); !errors.Is(err, queue.ErrNotFound) {
+	if _, err := q.Release(ctx, b.id); !errors.Is(err, quarantine.ErrNotFound) {
 		t.Errorf("release after delete: %v, want ErrNotFound", err)
 	}
 	// A queue that refuses: the message stays held, marked for release.
@@ -491,12 +499,12 @@ func qRelease(t *testing.T, open QuarantineOpener) {
 	}
 }
 
-func qExpire(t *testing.T, open QuarantineOpener) {
+func qExpire(t *testing.T, open Opener) {
 	s := qOpen(t, open)
 	defer qClose(t, s)
 	clock := &fakeClock{now: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
-	m := NewMetrics()
-	q := newQuarantine(t, s, queue.QuarantineConfig{Now: clock.Now, Retention: 24 * time.Hour, Metrics: m, Queue: &recorder{fail: errors.New("down")}})
+	m := queuetest.NewMetrics()
+	q := newQuarantine(t, s, quarantine.Config{Now: clock.Now, Retention: 24 * time.Hour, Metrics: m, Queue: &recorder{fail: errors.New("down")}})
 	old := hold(t, q, "x@example.org", []string{"b@example.net"}, "old", "AV_X")
 	releasing := hold(t, q, "x@example.org", []string{"b@example.net"}, "releasing", "AV_X")
 	if _, err := q.Release(ctx, releasing.id); err == nil {
@@ -527,11 +535,11 @@ func qExpire(t *testing.T, open QuarantineOpener) {
 	}
 }
 
-func qDigest(t *testing.T, open QuarantineOpener) {
+func qDigest(t *testing.T, open Opener) {
 	s := qOpen(t, open)
 	defer qClose(t, s)
 	clock := &fakeClock{now: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
-	q := newQuarantine(t, s, queue.QuarantineConfig{Now: clock.Now})
+	q := newQuarantine(t, s, quarantine.Config{Now: clock.Now})
 	hold(t, q, "x@example.org", []string{"alice@example.net"}, "yesterday", "AV_X")
 	clock.add(24 * time.Hour)
 	since := clock.Now()
@@ -542,7 +550,7 @@ func qDigest(t *testing.T, open QuarantineOpener) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(d) != 2 || !slices.Equal(ids(d["alice@example.net"]), []queue.ID{a.id}) || !slices.Equal(ids(d["bob@example.net"]), []queue.ID{a.id, b.id}) {
+	if len(d) != 2 || !slices.Equal(ids(d["alice@example.net"]), []quarantine.ID{a.id}) || !slices.Equal(ids(d["bob@example.net"]), []quarantine.ID{a.id, b.id}) {
 		t.Errorf("digest %v", d)
 	}
 	d, err = q.Digest(ctx, "BOB@example.net", since)
@@ -569,12 +577,12 @@ func flagging(faulty *atomic.Bool, spam string) *filter.Pipeline {
 	return filter.NewPipeline(filter.Options{}, scan)
 }
 
-func qRescan(t *testing.T, open QuarantineOpener) {
+func qRescan(t *testing.T, open Opener) {
 	s := qOpen(t, open)
 	defer qClose(t, s)
 	rec := &recorder{}
-	m := NewMetrics()
-	q := newQuarantine(t, s, queue.QuarantineConfig{Queue: rec, Metrics: m})
+	m := queuetest.NewMetrics()
+	q := newQuarantine(t, s, quarantine.Config{Queue: rec, Metrics: m})
 	var faulty atomic.Bool
 	faulty.Store(true)
 	var msgs []heldMsg
@@ -583,7 +591,7 @@ func qRescan(t *testing.T, open QuarantineOpener) {
 	}
 	other := hold(t, q, "x@example.org", []string{"b@example.net"}, "other", "RULE_OTHER")
 	faulty.Store(false)
-	rep, err := q.Rescan(ctx, flagging(&faulty, "m5"), queue.RescanOptions{Filter: queue.QuarantineFilter{Symbol: "AV_*"}})
+	rep, err := q.Rescan(ctx, flagging(&faulty, "m5"), quarantine.RescanOptions{Filter: quarantine.Query{Symbol: "AV_*"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -609,7 +617,7 @@ func qRescan(t *testing.T, open QuarantineOpener) {
 		t.Errorf("released metric %v, want 5", got)
 	}
 	// The same run again: nothing left to do.
-	rep2, err := q.Rescan(ctx, flagging(&faulty, "m5"), queue.RescanOptions{Filter: queue.QuarantineFilter{Symbol: "RULE_REALLY_*"}, Run: rep.Run})
+	rep2, err := q.Rescan(ctx, flagging(&faulty, "m5"), quarantine.RescanOptions{Filter: quarantine.Query{Symbol: "RULE_REALLY_*"}, Run: rep.Run})
 	if err != nil || rep2.Skipped != 1 || rep2.Scanned != 0 {
 		t.Errorf("same run again: %+v %v, want the kept message skipped", rep2, err)
 	}
@@ -618,22 +626,22 @@ func qRescan(t *testing.T, open QuarantineOpener) {
 // failingStore fails Remove after n calls: a crash between queueing a
 // released message and removing it.
 type failingStore struct {
-	queue.QuarantineStore
+	quarantine.Store
 	removes atomic.Int64
 	after   int64
 }
 
-func (f *failingStore) Remove(ctx context.Context, id queue.ID) error {
+func (f *failingStore) Remove(ctx context.Context, id quarantine.ID) error {
 	if f.removes.Add(1) > f.after {
 		return errors.New("injected crash before remove")
 	}
-	return f.QuarantineStore.Remove(ctx, id)
+	return f.Store.Remove(ctx, id)
 }
 
-func qRescanResume(t *testing.T, open QuarantineOpener) {
+func qRescanResume(t *testing.T, open Opener) {
 	s := qOpen(t, open)
 	rec := &recorder{}
-	q := newQuarantine(t, s, queue.QuarantineConfig{Queue: rec})
+	q := newQuarantine(t, s, quarantine.Config{Queue: rec})
 	var faulty atomic.Bool
 	faulty.Store(true)
 	var msgs []heldMsg
@@ -641,9 +649,9 @@ func qRescanResume(t *testing.T, open QuarantineOpener) {
 		msgs = append(msgs, hold(t, q, "x@example.org", []string{"b@example.net"}, fmt.Sprint("m", i), "AV_FAKE_HIT"))
 	}
 	faulty.Store(false)
-	fs := &failingStore{QuarantineStore: s, after: 3}
-	q2 := newQuarantine(t, fs, queue.QuarantineConfig{Queue: rec})
-	rep, err := q2.Rescan(ctx, flagging(&faulty, ""), queue.RescanOptions{Run: "drill"})
+	fs := &failingStore{Store: s, after: 3}
+	q2 := newQuarantine(t, fs, quarantine.Config{Queue: rec})
+	rep, err := q2.Rescan(ctx, flagging(&faulty, ""), quarantine.RescanOptions{Run: "drill"})
 	if err == nil || rep.Released != 3 {
 		t.Fatalf("interrupted re-scan: %+v %v, want an error after 3 releases", rep, err)
 	}
@@ -651,8 +659,8 @@ func qRescanResume(t *testing.T, open QuarantineOpener) {
 	qClose(t, s)
 	s = qOpen(t, open)
 	defer qClose(t, s)
-	q3 := newQuarantine(t, s, queue.QuarantineConfig{Queue: rec})
-	rep, err = q3.Rescan(ctx, flagging(&faulty, ""), queue.RescanOptions{Run: "drill"})
+	q3 := newQuarantine(t, s, quarantine.Config{Queue: rec})
+	rep, err = q3.Rescan(ctx, flagging(&faulty, ""), quarantine.RescanOptions{Run: "drill"})
 	if err != nil || rep.Released != 5 {
 		t.Fatalf("resumed re-scan: %+v %v, want the other 5 released", rep, err)
 	}
@@ -674,18 +682,18 @@ func qRescanResume(t *testing.T, open QuarantineOpener) {
 	}
 }
 
-func qRescanRate(t *testing.T, open QuarantineOpener) {
+func qRescanRate(t *testing.T, open Opener) {
 	s := qOpen(t, open)
 	defer qClose(t, s)
 	rec := &recorder{}
-	q := newQuarantine(t, s, queue.QuarantineConfig{Queue: rec, RescanRate: 20, RescanBurst: 1})
+	q := newQuarantine(t, s, quarantine.Config{Queue: rec, RescanRate: 20, RescanBurst: 1})
 	var faulty atomic.Bool
 	faulty.Store(true)
 	for i := range 6 {
 		hold(t, q, "x@example.org", []string{"b@example.net"}, fmt.Sprint("m", i), "AV_FAKE_HIT")
 	}
 	start := time.Now()
-	rep, err := q.Rescan(ctx, flagging(&faulty, ""), queue.RescanOptions{})
+	rep, err := q.Rescan(ctx, flagging(&faulty, ""), quarantine.RescanOptions{})
 	if err != nil || rep.Kept != 6 {
 		t.Fatalf("%+v %v", rep, err)
 	}
@@ -695,21 +703,21 @@ func qRescanRate(t *testing.T, open QuarantineOpener) {
 	}
 	c, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := q.Rescan(c, flagging(&faulty, ""), queue.RescanOptions{}); !errors.Is(err, context.Canceled) {
+	if _, err := q.Rescan(c, flagging(&faulty, ""), quarantine.RescanOptions{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("re-scan with a cancelled context: %v", err)
 	}
 }
 
-func qRescanTempfail(t *testing.T, open QuarantineOpener) {
+func qRescanTempfail(t *testing.T, open Opener) {
 	s := qOpen(t, open)
 	defer qClose(t, s)
 	rec := &recorder{}
-	q := newQuarantine(t, s, queue.QuarantineConfig{Queue: rec})
+	q := newQuarantine(t, s, quarantine.Config{Queue: rec})
 	m := hold(t, q, "x@example.org", []string{"b@example.net"}, "m", "AV_FAKE_HIT")
 	down := filter.NewPipeline(filter.Options{}, filter.Func("avscan", func(context.Context, *filter.Message) (filter.Result, error) {
 		return filter.Result{}, errors.New("engine still down")
 	}))
-	rep, err := q.Rescan(ctx, down, queue.RescanOptions{})
+	rep, err := q.Rescan(ctx, down, quarantine.RescanOptions{})
 	if err != nil || rep.Failed != 1 || rep.Released != 0 || rep.Kept != 0 {
 		t.Fatalf("re-scan with the engine down: %+v %v, want 1 failed", rep, err)
 	}
@@ -719,12 +727,12 @@ func qRescanTempfail(t *testing.T, open QuarantineOpener) {
 	}
 }
 
-func qExpireDuringRescan(t *testing.T, open QuarantineOpener) {
+func qExpireDuringRescan(t *testing.T, open Opener) {
 	s := qOpen(t, open)
 	defer qClose(t, s)
 	clock := &fakeClock{now: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
 	rec := &recorder{}
-	q := newQuarantine(t, s, queue.QuarantineConfig{Queue: rec, Now: clock.Now, Retention: time.Hour})
+	q := newQuarantine(t, s, quarantine.Config{Queue: rec, Now: clock.Now, Retention: time.Hour})
 	m := hold(t, q, "x@example.org", []string{"b@example.net"}, "m", "AV_FAKE_HIT")
 	clock.add(2 * time.Hour) // past its retention
 	scanning, release := make(chan struct{}), make(chan struct{})
@@ -735,7 +743,7 @@ func qExpireDuringRescan(t *testing.T, open QuarantineOpener) {
 	}))
 	done := make(chan error, 1)
 	go func() {
-		_, err := q.Rescan(ctx, slow, queue.RescanOptions{})
+		_, err := q.Rescan(ctx, slow, quarantine.RescanOptions{})
 		done <- err
 	}()
 	<-scanning
@@ -756,17 +764,17 @@ func qExpireDuringRescan(t *testing.T, open QuarantineOpener) {
 // every message → all held (none rejected, none lost) → the scanner fixed
 // → Rescan releases them to a loopback SMTP sink through the queue that
 // newQueue builds around the deliverer → delivered = sent.
-func RunDrill(t *testing.T, open QuarantineOpener, newQueue func(t *testing.T, d queue.Deliverer) queue.Enqueuer) {
+func RunDrill(t *testing.T, open Opener, newQueue func(t *testing.T, d queue.Deliverer) queue.Enqueuer) {
 	sink := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
-	d, err := queue.NewSMTPDeliverer(queue.SMTPConfig{Routes: map[string]queue.Route{"*": {Hosts: []string{sink.Addr}}}, LocalName: "gw.test"})
+	d, err := relay.New(relay.Config{Routes: map[string]relay.Route{"*": {Hosts: []string{sink.Addr}}}, LocalName: "gw.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	live := newQueue(t, d)
 	s := qOpen(t, open)
 	defer qClose(t, s)
-	m := NewMetrics()
-	q := newQuarantine(t, s, queue.QuarantineConfig{Queue: live, Metrics: m, RescanRate: 500, RescanBurst: 10})
+	m := queuetest.NewMetrics()
+	q := newQuarantine(t, s, quarantine.Config{Queue: live, Metrics: m, RescanRate: 500, RescanBurst: 10})
 	var faulty atomic.Bool
 	faulty.Store(true)
 	p := flagging(&faulty, "")
@@ -791,7 +799,7 @@ func RunDrill(t *testing.T, open QuarantineOpener, newQueue func(t *testing.T, d
 		t.Fatalf("%d held, want %d", got, sent)
 	}
 	faulty.Store(false) // the vendor fixed the update
-	rep, err := q.Rescan(ctx, p, queue.RescanOptions{Filter: queue.QuarantineFilter{Symbol: "AV_*", Since: start}})
+	rep, err := q.Rescan(ctx, p, quarantine.RescanOptions{Filter: quarantine.Query{Symbol: "AV_*", Since: start}})
 	if err != nil {
 		t.Fatalf("rescan: %v", err)
 	}
@@ -816,44 +824,4 @@ func RunDrill(t *testing.T, open QuarantineOpener, newQueue func(t *testing.T, d
 	if m.Get("portcullis_quarantine_held_total") != sent || m.Get("portcullis_quarantine_released_total") != sent {
 		t.Errorf("metrics: %v", m)
 	}
-}
-
-// Metrics is a filter.Metrics that records values by name (labels are
-// summed), for assertions; observations count under name+"_count".
-type Metrics struct {
-	mu sync.Mutex
-	m  map[string]float64
-}
-
-// NewMetrics returns an empty recorder.
-func NewMetrics() *Metrics { return &Metrics{m: map[string]float64{}} }
-
-// Add implements filter.Metrics.
-func (r *Metrics) Add(name string, d float64, _ ...string) {
-	r.mu.Lock()
-	r.m[name] += d
-	r.mu.Unlock()
-}
-
-// Set implements filter.Metrics.
-func (r *Metrics) Set(name string, v float64, _ ...string) {
-	r.mu.Lock()
-	r.m[name] = v
-	r.mu.Unlock()
-}
-
-// Observe implements filter.Metrics.
-func (r *Metrics) Observe(name string, _ float64, _ ...string) { r.Add(name+"_count", 1) }
-
-// Get returns a recorded value.
-func (r *Metrics) Get(name string) float64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.m[name]
-}
-
-func (r *Metrics) String() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return fmt.Sprint(r.m)
 }

@@ -1,4 +1,4 @@
-package queue_test
+package quarantine_test
 
 import (
 	"context"
@@ -8,10 +8,11 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/filter"
+	"github.com/portcullis-mail/portcullis/quarantine"
 	"github.com/portcullis-mail/portcullis/queue"
 )
 
-// printQueue is an Enqueuer that prints what it is given.
+// printQueue is a queue.Enqueuer that prints what it is given.
 type printQueue struct{}
 
 func (printQueue) Enqueue(_ context.Context, env filter.Envelope, body io.Reader) (queue.ID, error) {
@@ -20,20 +21,20 @@ func (printQueue) Enqueue(_ context.Context, env filter.Envelope, body io.Reader
 	return "q1", nil
 }
 
-// ExampleQuarantine holds a message an engine flagged, lists what that
+// Example holds a message an engine flagged, lists what that
 // engine held, builds a recipient's digest and releases the message.
-func ExampleQuarantine() {
+func Example() {
 	dir, err := os.MkdirTemp("", "quarantine-example")
 	if err != nil {
 		panic(err)
 	}
 	defer os.RemoveAll(dir)
-	store, err := queue.OpenQuarantineDir(dir, queue.QuarantineDirConfig{})
+	store, err := quarantine.OpenDir(dir, quarantine.DirConfig{})
 	if err != nil {
 		panic(err)
 	}
 	defer store.Close()
-	q, err := queue.NewQuarantine(queue.QuarantineConfig{Store: store, Queue: printQueue{}})
+	m, err := quarantine.New(quarantine.Config{Store: store, Queue: printQueue{}})
 	if err != nil {
 		panic(err)
 	}
@@ -44,22 +45,22 @@ func ExampleQuarantine() {
 	msg := filter.NewMessageBytes(filter.Envelope{MailFrom: "a@example.org", RcptTo: []string{"bob@example.net"}}, raw, filter.Limits{})
 	verdict := filter.Verdict{Action: filter.Quarantine, Score: 10,
 		Symbols: []filter.Symbol{{Name: "CLAMAV_VIRUS", Score: 10, Detail: "Win.Test.EICAR_HDB-1"}}}
-	id, err := q.Hold(ctx, msg, verdict)
+	id, err := m.Hold(ctx, msg, verdict)
 	if err != nil {
 		panic(err) // a gateway answers 4xx
 	}
 
-	page, _ := q.List(ctx, queue.QuarantineFilter{Symbol: "CLAMAV_*", Since: since})
+	page, _ := m.List(ctx, quarantine.Query{Symbol: "CLAMAV_*", Since: since})
 	for _, h := range page.Items {
 		fmt.Println("held:", h.Envelope.MailFrom, h.Action, h.Reason())
 	}
-	digest, _ := q.Digest(ctx, "", since)
+	digest, _ := m.Digest(ctx, "", since)
 	fmt.Println("bob has", len(digest["bob@example.net"]), "held")
 
-	if _, err := q.Release(ctx, id); err != nil {
+	if _, err := m.Release(ctx, id); err != nil {
 		panic(err)
 	}
-	page, _ = q.List(ctx, queue.QuarantineFilter{})
+	page, _ = m.List(ctx, quarantine.Query{})
 	fmt.Println("left:", len(page.Items))
 	// Output:
 	// held: a@example.org quarantine [CLAMAV_VIRUS]

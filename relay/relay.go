@@ -1,4 +1,4 @@
-package queue
+package relay
 
 import (
 	"context"
@@ -14,10 +14,11 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/portcullis-mail/portcullis/filter"
+	"github.com/portcullis-mail/portcullis/queue"
 	"golang.org/x/time/rate"
 )
 
-// TLSMode is how the SMTP deliverer uses STARTTLS.
+// TLSMode is how the relay uses STARTTLS.
 type TLSMode int
 
 const (
@@ -26,7 +27,7 @@ const (
 	// default.
 	TLSOpportunistic TLSMode = iota
 	// TLSRequired fails (temporarily) a next hop that does not offer
-	// STARTTLS, and verifies the certificate with SMTPConfig.TLS.
+	// STARTTLS, and verifies the certificate with Config.TLS.
 	TLSRequired
 	// TLSDisabled never uses STARTTLS.
 	TLSDisabled
@@ -45,8 +46,8 @@ type Route struct {
 	LMTP bool
 }
 
-// SMTPConfig configures the SMTP relay deliverer.
-type SMTPConfig struct {
+// Config configures an SMTP relay.
+type Config struct {
 	// Routes by recipient domain (lower case); the route under "*" is
 	// used for every other domain. A domain without a route and no "*"
 	// fails temporarily with ErrNoRoute (a configuration error must not
@@ -75,10 +76,10 @@ type SMTPConfig struct {
 	Metrics filter.Metrics // nil is a no-op
 }
 
-// SMTPDeliverer relays messages to next hops over SMTP or LMTP with
-// go-smtp's client.
-type SMTPDeliverer struct {
-	cfg SMTPConfig
+// SMTP relays messages to next hops over SMTP or LMTP with go-smtp's
+// client. It implements queue.Deliverer and is safe for concurrent use.
+type SMTP struct {
+	cfg Config
 
 	mu       sync.Mutex
 	hosts    map[string]*hostState
@@ -90,21 +91,21 @@ type hostState struct {
 	limiter *rate.Limiter
 }
 
-var _ Deliverer = (*SMTPDeliverer)(nil)
+var _ queue.Deliverer = (*SMTP)(nil)
 
-// NewSMTPDeliverer returns an SMTP relay deliverer.
-func NewSMTPDeliverer(cfg SMTPConfig) (*SMTPDeliverer, error) {
+// New returns an SMTP relay over cfg.Routes.
+func New(cfg Config) (*SMTP, error) {
 	if len(cfg.Routes) == 0 {
-		return nil, errors.New("queue: SMTP deliverer without routes")
+		return nil, fmt.Errorf("%w: none", ErrNoRoutes)
 	}
 	routes := make(map[string]Route, len(cfg.Routes))
 	for d, r := range cfg.Routes {
 		if len(r.Hosts) == 0 {
-			return nil, fmt.Errorf("queue: route %q has no hosts", d)
+			return nil, fmt.Errorf("%w: route %q has no hosts", ErrNoRoutes, d)
 		}
 		for _, h := range append(append([]string(nil), r.Hosts...), r.Fallback...) {
 			if _, _, err := net.SplitHostPort(h); err != nil {
-				return nil, fmt.Errorf("queue: route %q: host %q: %w", d, h, err)
+				return nil, fmt.Errorf("%w: route %q: host %q: %w", ErrNoRoutes, d, h, err)
 			}
 		}
 		routes[strings.ToLower(d)] = r
@@ -136,17 +137,17 @@ func NewSMTPDeliverer(cfg SMTPConfig) (*SMTPDeliverer, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Metrics = filter.OrNop(cfg.Metrics)
-	return &SMTPDeliverer{cfg: cfg, hosts: make(map[string]*hostState), starttls: make(map[string]bool)}, nil
+	return &SMTP{cfg: cfg, hosts: make(map[string]*hostState), starttls: make(map[string]bool)}, nil
 }
 
-// NewLMTPDeliverer returns a deliverer that speaks LMTP to hosts for every
-// recipient, e.g. to a mailbox store.
-func NewLMTPDeliverer(hosts []string, cfg SMTPConfig) (*SMTPDeliverer, error) {
+// NewLMTP returns a relay that speaks LMTP to hosts for every recipient,
+// e.g. to a mailbox store.
+func NewLMTP(hosts []string, cfg Config) (*SMTP, error) {
 	cfg.Routes = map[string]Route{"*": {Hosts: hosts, LMTP: true}}
-	return NewSMTPDeliverer(cfg)
+	return New(cfg)
 }
 
-func (d *SMTPDeliverer) route(rcpt string) (Route, bool) {
+func (d *SMTP) route(rcpt string) (Route, bool) {
 	if r, ok := d.cfg.Routes[filter.Domain(rcpt)]; ok {
 		return r, true
 	}
@@ -154,10 +155,10 @@ func (d *SMTPDeliverer) route(rcpt string) (Route, bool) {
 	return r, ok
 }
 
-// Deliver implements Deliverer: recipients are grouped by route, each group
+// Deliver implements queue.Deliverer: recipients are grouped by route, each group
 // sent in one transaction; recipients every primary host refused by
 // policy are sent again through the route's fallback hosts.
-func (d *SMTPDeliverer) Deliver(ctx context.Context, m *Outgoing) []error {
+func (d *SMTP) Deliver(ctx context.Context, m *queue.Outgoing) []error {
 	errs := make([]error, len(m.To))
 	type group struct {
 		r   Route
@@ -198,7 +199,7 @@ func (d *SMTPDeliverer) Deliver(ctx context.Context, m *Outgoing) []error {
 				for k, j := range again {
 					sub[k] = rcpts[j]
 				}
-				d.cfg.Logger.Warn("queue: primary route refused by policy; using fallback", "id", m.ID, "err", res[again[0]], "fallback", g.r.Fallback)
+				d.cfg.Logger.Warn("relay: primary route refused by policy; using fallback", "id", m.ID, "err", res[again[0]], "fallback", g.r.Fallback)
 				d.cfg.Metrics.Add("portcullis_queue_fallback_total", 1)
 				fres := d.sendHosts(ctx, g.r.Fallback, g.r.LMTP, m, sub)
 				for k, j := range again {
@@ -217,7 +218,7 @@ func (d *SMTPDeliverer) Deliver(ctx context.Context, m *Outgoing) []error {
 // failed before answering for the recipients (connection errors, a refusal
 // at the greeting, EHLO or MAIL) passes them to the next; a host that
 // answered for them decides. The last host's errors are returned.
-func (d *SMTPDeliverer) sendHosts(ctx context.Context, hosts []string, lmtp bool, m *Outgoing, rcpts []string) []error {
+func (d *SMTP) sendHosts(ctx context.Context, hosts []string, lmtp bool, m *queue.Outgoing, rcpts []string) []error {
 	var res []error
 	for _, h := range hosts {
 		var answered bool
@@ -229,7 +230,7 @@ func (d *SMTPDeliverer) sendHosts(ctx context.Context, hosts []string, lmtp bool
 	return res
 }
 
-func (d *SMTPDeliverer) host(h string) *hostState {
+func (d *SMTP) host(h string) *hostState {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := d.hosts[h]
@@ -246,18 +247,18 @@ func (d *SMTPDeliverer) host(h string) *hostState {
 // send runs one transaction with one host. answered reports whether the
 // host gave per-recipient answers (RCPT replies or later); before that,
 // every recipient carries the same error.
-func (d *SMTPDeliverer) send(ctx context.Context, host string, lmtp bool, m *Outgoing, rcpts []string) (res []error, answered bool) {
+func (d *SMTP) send(ctx context.Context, host string, lmtp bool, m *queue.Outgoing, rcpts []string) (res []error, answered bool) {
 	start := time.Now()
 	defer func() {
 		outcome := "ok"
 		for _, err := range res {
 			if err != nil {
-				outcome = Classify(err).String()
+				outcome = queue.Classify(err).String()
 				break
 			}
 		}
 		d.cfg.Metrics.Observe("portcullis_queue_smtp_seconds", time.Since(start).Seconds(), "host", host, "outcome", outcome)
-		d.cfg.Logger.Debug("queue: smtp transaction", "id", m.ID, "host", host, "rcpts", len(rcpts), "outcome", outcome, "elapsed", time.Since(start))
+		d.cfg.Logger.Debug("relay: smtp transaction", "id", m.ID, "host", host, "rcpts", len(rcpts), "outcome", outcome, "elapsed", time.Since(start))
 	}()
 	hs := d.host(host)
 	select {
@@ -347,7 +348,7 @@ func (d *SMTPDeliverer) send(ctx context.Context, host string, lmtp bool, m *Out
 // dial connects and greets a next hop, with STARTTLS per TLSMode. The
 // connection is closed when ctx ends, so a cancelled delivery never hangs
 // on a socket.
-func (d *SMTPDeliverer) dial(ctx context.Context, host string, lmtp bool) (*smtp.Client, error) {
+func (d *SMTP) dial(ctx context.Context, host string, lmtp bool) (*smtp.Client, error) {
 	d.mu.Lock()
 	knownTLS := d.starttls[host]
 	d.mu.Unlock()
@@ -380,7 +381,7 @@ func (d *SMTPDeliverer) dial(ctx context.Context, host string, lmtp bool) (*smtp
 	return c, nil
 }
 
-func (d *SMTPDeliverer) connect(ctx context.Context, host string, lmtp, useTLS bool) (*smtp.Client, error) {
+func (d *SMTP) connect(ctx context.Context, host string, lmtp, useTLS bool) (*smtp.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, d.cfg.DialTimeout)
 	raw, err := d.cfg.Dial(dctx, "tcp", host)
 	cancel()
@@ -440,4 +441,13 @@ type ctxConn struct {
 func (c *ctxConn) Close() error {
 	c.stop()
 	return c.Conn.Close()
+}
+
+// all returns n copies of err: the same outcome for every recipient.
+func all(n int, err error) []error {
+	out := make([]error, n)
+	for i := range out {
+		out[i] = err
+	}
+	return out
 }

@@ -1,4 +1,4 @@
-package queue
+package quarantine
 
 import (
 	"context"
@@ -13,15 +13,17 @@ import (
 	"sync"
 
 	"github.com/portcullis-mail/portcullis/filter"
+	"github.com/portcullis-mail/portcullis/internal/diskfs"
+	"github.com/portcullis-mail/portcullis/queue"
 )
 
-// QuarantineDirConfig configures a QuarantineDir.
-type QuarantineDirConfig struct {
+// DirConfig configures a Dir.
+type DirConfig struct {
 	Logger  *slog.Logger   // nil discards
 	Metrics filter.Metrics // nil is a no-op
 }
 
-// QuarantineDir is a QuarantineStore in a directory of the local disk,
+// Dir is a Store in a directory of the local disk,
 // with the spool's discipline: every file is written under a temporary
 // name, fsynced, renamed into place, and the directory fsynced before a
 // change is acknowledged. A message is two files in dir/msg: ID.eml (the
@@ -29,41 +31,41 @@ type QuarantineDirConfig struct {
 // its presence makes the message complete). A record that does not decode
 // is moved to dir/corrupt with its message, never deleted. One process
 // owns a directory at a time (a lock file).
-type QuarantineDir struct {
+type Dir struct {
 	dir, msgs, tmp, corrupt string
-	cfg                     QuarantineDirConfig
-	fs                      fileSystem
+	cfg                     DirConfig
+	fs                      diskfs.FS
 	unlock                  func()
 
 	mu     sync.Mutex
-	index  map[ID]Quarantined
+	index  map[ID]Held
 	closed bool
 	seq    int
 }
 
-var _ QuarantineStore = (*QuarantineDir)(nil)
+var _ Store = (*Dir)(nil)
 
-// OpenQuarantineDir opens (creating if needed) the quarantine in dir and
+// OpenDir opens (creating if needed) the quarantine in dir and
 // loads its records.
-func OpenQuarantineDir(dir string, cfg QuarantineDirConfig) (*QuarantineDir, error) {
-	return openQuarantineDir(dir, cfg, osFS{})
+func OpenDir(dir string, cfg DirConfig) (*Dir, error) {
+	return openDir(dir, cfg, diskfs.OS{})
 }
 
-func openQuarantineDir(dir string, cfg QuarantineDirConfig, fs fileSystem) (*QuarantineDir, error) {
+func openDir(dir string, cfg DirConfig, fs diskfs.FS) (*Dir, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Metrics = filter.OrNop(cfg.Metrics)
-	d := &QuarantineDir{
+	d := &Dir{
 		dir: dir, msgs: filepath.Join(dir, "msg"), tmp: filepath.Join(dir, "tmp"), corrupt: filepath.Join(dir, "corrupt"),
-		cfg: cfg, fs: fs, index: map[ID]Quarantined{},
+		cfg: cfg, fs: fs, index: map[ID]Held{},
 	}
 	for _, p := range []string{d.msgs, d.tmp, d.corrupt} {
 		if err := fs.MkdirAll(p, 0o700); err != nil {
-			return nil, fmt.Errorf("queue: quarantine: %w", err)
+			return nil, fmt.Errorf("quarantine: %w", err)
 		}
 	}
-	unlock, err := lockDir(dir)
+	unlock, err := diskfs.Lock(dir, "quarantine: directory")
 	if err != nil {
 		return nil, err
 	}
@@ -78,17 +80,17 @@ func openQuarantineDir(dir string, cfg QuarantineDirConfig, fs fileSystem) (*Qua
 // load reads every record. Leftover temporary files and messages without
 // a record (a Put or Remove cut short) are removed: they were never
 // acknowledged, or their removal was.
-func (d *QuarantineDir) load() error {
+func (d *Dir) load() error {
 	tmps, err := d.fs.ReadDir(d.tmp)
 	if err != nil {
-		return fmt.Errorf("queue: quarantine: %w", err)
+		return fmt.Errorf("quarantine: %w", err)
 	}
 	for _, t := range tmps {
 		_ = d.fs.Remove(filepath.Join(d.tmp, t.Name()))
 	}
 	ents, err := d.fs.ReadDir(d.msgs)
 	if err != nil {
-		return fmt.Errorf("queue: quarantine: %w", err)
+		return fmt.Errorf("quarantine: %w", err)
 	}
 	emls := map[string]bool{}
 	for _, e := range ents {
@@ -133,22 +135,22 @@ func (d *QuarantineDir) load() error {
 	return nil
 }
 
-func (d *QuarantineDir) readRecord(name string) (Quarantined, error) {
+func (d *Dir) readRecord(name string) (Held, error) {
 	f, err := d.fs.OpenFile(filepath.Join(d.msgs, name), os.O_RDONLY, 0)
 	if err != nil {
-		return Quarantined{}, err
+		return Held{}, err
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(io.NewSectionReader(f, 0, maxHeldRecord+1), maxHeldRecord+1))
 	if err != nil {
-		return Quarantined{}, err
+		return Held{}, err
 	}
-	var h Quarantined
+	var h Held
 	return h, h.UnmarshalBinary(b)
 }
 
 // moveAside moves a damaged file of dir/msg to dir/corrupt.
-func (d *QuarantineDir) moveAside(name, reason string) {
+func (d *Dir) moveAside(name, reason string) {
 	d.cfg.Logger.Error("quarantine: corrupt file moved aside", "file", name, "reason", reason, "to", d.corrupt)
 	d.cfg.Metrics.Add("portcullis_quarantine_corrupt_total", 1)
 	if err := d.fs.Rename(filepath.Join(d.msgs, name), filepath.Join(d.corrupt, name)); err != nil {
@@ -156,7 +158,7 @@ func (d *QuarantineDir) moveAside(name, reason string) {
 	}
 }
 
-func (d *QuarantineDir) check(ctx context.Context) error {
+func (d *Dir) check(ctx context.Context) error {
 	if d.closed {
 		return ErrClosed
 	}
@@ -166,12 +168,12 @@ func (d *QuarantineDir) check(ctx context.Context) error {
 // writeFile writes data under a temporary name, fsyncs it and renames it to
 // dir/msg/name, then fsyncs dir/msg. Any failure leaves the old file (if
 // any) in place and is returned: the change did not happen.
-func (d *QuarantineDir) writeFile(name string, data []byte) error {
+func (d *Dir) writeFile(name string, data []byte) error {
 	d.seq++
 	tmp := filepath.Join(d.tmp, fmt.Sprintf("%s.%d.tmp", name, d.seq))
 	f, err := d.fs.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
-		return fmt.Errorf("queue: quarantine: %w", err)
+		return fmt.Errorf("quarantine: %w", err)
 	}
 	_, err = f.Write(data)
 	if err == nil {
@@ -185,22 +187,22 @@ func (d *QuarantineDir) writeFile(name string, data []byte) error {
 	}
 	if err != nil {
 		_ = d.fs.Remove(tmp)
-		return fmt.Errorf("queue: quarantine: writing %s: %w", name, err)
+		return fmt.Errorf("quarantine: writing %s: %w", name, err)
 	}
-	if err := syncDir(d.fs, d.msgs); err != nil {
-		return fmt.Errorf("queue: quarantine: syncing directory: %w", err)
+	if err := diskfs.SyncDir(d.fs, d.msgs); err != nil {
+		return fmt.Errorf("quarantine: syncing directory: %w", err)
 	}
 	return nil
 }
 
-// Put implements QuarantineStore: the message, then the record.
-func (d *QuarantineDir) Put(ctx context.Context, h Quarantined, raw []byte) error {
+// Put implements Store: the message, then the record.
+func (d *Dir) Put(ctx context.Context, h Held, raw []byte) error {
 	rec, err := h.MarshalBinary()
 	if err != nil {
 		return err
 	}
-	if !validID(string(h.ID)) {
-		return fmt.Errorf("queue: quarantine: invalid id %q", h.ID)
+	if !h.ID.Valid() {
+		return fmt.Errorf("quarantine: invalid id %q", h.ID)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -208,7 +210,7 @@ func (d *QuarantineDir) Put(ctx context.Context, h Quarantined, raw []byte) erro
 		return err
 	}
 	if _, dup := d.index[h.ID]; dup {
-		return fmt.Errorf("queue: quarantine: %s exists", h.ID)
+		return fmt.Errorf("quarantine: %s exists", h.ID)
 	}
 	if err := d.writeFile(string(h.ID)+".eml", raw); err != nil {
 		return err
@@ -221,8 +223,8 @@ func (d *QuarantineDir) Put(ctx context.Context, h Quarantined, raw []byte) erro
 	return nil
 }
 
-// Update implements QuarantineStore.
-func (d *QuarantineDir) Update(ctx context.Context, h Quarantined) error {
+// Update implements Store.
+func (d *Dir) Update(ctx context.Context, h Held) error {
 	rec, err := h.MarshalBinary()
 	if err != nil {
 		return err
@@ -237,7 +239,7 @@ func (d *QuarantineDir) Update(ctx context.Context, h Quarantined) error {
 		return fmt.Errorf("%w: %s", ErrNotFound, h.ID)
 	}
 	if h.Size != old.Size || h.Checksum != old.Checksum {
-		return fmt.Errorf("queue: quarantine: update of %s changes its message", h.ID)
+		return fmt.Errorf("quarantine: update of %s changes its message", h.ID)
 	}
 	if err := d.writeFile(string(h.ID)+".rec", rec); err != nil {
 		return err
@@ -246,8 +248,8 @@ func (d *QuarantineDir) Update(ctx context.Context, h Quarantined) error {
 	return nil
 }
 
-// Remove implements QuarantineStore: the record, then the message.
-func (d *QuarantineDir) Remove(ctx context.Context, id ID) error {
+// Remove implements Store: the record, then the message.
+func (d *Dir) Remove(ctx context.Context, id ID) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := d.check(ctx); err != nil {
@@ -257,11 +259,11 @@ func (d *QuarantineDir) Remove(ctx context.Context, id ID) error {
 		return fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	if err := d.fs.Remove(filepath.Join(d.msgs, string(id)+".rec")); err != nil {
-		return fmt.Errorf("queue: quarantine: removing %s: %w", id, err)
+		return fmt.Errorf("quarantine: removing %s: %w", id, err)
 	}
 	delete(d.index, id) // gone from the directory even if the sync below fails
-	if err := syncDir(d.fs, d.msgs); err != nil {
-		return fmt.Errorf("queue: quarantine: syncing directory: %w", err)
+	if err := diskfs.SyncDir(d.fs, d.msgs); err != nil {
+		return fmt.Errorf("quarantine: syncing directory: %w", err)
 	}
 	if err := d.fs.Remove(filepath.Join(d.msgs, string(id)+".eml")); err != nil {
 		d.cfg.Logger.Warn("quarantine: removing a message file failed; removed at the next open", "id", id, "err", err)
@@ -270,8 +272,8 @@ func (d *QuarantineDir) Remove(ctx context.Context, id ID) error {
 	return nil
 }
 
-// Body implements QuarantineStore.
-func (d *QuarantineDir) Body(ctx context.Context, id ID) (Body, error) {
+// Body implements Store.
+func (d *Dir) Body(ctx context.Context, id ID) (queue.Body, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := d.check(ctx); err != nil {
@@ -283,12 +285,12 @@ func (d *QuarantineDir) Body(ctx context.Context, id ID) (Body, error) {
 	}
 	f, err := d.fs.OpenFile(filepath.Join(d.msgs, string(id)+".eml"), os.O_RDONLY, 0)
 	if err != nil {
-		return nil, fmt.Errorf("queue: quarantine: %w", err)
+		return nil, fmt.Errorf("quarantine: %w", err)
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("queue: quarantine: %w", err)
+		return nil, fmt.Errorf("quarantine: %w", err)
 	}
 	if st.Size() != h.Size {
 		f.Close()
@@ -298,29 +300,29 @@ func (d *QuarantineDir) Body(ctx context.Context, id ID) (Body, error) {
 }
 
 type fileBody struct {
-	file
+	diskfs.File
 	size int64
 }
 
 func (b fileBody) Size() int64 { return b.size }
 
-// All implements QuarantineStore.
-func (d *QuarantineDir) All(ctx context.Context) ([]Quarantined, error) {
+// All implements Store.
+func (d *Dir) All(ctx context.Context) ([]Held, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := d.check(ctx); err != nil {
 		return nil, err
 	}
-	out := make([]Quarantined, 0, len(d.index))
+	out := make([]Held, 0, len(d.index))
 	for _, h := range d.index {
 		out = append(out, h.clone())
 	}
-	slices.SortFunc(out, func(a, b Quarantined) int { return strings.Compare(string(a.ID), string(b.ID)) })
+	slices.SortFunc(out, func(a, b Held) int { return strings.Compare(string(a.ID), string(b.ID)) })
 	return out, nil
 }
 
-// Close implements QuarantineStore.
-func (d *QuarantineDir) Close() error {
+// Close implements Store.
+func (d *Dir) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {

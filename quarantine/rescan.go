@@ -1,4 +1,4 @@
-package queue
+package quarantine
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 type RescanOptions struct {
 	// Filter selects the messages (After and Limit are ignored: a re-scan
 	// covers every match).
-	Filter QuarantineFilter
+	Filter Query
 	// Run names the re-scan so that it can be resumed: a message this run
 	// already re-scanned and kept is skipped when Rescan is called again
 	// with the same Run after an interruption. "" means a new run, named
@@ -37,7 +37,7 @@ type RescanReport struct {
 // opts.Filter, as they were received (CheckAll with their envelope),
 // releases those whose new verdict delivers (accept, add-header), and
 // keeps the others with their new verdict. It is rate-limited by
-// QuarantineConfig.RescanRate, waits out queue backpressure, and stops
+// Config.RescanRate, waits out queue backpressure, and stops
 // when ctx ends, returning what it did so far with ctx's error.
 //
 // Resumable: the release of a message is recorded (Releasing) before it
@@ -49,21 +49,21 @@ type RescanReport struct {
 //
 // A verdict of tempfail (an engine still down) leaves the message as it
 // was, counted as Failed: it is not clean, and not known to be dirty.
-func (q *Quarantine) Rescan(ctx context.Context, pipeline *filter.Pipeline, opts RescanOptions) (RescanReport, error) {
+func (m *Manager) Rescan(ctx context.Context, pipeline *filter.Pipeline, opts RescanOptions) (RescanReport, error) {
 	rep := RescanReport{Run: opts.Run}
 	if rep.Run == "" {
-		rep.Run = "rescan-" + strconv.FormatInt(q.cfg.Now().UnixNano(), 36)
+		rep.Run = "rescan-" + strconv.FormatInt(m.cfg.Now().UnixNano(), 36)
 	}
-	if q.cfg.Queue == nil {
-		return rep, errors.New("queue: quarantine has no Queue to release to")
+	if m.cfg.Queue == nil {
+		return rep, ErrNoQueue
 	}
-	all, err := q.cfg.Store.All(ctx)
+	all, err := m.cfg.Store.All(ctx)
 	if err != nil {
 		return rep, err
 	}
 	start := time.Now()
 	defer func() {
-		q.cfg.Logger.Info("quarantine: re-scan", "run", rep.Run, "matched", rep.Matched, "scanned", rep.Scanned,
+		m.cfg.Logger.Info("quarantine: re-scan", "run", rep.Run, "matched", rep.Matched, "scanned", rep.Scanned,
 			"released", rep.Released, "kept", rep.Kept, "skipped", rep.Skipped, "failed", rep.Failed,
 			"seconds", time.Since(start).Seconds())
 	}()
@@ -72,7 +72,7 @@ func (q *Quarantine) Rescan(ctx context.Context, pipeline *filter.Pipeline, opts
 			continue
 		}
 		rep.Matched++
-		if err := q.rescanOne(ctx, pipeline, h, &rep); err != nil {
+		if err := m.rescanOne(ctx, pipeline, h, &rep); err != nil {
 			return rep, err
 		}
 	}
@@ -81,58 +81,58 @@ func (q *Quarantine) Rescan(ctx context.Context, pipeline *filter.Pipeline, opts
 
 // rescanOne re-scans one message; an error stops the re-scan (a store or
 // queue failure, or ctx).
-func (q *Quarantine) rescanOne(ctx context.Context, pipeline *filter.Pipeline, h Quarantined, rep *RescanReport) error {
-	if h.RescanRun == rep.Run && !h.Releasing || !q.begin(h.ID) {
+func (m *Manager) rescanOne(ctx context.Context, pipeline *filter.Pipeline, h Held, rep *RescanReport) error {
+	if h.RescanRun == rep.Run && !h.Releasing || !m.begin(h.ID) {
 		rep.Skipped++
 		return nil
 	}
-	defer q.end(h.ID)
+	defer m.end(h.ID)
 	if h.Releasing { // a release was interrupted: finish it
-		if _, err := q.release(ctx, h, "rescan-resume"); err != nil {
+		if _, err := m.release(ctx, h, "rescan-resume"); err != nil {
 			return err
 		}
 		rep.Released++
 		return nil
 	}
-	if err := q.limiter.Wait(ctx); err != nil {
+	if err := m.limiter.Wait(ctx); err != nil {
 		return err
 	}
-	raw, err := q.read(ctx, h)
+	raw, err := m.read(ctx, h)
 	if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNotFound) {
-		q.cfg.Logger.Error("quarantine: re-scan cannot read message; kept", "id", h.ID, "err", err)
-		q.cfg.Metrics.Add("portcullis_quarantine_rescanned_total", 1, "result", "failed")
+		m.cfg.Logger.Error("quarantine: re-scan cannot read message; kept", "id", h.ID, "err", err)
+		m.cfg.Metrics.Add("portcullis_quarantine_rescanned_total", 1, "result", "failed")
 		rep.Failed++
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	v := pipeline.CheckAll(ctx, filter.NewMessageBytes(h.Envelope, raw, q.cfg.Limits))
+	v := pipeline.CheckAll(ctx, filter.NewMessageBytes(h.Envelope, raw, m.cfg.Limits))
 	if err := ctx.Err(); err != nil {
 		return err // a verdict cut short by cancellation decides nothing
 	}
 	rep.Scanned++
 	switch {
 	case v.Action.Delivers():
-		if _, err := q.release(ctx, h, "rescan"); err != nil {
+		if _, err := m.release(ctx, h, "rescan"); err != nil {
 			return err
 		}
 		rep.Released++
-		q.cfg.Metrics.Add("portcullis_quarantine_rescanned_total", 1, "result", "released")
+		m.cfg.Metrics.Add("portcullis_quarantine_rescanned_total", 1, "result", "released")
 	case v.Action == filter.Tempfail:
 		rep.Failed++
-		q.cfg.Metrics.Add("portcullis_quarantine_rescanned_total", 1, "result", "failed")
-		q.cfg.Logger.Warn("quarantine: re-scan undecided (tempfail); kept unchanged", "id", h.ID, "symbols", fmt.Sprint(v.Symbols))
+		m.cfg.Metrics.Add("portcullis_quarantine_rescanned_total", 1, "result", "failed")
+		m.cfg.Logger.Warn("quarantine: re-scan undecided (tempfail); kept unchanged", "id", h.ID, "symbols", fmt.Sprint(v.Symbols))
 	default:
 		h.Action, h.Score, h.Symbols = v.Action, v.Score, v.Symbols
 		h.Rescans++
-		h.RescannedAt = time.UnixMilli(q.cfg.Now().UnixMilli())
+		h.RescannedAt = time.UnixMilli(m.cfg.Now().UnixMilli())
 		h.RescanRun = rep.Run
-		if err := q.cfg.Store.Update(ctx, h); err != nil {
+		if err := m.cfg.Store.Update(ctx, h); err != nil {
 			return err
 		}
 		rep.Kept++
-		q.cfg.Metrics.Add("portcullis_quarantine_rescanned_total", 1, "result", "kept")
+		m.cfg.Metrics.Add("portcullis_quarantine_rescanned_total", 1, "result", "kept")
 	}
 	return nil
 }

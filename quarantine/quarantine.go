@@ -1,4 +1,4 @@
-package queue
+package quarantine
 
 import (
 	"bytes"
@@ -19,15 +19,12 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/portcullis-mail/portcullis/filter"
+	"github.com/portcullis-mail/portcullis/queue"
 )
 
-// ErrInUse is returned when a quarantined message is under another
-// operation (a release, a delete, a re-scan) in this process.
-var ErrInUse = errors.New("queue: quarantined message in use")
-
-// Quarantined is a quarantined message's record: its envelope, the verdict
+// Held is a held message's record: its envelope, the verdict
 // that put it there, and what re-scans did since.
-type Quarantined struct {
+type Held struct {
 	ID       ID
 	Envelope filter.Envelope
 	Size     int64     // raw message bytes
@@ -49,7 +46,7 @@ type Quarantined struct {
 }
 
 // Reason returns the names of the verdict's symbols, the "why" of a hold.
-func (h Quarantined) Reason() []string {
+func (h Held) Reason() []string {
 	out := make([]string, len(h.Symbols))
 	for i, s := range h.Symbols {
 		out[i] = s.Name
@@ -57,11 +54,13 @@ func (h Quarantined) Reason() []string {
 	return out
 }
 
-func (h Quarantined) clone() Quarantined {
+func (h Held) clone() Held {
 	h.Envelope.RcptTo = slices.Clone(h.Envelope.RcptTo)
 	h.Symbols = slices.Clone(h.Symbols)
 	return h
 }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Record limits: a record claiming more is corrupt.
 const (
@@ -70,7 +69,7 @@ const (
 	maxHeldRecord     = 16 << 20
 )
 
-// heldMagic starts an encoded Quarantined: "PQH1", the CRC-32C of the JSON that
+// heldMagic starts an encoded Held: "PQH1", the CRC-32C of the JSON that
 // follows in 8 hex digits, and the JSON.
 const heldMagic = "PQH1"
 
@@ -99,9 +98,9 @@ type heldEnvelope struct {
 	TLS      bool     `json:"tls,omitempty"`
 }
 
-// MarshalBinary encodes the record for a QuarantineStore: a versioned,
+// MarshalBinary encodes the record for a Store: a versioned,
 // checksummed form that UnmarshalBinary checks.
-func (h Quarantined) MarshalBinary() ([]byte, error) {
+func (h Held) MarshalBinary() ([]byte, error) {
 	r := heldRecord{
 		V: 1, ID: h.ID, Size: h.Size, Checksum: h.Checksum, HeldAt: h.HeldAt.UnixMilli(),
 		Action: h.Action, Score: h.Score, Symbols: h.Symbols,
@@ -117,7 +116,7 @@ func (h Quarantined) MarshalBinary() ([]byte, error) {
 	}
 	js, err := json.Marshal(r)
 	if err != nil {
-		return nil, fmt.Errorf("queue: encoding held record: %w", err) // a NaN score
+		return nil, fmt.Errorf("quarantine: encoding held record: %w", err) // a NaN score
 	}
 	out := fmt.Appendf([]byte(heldMagic), "%08x", crc32.Checksum(js, castagnoli))
 	return append(out, js...), nil
@@ -125,7 +124,7 @@ func (h Quarantined) MarshalBinary() ([]byte, error) {
 
 // UnmarshalBinary decodes and validates a record written by MarshalBinary.
 // Errors match ErrCorrupt.
-func (h *Quarantined) UnmarshalBinary(b []byte) error {
+func (h *Held) UnmarshalBinary(b []byte) error {
 	bad := func(why string, args ...any) error {
 		return fmt.Errorf("%w: held record: %s", ErrCorrupt, fmt.Sprintf(why, args...))
 	}
@@ -152,7 +151,7 @@ func (h *Quarantined) UnmarshalBinary(b []byte) error {
 	switch {
 	case r.V != 1:
 		return bad("version %d", r.V)
-	case !validID(string(r.ID)):
+	case !r.ID.Valid():
 		return bad("invalid id")
 	case r.Size < 0:
 		return bad("size %d", r.Size)
@@ -168,7 +167,7 @@ func (h *Quarantined) UnmarshalBinary(b []byte) error {
 	if _, err := hex.DecodeString(r.Checksum); err != nil {
 		return bad("message checksum: %v", err)
 	}
-	out := Quarantined{
+	out := Held{
 		ID: r.ID, Size: r.Size, Checksum: r.Checksum, HeldAt: time.UnixMilli(r.HeldAt),
 		Action: r.Action, Score: r.Score, Symbols: r.Symbols,
 		Rescans: r.Rescans, RescanRun: r.RescanRun, Releasing: r.Releasing,
@@ -187,41 +186,35 @@ func (h *Quarantined) UnmarshalBinary(b []byte) error {
 	return nil
 }
 
-// QuarantineStore keeps quarantined messages durably. QuarantineDir (a
-// directory) and the JetStream backend implement it and pass the same
-// conformance suite (queuetest.RunQuarantine).
+// Store keeps held messages durably. Dir (a directory) and the JetStream
+// backend (queue/jetstream) implement it and pass the same conformance
+// suite (quarantinetest.Run).
 //
 // As with Store, a method that changes the store returns only when the
 // change is durable; after an error it may or may not have happened.
 // Implementations are safe for concurrent use.
-type QuarantineStore interface {
+type Store interface {
 	// Put stores a new record and its raw message (len(raw) == h.Size).
-	Put(ctx context.Context, h Quarantined, raw []byte) error
+	Put(ctx context.Context, h Held, raw []byte) error
 	// Update replaces a record (ErrNotFound if absent); the message never
 	// changes.
-	Update(ctx context.Context, h Quarantined) error
+	Update(ctx context.Context, h Held) error
 	// Remove deletes a record and its message (ErrNotFound if absent).
 	Remove(ctx context.Context, id ID) error
 	// Body opens the raw message (ErrNotFound if absent).
-	Body(ctx context.Context, id ID) (Body, error)
+	Body(ctx context.Context, id ID) (queue.Body, error)
 	// All returns every record, oldest first (by ID).
-	All(ctx context.Context) ([]Quarantined, error)
+	All(ctx context.Context) ([]Held, error)
 	// Close releases the store; later calls return ErrClosed.
 	Close() error
 }
 
-// Enqueuer queues a message for delivery: a *Queue, or a shared queue
-// from another backend (queue/jetstream).
-type Enqueuer interface {
-	Enqueue(ctx context.Context, env filter.Envelope, body io.Reader) (ID, error)
-}
-
-// QuarantineConfig configures a Quarantine.
-type QuarantineConfig struct {
+// Config configures a Manager.
+type Config struct {
 	// Store keeps the messages; required.
-	Store QuarantineStore
+	Store Store
 	// Queue receives released messages; required for Release and Rescan.
-	Queue Enqueuer
+	Queue queue.Enqueuer
 	// Retention is how long a message is kept before Expire removes it;
 	// 0 means 30 days.
 	Retention time.Duration
@@ -241,7 +234,7 @@ type QuarantineConfig struct {
 	Metrics filter.Metrics // nil is a no-op
 }
 
-// Quarantine holds messages that a verdict sent to quarantine: an
+// Manager holds messages that a verdict sent to quarantine: an
 // operator or an integration lists, reads, releases and deletes them, a
 // bulk Rescan re-runs a pipeline over them and releases those now clean
 // (the faulty-update drill: an engine flagged everything from 04:00, the
@@ -260,23 +253,23 @@ type QuarantineConfig struct {
 // portcullis_quarantine_held_total, _released_total, _rescanned_total
 // (by result), _expired_total, _deleted_total, _size.
 //
-// Storage is a QuarantineStore: QuarantineDir on the local disk, or the
+// Storage is a Store: Dir on the local disk, or the
 // JetStream store (queue/jetstream) for gateways on several machines;
 // operations in progress are tracked per process, so run bulk operations
 // (Rescan, Expire) from one process at a time.
-type Quarantine struct {
-	cfg     QuarantineConfig
+type Manager struct {
+	cfg     Config
 	limiter *rate.Limiter
 
 	mu  sync.Mutex
 	ops map[ID]struct{} // messages under an operation in this process
 }
 
-// NewQuarantine returns a quarantine over cfg.Store. Closing the store is
+// New returns a Manager over cfg.Store. Closing the store is
 // the caller's business.
-func NewQuarantine(cfg QuarantineConfig) (*Quarantine, error) {
+func New(cfg Config) (*Manager, error) {
 	if cfg.Store == nil {
-		return nil, errors.New("queue: quarantine needs a QuarantineStore")
+		return nil, ErrNoStore
 	}
 	if cfg.Retention <= 0 {
 		cfg.Retention = 30 * 24 * time.Hour
@@ -297,60 +290,60 @@ func NewQuarantine(cfg QuarantineConfig) (*Quarantine, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Metrics = filter.OrNop(cfg.Metrics)
-	return &Quarantine{cfg: cfg, limiter: rate.NewLimiter(cfg.RescanRate, cfg.RescanBurst), ops: map[ID]struct{}{}}, nil
+	return &Manager{cfg: cfg, limiter: rate.NewLimiter(cfg.RescanRate, cfg.RescanBurst), ops: map[ID]struct{}{}}, nil
 }
 
 // begin marks a message as under an operation; false when it already is.
-func (q *Quarantine) begin(id ID) bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if _, busy := q.ops[id]; busy {
+func (m *Manager) begin(id ID) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, busy := m.ops[id]; busy {
 		return false
 	}
-	q.ops[id] = struct{}{}
+	m.ops[id] = struct{}{}
 	return true
 }
 
-func (q *Quarantine) end(id ID) {
-	q.mu.Lock()
-	delete(q.ops, id)
-	q.mu.Unlock()
+func (m *Manager) end(id ID) {
+	m.mu.Lock()
+	delete(m.ops, id)
+	m.mu.Unlock()
 }
 
 // Hold quarantines a message with the verdict that sent it there and
 // returns when it is durable: a gateway answers 250 after it, never
 // before.
-func (q *Quarantine) Hold(ctx context.Context, m *filter.Message, v filter.Verdict) (ID, error) {
-	if len(m.Envelope.RcptTo) == 0 {
+func (m *Manager) Hold(ctx context.Context, msg *filter.Message, v filter.Verdict) (ID, error) {
+	if len(msg.Envelope.RcptTo) == 0 {
 		return "", ErrNoRecipients
 	}
-	if m.Size() > q.cfg.MaxMessageBytes {
-		return "", &filter.LimitError{Limit: filter.LimitMessageBytes, Max: q.cfg.MaxMessageBytes}
+	if msg.Size() > m.cfg.MaxMessageBytes {
+		return "", &filter.LimitError{Limit: filter.LimitMessageBytes, Max: m.cfg.MaxMessageBytes}
 	}
-	raw := make([]byte, m.Size())
-	if _, err := io.ReadFull(m.Reader(), raw); err != nil {
-		return "", fmt.Errorf("queue: reading message to hold: %w", err)
+	raw := make([]byte, msg.Size())
+	if _, err := io.ReadFull(msg.Reader(), raw); err != nil {
+		return "", fmt.Errorf("quarantine: reading message to hold: %w", err)
 	}
-	now := q.cfg.Now()
+	now := m.cfg.Now()
 	sum := sha256.Sum256(raw)
-	env := m.Envelope
+	env := msg.Envelope
 	env.RcptTo = slices.Clone(env.RcptTo)
-	h := Quarantined{
+	h := Held{
 		ID: newID(now), Envelope: env, Size: int64(len(raw)), Checksum: hex.EncodeToString(sum[:]),
 		HeldAt: time.UnixMilli(now.UnixMilli()),
 		Action: v.Action, Score: v.Score, Symbols: slices.Clone(v.Symbols),
 	}
-	if err := q.cfg.Store.Put(ctx, h, raw); err != nil {
+	if err := m.cfg.Store.Put(ctx, h, raw); err != nil {
 		return "", err
 	}
-	q.cfg.Metrics.Add("portcullis_quarantine_held_total", 1, "action", v.Action.String())
-	q.cfg.Logger.Info("quarantine: held", "id", h.ID, "from", env.MailFrom, "rcpts", len(env.RcptTo),
+	m.cfg.Metrics.Add("portcullis_quarantine_held_total", 1, "action", v.Action.String())
+	m.cfg.Logger.Info("quarantine: held", "id", h.ID, "from", env.MailFrom, "rcpts", len(env.RcptTo),
 		"score", v.Score, "symbols", strings.Join(h.Reason(), ","))
 	return h.ID, nil
 }
 
-// QuarantineFilter selects quarantined messages. Zero fields select all.
-type QuarantineFilter struct {
+// Query selects quarantined messages. Zero fields select all.
+type Query struct {
 	// Symbol matches a verdict symbol by name; a trailing "*" matches a
 	// prefix ("CLAMAV_*": every message an engine flagged).
 	Symbol string
@@ -364,7 +357,7 @@ type QuarantineFilter struct {
 	Limit int
 }
 
-func (f QuarantineFilter) match(h Quarantined) bool {
+func (f Query) match(h Held) bool {
 	if !f.Since.IsZero() && h.HeldAt.Before(f.Since) || !f.Until.IsZero() && !h.HeldAt.Before(f.Until) {
 		return false
 	}
@@ -385,23 +378,23 @@ func (f QuarantineFilter) match(h Quarantined) bool {
 	return true
 }
 
-// QuarantinePage is one page of a listing.
-type QuarantinePage struct {
-	Items []Quarantined
+// Page is one page of a listing.
+type Page struct {
+	Items []Held
 	// Next is the After of the following page; "" on the last page.
 	Next ID
 }
 
 // List returns the records that match f, oldest first, one page at a time.
-func (q *Quarantine) List(ctx context.Context, f QuarantineFilter) (QuarantinePage, error) {
+func (m *Manager) List(ctx context.Context, f Query) (Page, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
-	all, err := q.cfg.Store.All(ctx)
+	all, err := m.cfg.Store.All(ctx)
 	if err != nil {
-		return QuarantinePage{}, err
+		return Page{}, err
 	}
-	var p QuarantinePage
+	var p Page
 	for _, h := range all {
 		if f.After != "" && h.ID <= f.After || !f.match(h) {
 			continue
@@ -417,29 +410,29 @@ func (q *Quarantine) List(ctx context.Context, f QuarantineFilter) (QuarantinePa
 
 // Get returns a record and its raw message, checked against its
 // checksum (ErrCorrupt when it fails).
-func (q *Quarantine) Get(ctx context.Context, id ID) (Quarantined, []byte, error) {
-	h, err := q.find(ctx, id)
+func (m *Manager) Get(ctx context.Context, id ID) (Held, []byte, error) {
+	h, err := m.find(ctx, id)
 	if err != nil {
-		return Quarantined{}, nil, err
+		return Held{}, nil, err
 	}
-	raw, err := q.read(ctx, h)
+	raw, err := m.read(ctx, h)
 	return h, raw, err
 }
 
-func (q *Quarantine) find(ctx context.Context, id ID) (Quarantined, error) {
-	all, err := q.cfg.Store.All(ctx)
+func (m *Manager) find(ctx context.Context, id ID) (Held, error) {
+	all, err := m.cfg.Store.All(ctx)
 	if err != nil {
-		return Quarantined{}, err
+		return Held{}, err
 	}
-	i, ok := slices.BinarySearchFunc(all, id, func(h Quarantined, id ID) int { return strings.Compare(string(h.ID), string(id)) })
+	i, ok := slices.BinarySearchFunc(all, id, func(h Held, id ID) int { return strings.Compare(string(h.ID), string(id)) })
 	if !ok {
-		return Quarantined{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+		return Held{}, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	return all[i], nil
 }
 
-func (q *Quarantine) read(ctx context.Context, h Quarantined) ([]byte, error) {
-	b, err := q.cfg.Store.Body(ctx, h.ID)
+func (m *Manager) read(ctx context.Context, h Held) ([]byte, error) {
+	b, err := m.cfg.Store.Body(ctx, h.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -449,7 +442,7 @@ func (q *Quarantine) read(ctx context.Context, h Quarantined) ([]byte, error) {
 	}
 	raw := make([]byte, h.Size)
 	if _, err := b.ReadAt(raw, 0); err != nil && !(errors.Is(err, io.EOF) && len(raw) == 0) {
-		return nil, fmt.Errorf("queue: reading quarantined %s: %w", h.ID, err)
+		return nil, fmt.Errorf("quarantine: reading quarantined %s: %w", h.ID, err)
 	}
 	sum := sha256.Sum256(raw)
 	if hex.EncodeToString(sum[:]) != h.Checksum {
@@ -462,60 +455,60 @@ func (q *Quarantine) read(ctx context.Context, h Quarantined) ([]byte, error) {
 // original recipients, and removes it from the quarantine. It returns the
 // queue ID. A crash between queueing and removing leaves the record marked
 // Releasing; releasing it again may deliver it twice, never zero times.
-func (q *Quarantine) Release(ctx context.Context, id ID) (ID, error) {
-	if !q.begin(id) {
+func (m *Manager) Release(ctx context.Context, id ID) (queue.ID, error) {
+	if !m.begin(id) {
 		return "", fmt.Errorf("%w: %s", ErrInUse, id)
 	}
-	defer q.end(id)
-	h, err := q.find(ctx, id)
+	defer m.end(id)
+	h, err := m.find(ctx, id)
 	if err != nil {
 		return "", err
 	}
-	return q.release(ctx, h, "operator")
+	return m.release(ctx, h, "operator")
 }
 
 // release queues a held message and removes its record; the caller holds
 // the operation.
-func (q *Quarantine) release(ctx context.Context, h Quarantined, why string) (ID, error) {
-	if q.cfg.Queue == nil {
-		return "", errors.New("queue: quarantine has no Queue to release to")
+func (m *Manager) release(ctx context.Context, h Held, why string) (queue.ID, error) {
+	if m.cfg.Queue == nil {
+		return "", ErrNoQueue
 	}
-	raw, err := q.read(ctx, h)
+	raw, err := m.read(ctx, h)
 	if err != nil {
 		return "", err
 	}
 	if !h.Releasing {
 		h.Releasing = true
-		if err := q.cfg.Store.Update(ctx, h); err != nil {
+		if err := m.cfg.Store.Update(ctx, h); err != nil {
 			return "", err
 		}
 	}
-	qid, err := q.enqueue(ctx, h.Envelope, raw)
+	qid, err := m.enqueue(ctx, h.Envelope, raw)
 	if err != nil {
 		return "", err
 	}
-	if err := q.cfg.Store.Remove(ctx, h.ID); err != nil && !errors.Is(err, ErrNotFound) {
+	if err := m.cfg.Store.Remove(ctx, h.ID); err != nil && !errors.Is(err, ErrNotFound) {
 		// Queued and still held: a later release delivers it again (a
 		// duplicate, never a loss).
-		return qid, fmt.Errorf("queue: released %s as %s but removing it failed: %w", h.ID, qid, err)
+		return qid, fmt.Errorf("quarantine: released %s as %s but removing it failed: %w", h.ID, qid, err)
 	}
-	q.cfg.Metrics.Add("portcullis_quarantine_released_total", 1, "by", why)
-	q.cfg.Logger.Info("quarantine: released", "id", h.ID, "queue_id", qid, "by", why)
+	m.cfg.Metrics.Add("portcullis_quarantine_released_total", 1, "by", why)
+	m.cfg.Logger.Info("quarantine: released", "id", h.ID, "queue_id", qid, "by", why)
 	return qid, nil
 }
 
 // enqueue queues a message, waiting out backpressure: a release must not
 // push live mail out of a full queue, and must not give up on a busy one.
-func (q *Quarantine) enqueue(ctx context.Context, env filter.Envelope, raw []byte) (ID, error) {
+func (m *Manager) enqueue(ctx context.Context, env filter.Envelope, raw []byte) (queue.ID, error) {
 	wait := 100 * time.Millisecond
 	for {
-		id, err := q.cfg.Queue.Enqueue(ctx, env, bytes.NewReader(raw))
-		if !errors.Is(err, ErrBusy) {
+		id, err := m.cfg.Queue.Enqueue(ctx, env, bytes.NewReader(raw))
+		if !errors.Is(err, queue.ErrBusy) {
 			return id, err
 		}
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("queue: releasing into a busy queue: %w (%w)", ctx.Err(), err)
+			return "", fmt.Errorf("quarantine: releasing into a busy queue: %w (%w)", ctx.Err(), err)
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 5*time.Second)
@@ -523,35 +516,35 @@ func (q *Quarantine) enqueue(ctx context.Context, env filter.Envelope, raw []byt
 }
 
 // Delete removes a quarantined message for good.
-func (q *Quarantine) Delete(ctx context.Context, id ID) error {
-	if !q.begin(id) {
+func (m *Manager) Delete(ctx context.Context, id ID) error {
+	if !m.begin(id) {
 		return fmt.Errorf("%w: %s", ErrInUse, id)
 	}
-	defer q.end(id)
-	if err := q.cfg.Store.Remove(ctx, id); err != nil {
+	defer m.end(id)
+	if err := m.cfg.Store.Remove(ctx, id); err != nil {
 		return err
 	}
-	q.cfg.Metrics.Add("portcullis_quarantine_deleted_total", 1)
-	q.cfg.Logger.Info("quarantine: deleted", "id", id)
+	m.cfg.Metrics.Add("portcullis_quarantine_deleted_total", 1)
+	m.cfg.Logger.Info("quarantine: deleted", "id", id)
 	return nil
 }
 
 // Expire removes the messages held longer than the retention and returns
 // how many. A message under an operation in this process, or whose
 // release has started, is never removed. Call it periodically (hourly).
-func (q *Quarantine) Expire(ctx context.Context) (int, error) {
-	all, err := q.cfg.Store.All(ctx)
+func (m *Manager) Expire(ctx context.Context) (int, error) {
+	all, err := m.cfg.Store.All(ctx)
 	if err != nil {
 		return 0, err
 	}
-	cutoff := q.cfg.Now().Add(-q.cfg.Retention)
+	cutoff := m.cfg.Now().Add(-m.cfg.Retention)
 	n := 0
 	for _, h := range all {
-		if !h.HeldAt.Before(cutoff) || h.Releasing || !q.begin(h.ID) {
+		if !h.HeldAt.Before(cutoff) || h.Releasing || !m.begin(h.ID) {
 			continue
 		}
-		err := q.cfg.Store.Remove(ctx, h.ID)
-		q.end(h.ID)
+		err := m.cfg.Store.Remove(ctx, h.ID)
+		m.end(h.ID)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
@@ -559,22 +552,22 @@ func (q *Quarantine) Expire(ctx context.Context) (int, error) {
 			return n, err
 		}
 		n++
-		q.cfg.Metrics.Add("portcullis_quarantine_expired_total", 1)
-		q.cfg.Logger.Info("quarantine: expired", "id", h.ID, "held", h.HeldAt)
+		m.cfg.Metrics.Add("portcullis_quarantine_expired_total", 1)
+		m.cfg.Logger.Info("quarantine: expired", "id", h.ID, "held", h.HeldAt)
 	}
-	q.cfg.Metrics.Set("portcullis_quarantine_size", float64(len(all)-n))
+	m.cfg.Metrics.Set("portcullis_quarantine_size", float64(len(all)-n))
 	return n, nil
 }
 
 // Digest returns, per recipient (lower case), the records held for them
 // since a time, oldest first: the data of a daily quarantine report or a
 // web page. A non-empty recipient restricts it to that recipient.
-func (q *Quarantine) Digest(ctx context.Context, recipient string, since time.Time) (map[string][]Quarantined, error) {
-	all, err := q.cfg.Store.All(ctx)
+func (m *Manager) Digest(ctx context.Context, recipient string, since time.Time) (map[string][]Held, error) {
+	all, err := m.cfg.Store.All(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string][]Quarantined{}
+	out := map[string][]Held{}
 	for _, h := range all {
 		if h.HeldAt.Before(since) {
 			continue

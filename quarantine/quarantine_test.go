@@ -1,4 +1,4 @@
-package queue_test
+package quarantine_test
 
 import (
 	"context"
@@ -8,25 +8,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/quarantine"
+	"github.com/portcullis-mail/portcullis/quarantine/quarantinetest"
 	"github.com/portcullis-mail/portcullis/queue"
-	"github.com/portcullis-mail/portcullis/queue/queuetest"
 )
 
-func TestQuarantineDirConformance(t *testing.T) {
-	queuetest.RunQuarantine(t, func(t *testing.T) queuetest.QuarantineOpener {
+func TestDirConformance(t *testing.T) {
+	quarantinetest.Run(t, func(t *testing.T) quarantinetest.Opener {
 		dir := t.TempDir()
-		return func() (queue.QuarantineStore, error) {
-			return queue.OpenQuarantineDir(dir, queue.QuarantineDirConfig{})
+		return func() (quarantine.Store, error) {
+			return quarantine.OpenDir(dir, quarantine.DirConfig{})
 		}
 	})
 }
 
 // TestQuarantineDrillLocal is the faulty-update drill on the local
 // quarantine and the local spool.
-func TestQuarantineDrillLocal(t *testing.T) {
+func TestDrillLocal(t *testing.T) {
 	dir := t.TempDir()
-	queuetest.RunDrill(t, func() (queue.QuarantineStore, error) {
-		return queue.OpenQuarantineDir(dir, queue.QuarantineDirConfig{})
+	quarantinetest.RunDrill(t, func() (quarantine.Store, error) {
+		return quarantine.OpenDir(dir, quarantine.DirConfig{})
 	}, func(t *testing.T, d queue.Deliverer) queue.Enqueuer {
 		q, err := queue.Open(t.TempDir(), queue.Config{Deliverer: d, MinFreeBytes: 1, RetryBase: 50 * time.Millisecond})
 		if err != nil {
@@ -41,23 +42,23 @@ func TestQuarantineDrillLocal(t *testing.T) {
 	})
 }
 
-func TestQuarantineDirRecovery(t *testing.T) {
+func TestDirRecovery(t *testing.T) {
 	dir := t.TempDir()
-	s, err := queue.OpenQuarantineDir(dir, queue.QuarantineDirConfig{})
+	s, err := quarantine.OpenDir(dir, quarantine.DirConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	good, raw := queuetest.Held(1, 100)
-	bad, badRaw := queuetest.Held(2, 100)
+	good, raw := quarantinetest.Held(1, 100)
+	bad, badRaw := quarantinetest.Held(2, 100)
 	for _, p := range []struct {
-		h   queue.Quarantined
+		h   quarantine.Held
 		raw []byte
 	}{{good, raw}, {bad, badRaw}} {
 		if err := s.Put(context.Background(), p.h, p.raw); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := queue.OpenQuarantineDir(dir, queue.QuarantineDirConfig{}); err == nil {
+	if _, err := quarantine.OpenDir(dir, quarantine.DirConfig{}); err == nil {
 		t.Error("a second process opened a quarantine directory in use")
 	}
 	s.Close()
@@ -72,7 +73,7 @@ func TestQuarantineDirRecovery(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(msg, "stray.txt"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s, err = queue.OpenQuarantineDir(dir, queue.QuarantineDirConfig{})
+	s, err = quarantine.OpenDir(dir, quarantine.DirConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,10 +92,10 @@ func TestQuarantineDirRecovery(t *testing.T) {
 	}
 }
 
-// FuzzQuarantinedRecord feeds arbitrary bytes to the record decoder: it
+// FuzzHeldRecord feeds arbitrary bytes to the record decoder: it
 // never panics, and what it accepts encodes back to an equal record.
-func FuzzQuarantinedRecord(f *testing.F) {
-	h, _ := queuetest.Held(1, 10)
+func FuzzHeldRecord(f *testing.F) {
+	h, _ := quarantinetest.Held(1, 10)
 	b, err := h.MarshalBinary()
 	if err != nil {
 		f.Fatal(err)
@@ -106,9 +107,9 @@ func FuzzQuarantinedRecord(f *testing.F) {
 	f.Add([]byte("PQH100000000{}"))
 	f.Add([]byte("PQH1"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var h queue.Quarantined
+		var h quarantine.Held
 		if err := h.UnmarshalBinary(b); err != nil {
-			if !errors.Is(err, queue.ErrCorrupt) {
+			if !errors.Is(err, quarantine.ErrCorrupt) {
 				t.Fatalf("error %v does not match ErrCorrupt", err)
 			}
 			return
@@ -117,10 +118,10 @@ func FuzzQuarantinedRecord(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoding an accepted record: %v", err)
 		}
-		var h2 queue.Quarantined
+		var h2 quarantine.Held
 		if err := h2.UnmarshalBinary(again); err != nil {
 			t.Fatalf("re-decoding: %v", err)
 		}
-		queuetest.CheckHeld(t, h2, h)
+		quarantinetest.CheckHeld(t, h2, h)
 	})
 }
