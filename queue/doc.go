@@ -8,8 +8,10 @@
 // RFC 5321 §6.1: once a server answers 250 to DATA it must not lose the
 // message "because the host later crashes or because of a predictable
 // resource shortage". Queue.Enqueue returns only when the message is
-// durable; a gateway answers 250 after it returns nil, and answers Reply(err)
-// (a 4xx, so the sender keeps the mail) otherwise. Delivery is
+// durable; a gateway answers 250 after it returns nil, and answers
+// filter.ErrorReply(err) otherwise (the queue's errors implement
+// filter.Replier: a 4xx for anything temporary, so the sender keeps the
+// mail). Delivery is
 // at-least-once: a crash between a next hop's 250 and the queue recording
 // it delivers the message again. Duplicates are tolerable, losses are not.
 //
@@ -74,8 +76,8 @@
 //
 // Enqueue returns a *BusyError (errors.Is ErrBusy) when the queue holds
 // MaxDepth entries, when its oldest entry is older than MaxAge, or when the
-// store's file system has less than MinFreeBytes free (statfs). Reply maps
-// it to 451 4.3.2 or, for disk space, 452 4.3.1.
+// store's file system has less than MinFreeBytes free (statfs). Its Reply
+// is 451 4.3.2 or, for disk space, 452 4.3.1.
 //
 // # Quarantine
 //

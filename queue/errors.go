@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 
-	"github.com/emersion/go-smtp"
 	"github.com/portcullis-mail/portcullis/filter"
 )
 
@@ -21,12 +20,14 @@ var (
 	// ErrBusy is matched by every *BusyError.
 	ErrBusy = errors.New("queue: busy")
 	// ErrNoRecipients is returned by Enqueue for an envelope without
-	// recipients.
-	ErrNoRecipients = errors.New("queue: envelope has no recipients")
+	// recipients; its reply is 554 5.5.1.
+	ErrNoRecipients error = &replyErr{"queue: envelope has no recipients",
+		filter.Reply{Code: 554, Enhanced: "5.5.1", Text: "No valid recipients"}}
 	// ErrInvalidEnvelope is returned by Enqueue for an envelope a store
 	// cannot keep faithfully: more than 10,000 recipients, an address over
-	// 1,024 bytes or not valid UTF-8.
-	ErrInvalidEnvelope = errors.New("queue: invalid envelope")
+	// 1,024 bytes or not valid UTF-8; its reply is 553 5.1.3.
+	ErrInvalidEnvelope error = &replyErr{"queue: invalid envelope",
+		filter.Reply{Code: 553, Enhanced: "5.1.3", Text: "Invalid address"}}
 	// ErrPanic is matched by the error recorded when a Deliverer panics.
 	ErrPanic = errors.New("queue: deliverer panicked")
 )
@@ -41,7 +42,7 @@ const (
 )
 
 // BusyError is returned by Enqueue when the queue applies backpressure.
-// The sender keeps the mail: Reply maps it to a 4xx.
+// The sender keeps the mail: its Reply is a 4xx.
 type BusyError struct {
 	Reason BusyReason
 	Detail string // e.g. "depth 100000 >= 100000"
@@ -54,31 +55,32 @@ func (e *BusyError) Error() string {
 // Is makes errors.Is(err, ErrBusy) true.
 func (e *BusyError) Is(target error) bool { return target == ErrBusy }
 
-// Reply maps an Enqueue error to the SMTP reply a gateway sends after DATA,
-// in one place: a busy disk is 452 4.3.1, a busy queue 451 4.3.2, a message
-// over the size limit 552 5.3.4, an envelope the store cannot keep 553
-// 5.1.3, and anything else (I/O errors, a failed
-// fsync, a closed queue) 451 4.3.0. Texts are generic; details belong in
-// the log. Reply(nil) is nil.
-func Reply(err error) *smtp.SMTPError {
-	var busy *BusyError
-	var lim *filter.LimitError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &busy) && busy.Reason == BusyDisk:
-		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage, try again later"}
-	case errors.As(err, &busy):
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Queue busy, try again later"}
-	case errors.As(err, &lim):
-		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message too big"}
-	case errors.Is(err, ErrInvalidEnvelope):
-		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Invalid address"}
-	case errors.Is(err, ErrNoRecipients):
-		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
+// Reply implements filter.Replier: a busy disk is 452 4.3.1, a busy
+// queue 451 4.3.2. The sender keeps the mail; details are in Detail, for
+// the log.
+func (e *BusyError) Reply() filter.Reply {
+	if e.Reason == BusyDisk {
+		return filter.Reply{Code: 452, Enhanced: "4.3.1", Text: "Insufficient system storage, try again later"}
 	}
-	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, try again later"}
+	return filter.Reply{Code: 451, Enhanced: "4.3.2", Text: "Queue busy, try again later"}
 }
+
+var (
+	_ filter.Replier = (*BusyError)(nil)
+	_ filter.Replier = (*replyErr)(nil)
+)
+
+// replyErr is a sentinel error that knows its SMTP reply
+// (filter.Replier), so that filter.ErrorReply maps it, wrapped or not.
+type replyErr struct {
+	msg   string
+	reply filter.Reply
+}
+
+func (e *replyErr) Error() string { return e.msg }
+
+// Reply implements filter.Replier.
+func (e *replyErr) Reply() filter.Reply { return e.reply }
 
 // RemoteError is implemented by a delivery error that carries a next
 // hop's reply (relay.ReplyError does). Only such an error with a 5xx

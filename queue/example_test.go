@@ -35,7 +35,7 @@ func Example() {
 
 	env := filter.Envelope{MailFrom: "alice@example.org", RcptTo: []string{"bob@example.net"}}
 	if _, err := q.Enqueue(context.Background(), env, strings.NewReader("Subject: hi\r\n\r\nhello\r\n")); err != nil {
-		fmt.Println("answer", queue.Reply(err).Code)
+		fmt.Println("answer", filter.ErrorReply(err).Code)
 		return
 	}
 	fmt.Println("answer 250")
@@ -45,13 +45,14 @@ func Example() {
 	// to [bob@example.net]: "Subject: hi\r\n\r\nhello\r\n"
 }
 
-// Backpressure turns into a 4xx, so the sender keeps the mail.
-func ExampleReply() {
-	err := &queue.BusyError{Reason: queue.BusyDisk, Detail: "10 MB free"}
-	r := queue.Reply(err)
-	fmt.Println(errors.Is(err, queue.ErrBusy), r.Code, r.EnhancedCode)
-	fmt.Println(queue.Reply(&queue.BusyError{Reason: queue.BusyDepth}).Code)
+// Backpressure turns into a 4xx, so the sender keeps the mail: the
+// queue's errors know their reply, and filter.ErrorReply finds it.
+func ExampleBusyError_Reply() {
+	err := fmt.Errorf("enqueue: %w", &queue.BusyError{Reason: queue.BusyDisk, Detail: "10 MB free"})
+	r := filter.ErrorReply(err)
+	fmt.Println(errors.Is(err, queue.ErrBusy), r.Code, r.Enhanced)
+	fmt.Println(filter.ErrorReply(&queue.BusyError{Reason: queue.BusyDepth}))
 	// Output:
-	// true 452 [4 3 1]
-	// 451
+	// true 452 4.3.1
+	// 451 4.3.2 Queue busy, try again later
 }

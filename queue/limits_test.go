@@ -40,8 +40,8 @@ func TestEnvelopeLimits(t *testing.T) {
 			id, err := q.Enqueue(bg, tc.env, strings.NewReader("x"))
 			q.Close()
 			if !tc.ok {
-				if !errors.Is(err, ErrInvalidEnvelope) || Reply(err).Code != 553 {
-					t.Fatalf("enqueue: %v (reply %v), want ErrInvalidEnvelope", err, Reply(err))
+				if !errors.Is(err, ErrInvalidEnvelope) || filter.ErrorReply(err).Code != 553 {
+					t.Fatalf("enqueue: %v (reply %v), want ErrInvalidEnvelope", err, filter.ErrorReply(err))
 				}
 				return
 			}

@@ -234,7 +234,7 @@ func (q *Queue) add(e Entry) {
 
 // Enqueue stores a message and returns when it is durable: a gateway
 // answers 250 after it returns nil, never before. A *BusyError means
-// backpressure (see Reply for the SMTP answer); a message over
+// backpressure (its Reply is the SMTP answer); a message over
 // MaxMessageBytes is a *filter.LimitError.
 func (q *Queue) Enqueue(ctx context.Context, env filter.Envelope, body io.Reader) (ID, error) {
 	if len(env.RcptTo) == 0 {

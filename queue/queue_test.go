@@ -350,7 +350,7 @@ func TestBackpressure(t *testing.T) {
 	if !errors.As(err, &be) || be.Reason != BusyDepth || !errors.Is(err, ErrBusy) {
 		t.Fatalf("enqueue over depth: %v", err)
 	}
-	if r := Reply(err); r.Code != 451 || r.EnhancedCode[0] != 4 || r.EnhancedCode[1] != 3 {
+	if r := filter.ErrorReply(err); r.Code != 451 || r.Enhanced != "4.3.2" {
 		t.Errorf("reply %+v", r)
 	}
 	if m.get("portcullis_queue_busy_total") != 1 {
@@ -382,7 +382,7 @@ func TestBackpressureDisk(t *testing.T) {
 	if !errors.As(err, &be) || be.Reason != BusyDisk {
 		t.Fatalf("enqueue with a full disk: %v", err)
 	}
-	if r := Reply(err); r.Code != 452 || r.EnhancedCode != [3]int{4, 3, 1} {
+	if r := filter.ErrorReply(err); r.Code != 452 || r.Enhanced != "4.3.1" {
 		t.Errorf("reply %+v", r)
 	}
 }
@@ -396,13 +396,17 @@ func TestReplyMapping(t *testing.T) {
 		{ErrClosed, 451},
 		{&filter.LimitError{Limit: filter.LimitMessageBytes, Max: 10}, 552},
 		{ErrNoRecipients, 554},
+		{&BusyError{Reason: BusyAge}, 451},
+		{fmt.Errorf("wrapped: %w", &BusyError{Reason: BusyDisk}), 452},
+		{context.DeadlineExceeded, 451},
 	} {
-		if r := Reply(tc.err); r.Code != tc.code {
-			t.Errorf("Reply(%v) = %d, want %d", tc.err, r.Code, tc.code)
+		if r := filter.ErrorReply(tc.err); r.Code != tc.code {
+			t.Errorf("ErrorReply(%v) = %d, want %d", tc.err, r.Code, tc.code)
 		}
 	}
-	if Reply(nil) != nil {
-		t.Error("Reply(nil) is not nil")
+	wrapped := fmt.Errorf("%w: address of 2000 bytes", ErrInvalidEnvelope)
+	if r := filter.ErrorReply(wrapped); r.Code != 553 || r.Enhanced != "5.1.3" {
+		t.Errorf("a wrapped ErrInvalidEnvelope: %v", r)
 	}
 }
 

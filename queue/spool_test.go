@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/filter"
 	"github.com/portcullis-mail/portcullis/internal/diskfs"
 )
 
@@ -104,7 +105,7 @@ func TestFsyncErrorFailsPutAndNothingAckedIsLost(t *testing.T) {
 				if !errors.Is(err, tc.err) {
 					t.Fatalf("enqueue during %s: %v", tc.name, err)
 				}
-				if r := Reply(err); r.Code != 451 {
+				if r := filter.ErrorReply(err); r.Code != 451 {
 					t.Errorf("reply to a failed enqueue: %v", r)
 				}
 			}

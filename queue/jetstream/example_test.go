@@ -53,7 +53,7 @@ func Example() {
 
 	env := filter.Envelope{MailFrom: "alice@example.org", RcptTo: []string{"bob@example.net"}}
 	if _, err := q.Enqueue(ctx, env, strings.NewReader("Subject: hi\r\n\r\nhello\r\n")); err != nil {
-		fmt.Println("answer", queue.Reply(err).Code) // 4xx: the sender keeps the mail
+		fmt.Println("answer", filter.ErrorReply(err).Code) // 4xx: the sender keeps the mail
 		return
 	}
 	fmt.Println("250 queued; delivered to", <-delivered)

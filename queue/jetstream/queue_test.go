@@ -385,8 +385,8 @@ func TestSharedQueueBusy(t *testing.T) {
 		_, err := q.Enqueue(bg, testEnv(), strings.NewReader(testMsg("over")))
 		var be *queue.BusyError
 		if errors.As(err, &be) {
-			if queue.Reply(err).Code != 451 {
-				t.Errorf("busy reply %v, want 451", queue.Reply(err))
+			if filter.ErrorReply(err).Code != 451 {
+				t.Errorf("busy reply %v, want 451", filter.ErrorReply(err))
 			}
 			return true
 		}
