@@ -26,6 +26,26 @@
 // ErrLimit), and a Pipeline adds its MIME_LIMIT_* symbol and quarantines by
 // default (Policy.OnLimit).
 //
+// # Transactions
+//
+// A front-end (an SMTP server session, a milter conversation) drives one
+// Transaction per SMTP transaction: Pipeline.Begin with the connection's
+// facts, then Connect, Helo, Mail, one Rcpt per recipient and Data with
+// the DATA stream. Each call runs only its stage's filters, once, and
+// returns the verdict on the evidence of every stage so far; a tempfail,
+// reject or discard ends the transaction early, and a refused recipient is
+// refused alone. Filters learn the stage and the new recipient from the
+// context (StageOf, RecipientOf), so Filter stays two methods. Reset starts
+// the next transaction on the connection, keeping the connect and HELO
+// evidence; every transaction has its own ID (Verdict.MessageID, the
+// "msgid" of the log lines). Pipeline.Check and CheckAll remain for one-shot
+// use over a message already in hand (a scan, a re-scan).
+//
+// Data spools the stream with NewSpool: in memory up to a threshold, in an
+// unlinked temporary file above it, released on Close, on error and on a
+// panic, and the size limit is enforced while reading (a *LimitError, 552
+// 5.3.4), so no integrator spools DATA by hand.
+//
 // # Failure semantics
 //
 // No failure is silent. A filter's error or timeout becomes a NAME_FAIL

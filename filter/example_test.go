@@ -45,6 +45,59 @@ func ExamplePipeline() {
 	// Yes, score=5.00 required=5.00 reject=15.00 tests=CLIENT_LOOPBACK,SUBJECT_LOTTERY
 }
 
+// A front-end drives one Transaction per SMTP transaction: each call runs
+// only its stage's filters, and the DATA verdict weighs every stage. Answer
+// each stage's v.Reply when it is not 250: a stage may end it early.
+func ExampleTransaction() {
+	dnsbl := filter.Func("dnsbl", func(ctx context.Context, m *filter.Message) (filter.Result, error) {
+		var r filter.Result
+		if m.Envelope.ClientIP.String() == "192.0.2.1" {
+			r.Add("RBL_EXAMPLE", 4, "192.0.2.1 listed")
+		}
+		return r, nil
+	}, filter.Connect)
+	lottery := filter.Func("subject", func(ctx context.Context, m *filter.Message) (filter.Result, error) {
+		var r filter.Result
+		if strings.Contains(m.Header().Get("Subject"), "lottery") {
+			r.Add("SUBJECT_LOTTERY", 4, "")
+		}
+		return r, nil
+	})
+
+	p := filter.NewPipeline(filter.Options{}, dnsbl, lottery) // zero Options: default policy and limits
+	tx := p.Begin(filter.Envelope{ClientIP: netip.MustParseAddr("192.0.2.1"), TLS: true})
+	defer tx.Close() // removes the spooled message
+	ctx := context.Background()
+	fmt.Println(tx.Connect(ctx).Reply)
+	tx.Helo(ctx, "mx.example.com")
+	tx.Mail(ctx, "a@example.com")
+	tx.Rcpt(ctx, "b@example.org")
+	v, err := tx.Data(ctx, strings.NewReader("Subject: You won the lottery\r\n\r\nClaim now.\r\n"))
+	if err != nil {
+		fmt.Println(filter.ErrorReply(err)) // e.g. 552 5.3.4 when too big
+		return
+	}
+	fmt.Println(v.Action, v.Score, v.Reply)
+	for _, h := range v.Headers {
+		fmt.Printf("%s: %s\n", h.Name, h.Value)
+	}
+	// Output:
+	// 250 2.0.0 OK
+	// add-header 8 250 2.0.0 OK
+	// X-Spam-Status: Yes, score=8.00 required=5.00 reject=15.00 tests=RBL_EXAMPLE,SUBJECT_LOTTERY
+	// X-Portcullis-Verdict: add-header; score=8.00
+}
+
+func ExampleErrorReply() {
+	fmt.Println(filter.ErrorReply(&filter.LimitError{Limit: filter.LimitMessageBytes, Max: 10 << 20}))
+	fmt.Println(filter.ErrorReply(fmt.Errorf("clamd: %w", context.DeadlineExceeded)))
+	fmt.Println(filter.ErrorReply(errors.New("open /var/spool/x: no space left on device")))
+	// Output:
+	// 552 5.3.4 Message too big
+	// 451 4.4.2 Timed out, please try again later
+	// 451 4.3.0 Temporary local problem, please try again later
+}
+
 func ExampleMessage_Walk() {
 	raw := "Content-Type: multipart/mixed; boundary=b\r\n\r\n" +
 		"--b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n" +

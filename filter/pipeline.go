@@ -11,9 +11,16 @@ import (
 	"time"
 )
 
-// Options configure a Pipeline.
+// Options configure a Pipeline. The zero value is safe: the default
+// policy (DefaultPolicy), default limits, DATA spooled in memory up to
+// 1 MiB and refused past Limits.MaxMessageBytes, nothing logged or counted.
 type Options struct {
-	Policy  Policy
+	Policy Policy
+	// Limits bound the messages a Transaction parses.
+	Limits Limits
+	// Spool configures how Transaction.Data holds the message; its zero
+	// MaxBytes is Limits.MaxMessageBytes.
+	Spool   SpoolConfig
 	Logger  *slog.Logger // nil discards
 	Metrics Metrics      // nil discards
 }
@@ -28,6 +35,8 @@ type Options struct {
 // answer tempfail. A Pipeline is safe for concurrent use.
 type Pipeline struct {
 	policy  Policy
+	limits  Limits
+	spool   SpoolConfig
 	log     *slog.Logger
 	metrics Metrics
 	filters []Filter
@@ -37,7 +46,11 @@ type Pipeline struct {
 
 // NewPipeline builds a pipeline of filters.
 func NewPipeline(opts Options, filters ...Filter) *Pipeline {
-	p := &Pipeline{policy: opts.Policy, log: opts.Logger, metrics: OrNop(opts.Metrics), filters: filters}
+	p := &Pipeline{policy: opts.Policy, limits: opts.Limits.withDefaults(), spool: opts.Spool,
+		log: opts.Logger, metrics: OrNop(opts.Metrics), filters: filters}
+	if p.spool.MaxBytes == 0 {
+		p.spool.MaxBytes = p.limits.MaxMessageBytes
+	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -72,18 +85,21 @@ func (p *Pipeline) Ready() error {
 	return nil
 }
 
-// Check runs the filters of one stage over m and decides.
+// Check runs the filters of one stage over m and decides on their
+// evidence alone. A gateway drives a Transaction instead, which weighs the
+// evidence of every stage.
 func (p *Pipeline) Check(ctx context.Context, stage Stage, m *Message) Verdict {
 	start := time.Now()
 	st := p.run(ctx, stage, m)
 	v := p.policy.Decide(stage, st.symbols, st.demanded)
-	p.done(v, start)
+	p.done(ctx, v, start)
 	return v
 }
 
-// CheckAll runs every stage in order, as a gateway would over one SMTP
-// transaction, and decides on all the evidence together. It stops after a
-// stage whose own evidence demands tempfail, discard or reject.
+// CheckAll runs every stage in order over a message already in hand, as a
+// Transaction would (each stage's filters once), and decides on all the
+// evidence together. It stops after a stage whose verdict is tempfail,
+// discard or reject. It is the one-shot form for a scan or a re-scan.
 func (p *Pipeline) CheckAll(ctx context.Context, m *Message) Verdict {
 	start := time.Now()
 	var syms []Symbol
@@ -94,19 +110,25 @@ func (p *Pipeline) CheckAll(ctx context.Context, m *Message) Verdict {
 		st := p.run(ctx, s, m)
 		syms = append(syms, st.symbols...)
 		demanded = demanded.Max(st.demanded)
-		if stop := p.policy.Decide(s, syms, demanded).Action; stop == Tempfail || stop == Reject || stop == Discard {
+		if ends(p.policy.Decide(s, syms, demanded).Action) {
 			break
 		}
 	}
 	v := p.policy.Decide(last, syms, demanded)
-	p.done(v, start)
+	p.done(ctx, v, start)
 	return v
 }
 
-func (p *Pipeline) done(v Verdict, start time.Time) {
+// done counts a verdict and writes its one result line.
+func (p *Pipeline) done(ctx context.Context, v Verdict, start time.Time, attrs ...any) {
 	p.metrics.Add("portcullis_verdicts_total", 1, "stage", v.Stage.String(), "action", v.Action.String())
-	p.log.Info("verdict", "stage", v.Stage, "action", v.Action, "score", v.Score,
-		"symbols", len(v.Symbols), "duration", time.Since(start))
+	args := make([]any, 0, 14+len(attrs))
+	if v.MessageID != "" {
+		args = append(args, LogMessageID, v.MessageID)
+	}
+	args = append(args, "stage", v.Stage, "action", v.Action, "score", v.Score,
+		"symbols", len(v.Symbols), "reply", v.Reply.Code, "duration", time.Since(start))
+	p.log.InfoContext(ctx, "verdict", append(args, attrs...)...)
 }
 
 type stageResult struct {
@@ -124,6 +146,7 @@ type outcome struct {
 func (p *Pipeline) run(ctx context.Context, stage Stage, m *Message) stageResult {
 	var st stageResult
 	filters := p.byStage[stage]
+	ctx = context.WithValue(ctx, stageKey{}, stage)
 
 	// Not ready means tempfail, never accept: a node that has not loaded
 	// its rules or lists must not judge mail.
@@ -212,7 +235,8 @@ func (p *Pipeline) runOne(ctx context.Context, stage Stage, f Filter, m *Message
 			if r := recover(); r != nil {
 				o = outcome{panicked: r}
 				p.panics.Add(1)
-				p.log.Error("filter panicked", "filter", f.Name(), "stage", stage, "panic", r, "stack", string(debug.Stack()))
+				p.log.ErrorContext(ctx, "filter panicked", LogMessageID, MessageIDOf(ctx), "filter", f.Name(), "stage", stage,
+					"panic", r, "stack", string(debug.Stack()))
 			}
 			ch <- o
 		}()
@@ -243,7 +267,7 @@ func (p *Pipeline) runOne(ctx context.Context, stage Stage, f Filter, m *Message
 	if result == "timeout" || result == "error" {
 		if !errors.Is(o.err, context.Canceled) {
 			p.metrics.Add("portcullis_filter_failures_total", 1, "filter", f.Name(), "reason", result)
-			p.log.Warn("filter failed", "filter", f.Name(), "stage", stage, "result", result, "err", o.err)
+			p.log.WarnContext(ctx, "filter failed", LogMessageID, MessageIDOf(ctx), "filter", f.Name(), "stage", stage, "result", result, "err", o.err)
 		}
 	}
 	p.metrics.Observe("portcullis_filter_seconds", time.Since(start).Seconds(), "filter", f.Name(), "stage", stage.String(), "result", result)

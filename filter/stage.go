@@ -57,6 +57,7 @@ func (s *Stage) UnmarshalText(b []byte) error {
 // what the message says about itself.
 type Envelope struct {
 	ClientIP netip.Addr // the connecting client; invalid when unknown
+	Hostname string     // the client's verified reverse DNS name, "" when unknown
 	Helo     string     // the HELO/EHLO argument
 	MailFrom string     // the reverse path without brackets; "" is the null sender
 	RcptTo   []string   // forward paths without brackets

@@ -1,0 +1,243 @@
+package filter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+)
+
+// SpoolConfig configures NewSpool. The zero value holds up to 1 MiB in
+// memory, spills larger messages to os.TempDir and refuses messages over
+// DefaultMaxMessageBytes.
+type SpoolConfig struct {
+	// Dir is where messages larger than MemoryBytes go; "" is os.TempDir.
+	Dir string
+	// MemoryBytes is how much is held in memory before spilling to a
+	// file. 0 means DefaultSpoolMemoryBytes; negative means always a file.
+	MemoryBytes int64
+	// MaxBytes bounds the message: reading stops one byte past it with a
+	// *LimitError (552 5.3.4). 0 means the pipeline's
+	// Limits.MaxMessageBytes (DefaultMaxMessageBytes for NewSpool on its
+	// own); negative means no limit, for input you trust.
+	MaxBytes int64
+}
+
+// DefaultSpoolMemoryBytes is SpoolConfig.MemoryBytes when zero.
+const DefaultSpoolMemoryBytes = 1 << 20
+
+// spoolChunk is the unit of a spool's memory. Chunks are pooled: a gateway
+// spools one message after another, and a fresh megabyte per message would
+// be allocated and zeroed each time.
+const spoolChunk = 32 << 10
+
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, spoolChunk); return &b }}
+
+// Spool holds one message so that it can be read at any offset, as many
+// times as the filters need: in memory up to SpoolConfig.MemoryBytes, else
+// in a temporary file. The file is unlinked as soon as it is created (where
+// the system allows), so nothing is left behind even if the process dies;
+// Close releases it. The file's name is random: nothing from the message
+// ever names a file.
+//
+// A Spool is safe for concurrent reads; Close must not race with them.
+type Spool struct {
+	chunks []*[]byte // memory, each spoolChunk long; nil once in a file
+	f      *os.File
+	name   string // set when the file could not be unlinked at once
+	size   int64
+	closed bool
+}
+
+var _ io.ReaderAt = (*Spool)(nil)
+
+// ErrSpoolClosed is returned when a closed Spool is read.
+var ErrSpoolClosed = errors.New("filter: spool closed")
+
+// NewSpool reads r to its end into a new Spool. The size limit is
+// enforced while reading: a message one byte over MaxBytes stops there
+// with a *LimitError, having spooled no more. On any error — the limit, a
+// read or write error, ctx done, a panic in r — whatever was spooled is
+// released before NewSpool returns; a panic is returned as an error, never
+// passed on and never a pass.
+func NewSpool(ctx context.Context, r io.Reader, cfg SpoolConfig) (sp *Spool, err error) {
+	maxBytes := pick(cfg.MaxBytes, DefaultMaxMessageBytes)
+	memory := cfg.MemoryBytes
+	if memory == 0 {
+		memory = DefaultSpoolMemoryBytes
+	}
+	s := &Spool{}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("filter: spool: panic while reading the message: %v", p)
+		}
+		if err != nil {
+			s.Close()
+			sp = nil
+		}
+	}()
+	if memory < 0 {
+		if err := s.spill(cfg.Dir); err != nil {
+			return nil, err
+		}
+	}
+	empty := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		buf := s.tail()
+		n, rerr := r.Read(buf)
+		if n < 0 || n > len(buf) {
+			return nil, fmt.Errorf("filter: spool: reader returned %d bytes for a %d-byte buffer", n, len(buf))
+		}
+		if n == 0 && rerr == nil {
+			if empty++; empty >= 100 {
+				return nil, fmt.Errorf("filter: spool: %w", io.ErrNoProgress)
+			}
+			continue
+		}
+		empty = 0
+		if s.size+int64(n) > maxBytes {
+			return nil, &LimitError{Limit: LimitMessageBytes, Max: maxBytes}
+		}
+		if err := s.commit(buf[:n], memory, cfg.Dir); err != nil {
+			return nil, err
+		}
+		if rerr == io.EOF {
+			return s, nil
+		}
+		if rerr != nil {
+			return nil, fmt.Errorf("filter: spool: reading the message: %w", rerr)
+		}
+	}
+}
+
+// tail returns the buffer the next read goes into: the free end of the
+// last memory chunk (a new chunk when it is full), or the copy buffer of a
+// file spool (the first chunk, kept for that).
+func (s *Spool) tail() []byte {
+	if s.f != nil {
+		return *s.chunks[0]
+	}
+	off := int(s.size % spoolChunk)
+	if off == 0 && int64(len(s.chunks))*spoolChunk == s.size {
+		s.chunks = append(s.chunks, chunkPool.Get().(*[]byte))
+	}
+	return (*s.chunks[len(s.chunks)-1])[off:]
+}
+
+// commit accounts for b, just read into tail(), spilling to a file when
+// the memory budget is spent.
+func (s *Spool) commit(b []byte, memory int64, dir string) error {
+	if s.f != nil {
+		if _, err := s.f.Write(b); err != nil {
+			return fmt.Errorf("filter: spool: %w", err)
+		}
+		s.size += int64(len(b))
+		return nil
+	}
+	s.size += int64(len(b))
+	if s.size > memory {
+		return s.spill(dir)
+	}
+	return nil
+}
+
+// spill moves the memory held so far into a new temporary file; the first
+// chunk stays as the copy buffer.
+func (s *Spool) spill(dir string) error {
+	f, err := os.CreateTemp(dir, "portcullis-spool-*")
+	if err != nil {
+		return fmt.Errorf("filter: spool: %w", err)
+	}
+	if os.Remove(f.Name()) != nil {
+		s.name = f.Name() // removed on Close instead
+	}
+	s.f = f
+	rest := s.size
+	for _, c := range s.chunks {
+		n := min(rest, spoolChunk)
+		if _, err := f.Write((*c)[:n]); err != nil {
+			return fmt.Errorf("filter: spool: %w", err)
+		}
+		rest -= n
+	}
+	if len(s.chunks) == 0 {
+		s.chunks = append(s.chunks, chunkPool.Get().(*[]byte))
+	}
+	for _, c := range s.chunks[1:] {
+		chunkPool.Put(c)
+	}
+	s.chunks = s.chunks[:1]
+	return nil
+}
+
+// Size is the message size in bytes.
+func (s *Spool) Size() int64 { return s.size }
+
+// InMemory reports whether the message is held in memory, not in a file.
+func (s *Spool) InMemory() bool { return s.f == nil }
+
+// ReadAt implements io.ReaderAt.
+func (s *Spool) ReadAt(p []byte, off int64) (int, error) {
+	if s.closed {
+		return 0, ErrSpoolClosed
+	}
+	if off < 0 {
+		return 0, errors.New("filter: spool: negative offset")
+	}
+	if s.f != nil {
+		if off >= s.size {
+			return 0, io.EOF
+		}
+		if int64(len(p)) > s.size-off {
+			n, err := s.f.ReadAt(p[:s.size-off], off)
+			if err == nil {
+				err = io.EOF
+			}
+			return n, err
+		}
+		return s.f.ReadAt(p, off)
+	}
+	n := 0
+	for len(p) > 0 && off < s.size {
+		c := *s.chunks[off/spoolChunk]
+		end := min(int64(spoolChunk), s.size-off/spoolChunk*spoolChunk)
+		m := copy(p, c[off%spoolChunk:end])
+		n += m
+		p = p[m:]
+		off += int64(m)
+	}
+	if len(p) > 0 {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// Reader returns a new reader over the whole message.
+func (s *Spool) Reader() io.Reader { return io.NewSectionReader(s, 0, s.size) }
+
+// Close releases the memory and the file. It is idempotent.
+func (s *Spool) Close() error {
+	if s == nil || s.closed {
+		return nil
+	}
+	s.closed = true
+	for _, c := range s.chunks {
+		chunkPool.Put(c)
+	}
+	s.chunks = nil
+	var err error
+	if s.f != nil {
+		err = s.f.Close()
+		if s.name != "" {
+			if rerr := os.Remove(s.name); err == nil {
+				err = rerr
+			}
+		}
+	}
+	return err
+}
