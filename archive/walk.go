@@ -622,25 +622,29 @@ func (w *walker) randomAccess(n node, t string, r io.Reader) error {
 			return err
 		}
 	}
-	sp, err := newSpill(r, w.lim.MemoryBytes, w.buf)
+	// In memory up to MemoryBytes, else an unlinked temporary file. r is
+	// metered, so the spool cannot grow past the byte limits: no MaxBytes.
+	// The spool's memory comes in pooled chunks, so one zip after another
+	// reuses the same buffers.
+	sp, err := filter.NewSpool(w.ctx, r, filter.SpoolConfig{MemoryBytes: w.lim.MemoryBytes, MaxBytes: -1})
 	if err != nil {
 		return w.unreadable(n, t, err)
 	}
-	defer sp.close()
+	defer sp.Close()
 	if n.size < 0 {
-		n.size = sp.size
+		n.size = sp.Size()
 	}
 	switch t {
 	case Type7z:
 		return w.sevenZip(n, sp)
 	case TypeBinary:
-		a, err := zipscan.Parse(sp, sp.size, w.entryBudget())
+		a, err := zipscan.Parse(sp, sp.Size(), w.entryBudget())
 		if err != nil || len(a.Entries) == 0 {
-			return w.leaf(n, t, sp.reader())
+			return w.leaf(n, t, sp.Reader())
 		}
 		t = TypeZip
 	}
-	return w.zip(n, t, sp, sp.size, "")
+	return w.zip(n, t, sp, sp.Size(), "")
 }
 
 func (w *walker) entryBudget() int {
@@ -889,17 +893,17 @@ func (w *walker) rar(n node, r *bufio.Reader) error {
 	})
 }
 
-func (w *walker) sevenZip(n node, sp *spill) error {
-	err := check7z(sp, sp.size)
+func (w *walker) sevenZip(n node, sp *filter.Spool) error {
+	err := check7z(sp, sp.Size())
 	if err != nil {
 		w.find(KindUninspectable, n.path, shortErr(err))
 		if err := w.tick(n.path); err != nil || w.fn == nil {
 			return err
 		}
-		return w.leaf(n, Type7z, sp.reader())
+		return w.leaf(n, Type7z, sp.Reader())
 	}
 	if gerr := w.guard(n, Type7z, func() error {
-		err = archives.SevenZip{}.Extract(w.ctx, sp.reader(), func(ctx context.Context, f archives.FileInfo) error {
+		err = archives.SevenZip{}.Extract(w.ctx, sp.Reader(), func(ctx context.Context, f archives.FileInfo) error {
 			return w.member(n, f, -1)
 		})
 		return nil
@@ -912,7 +916,7 @@ func (w *walker) sevenZip(n node, sp *spill) error {
 		}
 		if w.fn != nil {
 			// Engines get what could not be opened, as it is.
-			return w.leaf(n, Type7z, sp.reader())
+			return w.leaf(n, Type7z, sp.Reader())
 		}
 	}
 	return w.tick(n.path)

@@ -58,10 +58,11 @@ var ErrSpoolClosed = errors.New("filter: spool closed")
 
 // NewSpool reads r to its end into a new Spool. The size limit is
 // enforced while reading: a message one byte over MaxBytes stops there
-// with a *LimitError, having spooled no more. On any error — the limit, a
-// read or write error, ctx done, a panic in r — whatever was spooled is
-// released before NewSpool returns; a panic is returned as an error, never
-// passed on and never a pass.
+// with a *LimitError, having spooled no more. An error of r is returned as
+// it is, as io.Copy does. On any error — the limit, a read or write error,
+// ctx done, a panic in r — whatever was spooled is released before
+// NewSpool returns; a panic is returned as an error, never passed on and
+// never a pass.
 func NewSpool(ctx context.Context, r io.Reader, cfg SpoolConfig) (sp *Spool, err error) {
 	maxBytes := pick(cfg.MaxBytes, DefaultMaxMessageBytes)
 	memory := cfg.MemoryBytes
@@ -110,7 +111,7 @@ func NewSpool(ctx context.Context, r io.Reader, cfg SpoolConfig) (sp *Spool, err
 			return s, nil
 		}
 		if rerr != nil {
-			return nil, fmt.Errorf("filter: spool: reading the message: %w", rerr)
+			return nil, rerr // as io.Copy does: the caller knows what it read
 		}
 	}
 }
@@ -217,8 +218,9 @@ func (s *Spool) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// Reader returns a new reader over the whole message.
-func (s *Spool) Reader() io.Reader { return io.NewSectionReader(s, 0, s.size) }
+// Reader returns a new reader over the whole message; it seeks and reads
+// at offsets too.
+func (s *Spool) Reader() *io.SectionReader { return io.NewSectionReader(s, 0, s.size) }
 
 // Close releases the memory and the file. It is idempotent.
 func (s *Spool) Close() error {

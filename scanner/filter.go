@@ -1,13 +1,11 @@
 package scanner
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/portcullis-mail/portcullis/filter"
@@ -202,17 +200,20 @@ func (f *Filter) Check(ctx context.Context, m *filter.Message) (res filter.Resul
 				// other leaves hold, and each would wait out the timeout.
 				return errStop
 			}
-			ra, size, done, err := f.spool(r)
+			// Every engine reads the leaf, and a spare may read it again:
+			// in memory up to SpoolBytes, else a temp file. The unpacker
+			// bounds its size (ErrSizeLimit), so the spool needs no limit.
+			sp, err := filter.NewSpool(sctx, r, filter.SpoolConfig{Dir: f.cfg.TempDir, MemoryBytes: f.cfg.SpoolBytes, MaxBytes: -1})
 			if errors.Is(err, ErrSizeLimit) {
 				// Larger than the unpacker hands out: not scanned whole.
 				add(SymPartial, 0, fmt.Sprintf("%s: %v", l.Path, err), f.cfg.OnError)
 				return nil
 			}
 			if err != nil {
-				return err
+				return fmt.Errorf("scanner: spooling leaf: %w", err)
 			}
-			defer done()
-			v, err := f.cfg.Scanner.Scan(sctx, ra, size)
+			defer sp.Close()
+			v, err := f.cfg.Scanner.Scan(sctx, sp, sp.Size())
 			down, err = f.apply(ctx, add, v, err, l.Path)
 			return err
 		})
@@ -278,28 +279,4 @@ func (f *Filter) apply(ctx context.Context, add func(string, float64, string, fi
 			"detections", len(v.Detections), "failures", len(v.Failures))
 	}
 	return false, nil
-}
-
-// spool makes a leaf readable at any offset (every engine reads it, and a
-// spare may read it again): in memory up to SpoolBytes, else a temp file.
-func (f *Filter) spool(r io.Reader) (io.ReaderAt, int64, func(), error) {
-	var buf bytes.Buffer
-	n, err := io.CopyN(&buf, r, f.cfg.SpoolBytes+1)
-	if err != nil && err != io.EOF {
-		return nil, 0, nil, fmt.Errorf("scanner: reading leaf: %w", err)
-	}
-	if n <= f.cfg.SpoolBytes {
-		return bytes.NewReader(buf.Bytes()), n, func() {}, nil
-	}
-	tmp, err := os.CreateTemp(f.cfg.TempDir, "portcullis-scan-")
-	if err != nil {
-		return nil, 0, nil, fmt.Errorf("scanner: spooling leaf: %w", err)
-	}
-	done := func() { tmp.Close(); os.Remove(tmp.Name()) }
-	size, err := io.Copy(tmp, io.MultiReader(&buf, r))
-	if err != nil {
-		done()
-		return nil, 0, nil, fmt.Errorf("scanner: spooling leaf: %w", err)
-	}
-	return tmp, size, done, nil
 }

@@ -137,26 +137,22 @@ func scan(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	return printVerdict(stdout, o.format, v)
 }
 
-// openMessage opens the message file (or copies standard input to a
-// temporary file) so that the message is read at offsets, never held whole.
+// openMessage opens the message file, or spools standard input (memory,
+// then an unlinked temporary file), so that the message is read at
+// offsets, never held whole. The spool has no size limit of its own: the
+// message's Limits report a message that is too big as a MIME_LIMIT_*
+// symbol and the policy's OnLimit, as for a file.
 func openMessage(path string, stdin io.Reader, env filter.Envelope, lim filter.Limits) (*filter.Message, func(), error) {
-	var f *os.File
-	var err error
 	if path == "-" {
-		f, err = os.CreateTemp("", "portcullis-scan-*.eml")
+		sp, err := filter.NewSpool(context.Background(), stdin, filter.SpoolConfig{MaxBytes: -1})
 		if err != nil {
-			return nil, nil, err
-		}
-		os.Remove(f.Name())
-		if _, err := io.Copy(f, stdin); err != nil {
-			f.Close()
 			return nil, nil, fmt.Errorf("reading standard input: %w", err)
 		}
-	} else {
-		f, err = os.Open(path)
-		if err != nil {
-			return nil, nil, err
-		}
+		return filter.NewMessage(env, sp, sp.Size(), lim), func() { sp.Close() }, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
 	}
 	cleanup := func() { f.Close() }
 	st, err := f.Stat()
