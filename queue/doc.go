@@ -66,6 +66,14 @@
 // in flight when the process died, counts a crash; after MaxCrashes the
 // entry is Held and never attempted again until Release.
 //
+// One attempt is an Attempter's Attempt: the Queue's scheduler calls it
+// for due entries, and a backend that schedules attempts itself
+// (queue/jetstream claims them from a shared work queue) calls it once per
+// claimed entry, so both have the same semantics. Each attempt logs one
+// result line, "queue: delivery attempt", with the message id, attempt
+// number, recipients, result, next hop, its reply and the duration; the
+// enqueue, bounce and hold lines carry the same id.
+//
 // The SMTP/LMTP client that delivers to next hops is package relay (a
 // Deliverer); any other Deliverer works the same. A delivery error that
 // carries a next hop's reply implements RemoteError, which is how the

@@ -29,21 +29,22 @@ const maxReturnedHeader = 64 << 10
 // bounce queues a delivery status notification for failed recipients. A
 // null sender never gets one (RFC 5321 §4.5.5): that is logged and counted,
 // and the recipients are done.
-func (q *Queue) bounce(ctx context.Context, e Entry, failed []failure, now time.Time) error {
+func (a *Attempter) bounce(ctx context.Context, e Entry, failed []failure, now time.Time) error {
 	for _, f := range failed {
-		q.cfg.Logger.Warn("queue: delivery failed for good", "id", e.ID, "rcpt", f.rcpt, "expired", f.expired, "err", f.err)
+		a.cfg.Logger.WarnContext(ctx, "queue: delivery failed for good", "id", e.ID, "rcpt", f.rcpt, "expired", f.expired, "err", f.err)
 	}
 	if e.Envelope.MailFrom == "" {
-		q.cfg.Metrics.Add("portcullis_queue_bounces_total", float64(len(failed)), "dsn", "suppressed")
+		a.cfg.Metrics.Add("portcullis_queue_bounces_total", float64(len(failed)), "dsn", "suppressed")
+		a.cfg.Logger.InfoContext(ctx, "queue: bounce suppressed (null sender)", "id", e.ID, "rcpts", len(failed))
 		return nil
 	}
 	var header []byte
-	if b, err := q.store.Body(ctx, e.ID); err == nil {
+	if b, err := a.store.Body(ctx, e.ID); err == nil {
 		header = readHeader(io.NewSectionReader(b, 0, b.Size()))
 		b.Close()
 	}
 	msg := BuildDSN(DSN{
-		ReportingMTA: q.cfg.Hostname,
+		ReportingMTA: a.cfg.Hostname,
 		From:         e.Envelope.MailFrom,
 		OriginalID:   e.ID,
 		Arrival:      e.Created,
@@ -51,10 +52,12 @@ func (q *Queue) bounce(ctx context.Context, e Entry, failed []failure, now time.
 		Failures:     dsnRecipients(failed, now),
 		Header:       header,
 	})
-	if _, err := q.put(ctx, filter.Envelope{RcptTo: []string{e.Envelope.MailFrom}}, msg); err != nil {
+	dsn, err := a.put(ctx, filter.Envelope{RcptTo: []string{e.Envelope.MailFrom}}, msg)
+	if err != nil {
 		return err
 	}
-	q.cfg.Metrics.Add("portcullis_queue_bounces_total", float64(len(failed)), "dsn", "sent")
+	a.cfg.Metrics.Add("portcullis_queue_bounces_total", float64(len(failed)), "dsn", "sent")
+	a.cfg.Logger.InfoContext(ctx, "queue: bounce queued", "id", e.ID, "dsn_id", dsn, "to", e.Envelope.MailFrom, "rcpts", len(failed))
 	return nil
 }
 

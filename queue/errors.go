@@ -28,6 +28,8 @@ var (
 	// 1,024 bytes or not valid UTF-8; its reply is 553 5.1.3.
 	ErrInvalidEnvelope error = &replyErr{"queue: invalid envelope",
 		filter.Reply{Code: 553, Enhanced: "5.1.3", Text: "Invalid address"}}
+	// ErrNoDeliverer is returned by NewAttempter without a Deliverer.
+	ErrNoDeliverer = errors.New("queue: no Deliverer")
 	// ErrPanic is matched by the error recorded when a Deliverer panics.
 	ErrPanic = errors.New("queue: deliverer panicked")
 )

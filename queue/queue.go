@@ -3,12 +3,11 @@ package queue
 import (
 	"container/heap"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -142,6 +141,7 @@ type Queue struct {
 	sched    sync.WaitGroup
 	inflight sync.WaitGroup
 	slots    chan struct{}
+	att      *Attempter // nil without a Deliverer
 }
 
 type item struct {
@@ -189,6 +189,9 @@ func New(store Store, cfg Config) (*Queue, error) {
 		wake:  make(chan struct{}, 1),
 		stop:  make(chan struct{}),
 		slots: make(chan struct{}, cfg.Workers),
+	}
+	if cfg.Deliverer != nil {
+		q.att, _ = NewAttempter(store, cfg, q.put)
 	}
 	q.ctx, q.cancel = context.WithCancel(context.Background())
 	ctx := context.Background()
@@ -283,14 +286,12 @@ func readBody(r io.Reader, limit int64) ([]byte, error) {
 
 // put stores and schedules a message without backpressure (bounces use it).
 func (q *Queue) put(ctx context.Context, env filter.Envelope, body []byte) (ID, error) {
-	now := time.Now()
-	env.RcptTo = append([]string(nil), env.RcptTo...)
-	e := Entry{ID: newID(now), Envelope: env, Size: int64(len(body)), Created: now, NextAttempt: now}
+	e := newEntry(env, body, time.Now())
 	if err := q.store.Put(ctx, e, body); err != nil {
 		q.cfg.Metrics.Add("portcullis_queue_enqueue_errors_total", 1)
 		return "", err
 	}
-	e.Created = time.UnixMilli(now.UnixMilli())
+	e.Created = time.UnixMilli(e.Created.UnixMilli())
 	q.mu.Lock()
 	q.oldest.CompareAndSwap(0, e.Created.UnixNano())
 	q.mu.Unlock()
@@ -298,7 +299,14 @@ func (q *Queue) put(ctx context.Context, env filter.Envelope, body []byte) (ID, 
 	q.cfg.Metrics.Add("portcullis_queue_enqueued_total", 1)
 	q.cfg.Metrics.Set("portcullis_queue_depth", float64(q.depth.Load()))
 	q.poke()
+	q.cfg.Logger.InfoContext(ctx, "queue: enqueued", "id", e.ID, "from", env.MailFrom, "rcpts", len(env.RcptTo), "size", e.Size)
 	return e.ID, nil
+}
+
+// newEntry returns a new entry for a message, due now.
+func newEntry(env filter.Envelope, body []byte, now time.Time) Entry {
+	env.RcptTo = slices.Clone(env.RcptTo)
+	return Entry{ID: newID(now), Envelope: env, Size: int64(len(body)), Created: now, NextAttempt: now}
 }
 
 func (q *Queue) poke() {
@@ -461,7 +469,7 @@ func (q *Queue) scheduler() {
 	defer gauges.Stop()
 	for {
 		var wait time.Duration = time.Hour
-		if q.cfg.Deliverer != nil {
+		if q.att != nil {
 			q.mu.Lock()
 			for q.due.Len() > 0 {
 				it := q.due[0]
@@ -500,158 +508,23 @@ func (q *Queue) takeSlot() bool {
 	}
 }
 
-// attempt runs one delivery attempt of an entry.
+// attempt runs one delivery attempt of an entry and reschedules or
+// forgets it by the outcome.
 func (q *Queue) attempt(it *item) {
 	defer func() {
 		<-q.slots
 		q.inflight.Done()
 		q.poke()
 	}()
-	ctx := q.ctx
 	q.mu.Lock()
 	e := it.e.clone()
 	q.mu.Unlock()
-	pending := e.Pending()
-	if len(pending) == 0 {
-		q.finish(it, e, nil)
+	out := q.att.Attempt(q.ctx, e)
+	if out.Gone {
+		q.drop(it)
 		return
 	}
-	// Persist the attempt before acting on it: a process that dies during
-	// delivery leaves Inflight set, and recovery counts a crash.
-	e.Attempts++
-	e.Inflight = true
-	if err := q.store.Update(ctx, e); err != nil {
-		q.cfg.Logger.Error("queue: persisting attempt failed; not delivering", "id", e.ID, "err", err)
-		e.Attempts--
-		e.Inflight = false
-		q.reschedule(it, e, q.cfg.RetryBase)
-		return
-	}
-	body, err := q.store.Body(ctx, e.ID)
-	if err != nil {
-		if errors.Is(err, ErrCorrupt) {
-			// The store moved it aside; forget it here.
-			q.cfg.Logger.Error("queue: corrupt message moved aside", "id", e.ID, "err", err)
-			q.drop(it)
-			return
-		}
-		e.Inflight = false
-		e.LastError = clip(err.Error())
-		q.persist(it, e, q.backoff(e.Attempts))
-		return
-	}
-	m := &Outgoing{ID: e.ID, From: e.Envelope.MailFrom, To: pending, Size: e.Size, Attempts: e.Attempts, body: body}
-	start := time.Now()
-	results, panicked := q.deliver(ctx, m)
-	body.Close()
-	q.cfg.Metrics.Observe("portcullis_queue_attempt_seconds", time.Since(start).Seconds())
-	e.Inflight = false
-	if panicked != nil {
-		e.Crashes++
-		e.LastError = clip(panicked.Error())
-		q.cfg.Metrics.Add("portcullis_queue_panics_total", 1)
-		q.cfg.Logger.Error("queue: deliverer panicked", "id", e.ID, "crashes", e.Crashes, "err", panicked)
-		if e.Crashes >= q.cfg.MaxCrashes {
-			e.State = Held
-			q.cfg.Metrics.Add("portcullis_queue_held_total", 1, "reason", "poison")
-			q.cfg.Logger.Error("queue: message held: delivery crashed repeatedly", "id", e.ID)
-		}
-		q.persist(it, e, q.backoff(e.Attempts))
-		return
-	}
-	q.outcome(ctx, it, e, pending, results)
-}
-
-// deliver calls the Deliverer, turning a panic into an error.
-func (q *Queue) deliver(ctx context.Context, m *Outgoing) (results []error, panicked error) {
-	defer func() {
-		if r := recover(); r != nil {
-			panicked = fmt.Errorf("%w: %v", ErrPanic, r)
-		}
-	}()
-	results = q.cfg.Deliverer.Deliver(ctx, m)
-	if len(results) != len(m.To) {
-		return all(len(m.To), fmt.Errorf("queue: deliverer returned %d results for %d recipients", len(results), len(m.To))), nil
-	}
-	return results, nil
-}
-
-// outcome records what an attempt achieved.
-func (q *Queue) outcome(ctx context.Context, it *item, e Entry, pending []string, results []error) {
-	now := time.Now()
-	expired := now.Sub(e.Created) > q.cfg.MaxLifetime
-	var failed []failure
-	deferred := 0
-	for i, rcpt := range pending {
-		err := results[i]
-		switch {
-		case err == nil:
-			e.Done = append(e.Done, rcpt)
-			q.cfg.Metrics.Add("portcullis_queue_delivered_total", 1)
-		case Classify(err) == Permanent:
-			failed = append(failed, failure{rcpt: rcpt, err: err})
-		case expired:
-			failed = append(failed, failure{rcpt: rcpt, err: err, expired: true})
-		default:
-			deferred++
-			e.LastError = clip(err.Error())
-			q.cfg.Logger.Info("queue: delivery deferred", "id", e.ID, "rcpt", rcpt, "attempt", e.Attempts, "err", err, "timeout", isTimeout(err))
-		}
-	}
-	if len(failed) > 0 {
-		if q.cfg.BouncePolicy == Hold {
-			e.State = Held
-			e.LastError = clip(failed[0].err.Error())
-			q.cfg.Metrics.Add("portcullis_queue_held_total", 1, "reason", "dead-letter")
-			q.cfg.Logger.Warn("queue: message held as dead letter", "id", e.ID, "err", e.LastError)
-		} else if err := q.bounce(ctx, e, failed, now); err != nil {
-			// The bounce could not be queued: keep the recipients and try
-			// again later rather than drop the news.
-			q.cfg.Logger.Error("queue: queueing bounce failed; will retry", "id", e.ID, "err", err)
-			deferred += len(failed)
-		} else {
-			for _, f := range failed {
-				e.Done = append(e.Done, f.rcpt)
-			}
-		}
-	}
-	if deferred > 0 && e.State == Queued {
-		q.cfg.Metrics.Add("portcullis_queue_retries_total", 1)
-	}
-	q.persist(it, e, q.backoff(e.Attempts))
-}
-
-// persist stores an entry's new state: removed when every recipient is
-// done, rescheduled after delay otherwise.
-func (q *Queue) persist(it *item, e Entry, delay time.Duration) {
-	if len(e.Pending()) == 0 {
-		q.finish(it, e, nil)
-		return
-	}
-	e.NextAttempt = time.Now().Add(delay)
-	// Persisting outlives a Shutdown that gave up waiting: the outcome is
-	// known and must not be lost.
-	ctx := context.WithoutCancel(q.ctx)
-	if err := q.store.Update(ctx, e); err != nil {
-		q.cfg.Logger.Error("queue: persisting outcome failed", "id", e.ID, "err", err)
-	}
-	q.reschedule(it, e, delay)
-}
-
-func (q *Queue) reschedule(it *item, e Entry, delay time.Duration) {
-	e.NextAttempt = time.Now().Add(delay)
-	q.unclaim(it, e)
-}
-
-// finish removes a finished entry.
-func (q *Queue) finish(it *item, e Entry, _ error) {
-	ctx := context.WithoutCancel(q.ctx)
-	if err := q.store.Remove(ctx, e.ID); err != nil && !errors.Is(err, ErrNotFound) {
-		// Still durable in the store: it will be delivered again after a
-		// restart (a duplicate, never a loss).
-		q.cfg.Logger.Error("queue: removing delivered message failed", "id", e.ID, "err", err)
-	}
-	q.drop(it)
+	q.unclaim(it, out.Entry)
 }
 
 func (q *Queue) drop(it *item) {
@@ -662,17 +535,6 @@ func (q *Queue) drop(it *item) {
 	}
 	q.mu.Unlock()
 	q.cfg.Metrics.Set("portcullis_queue_depth", float64(q.depth.Load()))
-}
-
-// backoff returns the delay before attempt n+1: RetryBase doubled per
-// attempt, capped at RetryMax, with jitter in [d/2, d).
-func (q *Queue) backoff(n int) time.Duration {
-	d := q.cfg.RetryBase
-	for i := 1; i < n && d < q.cfg.RetryMax; i++ {
-		d *= 2
-	}
-	d = min(d, q.cfg.RetryMax)
-	return d/2 + rand.N(d/2+1)
 }
 
 // Shutdown stops accepting messages and starting attempts, and waits for

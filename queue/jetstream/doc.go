@@ -42,9 +42,10 @@
 // times. A temporary failure is a negative acknowledgment with the retry
 // delay (exponential backoff with jitter, queue.Config.RetryBase and
 // RetryMax); a message handed out MaxDeliver times is held, never dropped.
-// Each attempt runs in a queue.Queue over the one claimed entry, so
-// retries, bounces (DSNs queued back into the shared queue), the maximum
-// lifetime and the poison guard are exactly the local queue's. Entries
+// Each claimed message gets one queue.Attempter attempt, the same code
+// the local queue runs, so retries, bounces (DSNs queued back into the
+// shared queue), the maximum lifetime and the poison guard are exactly
+// the local queue's. Entries
 // without a work message (a process died between the two publishes) are
 // scheduled again by a sweep at start and every SweepInterval.
 //
@@ -77,7 +78,7 @@
 //
 // A request that fails or times out (Config.Timeout when ctx has none)
 // returns an error, and Enqueue with it: the gateway answers 4xx
-// (queue.Reply) and the sender keeps the mail. A change that returned an
+// (filter.ErrorReply) and the sender keeps the mail. A change that returned an
 // error may still have happened (at least once): an enqueue the sender
 // retries may be delivered twice. A lost server in a cluster of three is
 // a pause (leader election) for the streams it led, not a loss.

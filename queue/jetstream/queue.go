@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,7 +67,8 @@ type Queue struct {
 	stopOnce sync.Once
 	loops    sync.WaitGroup
 	inflight sync.WaitGroup
-	abort    context.Context // cancelled when Shutdown gives up waiting
+	att      *queue.Attempter // nil for a producer
+	abort    context.Context  // cancelled when Shutdown gives up waiting
 	cancel   context.CancelFunc
 	waiting  atomic.Int64 // the consumer's lag at the last look
 	closed   atomic.Bool
@@ -106,6 +106,12 @@ func NewQueue(ctx context.Context, s *Store, cfg QueueConfig) (*Queue, error) {
 	d.Metrics = filter.OrNop(d.Metrics)
 	q := &Queue{s: s, cfg: cfg, dcfg: d, wsubj: s.cfg.Name + ".work.", slots: make(chan struct{}, d.Workers), stop: make(chan struct{})}
 	q.abort, q.cancel = context.WithCancel(context.Background())
+	if d.Deliverer != nil {
+		var err error
+		if q.att, err = queue.NewAttempter(s, d, q.put); err != nil {
+			return nil, err
+		}
+	}
 	octx, cancel, err := s.op(ctx)
 	if err != nil {
 		return nil, err
@@ -151,7 +157,7 @@ func newID(now time.Time) queue.ID {
 // Enqueue stores a message and schedules it; it returns when both are
 // durable (see the package comment for what that means on JetStream).
 // Errors are the local queue's: queue.ErrNoRecipients, *queue.BusyError,
-// *filter.LimitError; queue.Reply maps them to SMTP replies.
+// *filter.LimitError; filter.ErrorReply maps them to SMTP replies.
 func (q *Queue) Enqueue(ctx context.Context, env filter.Envelope, body io.Reader) (queue.ID, error) {
 	if len(env.RcptTo) == 0 {
 		return "", queue.ErrNoRecipients
@@ -170,21 +176,28 @@ func (q *Queue) Enqueue(ctx context.Context, env filter.Envelope, body io.Reader
 	if int64(len(b)) > q.dcfg.MaxMessageBytes {
 		return "", &filter.LimitError{Limit: filter.LimitMessageBytes, Max: q.dcfg.MaxMessageBytes}
 	}
-	now := time.Now()
-	env.RcptTo = append([]string(nil), env.RcptTo...)
-	e := queue.Entry{ID: newID(now), Envelope: env, Size: int64(len(b)), Created: now, NextAttempt: now}
-	if err := q.s.Put(ctx, e, b); err != nil {
-		q.dcfg.Metrics.Add("portcullis_queue_enqueue_errors_total", 1)
-		return "", err
-	}
-	// A failure here leaves a durable entry without a work message: the
-	// sweep schedules it; the sender, told to retry, may cause a duplicate.
-	if err := q.schedule(ctx, e.ID); err != nil {
+	id, err := q.put(ctx, env, b)
+	if err != nil {
 		q.dcfg.Metrics.Add("portcullis_queue_enqueue_errors_total", 1)
 		return "", err
 	}
 	q.dcfg.Metrics.Add("portcullis_queue_enqueued_total", 1)
-	return e.ID, nil
+	q.dcfg.Logger.InfoContext(ctx, "queue: enqueued", "id", id, "from", env.MailFrom, "rcpts", len(env.RcptTo), "size", len(b))
+	return id, nil
+}
+
+// put stores a message and schedules it, without backpressure (bounces
+// use it too). A failure to schedule leaves a durable entry without a
+// work message: the sweep schedules it; the sender, told to retry, may
+// cause a duplicate.
+func (q *Queue) put(ctx context.Context, env filter.Envelope, body []byte) (queue.ID, error) {
+	now := time.Now()
+	env.RcptTo = append([]string(nil), env.RcptTo...)
+	e := queue.Entry{ID: newID(now), Envelope: env, Size: int64(len(body)), Created: now, NextAttempt: now}
+	if err := q.s.Put(ctx, e, body); err != nil {
+		return "", err
+	}
+	return e.ID, q.schedule(ctx, e.ID)
 }
 
 // schedule publishes the work message of an entry; one that already
@@ -357,10 +370,10 @@ func (q *Queue) fetchLoop() {
 	}
 }
 
-// handle delivers one claimed message. The attempt itself runs in a
-// queue.Queue over a store that holds only the claimed entry, so retries,
-// bounces, the maximum lifetime and the poison guard are exactly the
-// local queue's; the outcome it records decides the JetStream answer.
+// handle delivers one claimed message: one queue.Attempter attempt, so
+// retries, bounces, the maximum lifetime and the poison guard are exactly
+// the local queue's; the outcome it records decides the JetStream answer.
+// The claim is renewed while the attempt runs.
 func (q *Queue) handle(m jetstream.Msg) {
 	defer func() {
 		<-q.slots
@@ -371,7 +384,7 @@ func (q *Queue) handle(m jetstream.Msg) {
 	log := q.dcfg.Logger.With("id", id)
 	md, err := m.Metadata()
 	if err != nil {
-		log.Error("jetstream: work message without metadata", "err", err)
+		log.ErrorContext(ctx, "jetstream: work message without metadata", "err", err)
 		_ = m.NakWithDelay(q.dcfg.RetryBase)
 		return
 	}
@@ -384,7 +397,7 @@ func (q *Queue) handle(m jetstream.Msg) {
 		_ = m.DoubleAck(ctx)
 		return
 	case err != nil:
-		log.Warn("jetstream: reading a claimed entry failed; retrying", "err", err)
+		log.WarnContext(ctx, "jetstream: reading a claimed entry failed; retrying", "err", err)
 		_ = m.NakWithDelay(time.Second)
 		return
 	case e.State == queue.Held:
@@ -395,208 +408,46 @@ func (q *Queue) handle(m jetstream.Msg) {
 		_ = m.NakWithDelay(wait) // scheduled again early (a sweep): not due yet
 		return
 	}
-	cs := &claimStore{Store: q.s, q: q, id: id, entry: e, done: make(chan struct{})}
-	d := q.dcfg
-	d.Workers = 1
-	d.MaxDepth = -1
-	d.Metrics = claimMetrics{d.Metrics}
-	d.Logger = slog.New(claimLog{d.Logger.Handler()}).With("claim", md.NumDelivered)
-	d.Spool = queue.SpoolConfig{}
-	lq, err := queue.New(cs, d)
-	if err != nil {
-		log.Warn("jetstream: starting the attempt failed; retrying", "err", err)
-		_ = m.NakWithDelay(time.Second)
-		return
-	}
+	done := make(chan queue.Outcome, 1)
+	go func() { done <- q.att.Attempt(ctx, e) }()
 	heartbeat := time.NewTicker(q.cfg.AckWait / 3)
-	poll := time.NewTicker(20 * time.Millisecond)
+	var out queue.Outcome
 wait:
 	for {
 		select {
-		case <-cs.done:
+		case out = <-done:
 			break wait
 		case <-heartbeat.C:
 			_ = m.InProgress() // renew the claim
-		case <-poll.C:
-			if lq.Len() == 0 { // dropped without a store call: moved aside as corrupt
-				cs.finish(outcomeGone, queue.Entry{})
-				break wait
-			}
-		case <-ctx.Done():
-			break wait
 		}
 	}
 	heartbeat.Stop()
-	poll.Stop()
-	_ = lq.Shutdown(ctx) // cancels an attempt still running after an abort; its outcome is recorded
-	out, final := cs.result()
-	switch out {
-	case outcomeGone:
-		_ = m.DoubleAck(context.WithoutCancel(ctx))
-	case outcomeFailed:
-		_ = m.NakWithDelay(max(d.RetryBase, time.Second))
-	case outcomeWaiting:
-		// Aborted before an attempt finished: another process takes over
-		// after AckWait, or this one after a restart.
-		_ = m.Nak()
-	case outcomeRecorded:
-		if final.State == queue.Held {
-			_ = m.Term()
-			return
-		}
-		if md.NumDelivered >= uint64(q.cfg.MaxDeliver) {
-			final.State = queue.Held
-			final.LastError = fmt.Sprintf("handed out %d times (MaxDeliver): %s", md.NumDelivered, final.LastError)
-			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.s.cfg.Timeout)
-			err := q.s.Update(wctx, final)
-			cancel()
-			if err != nil {
-				log.Error("jetstream: holding a message at MaxDeliver failed", "err", err)
-			}
-			d.Metrics.Add("portcullis_queue_held_total", 1, "reason", "max-deliver")
-			log.Error("jetstream: message held: MaxDeliver reached", "deliveries", md.NumDelivered)
-			_ = m.Term()
-			return
-		}
-		_ = m.NakWithDelay(max(time.Until(final.NextAttempt), 0))
-	}
-}
-
-// claimMetrics keeps the one-entry queue's gauges (depth 1, then 0) out
-// of the shared queue's, which come from the consumer.
-type claimMetrics struct{ filter.Metrics }
-
-func (m claimMetrics) Set(name string, v float64, labels ...string) {
-	if name == "portcullis_queue_depth" || name == "portcullis_queue_oldest_seconds" {
-		return
-	}
-	m.Metrics.Set(name, v, labels...)
-}
-
-// claimLog drops the one-entry queue's start-up line, which would
-// otherwise be logged once per delivered message.
-type claimLog struct{ slog.Handler }
-
-func (h claimLog) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == "queue: recovered" {
-		return nil
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h claimLog) WithAttrs(as []slog.Attr) slog.Handler { return claimLog{h.Handler.WithAttrs(as)} }
-func (h claimLog) WithGroup(g string) slog.Handler       { return claimLog{h.Handler.WithGroup(g)} }
-
-type outcome int
-
-const (
-	outcomeWaiting  outcome = iota // no outcome yet
-	outcomeGone                    // removed: delivered, bounced, or moved aside
-	outcomeRecorded                // an attempt (or recovery) recorded a new state
-	outcomeFailed                  // the store refused to record the attempt
-)
-
-// claimStore is the Store of the one-entry queue that runs an attempt of a
-// claimed message: reads and writes of the claimed entry go to the shared
-// store, new entries (bounces) are stored and scheduled in the shared
-// queue, and everything else is refused, so the one-entry queue never
-// delivers anything but one attempt of its entry.
-type claimStore struct {
-	*Store
-	q     *Queue
-	id    queue.ID
-	entry queue.Entry
-
-	mu      sync.Mutex
-	started bool // an attempt was recorded as in flight
-	out     outcome
-	final   queue.Entry
-	done    chan struct{}
-}
-
-var errNotClaimed = errors.New("jetstream: not part of this claim")
-
-func (c *claimStore) finish(o outcome, e queue.Entry) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.out != outcomeWaiting {
-		return
-	}
-	c.out, c.final = o, e
-	close(c.done)
-}
-
-func (c *claimStore) result() (outcome, queue.Entry) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.out, c.final
-}
-
-func (c *claimStore) Entries(context.Context) ([]queue.Entry, error) {
-	return []queue.Entry{c.entry}, nil
-}
-
-func (c *claimStore) Put(ctx context.Context, e queue.Entry, body []byte) error {
-	if err := c.Store.Put(ctx, e, body); err != nil {
-		return err
-	}
-	return c.q.schedule(ctx, e.ID)
-}
-
-func (c *claimStore) Update(ctx context.Context, e queue.Entry) error {
-	if e.ID != c.id {
-		return errNotClaimed
-	}
-	c.mu.Lock()
-	over := c.out != outcomeWaiting
-	second := e.Inflight && c.started
-	c.mu.Unlock()
-	if over || second {
-		return errNotClaimed // one attempt per claim
-	}
-	if err := c.Store.Update(ctx, e); err != nil {
-		if e.Inflight {
-			c.finish(outcomeFailed, e)
-		}
-		return err
-	}
+	actx := context.WithoutCancel(ctx)
 	switch {
-	case e.Inflight:
-		c.mu.Lock()
-		c.started = true
-		c.mu.Unlock()
-	case c.startedAttempt() || e.State == queue.Held:
-		c.finish(outcomeRecorded, e)
+	case out.Gone:
+		_ = m.DoubleAck(actx)
+	case out.Err != nil:
+		// The store refused to record the attempt or its outcome.
+		_ = m.NakWithDelay(max(q.dcfg.RetryBase, time.Second))
+	case out.Entry.State == queue.Held:
+		_ = m.Term()
+	case md.NumDelivered >= uint64(q.cfg.MaxDeliver):
+		final := out.Entry
+		final.State = queue.Held
+		final.LastError = fmt.Sprintf("handed out %d times (MaxDeliver): %s", md.NumDelivered, final.LastError)
+		wctx, cancel := context.WithTimeout(actx, q.s.cfg.Timeout)
+		err := q.s.Update(wctx, final)
+		cancel()
+		if err != nil {
+			log.ErrorContext(ctx, "jetstream: holding a message at MaxDeliver failed", "err", err)
+		}
+		q.dcfg.Metrics.Add("portcullis_queue_held_total", 1, "reason", "max-deliver")
+		log.ErrorContext(ctx, "jetstream: message held: MaxDeliver reached", "deliveries", md.NumDelivered)
+		_ = m.Term()
+	default:
+		_ = m.NakWithDelay(max(time.Until(out.Entry.NextAttempt), 0))
 	}
-	return nil
 }
-
-func (c *claimStore) startedAttempt() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.started
-}
-
-func (c *claimStore) Remove(ctx context.Context, id queue.ID) error {
-	if id != c.id {
-		return errNotClaimed
-	}
-	err := c.Store.Remove(ctx, id)
-	if err == nil || errors.Is(err, queue.ErrNotFound) {
-		c.finish(outcomeGone, queue.Entry{})
-	}
-	return err
-}
-
-func (c *claimStore) Body(ctx context.Context, id queue.ID) (queue.Body, error) {
-	if id != c.id {
-		return nil, errNotClaimed
-	}
-	return c.Store.Body(ctx, id)
-}
-
-// Close does not close the shared store.
-func (c *claimStore) Close() error { return nil }
 
 // Shutdown stops claiming messages and waits for the deliveries in
 // flight; when ctx ends first they are cancelled (their outcome is still

@@ -1,0 +1,138 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+)
+
+// refusingStore fails Update on demand: a store that cannot record.
+type refusingStore struct {
+	Store
+	mu     sync.Mutex
+	refuse error
+}
+
+func (s *refusingStore) Update(ctx context.Context, e Entry) error {
+	s.mu.Lock()
+	err := s.refuse
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return s.Store.Update(ctx, e)
+}
+
+// logLines decodes JSON log lines with the given message.
+func logLines(t *testing.T, buf *bytes.Buffer, msg string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+		var m map[string]any
+		if err := json.Unmarshal(line, &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if m["msg"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// TestAttempter: one attempt per call, its outcome recorded in the store
+// and returned, one result line logged per attempt.
+func TestAttempter(t *testing.T) {
+	s, err := OpenSpool(t.TempDir(), SpoolConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rs := &refusingStore{Store: s}
+	var answer error
+	calls := 0
+	var logs bytes.Buffer
+	a, err := NewAttempter(rs, Config{
+		Deliverer: DeliverFunc(func(_ context.Context, m *Outgoing) []error {
+			calls++
+			if answer == errPanicNow {
+				panic("boom")
+			}
+			return all(len(m.To), answer)
+		}),
+		RetryBase: time.Minute, RetryMax: time.Hour, MaxCrashes: 2,
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEntry(testEnv("a@example.net", "b@example.net"), []byte(testMsg("x")), time.Now())
+	if err := s.Put(bg, e, []byte(testMsg("x"))); err != nil {
+		t.Fatal(err)
+	}
+
+	// A 4xx: recorded, due again after the backoff, not delivered.
+	answer = remote("mx.example.net:25", 451, "4.7.1", "greylisted")
+	out := a.Attempt(bg, e)
+	if out.Gone || out.Err != nil || out.Entry.Attempts != 1 || out.Entry.Inflight || time.Until(out.Entry.NextAttempt) < 29*time.Second {
+		t.Fatalf("deferred: %+v", out)
+	}
+	stored, _ := s.Entries(bg)
+	if len(stored) != 1 || stored[0].Attempts != 1 || stored[0].Inflight || stored[0].LastError == "" {
+		t.Fatalf("deferred attempt not recorded: %+v", stored)
+	}
+	lines := logLines(t, &logs, "queue: delivery attempt")
+	if len(lines) != 1 || lines[0]["id"] != string(e.ID) || lines[0]["attempt"] != 1.0 || lines[0]["rcpts"] != 2.0 ||
+		lines[0]["result"] != "deferred" || lines[0]["host"] != "mx.example.net:25" || lines[0]["reply"] != "451 4.7.1 greylisted" ||
+		lines[0]["duration"] == nil {
+		t.Errorf("result line %v", lines)
+	}
+
+	// The store refuses to record the attempt: nothing is delivered.
+	rs.refuse = errors.New("EIO")
+	before := calls
+	out = a.Attempt(bg, out.Entry)
+	if out.Err == nil || calls != before || out.Entry.Attempts != 1 {
+		t.Fatalf("unrecordable attempt: %+v, %d deliveries", out, calls-before)
+	}
+	rs.refuse = nil
+
+	// An entry found in flight (its process died) counts a crash; a
+	// panic counts another and, at MaxCrashes 2, holds it.
+	crashed := out.Entry
+	crashed.Inflight = true
+	answer = errPanicNow
+	out = a.Attempt(bg, crashed)
+	if out.Gone || out.Err != nil || out.Entry.Crashes != 2 || out.Entry.State != Held {
+		t.Fatalf("crash, then panic: %+v", out)
+	}
+	stored, _ = s.Entries(bg)
+	if len(stored) != 1 || stored[0].State != Held {
+		t.Fatalf("poison not held in the store: %+v", stored)
+	}
+
+	// Delivered: removed.
+	released := out.Entry
+	released.State, released.Crashes = Queued, 0
+	answer = nil
+	out = a.Attempt(bg, released)
+	if !out.Gone || out.Err != nil {
+		t.Fatalf("delivered: %+v", out)
+	}
+	if stored, _ = s.Entries(bg); len(stored) != 0 {
+		t.Fatalf("delivered entry still stored: %+v", stored)
+	}
+	lines = logLines(t, &logs, "queue: delivery attempt")
+	if len(lines) != 3 || lines[1]["result"] != "crashed" || lines[2]["result"] != "delivered" {
+		t.Errorf("want one line per attempt that ran (3): %v", lines)
+	}
+	if _, err := NewAttempter(s, Config{}, nil); !errors.Is(err, ErrNoDeliverer) {
+		t.Errorf("an Attempter without a Deliverer: %v", err)
+	}
+}
+
+var errPanicNow = errors.New("panic now")
