@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/bodgit/sevenzip v1.6.1
 	github.com/emersion/go-message v0.18.2
+	github.com/emersion/go-milter v0.5.0
 	github.com/emersion/go-smtp v0.25.1
 	github.com/h2non/filetype v1.1.3
 	github.com/hashicorp/golang-lru/v2 v2.0.7
