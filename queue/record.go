@@ -7,11 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"net/netip"
 	"slices"
-	"time"
-
-	"github.com/portcullis-mail/portcullis/filter"
 )
 
 // Spool records. A segment file is a sequence of records:
@@ -40,44 +36,15 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func crc(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
-// meta is the on-disk form of an Entry. Field names are short and stable.
+// meta is the spool's form of an Entry: the shared EntryRecord and the
+// body's CRC-32C.
 type meta struct {
-	ID          string   `json:"id"`
-	ClientIP    string   `json:"ip,omitempty"`
-	Helo        string   `json:"helo,omitempty"`
-	MailFrom    string   `json:"from"`
-	RcptTo      []string `json:"to"`
-	AuthUser    string   `json:"auth,omitempty"`
-	TLS         bool     `json:"tls,omitempty"`
-	Size        int64    `json:"size"`
-	BodyCRC     uint32   `json:"crc"`
-	Created     int64    `json:"created"` // Unix milliseconds
-	State       State    `json:"state"`
-	Done        []string `json:"done,omitempty"`
-	Attempts    int      `json:"attempts"`
-	Inflight    bool     `json:"inflight,omitempty"`
-	Crashes     int      `json:"crashes,omitempty"`
-	NextAttempt int64    `json:"next"` // Unix milliseconds
-	LastError   string   `json:"err,omitempty"`
+	EntryRecord
+	BodyCRC uint32 `json:"crc"`
 }
 
-const (
-	maxRecipients = 10000
-	maxAddrBytes  = 1024
-)
-
 func encodeMeta(e Entry, bodyCRC uint32) []byte {
-	m := meta{
-		ID: string(e.ID), Helo: e.Envelope.Helo, MailFrom: e.Envelope.MailFrom,
-		RcptTo: e.Envelope.RcptTo, AuthUser: e.Envelope.AuthUser, TLS: e.Envelope.TLS,
-		Size: e.Size, BodyCRC: bodyCRC, Created: e.Created.UnixMilli(), State: e.State,
-		Done: e.Done, Attempts: e.Attempts, Inflight: e.Inflight, Crashes: e.Crashes,
-		NextAttempt: e.NextAttempt.UnixMilli(), LastError: e.LastError,
-	}
-	if e.Envelope.ClientIP.IsValid() {
-		m.ClientIP = e.Envelope.ClientIP.String()
-	}
-	b, err := json.Marshal(m)
+	b, err := json.Marshal(meta{EntryRecord: NewEntryRecord(e), BodyCRC: bodyCRC})
 	if err != nil {
 		panic("queue: encoding metadata: " + err.Error()) // only plain types: cannot happen
 	}
@@ -94,41 +61,9 @@ func decodeMeta(b []byte) (Entry, uint32, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return Entry{}, 0, fmt.Errorf("%w: metadata: %v", ErrCorrupt, err)
 	}
-	bad := func(what string) (Entry, uint32, error) {
-		return Entry{}, 0, fmt.Errorf("%w: metadata: %s", ErrCorrupt, what)
-	}
-	switch {
-	case !validID(m.ID):
-		return bad("invalid id")
-	case len(m.RcptTo) == 0 || len(m.RcptTo) > maxRecipients || len(m.Done) > len(m.RcptTo):
-		return bad("recipient count")
-	case m.Size < 0 || m.Attempts < 0 || m.Crashes < 0:
-		return bad("negative count")
-	case m.State != Queued && m.State != Held:
-		return bad("unknown state")
-	case len(m.MailFrom) > maxAddrBytes:
-		return bad("sender too long")
-	}
-	for _, r := range append(m.RcptTo[:len(m.RcptTo):len(m.RcptTo)], m.Done...) {
-		if r == "" || len(r) > maxAddrBytes {
-			return bad("recipient")
-		}
-	}
-	e := Entry{
-		ID: ID(m.ID),
-		Envelope: filter.Envelope{
-			Helo: m.Helo, MailFrom: m.MailFrom, RcptTo: m.RcptTo, AuthUser: m.AuthUser, TLS: m.TLS,
-		},
-		Size: m.Size, Created: time.UnixMilli(m.Created), State: m.State, Done: m.Done,
-		Attempts: m.Attempts, Inflight: m.Inflight, Crashes: m.Crashes,
-		NextAttempt: time.UnixMilli(m.NextAttempt), LastError: m.LastError,
-	}
-	if m.ClientIP != "" {
-		ip, err := netip.ParseAddr(m.ClientIP)
-		if err != nil {
-			return bad("client ip")
-		}
-		e.Envelope.ClientIP = ip
+	e, err := m.Entry()
+	if err != nil {
+		return Entry{}, 0, err
 	}
 	return e, m.BodyCRC, nil
 }

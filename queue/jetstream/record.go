@@ -6,10 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"net/netip"
-	"time"
 
-	"github.com/portcullis-mail/portcullis/filter"
 	"github.com/portcullis-mail/portcullis/queue"
 )
 
@@ -25,24 +22,11 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // matches queue.ErrCorrupt.
 var errRecord = fmt.Errorf("%w: bad record", queue.ErrCorrupt)
 
+// entryRecord is the queue's EntryRecord (the one Entry codec) with the
+// body's chunking and SHA-256.
 type entryRecord struct {
-	V           int      `json:"v"`
-	ID          string   `json:"id"`
-	ClientIP    string   `json:"ip,omitempty"`
-	Helo        string   `json:"helo,omitempty"`
-	MailFrom    string   `json:"from"`
-	RcptTo      []string `json:"to"`
-	AuthUser    string   `json:"auth,omitempty"`
-	TLS         bool     `json:"tls,omitempty"`
-	Size        int64    `json:"size"`
-	Created     int64    `json:"created"` // Unix milliseconds
-	State       int      `json:"state,omitempty"`
-	Done        []string `json:"done,omitempty"`
-	Attempts    int      `json:"attempts,omitempty"`
-	Inflight    bool     `json:"inflight,omitempty"`
-	Crashes     int      `json:"crashes,omitempty"`
-	NextAttempt int64    `json:"next"` // Unix milliseconds
-	LastError   string   `json:"err,omitempty"`
+	V int `json:"v"`
+	queue.EntryRecord
 
 	ChunkSize int    `json:"chunk"`
 	Chunks    int    `json:"chunks"`
@@ -56,17 +40,7 @@ type bodyInfo struct {
 }
 
 func encodeEntry(e queue.Entry, b bodyInfo) []byte {
-	r := entryRecord{
-		V: 1, ID: string(e.ID), Helo: e.Envelope.Helo, MailFrom: e.Envelope.MailFrom, RcptTo: e.Envelope.RcptTo,
-		AuthUser: e.Envelope.AuthUser, TLS: e.Envelope.TLS, Size: e.Size, Created: e.Created.UnixMilli(),
-		State: int(e.State), Done: e.Done, Attempts: e.Attempts, Inflight: e.Inflight, Crashes: e.Crashes,
-		NextAttempt: e.NextAttempt.UnixMilli(), LastError: e.LastError,
-		ChunkSize: b.chunkSize, Chunks: b.chunks, Sum: b.sum,
-	}
-	if e.Envelope.ClientIP.IsValid() {
-		r.ClientIP = e.Envelope.ClientIP.String()
-	}
-	return seal(entryMagic, r)
+	return seal(entryMagic, entryRecord{V: 1, EntryRecord: queue.NewEntryRecord(e), ChunkSize: b.chunkSize, Chunks: b.chunks, Sum: b.sum})
 }
 
 // seal marshals v behind a magic prefix and a CRC-32C.
@@ -111,35 +85,21 @@ func decodeEntry(b []byte, maxBody int64) (queue.Entry, bodyInfo, error) {
 	if err := r.check(maxBody); err != nil {
 		return queue.Entry{}, bodyInfo{}, fmt.Errorf("%w: %v", errRecord, err)
 	}
-	e := queue.Entry{
-		ID:       queue.ID(r.ID),
-		Envelope: filter.Envelope{Helo: r.Helo, MailFrom: r.MailFrom, RcptTo: r.RcptTo, AuthUser: r.AuthUser, TLS: r.TLS},
-		Size:     r.Size, Created: time.UnixMilli(r.Created), State: queue.State(r.State), Done: r.Done,
-		Attempts: r.Attempts, Inflight: r.Inflight, Crashes: r.Crashes, NextAttempt: time.UnixMilli(r.NextAttempt),
-		LastError: r.LastError,
-	}
-	if r.ClientIP != "" {
-		ip, err := netip.ParseAddr(r.ClientIP)
-		if err != nil {
-			return queue.Entry{}, bodyInfo{}, fmt.Errorf("%w: client ip: %v", errRecord, err)
-		}
-		e.Envelope.ClientIP = ip
+	e, err := r.Entry()
+	if err != nil {
+		return queue.Entry{}, bodyInfo{}, fmt.Errorf("%w: %v", errRecord, err)
 	}
 	return e, bodyInfo{chunkSize: r.ChunkSize, chunks: r.Chunks, sum: r.Sum}, nil
 }
 
+// check validates what this backend adds to the queue's record: the
+// version, an ID that is safe as a subject token, and the body's layout.
 func (r *entryRecord) check(maxBody int64) error {
 	switch {
 	case r.V != 1:
 		return fmt.Errorf("version %d", r.V)
 	case !validID(r.ID):
 		return errors.New("invalid id")
-	case len(r.RcptTo) == 0:
-		return errors.New("no recipients")
-	case r.State != int(queue.Queued) && r.State != int(queue.Held):
-		return fmt.Errorf("state %d", r.State)
-	case r.Attempts < 0 || r.Crashes < 0:
-		return errors.New("negative counter")
 	}
 	return checkBody(r.Size, r.ChunkSize, r.Chunks, r.Sum, maxBody)
 }
