@@ -46,6 +46,13 @@
 // panic, and the size limit is enforced while reading (a *LimitError, 552
 // 5.3.4), so no integrator spools DATA by hand.
 //
+// WithHeaders applies a verdict: it streams the message with the verdict's
+// ordered Headers prepended and every inbound copy of the gateway's own
+// fields (OwnHeaders: X-Spam-Status, X-Portcullis-Verdict) removed, in any
+// case, with space before the colon and with their folded continuation
+// lines, so a sender cannot forge "X-Spam-Status: No". The other fields
+// keep their order and the body is passed through byte for byte.
+//
 // # Failure semantics
 //
 // No failure is silent. A filter's error or timeout becomes a NAME_FAIL

@@ -198,12 +198,6 @@ func (v Verdict) Has(name string) bool {
 	return false
 }
 
-// Header names a verdict adds.
-const (
-	HeaderSpamStatus = "X-Spam-Status"
-	HeaderVerdict    = "X-Portcullis-Verdict"
-)
-
 // Decide turns symbols and a demanded action into a verdict: the score is
 // the sum of the symbols' scores, the action the most severe of the demand
 // and the thresholds. Symbols are sorted so a verdict does not depend on the
