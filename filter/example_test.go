@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"strings"
 
@@ -86,6 +87,19 @@ func ExampleTransaction() {
 	// add-header 8 250 2.0.0 OK
 	// X-Spam-Status: Yes, score=8.00 required=5.00 reject=15.00 tests=RBL_EXAMPLE,SUBJECT_LOTTERY
 	// X-Portcullis-Verdict: add-header; score=8.00
+}
+
+func ExampleWithHeaders() {
+	raw := "X-Spam-Status: No, score=-100\r\n tests=FORGED\r\nSubject: hi\r\n\r\nbody\r\n"
+	v := filter.NewPipeline(filter.Options{}).Check(context.Background(), filter.Data, filter.NewMessageBytes(filter.Envelope{}, []byte(raw), filter.Limits{}))
+	out, _ := io.ReadAll(filter.WithHeaders(strings.NewReader(raw), v.Headers, filter.OwnHeaders()))
+	fmt.Print(strings.ReplaceAll(string(out), "\r\n", "\n"))
+	// Output:
+	// X-Spam-Status: No, score=0.00 required=5.00 reject=15.00 tests=
+	// X-Portcullis-Verdict: accept; score=0.00
+	// Subject: hi
+	//
+	// body
 }
 
 func ExampleErrorReply() {

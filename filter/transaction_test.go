@@ -3,10 +3,12 @@ package filter
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"strings"
@@ -569,4 +571,28 @@ func openFDs(t *testing.T) int {
 		return 0
 	}
 	return len(ents)
+}
+
+func TestTransactionLogLines(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&buf, nil))
+	broken := Func("dns", func(context.Context, *Message) (Result, error) { return Result{}, errors.New("SERVFAIL") }, Connect)
+	p := NewPipeline(Options{Logger: logger, Policy: Policy{OnError: FailOpen}}, broken, scorer("body", Data, 1))
+	tx := p.Begin(Envelope{})
+	defer tx.Close()
+	drive(t, tx)
+	var lines []map[string]any
+	for _, l := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(l, &m))
+		lines = append(lines, m)
+	}
+	require.Len(t, lines, 2, "one failure line, one verdict line: %s", buf.String())
+	assert.Equal(t, "filter failed", lines[0]["msg"])
+	assert.Equal(t, "verdict", lines[1]["msg"])
+	for _, l := range lines {
+		assert.Equal(t, tx.ID(), l[LogMessageID], "every line names the message")
+	}
+	assert.Equal(t, "data", lines[1]["stage"])
+	assert.Equal(t, float64(250), lines[1]["reply"])
 }
