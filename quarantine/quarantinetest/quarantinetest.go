@@ -22,6 +22,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/portcullis-mail/portcullis/filter"
+	"github.com/portcullis-mail/portcullis/internal/storetest"
 	"github.com/portcullis-mail/portcullis/internal/testsvc"
 	"github.com/portcullis-mail/portcullis/quarantine"
 	"github.com/portcullis-mail/portcullis/queue"
@@ -38,19 +39,20 @@ type Opener func() (quarantine.Store, error)
 // release, delete, expiry, digest, re-scan) over the store. newStore is
 // called once per subtest and returns an opener for a fresh location.
 func Run(t *testing.T, newStore func(t *testing.T) Opener) {
+	storetest.Run(t, kind, func(t *testing.T) func() (storetest.Store[quarantine.Held, quarantine.ID], error) {
+		open := newStore(t)
+		return func() (storetest.Store[quarantine.Held, quarantine.ID], error) {
+			s, err := open()
+			if err != nil {
+				return nil, err
+			}
+			return s, nil
+		}
+	})
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, open Opener)
 	}{
-		{"PutThenReopen", qPutReopen},
-		{"UpdatePersists", qUpdate},
-		{"RemovePersists", qRemove},
-		{"NotFound", qNotFound},
-		{"ConcurrentPuts", qConcurrent},
-		{"LargeMessage", qLarge},
-		{"Closed", qClosed},
-		{"CancelledContext", qCancelled},
-		{"RecordIsCopied", qCopied},
 		{"ListFiltersAndPages", qList},
 		{"GetReleaseDelete", qRelease},
 		{"ExpirySparesActiveOperations", qExpire},
@@ -64,6 +66,30 @@ func Run(t *testing.T, newStore func(t *testing.T) Opener) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
 	}
+}
+
+// kind describes quarantine.Held to the shared store suite.
+var kind = storetest.Kind[quarantine.Held, quarantine.ID]{
+	New: Held,
+	ID:  func(h quarantine.Held) quarantine.ID { return h.ID },
+	List: func(ctx context.Context, s storetest.Store[quarantine.Held, quarantine.ID]) ([]quarantine.Held, error) {
+		return s.(quarantine.Store).All(ctx)
+	},
+	Change: func(h quarantine.Held) quarantine.Held {
+		h.Action, h.Score = filter.Reject, 20
+		h.Symbols = []filter.Symbol{{Name: "AV_OTHER", Score: 20, Detail: "still bad"}}
+		h.Rescans, h.RescannedAt, h.RescanRun, h.Releasing = 2, h.HeldAt.Add(time.Hour), "run-1", true
+		return h
+	},
+	Scribble: func(h *quarantine.Held) { h.Envelope.RcptTo[0], h.Symbols[0].Name = "changed@example.org", "CHANGED" },
+	Clone: func(h quarantine.Held) quarantine.Held {
+		h.Envelope.RcptTo = slices.Clone(h.Envelope.RcptTo)
+		h.Symbols = slices.Clone(h.Symbols)
+		return h
+	},
+	Check:       CheckHeld,
+	ErrNotFound: quarantine.ErrNotFound,
+	ErrClosed:   quarantine.ErrClosed,
 }
 
 func qOpen(t *testing.T, open Opener) quarantine.Store {
@@ -113,15 +139,6 @@ func CheckHeld(t *testing.T, got, want quarantine.Held) {
 	}
 }
 
-func qPut(t *testing.T, s quarantine.Store, n, size int) (quarantine.Held, []byte) {
-	t.Helper()
-	h, raw := Held(n, size)
-	if err := s.Put(ctx, h, raw); err != nil {
-		t.Fatalf("put: %v", err)
-	}
-	return h, raw
-}
-
 func qAll(t *testing.T, s quarantine.Store) map[quarantine.ID]quarantine.Held {
 	t.Helper()
 	all, err := s.All(ctx)
@@ -139,181 +156,6 @@ func qAll(t *testing.T, s quarantine.Store) map[quarantine.ID]quarantine.Held {
 		m[h.ID] = h
 	}
 	return m
-}
-
-func qBody(t *testing.T, s quarantine.Store, id quarantine.ID) []byte {
-	t.Helper()
-	b, err := s.Body(ctx, id)
-	if err != nil {
-		t.Fatalf("body %s: %v", id, err)
-	}
-	defer b.Close()
-	data, err := io.ReadAll(io.NewSectionReader(b, 0, b.Size()))
-	if err != nil {
-		t.Fatalf("body %s: %v", id, err)
-	}
-	return data
-}
-
-func qPutReopen(t *testing.T, open Opener) {
-	s := qOpen(t, open)
-	h1, raw1 := qPut(t, s, 1, 3000)
-	h2, raw2 := qPut(t, s, 2, 10)
-	qClose(t, s)
-	s = qOpen(t, open)
-	defer qClose(t, s)
-	got := qAll(t, s)
-	if len(got) != 2 {
-		t.Fatalf("after reopen: %d records, want 2", len(got))
-	}
-	CheckHeld(t, got[h1.ID], h1)
-	CheckHeld(t, got[h2.ID], h2)
-	if !bytes.Equal(qBody(t, s, h1.ID), raw1) || !bytes.Equal(qBody(t, s, h2.ID), raw2) {
-		t.Error("a message changed in the store")
-	}
-}
-
-func qUpdate(t *testing.T, open Opener) {
-	s := qOpen(t, open)
-	h, raw := qPut(t, s, 1, 500)
-	h.Action, h.Score = filter.Reject, 20
-	h.Symbols = []filter.Symbol{{Name: "AV_OTHER", Score: 20, Detail: "still bad"}}
-	h.Rescans, h.RescannedAt, h.RescanRun, h.Releasing = 2, h.HeldAt.Add(time.Hour), "run-1", true
-	if err := s.Update(ctx, h); err != nil {
-		t.Fatalf("update: %v", err)
-	}
-	CheckHeld(t, qAll(t, s)[h.ID], h)
-	qClose(t, s)
-	s = qOpen(t, open)
-	defer qClose(t, s)
-	CheckHeld(t, qAll(t, s)[h.ID], h)
-	if !bytes.Equal(qBody(t, s, h.ID), raw) {
-		t.Error("update changed the message")
-	}
-}
-
-func qRemove(t *testing.T, open Opener) {
-	s := qOpen(t, open)
-	h1, _ := qPut(t, s, 1, 100)
-	h2, _ := qPut(t, s, 2, 100)
-	if err := s.Remove(ctx, h1.ID); err != nil {
-		t.Fatalf("remove: %v", err)
-	}
-	qClose(t, s)
-	s = qOpen(t, open)
-	defer qClose(t, s)
-	got := qAll(t, s)
-	if _, ok := got[h1.ID]; ok || len(got) != 1 {
-		t.Fatalf("after remove and reopen: %v", got)
-	}
-	CheckHeld(t, got[h2.ID], h2)
-	if _, err := s.Body(ctx, h1.ID); !errors.Is(err, quarantine.ErrNotFound) {
-		t.Errorf("body of a removed message: %v, want ErrNotFound", err)
-	}
-}
-
-func qNotFound(t *testing.T, open Opener) {
-	s := qOpen(t, open)
-	defer qClose(t, s)
-	h, _ := Held(1, 10)
-	if err := s.Update(ctx, h); !errors.Is(err, quarantine.ErrNotFound) {
-		t.Errorf("update of unknown: %v, want ErrNotFound", err)
-	}
-	if err := s.Remove(ctx, h.ID); !errors.Is(err, quarantine.ErrNotFound) {
-		t.Errorf("remove of unknown: %v, want ErrNotFound", err)
-	}
-	if _, err := s.Body(ctx, h.ID); !errors.Is(err, quarantine.ErrNotFound) {
-		t.Errorf("body of unknown: %v, want ErrNotFound", err)
-	}
-}
-
-func qConcurrent(t *testing.T, open Opener) {
-	s := qOpen(t, open)
-	const workers, each = 8, 15
-	var mu sync.Mutex
-	want := map[quarantine.ID][]byte{}
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := range each {
-				h, raw := Held(w*100+i, 200+i*31)
-				if err := s.Put(ctx, h, raw); err != nil {
-					t.Errorf("put: %v", err)
-					return
-				}
-				mu.Lock()
-				want[h.ID] = raw
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	qClose(t, s)
-	s = qOpen(t, open)
-	defer qClose(t, s)
-	if got := qAll(t, s); len(got) != workers*each {
-		t.Fatalf("%d records after reopen, want %d", len(got), workers*each)
-	}
-	for id, raw := range want {
-		if !bytes.Equal(qBody(t, s, id), raw) {
-			t.Fatalf("message %s changed", id)
-		}
-	}
-}
-
-func qLarge(t *testing.T, open Opener) {
-	s := qOpen(t, open)
-	h, raw := qPut(t, s, 1, 3<<20)
-	qClose(t, s)
-	s = qOpen(t, open)
-	defer qClose(t, s)
-	if !bytes.Equal(qBody(t, s, h.ID), raw) {
-		t.Error("large message changed")
-	}
-}
-
-func qClosed(t *testing.T, open Opener) {
-	s := qOpen(t, open)
-	h, _ := qPut(t, s, 1, 50)
-	qClose(t, s)
-	h2, raw2 := Held(2, 50)
-	if err := s.Put(ctx, h2, raw2); !errors.Is(err, quarantine.ErrClosed) {
-		t.Errorf("put after close: %v, want ErrClosed", err)
-	}
-	if err := s.Update(ctx, h); err == nil {
-		t.Error("update after close succeeded")
-	}
-	if _, err := s.All(ctx); !errors.Is(err, quarantine.ErrClosed) {
-		t.Errorf("all after close: %v, want ErrClosed", err)
-	}
-}
-
-func qCancelled(t *testing.T, open Opener) {
-	s := qOpen(t, open)
-	defer qClose(t, s)
-	c, cancel := context.WithCancel(ctx)
-	cancel()
-	h, raw := Held(1, 10)
-	if err := s.Put(c, h, raw); !errors.Is(err, context.Canceled) {
-		t.Errorf("put with a cancelled context: %v, want context.Canceled", err)
-	}
-}
-
-func qCopied(t *testing.T, open Opener) {
-	s := qOpen(t, open)
-	defer qClose(t, s)
-	h, raw := Held(1, 10)
-	want := h
-	want.Envelope.RcptTo = slices.Clone(h.Envelope.RcptTo)
-	want.Symbols = slices.Clone(h.Symbols)
-	if err := s.Put(ctx, h, raw); err != nil {
-		t.Fatal(err)
-	}
-	h.Envelope.RcptTo[0], h.Symbols[0].Name = "changed@example.org", "CHANGED"
-	got := qAll(t, s)[want.ID]
-	CheckHeld(t, got, want)
-	got.Envelope.RcptTo[0], got.Symbols[0].Name = "again@example.org", "AGAIN"
-	CheckHeld(t, qAll(t, s)[want.ID], want)
 }
 
 // recorder is an Enqueuer that records what it queued.

@@ -6,9 +6,7 @@
 package queuetest
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -18,6 +16,7 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/filter"
+	"github.com/portcullis-mail/portcullis/internal/storetest"
 	"github.com/portcullis-mail/portcullis/queue"
 )
 
@@ -25,46 +24,55 @@ import (
 // see everything that was acknowledged.
 type Opener func() (queue.Store, error)
 
-// Run runs the suite. newStore is called once per subtest and returns an
-// opener for a fresh location (a temp dir, a new stream name).
+// Run runs the suite (internal/storetest, the one shared by every
+// message store, over queue.Entry records). newStore is called once per
+// subtest and returns an opener for a fresh location (a temp dir, a new
+// stream name).
 func Run(t *testing.T, newStore func(t *testing.T) Opener) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, open Opener)
-	}{
-		{"PutThenReopen", testPutReopen},
-		{"UpdatePersists", testUpdate},
-		{"RemovePersists", testRemove},
-		{"NotFound", testNotFound},
-		{"ConcurrentPuts", testConcurrent},
-		{"LargeBody", testLarge},
-		{"EntriesOldestFirst", testOrder},
-		{"Closed", testClosed},
-		{"CancelledContext", testCancelled},
-		{"EntryIsCopied", testCopied},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
-	}
+	storetest.Run(t, kind, func(t *testing.T) func() (storetest.Store[queue.Entry, queue.ID], error) {
+		open := newStore(t)
+		return func() (storetest.Store[queue.Entry, queue.ID], error) {
+			s, err := open()
+			if err != nil {
+				return nil, err
+			}
+			return s, nil
+		}
+	})
+}
+
+var kind = storetest.Kind[queue.Entry, queue.ID]{
+	New: func(n, size int) (queue.Entry, []byte) {
+		e := Entry(n)
+		body := Body(e.ID, size)
+		e.Size = int64(len(body))
+		return e, body
+	},
+	ID: func(e queue.Entry) queue.ID { return e.ID },
+	List: func(ctx context.Context, s storetest.Store[queue.Entry, queue.ID]) ([]queue.Entry, error) {
+		return s.(queue.Store).Entries(ctx)
+	},
+	Change: func(e queue.Entry) queue.Entry {
+		e.Attempts, e.Inflight, e.Crashes = 2, true, 1
+		e.State = queue.Held
+		e.Done = []string{"b@example.net"}
+		e.NextAttempt = e.Created.Add(time.Hour)
+		e.LastError = "451 4.7.1 try later"
+		return e
+	},
+	Scribble: func(e *queue.Entry) { e.Envelope.RcptTo[0] = "changed@example.org" },
+	Clone: func(e queue.Entry) queue.Entry {
+		e.Envelope.RcptTo = slices.Clone(e.Envelope.RcptTo)
+		e.Done = slices.Clone(e.Done)
+		return e
+	},
+	Check:       CheckEntry,
+	ErrNotFound: queue.ErrNotFound,
+	ErrClosed:   queue.ErrClosed,
+	LargeBytes:  5 << 20,
 }
 
 var ctx = context.Background()
-
-func mustOpen(t *testing.T, open Opener) queue.Store {
-	t.Helper()
-	s, err := open()
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	return s
-}
-
-func closeStore(t *testing.T, s queue.Store) {
-	t.Helper()
-	if err := s.Close(); err != nil {
-		t.Fatalf("close: %v", err)
-	}
-}
 
 var seq int64
 var seqMu sync.Mutex
@@ -125,213 +133,6 @@ func ReadBody(t *testing.T, s queue.Store, id queue.ID) []byte {
 		t.Fatalf("body %s: %v", id, err)
 	}
 	return data
-}
-
-func put(t *testing.T, s queue.Store, n, size int) (queue.Entry, []byte) {
-	t.Helper()
-	e := Entry(n)
-	body := Body(e.ID, size)
-	e.Size = int64(len(body))
-	if err := s.Put(ctx, e, body); err != nil {
-		t.Fatalf("put: %v", err)
-	}
-	return e, body
-}
-
-func entries(t *testing.T, s queue.Store) map[queue.ID]queue.Entry {
-	t.Helper()
-	es, err := s.Entries(ctx)
-	if err != nil {
-		t.Fatalf("entries: %v", err)
-	}
-	m := make(map[queue.ID]queue.Entry, len(es))
-	for _, e := range es {
-		if _, dup := m[e.ID]; dup {
-			t.Errorf("entry %s listed twice", e.ID)
-		}
-		m[e.ID] = e
-	}
-	return m
-}
-
-func testPutReopen(t *testing.T, open Opener) {
-	s := mustOpen(t, open)
-	e, body := put(t, s, 1, 2000)
-	closeStore(t, s)
-	s = mustOpen(t, open)
-	defer closeStore(t, s)
-	got := entries(t, s)
-	if len(got) != 1 {
-		t.Fatalf("after reopen: %d entries, want 1", len(got))
-	}
-	CheckEntry(t, got[e.ID], e)
-	if b := ReadBody(t, s, e.ID); !bytes.Equal(b, body) {
-		t.Errorf("body changed: %d bytes, want %d", len(b), len(body))
-	}
-}
-
-func testUpdate(t *testing.T, open Opener) {
-	s := mustOpen(t, open)
-	e, body := put(t, s, 1, 500)
-	e.Attempts, e.Inflight, e.Crashes = 2, true, 1
-	e.State = queue.Held
-	e.Done = []string{"b@example.net"}
-	e.NextAttempt = e.Created.Add(time.Hour)
-	e.LastError = "451 4.7.1 try later"
-	if err := s.Update(ctx, e); err != nil {
-		t.Fatalf("update: %v", err)
-	}
-	CheckEntry(t, entries(t, s)[e.ID], e)
-	closeStore(t, s)
-	s = mustOpen(t, open)
-	defer closeStore(t, s)
-	CheckEntry(t, entries(t, s)[e.ID], e)
-	if b := ReadBody(t, s, e.ID); !bytes.Equal(b, body) {
-		t.Error("update changed the body")
-	}
-}
-
-func testRemove(t *testing.T, open Opener) {
-	s := mustOpen(t, open)
-	e1, _ := put(t, s, 1, 100)
-	e2, _ := put(t, s, 2, 100)
-	if err := s.Remove(ctx, e1.ID); err != nil {
-		t.Fatalf("remove: %v", err)
-	}
-	closeStore(t, s)
-	s = mustOpen(t, open)
-	defer closeStore(t, s)
-	got := entries(t, s)
-	if _, ok := got[e1.ID]; ok || len(got) != 1 {
-		t.Fatalf("after remove and reopen: %v", got)
-	}
-	CheckEntry(t, got[e2.ID], e2)
-	if _, err := s.Body(ctx, e1.ID); !errors.Is(err, queue.ErrNotFound) {
-		t.Errorf("body of removed entry: %v, want ErrNotFound", err)
-	}
-}
-
-func testNotFound(t *testing.T, open Opener) {
-	s := mustOpen(t, open)
-	defer closeStore(t, s)
-	e := Entry(1)
-	if err := s.Update(ctx, e); !errors.Is(err, queue.ErrNotFound) {
-		t.Errorf("update of unknown entry: %v, want ErrNotFound", err)
-	}
-	if err := s.Remove(ctx, e.ID); !errors.Is(err, queue.ErrNotFound) {
-		t.Errorf("remove of unknown entry: %v, want ErrNotFound", err)
-	}
-	if _, err := s.Body(ctx, e.ID); !errors.Is(err, queue.ErrNotFound) {
-		t.Errorf("body of unknown entry: %v, want ErrNotFound", err)
-	}
-}
-
-func testConcurrent(t *testing.T, open Opener) {
-	s := mustOpen(t, open)
-	const workers, each = 16, 25
-	var mu sync.Mutex
-	want := map[queue.ID][]byte{}
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := range each {
-				e := Entry(w*1000 + i)
-				body := Body(e.ID, 300+i*37)
-				e.Size = int64(len(body))
-				if err := s.Put(ctx, e, body); err != nil {
-					t.Errorf("put: %v", err)
-					return
-				}
-				mu.Lock()
-				want[e.ID] = body
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	closeStore(t, s)
-	s = mustOpen(t, open)
-	defer closeStore(t, s)
-	got := entries(t, s)
-	if len(got) != workers*each {
-		t.Fatalf("%d entries after reopen, want %d", len(got), workers*each)
-	}
-	for id, body := range want {
-		if b := ReadBody(t, s, id); !bytes.Equal(b, body) {
-			t.Fatalf("body of %s changed", id)
-		}
-	}
-}
-
-func testLarge(t *testing.T, open Opener) {
-	s := mustOpen(t, open)
-	e, body := put(t, s, 1, 5<<20)
-	closeStore(t, s)
-	s = mustOpen(t, open)
-	defer closeStore(t, s)
-	if b := ReadBody(t, s, e.ID); !bytes.Equal(b, body) {
-		t.Errorf("large body changed: %d bytes, want %d", len(b), len(body))
-	}
-}
-
-func testOrder(t *testing.T, open Opener) {
-	s := mustOpen(t, open)
-	defer closeStore(t, s)
-	var ids []queue.ID
-	for i := range 5 {
-		e, _ := put(t, s, i, 50)
-		ids = append(ids, e.ID)
-	}
-	es, err := s.Entries(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []queue.ID
-	for _, e := range es {
-		got = append(got, e.ID)
-	}
-	if !slices.Equal(got, ids) {
-		t.Errorf("entries %v, want oldest first %v", got, ids)
-	}
-}
-
-func testClosed(t *testing.T, open Opener) {
-	s := mustOpen(t, open)
-	e, _ := put(t, s, 1, 50)
-	closeStore(t, s)
-	if err := s.Put(ctx, Entry(2), []byte("x")); !errors.Is(err, queue.ErrClosed) {
-		t.Errorf("put after close: %v, want ErrClosed", err)
-	}
-	if err := s.Update(ctx, e); err == nil {
-		t.Error("update after close succeeded")
-	}
-	if _, err := s.Entries(ctx); !errors.Is(err, queue.ErrClosed) {
-		t.Errorf("entries after close: %v, want ErrClosed", err)
-	}
-}
-
-func testCancelled(t *testing.T, open Opener) {
-	s := mustOpen(t, open)
-	defer closeStore(t, s)
-	c, cancel := context.WithCancel(ctx)
-	cancel()
-	e := Entry(1)
-	if err := s.Put(c, e, []byte("x")); !errors.Is(err, context.Canceled) {
-		t.Errorf("put with a cancelled context: %v, want context.Canceled", err)
-	}
-}
-
-func testCopied(t *testing.T, open Opener) {
-	s := mustOpen(t, open)
-	defer closeStore(t, s)
-	e, _ := put(t, s, 1, 50)
-	want := e
-	want.Envelope.RcptTo = slices.Clone(e.Envelope.RcptTo)
-	e.Envelope.RcptTo[0] = "changed@example.org"
-	got := entries(t, s)[want.ID]
-	CheckEntry(t, got, want)
-	got.Envelope.RcptTo[0] = "changed-again@example.org"
-	CheckEntry(t, entries(t, s)[want.ID], want)
 }
 
 // Metrics is a filter.Metrics that records values by name (labels are
