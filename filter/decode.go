@@ -2,6 +2,7 @@ package filter
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"io"
@@ -18,15 +19,31 @@ import (
 // are: characters outside the base64 alphabet are skipped, a bad
 // quoted-printable escape is kept literally. Unknown encodings read as raw.
 // Reading past Limits.MaxDecodedBytes returns a *LimitError.
-func (p *Part) Open() io.Reader {
+func (p *Part) Open() io.Reader { return p.OpenAs(p.Encoding) }
+
+// Encodings lists every reading of the part's transfer encoding, Encoding
+// first: the values of several Content-Transfer-Encoding fields, and for
+// an unknown encoding "base64" after it. An inspector that judges every
+// reading (OpenAs) judges what any client may show. It has one element
+// for a well-formed part.
+func (p *Part) Encodings() []string {
+	if len(p.encodings) == 0 {
+		return []string{p.Encoding}
+	}
+	return p.encodings
+}
+
+// OpenAs is Open with the body read as transfer encoding enc (one of
+// Encodings, or any other).
+func (p *Part) OpenAs(enc string) io.Reader {
 	var r io.Reader = p.Raw()
-	switch p.Encoding {
+	switch enc {
 	case "base64":
 		r = newBase64Reader(r)
 	case "quoted-printable":
-		r = quotedprintable.NewReader(r)
+		r = quotedprintable.NewReader(&eolReader{r: r})
 	default:
-		if isUUEncoding(p.Encoding) {
+		if isUUEncoding(enc) {
 			r = newUUReader(r)
 		}
 	}
@@ -80,6 +97,64 @@ func (p *Part) Text() (string, error) {
 		p.text = s
 	})
 	return p.text, p.textErr
+}
+
+// eolReader turns runs of CRs before a LF, and bare CRs, into CRLF, which
+// is all the quoted-printable decoder understands: "=\r\r\n" is still a
+// soft line break. LF and CRLF pass as they are.
+type eolReader struct {
+	r    io.Reader
+	in   [4096]byte
+	obuf [8192 + 2]byte
+	out  []byte
+	cr   int // CRs at the end of the last read, not yet written
+	err  error
+}
+
+func (e *eolReader) Read(p []byte) (int, error) {
+	for len(e.out) == 0 {
+		if e.err != nil {
+			if e.cr > 0 {
+				e.cr = 0
+				e.out = append(e.obuf[:0], '\r', '\n')
+				break
+			}
+			return 0, e.err
+		}
+		n, err := e.r.Read(e.in[:])
+		e.err = err
+		e.out = e.convert(e.in[:n])
+	}
+	n := copy(p, e.out)
+	e.out = e.out[n:]
+	return n, nil
+}
+
+func (e *eolReader) convert(data []byte) []byte {
+	out := e.obuf[:0]
+	for len(data) > 0 {
+		if e.cr > 0 {
+			// CRs pending: one line break, whatever follows.
+			out = append(out, '\r', '\n')
+			e.cr = 0
+			if data[0] == '\n' {
+				data = data[1:]
+			}
+			continue
+		}
+		i := bytes.IndexByte(data, '\r')
+		if i < 0 {
+			return append(out, data...)
+		}
+		out = append(out, data[:i]...)
+		j := i
+		for j < len(data) && data[j] == '\r' {
+			j++
+		}
+		e.cr = j - i
+		data = data[j:]
+	}
+	return out
 }
 
 type limitReader struct {

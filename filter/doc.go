@@ -14,6 +14,21 @@
 // the leniency of mail clients: a stray character in base64 does not hide
 // the rest of an attachment, an unknown charset reads as bytes.
 //
+// # Defects
+//
+// Malformations are not errors: the parser tolerates them, reads the part
+// the way the most lenient client would, and records a typed Defect (kind,
+// part, detail) that Message.Defects returns for a filter to judge (the
+// archive inspector turns them into MIME_* symbols). Where two readings
+// are possible the parser keeps both: delimiters of every boundary
+// parameter are honoured, a missing boundary is guessed from the first
+// "--" line, a part with two Content-Type fields takes the one that can
+// hide most (a multipart over a file over text) and the names of all, two
+// transfer encodings are both offered (Part.Encodings, Part.OpenAs), an
+// unknown encoding reads raw and as base64. A malformed header line is
+// skipped and the header goes on, so no field behind it goes unread; bare
+// CRs end lines. Defects are bounded (100 per message).
+//
 // Part walking reports every candidate file name (Content-Type name,
 // Content-Disposition filename, RFC 2047 and RFC 2231 forms, duplicates and
 // malformed parameters that mime.ParseMediaType refuses), and counts

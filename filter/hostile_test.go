@@ -106,12 +106,14 @@ func TestHostileMIME(t *testing.T) {
 			},
 		},
 		{
-			name: "multipart without boundary",
+			name: "multipart without boundary: guessed from the first delimiter",
 			raw:  []byte("Content-Type: multipart/mixed\r\n\r\n--a\r\n\r\nx\r\n"),
 			check: func(t *testing.T, m *Message) {
 				parts, _ := m.Parts()
-				require.Len(t, parts, 1)
-				assert.NotEmpty(t, m.Defects())
+				require.Len(t, parts, 2)
+				txt, _ := parts[1].Text()
+				assert.Equal(t, "x\r\n", txt)
+				assert.True(t, hasDefect(m, DefectNoBoundary, ""))
 			},
 		},
 		{

@@ -29,7 +29,7 @@ type Message struct {
 	once    sync.Once
 	parts   []*Part
 	err     error
-	defects []string
+	defects []Defect
 }
 
 // NewMessage returns a message whose raw bytes (header and body, as
@@ -78,8 +78,9 @@ func (m *Message) Err() error {
 }
 
 // Defects lists the malformations the parser tolerated (missing closing
-// boundary, header line without a colon, ...), in the order found.
-func (m *Message) Defects() []string {
+// boundary, header line without a colon, ...), in the order found, at most
+// 100 of them.
+func (m *Message) Defects() []Defect {
 	m.parse()
 	return m.defects
 }
@@ -152,10 +153,11 @@ type Part struct {
 	ContentType string            // media type, lower case; "text/plain" when absent
 	Params      map[string]string // Content-Type parameters, first value of each
 	Disposition string            // "attachment", "inline" or "" when absent
-	Encoding    string            // Content-Transfer-Encoding, lower case; "7bit" when absent
+	Encoding    string            // Content-Transfer-Encoding, lower case, undecorated; "7bit" when absent
 	Names       []string          // every candidate file name, decoded, duplicates removed
 
 	msg                  *Message
+	encodings            []string // every reading of the transfer encoding, Encoding first
 	headerStart, bodyOff int64
 	bodyEnd              int64
 	textOnce, sizeOnce   sync.Once
