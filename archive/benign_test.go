@@ -75,7 +75,7 @@ func TestDocuments(t *testing.T) {
 	t.Run("macro", func(t *testing.T) {
 		res, fs := inspect(t, Config{}, att{name: "report.docm", data: ooxml(t, "word/document.xml", zfile{name: "word/vbaProject.bin", data: []byte("vba")})})
 		requireFinding(t, fs, KindMacro, "report.docm (word/vbaProject.bin)")
-		if res.Action != filter.Accept || res.Symbols[0].Score != DefaultScores[KindMacro] {
+		if res.Action != filter.Accept || res.Symbols[0].Score != DefaultScores()[KindMacro] {
 			t.Fatalf("%+v", res)
 		}
 	})

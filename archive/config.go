@@ -4,13 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/portcullis-mail/portcullis/filter"
 )
 
 // Kind is a kind of finding. Its symbol is "ARCHIVE_" followed by the kind
-// in upper snake case: KindBannedType is ARCHIVE_BANNED_TYPE.
+// in upper snake case (KindBannedType is ARCHIVE_BANNED_TYPE), or for the
+// MIME kinds "MIME_" and the rest (KindMIMEBareCR is MIME_BARE_CR).
 type Kind string
 
 // Finding kinds.
@@ -30,62 +32,116 @@ const (
 	KindZipConcatenated Kind = "zip-concatenated"  // zip data the central directory does not account for
 	KindMacro           Kind = "macro"             // a document with VBA macros
 	KindEmbeddedExe     Kind = "embedded-exe"      // a document with an executable inside an embedded object
+
+	// MIME defects (filter.Defect), one kind each; their symbols are
+	// MIME_*, e.g. MIME_BARE_CR. They score; KindAmbiguous decides.
+	KindMIMEBoundaryParams  Kind = "mime-boundary-params"
+	KindMIMEDuplicateHeader Kind = "mime-duplicate-header"
+	KindMIMENoBoundary      Kind = "mime-no-boundary"
+	KindMIMEUnterminated    Kind = "mime-unterminated"
+	KindMIMEHeaderSyntax    Kind = "mime-header-syntax"
+	KindMIMEBareCR          Kind = "mime-bare-cr"
+	KindMIMEEncoding        Kind = "mime-encoding"
+	KindMIMEContentType     Kind = "mime-content-type"
+	KindMIMEParams          Kind = "mime-params"
+	KindMIMEMbox            Kind = "mime-mbox-from"
+	KindMIMEDelimiter       Kind = "mime-delimiter"
+	// KindAmbiguous: a part whose structure is ambiguous (a defect for
+	// which filter.DefectKind.Ambiguous is true) carries, under some
+	// reading, content that is not plain text: a client may show a file
+	// that no reading here judged the way the client does.
+	KindAmbiguous Kind = "mime-ambiguous"
 )
 
+// DefectKind is the finding kind of a parser defect.
+func DefectKind(k filter.DefectKind) Kind { return Kind("mime-" + string(k)) }
+
+// kinds holds every kind with its default action and score. Doubt
+// quarantines (recoverable); only certainty rejects.
+var kinds = [...]struct {
+	kind   Kind
+	action filter.Action
+	score  float64
+}{
+	{KindBannedType, filter.Reject, 10},
+	{KindNested, filter.Reject, 5},
+	{KindEncrypted, filter.Quarantine, 3},
+	{KindUninspectable, filter.Quarantine, 3},
+	{KindBomb, filter.Reject, 10},
+	{KindNameBidi, filter.Quarantine, 6},
+	{KindDoubleExt, filter.Accept, 4},
+	{KindTypeMismatch, filter.Quarantine, 5},
+	{KindTraversal, filter.Quarantine, 4},
+	{KindLink, filter.Accept, 1},
+	{KindZipOverlap, filter.Reject, 10},
+	{KindZipNameMismatch, filter.Quarantine, 4},
+	{KindZipConcatenated, filter.Quarantine, 4},
+	{KindMacro, filter.Accept, 4},
+	{KindEmbeddedExe, filter.Quarantine, 8},
+	{KindMIMEBoundaryParams, filter.Accept, 3},
+	{KindMIMEDuplicateHeader, filter.Accept, 2},
+	{KindMIMENoBoundary, filter.Accept, 2},
+	{KindMIMEUnterminated, filter.Accept, 0.5},
+	{KindMIMEHeaderSyntax, filter.Accept, 1},
+	{KindMIMEBareCR, filter.Accept, 2},
+	{KindMIMEEncoding, filter.Accept, 2},
+	{KindMIMEContentType, filter.Accept, 0.5},
+	{KindMIMEParams, filter.Accept, 0.5},
+	{KindMIMEMbox, filter.Accept, 0},
+	{KindMIMEDelimiter, filter.Accept, 0.5},
+	{KindAmbiguous, filter.Quarantine, 4},
+}
+
 // Kinds lists every finding kind.
-var Kinds = []Kind{KindBannedType, KindNested, KindEncrypted, KindUninspectable, KindBomb,
-	KindNameBidi, KindDoubleExt, KindTypeMismatch, KindTraversal, KindLink, KindZipOverlap,
-	KindZipNameMismatch, KindZipConcatenated, KindMacro, KindEmbeddedExe}
-
-// Symbol is the kind's symbol name, e.g. ARCHIVE_BANNED_TYPE.
-func (k Kind) Symbol() string { return "ARCHIVE_" + filter.SymbolName(string(k)) }
-
-// DefaultActions are the actions findings demand unless Config.Actions says
-// otherwise. Doubt quarantines (recoverable); only certainty rejects.
-var DefaultActions = map[Kind]filter.Action{
-	KindBannedType:      filter.Reject,
-	KindNested:          filter.Reject,
-	KindEncrypted:       filter.Quarantine,
-	KindUninspectable:   filter.Quarantine,
-	KindBomb:            filter.Reject,
-	KindNameBidi:        filter.Quarantine,
-	KindDoubleExt:       filter.Accept,
-	KindTypeMismatch:    filter.Quarantine,
-	KindTraversal:       filter.Quarantine,
-	KindLink:            filter.Accept,
-	KindZipOverlap:      filter.Reject,
-	KindZipNameMismatch: filter.Quarantine,
-	KindZipConcatenated: filter.Quarantine,
-	KindMacro:           filter.Accept,
-	KindEmbeddedExe:     filter.Quarantine,
+func Kinds() []Kind {
+	out := make([]Kind, len(kinds))
+	for i, k := range kinds {
+		out[i] = k.kind
+	}
+	return out
 }
 
-// DefaultScores are the scores of the findings' symbols unless
+// Symbol is the kind's symbol name: ARCHIVE_BANNED_TYPE for
+// KindBannedType, MIME_BARE_CR for KindMIMEBareCR.
+func (k Kind) Symbol() string {
+	if rest, ok := strings.CutPrefix(string(k), "mime-"); ok {
+		return "MIME_" + filter.SymbolName(rest)
+	}
+	return "ARCHIVE_" + filter.SymbolName(string(k))
+}
+
+// DefaultActions returns the actions findings demand unless Config.Actions
+// says otherwise: banned types, nested archives, bombs and overlapping zip
+// entries reject; encrypted and uninspectable content, disguised names,
+// odd zip structure and ambiguous MIME structure over files quarantine;
+// the rest only score.
+func DefaultActions() map[Kind]filter.Action {
+	m := make(map[Kind]filter.Action, len(kinds))
+	for _, k := range kinds {
+		m[k.kind] = k.action
+	}
+	return m
+}
+
+// DefaultScores returns the scores of the findings' symbols unless
 // Config.Scores says otherwise.
-var DefaultScores = map[Kind]float64{
-	KindBannedType:      10,
-	KindNested:          5,
-	KindEncrypted:       3,
-	KindUninspectable:   3,
-	KindBomb:            10,
-	KindNameBidi:        6,
-	KindDoubleExt:       4,
-	KindTypeMismatch:    5,
-	KindTraversal:       4,
-	KindLink:            1,
-	KindZipOverlap:      10,
-	KindZipNameMismatch: 4,
-	KindZipConcatenated: 4,
-	KindMacro:           4,
-	KindEmbeddedExe:     8,
+func DefaultScores() map[Kind]float64 {
+	m := make(map[Kind]float64, len(kinds))
+	for _, k := range kinds {
+		m[k.kind] = k.score
+	}
+	return m
 }
 
-// DefaultBannedExtensions are banned by name, standalone or at any depth.
-var DefaultBannedExtensions = []string{"exe", "bat", "cmd", "com", "pif", "scr", "vbs", "vbe", "js", "jse",
-	"wsf", "wsh", "hta", "ps1", "msi", "lnk", "jar", "cpl", "reg"}
+// DefaultBannedExtensions returns the extensions banned by name,
+// standalone or at any depth.
+func DefaultBannedExtensions() []string {
+	return []string{"exe", "bat", "cmd", "com", "pif", "scr", "vbs", "vbe", "js", "jse",
+		"wsf", "wsh", "hta", "ps1", "msi", "lnk", "jar", "cpl", "reg"}
+}
 
-// DefaultBannedTypes are banned by content whatever the name.
-var DefaultBannedTypes = []string{TypePE, TypeELF, TypeMachO, TypeLNK}
+// DefaultBannedTypes returns the types banned by content whatever the name.
+func DefaultBannedTypes() []string { return []string{TypePE, TypeELF, TypeMachO, TypeLNK} }
 
 // Finding is one piece of evidence: what was found and where.
 type Finding struct {
@@ -211,7 +267,7 @@ type Config struct {
 	// compressed files (gz, bz2, xz, zst) never count as archives.
 	AllowNested bool
 
-	// Actions and Scores override DefaultActions and DefaultScores per kind;
+	// Actions and Scores override DefaultActions() and DefaultScores() per kind;
 	// a kind present with filter.Accept demands nothing.
 	Actions map[Kind]filter.Action
 	Scores  map[Kind]float64

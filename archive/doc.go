@@ -29,7 +29,7 @@
 // Each finding has a Kind, a path inside the message and what was found:
 // ARCHIVE_BANNED_TYPE "invoice.zip/setup.exe (pe)". Detection is apart from
 // policy: Config.Actions maps each kind to the action it demands
-// (DefaultActions: banned types, nested archives, bombs and overlapping zip
+// (DefaultActions(): banned types, nested archives, bombs and overlapping zip
 // entries reject; encrypted and uninspectable content, disguised names and
 // odd zip structure quarantine, which is recoverable; macros and double
 // extensions only score). A doubtful case never deletes.
@@ -55,6 +55,21 @@
 // make it allocate, which is the one memory bound this package cannot
 // enforce (see Limits for all the others). xz dictionaries are capped at
 // 16 MiB and zstd windows at 16 MiB.
+//
+// # MIME defects
+//
+// The parser's defects (filter.Message.Defects) are judged here, where
+// every part is typed by content: each becomes a MIME_* symbol that
+// scores (MIME_BARE_CR, MIME_HEADER_SYNTAX, MIME_ENCODING, ...), and a
+// structure that two clients may read differently (two boundaries, two
+// Content-Type, transfer-encoding or disposition fields, a missing boundary,
+// a multipart never closed) over anything that is not plain text under any
+// reading adds MIME_AMBIGUOUS (KindAmbiguous, default quarantine). Every
+// reading the parser offers is walked: a leaf under each of its transfer
+// encodings, a multipart with no parts as a leaf. Every leaf is typed by
+// content whatever it declares: a text/plain part that holds a PE is a PE.
+// The defect symbols need the inspector in the pipeline: a configuration
+// without it loses them.
 //
 // Text bodies are searched for uuencoded blocks ("begin 644 name"), which
 // some clients still show as attachments; each is a file like any other.

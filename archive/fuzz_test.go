@@ -32,7 +32,7 @@ func FuzzInspect(f *testing.F) {
 	}
 	in := New(Config{Limits: Limits{MaxTotalBytes: 16 << 20, MaxEntries: 1000}, AllowNested: true})
 	known := map[Kind]bool{}
-	for _, k := range Kinds {
+	for _, k := range Kinds() {
 		known[k] = true
 	}
 	f.Fuzz(func(t *testing.T, data []byte, name string) {

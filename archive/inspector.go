@@ -53,29 +53,23 @@ func New(cfg Config) *Inspector {
 		log:         cfg.Logger,
 		metrics:     filter.OrNop(cfg.Metrics),
 		allowNested: cfg.AllowNested,
-		actions:     make(map[Kind]filter.Action, len(DefaultActions)),
-		scores:      make(map[Kind]float64, len(DefaultScores)),
+		actions:     DefaultActions(),
+		scores:      DefaultScores(),
 	}
 	if in.log == nil {
 		in.log = slog.New(slog.DiscardHandler)
 	}
 	exts, types := cfg.BannedExtensions, cfg.BannedTypes
 	if exts == nil {
-		exts = DefaultBannedExtensions
+		exts = DefaultBannedExtensions()
 	}
 	if types == nil {
-		types = DefaultBannedTypes
+		types = DefaultBannedTypes()
 	}
 	in.bannedExt = lowerSet(exts, cfg.AllowedExtensions)
 	in.bannedType = lowerSet(types, cfg.AllowedTypes)
-	for k, a := range DefaultActions {
-		in.actions[k] = a
-	}
 	for k, a := range cfg.Actions {
 		in.actions[k] = a
-	}
-	for k, s := range DefaultScores {
-		in.scores[k] = s
 	}
 	for k, s := range cfg.Scores {
 		in.scores[k] = s

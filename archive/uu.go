@@ -14,9 +14,9 @@ import (
 // are files like any other.
 var uuBegin = regexp.MustCompile(`^begin [0-7]{3,4} (.+)$`)
 
-// uuBlocks walks the uuencoded blocks of a text part.
-func (w *walker) uuBlocks(p *filter.Part) error {
-	sc := bufio.NewScanner(p.Open())
+// uuBlocks walks the uuencoded blocks of a text part read from r.
+func (w *walker) uuBlocks(p *filter.Part, r io.Reader) error {
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), 64<<10)
 	for sc.Scan() {
 		m := uuBegin.FindStringSubmatch(strings.TrimRight(sc.Text(), "\r"))

@@ -164,25 +164,47 @@ func (w *walker) fatal(err error) bool {
 		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
-// message walks every attachment of m.
+// message walks every leaf of m. Attachments are files; a text leaf is a
+// file too when its content is not text (an unnamed base64 part typed
+// text/plain that holds a PE is a PE), else it is searched for files
+// encoded in it (uuencode). A multipart with no parts (no delimiter found)
+// is read as a leaf. Every reading of a leaf's encoding is walked.
 func (w *walker) message(m *filter.Message) error {
 	parts, _ := m.Parts() // a parse error is the pipeline's to report
+	if w.fn == nil {
+		w.defects(m, parts)
+	}
 	for _, p := range parts {
-		if p.IsText() && !p.IsAttachment() && !isUU(p.Encoding) {
-			if err := w.uuBlocks(p); err != nil {
-				return w.result(err)
-			}
+		if len(p.Children) > 0 {
 			continue
 		}
-		if !p.IsAttachment() {
-			continue
-		}
-		n := node{path: partPath(p), name: p.Filename(), names: p.Names, ctype: p.ContentType, size: -1}
-		if err := w.file(n, p.Open()); err != nil {
+		if err := w.part(p); err != nil {
 			return w.result(err)
 		}
 	}
 	return nil
+}
+
+func (w *walker) part(p *filter.Part) error {
+	n := node{path: partPath(p), name: p.Filename(), names: p.Names, ctype: p.ContentType, size: -1}
+	if !p.IsAttachment() && !isUU(p.Encoding) {
+		br := bufio.NewReaderSize(p.Open(), HeadSize)
+		head, _ := br.Peek(HeadSize)
+		if t := DetectType(head, n.name); t == TypeText || t == TypeHTML {
+			if err := w.uuBlocks(p, br); err != nil {
+				return err
+			}
+			return w.leafReadings(p, n)
+		}
+		if err := w.file(n, br); err != nil {
+			return err
+		}
+		return w.leafReadings(p, n)
+	}
+	if err := w.file(n, p.Open()); err != nil {
+		return err
+	}
+	return w.leafReadings(p, n)
 }
 
 func isUU(enc string) bool {
