@@ -42,9 +42,12 @@ var chunkPool = sync.Pool{New: func() any { b := make([]byte, spoolChunk); retur
 // Close releases it. The file's name is random: nothing from the message
 // ever names a file.
 //
-// A Spool is safe for concurrent reads; Close must not race with them.
+// A Spool is safe for concurrent use. Close waits for reads in progress,
+// and a read after Close fails with ErrSpoolClosed: a filter that outlived
+// its deadline can never read the pooled memory of the next message.
 type Spool struct {
-	chunks []*[]byte // memory, each spoolChunk long; nil once in a file
+	mu     sync.RWMutex // Close against ReadAt
+	chunks []*[]byte    // memory, each spoolChunk long; nil once in a file
 	f      *os.File
 	name   string // set when the file could not be unlinked at once
 	size   int64
@@ -184,6 +187,8 @@ func (s *Spool) InMemory() bool { return s.f == nil }
 
 // ReadAt implements io.ReaderAt.
 func (s *Spool) ReadAt(p []byte, off int64) (int, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	if s.closed {
 		return 0, ErrSpoolClosed
 	}
@@ -224,7 +229,12 @@ func (s *Spool) Reader() *io.SectionReader { return io.NewSectionReader(s, 0, s.
 
 // Close releases the memory and the file. It is idempotent.
 func (s *Spool) Close() error {
-	if s == nil || s.closed {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
 		return nil
 	}
 	s.closed = true

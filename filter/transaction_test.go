@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -595,4 +596,39 @@ func TestTransactionLogLines(t *testing.T) {
 	}
 	assert.Equal(t, "data", lines[1]["stage"])
 	assert.Equal(t, float64(250), lines[1]["reply"])
+}
+
+// A filter that ignores its deadline and reads the message after the
+// transaction closed gets ErrSpoolClosed, never the pooled memory that
+// now holds the next message.
+func TestSpoolClosedUnderStrayFilter(t *testing.T) {
+	release, read := make(chan struct{}), make(chan error, 1)
+	var once sync.Once
+	stray := Func("stray", func(_ context.Context, m *Message) (Result, error) {
+		first := false
+		once.Do(func() { first = true })
+		if !first {
+			return Result{}, nil
+		}
+		<-release // ignores its context
+		b := make([]byte, 5)
+		_, err := m.ReaderAt().ReadAt(b, 0)
+		if err == nil {
+			err = fmt.Errorf("read %q after Close", b)
+		}
+		read <- err
+		return Result{}, nil
+	})
+	p := NewPipeline(Options{Policy: Policy{Timeout: 20 * time.Millisecond}}, stray)
+	tx := p.Begin(Envelope{})
+	v, err := tx.Data(ctx, strings.NewReader("FIRST message\r\n"))
+	require.NoError(t, err)
+	assert.Equal(t, Tempfail, v.Action, "the stray filter timed out")
+	require.NoError(t, tx.Close())
+	tx2 := p.Begin(Envelope{})
+	defer tx2.Close()
+	_, err = tx2.Data(ctx, strings.NewReader("OTHER message\r\n"))
+	require.NoError(t, err)
+	close(release)
+	assert.ErrorIs(t, <-read, ErrSpoolClosed)
 }
