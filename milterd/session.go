@@ -48,7 +48,8 @@ type session struct {
 	inMail bool            // MAIL FROM seen, message not finished
 	done   milter.Response // the message was already answered (552 during the body, discard at RCPT)
 	data   *dataStream     // the message being streamed into the transaction
-	own    map[string]int
+	own    map[string]int  // lower-cased own header name → inbound occurrences
+	owned  []string        // filter.OwnHeaders()
 }
 
 func newSession(s *Server, conn net.Conn) *session {
@@ -59,6 +60,7 @@ func newSession(s *Server, conn net.Conn) *session {
 		log:    s.log.With("mta", conn.RemoteAddr().String()),
 		macros: map[string]string{},
 		own:    map[string]int{},
+		owned:  filter.OwnHeaders(),
 	}
 }
 
@@ -500,7 +502,7 @@ func appendCRLF(dst []byte, v string) []byte {
 }
 
 func (ss *session) isOwn(lname string) bool {
-	for _, n := range ownHeaders() {
+	for _, n := range ss.owned {
 		if strings.EqualFold(n, lname) {
 			return true
 		}
@@ -615,7 +617,7 @@ func (ss *session) apply(ctx context.Context, v filter.Verdict) error {
 // not shift, and before the insertions so an inserted header is never
 // the one deleted.
 func (ss *session) editHeaders(v filter.Verdict, add bool) error {
-	for _, name := range ownHeaders() {
+	for _, name := range ss.owned {
 		for i := ss.own[strings.ToLower(name)]; i >= 1; i-- {
 			if err := ss.w.write(byte(milter.ActChangeHeader), headerEdit(uint32(i), name, "")); err != nil {
 				return err

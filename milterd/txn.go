@@ -26,9 +26,3 @@ var _ txn = (*filter.Transaction)(nil)
 func pipelineBegin(p *filter.Pipeline) func(filter.Envelope) txn {
 	return func(env filter.Envelope) txn { return p.Begin(env) }
 }
-
-// ownHeaders are the header names Portcullis writes; inbound copies are
-// removed.
-func ownHeaders() []string {
-	return []string{filter.HeaderSpamStatus, filter.HeaderVerdict}
-}
