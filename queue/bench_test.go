@@ -55,7 +55,7 @@ func BenchmarkEnqueue(b *testing.B) {
 	for _, producers := range []int{1, 8, 64} {
 		b.Run(fmt.Sprintf("producers=%d", producers), func(b *testing.B) {
 			m := newRecMetrics()
-			q, err := Open(benchDir(b), Config{MinFreeBytes: 1, MaxDepth: -1, Metrics: m})
+			q, err := Open(benchDir(b), Config{StoreOnly: true, MinFreeBytes: 1, MaxDepth: -1, Metrics: m})
 			if err != nil {
 				b.Fatal(err)
 			}

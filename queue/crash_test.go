@@ -32,7 +32,7 @@ func TestHelperProcess(t *testing.T) {
 		t.Skip("helper process for TestCrashLoop")
 	}
 	var out sync.Mutex
-	cfg := Config{MinFreeBytes: 1, MaxDepth: -1, Spool: SpoolConfig{SegmentBytes: 1 << 20}}
+	cfg := Config{StoreOnly: true, MinFreeBytes: 1, MaxDepth: -1, Spool: SpoolConfig{SegmentBytes: 1 << 20}}
 	if os.Getenv(crashDeliverEnv) != "" {
 		// Deliver too: a line "DLV id" is the next hop's 250, printed
 		// before the queue records the delivery, as a real one would be.

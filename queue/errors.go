@@ -28,7 +28,8 @@ var (
 	// 1,024 bytes or not valid UTF-8; its reply is 553 5.1.3.
 	ErrInvalidEnvelope error = &replyErr{"queue: invalid envelope",
 		filter.Reply{Code: 553, Enhanced: "5.1.3", Text: "Invalid address"}}
-	// ErrNoDeliverer is returned by NewAttempter without a Deliverer.
+	// ErrNoDeliverer is returned by Open, New and NewAttempter for a
+	// Config without a Deliverer (and, for a Queue, without StoreOnly).
 	ErrNoDeliverer = errors.New("queue: no Deliverer")
 	// ErrPanic is matched by the error recorded when a Deliverer panics.
 	ErrPanic = errors.New("queue: deliverer panicked")

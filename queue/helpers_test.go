@@ -91,7 +91,7 @@ func shutdown(t *testing.T, q *Queue) {
 
 // fastCfg retries quickly.
 func fastCfg(d Deliverer, m filter.Metrics) Config {
-	return Config{Deliverer: d, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, Metrics: m, MinFreeBytes: 1, Hostname: "gw.test"}
+	return Config{Deliverer: d, StoreOnly: d == nil, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, Metrics: m, MinFreeBytes: 1, Hostname: "gw.test"}
 }
 
 // one returns one metric with exact labels.

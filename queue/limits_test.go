@@ -33,7 +33,7 @@ func TestEnvelopeLimits(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			q, err := Open(dir, Config{MinFreeBytes: 1})
+			q, err := Open(dir, Config{StoreOnly: true, MinFreeBytes: 1})
 			if err != nil {
 				t.Fatal(err)
 			}

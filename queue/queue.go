@@ -28,11 +28,18 @@ const (
 	Hold
 )
 
-// Config configures a Queue. The zero value is usable: it stores and never
-// delivers (no Deliverer).
+// Config configures a Queue. Deliverer is required unless StoreOnly says
+// this queue only stores (a zero Config is refused with ErrNoDeliverer:
+// a queue that silently never delivers would look like lost mail); every
+// other zero field means its documented default.
 type Config struct {
-	// Deliverer delivers due messages; nil keeps them queued.
+	// Deliverer delivers due messages.
 	Deliverer Deliverer
+	// StoreOnly runs the queue without a Deliverer: it accepts, stores and
+	// recovers mail and never attempts it, for a producer whose mail
+	// another process delivers (queue/jetstream) or a spool that is only
+	// inspected. Ignored when Deliverer is set.
+	StoreOnly bool
 	// Workers is how many deliveries run at once; 0 means 16.
 	Workers int
 	// RetryBase is the first retry delay, doubled after each temporary
@@ -152,6 +159,9 @@ type item struct {
 
 // Open opens the local spool in dir and a queue over it.
 func Open(dir string, cfg Config) (*Queue, error) {
+	if cfg.Deliverer == nil && !cfg.StoreOnly {
+		return nil, ErrNoDeliverer
+	}
 	cfg = cfg.withDefaults()
 	sc := cfg.Spool
 	if sc.Logger == nil {
@@ -181,6 +191,9 @@ func Open(dir string, cfg Config) (*Queue, error) {
 // died counts a crash (at MaxCrashes it is held). Shutdown does not close
 // a store passed to New.
 func New(store Store, cfg Config) (*Queue, error) {
+	if cfg.Deliverer == nil && !cfg.StoreOnly {
+		return nil, ErrNoDeliverer
+	}
 	cfg = cfg.withDefaults()
 	q := &Queue{
 		cfg:   cfg,

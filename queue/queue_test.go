@@ -309,7 +309,7 @@ func TestProcessDeathDuringDeliveryCountsCrash(t *testing.T) {
 		if err := s.Update(bg, e); err != nil {
 			t.Fatal(err)
 		}
-		q, err := New(s, Config{}) // no deliverer: just recovery
+		q, err := New(s, Config{StoreOnly: true}) // no deliverer: just recovery
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -520,5 +520,29 @@ func TestClassify(t *testing.T) {
 		if c := Classify(tc.err); c != tc.class {
 			t.Errorf("Classify(%v) = %v, want %v", tc.err, c, tc.class)
 		}
+	}
+}
+
+// TestNoDelivererRefused: a zero Config is an error, not a queue that
+// stores mail and silently never delivers it; StoreOnly says so on purpose.
+func TestNoDelivererRefused(t *testing.T) {
+	if _, err := Open(t.TempDir(), Config{}); !errors.Is(err, ErrNoDeliverer) {
+		t.Errorf("Open with a zero Config: %v, want ErrNoDeliverer", err)
+	}
+	s, err := OpenSpool(t.TempDir(), SpoolConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := New(s, Config{MinFreeBytes: 1}); !errors.Is(err, ErrNoDeliverer) {
+		t.Errorf("New without a Deliverer: %v, want ErrNoDeliverer", err)
+	}
+	q, err := New(s, Config{StoreOnly: true, MinFreeBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if _, err := q.Enqueue(bg, testEnv(), strings.NewReader(testMsg("kept"))); err != nil || q.Len() != 1 {
+		t.Errorf("a StoreOnly queue stores: %v, %d entries", err, q.Len())
 	}
 }

@@ -96,7 +96,7 @@ func TestFsyncErrorFailsPutAndNothingAckedIsLost(t *testing.T) {
 				fail = fs.FailWrites
 			}
 			fail(tc.err)
-			q, err := New(s, Config{MinFreeBytes: 1})
+			q, err := New(s, Config{StoreOnly: true, MinFreeBytes: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -305,7 +305,7 @@ func TestLiveCorruptBodyMovedAsideOthersDelivered(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	q, err := New(s, Config{MinFreeBytes: 1})
+	q, err := New(s, Config{StoreOnly: true, MinFreeBytes: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

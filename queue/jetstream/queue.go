@@ -27,8 +27,8 @@ const errCodeMaxMsgsPerSubject jetstream.ErrorCode = 10077
 // bounces, lifetime, the poison guard) are the local queue's: they are
 // passed to it as a queue.Config.
 type QueueConfig struct {
-	// Delivery is the delivery configuration: Deliverer (nil makes this
-	// process a producer that only enqueues), RetryBase,
+	// Delivery is the delivery configuration: Deliverer (or StoreOnly,
+	// which makes this process a producer that only enqueues), RetryBase,
 	// RetryMax, MaxLifetime, MaxCrashes, BouncePolicy, Hostname, Logger,
 	// Metrics. Workers is the number of deliveries this process runs at
 	// once (0 means 16). MaxDepth bounds the messages waiting in the shared
@@ -78,6 +78,9 @@ type Queue struct {
 // the durable consumer if needed, schedules entries that lack a work
 // message, and starts fetching. Shutdown does not close s.
 func NewQueue(ctx context.Context, s *Store, cfg QueueConfig) (*Queue, error) {
+	if cfg.Delivery.Deliverer == nil && !cfg.Delivery.StoreOnly {
+		return nil, queue.ErrNoDeliverer
+	}
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = 30 * time.Second
 	}

@@ -304,7 +304,7 @@ func TestSharedQueueErrors(t *testing.T) {
 	s := openStore(t, srv.URL, freshName())
 	// A producer only (no Deliverer): it enqueues, never delivers.
 	m := queuetest.NewMetrics()
-	q := startQueue(t, s, jetstream.QueueConfig{Delivery: queue.Config{MaxMessageBytes: 100, Metrics: m}})
+	q := startQueue(t, s, jetstream.QueueConfig{Delivery: queue.Config{StoreOnly: true, MaxMessageBytes: 100, Metrics: m}})
 	id, err := q.Enqueue(bg, testEnv(), strings.NewReader("x"))
 	if err != nil {
 		t.Fatal(err)
@@ -375,7 +375,7 @@ func TestSharedQueueMaxDeliver(t *testing.T) {
 func TestSharedQueueBusy(t *testing.T) {
 	srv := natstest.Start(t)
 	s := openStore(t, srv.URL, freshName())
-	q := startQueue(t, s, jetstream.QueueConfig{Delivery: queue.Config{MaxDepth: 2}}) // a producer only
+	q := startQueue(t, s, jetstream.QueueConfig{Delivery: queue.Config{StoreOnly: true, MaxDepth: 2}}) // a producer only
 	for i := range 2 {
 		if _, err := q.Enqueue(bg, testEnv(), strings.NewReader(testMsg(fmt.Sprint(i)))); err != nil {
 			t.Fatalf("enqueue %d under the limit: %v", i, err)
