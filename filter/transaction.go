@@ -30,20 +30,22 @@ import (
 // being added from RecipientOf(ctx); the message they are given carries the
 // envelope so far.
 //
-// Reset starts the next transaction on the same connection (RSET, or a
-// second MAIL FROM after DATA): it keeps the connect and HELO evidence and
-// drops the rest. Close releases the spooled message.
+// Reset starts the next transaction on the same connection (RSET): it
+// keeps the connect and HELO evidence and drops the rest. Mail after an
+// earlier Mail, and Helo in the middle of a transaction, reset by
+// themselves, as SMTP does. Close releases the spooled message.
 type Transaction struct {
 	p     *Pipeline
 	env   Envelope
 	id    string
 	start time.Time
 
-	conn, mail, data evidence // connect+helo, mailfrom+accepted rcpts, data
-	connStage        Stage    // the last connection-level stage run
-	connEnded        bool     // connect or helo ended it: survives Reset
-	ended            bool     // this transaction is over
-	verdict          Verdict
+	connect, helo, mail, data evidence // mail: mailfrom and the accepted rcpts
+	connStage                 Stage    // the last connection-level stage run
+	connEnded                 bool     // connect or helo ended it: survives Reset
+	mailSeen                  bool     // Mail was called in this transaction
+	ended                     bool     // this transaction is over
+	verdict                   Verdict
 
 	spool *Spool
 	msg   *Message
@@ -94,11 +96,18 @@ func (t *Transaction) Connect(ctx context.Context) Verdict {
 	return t.connStep(ctx, Connect)
 }
 
-// Helo records the HELO/EHLO name and runs the helo-stage filters.
+// Helo records the HELO/EHLO name and runs the helo-stage filters. A
+// second HELO (after STARTTLS, say) replaces the first and its evidence;
+// in the middle of a mail transaction it resets it first, as RFC 5321
+// says of EHLO.
 func (t *Transaction) Helo(ctx context.Context, name string) Verdict {
-	if !t.ended {
-		t.env.Helo = name
+	if t.connEnded {
+		return t.verdict
 	}
+	if t.mailSeen || t.ended {
+		t.Reset()
+	}
+	t.env.Helo = name
 	return t.connStep(ctx, Helo)
 }
 
@@ -108,7 +117,13 @@ func (t *Transaction) connStep(ctx context.Context, s Stage) Verdict {
 	}
 	ctx = t.withID(ctx)
 	st := t.p.run(ctx, s, t.envelopeOnly())
-	t.conn.add(st)
+	if s == Connect {
+		t.connect = evidence{}
+		t.connect.add(st)
+	} else {
+		t.helo = evidence{}
+		t.helo.add(st)
+	}
 	t.connStage = s
 	t.verdict = t.decide(s, nil)
 	if ends(t.verdict.Action) {
@@ -119,11 +134,18 @@ func (t *Transaction) connStep(ctx context.Context, s Stage) Verdict {
 }
 
 // Mail records the reverse path ("" is the null sender) and runs the
-// mailfrom-stage filters.
+// mailfrom-stage filters. MAIL starts a mail transaction: after an earlier
+// Mail (refused, or through to Data) it first resets, as Reset does, so a
+// front-end needs Reset only for RSET. Only a connection refused at
+// Connect or Helo stays refused.
 func (t *Transaction) Mail(ctx context.Context, from string) Verdict {
-	if t.ended {
+	if t.connEnded {
 		return t.verdict
 	}
+	if t.mailSeen || t.ended {
+		t.Reset()
+	}
+	t.mailSeen = true
 	ctx = t.withID(ctx)
 	t.env.MailFrom = from
 	t.mail.add(t.p.run(ctx, MailFrom, t.envelopeOnly()))
@@ -218,6 +240,7 @@ func (t *Transaction) Reset() {
 	t.dropMessage()
 	t.env.MailFrom, t.env.RcptTo = "", nil
 	t.mail, t.data = evidence{}, evidence{}
+	t.mailSeen = false
 	t.id, t.start = newID(), time.Now()
 	if t.connEnded {
 		t.verdict.MessageID = t.id
@@ -250,10 +273,17 @@ func (t *Transaction) envelopeOnly() *Message {
 
 // decide weighs all the evidence so far, plus extra when given.
 func (t *Transaction) decide(s Stage, extra *stageResult) Verdict {
-	n := len(t.conn.symbols) + len(t.mail.symbols) + len(t.data.symbols)
+	all := [...]*evidence{&t.connect, &t.helo, &t.mail, &t.data}
+	n := 0
+	for _, e := range all {
+		n += len(e.symbols)
+	}
 	syms := make([]Symbol, 0, n+4)
-	syms = append(append(append(syms, t.conn.symbols...), t.mail.symbols...), t.data.symbols...)
-	demanded := t.conn.demanded.Max(t.mail.demanded).Max(t.data.demanded)
+	demanded := Accept
+	for _, e := range all {
+		syms = append(syms, e.symbols...)
+		demanded = demanded.Max(e.demanded)
+	}
 	if extra != nil {
 		syms = append(syms, extra.symbols...)
 		demanded = demanded.Max(extra.demanded)

@@ -632,3 +632,45 @@ func TestSpoolClosedUnderStrayFilter(t *testing.T) {
 	close(release)
 	assert.ErrorIs(t, <-read, ErrSpoolClosed)
 }
+
+func TestTransactionImplicitReset(t *testing.T) {
+	helo := scorer("helo", Helo, 3)
+	mail := &fake{name: "mail", stages: []Stage{MailFrom}, check: func(_ context.Context, m *Message) (Result, error) {
+		var r Result
+		if m.Envelope.MailFrom == "bad@example.net" {
+			r.Demand(Reject)
+		}
+		return r, nil
+	}}
+	tx := NewPipeline(Options{}, helo, mail, scorer("body", Data, 1)).Begin(Envelope{})
+	defer tx.Close()
+	tx.Connect(ctx)
+	tx.Helo(ctx, "a.example")
+	assert.Equal(t, 3.0, tx.Helo(ctx, "b.example").Score, "a second EHLO (after STARTTLS) replaces the first")
+
+	// A refused MAIL FROM, then another without RSET: the new sender is
+	// judged on its own.
+	assert.Equal(t, Reject, tx.Mail(ctx, "bad@example.net").Action)
+	first := tx.ID()
+	assert.Equal(t, Accept, tx.Mail(ctx, "good@example.com").Action)
+	assert.NotEqual(t, first, tx.ID())
+	tx.Rcpt(ctx, "r@example.org")
+	v, err := tx.Data(ctx, strings.NewReader(smallMsg))
+	require.NoError(t, err)
+	assert.Equal(t, 4.0, v.Score)
+
+	// After DATA, the next MAIL starts the next transaction.
+	assert.Equal(t, Accept, tx.Mail(ctx, "next@example.com").Action)
+	assert.Nil(t, tx.Message())
+	assert.Empty(t, tx.Envelope().RcptTo)
+	tx.Rcpt(ctx, "r2@example.org")
+
+	// EHLO in the middle of a transaction resets it.
+	tx.Helo(ctx, "c.example")
+	env := tx.Envelope()
+	assert.Equal(t, "", env.MailFrom)
+	assert.Empty(t, env.RcptTo)
+	assert.Equal(t, "c.example", env.Helo)
+	assert.Equal(t, 3, mail.count())
+	assert.Equal(t, 3, helo.count())
+}
