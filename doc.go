@@ -7,8 +7,10 @@
 //
 //   - filter: the vocabulary. Envelope, Message (parsed once with bounded
 //     cost and shared by every filter), Part, Symbol, Result, Action, Policy,
-//     Verdict and the Pipeline that runs filters stage by stage (connect,
-//     mailfrom, rcpt, data), concurrently, each under a deadline.
+//     Verdict, the Pipeline that runs filters stage by stage (connect, helo,
+//     mailfrom, rcpt, data), concurrently, each under a deadline, and the
+//     Transaction that carries the evidence of one SMTP transaction across
+//     its stages, spools DATA and applies the verdict's headers.
 //   - archive: the attachment and archive inspector. Types by content,
 //     banned types standalone and at any depth of any archive, nested
 //     archives, encryption, bombs; hands every leaf file to scanners.
@@ -25,8 +27,9 @@
 //
 // They compose through filter: every check is a filter.Filter, every
 // finding a filter.Symbol, and one filter.Policy turns the evidence into a
-// filter.Verdict with its SMTP reply. A gateway calls Pipeline.Check at
-// each SMTP stage and then, on accept, queue.Enqueue before it answers 250.
+// filter.Verdict with its SMTP reply. A gateway drives one
+// filter.Transaction per SMTP transaction (Connect, Helo, Mail, each Rcpt,
+// Data) and then, on accept, queue.Enqueue before it answers 250.
 //
 // # The promise
 //
