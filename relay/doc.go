@@ -4,9 +4,11 @@
 //
 // Routes map a recipient domain (or "*") to next hops (Route.Hosts); the
 // recipients of one message are grouped by route and each group is sent
-// in one transaction. A host that cannot be reached, or that refuses
-// before answering for the recipients (greeting, EHLO, MAIL), passes them
-// to the next host of the route. A route's Fallback hosts take the
+// in one transaction. Transactions are spread over a route's hosts in
+// turn (round-robin), live hosts first: a host that could not be reached
+// is tried after the others for Config.HostDownTime, never skipped. A host
+// that cannot be reached, or that refuses before answering for the
+// recipients (greeting, EHLO, MAIL), passes them to the next host. A route's Fallback hosts take the
 // recipients that every primary host refused by policy (IsPolicyRefusal:
 // blocklist and reputation replies such as 550 5.7.1, 521, 554 "listed in
 // DNSBL"), e.g. a relay whose address the recipient's blocklist does not

@@ -33,10 +33,22 @@ const (
 	TLSDisabled
 )
 
+// Defaults of the zero Config fields.
+const (
+	DefaultLocalName       = "localhost"
+	DefaultDialTimeout     = 30 * time.Second
+	DefaultCommandTimeout  = 5 * time.Minute
+	DefaultDataTimeout     = 10 * time.Minute // RFC 5321 §4.5.3.2
+	DefaultMaxConnsPerHost = 10
+	DefaultHostDownTime    = time.Minute
+)
+
 // Route says where mail for a recipient domain goes.
 type Route struct {
-	// Hosts are the next hops, "host:port", tried in order until one
-	// answers the transaction (connection failures move on to the next).
+	// Hosts are the next hops, "host:port". Transactions are spread over
+	// them: each starts one host further than the last (round-robin) and
+	// moves on through the others until one answers; a host that could
+	// not be reached is tried after the live ones for HostDownTime.
 	Hosts []string
 	// Fallback hosts are used for the recipients that every primary host
 	// refused with a policy or blocklist reply (IsPolicyRefusal), e.g. a
@@ -53,19 +65,24 @@ type Config struct {
 	// fails temporarily with ErrNoRoute (a configuration error must not
 	// bounce mail).
 	Routes map[string]Route
-	// LocalName is sent in EHLO/LHLO; "" means "localhost".
+	// LocalName is sent in EHLO/LHLO; "" means DefaultLocalName.
 	LocalName string
 	TLSMode   TLSMode
 	// TLS is the client TLS configuration for TLSRequired (ServerName is
 	// filled from the host). nil means the system roots.
 	TLS *tls.Config
-	// DialTimeout bounds connecting; 0 means 30 s. CommandTimeout bounds
-	// each command's reply; 0 means 5 minutes. DataTimeout bounds the
-	// reply after the message; 0 means 10 minutes (RFC 5321 §4.5.3.2).
+	// DialTimeout bounds connecting; CommandTimeout each command's reply;
+	// DataTimeout the reply after the message. 0 means the Default
+	// constants (30 s, 5 min, 10 min).
 	DialTimeout, CommandTimeout, DataTimeout time.Duration
 	// MaxConnsPerHost bounds concurrent connections to one next hop; 0
-	// means 10.
+	// means DefaultMaxConnsPerHost.
 	MaxConnsPerHost int
+	// HostDownTime is how long a next hop that could not be reached (a
+	// connection or greeting failure) is tried only after the live hosts
+	// of its route; 0 means DefaultHostDownTime. It is never skipped: when
+	// every host is down they are all tried.
+	HostDownTime time.Duration
 	// RatePerHost throttles transactions per second to one next hop, with
 	// bursts of RateBurst (0 means 1); 0 means no throttling.
 	RatePerHost float64
@@ -83,12 +100,14 @@ type SMTP struct {
 
 	mu       sync.Mutex
 	hosts    map[string]*hostState
-	starttls map[string]bool // next hops seen offering STARTTLS
+	starttls map[string]bool   // next hops seen offering STARTTLS
+	next     map[string]uint64 // round-robin position per host list
 }
 
 type hostState struct {
-	conns   chan struct{}
-	limiter *rate.Limiter
+	conns     chan struct{}
+	limiter   *rate.Limiter
+	downUntil time.Time // guarded by SMTP.mu
 }
 
 var _ queue.Deliverer = (*SMTP)(nil)
@@ -112,19 +131,22 @@ func New(cfg Config) (*SMTP, error) {
 	}
 	cfg.Routes = routes
 	if cfg.LocalName == "" {
-		cfg.LocalName = "localhost"
+		cfg.LocalName = DefaultLocalName
 	}
 	if cfg.DialTimeout <= 0 {
-		cfg.DialTimeout = 30 * time.Second
+		cfg.DialTimeout = DefaultDialTimeout
 	}
 	if cfg.CommandTimeout <= 0 {
-		cfg.CommandTimeout = 5 * time.Minute
+		cfg.CommandTimeout = DefaultCommandTimeout
 	}
 	if cfg.DataTimeout <= 0 {
-		cfg.DataTimeout = 10 * time.Minute
+		cfg.DataTimeout = DefaultDataTimeout
 	}
 	if cfg.MaxConnsPerHost <= 0 {
-		cfg.MaxConnsPerHost = 10
+		cfg.MaxConnsPerHost = DefaultMaxConnsPerHost
+	}
+	if cfg.HostDownTime <= 0 {
+		cfg.HostDownTime = DefaultHostDownTime
 	}
 	if cfg.RateBurst <= 0 {
 		cfg.RateBurst = 1
@@ -137,7 +159,7 @@ func New(cfg Config) (*SMTP, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Metrics = filter.OrNop(cfg.Metrics)
-	return &SMTP{cfg: cfg, hosts: make(map[string]*hostState), starttls: make(map[string]bool)}, nil
+	return &SMTP{cfg: cfg, hosts: make(map[string]*hostState), starttls: make(map[string]bool), next: make(map[string]uint64)}, nil
 }
 
 // NewLMTP returns a relay that speaks LMTP to hosts for every recipient,
@@ -199,7 +221,7 @@ func (d *SMTP) Deliver(ctx context.Context, m *queue.Outgoing) []error {
 				for k, j := range again {
 					sub[k] = rcpts[j]
 				}
-				d.cfg.Logger.Warn("relay: primary route refused by policy; using fallback", "id", m.ID, "err", res[again[0]], "fallback", g.r.Fallback)
+				d.cfg.Logger.WarnContext(ctx, "relay: primary route refused by policy; using fallback", "id", m.ID, "err", res[again[0]], "fallback", g.r.Fallback)
 				d.cfg.Metrics.Add("portcullis_queue_fallback_total", 1)
 				fres := d.sendHosts(ctx, g.r.Fallback, g.r.LMTP, m, sub)
 				for k, j := range again {
@@ -214,20 +236,68 @@ func (d *SMTP) Deliver(ctx context.Context, m *queue.Outgoing) []error {
 	return errs
 }
 
-// sendHosts tries hosts in order. A host that could not be reached or
-// failed before answering for the recipients (connection errors, a refusal
-// at the greeting, EHLO or MAIL) passes them to the next; a host that
-// answered for them decides. The last host's errors are returned.
+// sendHosts tries the hosts of a route in their order for this
+// transaction. A host that could not be reached or failed before
+// answering for the recipients (connection errors, a refusal at the
+// greeting, EHLO or MAIL) passes them to the next; a host that answered
+// for them decides. The last host's errors are returned.
 func (d *SMTP) sendHosts(ctx context.Context, hosts []string, lmtp bool, m *queue.Outgoing, rcpts []string) []error {
 	var res []error
-	for _, h := range hosts {
+	for _, h := range d.order(hosts) {
 		var answered bool
 		res, answered = d.send(ctx, h, lmtp, m, rcpts)
 		if answered {
+			d.setDown(h, false)
 			return res
+		}
+		var ce *ConnError
+		if errors.As(res[0], &ce) && ctx.Err() == nil {
+			d.setDown(h, true)
 		}
 	}
 	return res
+}
+
+// order returns hosts in the order one transaction tries them: starting
+// one further than the last transaction on the same hosts (round-robin),
+// live hosts first, then those recently unreachable (still tried: a
+// host's mark is never the reason mail waits).
+func (d *SMTP) order(hosts []string) []string {
+	if len(hosts) < 2 {
+		return hosts
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	key := strings.Join(hosts, ",")
+	start := int(d.next[key] % uint64(len(hosts)))
+	d.next[key]++
+	now := time.Now()
+	live := make([]string, 0, len(hosts))
+	var down []string
+	for i := range hosts {
+		h := hosts[(start+i)%len(hosts)]
+		if s := d.hosts[h]; s != nil && now.Before(s.downUntil) {
+			down = append(down, h)
+			continue
+		}
+		live = append(live, h)
+	}
+	return append(live, down...)
+}
+
+// setDown marks a host unreachable for HostDownTime, or live again.
+func (d *SMTP) setDown(host string, down bool) {
+	s := d.host(host)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if down {
+		if time.Now().After(s.downUntil) {
+			d.cfg.Logger.Warn("relay: next hop unreachable; trying the others first", "host", host, "for", d.cfg.HostDownTime)
+		}
+		s.downUntil = time.Now().Add(d.cfg.HostDownTime)
+	} else {
+		s.downUntil = time.Time{}
+	}
 }
 
 func (d *SMTP) host(h string) *hostState {
@@ -258,7 +328,7 @@ func (d *SMTP) send(ctx context.Context, host string, lmtp bool, m *queue.Outgoi
 			}
 		}
 		d.cfg.Metrics.Observe("portcullis_queue_smtp_seconds", time.Since(start).Seconds(), "host", host, "outcome", outcome)
-		d.cfg.Logger.Debug("relay: smtp transaction", "id", m.ID, "host", host, "rcpts", len(rcpts), "outcome", outcome, "elapsed", time.Since(start))
+		d.cfg.Logger.DebugContext(ctx, "relay: smtp transaction", "id", m.ID, "host", host, "rcpts", len(rcpts), "outcome", outcome, "elapsed", time.Since(start))
 	}()
 	hs := d.host(host)
 	select {

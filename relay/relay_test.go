@@ -7,8 +7,10 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/mail"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -416,5 +418,68 @@ func TestSMTPDelivererConfigErrors(t *testing.T) {
 	errs := d.Deliver(bg, &queue.Outgoing{To: []string{"a@unrouted.example"}})
 	if !errors.Is(errs[0], relay.ErrNoRoute) || queue.Classify(errs[0]) != queue.Temporary {
 		t.Errorf("unrouted recipient: %v", errs[0])
+	}
+}
+
+// TestSMTPSpreadsOverHosts: transactions take the hosts of a route in
+// turn, so both next hops receive mail, not always the first.
+func TestSMTPSpreadsOverHosts(t *testing.T) {
+	a := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
+	b := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
+	q := relayQueue(t, relay.Config{Routes: route(a.Addr, b.Addr)}, queue.Config{Workers: 1})
+	const n = 10
+	for i := range n {
+		enqueue(t, q, msg(fmt.Sprint("spread ", i)))
+		waitEmpty(t, q) // one at a time: the turn order is the only variable
+	}
+	if na, nb := len(a.Messages()), len(b.Messages()); na != n/2 || nb != n/2 {
+		t.Errorf("host a got %d, host b %d; want %d each", na, nb, n/2)
+	}
+}
+
+// TestSMTPDownHostTriedLast: a host that could not be reached is tried
+// after the live one while HostDownTime runs, so it costs one dial, not
+// one per message; with every host down they are still all tried.
+func TestSMTPDownHostTriedLast(t *testing.T) {
+	down := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
+	down.Stop()
+	up := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
+	var dials sync.Map // host -> *atomic.Int32
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, _ := dials.LoadOrStore(addr, new(atomic.Int32))
+		c.(*atomic.Int32).Add(1)
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	count := func(h string) int32 {
+		c, ok := dials.Load(h)
+		if !ok {
+			return 0
+		}
+		return c.(*atomic.Int32).Load()
+	}
+	d, err := relay.New(relay.Config{Routes: route(down.Addr, up.Addr), Dial: dial, HostDownTime: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if errs := deliverDirect(t, d, "a@example.net"); errs[0] != nil {
+			t.Fatalf("delivery %d: %v", i, errs[0])
+		}
+	}
+	if got := len(up.Messages()); got != 4 {
+		t.Errorf("live host got %d of 4", got)
+	}
+	if n := count(down.Addr); n != 1 {
+		t.Errorf("down host dialed %d times, want once", n)
+	}
+	alone, err := relay.New(relay.Config{Routes: route(down.Addr), Dial: dial, HostDownTime: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := count(down.Addr)
+	errs := deliverDirect(t, alone, "a@example.net")
+	if queue.Classify(errs[0]) != queue.Temporary || count(down.Addr) != before+1 {
+		t.Errorf("every host down: %v after %d dials, want a temporary error after one more", errs[0], count(down.Addr)-before)
 	}
 }
