@@ -1,10 +1,25 @@
-// Package config is the one configuration schema of the example binaries
-// (scan, and the gateways to come), read from YAML with go.yaml.in/yaml/v3.
-// Library users configure packages directly in Go; this schema only maps a
-// file onto those Go structs. An embedded default needs no network.
+// Package config is Portcullis's one configuration schema, read from YAML
+// (go.yaml.in/yaml/v3), and the builder that turns it into a running
+// filter: the pipeline with every filter the file names (archive
+// inspector, rules, DNS lists and resolvers, clamd, ICAP and command-line
+// engines in one multi-engine scanner with its guard, breaker and cache),
+// the queue (the local spool or NATS JetStream), the quarantine, the relay
+// that delivers and the router that carries out verdicts. Every example
+// binary reads this schema; an integrator can too, or configure the
+// packages directly in Go.
 //
-// Errors name the file and the line. Unknown keys are errors, so a typo
-// does not silently disable a check.
+// Parse and Load read a file over the embedded default (DefaultYAML),
+// which needs no network: SMTP on 127.0.0.1:2525 relaying to
+// 127.0.0.1:2526, data under ./portcullis-data, the archive inspector and
+// the default rules on, DNS lists and AV engines off until configured.
+// Unknown keys are errors that name the file and line, so a typo never
+// silently disables a check; Check reports settings that parse but cannot
+// work (a DNS list without a resolver, an unknown AV mode).
+//
+// BuildPipeline makes the filters and the pipeline (the scan CLI needs no
+// more); Build makes the whole System. Both fail without side effects: what
+// was opened before an error is closed again. A System's Close shuts down
+// in the order that loses nothing: the router's stores last.
 package config
 
 import (
@@ -29,12 +44,118 @@ const MaxFileBytes = 4 << 20
 // Config is the whole schema. Sections of packages that a binary does not
 // use are ignored by it.
 type Config struct {
-	Policy  Policy  `yaml:"policy"`
-	Limits  Limits  `yaml:"limits"`
-	Archive Archive `yaml:"archive"`
-	Rules   Rules   `yaml:"rules"`
-	DNS     DNS     `yaml:"dns"`
-	AV      AV      `yaml:"av"`
+	Policy     Policy     `yaml:"policy"`
+	Limits     Limits     `yaml:"limits"`
+	Archive    Archive    `yaml:"archive"`
+	Rules      Rules      `yaml:"rules"`
+	DNS        DNS        `yaml:"dns"`
+	AV         AV         `yaml:"av"`
+	DataDir    string     `yaml:"data_dir"`
+	SMTP       SMTP       `yaml:"smtp"`
+	Relay      Relay      `yaml:"relay"`
+	Queue      Queue      `yaml:"queue"`
+	Quarantine Quarantine `yaml:"quarantine"`
+	Router     Router     `yaml:"router"`
+	Admin      Admin      `yaml:"admin"`
+}
+
+// SMTP configures the gateway's SMTP listener (package smtpd).
+type SMTP struct {
+	// Listen is the address, "127.0.0.1:2525" by default.
+	Listen string `yaml:"listen"`
+	// Domain names the gateway in the greeting.
+	Domain string `yaml:"domain"`
+	// MaxMessageBytes is advertised with SIZE; 0 means limits'
+	// max_message_bytes or the library default (64 MiB).
+	MaxMessageBytes int64 `yaml:"max_message_bytes"`
+	// MaxRecipients per transaction; 0 means 100.
+	MaxRecipients int `yaml:"max_recipients"`
+	// MaxConnections in total and per client IP; 0 means 1,000 and 20.
+	MaxConnections int `yaml:"max_connections"`
+	MaxPerIP       int `yaml:"max_per_ip"`
+	// MaxMessagesPerSession bounds transactions per connection; 0 means 1,000.
+	MaxMessagesPerSession int `yaml:"max_messages_per_session"`
+	// ReadTimeout and WriteTimeout bound every command; 0 means 5m and 1m.
+	ReadTimeout  Duration `yaml:"read_timeout"`
+	WriteTimeout Duration `yaml:"write_timeout"`
+	// TLSCert and TLSKey are PEM files; with both set STARTTLS is offered.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+}
+
+// Relay configures delivery of accepted mail (package relay).
+type Relay struct {
+	// Routes by recipient domain; "*" is every other domain.
+	Routes map[string]Route `yaml:"routes"`
+	// LocalName is sent in EHLO; "" means "localhost".
+	LocalName string `yaml:"local_name"`
+	// TLS is "opportunistic" (the default) or "required".
+	TLS string `yaml:"tls"`
+	// MaxConnsPerHost bounds connections to one next hop; 0 means 10.
+	MaxConnsPerHost int `yaml:"max_conns_per_host"`
+	// RatePerHost throttles transactions per second to one next hop; 0: none.
+	RatePerHost float64 `yaml:"rate_per_host"`
+}
+
+// Route is one route's next hops.
+type Route struct {
+	Hosts    []string `yaml:"hosts"`
+	Fallback []string `yaml:"fallback"`
+	LMTP     bool     `yaml:"lmtp"`
+}
+
+// Queue configures the queue (package queue, or queue/jetstream).
+type Queue struct {
+	// Backend is "spool" (the local spool under data_dir, the default) or
+	// "jetstream" (NATS JetStream at URL, shared by several gateways).
+	Backend string `yaml:"backend"`
+	// URL of the NATS server for backend jetstream.
+	URL string `yaml:"url"`
+	// Name of the shared JetStream queue; "" means "portcullis".
+	Name string `yaml:"name"`
+	// Replicas of the JetStream streams; 0 means 1.
+	Replicas int `yaml:"replicas"`
+	// Workers is how many deliveries run at once; 0 means 16.
+	Workers int `yaml:"workers"`
+	// RetryBase and RetryMax bound the retry backoff; 0 means 1m and 1h.
+	RetryBase Duration `yaml:"retry_base"`
+	RetryMax  Duration `yaml:"retry_max"`
+	// MaxLifetime before pending recipients bounce; 0 means 5 days.
+	MaxLifetime Duration `yaml:"max_lifetime"`
+	// Backpressure: 451 4.3.2 above MaxDepth entries (0 means 100,000) or
+	// when the oldest is older than MaxAge (0: off); 452 4.3.1 below
+	// MinFreeBytes free on the spool's disk (0 means 256 MiB).
+	MaxDepth     int      `yaml:"max_depth"`
+	MaxAge       Duration `yaml:"max_age"`
+	MinFreeBytes uint64   `yaml:"min_free_bytes"`
+	// Bounce is "bounce" (a DSN to the sender, the default) or "hold".
+	Bounce string `yaml:"bounce"`
+}
+
+// Quarantine configures the quarantine (package quarantine); it lives
+// where the queue does: under data_dir, or in JetStream.
+type Quarantine struct {
+	// Retention before Expire removes a held message; 0 means 30 days.
+	Retention Duration `yaml:"retention"`
+	// RescanRate bounds re-scanned messages per second; 0 means 50.
+	RescanRate float64 `yaml:"rescan_rate"`
+}
+
+// Router configures what verdicts do (package router).
+type Router struct {
+	// HeadersOnAccept adds the verdict headers to accepted mail too.
+	HeadersOnAccept bool `yaml:"headers_on_accept"`
+	// KeepDiscarded holds discarded mail in the quarantine.
+	KeepDiscarded bool `yaml:"keep_discarded"`
+}
+
+// Admin configures the admin HTTP listener (package admin).
+type Admin struct {
+	// Listen is the address; "" disables the listener.
+	Listen string `yaml:"listen"`
+	// TokenFile holds the bearer token of mutating endpoints; "" means
+	// data_dir/admin.token, generated (mode 0600) on first start.
+	TokenFile string `yaml:"token_file"`
 }
 
 // Policy maps onto filter.Policy.
@@ -104,6 +225,54 @@ type AV struct {
 	Timeout Duration `yaml:"timeout"`
 	// OnInfected is demanded by a confirmed detection (reject or quarantine).
 	OnInfected filter.Action `yaml:"on_infected"`
+	// OnDoubt is demanded by an unconfirmed detection (a suspect engine,
+	// below the quorum); unset means quarantine.
+	OnDoubt filter.Action `yaml:"on_doubt"`
+	// Command are command-line engines (clamscan and the like).
+	Command []Command `yaml:"command"`
+	// Backups are spare engines, by name ("clamd-2", "icap-1", a command's
+	// name), that scan in place of an unavailable one instead of with them.
+	Backups []string `yaml:"backups"`
+	// Breaker, Guard and Cache tune the multi-engine scanner; zero values
+	// are the library defaults.
+	Breaker Breaker `yaml:"breaker"`
+	Guard   Guard   `yaml:"guard"`
+	Cache   Cache   `yaml:"cache"`
+}
+
+// Command is one command-line engine (package scanner/command).
+type Command struct {
+	Name string   `yaml:"name"`
+	Path string   `yaml:"path"`
+	Args []string `yaml:"args"`
+	// Clean and Infected exit codes; defaults 0 and 1 (clamscan's).
+	Clean    []int `yaml:"clean"`
+	Infected []int `yaml:"infected"`
+	// Pattern is a regular expression whose first group names the
+	// signature; "" means clamscan's "FILE: NAME FOUND".
+	Pattern string   `yaml:"pattern"`
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Breaker is scanner.BreakerConfig.
+type Breaker struct {
+	Failures int      `yaml:"failures"`
+	Cooldown Duration `yaml:"cooldown"`
+}
+
+// Guard is scanner.GuardConfig: the faulty-update guard.
+type Guard struct {
+	Disabled bool    `yaml:"disabled"`
+	Window   int     `yaml:"window"`
+	MinScans int     `yaml:"min_scans"`
+	Multiple float64 `yaml:"multiple"`
+	Baseline float64 `yaml:"baseline"`
+}
+
+// Cache is scanner.CacheConfig: the result cache (entries -1 disables it).
+type Cache struct {
+	Entries int      `yaml:"entries"`
+	TTL     Duration `yaml:"ttl"`
 }
 
 // DNS configures the blocklist checks (package rbl). No list is queried
@@ -134,6 +303,9 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	*d = Duration(v)
 	return nil
 }
+
+// MarshalYAML writes the duration as "30s".
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
 
 // FilterPolicy converts to the library's type.
 func (p Policy) FilterPolicy() filter.Policy {

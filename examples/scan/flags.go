@@ -1,21 +1,10 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
-	"fmt"
-	"log/slog"
-	"time"
 
-	"github.com/portcullis-mail/portcullis/archive"
-	"github.com/portcullis-mail/portcullis/filter"
-	"github.com/portcullis-mail/portcullis/internal/config"
-	"github.com/portcullis-mail/portcullis/rbl"
-	"github.com/portcullis-mail/portcullis/rules"
-	"github.com/portcullis-mail/portcullis/scanner"
-	"github.com/portcullis-mail/portcullis/scanner/clamd"
-	"github.com/portcullis-mail/portcullis/scanner/icap"
+	"github.com/portcullis-mail/portcullis/config"
 )
 
 // extraFlags are the flags that configure one package each. Adding a
@@ -50,113 +39,4 @@ func (e *extraFlags) apply(cfg *config.Config) error {
 		return errors.New("-dnsbl and -uribl need at least one -resolver")
 	}
 	return nil
-}
-
-// build makes the filters the configuration asks for, and a function that
-// releases what they hold.
-func build(cfg *config.Config, log *slog.Logger) ([]filter.Filter, func(), error) {
-	var filters []filter.Filter
-	var closers []func()
-	closeAll := func() {
-		for _, c := range closers {
-			c()
-		}
-	}
-	fail := func(err error) ([]filter.Filter, func(), error) {
-		closeAll()
-		return nil, nil, err
-	}
-
-	var inspector *archive.Inspector
-	if a := cfg.Archive; a.Enabled {
-		inspector = archive.New(archive.Config{
-			Logger:            log,
-			AllowNested:       a.AllowNested,
-			BannedExtensions:  a.BannedExtensions,
-			BannedTypes:       a.BannedTypes,
-			AllowedExtensions: a.AllowedExtensions,
-			AllowedTypes:      a.AllowedTypes,
-			Limits:            archive.Limits{MaxDepth: a.MaxDepth, MaxTotalBytes: a.MaxTotalBytes, MaxEntries: a.MaxEntries},
-		})
-		filters = append(filters, inspector)
-	}
-
-	if av := cfg.AV; len(av.Clamd)+len(av.ICAP) > 0 {
-		var engines []scanner.Engine
-		for i, addr := range av.Clamd {
-			c, err := clamd.New(clamd.Config{Addr: addr, Name: fmt.Sprintf("clamd-%d", i+1)})
-			if err != nil {
-				return fail(fmt.Errorf("clamd %q: %w", addr, err))
-			}
-			engines = append(engines, c)
-		}
-		for i, u := range av.ICAP {
-			c, err := icap.New(icap.Config{URL: u, Name: fmt.Sprintf("icap-%d", i+1), MaxSize: av.ICAPMaxSize})
-			if err != nil {
-				return fail(fmt.Errorf("icap %q: %w", u, err))
-			}
-			engines = append(engines, c)
-		}
-		opts := scanner.Options{Engines: engines, Quorum: av.Quorum, Timeout: time.Duration(av.Timeout), Logger: log}
-		switch av.Mode {
-		case "", "any":
-			opts.Mode = scanner.AnyHit
-		case "quorum":
-			opts.Mode = scanner.Quorum
-		default:
-			return fail(fmt.Errorf("av mode %q: want any or quorum", av.Mode))
-		}
-		multi, err := scanner.NewMulti(opts)
-		if err != nil {
-			return fail(err)
-		}
-		closers = append(closers, func() { multi.Close() })
-		cfgAV := scanner.Config{Scanner: multi, OnInfected: av.OnInfected, Logger: log}
-		if inspector != nil {
-			cfgAV.Leaves = scanner.ArchiveLeaves(inspector)
-		}
-		f, err := scanner.New(cfgAV)
-		if err != nil {
-			return fail(err)
-		}
-		filters = append(filters, f)
-	}
-
-	if r := cfg.Rules; r.Default || len(r.Files) > 0 {
-		eng := rules.New(rules.Config{Default: r.Default, Files: r.Files, DetectType: archive.DetectType, Logger: log})
-		if err := eng.Reload(context.Background()); err != nil {
-			return fail(err)
-		}
-		filters = append(filters, eng)
-	}
-
-	if d := cfg.DNS; len(d.DNSBL)+len(d.URIBL) > 0 {
-		var lists []rbl.List
-		for _, spec := range d.DNSBL {
-			l, err := rbl.ParseList(rbl.IPList, spec)
-			if err != nil {
-				return fail(fmt.Errorf("dnsbl %q: %w", spec, err))
-			}
-			lists = append(lists, l)
-		}
-		for _, spec := range d.URIBL {
-			l, err := rbl.ParseList(rbl.DomainList, spec)
-			if err != nil {
-				return fail(fmt.Errorf("uribl %q: %w", spec, err))
-			}
-			lists = append(lists, l)
-		}
-		c, err := rbl.NewChecker(rbl.Config{Resolvers: d.Resolvers, Lists: lists, OnUnknown: d.OnUnknown, Logger: log, HealthInterval: -1})
-		if err != nil {
-			return fail(err)
-		}
-		closers = append(closers, func() { c.Close() })
-		// One health round (RFC 5782 test points) before the only message:
-		// a resolver that hijacks NXDOMAIN is out of the chain from the start.
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		c.CheckHealth(ctx)
-		cancel()
-		filters = append(filters, c.Filters()...)
-	}
-	return filters, closeAll, nil
 }

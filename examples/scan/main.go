@@ -21,8 +21,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/filter"
-	"github.com/portcullis-mail/portcullis/internal/config"
 )
 
 func main() {
@@ -120,11 +120,11 @@ func scan(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if o.verbose {
 		logger = slog.New(slog.NewTextHandler(stderr, nil))
 	}
-	filters, closeAll, err := build(cfg, logger)
+	built, err := config.BuildFilters(context.Background(), cfg, config.Options{Logger: logger})
 	if err != nil {
 		return err
 	}
-	defer closeAll()
+	defer built.Close()
 
 	msg, cleanup, err := openMessage(fs.Arg(0), stdin, env, cfg.Limits.FilterLimits())
 	if err != nil {
@@ -132,8 +132,7 @@ func scan(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	defer cleanup()
 
-	p := filter.NewPipeline(filter.Options{Policy: cfg.Policy.FilterPolicy(), Logger: logger}, filters...)
-	v := p.CheckAll(context.Background(), msg)
+	v := built.Pipeline.CheckAll(context.Background(), msg)
 	return printVerdict(stdout, o.format, v)
 }
 

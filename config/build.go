@@ -1,0 +1,226 @@
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/archive"
+	"github.com/portcullis-mail/portcullis/filter"
+	"github.com/portcullis-mail/portcullis/rbl"
+	"github.com/portcullis-mail/portcullis/rules"
+	"github.com/portcullis-mail/portcullis/scanner"
+	"github.com/portcullis-mail/portcullis/scanner/clamd"
+	"github.com/portcullis-mail/portcullis/scanner/command"
+	"github.com/portcullis-mail/portcullis/scanner/icap"
+)
+
+// Options are what a builder needs beyond the file.
+type Options struct {
+	Logger  *slog.Logger   // nil discards
+	Metrics filter.Metrics // nil discards
+}
+
+func (o Options) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return o.Logger
+}
+
+// Filters is the pipeline a configuration names, with handles on the
+// filters that an operator acts on while it runs.
+type Filters struct {
+	Pipeline  *filter.Pipeline
+	Inspector *archive.Inspector // nil when archive is off
+	Rules     *rules.Engine      // nil when no rules are configured; Reload on SIGHUP
+	Lists     *rbl.Checker       // nil when no DNS list is configured
+	Scanner   *scanner.Multi     // nil when no AV engine is configured
+
+	closers []func() error
+}
+
+// Names lists the pipeline's filters by name, in order.
+func (f *Filters) Names() []string {
+	var out []string
+	for _, x := range f.Pipeline.Filters() {
+		out = append(out, x.Name())
+	}
+	return out
+}
+
+// Close releases what the filters hold (engine connections, resolvers).
+func (f *Filters) Close() error {
+	var errs []error
+	for i := len(f.closers) - 1; i >= 0; i-- {
+		errs = append(errs, f.closers[i]())
+	}
+	f.closers = nil
+	return errors.Join(errs...)
+}
+
+// BuildFilters makes every filter the configuration names and the
+// pipeline over them. Rules are loaded (and gated on their regression
+// corpus) before it returns; DNS resolvers get one health round.
+func BuildFilters(ctx context.Context, cfg *Config, opts Options) (*Filters, error) {
+	return buildFilters(ctx, cfg, opts, filter.SpoolConfig{}, true)
+}
+
+// buildFilters builds for one-shot use (the scan CLI: one health round of
+// the DNS resolvers now, none in the background) or for a server (the
+// health check runs in the background; the lists are not ready, and mail
+// is tempfailed, until its first round is done).
+func buildFilters(ctx context.Context, cfg *Config, opts Options, spool filter.SpoolConfig, oneShot bool) (*Filters, error) {
+	if err := cfg.checkFilters(); err != nil {
+		return nil, err
+	}
+	log := opts.logger()
+	f := &Filters{}
+	var list []filter.Filter
+	fail := func(err error) (*Filters, error) {
+		f.Close()
+		return nil, err
+	}
+
+	if a := cfg.Archive; a.Enabled {
+		f.Inspector = archive.New(archive.Config{
+			Logger:            log,
+			AllowNested:       a.AllowNested,
+			BannedExtensions:  a.BannedExtensions,
+			BannedTypes:       a.BannedTypes,
+			AllowedExtensions: a.AllowedExtensions,
+			AllowedTypes:      a.AllowedTypes,
+			Limits:            archive.Limits{MaxDepth: a.MaxDepth, MaxTotalBytes: a.MaxTotalBytes, MaxEntries: a.MaxEntries},
+		})
+		list = append(list, f.Inspector)
+	}
+
+	if av := cfg.AV; len(engineNames(av)) > 0 {
+		av, err := buildScanner(cfg.AV, f, log, opts.Metrics)
+		if err != nil {
+			return fail(err)
+		}
+		list = append(list, av)
+	}
+
+	if r := cfg.Rules; r.Default || len(r.Files) > 0 {
+		f.Rules = rules.New(rules.Config{Default: r.Default, Files: r.Files, DetectType: archive.DetectType, Logger: log, Metrics: opts.Metrics})
+		if err := f.Rules.Reload(ctx); err != nil {
+			return fail(fmt.Errorf("config: rules: %w", err))
+		}
+		list = append(list, f.Rules)
+	}
+
+	if d := cfg.DNS; len(d.DNSBL)+len(d.URIBL) > 0 {
+		var lists []rbl.List
+		for _, spec := range d.DNSBL {
+			l, err := rbl.ParseList(rbl.IPList, spec)
+			if err != nil {
+				return fail(fmt.Errorf("config: dnsbl %q: %w", spec, err))
+			}
+			lists = append(lists, l)
+		}
+		for _, spec := range d.URIBL {
+			l, err := rbl.ParseList(rbl.DomainList, spec)
+			if err != nil {
+				return fail(fmt.Errorf("config: uribl %q: %w", spec, err))
+			}
+			lists = append(lists, l)
+		}
+		rc := rbl.Config{Resolvers: d.Resolvers, Lists: lists, OnUnknown: d.OnUnknown, Logger: log, Metrics: opts.Metrics}
+		if oneShot {
+			rc.HealthInterval = -1
+		}
+		c, err := rbl.NewChecker(rc)
+		if err != nil {
+			return fail(fmt.Errorf("config: dns: %w", err))
+		}
+		f.Lists = c
+		f.closers = append(f.closers, c.Close)
+		if oneShot {
+			// One health round (RFC 5782 test points) before the only
+			// message: a resolver that hijacks NXDOMAIN is out from the start.
+			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			c.CheckHealth(hctx)
+			cancel()
+		}
+		list = append(list, c.Filters()...)
+	}
+
+	f.Pipeline = filter.NewPipeline(filter.Options{Policy: cfg.Policy.FilterPolicy(), Limits: cfg.Limits.FilterLimits(),
+		Spool: spool, Logger: log, Metrics: opts.Metrics}, list...)
+	return f, nil
+}
+
+// buildScanner makes the engines, the multi-engine scanner over them and
+// the filter that scans messages with it.
+func buildScanner(av AV, f *Filters, log *slog.Logger, m filter.Metrics) (filter.Filter, error) {
+	var engines []scanner.Engine
+	for i, addr := range av.Clamd {
+		c, err := clamd.New(clamd.Config{Addr: addr, Name: fmt.Sprintf("clamd-%d", i+1)})
+		if err != nil {
+			return nil, fmt.Errorf("config: clamd %q: %w", addr, err)
+		}
+		engines = append(engines, c)
+	}
+	for i, u := range av.ICAP {
+		c, err := icap.New(icap.Config{URL: u, Name: fmt.Sprintf("icap-%d", i+1), MaxSize: av.ICAPMaxSize})
+		if err != nil {
+			return nil, fmt.Errorf("config: icap %q: %w", u, err)
+		}
+		engines = append(engines, c)
+	}
+	for i, cmd := range av.Command {
+		cc := command.Config{Path: cmd.Path, Args: cmd.Args, Name: commandName(i, cmd), Clean: cmd.Clean, Infected: cmd.Infected, Timeout: time.Duration(cmd.Timeout)}
+		if cmd.Pattern != "" {
+			cc.Pattern = regexp.MustCompile(cmd.Pattern) // checked by checkFilters
+		}
+		c, err := command.New(cc)
+		if err != nil {
+			return nil, fmt.Errorf("config: command %q: %w", cmd.Path, err)
+		}
+		engines = append(engines, c)
+	}
+	backup := map[string]bool{}
+	for _, b := range av.Backups {
+		backup[b] = true
+	}
+	opts := scanner.Options{
+		Quorum:  av.Quorum,
+		Timeout: time.Duration(av.Timeout),
+		Breaker: scanner.BreakerConfig{Failures: av.Breaker.Failures, Cooldown: time.Duration(av.Breaker.Cooldown)},
+		Guard: scanner.GuardConfig{Disabled: av.Guard.Disabled, Window: av.Guard.Window, MinScans: av.Guard.MinScans,
+			Multiple: av.Guard.Multiple, Baseline: av.Guard.Baseline},
+		Cache:   scanner.CacheConfig{Entries: av.Cache.Entries, TTL: time.Duration(av.Cache.TTL)},
+		Logger:  log,
+		Metrics: m,
+	}
+	for i, e := range engines {
+		if backup[engineNames(av)[i]] {
+			opts.Backups = append(opts.Backups, e)
+		} else {
+			opts.Engines = append(opts.Engines, e)
+		}
+	}
+	if av.Mode == "quorum" {
+		opts.Mode = scanner.Quorum
+	}
+	multi, err := scanner.NewMulti(opts)
+	if err != nil {
+		return nil, fmt.Errorf("config: av: %w", err)
+	}
+	f.Scanner = multi
+	f.closers = append(f.closers, multi.Close)
+	sc := scanner.Config{Scanner: multi, OnInfected: av.OnInfected, OnDoubt: av.OnDoubt, Logger: log, Metrics: m}
+	if f.Inspector != nil {
+		sc.Leaves = scanner.ArchiveLeaves(f.Inspector)
+	}
+	s, err := scanner.New(sc)
+	if err != nil {
+		return nil, fmt.Errorf("config: av: %w", err)
+	}
+	return s, nil
+}

@@ -1,0 +1,73 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestDefaultParses(t *testing.T) {
+	c := Default()
+	if c.SMTP.Listen != "127.0.0.1:2525" || c.Relay.Routes["*"].Hosts[0] != "127.0.0.1:2526" || c.Admin.Listen != "127.0.0.1:8025" {
+		t.Errorf("default: %+v %+v %+v", c.SMTP, c.Relay, c.Admin)
+	}
+	if !c.Archive.Enabled || !c.Rules.Default || len(c.AV.Clamd)+len(c.DNS.DNSBL) != 0 {
+		t.Errorf("default filters: archive %v rules %v", c.Archive.Enabled, c.Rules.Default)
+	}
+	if err := c.Check(); err != nil {
+		t.Errorf("default does not check: %v", err)
+	}
+}
+
+func TestUnknownKeyNamesLine(t *testing.T) {
+	_, err := Parse("x.yaml", []byte("smtp:\n  listen: 127.0.0.1:1\n  lisen: typo\n"))
+	if err == nil || !strings.Contains(err.Error(), "line 3") || !strings.Contains(err.Error(), "lisen") {
+		t.Fatalf("unknown key: %v, want an error naming line 3 and the key", err)
+	}
+}
+
+func TestFileOverridesDefault(t *testing.T) {
+	c, err := Parse("x.yaml", []byte("smtp:\n  listen: 127.0.0.1:9\nqueue:\n  max_depth: 5\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SMTP.Listen != "127.0.0.1:9" || c.Queue.MaxDepth != 5 || c.SMTP.MaxPerIP != 20 || !c.Rules.Default {
+		t.Errorf("merged: %+v %+v", c.SMTP, c.Queue)
+	}
+}
+
+func TestCheckRefuses(t *testing.T) {
+	for _, y := range []string{
+		"dns:\n  dnsbl: [zen]\n",
+		"av:\n  mode: most\n",
+		"queue:\n  backend: kafka\n",
+		"queue:\n  backend: jetstream\n",
+		"queue:\n  bounce: maybe\n",
+		"relay:\n  tls: sometimes\n",
+		"smtp:\n  tls_cert: a.pem\n",
+		"smtp:\n  listen: \"\"\n",
+		"data_dir: \"\"\n",
+		"av:\n  backups: [nope]\n",
+	} {
+		c, err := Parse("x.yaml", []byte(y))
+		if err != nil {
+			t.Fatalf("%q: %v", y, err)
+		}
+		if err := c.Check(); err == nil {
+			t.Errorf("%q: Check accepted it", y)
+		}
+	}
+}
+
+func TestMarshalRoundTrip(t *testing.T) {
+	b, err := Default().Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse("printed.yaml", b)
+	if err != nil {
+		t.Fatalf("printed configuration does not parse: %v\n%s", err, b)
+	}
+	if c.SMTP != Default().SMTP || c.Queue != Default().Queue {
+		t.Errorf("round trip changed the configuration")
+	}
+}
