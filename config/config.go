@@ -122,6 +122,9 @@ type Queue struct {
 	RetryMax  Duration `yaml:"retry_max"`
 	// MaxLifetime before pending recipients bounce; 0 means 5 days.
 	MaxLifetime Duration `yaml:"max_lifetime"`
+	// MaxCrashes is how many attempts of one message may die with the
+	// process before it is held (the poison guard); 0 means 3.
+	MaxCrashes int `yaml:"max_crashes"`
 	// Backpressure: 451 4.3.2 above MaxDepth entries (0 means 100,000) or
 	// when the oldest is older than MaxAge (0: off); 452 4.3.1 below
 	// MinFreeBytes free on the spool's disk (0 means 256 MiB).

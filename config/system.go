@@ -165,7 +165,7 @@ func buildRelay(cfg *Config, opts Options) (*relay.SMTP, error) {
 func queueConfig(cfg *Config, opts Options, d queue.Deliverer) queue.Config {
 	q := cfg.Queue
 	c := queue.Config{Deliverer: d, Workers: q.Workers, RetryBase: time.Duration(q.RetryBase), RetryMax: time.Duration(q.RetryMax),
-		MaxLifetime: time.Duration(q.MaxLifetime), MaxDepth: q.MaxDepth, MaxAge: time.Duration(q.MaxAge),
+		MaxLifetime: time.Duration(q.MaxLifetime), MaxCrashes: q.MaxCrashes, MaxDepth: q.MaxDepth, MaxAge: time.Duration(q.MaxAge),
 		MinFreeBytes: q.MinFreeBytes, MaxMessageBytes: cfg.maxMessageBytes(), Hostname: cfg.SMTP.Domain,
 		Logger: opts.Logger, Metrics: opts.Metrics}
 	if q.Bounce == "hold" {
