@@ -35,7 +35,7 @@ import (
 
 	"github.com/portcullis-mail/portcullis/archive"
 	"github.com/portcullis-mail/portcullis/filter"
-	"github.com/portcullis-mail/portcullis/internal/config"
+	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/milterd"
 	"github.com/portcullis-mail/portcullis/quarantine"
 	"github.com/portcullis-mail/portcullis/queue"
