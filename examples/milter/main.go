@@ -34,8 +34,8 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/archive"
-	"github.com/portcullis-mail/portcullis/filter"
 	"github.com/portcullis-mail/portcullis/config"
+	"github.com/portcullis-mail/portcullis/filter"
 	"github.com/portcullis-mail/portcullis/milterd"
 	"github.com/portcullis-mail/portcullis/quarantine"
 	"github.com/portcullis-mail/portcullis/queue"
