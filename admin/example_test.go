@@ -1,0 +1,93 @@
+package admin_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+
+	"github.com/portcullis-mail/portcullis/admin"
+)
+
+// Example mounts the admin handler under /admin/ of an integrator's own
+// server, next to the routes it already has. A gateway passes its
+// quarantine, its pipeline and promhttp.Handler() as well.
+func Example() {
+	dir, _ := os.MkdirTemp("", "admin-example")
+	defer os.RemoveAll(dir)
+	token, _, _, err := admin.EnsureToken(dir) // mode 0600, kept across restarts
+	if err != nil {
+		panic(err)
+	}
+	loaded := false
+	h, err := admin.New(admin.Config{
+		Token:    token,
+		BasePath: "/admin",
+		Ready: func(context.Context) error {
+			if !loaded {
+				return errors.New("rules not loaded")
+			}
+			return nil
+		},
+		Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "portcullis_up 1") }),
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer h.Close()
+
+	mux := http.NewServeMux()
+	mux.Handle("/admin/", http.StripPrefix("/admin", h))
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "the integrator's own page") })
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	get := func(path, tok string) {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			panic(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		fmt.Printf("%s %d %s\n", path, resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	get("/admin/healthz", "")
+	get("/admin/readyz", "")
+	loaded = true
+	get("/admin/readyz", "")
+	get("/admin/metrics", "")
+	get("/admin/api/quarantine", "")    // no token
+	get("/admin/api/quarantine", token) // no quarantine configured here
+	get("/", "")
+	// Output:
+	// /admin/healthz 200 ok
+	// /admin/readyz 503 not ready: rules not loaded
+	// /admin/readyz 200 ready
+	// /admin/metrics 200 portcullis_up 1
+	// /admin/api/quarantine 401 {
+	//   "error": "a valid bearer token is required"
+	// }
+	// /admin/api/quarantine 503 {
+	//   "error": "no quarantine configured"
+	// }
+	// / 200 the integrator's own page
+}
+
+// ExampleHashPassword makes the hash of a console user's password.
+func ExampleHashPassword() {
+	hash, err := admin.HashPassword("correct horse battery staple")
+	if err != nil {
+		panic(err)
+	}
+	_, err = admin.New(admin.Config{Users: []admin.User{{Name: "alice", PasswordHash: hash, Recipients: []string{"alice@example.net"}}}})
+	fmt.Println(strings.HasPrefix(hash, "$2a$"), err)
+	// Output: true <nil>
+}
