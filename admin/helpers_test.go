@@ -77,7 +77,8 @@ func (l *logBuffer) String() string {
 
 // env is a handler over a real quarantine on a temporary directory, a
 // recording sink and a pipeline whose "av" filter flags messages that
-// contain EICAR-LIKE while dirty is set.
+// contain EICAR-LIKE while dirty is set, and a "rules" filter that
+// always flags BUY NOW.
 type env struct {
 	t     *testing.T
 	q     *quarantine.Manager
@@ -130,7 +131,16 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		}
 		return r, nil
 	})
-	e.pipe = filter.NewPipeline(filter.Options{Policy: filter.DefaultPolicy()}, av)
+	rules := filter.Func("rules", func(_ context.Context, m *filter.Message) (filter.Result, error) {
+		var r filter.Result
+		b, _ := io.ReadAll(m.Reader())
+		if bytes.Contains(b, []byte("BUY NOW")) {
+			r.Add("RULE_SHOUTING", 6, "rules: BUY NOW")
+			r.Demand(filter.Quarantine)
+		}
+		return r, nil
+	})
+	e.pipe = filter.NewPipeline(filter.Options{Policy: filter.DefaultPolicy()}, av, rules)
 	cfg := Config{
 		Quarantine: e.q,
 		Pipeline:   func() *filter.Pipeline { return e.pipe },

@@ -238,7 +238,7 @@ func (h *Handler) runJob(j *job) {
 	inRow := 0
 	for _, t := range j.targets {
 		if pipe == nil {
-			j.end("failed", errNoPipeline)
+			j.end("failed", errNoPipeline, h.cfg.Now())
 			return
 		}
 		rep, err := h.cfg.Quarantine.Rescan(h.ctx, pipe, rescanOptions{Filter: narrow(t), Run: j.run})
@@ -253,7 +253,7 @@ func (h *Handler) runJob(j *job) {
 		h.subjects.Remove(t.ID)
 		switch {
 		case h.ctx.Err() != nil:
-			j.end("cancelled", h.ctx.Err())
+			j.end("cancelled", h.ctx.Err(), h.cfg.Now())
 			return
 		case err != nil:
 			inRow++
@@ -263,25 +263,25 @@ func (h *Handler) runJob(j *job) {
 			j.err = err
 			j.mu.Unlock()
 			if inRow == maxJobErrors {
-				j.end("failed", fmt.Errorf("stopped after %d failures in a row: %w", inRow, err))
+				j.end("failed", fmt.Errorf("stopped after %d failures in a row: %w", inRow, err), h.cfg.Now())
 				return
 			}
 		default:
 			inRow = 0
 		}
 	}
-	j.end("done", nil)
+	j.end("done", nil, h.cfg.Now())
 	st := j.status()
 	h.log.Info("admin: re-scan finished", "who", j.who.Name, "via", j.who.Via, "job", j.id, "messages", st.Total,
 		"released", st.Released, "kept", st.Kept, "skipped", st.Skipped, "failed", st.Failed,
 		"seconds", h.cfg.Now().Sub(j.started).Seconds())
 }
 
-func (j *job) end(state string, err error) {
+func (j *job) end(state string, err error, now time.Time) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.state = state
-	j.finished = time.Now()
+	j.finished = now
 	if err != nil {
 		j.err = err
 	}
