@@ -52,8 +52,9 @@ type Config struct {
 	// Ready reports readiness for /readyz: nil error means ready. nil
 	// means always ready. It is called with the request's context.
 	Ready func(ctx context.Context) error
-	// Metrics serves /metrics (promhttp.Handler(), say); nil answers 404.
-	Metrics http.Handler
+	// MetricsHandler serves /metrics (promhttp.Handler(), say); nil
+	// answers 404.
+	MetricsHandler http.Handler
 
 	// Token is the admin token: the bearer token of the JSON API and a
 	// console login with every right. Token and TokenFile are
@@ -92,6 +93,11 @@ type Config struct {
 	// Logger receives one line per request that changes something (who,
 	// what, which message) and per refused login; nil discards.
 	Logger *slog.Logger
+	// Metrics counts logins (portcullis_admin_logins_total by result),
+	// refused requests (portcullis_admin_refused_total by reason: token,
+	// csrf) and actions (portcullis_admin_actions_total by action and
+	// result); nil is a no-op.
+	Metrics filter.Metrics
 	// Now replaces time.Now (tests).
 	Now func() time.Time
 }
@@ -126,6 +132,7 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	cfg.Metrics = filter.OrNop(cfg.Metrics)
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = 12 * time.Hour
 	}
@@ -258,12 +265,12 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) metrics(w http.ResponseWriter, r *http.Request) {
-	if h.cfg.Metrics == nil {
+	if h.cfg.MetricsHandler == nil {
 		http.NotFound(w, r)
 		return
 	}
 	// The metrics handler sets its own content type; the CSP stays.
-	h.cfg.Metrics.ServeHTTP(w, r)
+	h.cfg.MetricsHandler.ServeHTTP(w, r)
 }
 
 // tokenOK compares a presented token with the admin token in constant
@@ -277,3 +284,12 @@ func (h *Handler) tokenOK(t string) bool {
 }
 
 func (h *Handler) url(path string) string { return h.cfg.BasePath + path }
+
+// counted records an action's outcome in the metrics.
+func (h *Handler) counted(action string, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	h.cfg.Metrics.Add("portcullis_admin_actions_total", 1, "action", action, "result", result)
+}

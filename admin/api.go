@@ -19,6 +19,7 @@ func (h *Handler) api(fn func(w http.ResponseWriter, r *http.Request, p principa
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || !h.tokenOK(strings.TrimSpace(tok)) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis"`)
+			h.cfg.Metrics.Add("portcullis_admin_refused_total", 1, "reason", "token")
 			h.log.Warn("admin: API request refused: no valid bearer token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
 			jsonError(w, http.StatusUnauthorized, "a valid bearer token is required")
 			return
@@ -246,6 +247,7 @@ func (h *Handler) release(ctx context.Context, p principal, id, remote string) (
 		return "", err
 	}
 	qid, err := h.cfg.Quarantine.Release(ctx, it.ID)
+	h.counted("release", err)
 	if err != nil {
 		h.log.Warn("admin: release failed", "who", p.Name, "via", p.Via, "id", it.ID, "remote", remote, "err", err)
 		return "", err
@@ -261,7 +263,9 @@ func (h *Handler) remove(ctx context.Context, p principal, id, remote string) er
 	if err != nil {
 		return err
 	}
-	if err := h.cfg.Quarantine.Delete(ctx, it.ID); err != nil {
+	err = h.cfg.Quarantine.Delete(ctx, it.ID)
+	h.counted("delete", err)
+	if err != nil {
 		h.log.Warn("admin: delete failed", "who", p.Name, "via", p.Via, "id", it.ID, "remote", remote, "err", err)
 		return err
 	}

@@ -24,7 +24,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 	})
 	e := newEnv(t, func(c *Config) {
 		c.Ready = func(context.Context) error { return ready }
-		c.Metrics = metrics
+		c.MetricsHandler = metrics
 	})
 	resp, body := e.api("GET", "/healthz", "-", nil)
 	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != "ok" {

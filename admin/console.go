@@ -143,6 +143,7 @@ func (h *Handler) form(fn func(w http.ResponseWriter, r *http.Request, s *sessio
 			return
 		}
 		if !sameOrigin(r) || !sameString(r.PostForm.Get("csrf"), s.csrf) {
+			h.cfg.Metrics.Add("portcullis_admin_refused_total", 1, "reason", "csrf")
 			h.log.Warn("admin: form refused: bad CSRF token or origin", "who", s.who.Name, "path", r.URL.Path,
 				"origin", r.Header.Get("Origin"), "remote", r.RemoteAddr)
 			h.renderError(w, s, http.StatusForbidden, "The form has expired or did not come from this console; reload the page and try again.")
@@ -190,11 +191,13 @@ func (h *Handler) postLogin(w http.ResponseWriter, r *http.Request) {
 	who, ok := h.authenticate(name, r.PostForm.Get("password"))
 	if !ok {
 		h.logins.Allow()
+		h.cfg.Metrics.Add("portcullis_admin_logins_total", 1, "result", "refused")
 		h.log.Warn("admin: login refused", "user", name, "remote", r.RemoteAddr)
 		h.renderLogin(w, r, http.StatusUnauthorized, "Wrong user or password.")
 		return
 	}
 	s := h.sessions.create(who)
+	h.cfg.Metrics.Add("portcullis_admin_logins_total", 1, "result", "ok")
 	http.SetCookie(w, h.cookie(r, sessionCookie, s.id, int(h.cfg.SessionTTL/time.Second)))
 	http.SetCookie(w, h.cookie(r, loginCookie, "", -1))
 	h.log.Info("admin: logged in", "who", who.Name, "via", who.Via, "remote", r.RemoteAddr)
@@ -289,7 +292,7 @@ var bulkVerb = map[string]string{"release": "Released", "delete": "Deleted", "":
 func (h *Handler) pageMessage(w http.ResponseWriter, r *http.Request, s *session) {
 	it, raw, err := h.fetch(r.Context(), s.who, r.PathValue("id"))
 	if errors.Is(err, errCorrupt) {
-		h.renderError(w, s, http.StatusConflict, "The stored message fails its checksum: it is kept, and cannot be shown or released.")
+		h.renderError(w, s, http.StatusInternalServerError, "The stored message fails its checksum: it is kept, and cannot be shown or released; it can be deleted.")
 		return
 	}
 	if err != nil {
@@ -369,6 +372,7 @@ func (h *Handler) rescanOne(ctx context.Context, p principal, id, remote string)
 		return "", errNoPipeline
 	}
 	rep, err := h.cfg.Quarantine.Rescan(ctx, pipe, rescanOptions{Filter: narrow(targetOf(it)), Run: "console-one-" + randomString(6)})
+	h.counted("rescan", err)
 	h.subjects.Remove(it.ID)
 	if err != nil {
 		h.log.Warn("admin: re-scan failed", "who", p.Name, "via", p.Via, "id", it.ID, "remote", remote, "err", err)

@@ -24,6 +24,9 @@ func TestConsoleLogin(t *testing.T) {
 			t.Errorf("login %q/%q: %d", c.user, c.pw, resp.StatusCode)
 		}
 	}
+	if n := e.count.get("portcullis_admin_logins_total{result,refused}"); n != 4 {
+		t.Errorf("logins_total{refused} = %v", n)
+	}
 	if !strings.Contains(e.log.String(), `msg="admin: login refused" user=alice`) {
 		t.Error("a refused login is not logged")
 	}
@@ -206,6 +209,9 @@ func TestConsoleCSRF(t *testing.T) {
 	if len(e.held()) != 1 || len(e.sink.released()) != 0 {
 		t.Fatal("a refused form changed the quarantine")
 	}
+	if n := e.count.get("portcullis_admin_refused_total{reason,csrf}"); n != float64(4*len(paths)+1) {
+		t.Errorf("refused_total{csrf} = %v", n)
+	}
 	if _, body := b.get("/quarantine"); !strings.Contains(body, "admin-token") {
 		t.Error("a refused logout logged out")
 	}
@@ -264,6 +270,11 @@ func TestConsoleActions(t *testing.T) {
 	}
 	if len(e.held()) != 0 || len(e.sink.released()) != 4 {
 		t.Fatalf("left %d, released %d", len(e.held()), len(e.sink.released()))
+	}
+	if e.count.get("portcullis_admin_actions_total{action,release,result,ok}") != 2 ||
+		e.count.get("portcullis_admin_actions_total{action,delete,result,ok}") != 1 ||
+		e.count.get("portcullis_admin_actions_total{action,rescan,result,ok}") != 1 {
+		t.Errorf("action counters: %v", e.count.m)
 	}
 }
 

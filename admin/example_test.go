@@ -33,7 +33,7 @@ func Example() {
 			}
 			return nil
 		},
-		Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "portcullis_up 1") }),
+		MetricsHandler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "portcullis_up 1") }),
 	})
 	if err != nil {
 		panic(err)

@@ -57,6 +57,29 @@ func (s *sink) released() []sunk {
 	return append([]sunk(nil), s.msgs...)
 }
 
+// counters records metric additions by name and labels.
+type counters struct {
+	mu sync.Mutex
+	m  map[string]float64
+}
+
+func (c *counters) Add(name string, d float64, labels ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]float64{}
+	}
+	c.m[name+"{"+strings.Join(labels, ",")+"}"] += d
+}
+func (c *counters) Set(string, float64, ...string)     {}
+func (c *counters) Observe(string, float64, ...string) {}
+
+func (c *counters) get(key string) float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[key]
+}
+
 // logBuffer collects the handler's log lines.
 type logBuffer struct {
 	mu sync.Mutex
@@ -86,6 +109,7 @@ type env struct {
 	h     *Handler
 	srv   *httptest.Server
 	log   *logBuffer
+	count *counters
 	dirty atomic.Bool
 	pipe  *filter.Pipeline
 	gate  atomic.Pointer[chan struct{}] // when set, the av filter waits for it
@@ -107,7 +131,7 @@ type envOption func(*Config)
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
-	e := &env{t: t, sink: &sink{}, log: &logBuffer{}}
+	e := &env{t: t, sink: &sink{}, log: &logBuffer{}, count: &counters{}}
 	e.dirty.Store(true)
 	e.clock.Store(time.Date(2026, 12, 1, 4, 0, 0, 0, time.UTC).UnixMilli())
 	store, err := quarantine.OpenDir(t.TempDir(), quarantine.DirConfig{})
@@ -150,8 +174,9 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 			{Name: "bob", PasswordHash: mustHash(t, "bob-pw"), Recipients: []string{"Bob@Example.net"}},
 			{Name: "ops", PasswordHash: mustHash(t, "ops-pw"), Admin: true},
 		},
-		Logger: slog.New(slog.NewTextHandler(e.log, nil)),
-		Now:    e.now,
+		Logger:  slog.New(slog.NewTextHandler(e.log, nil)),
+		Now:     e.now,
+		Metrics: e.count,
 	}
 	for _, o := range opts {
 		o(&cfg)

@@ -161,6 +161,7 @@ func (h *Handler) startRescan(ctx context.Context, p principal, f filters, ids [
 	if err := h.jobs.add(j); err != nil {
 		return nil, err
 	}
+	h.counted("bulk-rescan", nil)
 	h.log.Info("admin: re-scan started", "who", p.Name, "via", p.Via, "job", j.id, "messages", len(j.targets),
 		"filters", f.values().Encode(), "remote", remote)
 	h.wg.Add(1)
