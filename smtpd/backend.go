@@ -105,6 +105,7 @@ type session struct {
 	start  time.Time
 	tx     *filter.Transaction
 	tls    bool
+	helo   string
 	msgs   int // transactions that reached DATA
 }
 
@@ -132,7 +133,8 @@ func (s *session) begin() error {
 	if v := s.tx.Connect(s.ctx); refuses(v) {
 		return s.refuse(filter.Connect, v)
 	}
-	if v := s.tx.Helo(s.ctx, s.c.Hostname()); refuses(v) {
+	s.helo = s.c.Hostname()
+	if v := s.tx.Helo(s.ctx, s.helo); refuses(v) {
 		return s.refuse(filter.Helo, v)
 	}
 	return nil
@@ -172,6 +174,13 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 		s.tx.Close()
 		if err := s.begin(); err != nil {
 			return err
+		}
+	} else if h := s.c.Hostname(); h != s.helo {
+		// A second EHLO: go-smtp only resets the session; the new name
+		// replaces the old one and its evidence.
+		s.helo = h
+		if v := s.tx.Helo(s.ctx, h); refuses(v) {
+			return s.refuse(filter.Helo, v)
 		}
 	}
 	if v := s.tx.Mail(s.ctx, from); refuses(v) {
