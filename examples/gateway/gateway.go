@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/portcullis-mail/portcullis/adapters/prommetrics"
+	"github.com/portcullis-mail/portcullis/config"
+	"github.com/portcullis-mail/portcullis/smtpd"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// running is a started gateway.
+type running struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	metrics *prommetrics.Metrics
+	sys     *config.System
+	smtp    *smtp.Server
+	smtpLn  net.Listener
+	admin   *http.Server
+	adminLn net.Listener
+	served  chan error
+}
+
+// start builds the system, listens and serves, and logs the one start-up
+// line. Nothing is left open when it fails.
+func start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*running, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	g := &running{cfg: cfg, log: log, metrics: prommetrics.New(reg, nil), served: make(chan error, 2)}
+	opts := config.Options{Logger: log, Metrics: g.metrics}
+
+	sys, err := config.Build(ctx, cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	g.sys = sys
+	fail := func(err error) (*running, error) {
+		g.closeAll()
+		return nil, err
+	}
+
+	be, err := smtpd.NewBackend(smtpd.Config{
+		Pipeline:              sys.Filters.Pipeline,
+		Router:                sys.Router,
+		MaxMessagesPerSession: cfg.SMTP.MaxMessagesPerSession,
+		Ready:                 sys.Ready,
+		Logger:                log,
+		Metrics:               g.metrics,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	sc := smtpd.ServerConfig{
+		Domain:          cfg.SMTP.Domain,
+		MaxMessageBytes: cfg.MaxMessageBytes(),
+		MaxRecipients:   cfg.SMTP.MaxRecipients,
+		ReadTimeout:     time.Duration(cfg.SMTP.ReadTimeout),
+		WriteTimeout:    time.Duration(cfg.SMTP.WriteTimeout),
+		ErrorLog:        errorLog{log},
+	}
+	if cfg.SMTP.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.SMTP.TLSCert, cfg.SMTP.TLSKey)
+		if err != nil {
+			return fail(fmt.Errorf("smtp: tls: %w", err))
+		}
+		sc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	g.smtp = smtpd.NewServer(be, sc)
+
+	ln, err := net.Listen("tcp", cfg.SMTP.Listen)
+	if err != nil {
+		return fail(fmt.Errorf("smtp: %w", err))
+	}
+	g.smtpLn = smtpd.LimitListener(ln, smtpd.ListenerLimits{MaxConns: cfg.SMTP.MaxConnections, MaxPerIP: cfg.SMTP.MaxPerIP, Metrics: g.metrics})
+
+	var token string
+	if cfg.Admin.Listen != "" {
+		h, path, err := adminHandler(g, reg)
+		if err != nil {
+			return fail(err)
+		}
+		token = path
+		g.adminLn, err = net.Listen("tcp", cfg.Admin.Listen)
+		if err != nil {
+			return fail(fmt.Errorf("admin: %w", err))
+		}
+		g.admin = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 10 * time.Minute, IdleTimeout: 2 * time.Minute}
+		go func() { g.served <- g.admin.Serve(g.adminLn) }()
+	}
+	go func() { g.served <- g.smtp.Serve(g.smtpLn) }()
+
+	ready := "yes"
+	if err := sys.Ready(); err != nil {
+		ready = err.Error()
+	}
+	adminAddr := "off"
+	if g.adminLn != nil {
+		adminAddr = g.adminLn.Addr().String()
+	}
+	log.Info("portcullis gateway started",
+		"smtp", g.smtpLn.Addr().String(),
+		"relay", relayTargets(cfg),
+		"admin", adminAddr,
+		"data", cfg.DataDir,
+		"queue", backend(cfg),
+		"filters", strings.Join(sys.Filters.Names(), ","),
+		"ready", ready,
+		"token", token)
+	return g, nil
+}
+
+func backend(cfg *config.Config) string {
+	if cfg.Queue.Backend == "jetstream" {
+		return "jetstream " + cfg.Queue.URL
+	}
+	return "spool"
+}
+
+func relayTargets(cfg *config.Config) string {
+	var out []string
+	for d, r := range cfg.Relay.Routes {
+		out = append(out, d+"="+strings.Join(r.Hosts, "|"))
+	}
+	return strings.Join(out, ",")
+}
+
+// reload re-reads the rules: the set is swapped only when it compiles and
+// passes its regression gate; otherwise the old set keeps serving and the
+// log says why (the rules engine counts the refusal too).
+func (g *running) reload(ctx context.Context) {
+	r := g.sys.Filters.Rules
+	if r == nil {
+		g.log.Info("reload: no rules configured")
+		return
+	}
+	if err := r.Reload(ctx); err != nil {
+		g.metrics.Add("portcullis_gateway_reloads_total", 1, "result", "refused")
+		g.log.Error("reload refused, the old rules keep serving", "err", err)
+		return
+	}
+	g.metrics.Add("portcullis_gateway_reloads_total", 1, "result", "ok")
+	g.log.Info("rules reloaded")
+}
+
+// stop shuts down in the order that loses nothing: no new connections,
+// sessions in flight finish (their 250s are durable already), then the
+// queue stops after the deliveries in flight, then the stores close.
+func (g *running) stop(ctx context.Context) error {
+	var errs []error
+	if err := g.smtp.Shutdown(ctx); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+		errs = append(errs, fmt.Errorf("smtp: %w", err))
+		g.smtp.Close()
+	}
+	if g.admin != nil {
+		if err := g.admin.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("admin: %w", err))
+		}
+	}
+	errs = append(errs, g.closeAdmin(), g.sys.Close(ctx))
+	return errors.Join(errs...)
+}
+
+// closeAll releases what start opened when it fails half-way.
+func (g *running) closeAll() {
+	if g.smtpLn != nil {
+		g.smtpLn.Close()
+	}
+	if g.adminLn != nil {
+		g.adminLn.Close()
+	}
+	g.closeAdmin()
+	g.sys.Close(context.Background())
+}
+
+// errorLog sends go-smtp's own error lines to the logger.
+type errorLog struct{ log *slog.Logger }
+
+func (e errorLog) Printf(format string, v ...any) {
+	e.log.Warn("smtp server", "msg", fmt.Sprintf(format, v...))
+}
+func (e errorLog) Println(v ...any) { e.log.Warn("smtp server", "msg", fmt.Sprint(v...)) }

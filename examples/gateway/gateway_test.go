@@ -1,0 +1,238 @@
+package main
+
+import (
+	"archive/zip"
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/internal/testsvc"
+)
+
+const gtube = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+// gatewayArgs are the flags of a gateway on free loopback ports with its
+// own data directory, relaying to relay.
+func gatewayArgs(t testing.TB, relay string, extra ...string) []string {
+	return append([]string{"-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-relay", relay, "-data", filepath.Join(t.TempDir(), "data")}, extra...)
+}
+
+func attachment(name, contentType string, content []byte) string {
+	b64 := base64.StdEncoding.EncodeToString(content)
+	var lines []string
+	for len(b64) > 76 {
+		lines, b64 = append(lines, b64[:76]), b64[76:]
+	}
+	lines = append(lines, b64)
+	return "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=BOUND\r\n\r\n" +
+		"--BOUND\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n" +
+		"--BOUND\r\nContent-Type: " + contentType + "; name=\"" + name + "\"\r\nContent-Disposition: attachment; filename=\"" + name + "\"\r\n" +
+		"Content-Transfer-Encoding: base64\r\n\r\n" + strings.Join(lines, "\r\n") + "\r\n--BOUND--\r\n"
+}
+
+func mimeMessage(subject, mime string) string {
+	return "From: sender@example.org\r\nTo: rcpt@example.net\r\nDate: Tue, 1 Dec 2026 08:00:00 +0000\r\n" +
+		"Message-ID: <" + strings.ReplaceAll(subject, " ", ".") + "@example.org>\r\nSubject: " + subject + "\r\n" + mime
+}
+
+func exeInZip(t testing.TB) []byte {
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, err := zw.Create("invoice.exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(append([]byte("MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff"), bytes.Repeat([]byte{0}, 200)...))
+	zw.Close()
+	return buf.Bytes()
+}
+
+func TestEndToEnd(t *testing.T) {
+	sink := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
+	g := startGateway(t, gatewayArgs(t, sink.Addr)...)
+
+	// Clean mail is delivered with the verdict headers, the forged one gone.
+	if r := send(g.smtp, message("clean one", "Hello, this is a normal message.")); r.code != 250 || !strings.Contains(r.text, "queued") {
+		t.Fatalf("clean: %+v", r)
+	}
+	got := sink.Wait(1, 20*time.Second)
+	if len(got) != 1 {
+		t.Fatalf("sink has %d messages:\n%s", len(got), g.output())
+	}
+	d := string(got[0].Data)
+	if !strings.Contains(d, "X-Spam-Status: No") || !strings.Contains(d, "X-Portcullis-Verdict: accept") || strings.Contains(d, "forged by the sender") {
+		t.Errorf("delivered message headers:\n%s", d)
+	}
+	if !strings.HasSuffix(d, "\r\n\r\nHello, this is a normal message.\r\n") {
+		t.Errorf("body changed:\n%q", d)
+	}
+
+	// An executable in a zip is refused at DATA.
+	r := send(g.smtp, mimeMessage("zip", attachment("invoice.zip", "application/zip", exeInZip(t))))
+	if r.code != 550 {
+		t.Errorf("exe in zip: %+v, want 550", r)
+	}
+	// GTUBE is refused.
+	if r := send(g.smtp, message("gtube", gtube)); r.code != 550 {
+		t.Errorf("GTUBE: %+v, want 550", r)
+	}
+	// An encrypted archive is held.
+	enc, err := os.ReadFile("../../archive/testdata/encrypted-headers.7z")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = send(g.smtp, mimeMessage("encrypted", attachment("secret.7z", "application/x-7z-compressed", enc)))
+	if r.code != 250 || !strings.Contains(strings.ToLower(r.text), "held") {
+		t.Errorf("encrypted archive: %+v, want 250 held", r)
+	}
+
+	// Health, readiness and metrics on the admin listener.
+	for path, want := range map[string]string{
+		"/healthz": "ok",
+		"/readyz":  "ready",
+		"/metrics": `portcullis_router_messages_total{action="quarantine",outcome="held"} 1`,
+	} {
+		body := httpGet(t, "http://"+g.admin+path, 200)
+		if !strings.Contains(body, want) {
+			t.Errorf("%s lacks %q:\n%.2000s", path, want, body)
+		}
+	}
+	if m := httpGet(t, "http://"+g.admin+"/metrics", 200); !strings.Contains(m, `portcullis_router_messages_total{action="reject",outcome="refused"} 2`) {
+		t.Errorf("metrics do not count the two refusals:\n%.3000s", m)
+	}
+	if n := len(sink.Messages()); n != 1 {
+		t.Errorf("sink has %d messages, want only the clean one", n)
+	}
+
+	// SIGTERM: a clean exit.
+	g.signal(syscall.SIGTERM)
+	if code := g.wait(30 * time.Second); code != 0 {
+		t.Errorf("exit %d after SIGTERM:\n%s", code, g.output())
+	}
+}
+
+func httpGet(t testing.TB, url string, want int) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		t.Fatalf("GET %s: %d, want %d:\n%s", url, resp.StatusCode, want, b)
+	}
+	return string(b)
+}
+
+// A client listed in a real rbldnsd is refused when it greets.
+func TestListedClientRefused(t *testing.T) {
+	dns := testsvc.StartRBLDNSD(t, testsvc.RBLZone{Name: "bl.test", Type: "ip4set", Data: ":127.0.0.2:listed\n127.0.0.2\n127.0.0.77\n"})
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "gateway.yaml", fmt.Sprintf("dns:\n  resolvers: [%q]\n  dnsbl: [\"bl.test=20\"]\n", dns.Addr))
+	g := startGateway(t, gatewayArgs(t, "127.0.0.1:1", "-config", cfg)...)
+	waitReady(t, g)
+
+	listed := &net.TCPAddr{IP: net.ParseIP("127.0.0.77")}
+	if r := sendFrom(listed, g.smtp, "a@example.org", []string{"b@example.net"}, message("listed", "hi")); r.code != 554 {
+		t.Errorf("listed client: %+v, want 554", r)
+	}
+	clean := &net.TCPAddr{IP: net.ParseIP("127.0.0.78")}
+	if r := sendFrom(clean, g.smtp, "a@example.org", []string{"b@example.net"}, message("not listed", "hi")); r.code != 250 {
+		t.Errorf("unlisted client: %+v, want 250\n%s", r, g.output())
+	}
+}
+
+// waitReady waits until /readyz says ready (the DNS health check runs in
+// the background after start).
+func waitReady(t testing.TB, g *proc) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + g.admin + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready after 20 s:\n%s", g.output())
+		}
+		time.Sleep(50 * time.Millisecond) // polling an HTTP endpoint, not synchronising goroutines
+	}
+}
+
+// A queue over its depth answers 451 4.3.2; what it accepted before stays.
+func TestBackpressure(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "gateway.yaml", "queue:\n  max_depth: 2\n  retry_base: 1h\n")
+	g := startGateway(t, gatewayArgs(t, "127.0.0.1:1", "-config", cfg)...)
+	for i := range 2 {
+		if r := send(g.smtp, message(fmt.Sprint("queued ", i), "hi")); r.code != 250 {
+			t.Fatalf("message %d: %+v", i, r)
+		}
+	}
+	r := send(g.smtp, message("third", "hi"))
+	if r.code != 451 || r.enh[1] != 3 || r.enh[2] != 2 {
+		t.Fatalf("over the depth: %+v, want 451 4.3.2", r)
+	}
+}
+
+// SIGHUP with a broken rule file keeps the old rules serving.
+func TestReloadKeepsOldRules(t *testing.T) {
+	dir := t.TempDir()
+	rules := writeFile(t, dir, "local.yaml", "rules:\n  - name: LOCAL_WORD\n    kind: body\n    literal: \"frobnicate-now\"\n    score: 20\n")
+	cfg := writeFile(t, dir, "gateway.yaml", "rules:\n  files: ["+rules+"]\n")
+	g := startGateway(t, gatewayArgs(t, "127.0.0.1:1", "-config", cfg)...)
+	if r := send(g.smtp, message("local", "please frobnicate-now")); r.code != 550 {
+		t.Fatalf("local rule: %+v, want 550", r)
+	}
+	writeFile(t, dir, "local.yaml", "rules:\n  - name: BROKEN\n    kind: nonsense\n")
+	g.signal(syscall.SIGHUP)
+	if _, ok := g.waitLine("reload refused", 10*time.Second); !ok {
+		t.Fatalf("no refusal logged:\n%s", g.output())
+	}
+	if r := send(g.smtp, message("local again", "please frobnicate-now")); r.code != 550 {
+		t.Errorf("after a refused reload: %+v, want 550 (old rules)", r)
+	}
+	if m := httpGet(t, "http://"+g.admin+"/metrics", 200); !strings.Contains(m, `portcullis_gateway_reloads_total{result="refused"} 1`) {
+		t.Errorf("refused reload not counted")
+	}
+}
+
+func TestSecondInstanceRefused(t *testing.T) {
+	args := gatewayArgs(t, "127.0.0.1:1")
+	startGateway(t, args...)
+	_, err := tryStart(t, args...)
+	if err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Fatalf("second instance: %v", err)
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	var out, errs bytes.Buffer
+	dir := t.TempDir()
+	good := writeFile(t, dir, "good.yaml", "smtp:\n  listen: 127.0.0.1:2600\n")
+	if code := run([]string{"-check-config", good}, &out, &errs); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs.String())
+	}
+	if !strings.Contains(out.String(), "listen: 127.0.0.1:2600") || !strings.Contains(out.String(), "retry_base: 1m0s") {
+		t.Errorf("effective configuration:\n%s", out.String())
+	}
+	bad := writeFile(t, dir, "bad.yaml", "smtp:\n  listen: 127.0.0.1:2600\n  lisen: x\n")
+	out.Reset()
+	errs.Reset()
+	if code := run([]string{"-check-config", bad}, &out, &errs); code != 2 || !strings.Contains(errs.String(), "line 3") {
+		t.Errorf("bad key: exit %d, %q", code, errs.String())
+	}
+}

@@ -1,0 +1,251 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// binary is the gateway built once for every test of the package.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "portcullis-gateway-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "gateway")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is one running gateway process.
+type proc struct {
+	t     testing.TB
+	cmd   *exec.Cmd
+	smtp  string // the SMTP address from the start-up line
+	admin string
+	mu    sync.Mutex
+	lines []string
+	grew  chan struct{} // closed and replaced when a line arrives
+	done  chan struct{} // closed when the process has exited
+	err   error         // its exit status, after done
+}
+
+// startGateway runs the binary with args and waits for its start-up line.
+func startGateway(t testing.TB, args ...string) *proc {
+	t.Helper()
+	p, err := tryStart(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func tryStart(t testing.TB, args ...string) (*proc, error) {
+	p := &proc{t: t, grew: make(chan struct{}), done: make(chan struct{})}
+	p.cmd = exec.Command(binary, args...)
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go p.read(stderr)
+	line, ok := p.waitLine("portcullis gateway started", 30*time.Second)
+	if !ok {
+		p.kill()
+		return nil, fmt.Errorf("gateway did not start:\n%s", p.output())
+	}
+	p.smtp, p.admin = field(line, "smtp"), field(line, "admin")
+	t.Cleanup(p.kill)
+	return p, nil
+}
+
+func (p *proc) read(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		p.mu.Lock()
+		p.lines = append(p.lines, sc.Text())
+		close(p.grew)
+		p.grew = make(chan struct{})
+		p.mu.Unlock()
+	}
+	p.err = p.cmd.Wait()
+	close(p.done)
+}
+
+// waitLine waits for a log line containing s.
+func (p *proc) waitLine(s string, timeout time.Duration) (string, bool) {
+	deadline := time.After(timeout)
+	seen := 0
+	for {
+		p.mu.Lock()
+		for ; seen < len(p.lines); seen++ {
+			if strings.Contains(p.lines[seen], s) {
+				l := p.lines[seen]
+				p.mu.Unlock()
+				return l, true
+			}
+		}
+		grew := p.grew
+		p.mu.Unlock()
+		select {
+		case <-grew:
+		case <-p.done:
+			p.mu.Lock()
+			n := len(p.lines)
+			p.mu.Unlock()
+			if seen == n {
+				return "", false
+			}
+		case <-deadline:
+			return "", false
+		}
+	}
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.lines, "\n")
+}
+
+// kill SIGKILLs the process and waits for it.
+func (p *proc) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// signal sends sig.
+func (p *proc) signal(sig syscall.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// wait waits for the process to exit and returns its exit code.
+func (p *proc) wait(timeout time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.t.Fatalf("gateway did not exit within %v:\n%s", timeout, p.output())
+	}
+	var ee *exec.ExitError
+	if errors.As(p.err, &ee) {
+		return ee.ExitCode()
+	}
+	return 0
+}
+
+// field returns key's value in a slog text line.
+func field(line, key string) string {
+	i := strings.Index(line, " "+key+"=")
+	if i < 0 {
+		return ""
+	}
+	v := line[i+len(key)+2:]
+	if strings.HasPrefix(v, `"`) {
+		if j := strings.Index(v[1:], `"`); j >= 0 {
+			return v[1 : j+1]
+		}
+	}
+	if j := strings.IndexByte(v, ' '); j >= 0 {
+		v = v[:j]
+	}
+	return v
+}
+
+// result is the outcome of one SMTP transaction: the code of the reply
+// that ended it (250 for an accepted message) and its text.
+type result struct {
+	code int
+	enh  smtp.EnhancedCode
+	text string
+	err  error // a non-SMTP error (connection refused, reset)
+}
+
+// sendFrom sends one message from the local address (nil: any).
+func sendFrom(local net.Addr, addr, from string, to []string, data string) result {
+	d := net.Dialer{LocalAddr: local, Timeout: 10 * time.Second}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		return result{err: err}
+	}
+	c := smtp.NewClient(conn)
+	defer c.Close()
+	asResult := func(err error) result {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return result{code: se.Code, enh: se.EnhancedCode, text: se.Message}
+		}
+		return result{err: err}
+	}
+	if err := c.Hello("client.test"); err != nil {
+		return asResult(err)
+	}
+	if err := c.Mail(from, nil); err != nil {
+		return asResult(err)
+	}
+	for _, r := range to {
+		if err := c.Rcpt(r, nil); err != nil {
+			return asResult(err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return asResult(err)
+	}
+	if _, err := io.WriteString(w, data); err != nil {
+		return asResult(err)
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		return asResult(err)
+	}
+	c.Quit()
+	return result{code: 250, enh: smtp.EnhancedCode{2, 0, 0}, text: resp.StatusText}
+}
+
+func send(addr, data string) result {
+	return sendFrom(nil, addr, "sender@example.org", []string{"rcpt@example.net"}, data)
+}
+
+func message(subject, body string) string {
+	return "From: sender@example.org\r\nTo: rcpt@example.net\r\nDate: Tue, 1 Dec 2026 08:00:00 +0000\r\n" +
+		"Message-ID: <" + strings.ReplaceAll(subject, " ", ".") + "@example.org>\r\nSubject: " + subject + "\r\n" +
+		"X-Spam-Status: No, forged by the sender\r\n\r\n" + body + "\r\n"
+}
+
+func writeFile(t testing.TB, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
