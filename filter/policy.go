@@ -13,9 +13,12 @@ import (
 type FailMode int
 
 const (
+	// FailDefault, the zero value, is unset: in a FilterPolicy it means
+	// the Policy's OnError, in Policy.OnError it means FailTempfail.
+	FailDefault FailMode = iota
 	// FailTempfail answers 4xx: the sender keeps the mail and retries.
-	// It is the zero value and the default.
-	FailTempfail FailMode = iota
+	// It is the default.
+	FailTempfail
 	// FailOpen goes on without the filter's verdict; only the NAME_FAIL
 	// symbol (and its score, see FilterPolicy.FailScore) records it.
 	FailOpen
@@ -23,19 +26,28 @@ const (
 	FailQuarantine
 )
 
-var failModeNames = [...]string{FailTempfail: "tempfail", FailOpen: "open", FailQuarantine: "quarantine"}
+var failModeNames = [...]string{FailDefault: "", FailTempfail: "tempfail", FailOpen: "open", FailQuarantine: "quarantine"}
 
 func (f FailMode) String() string {
+	if f == FailDefault {
+		return "default"
+	}
 	if f < 0 || int(f) >= len(failModeNames) {
 		return "failmode(" + strconv.Itoa(int(f)) + ")"
 	}
 	return failModeNames[f]
 }
 
-// MarshalText implements encoding.TextMarshaler.
-func (f FailMode) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+// MarshalText implements encoding.TextMarshaler; FailDefault is "".
+func (f FailMode) MarshalText() ([]byte, error) {
+	if f == FailDefault {
+		return []byte{}, nil
+	}
+	return []byte(f.String()), nil
+}
 
-// UnmarshalText accepts "tempfail", "open" (or "fail-open") and "quarantine".
+// UnmarshalText accepts "tempfail", "open" (or "fail-open"), "quarantine"
+// and "" (FailDefault).
 func (f *FailMode) UnmarshalText(b []byte) error {
 	s := strings.TrimPrefix(strings.ToLower(string(b)), "fail-")
 	for i, n := range failModeNames {
@@ -61,7 +73,7 @@ func (f FailMode) action() Action {
 // FilterPolicy is the per-filter part of a Policy.
 type FilterPolicy struct {
 	Timeout   time.Duration // 0 means Policy.Timeout
-	OnError   FailMode      // what an error or timeout demands
+	OnError   FailMode      // what an error or timeout demands; FailDefault means Policy.OnError
 	FailScore float64       // score of the NAME_FAIL symbol
 }
 
@@ -83,7 +95,8 @@ type Policy struct {
 
 	// Timeout bounds each filter's Check; 0 means DefaultTimeout.
 	Timeout time.Duration
-	// OnError is the failure mode of filters that Filters does not name.
+	// OnError is the failure mode of filters whose FilterPolicy says none;
+	// FailDefault (the zero value) means FailTempfail.
 	OnError FailMode
 	// OnLimit is the action demanded when a message exceeds a parse limit
 	// (Limits). Unset (the zero value) means Quarantine; Set(Accept)
@@ -128,9 +141,12 @@ func (p Policy) quarantineScore() (float64, bool) { return threshold(p.Quarantin
 func (p Policy) rejectScore() (float64, bool)     { return threshold(p.RejectScore, DefaultRejectScore) }
 
 func (p Policy) filterPolicy(name string) FilterPolicy {
-	fp, ok := p.Filters[name]
-	if !ok {
-		fp = FilterPolicy{OnError: p.OnError}
+	fp := p.Filters[name]
+	if fp.OnError == FailDefault {
+		fp.OnError = p.OnError
+	}
+	if fp.OnError == FailDefault {
+		fp.OnError = FailTempfail
 	}
 	if fp.Timeout <= 0 {
 		fp.Timeout = p.Timeout

@@ -106,3 +106,27 @@ func TestSpamStatusNamesThresholds(t *testing.T) {
 		assert.Equal(t, v.Headers[0].Value, v.Header(strings.ToLower(HeaderSpamStatus)))
 	}
 }
+
+func TestFailModeDefault(t *testing.T) {
+	boom := errors.New("down")
+	pol := Policy{OnError: FailOpen, Filters: map[string]FilterPolicy{
+		"dns": {FailScore: 0.5},        // says no mode: the policy's
+		"av":  {OnError: FailTempfail}, // says its own
+		"uri": {OnError: FailQuarantine, FailScore: 1},
+	}}
+	assert.Equal(t, FailOpen, pol.filterPolicy("dns").OnError)
+	assert.Equal(t, FailOpen, pol.filterPolicy("unnamed").OnError)
+	assert.Equal(t, FailTempfail, pol.filterPolicy("av").OnError)
+	v := NewPipeline(Options{Policy: pol}, static("dns", Result{}, boom)).Check(ctx, Data, testMsg)
+	assert.Equal(t, Accept, v.Action, "a per-filter entry without a mode inherits fail-open")
+	assert.Equal(t, 0.5, v.Score)
+	assert.Equal(t, FailTempfail, Policy{}.filterPolicy("x").OnError, "the zero policy tempfails")
+
+	var f FailMode
+	require.NoError(t, f.UnmarshalText([]byte("fail-open")))
+	assert.Equal(t, FailOpen, f)
+	require.NoError(t, f.UnmarshalText([]byte("")))
+	assert.Equal(t, FailDefault, f)
+	b, _ := FailDefault.MarshalText()
+	assert.Empty(t, b)
+}
