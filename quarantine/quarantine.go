@@ -209,6 +209,14 @@ type Store interface {
 	Close() error
 }
 
+// Defaults of the zero Config and Query fields.
+const (
+	DefaultRetention       = 30 * 24 * time.Hour
+	DefaultRescanRate      = 50 // messages per second
+	DefaultMaxMessageBytes = 64 << 20
+	DefaultPageLimit       = 100
+)
+
 // Config configures a Manager.
 type Config struct {
 	// Store keeps the messages; required.
@@ -272,16 +280,16 @@ func New(cfg Config) (*Manager, error) {
 		return nil, ErrNoStore
 	}
 	if cfg.Retention <= 0 {
-		cfg.Retention = 30 * 24 * time.Hour
+		cfg.Retention = DefaultRetention
 	}
 	if cfg.RescanRate == 0 {
-		cfg.RescanRate = 50
+		cfg.RescanRate = DefaultRescanRate
 	}
 	if cfg.RescanBurst <= 0 {
 		cfg.RescanBurst = 1
 	}
 	if cfg.MaxMessageBytes <= 0 {
-		cfg.MaxMessageBytes = 64 << 20
+		cfg.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -337,8 +345,12 @@ func (m *Manager) Hold(ctx context.Context, msg *filter.Message, v filter.Verdic
 		return "", err
 	}
 	m.cfg.Metrics.Add("portcullis_quarantine_held_total", 1, "action", v.Action.String())
-	m.cfg.Logger.Info("quarantine: held", "id", h.ID, "from", env.MailFrom, "rcpts", len(env.RcptTo),
-		"score", v.Score, "symbols", strings.Join(h.Reason(), ","))
+	msgid := v.MessageID
+	if msgid == "" {
+		msgid = filter.MessageIDOf(ctx)
+	}
+	m.cfg.Logger.InfoContext(ctx, "quarantine: held", "id", h.ID, filter.LogMessageID, msgid, "from", env.MailFrom,
+		"rcpts", len(env.RcptTo), "score", v.Score, "symbols", strings.Join(h.Reason(), ","))
 	return h.ID, nil
 }
 
@@ -388,7 +400,7 @@ type Page struct {
 // List returns the records that match f, oldest first, one page at a time.
 func (m *Manager) List(ctx context.Context, f Query) (Page, error) {
 	if f.Limit <= 0 {
-		f.Limit = 100
+		f.Limit = DefaultPageLimit
 	}
 	all, err := m.cfg.Store.All(ctx)
 	if err != nil {
@@ -493,7 +505,7 @@ func (m *Manager) release(ctx context.Context, h Held, why string) (queue.ID, er
 		return qid, fmt.Errorf("quarantine: released %s as %s but removing it failed: %w", h.ID, qid, err)
 	}
 	m.cfg.Metrics.Add("portcullis_quarantine_released_total", 1, "by", why)
-	m.cfg.Logger.Info("quarantine: released", "id", h.ID, "queue_id", qid, "by", why)
+	m.cfg.Logger.InfoContext(ctx, "quarantine: released", "id", h.ID, "queue_id", qid, "by", why)
 	return qid, nil
 }
 
@@ -525,7 +537,7 @@ func (m *Manager) Delete(ctx context.Context, id ID) error {
 		return err
 	}
 	m.cfg.Metrics.Add("portcullis_quarantine_deleted_total", 1)
-	m.cfg.Logger.Info("quarantine: deleted", "id", id)
+	m.cfg.Logger.InfoContext(ctx, "quarantine: deleted", "id", id)
 	return nil
 }
 
@@ -553,7 +565,7 @@ func (m *Manager) Expire(ctx context.Context) (int, error) {
 		}
 		n++
 		m.cfg.Metrics.Add("portcullis_quarantine_expired_total", 1)
-		m.cfg.Logger.Info("quarantine: expired", "id", h.ID, "held", h.HeldAt)
+		m.cfg.Logger.InfoContext(ctx, "quarantine: expired", "id", h.ID, "held", h.HeldAt)
 	}
 	m.cfg.Metrics.Set("portcullis_quarantine_size", float64(len(all)-n))
 	return n, nil

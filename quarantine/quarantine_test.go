@@ -1,13 +1,17 @@
 package quarantine_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/filter"
 	"github.com/portcullis-mail/portcullis/quarantine"
 	"github.com/portcullis-mail/portcullis/quarantine/quarantinetest"
 	"github.com/portcullis-mail/portcullis/queue"
@@ -124,4 +128,32 @@ func FuzzHeldRecord(f *testing.F) {
 		}
 		quarantinetest.CheckHeld(t, h2, h)
 	})
+}
+
+// TestHoldLogLine: the hold line names the held message and the
+// transaction that sent it there, so the two stories join.
+func TestHoldLogLine(t *testing.T) {
+	d, err := quarantine.OpenDir(t.TempDir(), quarantine.DirConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var logs bytes.Buffer
+	m, err := quarantine.New(quarantine.Config{Store: d, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := filter.NewMessageBytes(filter.Envelope{MailFrom: "a@example.org", RcptTo: []string{"b@example.net"}}, []byte("Subject: x\r\n\r\nx\r\n"), filter.Limits{})
+	id, err := m.Hold(context.Background(), msg, filter.Verdict{Action: filter.Quarantine, MessageID: "tx-1",
+		Symbols: []filter.Symbol{{Name: "AV_CLAMAV", Score: 10}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line map[string]any
+	if err := json.Unmarshal(logs.Bytes(), &line); err != nil {
+		t.Fatalf("%q: %v", logs.String(), err)
+	}
+	if line["msg"] != "quarantine: held" || line["id"] != string(id) || line[filter.LogMessageID] != "tx-1" || line["symbols"] != "AV_CLAMAV" {
+		t.Errorf("hold line %v", line)
+	}
 }

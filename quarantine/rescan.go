@@ -63,7 +63,7 @@ func (m *Manager) Rescan(ctx context.Context, pipeline *filter.Pipeline, opts Re
 	}
 	start := time.Now()
 	defer func() {
-		m.cfg.Logger.Info("quarantine: re-scan", "run", rep.Run, "matched", rep.Matched, "scanned", rep.Scanned,
+		m.cfg.Logger.InfoContext(ctx, "quarantine: re-scan", "run", rep.Run, "matched", rep.Matched, "scanned", rep.Scanned,
 			"released", rep.Released, "kept", rep.Kept, "skipped", rep.Skipped, "failed", rep.Failed,
 			"seconds", time.Since(start).Seconds())
 	}()
@@ -99,7 +99,7 @@ func (m *Manager) rescanOne(ctx context.Context, pipeline *filter.Pipeline, h He
 	}
 	raw, err := m.read(ctx, h)
 	if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNotFound) {
-		m.cfg.Logger.Error("quarantine: re-scan cannot read message; kept", "id", h.ID, "err", err)
+		m.cfg.Logger.ErrorContext(ctx, "quarantine: re-scan cannot read message; kept", "id", h.ID, "err", err)
 		m.cfg.Metrics.Add("portcullis_quarantine_rescanned_total", 1, "result", "failed")
 		rep.Failed++
 		return nil
@@ -122,7 +122,7 @@ func (m *Manager) rescanOne(ctx context.Context, pipeline *filter.Pipeline, h He
 	case v.Action == filter.Tempfail:
 		rep.Failed++
 		m.cfg.Metrics.Add("portcullis_quarantine_rescanned_total", 1, "result", "failed")
-		m.cfg.Logger.Warn("quarantine: re-scan undecided (tempfail); kept unchanged", "id", h.ID, "symbols", fmt.Sprint(v.Symbols))
+		m.cfg.Logger.WarnContext(ctx, "quarantine: re-scan undecided (tempfail); kept unchanged", "id", h.ID, "symbols", fmt.Sprint(v.Symbols))
 	default:
 		h.Action, h.Score, h.Symbols = v.Action, v.Score, v.Symbols
 		h.Rescans++

@@ -136,3 +136,37 @@ func TestAttempter(t *testing.T) {
 }
 
 var errPanicNow = errors.New("panic now")
+
+// TestLogStoryByID: one message's enqueue, attempt and bounce lines carry
+// its ID, so its story can be read from the log.
+func TestLogStoryByID(t *testing.T) {
+	var logs bytes.Buffer
+	cfg := fastCfg(DeliverFunc(func(_ context.Context, m *Outgoing) []error {
+		return all(len(m.To), remote("mx.example.net:25", 550, "5.1.1", "no such user"))
+	}), nil)
+	cfg.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+	q, err := Open(t.TempDir(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := q.Enqueue(bg, testEnv(), bytes.NewReader([]byte(testMsg("story"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the message and its bounce done", func() bool { return q.Len() == 0 })
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, msg := range []string{"queue: enqueued", "queue: delivery attempt", "queue: delivery failed for good", "queue: bounce queued"} {
+		found := false
+		for _, l := range logLines(t, &logs, msg) {
+			found = found || l["id"] == string(id)
+		}
+		if !found {
+			t.Errorf("no %q line with id %s in:\n%s", msg, id, logs.String())
+		}
+	}
+	if a := logLines(t, &logs, "queue: delivery attempt"); len(a) == 0 || a[0]["result"] != "failed" || a[0]["reply"] != "550 5.1.1 no such user" {
+		t.Errorf("attempt lines %v", a)
+	}
+}

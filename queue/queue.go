@@ -28,6 +28,21 @@ const (
 	Hold
 )
 
+// Defaults of the zero Config and SpoolConfig fields.
+const (
+	DefaultWorkers         = 16
+	DefaultRetryBase       = time.Minute
+	DefaultRetryMax        = time.Hour
+	DefaultMaxLifetime     = 5 * 24 * time.Hour // RFC 5321 §4.5.4.1
+	DefaultMaxCrashes      = 3
+	DefaultMaxDepth        = 100000
+	DefaultMinFreeBytes    = 256 << 20
+	DefaultMaxMessageBytes = 64 << 20
+	DefaultSegmentBytes    = 64 << 20
+	DefaultMaxBatchBytes   = 8 << 20
+	DefaultSweepInterval   = time.Minute
+)
+
 // Config configures a Queue. Deliverer is required unless StoreOnly says
 // this queue only stores (a zero Config is refused with ErrNoDeliverer:
 // a queue that silently never delivers would look like lost mail); every
@@ -78,19 +93,19 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if c.Workers <= 0 {
-		c.Workers = 16
+		c.Workers = DefaultWorkers
 	}
 	if c.RetryBase <= 0 {
-		c.RetryBase = time.Minute
+		c.RetryBase = DefaultRetryBase
 	}
 	if c.RetryMax <= 0 {
-		c.RetryMax = time.Hour
+		c.RetryMax = DefaultRetryMax
 	}
 	if c.MaxLifetime <= 0 {
-		c.MaxLifetime = 5 * 24 * time.Hour
+		c.MaxLifetime = DefaultMaxLifetime
 	}
 	if c.MaxCrashes <= 0 {
-		c.MaxCrashes = 3
+		c.MaxCrashes = DefaultMaxCrashes
 	}
 	if c.Hostname == "" {
 		c.Hostname, _ = os.Hostname()
@@ -99,13 +114,13 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	if c.MaxDepth == 0 {
-		c.MaxDepth = 100000
+		c.MaxDepth = DefaultMaxDepth
 	}
 	if c.MinFreeBytes == 0 {
-		c.MinFreeBytes = 256 << 20
+		c.MinFreeBytes = DefaultMinFreeBytes
 	}
 	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = 64 << 20
+		c.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -312,7 +327,8 @@ func (q *Queue) put(ctx context.Context, env filter.Envelope, body []byte) (ID, 
 	q.cfg.Metrics.Add("portcullis_queue_enqueued_total", 1)
 	q.cfg.Metrics.Set("portcullis_queue_depth", float64(q.depth.Load()))
 	q.poke()
-	q.cfg.Logger.InfoContext(ctx, "queue: enqueued", "id", e.ID, "from", env.MailFrom, "rcpts", len(env.RcptTo), "size", e.Size)
+	q.cfg.Logger.InfoContext(ctx, "queue: enqueued", "id", e.ID, filter.LogMessageID, filter.MessageIDOf(ctx),
+		"from", env.MailFrom, "rcpts", len(env.RcptTo), "size", e.Size)
 	return e.ID, nil
 }
 
@@ -437,7 +453,7 @@ func (q *Queue) Delete(ctx context.Context, id ID) error {
 		q.unclaim(it, it.e)
 		return err
 	}
-	q.cfg.Logger.Warn("queue: entry deleted undelivered", "id", id, "state", it.e.State, "last_error", it.e.LastError)
+	q.cfg.Logger.WarnContext(ctx, "queue: entry deleted undelivered", "id", id, "state", it.e.State, "last_error", it.e.LastError)
 	q.cfg.Metrics.Add("portcullis_queue_deleted_total", 1)
 	q.drop(it)
 	return nil

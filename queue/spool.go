@@ -40,16 +40,16 @@ type SpoolConfig struct {
 
 func (c SpoolConfig) withDefaults() SpoolConfig {
 	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = 64 << 20
+		c.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if c.SegmentBytes <= 0 {
-		c.SegmentBytes = 64 << 20
+		c.SegmentBytes = DefaultSegmentBytes
 	}
 	if c.MaxBatchBytes <= 0 {
-		c.MaxBatchBytes = 8 << 20
+		c.MaxBatchBytes = DefaultMaxBatchBytes
 	}
 	if c.SweepInterval == 0 {
-		c.SweepInterval = time.Minute
+		c.SweepInterval = DefaultSweepInterval
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

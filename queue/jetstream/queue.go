@@ -92,10 +92,10 @@ func NewQueue(ctx context.Context, s *Store, cfg QueueConfig) (*Queue, error) {
 	}
 	d := cfg.Delivery
 	if d.Workers <= 0 {
-		d.Workers = 16
+		d.Workers = queue.DefaultWorkers
 	}
 	if d.MaxDepth == 0 {
-		d.MaxDepth = 100000
+		d.MaxDepth = queue.DefaultMaxDepth
 	}
 	if d.MaxMessageBytes <= 0 || d.MaxMessageBytes > s.cfg.MaxMessageBytes {
 		d.MaxMessageBytes = s.cfg.MaxMessageBytes
@@ -185,7 +185,8 @@ func (q *Queue) Enqueue(ctx context.Context, env filter.Envelope, body io.Reader
 		return "", err
 	}
 	q.dcfg.Metrics.Add("portcullis_queue_enqueued_total", 1)
-	q.dcfg.Logger.InfoContext(ctx, "queue: enqueued", "id", id, "from", env.MailFrom, "rcpts", len(env.RcptTo), "size", len(b))
+	q.dcfg.Logger.InfoContext(ctx, "queue: enqueued", "id", id, filter.LogMessageID, filter.MessageIDOf(ctx),
+		"from", env.MailFrom, "rcpts", len(env.RcptTo), "size", len(b))
 	return id, nil
 }
 
