@@ -27,3 +27,28 @@ func BenchmarkSpool(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTransaction measures one whole transaction (connect, helo,
+// mail, two recipients, a 2 KiB DATA) through trivial filters: the cost
+// the transaction adds around the filters themselves.
+func BenchmarkTransaction(b *testing.B) {
+	noop := func(name string, s Stage) Filter {
+		return Func(name, func(context.Context, *Message) (Result, error) { return Result{}, nil }, s)
+	}
+	p := NewPipeline(Options{}, noop("c", Connect), noop("h", Helo), noop("m", MailFrom), noop("r", Rcpt), noop("d", Data))
+	raw := append([]byte("Subject: x\r\n\r\n"), bytes.Repeat([]byte("y"), 2<<10)...)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		tx := p.Begin(Envelope{})
+		tx.Connect(ctx)
+		tx.Helo(ctx, "mx.example.com")
+		tx.Mail(ctx, "a@example.com")
+		tx.Rcpt(ctx, "b@example.org")
+		tx.Rcpt(ctx, "c@example.org")
+		if _, err := tx.Data(ctx, bytes.NewReader(raw)); err != nil {
+			b.Fatal(err)
+		}
+		tx.Close()
+	}
+}
