@@ -16,6 +16,8 @@ import (
 
 	"github.com/portcullis-mail/portcullis/filter"
 	"github.com/portcullis-mail/portcullis/internal/testsvc"
+	"github.com/portcullis-mail/portcullis/queue"
+	"github.com/portcullis-mail/portcullis/relay"
 )
 
 // The payloads set window.__pwned if any of them ever runs.
@@ -50,7 +52,8 @@ func screenshotDir(t *testing.T) string {
 
 // TestBrowser drives Debian's headless Chromium through the console: log
 // in, see a held message whose subject and attachment name are XSS
-// payloads shown as text with no script run, release it into the sink,
+// payloads shown as text with no script run, release it and see it
+// arrive at an SMTP sink through a real queue,
 // run a bulk re-scan and follow its progress to the report, and take
 // screenshots of the list and the message view at desktop and phone
 // width.
@@ -58,7 +61,19 @@ func TestBrowser(t *testing.T) {
 	testsvc.Integration(t)
 	exe := testsvc.LookPath(t, "chromium", "apt-get install chromium", "/usr/bin")
 	start := time.Now()
-	e := newEnv(t)
+	// Released mail goes through a real queue and the SMTP client to an
+	// SMTP sink.
+	smtpSink := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
+	rl, err := relay.New(relay.Config{Routes: map[string]relay.Route{"*": {Hosts: []string{smtpSink.Addr}}}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := queue.Open(t.TempDir(), queue.Config{Deliverer: rl, Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	e := newEnvQueue(t, q)
 	e.hold("ap@supplier.example", []string{"alice@example.net"}, plainMsg("Quarterly statement", "EICAR-LIKE"))
 	e.hold("news@shop.example", []string{"alice@example.net", "bob@example.net"}, plainMsg("50% off everything, today only", "BUY NOW"),
 		filter.Symbol{Name: "RULE_DISCOUNT_SHOUTING", Score: 4.5, Detail: "rules: 3 matches"},
@@ -129,7 +144,7 @@ func TestBrowser(t *testing.T) {
 
 	// Log in with the admin token.
 	must("open", chromedp.Do(ctx, chromedp.Navigate(e.srv.URL+"/quarantine")))
-	_, err := chromedp.RunResponse(ctx, chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), testToken),
+	_, err = chromedp.RunResponse(ctx, chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), testToken),
 		chromedp.Click(chromedp.CSS(`form button[type="submit"]`)))
 	must("log in", err)
 	must("the list", chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS("table.held"))))
@@ -168,9 +183,9 @@ func TestBrowser(t *testing.T) {
 	if !strings.Contains(note, "Released") {
 		t.Errorf("after release: %q", note)
 	}
-	got := e.sink.released()
-	if len(got) != 1 || !strings.Contains(string(got[0].Raw), "Subject: "+xssSubject) {
-		t.Fatalf("the sink has %d messages", len(got))
+	got := smtpSink.Wait(1, 20*time.Second)
+	if len(got) != 1 || !strings.Contains(string(got[0].Data), "Subject: "+xssSubject) || got[0].To[0] != "alice@example.net" {
+		t.Fatalf("the SMTP sink has %d messages", len(got))
 	}
 
 	// The vendor fixed the signature: re-scan everything, watch the
@@ -196,8 +211,8 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("report: released %s, kept %s", released, kept)
 	}
 	shot("console-rescan-desktop.png", 1280, 800)
-	if n := len(e.sink.released()); n != 4 {
-		t.Errorf("the sink has %d messages after the re-scan, want 4", n)
+	if n := len(smtpSink.Wait(4, 20*time.Second)); n != 4 {
+		t.Errorf("the SMTP sink has %d messages after the re-scan, want 4", n)
 	}
 	mu.Lock()
 	for _, u := range requests {

@@ -27,11 +27,13 @@ import (
 
 const testToken = "test-admin-token-0123456789abcdef"
 
-// sink is the queue a release goes to: it records what it was given.
+// sink is the queue a release goes to: it records what it was given,
+// and passes it on to next when set (a real queue).
 type sink struct {
 	mu   sync.Mutex
 	msgs []sunk
 	n    int
+	next queue.Enqueuer
 }
 
 type sunk struct {
@@ -39,10 +41,20 @@ type sunk struct {
 	Raw []byte
 }
 
-func (s *sink) Enqueue(_ context.Context, env filter.Envelope, body io.Reader) (queue.ID, error) {
+func (s *sink) Enqueue(ctx context.Context, env filter.Envelope, body io.Reader) (queue.ID, error) {
 	b, err := io.ReadAll(body)
 	if err != nil {
 		return "", err
+	}
+	if s.next != nil {
+		id, err := s.next.Enqueue(ctx, env, bytes.NewReader(b))
+		if err != nil {
+			return "", err
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.msgs = append(s.msgs, sunk{env, b})
+		return id, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -131,7 +143,13 @@ type envOption func(*Config)
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
-	e := &env{t: t, sink: &sink{}, log: &logBuffer{}, count: &counters{}}
+	return newEnvQueue(t, nil, opts...)
+}
+
+// newEnvQueue is newEnv releasing into next (a real queue) as well.
+func newEnvQueue(t *testing.T, next queue.Enqueuer, opts ...envOption) *env {
+	t.Helper()
+	e := &env{t: t, sink: &sink{next: next}, log: &logBuffer{}, count: &counters{}}
 	e.dirty.Store(true)
 	e.clock.Store(time.Date(2026, 12, 1, 4, 0, 0, 0, time.UTC).UnixMilli())
 	store, err := quarantine.OpenDir(t.TempDir(), quarantine.DirConfig{})
