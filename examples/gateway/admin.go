@@ -1,28 +1,58 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"net/http"
+	"path/filepath"
 
+	"github.com/portcullis-mail/portcullis/admin"
+	"github.com/portcullis-mail/portcullis/filter"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// adminHandler serves health, readiness and metrics. It returns the path
-// of the admin token file ("" while the quarantine API is not mounted).
+// adminHandler mounts package admin: health, readiness (every filter
+// ready), metrics and the quarantine API and console. The bearer token
+// is admin.token_file, or data_dir/admin.token generated (mode 0600) on
+// first start; it returns the token file's path for the start-up line.
 func adminHandler(g *running, reg *prometheus.Registry) (http.Handler, string, error) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := g.sys.Ready(); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
+	cfg := admin.Config{
+		Quarantine:     g.sys.Quarantine,
+		Pipeline:       func() *filter.Pipeline { return g.sys.Filters.Pipeline },
+		Ready:          func(context.Context) error { return g.sys.Ready() },
+		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Limits:         g.cfg.Limits.FilterLimits(),
+		Logger:         g.log,
+		Metrics:        g.metrics,
+	}
+	path := g.cfg.Admin.TokenFile
+	if path == "" {
+		_, p, created, err := admin.EnsureToken(g.cfg.DataDir)
+		if err != nil {
+			return nil, "", fmt.Errorf("admin: %w", err)
 		}
-		w.Write([]byte("ready\n"))
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	return mux, "", nil
+		if created {
+			g.log.Info("admin token generated", "path", p)
+		}
+		path = p
+	}
+	cfg.TokenFile = path
+	h, err := admin.New(cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	g.adminH = h
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	return h, abs, nil
 }
 
-func (g *running) closeAdmin() error { return nil }
+func (g *running) closeAdmin() error {
+	if g.adminH == nil {
+		return nil
+	}
+	return g.adminH.Close()
+}

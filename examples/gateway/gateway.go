@@ -13,6 +13,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/portcullis-mail/portcullis/adapters/prommetrics"
+	"github.com/portcullis-mail/portcullis/admin"
 	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/smtpd"
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,7 @@ type running struct {
 	smtp    *smtp.Server
 	smtpLn  net.Listener
 	admin   *http.Server
+	adminH  *admin.Handler
 	adminLn net.Listener
 	served  chan error
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -58,7 +59,8 @@ func exeInZip(t testing.TB) []byte {
 
 func TestEndToEnd(t *testing.T) {
 	sink := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
-	g := startGateway(t, gatewayArgs(t, sink.Addr)...)
+	data := filepath.Join(t.TempDir(), "data")
+	g := startGateway(t, "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-relay", sink.Addr, "-data", data)
 
 	// Clean mail is delivered with the verdict headers, the forged one gone.
 	if r := send(g.smtp, message("clean one", "Hello, this is a normal message.")); r.code != 250 || !strings.Contains(r.text, "queued") {
@@ -111,6 +113,38 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if n := len(sink.Messages()); n != 1 {
 		t.Errorf("sink has %d messages, want only the clean one", n)
+	}
+
+	// The held message through the operator commands: listed, shown,
+	// re-scanned (still encrypted: kept), released and delivered.
+	op := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(binary, append(append([]string{"quarantine"}, args[:1]...), append([]string{"-admin", g.admin, "-data", data}, args[1:]...)...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("gateway quarantine %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	list := op("list", "-symbol", "ARCHIVE*")
+	if !strings.Contains(list, "1 shown, 1 matched") || !strings.Contains(list, "encrypted") {
+		t.Fatalf("quarantine list:\n%s", list)
+	}
+	id := strings.Fields(list)[0]
+	if show := op("show", id); !strings.Contains(show, "secret.7z") {
+		t.Errorf("quarantine show %s:\n%s", id, show)
+	}
+	if rs := op("rescan", "-since", "1h"); !strings.Contains(rs, "1 messages, 0 released, 1 kept") {
+		t.Errorf("quarantine rescan:\n%s", rs)
+	}
+	if rel := op("release", id); !strings.Contains(rel, "released "+id) {
+		t.Errorf("quarantine release:\n%s", rel)
+	}
+	got = sink.Wait(2, 20*time.Second)
+	if len(got) != 2 || !strings.Contains(string(got[1].Data), "Subject: encrypted") {
+		t.Errorf("released message not delivered: sink has %d", len(got))
+	}
+	if list := op("list"); !strings.Contains(list, "0 shown, 0 matched") {
+		t.Errorf("quarantine after release:\n%s", list)
 	}
 
 	// SIGTERM: a clean exit.
@@ -234,5 +268,32 @@ func TestCheckConfig(t *testing.T) {
 	errs.Reset()
 	if code := run([]string{"-check-config", bad}, &out, &errs); code != 2 || !strings.Contains(errs.String(), "line 3") {
 		t.Errorf("bad key: exit %d, %q", code, errs.String())
+	}
+}
+
+// With clamd stopped, mail is tempfailed at DATA, never accepted unscanned.
+func TestClamdDownTempfails(t *testing.T) {
+	clam := testsvc.StartClamd(t, testsvc.ClamdOptions{})
+	sink := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "gateway.yaml", fmt.Sprintf("av:\n  clamd: [%q]\n  breaker: {failures: 1000}\n", clam.Addr))
+	g := startGateway(t, gatewayArgs(t, sink.Addr, "-config", cfg)...)
+
+	if r := send(g.smtp, mimeMessage("virus", attachment("eicar.txt", "application/octet-stream", testsvc.Eicar()))); r.code != 550 {
+		t.Errorf("EICAR: %+v, want 550", r)
+	}
+	if r := send(g.smtp, message("clean before", "hello")); r.code != 250 {
+		t.Fatalf("clean with clamd up: %+v", r)
+	}
+	clam.Stop()
+	for i := range 3 {
+		if r := send(g.smtp, message(fmt.Sprint("clean after ", i), "hello")); r.code != 451 {
+			t.Errorf("clamd down: %+v, want 451", r)
+		}
+	}
+	got := sink.Wait(1, 20*time.Second)
+	m := httpGet(t, "http://"+g.admin+"/metrics", 200)
+	if len(got) != 1 || !strings.Contains(m, `portcullis_router_messages_total{action="tempfail",outcome="refused"} 3`) {
+		t.Errorf("sink has %d (want 1); metrics:\n%.3000s", len(got), m)
 	}
 }
