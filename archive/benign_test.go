@@ -192,7 +192,7 @@ func TestLeaves(t *testing.T) {
 		"a.zip/in.zip/y.pdf pdf 2 " + itoa(len(pdf)) + " " + itoa(len(pdf)),
 		"r.docx ooxml 0 " + itoa(len(ooxml(t, "word/document.xml"))) + " " + itoa(len(ooxml(t, "word/document.xml"))),
 		"enc.7z 7z 0 238 238",
-		"part 5 png 0 -1 " + itoa(len(png)),
+		"part 5 png 0 " + itoa(len(png)) + " " + itoa(len(png)),
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("leaves:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

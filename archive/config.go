@@ -32,6 +32,7 @@ const (
 	KindZipConcatenated Kind = "zip-concatenated"  // zip data the central directory does not account for
 	KindMacro           Kind = "macro"             // a document with VBA macros
 	KindEmbeddedExe     Kind = "embedded-exe"      // a document with an executable inside an embedded object
+	KindHiddenArchive   Kind = "hidden-archive"    // an archive inside a file that is not one (zip after a PDF, SFX)
 
 	// MIME defects (filter.Defect), one kind each; their symbols are
 	// MIME_*, e.g. MIME_BARE_CR. They score; KindAmbiguous decides.
@@ -78,6 +79,7 @@ var kinds = [...]struct {
 	{KindZipConcatenated, filter.Quarantine, 4},
 	{KindMacro, filter.Accept, 4},
 	{KindEmbeddedExe, filter.Quarantine, 8},
+	{KindHiddenArchive, filter.Quarantine, 5},
 	{KindMIMEBoundaryParams, filter.Accept, 3},
 	{KindMIMEDuplicateHeader, filter.Accept, 2},
 	{KindMIMENoBoundary, filter.Accept, 2},
@@ -141,7 +143,7 @@ func DefaultBannedExtensions() []string {
 }
 
 // DefaultBannedTypes returns the types banned by content whatever the name.
-func DefaultBannedTypes() []string { return []string{TypePE, TypeELF, TypeMachO, TypeLNK} }
+func DefaultBannedTypes() []string { return []string{TypePE, TypeMZ, TypeELF, TypeMachO, TypeLNK} }
 
 // Finding is one piece of evidence: what was found and where.
 type Finding struct {

@@ -14,6 +14,7 @@ import (
 // h2non/filetype gives a media type it knows ("jpg", "png", "mp3", ...).
 const (
 	TypePE     = "pe"     // Windows PE: MZ header pointing at a PE signature
+	TypeMZ     = "mz"     // "MZ" and no PE header: DOS program, truncated or stub executable
 	TypeELF    = "elf"    // ELF executable or library
 	TypeMachO  = "macho"  // Mach-O, thin or universal
 	TypeLNK    = "lnk"    // Windows shortcut
@@ -88,6 +89,12 @@ func DetectType(head []byte, name string) string {
 			return TypeHTML
 		}
 		return TypeText
+	}
+	if bytes.HasPrefix(head, []byte("MZ")) {
+		// No PE header behind it (that was ruled out above): a DOS
+		// program, a truncated PE, or a stub with something after it.
+		// Windows still runs those; nothing else starts so.
+		return TypeMZ
 	}
 	if t, err := filetype.Match(head); err == nil && t.Extension != "unknown" && t.Extension != "exe" {
 		// filetype calls anything starting with "MZ" an exe; a real PE was

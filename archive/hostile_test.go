@@ -317,7 +317,10 @@ func TestZipBehindMZ(t *testing.T) {
 	stub := append([]byte("MZ"), bytes.Repeat([]byte{0x90}, 1000)...)
 	z := append(append([]byte(nil), stub...), rawZip(len(stub), entry("setup.exe", tinyPE()))...)
 	_, fs := inspect(t, Config{}, att{name: "photo.jpg", data: z})
-	requireFinding(t, fs, KindBannedType, "photo.jpg/setup.exe (pe)")
+	requireFinding(t, fs, KindBannedType, "photo.jpg (mz)") // MZ alone is banned now
+	_, fs = inspect(t, Config{AllowedTypes: []string{TypeMZ}}, att{name: "photo.jpg", data: z})
+	requireFinding(t, fs, KindHiddenArchive, "zip at offset 1002 of a mz")
+	requireFinding(t, fs, KindBannedType, "photo.jpg#zip@1002/setup.exe (pe)")
 
 	sfx := append(tinyPE(), rawZip(512, entry("a.txt", []byte("x")))...)
 	_, fs = inspect(t, Config{}, att{name: "sfx.exe", data: sfx})

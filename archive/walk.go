@@ -273,11 +273,6 @@ func (w *walker) file(n node, r io.Reader) error {
 	switch t {
 	case TypeZip, TypeOOXML, TypeODF, TypeEPUB, TypeJar, Type7z:
 		return w.randomAccess(n, t, br)
-	case TypeBinary:
-		if len(head) >= 2 && head[0] == 'M' && head[1] == 'Z' {
-			// MZ but no PE header: maybe a zip behind a stub.
-			return w.randomAccess(n, t, br)
-		}
 	case TypeTar:
 		return w.tar(n, br)
 	case TypeRar:
@@ -290,6 +285,9 @@ func (w *walker) file(n node, r io.Reader) error {
 		if err := w.tick(n.path); err != nil {
 			return err
 		}
+	}
+	if polyglotCandidate(t) {
+		return w.polyglot(n, t, br)
 	}
 	return w.leaf(n, t, br)
 }
@@ -391,7 +389,7 @@ func (w *walker) checkType(n node, t, bannedExt string) {
 	case bannedExt != "":
 		w.find(KindBannedType, n.path, "."+bannedExt)
 	}
-	if t != TypePE && t != TypeELF && t != TypeMachO && t != TypeLNK && t != TypeMSI {
+	if t != TypePE && t != TypeMZ && t != TypeELF && t != TypeMachO && t != TypeLNK && t != TypeMSI {
 		return
 	}
 	for _, name := range n.names {
@@ -656,15 +654,8 @@ func (w *walker) randomAccess(n node, t string, r io.Reader) error {
 	if n.size < 0 {
 		n.size = sp.Size()
 	}
-	switch t {
-	case Type7z:
+	if t == Type7z {
 		return w.sevenZip(n, sp)
-	case TypeBinary:
-		a, err := zipscan.Parse(sp, sp.Size(), w.entryBudget())
-		if err != nil || len(a.Entries) == 0 {
-			return w.leaf(n, t, sp.Reader())
-		}
-		t = TypeZip
 	}
 	return w.zip(n, t, sp, sp.Size(), "")
 }
