@@ -33,6 +33,7 @@ const (
 	KindMacro           Kind = "macro"             // a document with VBA macros
 	KindEmbeddedExe     Kind = "embedded-exe"      // a document with an executable inside an embedded object
 	KindHiddenArchive   Kind = "hidden-archive"    // an archive inside a file that is not one (zip after a PDF, SFX)
+	KindEmbeddedObject  Kind = "embedded-object"   // a file embedded in a document as an OLE object (Packager)
 
 	// MIME defects (filter.Defect), one kind each; their symbols are
 	// MIME_*, e.g. MIME_BARE_CR. They score; KindAmbiguous decides.
@@ -80,6 +81,7 @@ var kinds = [...]struct {
 	{KindMacro, filter.Accept, 4},
 	{KindEmbeddedExe, filter.Quarantine, 8},
 	{KindHiddenArchive, filter.Quarantine, 5},
+	{KindEmbeddedObject, filter.Accept, 1},
 	{KindMIMEBoundaryParams, filter.Accept, 3},
 	{KindMIMEDuplicateHeader, filter.Accept, 2},
 	{KindMIMENoBoundary, filter.Accept, 2},

@@ -1,8 +1,16 @@
 package archive
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
 	"unicode/utf16"
+
+	"github.com/portcullis-mail/portcullis/filter"
 )
 
 // oleScan looks through the bytes of an OLE compound file (or an object
@@ -46,4 +54,128 @@ func (s *oleScan) write(p []byte) {
 	}
 	keep := min(len(buf), oleOverlap)
 	s.tail = append(s.tail[:0], buf[len(buf)-keep:]...)
+}
+
+// ole walks an OLE compound file: the raw scan (macros, a PE anywhere),
+// and the files that embedded objects carry — an OLE1 "\x01Ole10Native"
+// stream (the Packager object that puts a .bat, .js or .exe into a
+// document, with its original name) and "Package" and "CONTENTS" streams
+// (an embedded document or PDF as it is). Each is judged like an
+// attachment. A compound file whose structure cannot be read is
+// uninspectable.
+func (w *walker) ole(n node, t string, r io.Reader) error {
+	sp, err := filter.NewSpool(w.ctx, r, filter.SpoolConfig{MemoryBytes: w.lim.MemoryBytes, MaxBytes: -1})
+	if err != nil {
+		return w.unreadable(n, t, err)
+	}
+	defer sp.Close()
+	if n.size < 0 {
+		n.size = sp.Size()
+	}
+	c, err := openCFB(sp, sp.Size(), w.entryBudget())
+	if err != nil {
+		w.find(KindUninspectable, n.path, shortErr(err))
+	} else if err := w.oleStreams(n, c); err != nil {
+		return err
+	}
+	if err := w.tick(n.path); err != nil {
+		return err
+	}
+	return w.leaf(n, t, sp.Reader())
+}
+
+func (w *walker) oleStreams(n node, c *cfb) error {
+	for _, e := range c.entries {
+		if e.typ != 2 {
+			continue
+		}
+		switch e.name {
+		case "\x01Ole10Native", "Package", "CONTENTS":
+		default:
+			continue
+		}
+		if err := w.countEntry(n.path); err != nil {
+			return err
+		}
+		if err := w.declared(n.path+"/"+printable(e.name), int64(e.size), -1); err != nil {
+			return err
+		}
+		var child node
+		var data io.Reader
+		if e.name == "\x01Ole10Native" {
+			names, rd, size, err := ole10Native(c.open(e), int64(e.size))
+			if err != nil {
+				w.find(KindUninspectable, n.path+"/Ole10Native", shortErr(err))
+				continue
+			}
+			name := "object"
+			if len(names) > 0 {
+				name = names[0]
+			}
+			child = n.child(name, false, size)
+			child.names = names
+			data = rd
+		} else {
+			child = n.child(e.name, false, int64(e.size))
+			child.names = nil // the stream's name is no file name
+			data = c.open(e)
+		}
+		w.find(KindEmbeddedObject, child.path, "")
+		if err := w.file(child, w.meter(data, nil, child.path)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ole10Native reads the header of an OLE1 native data stream (what the
+// Packager writes): size, flags, label, original path, temporary path,
+// then the file's bytes. It returns the candidate names (the base names
+// of label and paths) and a reader of the data.
+func ole10Native(r io.Reader, max int64) (names []string, data io.Reader, size int64, err error) {
+	br := bufio.NewReaderSize(r, 4096)
+	var hdr [6]byte
+	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		return nil, nil, 0, fmt.Errorf("%w: ole10native header: %v", ErrUninspectable, err)
+	}
+	cstr := func() (string, error) {
+		b, err := br.ReadSlice(0)
+		if err != nil {
+			return "", fmt.Errorf("%w: ole10native name: %v", ErrUninspectable, err)
+		}
+		return string(b[:len(b)-1]), nil
+	}
+	label, err := cstr()
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	orig, err := cstr()
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	var u [8]byte
+	if _, err := io.ReadFull(br, u[:]); err != nil {
+		return nil, nil, 0, fmt.Errorf("%w: ole10native: %v", ErrUninspectable, err)
+	}
+	tlen := int64(binary.LittleEndian.Uint32(u[4:]))
+	if tlen > 4096 {
+		return nil, nil, 0, fmt.Errorf("%w: ole10native path of %d bytes", ErrUninspectable, tlen)
+	}
+	tmp := make([]byte, tlen)
+	if _, err := io.ReadFull(br, tmp); err != nil {
+		return nil, nil, 0, fmt.Errorf("%w: ole10native: %v", ErrUninspectable, err)
+	}
+	if _, err := io.ReadFull(br, u[:4]); err != nil {
+		return nil, nil, 0, fmt.Errorf("%w: ole10native: %v", ErrUninspectable, err)
+	}
+	size = int64(binary.LittleEndian.Uint32(u[:4]))
+	if size > max {
+		return nil, nil, 0, fmt.Errorf("%w: ole10native data of %d bytes in a stream of %d", ErrUninspectable, size, max)
+	}
+	for _, s := range []string{label, orig, strings.TrimRight(string(tmp), "\x00")} {
+		if b := baseName(s); b != "" && !slices.Contains(names, b) {
+			names = append(names, b)
+		}
+	}
+	return names, io.LimitReader(br, size), size, nil
 }

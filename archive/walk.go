@@ -273,6 +273,8 @@ func (w *walker) file(n node, r io.Reader) error {
 	switch t {
 	case TypeZip, TypeOOXML, TypeODF, TypeEPUB, TypeJar, Type7z:
 		return w.randomAccess(n, t, br)
+	case TypeOLE:
+		return w.ole(n, t, br)
 	case TypeTar:
 		return w.tar(n, br)
 	case TypeRar:

@@ -1,0 +1,173 @@
+package archive
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"testing"
+	"unicode/utf16"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/portcullis-mail/portcullis/filter"
+)
+
+// makeCFB builds a version 3 compound file holding one stream in regular
+// sectors (streams are padded past the 4 KiB mini stream cutoff).
+func makeCFB(t testing.TB, name string, data []byte) []byte {
+	t.Helper()
+	if len(data) < 4096 {
+		data = append(data, make([]byte, 4096-len(data))...)
+	}
+	le := binary.LittleEndian
+	nData := (len(data) + 511) / 512
+	hdr := make([]byte, 512)
+	copy(hdr, oleHeader)
+	le.PutUint16(hdr[0x18:], 0x3e)
+	le.PutUint16(hdr[0x1a:], 3)
+	le.PutUint16(hdr[0x1c:], 0xfffe)
+	le.PutUint16(hdr[0x1e:], 9)
+	le.PutUint16(hdr[0x20:], 6)
+	le.PutUint32(hdr[0x2c:], 1)          // FAT sectors
+	le.PutUint32(hdr[0x30:], 1)          // first directory sector
+	le.PutUint32(hdr[0x38:], 4096)       // mini stream cutoff
+	le.PutUint32(hdr[0x3c:], 0xfffffffe) // no mini FAT
+	le.PutUint32(hdr[0x44:], 0xfffffffe) // no DIFAT chain
+	for i := range 109 {
+		le.PutUint32(hdr[76+4*i:], 0xffffffff)
+	}
+	le.PutUint32(hdr[76:], 0)
+	fat := make([]byte, 512)
+	for i := range 128 {
+		le.PutUint32(fat[4*i:], 0xffffffff)
+	}
+	le.PutUint32(fat[0:], 0xfffffffd)
+	le.PutUint32(fat[4:], 0xfffffffe)
+	for i := range nData {
+		next := uint32(2 + i + 1)
+		if i == nData-1 {
+			next = 0xfffffffe
+		}
+		le.PutUint32(fat[4*(2+i):], next)
+	}
+	dir := make([]byte, 512)
+	entry := func(i int, name string, typ byte, child, start uint32, size uint64) {
+		e := dir[128*i:]
+		u := utf16.Encode([]rune(name))
+		for j, v := range u {
+			le.PutUint16(e[2*j:], v)
+		}
+		le.PutUint16(e[0x40:], uint16(2*len(u)+2))
+		e[0x42], e[0x43] = typ, 1
+		le.PutUint32(e[0x44:], 0xffffffff)
+		le.PutUint32(e[0x48:], 0xffffffff)
+		le.PutUint32(e[0x4c:], child)
+		le.PutUint32(e[0x74:], start)
+		le.PutUint64(e[0x78:], size)
+	}
+	entry(0, "Root Entry", 5, 1, 0xfffffffe, 0)
+	entry(1, name, 2, 0xffffffff, 2, uint64(len(data)))
+	out := append(append(append(hdr, fat...), dir...), data...)
+	return append(out, make([]byte, nData*512-len(data))...)
+}
+
+// ole10 builds an OLE1 native data stream carrying a file.
+func ole10(name string, data []byte) []byte {
+	var b bytes.Buffer
+	le := func(v any) { binary.Write(&b, binary.LittleEndian, v) }
+	path := `C:\Users\x\AppData\Local\Temp\` + name + "\x00"
+	le(uint32(0))
+	le(uint16(2))
+	b.WriteString(name + "\x00")
+	b.WriteString(`C:\Users\x\Desktop\` + name + "\x00")
+	le(uint32(0x00030000))
+	le(uint32(len(path)))
+	b.WriteString(path)
+	le(uint32(len(data)))
+	b.Write(data)
+	return b.Bytes()
+}
+
+func TestOLEPackagerObject(t *testing.T) {
+	doc := makeCFB(t, "\x01Ole10Native", ole10("run.bat", []byte("@echo off\r\nformat c:\r\n")))
+	res, fs := inspect(t, Config{}, att{name: "report.doc", data: doc})
+	requireFinding(t, fs, KindEmbeddedObject, "report.doc/run.bat")
+	requireFinding(t, fs, KindBannedType, "report.doc/run.bat (.bat)")
+	assert.Equal(t, filter.Reject, res.Action)
+
+	doc = makeCFB(t, "\x01Ole10Native", ole10("notes.txt", tinyPE()))
+	_, fs = inspect(t, Config{}, att{name: "report.doc", data: doc})
+	requireFinding(t, fs, KindBannedType, "report.doc/notes.txt (pe)")
+
+	doc = makeCFB(t, "Package", makeZip(t, zfile{name: "a.js", data: []byte("WScript.Echo(1)")}))
+	_, fs = inspect(t, Config{}, att{name: "report.doc", data: doc})
+	requireFinding(t, fs, KindBannedType, "a.js")
+
+	// The scanner gets the document whole and the embedded file.
+	in := New(Config{})
+	var paths []string
+	doc = makeCFB(t, "\x01Ole10Native", ole10("run.bat", []byte("@echo off\r\n")))
+	require.NoError(t, in.Leaves(t.Context(), newMsg(message(att{name: "r.doc", data: doc})), func(l Leaf, r io.Reader) error {
+		paths = append(paths, l.Path)
+		return nil
+	}))
+	assert.Equal(t, []string{"r.doc/run.bat", "r.doc"}, paths)
+}
+
+func TestCFBReadsRealFiles(t *testing.T) {
+	for _, name := range []string{"clam.ole.doc", "clam.ppt"} {
+		data := clamFile(t, name)
+		c, err := openCFB(bytes.NewReader(data), int64(len(data)), 10000)
+		require.NoError(t, err, name)
+		streams := 0
+		for _, e := range c.entries {
+			if e.typ != 2 {
+				continue
+			}
+			streams++
+			n, err := io.Copy(io.Discard, c.open(e))
+			require.NoError(t, err, "%s/%q", name, e.name)
+			assert.EqualValues(t, e.size, n, "%s/%q", name, e.name)
+		}
+		assert.Greater(t, streams, 2, name)
+		res, _ := inspect(t, Config{}, att{name: name, data: data})
+		for _, s := range res.Symbols {
+			assert.NotEqual(t, "ARCHIVE_UNINSPECTABLE", s.Name, "%s: %v", name, res.Symbols)
+		}
+	}
+}
+
+func TestCFBCorrupt(t *testing.T) {
+	doc := makeCFB(t, "\x01Ole10Native", ole10("run.bat", []byte("x")))
+	// A FAT whose chain loops back on itself.
+	loop := append([]byte(nil), doc...)
+	binary.LittleEndian.PutUint32(loop[512+4*1:], 1) // the directory chain loops
+	_, fs := inspect(t, Config{}, att{name: "loop.doc", data: loop})
+	requireFinding(t, fs, KindUninspectable, "loop.doc")
+	// A FAT sector count past the file.
+	big := append([]byte(nil), doc...)
+	binary.LittleEndian.PutUint32(big[0x2c:], 1<<30)
+	_, fs = inspect(t, Config{}, att{name: "big.doc", data: big})
+	requireFinding(t, fs, KindUninspectable, "big.doc")
+}
+
+func FuzzCFB(f *testing.F) {
+	f.Add(makeCFB(f, "\x01Ole10Native", ole10("run.bat", []byte("x"))))
+	f.Add(makeCFB(f, "Package", []byte("PK")))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := openCFB(bytes.NewReader(data), int64(len(data)), 100)
+		if err != nil {
+			return
+		}
+		for _, e := range c.entries {
+			n, _ := io.Copy(io.Discard, io.LimitReader(c.open(e), 1<<20))
+			if n > int64(len(data))*8+4096 {
+				t.Fatalf("stream of %d bytes from %d", n, len(data))
+			}
+			if e.name == "\x01Ole10Native" {
+				ole10Native(c.open(e), int64(e.size)) //nolint:errcheck // must not panic
+			}
+		}
+	})
+}
