@@ -176,11 +176,11 @@ func (s *cfbStream) reader() io.Reader {
 }
 
 type cfbReader struct {
-	s     *cfbStream
-	sect  uint32
-	off   int64    // bytes read so far
-	seen  []uint64 // sectors of the chain already read
-	err   error
+	s    *cfbStream
+	sect uint32
+	off  int64    // bytes read so far
+	seen []uint64 // sectors of the chain already read
+	err  error
 }
 
 func (r *cfbReader) Read(p []byte) (int, error) {
