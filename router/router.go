@@ -94,10 +94,13 @@ type outcome struct {
 
 func (r *Router) route(ctx context.Context, txID string, env filter.Envelope, m *filter.Message, v filter.Verdict) filter.Reply {
 	start := time.Now()
+	if txID != "" {
+		ctx = filter.WithMessageID(ctx, txID)
+	}
 	o, reply := r.carryOut(ctx, env, m, v)
 	r.metrics.Add("portcullis_router_messages_total", 1, "action", v.Action.String(), "outcome", o.name)
 	r.metrics.Observe("portcullis_router_seconds", time.Since(start).Seconds(), "outcome", o.name)
-	attrs := []any{"msgid", txID, "action", v.Action.String(), "score", v.Score, "outcome", o.name,
+	attrs := []any{filter.LogMessageID, txID, "action", v.Action.String(), "score", v.Score, "outcome", o.name,
 		"reply", reply.String(), "duration", time.Since(start)}
 	if o.id != "" {
 		attrs = append(attrs, "id", o.id)

@@ -32,6 +32,7 @@ type fakeStore struct {
 	bodies   [][]byte
 	envs     []filter.Envelope
 	verdicts []filter.Verdict
+	msgids   []string
 	returned int64 // seq at the last return
 }
 
@@ -58,6 +59,7 @@ func (f *fakeStore) store(ctx context.Context, env filter.Envelope, body io.Read
 	f.bodies = append(f.bodies, b)
 	f.envs = append(f.envs, env)
 	f.verdicts = append(f.verdicts, v)
+	f.msgids = append(f.msgids, filter.MessageIDOf(ctx))
 	return fmt.Sprintf("id%d", len(f.bodies)), nil
 }
 
@@ -189,6 +191,9 @@ func TestActions(t *testing.T) {
 			switch {
 			case tt.queued == 1:
 				got = q.body(t)
+				if q.msgids[0] != "tx1" {
+					t.Errorf("the queue was told message ID %q, want tx1", q.msgids[0])
+				}
 				if q.envs[0].MailFrom != env.MailFrom || len(q.envs[0].RcptTo) != 1 {
 					t.Errorf("queued envelope %+v", q.envs[0])
 				}

@@ -150,7 +150,7 @@ func (s *session) refuse(stage filter.Stage, v filter.Verdict) error {
 		e = SMTPError(filter.ReplyFor(v.Action, stage))
 	}
 	s.count(stage, e.Code)
-	s.log.InfoContext(s.ctx, "refused", "msgid", s.tx.ID(), "stage", stage, "action", v.Action, "score", v.Score, "reply", e.Code)
+	s.log.InfoContext(s.ctx, "refused", filter.LogMessageID, s.tx.ID(), "stage", stage, "action", v.Action, "score", v.Score, "reply", e.Code)
 	return e
 }
 
@@ -202,7 +202,7 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		se := dataError(err)
 		s.count(filter.Data, se.Code)
-		s.log.WarnContext(s.ctx, "data failed", "msgid", s.tx.ID(), "reply", se.Code, "err", err)
+		s.log.WarnContext(s.ctx, "data failed", filter.LogMessageID, s.tx.ID(), "reply", se.Code, "err", err)
 		return se
 	}
 	e := SMTPError(s.b.cfg.Router.Route(s.ctx, s.tx))
