@@ -60,9 +60,11 @@
 //     distributions and guides often set accept): a dead or misbehaving
 //     milter then delays mail, never passes it;
 //   - only the actions the milter uses are negotiated (add and change
-//     headers, quarantine in PostfixHold mode), and the MTA is asked not to
-//     send DATA and unknown-command events. An MTA that does not allow the
-//     needed actions is refused at negotiation.
+//     headers, quarantine in PostfixHold mode); an MTA that does not allow
+//     them is refused at negotiation. No event is skipped, not even DATA:
+//     Postfix sends a skipped event's macros anyway, and that lone packet
+//     (it has no reply) holds the next command back for a delayed ACK,
+//     40 ms per message.
 //
 // Responses carry replies made safe for the wire by Response: printable
 // ASCII on one line, '%' doubled as the MTA expects, an enhanced code of

@@ -135,8 +135,8 @@ func (p *rawPeer) negotiate() {
 		t := p.t
 		t.Fatalf("actions %#x, want only %#x", a, want)
 	}
-	if pr := milter.OptProtocol(binary.BigEndian.Uint32(d[8:])); pr != milter.OptNoUnknown|milter.OptNoData {
-		p.t.Fatalf("protocol %#x, want NOUNKNOWN|NODATA", pr)
+	if pr := milter.OptProtocol(binary.BigEndian.Uint32(d[8:])); pr != 0 {
+		p.t.Fatalf("protocol %#x, want every event (a skipped one stalls on its macros)", pr)
 	}
 }
 
