@@ -70,14 +70,11 @@ func serveOn(t *testing.T, ln net.Listener, cfg Config) string {
 // DATA (nil for 250), or an earlier refusal.
 func send(t *testing.T, addr, raw string) error {
 	t.Helper()
-	c, err := smtp.Dial(addr)
+	c, err := smtpDial(addr)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Hello("client.test"); err != nil {
 		return err
 	}
+	defer c.Close()
 	if err := c.Mail("a@example.org"); err != nil {
 		return err
 	}
@@ -96,6 +93,19 @@ func send(t *testing.T, addr, raw string) error {
 	}
 	c.Quit()
 	return nil
+}
+
+// smtpDial connects and says EHLO.
+func smtpDial(addr string) (*smtp.Client, error) {
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Hello("client.test"); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 func replyOf(t *testing.T, err error) (int, string) {
@@ -241,8 +251,12 @@ func TestPostfixStoreMode(t *testing.T) {
 }
 
 // milterHelperEnv makes the test binary a milter process (see
-// TestMilterHelperProcess) listening on the address it names.
-const milterHelperEnv = "PORTCULLIS_MILTERD_HELPER"
+// TestMilterHelperProcess) listening on the address it names;
+// milterHelperModeEnv=plain leaves out the blocking filter.
+const (
+	milterHelperEnv     = "PORTCULLIS_MILTERD_HELPER"
+	milterHelperModeEnv = "PORTCULLIS_MILTERD_HELPER_MODE"
+)
 
 // TestMilterHelperProcess is the milter process the SIGKILL test kills: it
 // serves a pipeline whose body filter reports on stdout and blocks.
@@ -260,7 +274,11 @@ func TestMilterHelperProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Config{Pipeline: pipelineForPostfix(t, blocker)})
+	p := pipelineForPostfix(t, blocker)
+	if os.Getenv(milterHelperModeEnv) == "plain" {
+		p = pipelineForPostfix(t)
+	}
+	srv, err := New(Config{Pipeline: p, HeadersOnAccept: true})
 	if err != nil {
 		t.Fatal(err)
 	}
