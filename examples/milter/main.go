@@ -1,9 +1,11 @@
 // Command milter runs Portcullis as a mail filter inside Postfix (or
 // Sendmail): the MTA keeps receiving and delivering mail, the milter
-// judges every message while the client waits.
+// judges every message while the client waits, and the admin HTTP (health,
+// readiness, metrics, the quarantine API and console) is package admin's,
+// the same as the gateway's.
 //
 //	go run ./examples/milter [-config FILE] [-listen tcp:127.0.0.1:11332|unix:/path]
-//	    [-quarantine postfix-hold|store -quarantine-dir DIR -queue-dir DIR -relay HOST:PORT]
+//	    [-admin ADDR|off] [-quarantine postfix-hold|store] [-data DIR] [-relay HOST:PORT]
 //
 // Postfix's main.cf:
 //
@@ -11,13 +13,19 @@
 //	non_smtpd_milters = $smtpd_milters
 //	milter_default_action = tempfail
 //
-// With -quarantine store, quarantined messages are kept in -quarantine-dir
-// and Postfix discards its copy; a release re-injects the message through
-// -relay (a Postfix smtpd that does not run the milter, e.g. a second
-// smtpd in master.cf with -o smtpd_milters=).
+// The configuration is the gateway's (package config): its filters,
+// policy and limits judge the mail; data_dir holds the quarantine store;
+// relay.routes is where released messages go. -quarantine postfix-hold
+// (the default) leaves quarantined mail in Postfix's hold queue
+// (postsuper -H releases it); -quarantine store keeps it in Portcullis's
+// quarantine, Postfix discards its copy, and a release through the admin
+// API or console re-injects it through the relay: point the relay at a
+// Postfix smtpd that does not run the milter (a second smtpd in master.cf
+// with -o smtpd_milters=).
 //
 // SIGINT or SIGTERM stops accepting and waits up to 30 s for the MTA to
-// finish the sessions in flight.
+// finish the sessions in flight. Exit status 2 is a bad command line or
+// configuration, 1 a failure to start or stop.
 package main
 
 import (
@@ -28,70 +36,90 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
-	"github.com/portcullis-mail/portcullis/archive"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/portcullis-mail/portcullis/adapters/prommetrics"
+	"github.com/portcullis-mail/portcullis/admin"
 	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/filter"
 	"github.com/portcullis-mail/portcullis/milterd"
-	"github.com/portcullis-mail/portcullis/quarantine"
-	"github.com/portcullis-mail/portcullis/queue"
-	"github.com/portcullis-mail/portcullis/relay"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return
-		}
+	err := run(ctx, os.Args[1:], os.Stderr, nil)
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.As(err, &ue):
 		fmt.Fprintln(os.Stderr, "milter:", err)
 		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "milter:", err)
+		os.Exit(1)
 	}
 }
 
+// usageError is a bad command line or configuration.
+type usageError struct{ error }
+
 type options struct {
-	config, listen                   string
-	quarantine                       milterd.QuarantineMode
-	quarantineDir, queueDir, relayTo string
+	config, listen, admin, data, relay string
+	quarantine                         milterd.QuarantineMode
 }
 
-// run serves until ctx is done; listening is told the address once the
-// milter accepts connections.
-func run(ctx context.Context, args []string, stderr io.Writer, listening func(net.Addr)) error {
+// listening is told the milter's and the admin's addresses once they
+// accept connections (tests).
+type listening func(milter, admin net.Addr)
+
+// run serves until ctx is done.
+func run(ctx context.Context, args []string, stderr io.Writer, up listening) error {
 	var o options
 	fs := flag.NewFlagSet("milter", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.config, "config", "", "configuration file (YAML); the embedded defaults when empty")
+	fs.StringVar(&o.config, "config", "", "configuration file (YAML); the embedded default when empty")
 	fs.StringVar(&o.listen, "listen", "tcp:127.0.0.1:11332", "milter socket: tcp:HOST:PORT or unix:/path")
+	fs.StringVar(&o.admin, "admin", "", `admin HTTP address (admin.listen); "off" disables it`)
+	fs.StringVar(&o.data, "data", "", "data directory for the quarantine and the admin token (data_dir)")
+	fs.StringVar(&o.relay, "relay", "", "where released messages go: HOST:PORT (relay.routes[*])")
 	fs.TextVar(&o.quarantine, "quarantine", milterd.PostfixHold, "where quarantined mail goes: postfix-hold (Postfix's hold queue) or store")
-	fs.StringVar(&o.quarantineDir, "quarantine-dir", "", "quarantine store directory (-quarantine store)")
-	fs.StringVar(&o.queueDir, "queue-dir", "", "queue directory for released messages (-quarantine store)")
-	fs.StringVar(&o.relayTo, "relay", "", "HOST:PORT released messages are delivered to (-quarantine store)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	cfg, err := load(o)
+	if err != nil {
+		return usageError{err}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := prommetrics.New(reg, nil)
 
-	cfg := config.Default()
-	if o.config != "" {
-		var err error
-		if cfg, err = config.Load(o.config); err != nil {
-			return err
-		}
+	sys, err := config.Build(ctx, cfg, config.Options{Logger: log, Metrics: metrics})
+	if err != nil {
+		return err
 	}
-	mcfg := milterd.Config{Pipeline: pipeline(cfg, log), Quarantine: o.quarantine, HeadersOnAccept: true, Logger: log}
+	defer sys.Close(context.Background())
+
+	mcfg := milterd.Config{Pipeline: sys.Filters.Pipeline, Quarantine: o.quarantine, HeadersOnAccept: cfg.Router.HeadersOnAccept,
+		Ready: sys.Ready, Logger: log, Metrics: metrics}
 	if o.quarantine == milterd.Store {
-		hold, closeStore, err := store(o, log)
-		if err != nil {
+		mcfg.Hold = func(ctx context.Context, msg *filter.Message, v filter.Verdict) error {
+			_, err := sys.Quarantine.Hold(ctx, msg, v)
 			return err
 		}
-		defer closeStore()
-		mcfg.Hold = hold
 	}
 	srv, err := milterd.New(mcfg)
 	if err != nil {
@@ -99,14 +127,26 @@ func run(ctx context.Context, args []string, stderr io.Writer, listening func(ne
 	}
 	ln, err := milterd.Listen(o.listen)
 	if err != nil {
-		return err
+		return fmt.Errorf("milter: %w", err)
 	}
-	log.Info("milter listening", "addr", ln.Addr().String(), "quarantine", o.quarantine.String())
-	if listening != nil {
-		listening(ln.Addr())
-	}
-	served := make(chan error, 1)
+	served := make(chan error, 2)
 	go func() { served <- srv.Serve(ln) }()
+	defer srv.Close()
+
+	var adminAddr net.Addr
+	if cfg.Admin.Listen != "" {
+		hs, addr, err := serveAdmin(cfg, sys, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), log, metrics, served)
+		if err != nil {
+			return err
+		}
+		defer hs.Close()
+		adminAddr = addr
+	}
+	log.Info("portcullis milter started", "milter", ln.Addr().String(), "admin", fmt.Sprint(adminAddr),
+		"quarantine", o.quarantine.String(), "data", cfg.DataDir, "filters", fmt.Sprint(sys.Filters.Names()))
+	if up != nil {
+		up(ln.Addr(), adminAddr)
+	}
 	select {
 	case err := <-served:
 		return err
@@ -114,56 +154,71 @@ func run(ctx context.Context, args []string, stderr io.Writer, listening func(ne
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv.Shutdown(sctx)
-	<-served
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
 	return nil
 }
 
-// pipeline builds the filters the configuration names. This is the
-// minimal wiring (policy, limits, the archive inspector) until the public
-// config package builds every filter.
-func pipeline(cfg *config.Config, log *slog.Logger) *filter.Pipeline {
-	var filters []filter.Filter
-	if a := cfg.Archive; a.Enabled {
-		filters = append(filters, archive.New(archive.Config{
-			Logger: log, AllowNested: a.AllowNested,
-			BannedExtensions: a.BannedExtensions, BannedTypes: a.BannedTypes,
-			AllowedExtensions: a.AllowedExtensions, AllowedTypes: a.AllowedTypes,
-			Limits: archive.Limits{MaxDepth: a.MaxDepth, MaxTotalBytes: a.MaxTotalBytes, MaxEntries: a.MaxEntries},
-		}))
+// load reads the configuration and applies the flags over it, so a flag
+// and a key mean the same thing.
+func load(o options) (*config.Config, error) {
+	cfg := config.Default()
+	if o.config != "" {
+		c, err := config.Load(o.config)
+		if err != nil {
+			return nil, err
+		}
+		cfg = c
 	}
-	return filter.NewPipeline(filter.Options{Policy: cfg.Policy.FilterPolicy(), Limits: cfg.Limits.FilterLimits(), Logger: log}, filters...)
+	if o.data != "" {
+		cfg.DataDir = o.data
+	}
+	if o.relay != "" {
+		cfg.Relay.Routes = map[string]config.Route{"*": {Hosts: []string{o.relay}}}
+	}
+	switch o.admin {
+	case "":
+	case "off":
+		cfg.Admin.Listen = ""
+	default:
+		cfg.Admin.Listen = o.admin
+	}
+	return cfg, cfg.Check()
 }
 
-// store opens the quarantine store and the queue that delivers released
-// messages through the relay.
-func store(o options, log *slog.Logger) (func(context.Context, *filter.Message, filter.Verdict) error, func(), error) {
-	if o.quarantineDir == "" || o.queueDir == "" || o.relayTo == "" {
-		return nil, nil, errors.New("-quarantine store needs -quarantine-dir, -queue-dir and -relay")
+// serveAdmin mounts package admin on the admin listener.
+func serveAdmin(cfg *config.Config, sys *config.System, metricsHandler http.Handler, log *slog.Logger, metrics filter.Metrics, served chan<- error) (*http.Server, net.Addr, error) {
+	tokenFile := cfg.Admin.TokenFile
+	if tokenFile == "" {
+		_, path, _, err := admin.EnsureToken(cfg.DataDir)
+		if err != nil {
+			return nil, nil, err
+		}
+		tokenFile = path
 	}
-	st, err := quarantine.OpenDir(o.quarantineDir, quarantine.DirConfig{Logger: log})
+	h, err := admin.New(admin.Config{
+		Quarantine:     sys.Quarantine,
+		Pipeline:       func() *filter.Pipeline { return sys.Filters.Pipeline },
+		Ready:          func(context.Context) error { return sys.Ready() },
+		MetricsHandler: metricsHandler,
+		TokenFile:      tokenFile,
+		Limits:         cfg.Limits.FilterLimits(),
+		Logger:         log,
+		Metrics:        metrics,
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	rl, err := relay.New(relay.Config{Routes: map[string]relay.Route{"*": {Hosts: []string{o.relayTo}}}, Logger: log})
+	ln, err := net.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {
-		st.Close()
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("admin: %w", err)
 	}
-	q, err := queue.Open(o.queueDir, queue.Config{Deliverer: rl, Logger: log})
-	if err != nil {
-		st.Close()
-		return nil, nil, err
-	}
-	mgr, err := quarantine.New(quarantine.Config{Store: st, Queue: q, Logger: log})
-	if err != nil {
-		q.Close()
-		st.Close()
-		return nil, nil, err
-	}
-	hold := func(ctx context.Context, msg *filter.Message, v filter.Verdict) error {
-		_, err := mgr.Hold(ctx, msg, v)
-		return err
-	}
-	return hold, func() { q.Close(); st.Close() }, nil
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 10 * time.Minute, IdleTimeout: 2 * time.Minute}
+	go func() {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			served <- fmt.Errorf("admin: %w", err)
+		}
+	}()
+	return hs, ln.Addr(), nil
 }
