@@ -99,7 +99,7 @@ func (h *headerReader) step() {
 		h.state = stateLineStart
 		h.pending, h.err = h.prefix()
 	case stateLineStart:
-		b, err := h.src.Peek(1024)
+		b, err := h.src.Peek(peekField)
 		switch {
 		case len(b) == 0:
 			h.err = orEOF(err)
@@ -127,12 +127,19 @@ func (h *headerReader) step() {
 	}
 }
 
+// peekField is how much of a line is looked at for its field name.
+const peekField = 1024
+
 // removed reports whether the field line starting b is one to remove: its
 // name, before the colon with any space before the colon trimmed, is in
-// the set. A line without a colon (in the bytes peeked) is no field.
+// the set. A line without a colon is no field, unless it is one of the
+// names followed by more space than was peeked: a parser that reads on
+// may find its colon, so it goes (the most dangerous reading).
 func (h *headerReader) removed(b []byte) bool {
 	if i := bytes.IndexByte(b, '\n'); i >= 0 {
 		b = b[:i]
+	} else if len(b) == peekField && bytes.IndexByte(b, ':') < 0 {
+		return h.remove[strings.ToLower(string(bytes.TrimRight(b, " \t")))]
 	}
 	colon := bytes.IndexByte(b, ':')
 	if colon < 0 {

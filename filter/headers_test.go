@@ -33,6 +33,7 @@ func TestWithHeadersRemovesForgeries(t *testing.T) {
 		{"lower case", "x-spam-status: No\r\nSubject: hi\r\n\r\nbody\r\n", "Subject: hi\r\n\r\nbody\r\n"},
 		{"mixed case, our verdict", "Subject: hi\r\nx-PORTCULLIS-verdict: accept\r\n\r\nbody\r\n", "Subject: hi\r\n\r\nbody\r\n"},
 		{"space before colon", "X-Spam-Status : No\r\nX-Spam-Status\t: No\r\nSubject: hi\r\n\r\nb\r\n", "Subject: hi\r\n\r\nb\r\n"},
+		{"a colon past a kilobyte of space", "X-Spam-Status" + strings.Repeat(" ", 2000) + ": No\r\nSubject: hi\r\n\r\nb", "Subject: hi\r\n\r\nb"},
 		{"no space after colon", "X-Spam-Status:No\r\nSubject: hi\r\n\r\nb\r\n", "Subject: hi\r\n\r\nb\r\n"},
 		{"folded over lines", "From: a\r\nX-Spam-Status: No,\r\n score=-100\r\n\ttests=ALL_TRUSTED\r\nSubject: hi\r\n\r\nb\r\n", "From: a\r\nSubject: hi\r\n\r\nb\r\n"},
 		{"several, order of the rest kept", "A: 1\r\nX-Spam-Status: No\r\nB: 2\r\nX-Spam-Status: No\r\n again\r\nC: 3\r\n folded\r\n\r\nb\r\n", "A: 1\r\nB: 2\r\nC: 3\r\n folded\r\n\r\nb\r\n"},
@@ -122,9 +123,15 @@ func refWithHeaders(raw []byte, remove map[string]bool) []byte {
 			return append(out, raw...)
 		}
 		if line[0] != ' ' && line[0] != '\t' {
-			drop = false
-			if c := bytes.IndexByte(line, ':'); c >= 0 && c < 1024 {
-				drop = remove[strings.ToLower(string(bytes.TrimRight(line[:c], " \t")))]
+			w := line[:min(len(line), peekField)]
+			c := bytes.IndexByte(w, ':')
+			switch {
+			case c >= 0:
+				drop = remove[strings.ToLower(string(bytes.TrimRight(w[:c], " \t")))]
+			case len(w) == peekField && bytes.IndexByte(w, '\n') < 0:
+				drop = remove[strings.ToLower(string(bytes.TrimRight(w, " \t")))]
+			default:
+				drop = false
 			}
 		}
 		if !drop {
