@@ -297,3 +297,98 @@ func TestClamdDownTempfails(t *testing.T) {
 		t.Errorf("sink has %d (want 1); metrics:\n%.3000s", len(got), m)
 	}
 }
+
+// A spool disk below its free-space floor answers 452 4.3.1.
+func TestDiskFullIs452(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "gateway.yaml", "queue:\n  min_free_bytes: 1000000000000000000\n")
+	g := startGateway(t, gatewayArgs(t, "127.0.0.1:1", "-config", cfg)...)
+	r := send(g.smtp, message("no room", "hi"))
+	if r.code != 452 || r.enh[1] != 3 || r.enh[2] != 1 {
+		t.Fatalf("disk full: %+v, want 452 4.3.1", r)
+	}
+}
+
+// While the DNS lists' first health round is pending, the gateway is not
+// ready: /readyz answers 503 and mail is tempfailed.
+func TestNotReadyTempfails(t *testing.T) {
+	// A resolver that never answers: the health round waits for timeouts.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "gateway.yaml", fmt.Sprintf("dns:\n  resolvers: [%q]\n  dnsbl: [\"zen\"]\n", pc.LocalAddr().String()))
+	g := startGateway(t, gatewayArgs(t, "127.0.0.1:1", "-config", cfg)...)
+	if !strings.Contains(field(g.lineWith("gateway started"), "ready"), "not ready") {
+		t.Errorf("start-up line does not say not ready: %s", g.lineWith("gateway started"))
+	}
+	httpGet(t, "http://"+g.admin+"/readyz", 503)
+	if r := send(g.smtp, message("early", "hi")); r.code != 451 {
+		t.Errorf("mail while not ready: %+v, want 451", r)
+	}
+}
+
+// SIGTERM while clients send: every 250 is delivered after a restart, and
+// the exit is clean.
+func TestGracefulShutdownLosesNothing(t *testing.T) {
+	sink := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
+	dir := t.TempDir()
+	addr := "127.0.0.1:" + fmt.Sprint(testsvc.FreePort(t))
+	cfg := writeFile(t, dir, "gateway.yaml", "queue:\n  retry_base: 20ms\n  retry_max: 100ms\n")
+	args := []string{"-config", cfg, "-listen", addr, "-admin", "off", "-relay", "127.0.0.1:1", "-data", filepath.Join(dir, "data")}
+	g := startGateway(t, args...)
+	acked := make(chan string, 1000)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for n := 0; n < 1000; n++ {
+			id := fmt.Sprint("graceful-", n)
+			r := send(addr, message(id, "hi"))
+			if r.code == 250 {
+				acked <- id
+			} else if r.err != nil {
+				return // the listener is closed
+			}
+			if n == 20 {
+				g.signal(syscall.SIGTERM)
+			}
+		}
+	}()
+	if code := g.wait(30 * time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGTERM:\n%s", code, g.output())
+	}
+	<-done
+	close(acked)
+	want := map[string]bool{}
+	for id := range acked {
+		want[id] = true
+	}
+	args[7] = sink.Addr // now relay to the sink
+	startGateway(t, args...)
+	got := sink.Wait(len(want), 30*time.Second)
+	seen := map[string]bool{}
+	for _, m := range got {
+		if s := subjectLine(m.Data); s != "" {
+			seen[s] = true
+		}
+	}
+	for id := range want {
+		if !seen[id] {
+			t.Errorf("%s acknowledged before SIGTERM, not delivered after restart", id)
+		}
+	}
+	if len(want) < 21 {
+		t.Errorf("only %d messages acknowledged", len(want))
+	}
+}
+
+func subjectLine(b []byte) string {
+	for _, l := range strings.Split(string(b), "\r\n") {
+		if s, ok := strings.CutPrefix(l, "Subject: "); ok {
+			return s
+		}
+	}
+	return ""
+}

@@ -249,3 +249,15 @@ func writeFile(t testing.TB, dir, name, content string) string {
 	}
 	return p
 }
+
+// lineWith returns the first log line containing s so far ("" if none).
+func (p *proc) lineWith(s string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.lines {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
+}
