@@ -27,7 +27,7 @@ func benchChecker(b *testing.B) *Checker {
 		lists = append(lists, List{Name: fmt.Sprintf("bl%d", i), Zone: zone, Score: 1})
 	}
 	srv := testsvc.StartRBLDNSD(b, zones...)
-	c, err := NewChecker(Config{Resolvers: []string{srv.Addr}, Lists: lists, HealthInterval: -1, CacheSize: 1 << 20})
+	c, err := NewChecker(Config{Resolvers: []string{srv.Addr}, Lists: lists, HealthInterval: -1, CacheSize: 1 << 20, LookupNonPublic: TestNetworks()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func BenchmarkMessages(b *testing.B) {
 // BenchmarkCachedLookup is the CPU cost of one cached lookup.
 func BenchmarkCachedLookup(b *testing.B) {
 	f := List{Name: "bl", Zone: "bl.test", Codes: []Code{{Match: "127.0.0.2", Name: "x", Score: 1}}}
-	c, err := NewChecker(Config{Resolvers: []string{"127.0.0.1:1"}, Lists: []List{f}, HealthInterval: -1})
+	c, err := NewChecker(Config{Resolvers: []string{"127.0.0.1:1"}, Lists: []List{f}, HealthInterval: -1, LookupNonPublic: TestNetworks()})
 	if err != nil {
 		b.Fatal(err)
 	}

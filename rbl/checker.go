@@ -73,6 +73,20 @@ type Config struct {
 	// MaxReceived bounds the Received hops checked. Default 1.
 	MaxReceived int
 
+	// LookupNonPublic are address ranges looked up although they are not
+	// public. By default an address that is not public (see Public:
+	// loopback, private, CGNAT, link-local, documentation, benchmarking,
+	// reserved) is never sent to a DNS list: a public list cannot know it
+	// and the query leaks it. The client address then gets the symbol
+	// RBL_LOCAL (LocalScore) instead, and so does a numeric link host.
+	// Tests against a local rbldnsd set 127.0.0.0/8 and the documentation
+	// ranges here; a list of your own that lists internal networks sets
+	// those.
+	LookupNonPublic []netip.Prefix
+	// LocalScore is the score of the RBL_LOCAL symbol. Default 0: a
+	// visible trace, no verdict.
+	LocalScore float64
+
 	// OnUnknown is the action a message demands when a lookup is unknown.
 	// The default, Accept, demands nothing: the LIST_FAIL symbol (with the
 	// list's FailScore) is the visible trace. Tempfail makes the sender
@@ -305,23 +319,34 @@ func (c *Checker) Lookup(ctx context.Context, list, target string) Answer {
 	if !ok {
 		return Answer{List: list, Target: target, Err: fmt.Errorf("%w: no list %q", ErrConfig, list)}
 	}
-	qname, err := l.query(target)
+	qname, err := c.query(l, target)
 	if err != nil {
+		// Unknown, never "not listed": a non-public address was not asked.
 		return Answer{List: list, Target: target, Err: &LookupError{List: list, Name: target, Err: err}}
 	}
 	return c.lookup(ctx, l, target, qname)
 }
 
-// query is the DNS name that asks l about target.
-func (l *listState) query(target string) (string, error) {
+// query is the DNS name that asks l about target; a non-public address
+// (not in Config.LookupNonPublic) is ErrNotPublic.
+func (c *Checker) query(l *listState, target string) (string, error) {
 	if l.Kind == IPList {
 		a, err := netip.ParseAddr(target)
 		if err != nil {
 			return "", fmt.Errorf("%w: %q is not an IP address", ErrConfig, target)
 		}
+		if !c.mayAsk(a) {
+			return "", fmt.Errorf("%w: %s (%s)", ErrNotPublic, a, Range(a))
+		}
 		return ipQuery(a, l.Zone), nil
 	}
 	return domainQuery(target, l.Zone)
+}
+
+// mayAsk reports whether an address may be sent to DNS lists.
+func (c *Checker) mayAsk(a netip.Addr) bool {
+	a = a.Unmap()
+	return Public(a) || inAny(c.cfg.LookupNonPublic, a)
 }
 
 // lookup answers from the cache or from one flight of queries shared by
@@ -490,8 +515,8 @@ func (c *Checker) ask(ctx context.Context, r *resolver, l *listState, qname stri
 	result := "ok"
 	var raw rawAnswer
 	if err == nil {
-		raw = parseA(msg)
-		if !raw.nx {
+		raw, err = parseA(msg)
+		if err == nil && !raw.nx {
 			err = l.classify(raw.addrs)
 		}
 	}
@@ -519,12 +544,12 @@ func (c *Checker) ask(ctx context.Context, r *resolver, l *listState, qname stri
 }
 
 // failure counts a failed query; MaxFailures in a row take the resolver
-// out of rotation for DownFor. A refused code is the list's doing, not the
-// resolver's, and does not count towards that.
+// out of rotation for DownFor. A refused or undefined code is the list's
+// doing, not the resolver's, and does not count towards that.
 func (c *Checker) failure(r *resolver, err error) {
 	r.errors.Add(1)
 	c.metrics.Add("portcullis_rbl_resolver_errors_total", 1, "resolver", r.addr, "reason", reason(err))
-	if errors.Is(err, ErrQueryRefused) || errors.Is(err, context.Canceled) {
+	if errors.Is(err, ErrQueryRefused) || errors.Is(err, ErrUndefinedCode) || errors.Is(err, context.Canceled) {
 		return
 	}
 	r.mu.Lock()

@@ -11,15 +11,30 @@
 // # Failure semantics
 //
 // A lookup is Listed, NotListed or Unknown, and Unknown is never
+// NotListed. Only NXDOMAIN, or NOERROR with an empty answer section, is
 // NotListed. A timeout, SERVFAIL, REFUSED, a truncated answer that TCP
-// could not complete, an answer outside 127.0.0.0/8 (a resolver that
-// rewrites NXDOMAIN) and a list's "query refused" codes (Spamhaus's
-// 127.255.255.252, .254 and .255, URIBL's 127.0.0.1) are all Unknown: the
+// could not complete, a reply whose answer section holds anything but A
+// records of the name asked (an AAAA, a TXT, a CNAME chain or loop:
+// ErrNotAnswer), an answer outside 127.0.0.0/8 (a resolver that rewrites
+// NXDOMAIN), a list's "query refused" codes (Spamhaus's 127.255.255.252,
+// .254 and .255, URIBL's 127.0.0.1) and a return code that none of the
+// list's Codes defines (zen's 127.0.0.128: ErrUndefinedCode) are all
+// Unknown: the
 // filter adds a visible LIST_FAIL symbol (RBL_ZEN_FAIL), counts it
 // (portcullis_rbl_unknown_total) and logs it, and Config.OnUnknown can
 // demand an action such as Tempfail. A list that keeps refusing is backed
 // off — not asked — for a while, and each lookup skipped meanwhile is
 // still Unknown, never clean.
+//
+// Addresses that no public list can know are never sent to one (Public:
+// loopback, RFC 1918 and unique-local private, CGNAT 100.64.0.0/10,
+// link-local, documentation, benchmarking, multicast, reserved): a client
+// address or numeric link host of that kind gets the symbol RBL_LOCAL
+// (Config.LocalScore, default 0) instead, Lookup answers Unknown
+// (ErrNotPublic), and Received hops of that kind are skipped.
+// Config.LookupNonPublic lets chosen ranges through: a list of your own
+// networks, or tests against a local rbldnsd (TestNetworks). The health
+// check asks the RFC 5782 test points (127.0.0.2, 127.0.0.1) regardless.
 //
 // # Resolvers
 //

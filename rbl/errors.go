@@ -20,6 +20,16 @@ var (
 	ErrNoResolver   = errors.New("rbl: no healthy resolver")
 	ErrBackoff      = errors.New("rbl: list backed off after refusals")
 	ErrUnhealthy    = errors.New("rbl: failed health check")
+	// ErrNotAnswer: the reply holds records that do not answer the A
+	// question (AAAA, TXT, a CNAME chain or loop).
+	ErrNotAnswer = errors.New("rbl: reply does not answer the question")
+	// ErrUndefinedCode: an answer none of the list's codes defines (zen's
+	// 127.0.0.128): unknown for that list, not a listing.
+	ErrUndefinedCode = errors.New("rbl: return code the list does not define")
+	// ErrNotPublic: the address is loopback, private, CGNAT, link-local,
+	// documentation or otherwise not public, and is not sent to DNS lists
+	// (see Config.LookupNonPublic).
+	ErrNotPublic = errors.New("rbl: address is not public")
 )
 
 // LookupError is why a lookup is unknown.
@@ -41,10 +51,11 @@ func (e *LookupError) Error() string {
 func (e *LookupError) Unwrap() error { return e.Err }
 
 // AnswerError is an answer that cannot mean "listed": outside
-// 127.0.0.0/8 (an NXDOMAIN-hijacking resolver) or a refused code.
+// 127.0.0.0/8 (an NXDOMAIN-hijacking resolver), a refused code, or a code
+// the list does not define.
 type AnswerError struct {
 	Answer netip.Addr
-	Err    error // ErrBadAnswer or ErrQueryRefused
+	Err    error // ErrBadAnswer, ErrQueryRefused or ErrUndefinedCode
 }
 
 func (e *AnswerError) Error() string { return fmt.Sprintf("%v: %s", e.Err, e.Answer) }
@@ -59,7 +70,8 @@ func reason(err error) string {
 		{ErrTimeout, "timeout"}, {ErrServFail, "servfail"}, {ErrRefused, "refused"},
 		{ErrQueryRefused, "query-refused"}, {ErrBadAnswer, "bad-answer"}, {ErrTruncated, "truncated"},
 		{ErrMismatch, "mismatch"}, {ErrNoResolver, "no-resolver"}, {ErrBackoff, "backoff"},
-		{ErrUnhealthy, "unhealthy"}, {ErrRcode, "rcode"},
+		{ErrUnhealthy, "unhealthy"}, {ErrRcode, "rcode"}, {ErrNotAnswer, "not-answer"},
+		{ErrUndefinedCode, "undefined-code"}, {ErrNotPublic, "not-public"},
 	} {
 		if errors.Is(err, r.err) {
 			return r.label

@@ -49,6 +49,9 @@ func ExampleChecker_Lookup() {
 			Codes: []rbl.Code{{Match: "127.0.0.2", Name: "spam", Score: 4}},
 		}},
 		HealthInterval: -1,
+		// The example asks about documentation addresses, which are never
+		// sent to lists unless allowed like this (tests and demos only).
+		LookupNonPublic: rbl.TestNetworks(),
 	})
 	if err != nil {
 		panic(err)
@@ -71,6 +74,9 @@ func ExampleChecker_Filters() {
 		Resolvers:      []string{addr},
 		Lists:          []rbl.List{{Name: "bl", Zone: "bl.example", NoTXT: true, Score: 4, FailScore: 0.5}},
 		HealthInterval: -1,
+		// The example asks about documentation addresses, which are never
+		// sent to lists unless allowed like this (tests and demos only).
+		LookupNonPublic: rbl.TestNetworks(),
 	})
 	if err != nil {
 		panic(err)

@@ -24,6 +24,10 @@ const (
 	modeHijack      = "hijack"      // every name resolves to 198.51.100.7
 	modeQueryRefuse = "queryrefuse" // every name answers 127.255.255.254
 	modeSlow        = "slow"        // normal, after a delay
+	modeAAAA        = "aaaa"        // an AAAA record in reply to an A query
+	modeCNAMEChain  = "cnamechain"  // a CNAME chain ending in a listing-looking A record
+	modeCNAMELoop   = "cnameloop"   // two CNAMEs pointing at each other
+	modeTXTOnly     = "txtonly"     // a TXT record in reply to an A query
 )
 
 // fakeDNS is an in-process resolver on a loopback port (UDP and TCP)
@@ -66,8 +70,12 @@ func startFakeDNS(t *testing.T) *fakeDNS {
 		t.Fatal("no free UDP+TCP port")
 	}
 	f.Addr = pc.LocalAddr().String()
-	udp := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) { f.serve(w, r, false) })}
-	tcp := &dns.Server{Listener: l, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) { f.serve(w, r, true) })}
+	// Shutdown before a server has started fails and leaves it serving
+	// (a test that fails at once would hang in cleanup): wait for both.
+	started := make(chan struct{}, 2)
+	notify := func() { started <- struct{}{} }
+	udp := &dns.Server{PacketConn: pc, NotifyStartedFunc: notify, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) { f.serve(w, r, false) })}
+	tcp := &dns.Server{Listener: l, NotifyStartedFunc: notify, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) { f.serve(w, r, true) })}
 	var wg sync.WaitGroup
 	for _, s := range []*dns.Server{udp, tcp} {
 		wg.Add(1)
@@ -76,6 +84,8 @@ func startFakeDNS(t *testing.T) *fakeDNS {
 			_ = s.ActivateAndServe()
 		}()
 	}
+	<-started
+	<-started
 	t.Cleanup(func() {
 		_ = udp.Shutdown()
 		_ = tcp.Shutdown()
@@ -182,6 +192,28 @@ func (f *fakeDNS) serve(w dns.ResponseWriter, r *dns.Msg, tcp bool) {
 	}
 	hdr := func(t uint16) dns.RR_Header {
 		return dns.RR_Header{Name: q.Name, Rrtype: t, Class: dns.ClassINET, Ttl: ttl}
+	}
+	switch mode {
+	case modeAAAA:
+		m.Answer = []dns.RR{&dns.AAAA{Hdr: hdr(dns.TypeAAAA), AAAA: net.ParseIP("::1")}}
+		_ = w.WriteMsg(m)
+		return
+	case modeCNAMEChain:
+		a := &dns.A{Hdr: hdr(dns.TypeA), A: net.IPv4(127, 0, 0, 2).To4()}
+		a.Hdr.Name = "y.elsewhere.test."
+		m.Answer = []dns.RR{&dns.CNAME{Hdr: hdr(dns.TypeCNAME), Target: "x.elsewhere.test."},
+			&dns.CNAME{Hdr: dns.RR_Header{Name: "x.elsewhere.test.", Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: ttl}, Target: "y.elsewhere.test."}, a}
+		_ = w.WriteMsg(m)
+		return
+	case modeCNAMELoop:
+		m.Answer = []dns.RR{&dns.CNAME{Hdr: hdr(dns.TypeCNAME), Target: "loop.test."},
+			&dns.CNAME{Hdr: dns.RR_Header{Name: "loop.test.", Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: ttl}, Target: q.Name}}
+		_ = w.WriteMsg(m)
+		return
+	case modeTXTOnly:
+		m.Answer = []dns.RR{&dns.TXT{Hdr: hdr(dns.TypeTXT), Txt: []string{"listed, honest"}}}
+		_ = w.WriteMsg(m)
+		return
 	}
 	switch {
 	case len(addrs) == 0:

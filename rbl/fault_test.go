@@ -26,6 +26,11 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	h := &harness{m: newMemMetrics(), clock: newFakeClock()}
 	cfg.Metrics = h.m
 	cfg.HealthInterval = -1
+	if cfg.LookupNonPublic == nil {
+		// The tests ask about documentation addresses; a test of the
+		// non-public rule passes an empty, non-nil slice.
+		cfg.LookupNonPublic = TestNetworks()
+	}
 	if cfg.QueryTimeout == 0 {
 		cfg.QueryTimeout = time.Second // generous: a loaded machine must not turn a reply into a timeout
 	}
@@ -69,6 +74,12 @@ func TestFaultsAreUnknown(t *testing.T) {
 		{modeRefused, ErrRefused, "refused"},
 		{modeHijack, ErrBadAnswer, "bad-answer"},
 		{modeQueryRefuse, ErrQueryRefused, "query-refused"},
+		// Replies that are not answers to the A question: unknown, never
+		// "not listed" (and never a listing either).
+		{modeAAAA, ErrNotAnswer, "not-answer"},
+		{modeCNAMEChain, ErrNotAnswer, "not-answer"},
+		{modeCNAMELoop, ErrNotAnswer, "not-answer"},
+		{modeTXTOnly, ErrNotAnswer, "not-answer"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.mode, func(t *testing.T) {
@@ -265,7 +276,7 @@ func TestHealthCheckCatchesHijack(t *testing.T) {
 
 func TestReadyAfterFirstHealthCheck(t *testing.T) {
 	f := startFakeDNS(t)
-	c, err := NewChecker(Config{Resolvers: []string{f.Addr}, Lists: []List{blList()}, HealthInterval: time.Hour})
+	c, err := NewChecker(Config{Resolvers: []string{f.Addr}, Lists: []List{blList()}, HealthInterval: time.Hour, LookupNonPublic: TestNetworks()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,8 +76,10 @@ func (f *stageFilter) Check(ctx context.Context, m *filter.Message) (filter.Resu
 	env := m.Envelope
 	switch f.stage {
 	case filter.Connect:
-		if env.ClientIP.IsValid() {
-			q.addIP(ClientIP, env.ClientIP)
+		if ip := env.ClientIP.Unmap(); ip.IsValid() && f.c.mayAsk(ip) {
+			q.addIP(ClientIP, ip)
+		} else if ip.IsValid() {
+			q.local = append(q.local, fmt.Sprintf("%s (client): %s, not sent to DNS lists", ip, Range(ip)))
 		}
 	case filter.MailFrom:
 		q.addDomain(SenderDomain, filter.Domain(env.MailFrom))
@@ -88,14 +90,25 @@ func (f *stageFilter) Check(ctx context.Context, m *filter.Message) (filter.Resu
 		for _, d := range fromDomains(m) {
 			q.addDomain(FromDomain, d)
 		}
-		for _, ip := range receivedIPs(m, f.c.cfg.TrustedNetworks, f.c.cfg.MaxReceived) {
+		for _, ip := range receivedIPs(m, f.c.cfg.TrustedNetworks, f.c.cfg.MaxReceived, f.c.mayAsk) {
 			q.addIP(ReceivedIPs, ip)
 		}
 		f.addLinks(&res, q, m)
 	}
 	answers := f.c.run(ctx, q.items)
+	if len(q.local) > 0 {
+		detail := strings.Join(q.local[:min(len(q.local), maxDetails)], "; ")
+		if len(q.local) > maxDetails {
+			detail += fmt.Sprintf("; and %d more", len(q.local)-maxDetails)
+		}
+		res.Add(SymLocal, f.c.cfg.LocalScore, detail)
+	}
 	return f.c.result(res, answers), nil
 }
+
+// SymLocal marks a client address or numeric link host that is not
+// public and was therefore not sent to the DNS lists.
+const SymLocal = "RBL_LOCAL"
 
 // addLinks queues the registrable domains and numeric hosts of the
 // message's links, at most MaxLinks of them.
@@ -121,8 +134,10 @@ func (f *stageFilter) addLinks(res *filter.Result, q *queries, m *filter.Message
 			continue
 		}
 		if l.IP.IsValid() {
-			if public(l.IP) {
+			if f.c.mayAsk(l.IP) {
 				q.addIP(LinkIPs, l.IP)
+			} else if t&LinkIPs != 0 {
+				q.local = append(q.local, fmt.Sprintf("%s (link): %s, not sent to DNS lists", l.IP.Unmap(), Range(l.IP)))
 			}
 		} else {
 			q.addDomain(LinkDomains, l.Domain)
@@ -142,6 +157,7 @@ type query struct {
 
 type queries struct {
 	items []query
+	local []string // targets not asked: not public
 }
 
 func (q *queries) addIP(t Target, ip netip.Addr) {
@@ -188,7 +204,7 @@ func (c *Checker) run(ctx context.Context, qs []query) []Answer {
 	sem := make(chan struct{}, c.cfg.MaxParallel)
 	var wg sync.WaitGroup
 	for i, j := range jobs {
-		qname, err := j.l.query(j.value)
+		qname, err := c.query(j.l, j.value)
 		if err != nil {
 			// Names that cannot be asked (too long for the zone) are not
 			// evidence either way.
@@ -326,8 +342,8 @@ func fromDomains(m *filter.Message) []string {
 
 // receivedIPs walks the Received headers from the top (ours) down, skips
 // hops whose sending address is in trusted, and returns the sending
-// addresses of at most max hops below them that are public.
-func receivedIPs(m *filter.Message, trusted []netip.Prefix, max int) []netip.Addr {
+// addresses of at most max hops below them that may be asked about.
+func receivedIPs(m *filter.Message, trusted []netip.Prefix, max int, mayAsk func(netip.Addr) bool) []netip.Addr {
 	if len(trusted) == 0 {
 		return nil
 	}
@@ -340,7 +356,7 @@ func receivedIPs(m *filter.Message, trusted []netip.Prefix, max int) []netip.Add
 		if inAny(trusted, ip) {
 			continue
 		}
-		if public(ip) {
+		if mayAsk(ip) {
 			out = append(out, ip)
 		}
 		if len(out) >= max {
@@ -388,11 +404,4 @@ func inAny(ps []netip.Prefix, ip netip.Addr) bool {
 		}
 	}
 	return false
-}
-
-// public reports whether ip could be in a public list: not private,
-// loopback, link-local or unspecified.
-func public(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	return ip.IsValid() && !ip.IsPrivate() && !ip.IsLoopback() && !ip.IsLinkLocalUnicast() && !ip.IsUnspecified() && !ip.IsMulticast()
 }

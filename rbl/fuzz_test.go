@@ -1,6 +1,7 @@
 package rbl
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -52,6 +53,12 @@ func FuzzAnswer(f *testing.F) {
 	seed.Ns = []dns.RR{&dns.SOA{Hdr: dns.RR_Header{Name: "bl.test.", Rrtype: dns.TypeSOA, Class: dns.ClassINET}, Minttl: 5}}
 	b, _ := seed.Pack()
 	f.Add(b)
+	seed.Answer = seed.Answer[:1]
+	b, _ = seed.Pack()
+	f.Add(b)
+	seed.Answer = []dns.RR{&dns.CNAME{Hdr: dns.RR_Header{Name: "2.0.0.127.bl.test.", Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: 60}, Target: "2.0.0.127.bl.test."}}
+	b, _ = seed.Pack()
+	f.Add(b)
 	l := List{Zone: "bl.test", Codes: []Code{{Match: "127.0.0.2", Name: "x", Score: 1}}}
 	if err := l.prepare(); err != nil {
 		f.Fatal(err)
@@ -61,11 +68,25 @@ func FuzzAnswer(f *testing.F) {
 		if m.Unpack(data) != nil {
 			return
 		}
-		raw := parseA(m)
+		raw, err := parseA(m)
 		if len(parseTXT(m)) > maxReason {
 			t.Fatal("reason not bounded")
 		}
+		if err != nil {
+			if !errors.Is(err, ErrNotAnswer) {
+				t.Fatalf("parseA error %v is not ErrNotAnswer", err)
+			}
+			return
+		}
+		for _, rr := range m.Answer {
+			if _, isA := rr.(*dns.A); !isA && rr.Header().Rrtype != dns.TypeRRSIG {
+				t.Fatalf("answer with a %s record accepted", dns.TypeToString[rr.Header().Rrtype])
+			}
+		}
 		if raw.nx {
+			if len(raw.addrs) != 0 {
+				t.Fatal("not listed with addresses")
+			}
 			return
 		}
 		if l.classify(raw.addrs) == nil {

@@ -179,8 +179,10 @@ func (c *Checker) checkList(ctx context.Context, r *resolver, l *listState) erro
 			}
 			return fmt.Errorf("%w: %s: %w", ErrUnhealthy, qname, err)
 		}
-		raw := parseA(msg)
+		raw, err := parseA(msg)
 		switch {
+		case err != nil:
+			return fmt.Errorf("%w: test point %s in %s: %w", ErrUnhealthy, tp.point, l.Zone, err)
 		case tp.listed && raw.nx:
 			return fmt.Errorf("%w: test point %s is not listed in %s", ErrUnhealthy, tp.point, l.Zone)
 		case tp.listed:

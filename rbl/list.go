@@ -136,12 +136,15 @@ type List struct {
 	// Targets says what the list is asked about; zero means ClientIP for
 	// IP lists and LinkDomains for domain lists.
 	Targets Target
-	// Codes map answers to symbols and scores. An answer in 127.0.0.0/8
-	// that no code matches still lists, with the list's own symbol and
-	// Score.
+	// Codes map answers to symbols and scores. When Codes is set, an
+	// answer that no code matches is a code the list does not define
+	// (zen's 127.0.0.128): the lookup is unknown (ErrUndefinedCode), not
+	// a listing, unless another answer of the same lookup matches a code.
+	// Without Codes, every answer in 127.0.0.0/8 that is not refused
+	// lists, with the list's own symbol and Score.
 	Codes []Code
-	// Score is the score of an answer no code matches; negative for
-	// allowlists (DNSWL).
+	// Score is the score of a listing when the list has no Codes;
+	// negative for allowlists.
 	Score float64
 	// FailScore is the score of the LIST_FAIL symbol an unknown lookup adds.
 	FailScore float64
@@ -260,15 +263,14 @@ func (l *List) symbols(addrs []netip.Addr) []filter.Symbol {
 	}
 	for _, a := range addrs {
 		v := u32(a)
-		matched := false
+		if len(l.Codes) == 0 {
+			add(l.Symbol, l.Score)
+			continue
+		}
 		for _, c := range l.Codes {
 			if c.m.match(v) {
-				matched = true
 				add(c.symbol, c.Score)
 			}
-		}
-		if !matched {
-			add(l.Symbol, l.Score)
 		}
 	}
 	return out
@@ -277,7 +279,8 @@ func (l *List) symbols(addrs []netip.Addr) []filter.Symbol {
 var loopback8 = netip.MustParsePrefix("127.0.0.0/8")
 
 // classify checks the A answers of a lookup: a refused code or an answer
-// outside 127.0.0.0/8 makes it unknown.
+// outside 127.0.0.0/8 makes it unknown, and so do answers none of which
+// the list's codes define.
 func (l *List) classify(addrs []netip.Addr) error {
 	for _, a := range addrs {
 		if !loopback8.Contains(a) {
@@ -287,5 +290,24 @@ func (l *List) classify(addrs []netip.Addr) error {
 			return &AnswerError{Answer: a, Err: ErrQueryRefused}
 		}
 	}
-	return nil
+	if len(l.Codes) == 0 || len(addrs) == 0 {
+		return nil
+	}
+	for _, a := range addrs {
+		if l.defines(a) {
+			return nil
+		}
+	}
+	return &AnswerError{Answer: addrs[0], Err: ErrUndefinedCode}
+}
+
+// defines reports whether one of the list's codes matches a.
+func (l *List) defines(a netip.Addr) bool {
+	v := u32(a)
+	for _, c := range l.Codes {
+		if c.m.match(v) {
+			return true
+		}
+	}
+	return false
 }

@@ -3,7 +3,7 @@ package rbl
 import "net/netip"
 
 // Presets for common lists, with the return codes their operators
-// document. None is on by default: querying them needs an agreement with
+// document; any other answer is unknown for the list (ErrUndefinedCode). None is on by default: querying them needs an agreement with
 // the operator (free use is limited to low volumes, and most refuse
 // queries through public resolvers). Scores follow SpamAssassin's and
 // rspamd's defaults in spirit; tune them to your policy.
@@ -52,6 +52,7 @@ func SpamCop() List {
 	return List{
 		Name: "spamcop", Zone: "bl.spamcop.net", Kind: IPList, Targets: ClientIP | ReceivedIPs,
 		Score: 3, FailScore: 0.1,
+		Codes: []Code{{Match: "127.0.0.2", Score: 3}},
 	}
 }
 
@@ -61,6 +62,7 @@ func Barracuda() List {
 	return List{
 		Name: "barracuda", Zone: "b.barracudacentral.org", Kind: IPList, Targets: ClientIP,
 		Score: 3, FailScore: 0.1,
+		Codes: []Code{{Match: "127.0.0.2", Score: 3}},
 	}
 }
 

@@ -58,7 +58,7 @@ func startRBLDNSD(t *testing.T) (*testsvc.RBLDNSD, *Checker, *memMetrics) {
 	t.Helper()
 	srv := testsvc.StartRBLDNSD(t, rbldnsdZones...)
 	m := newMemMetrics()
-	c, err := NewChecker(Config{Resolvers: []string{srv.Addr}, Lists: rbldnsdLists(), Metrics: m, HealthInterval: -1,
+	c, err := NewChecker(Config{Resolvers: []string{srv.Addr}, Lists: rbldnsdLists(), Metrics: m, HealthInterval: -1, LookupNonPublic: TestNetworks(),
 		QueryTimeout: 2 * time.Second, ListTimeout: 5 * time.Second, Deadline: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -158,7 +158,7 @@ func TestRBLDNSDPipeline(t *testing.T) {
 		"Content-Type: text/html\r\n\r\n" +
 		`<a href="http://WWW.Phish.Example./login">bank</a> <img src="http://3325256705/x.gif">` +
 		` http://good.example/ and www.evil.example&#x2e;` + "\r\n"
-	c2, err := NewChecker(Config{Resolvers: c.cfg.Resolvers, Lists: rbldnsdLists(), HealthInterval: -1,
+	c2, err := NewChecker(Config{Resolvers: c.cfg.Resolvers, Lists: rbldnsdLists(), HealthInterval: -1, LookupNonPublic: TestNetworks(),
 		TrustedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	if err != nil {
 		t.Fatal(err)

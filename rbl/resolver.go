@@ -223,22 +223,41 @@ func netErr(ctx context.Context, err error) error {
 	return err
 }
 
-// parseA reads the A records and the TTL of an answer.
-func parseA(r *dns.Msg) rawAnswer {
+// parseA reads the A records and the TTL of an answer to an A query.
+// Only NXDOMAIN, or NOERROR with no answer records (NODATA), is "not
+// listed"; the answer section may hold A records of the name asked and
+// their signatures, nothing else. A CNAME (a chain, a loop), an AAAA, a
+// TXT or an A record of another name is not an answer to the question:
+// ErrNotAnswer, unknown, never "not listed".
+func parseA(r *dns.Msg) (rawAnswer, error) {
 	var a rawAnswer
-	if r.Rcode == dns.RcodeNameError {
-		a.nx = true
+	qname := ""
+	if len(r.Question) > 0 {
+		qname = r.Question[0].Name
 	}
 	for _, rr := range r.Answer {
-		if rec, ok := rr.(*dns.A); ok {
-			if ip, ok := netip.AddrFromSlice(rec.A.To4()); ok {
-				a.addrs = append(a.addrs, ip)
-				t := time.Duration(rec.Hdr.Ttl) * time.Second
-				if !a.hasTTL || t < a.ttl {
-					a.ttl, a.hasTTL = t, true
-				}
+		h := rr.Header()
+		switch rec := rr.(type) {
+		case *dns.A:
+			if !strings.EqualFold(h.Name, qname) {
+				return rawAnswer{}, fmt.Errorf("%w: an A record of %s", ErrNotAnswer, h.Name)
 			}
+			ip, ok := netip.AddrFromSlice(rec.A.To4())
+			if !ok {
+				return rawAnswer{}, fmt.Errorf("%w: a malformed A record", ErrNotAnswer)
+			}
+			a.addrs = append(a.addrs, ip)
+			t := time.Duration(h.Ttl) * time.Second
+			if !a.hasTTL || t < a.ttl {
+				a.ttl, a.hasTTL = t, true
+			}
+		case *dns.RRSIG:
+		default:
+			return rawAnswer{}, fmt.Errorf("%w: %s record in the answer to an A query", ErrNotAnswer, dns.TypeToString[h.Rrtype])
 		}
+	}
+	if r.Rcode == dns.RcodeNameError && len(a.addrs) > 0 {
+		return rawAnswer{}, fmt.Errorf("%w: NXDOMAIN with A records", ErrNotAnswer)
 	}
 	if len(a.addrs) == 0 {
 		a.nx = true
@@ -250,7 +269,7 @@ func parseA(r *dns.Msg) rawAnswer {
 			}
 		}
 	}
-	return a
+	return a, nil
 }
 
 // parseTXT joins the TXT strings of an answer.

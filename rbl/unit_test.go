@@ -61,7 +61,8 @@ func TestCodes(t *testing.T) {
 		{[]string{"127.0.0.8"}, "RBL_ZEN_PH:5"},
 		{[]string{"127.0.0.12"}, "RBL_ZEN_PH:5"},
 		{[]string{"127.0.0.8", "127.0.0.4"}, "RBL_ZEN_PH:5 RBL_ZEN_XBL:3"},
-		{[]string{"127.0.0.99"}, "RBL_ZEN:1"},
+		{[]string{"127.0.0.99"}, ""}, // undefined: classify makes it unknown
+		{[]string{"127.0.0.99", "127.0.0.2"}, "RBL_ZEN_SBL:4"},
 		{[]string{"127.0.0.2", "127.0.0.2"}, "RBL_ZEN_SBL:4"},
 		{[]string{"127.0.0.2", "127.0.0.6"}, "RBL_ZEN_SBL:4 RBL_ZEN_XBL:3"},
 	}
@@ -78,6 +79,32 @@ func TestCodes(t *testing.T) {
 		if strings.Join(got, " ") != tc.want {
 			t.Errorf("%v → %v, want %s", tc.answers, got, tc.want)
 		}
+	}
+	// A code the list does not define is unknown for that list, not a
+	// listing (zen's 127.0.0.128); a defined one beside it still lists.
+	for _, tc := range []struct {
+		answers []string
+		want    error
+	}{
+		{[]string{"127.0.0.128"}, ErrUndefinedCode},
+		{[]string{"127.0.0.99", "127.0.0.100"}, ErrUndefinedCode},
+		{[]string{"127.0.0.128", "127.0.0.2"}, nil},
+		{[]string{"127.0.1.8"}, nil}, // the bitmask defines it
+	} {
+		var as []netip.Addr
+		for _, a := range tc.answers {
+			as = append(as, netip.MustParseAddr(a))
+		}
+		if err := l.classify(as); tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+			t.Errorf("classify(%v) = %v, want %v", tc.answers, err, tc.want)
+		}
+	}
+	zen := SpamhausZEN()
+	if err := zen.prepare(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zen.classify([]netip.Addr{netip.MustParseAddr("127.0.0.128")}); !errors.Is(err, ErrUndefinedCode) {
+		t.Errorf("zen 127.0.0.128: %v, want ErrUndefinedCode", err)
 	}
 	for _, bad := range []string{"", "&0", "&x", "127.0.0.1/33", "127.0.0.1/1.2.3", "::1", "127.0.0.1/::1"} {
 		if _, err := parseMatch(bad); !errors.Is(err, ErrConfig) {
@@ -183,8 +210,8 @@ func TestParseAnswer(t *testing.T) {
 	m.SetQuestion("2.0.0.127.bl.test.", dns.TypeA)
 	m.Rcode = dns.RcodeNameError
 	m.Ns = []dns.RR{&dns.SOA{Hdr: dns.RR_Header{Name: "bl.test.", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 50}, Minttl: 900}}
-	a := parseA(m)
-	if !a.nx || !a.hasTTL || a.ttl.Seconds() != 50 {
+	a, err := parseA(m)
+	if err != nil || !a.nx || !a.hasTTL || a.ttl.Seconds() != 50 {
 		t.Fatalf("negative answer: %+v", a)
 	}
 	txt := new(dns.Msg)
