@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"regexp"
 	"time"
 
@@ -131,6 +132,13 @@ func buildFilters(ctx context.Context, cfg *Config, opts Options, spool filter.S
 			lists = append(lists, l)
 		}
 		rc := rbl.Config{Resolvers: d.Resolvers, Lists: lists, OnUnknown: d.OnUnknown, Logger: log, Metrics: opts.Metrics}
+		for _, cidr := range d.LookupNonPublic {
+			p, err := netip.ParsePrefix(cidr)
+			if err != nil {
+				return fail(fmt.Errorf("config: dns: lookup_non_public %q: %w", cidr, err))
+			}
+			rc.LookupNonPublic = append(rc.LookupNonPublic, p)
+		}
 		if oneShot {
 			rc.HealthInterval = -1
 		}

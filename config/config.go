@@ -292,6 +292,11 @@ type DNS struct {
 	// OnUnknown is the action a lookup that got no usable answer demands;
 	// the default (accept) leaves only the visible LIST_FAIL symbol.
 	OnUnknown filter.Action `yaml:"on_unknown"`
+	// LookupNonPublic are CIDR ranges of non-public addresses (loopback,
+	// private, documentation ...) that are sent to the lists all the
+	// same: for a list of your own, or a test rbldnsd. By default such an
+	// address is never sent and gets the symbol RBL_LOCAL instead.
+	LookupNonPublic []string `yaml:"lookup_non_public"`
 }
 
 // Duration is a time.Duration written as "30s" in YAML.

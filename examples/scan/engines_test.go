@@ -100,7 +100,12 @@ func TestDNSBLFlags(t *testing.T) {
 		testsvc.RBLZone{Name: "bl.test", Type: "ip4set", Data: ":127.0.0.2:listed: see https://bl.test/$\n127.0.0.2\n192.0.2.0/24\n"},
 		testsvc.RBLZone{Name: "dbl.test", Type: "dnset", Data: ":127.0.1.2:bad domain\ntest\nexample-bank.test\n"},
 	)
-	v := scanJSON(t, "-resolver", srv.Addr, "-dnsbl", "bl.test=5", "-uribl", "dbl.test=4", "-client-ip", "192.0.2.25", "../../testdata/clean.eml")
+	// A documentation address is not sent to the lists unless allowed.
+	v := scanJSON(t, "-resolver", srv.Addr, "-dnsbl", "bl.test=5", "-client-ip", "192.0.2.25", "../../testdata/clean.eml")
+	assert.True(t, v.has("RBL_LOCAL"), "%+v", v.Symbols)
+	assert.False(t, v.has("RBL_BL_TEST"), "%+v", v.Symbols)
+	v = scanJSON(t, "-resolver", srv.Addr, "-dnsbl", "bl.test=5", "-uribl", "dbl.test=4", "-dnsbl-non-public", "192.0.2.0/24",
+		"-client-ip", "192.0.2.25", "../../testdata/clean.eml")
 	assert.True(t, v.has("RBL_BL_TEST"), "%+v", v.Symbols)
 	assert.Equal(t, "add-header", v.Action)
 

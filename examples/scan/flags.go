@@ -14,6 +14,7 @@ type extraFlags struct {
 	dnsbl    stringList
 	uribl    stringList
 	resolver stringList
+	local    stringList
 	clamd    stringList
 	icap     stringList
 }
@@ -23,6 +24,7 @@ func (e *extraFlags) register(fs *flag.FlagSet) {
 	fs.Var(&e.dnsbl, "dnsbl", "a DNS blocklist for the client IP: ZONE[=SCORE] or a preset (zen, spamcop, barracuda, dnswl); repeatable")
 	fs.Var(&e.uribl, "uribl", "a DNS blocklist for the domains of links: ZONE[=SCORE] or a preset (dbl, surbl, uribl); repeatable")
 	fs.Var(&e.resolver, "resolver", "a DNS resolver HOST:PORT; repeatable, in failover order")
+	fs.Var(&e.local, "dnsbl-non-public", "a CIDR range of non-public addresses sent to the lists all the same (a test rbldnsd); repeatable")
 	fs.Var(&e.clamd, "clamd", "a clamd address HOST:PORT or unix:/path; repeatable")
 	fs.Var(&e.icap, "icap", "an ICAP antivirus service icap://HOST[:PORT]/SERVICE; repeatable")
 }
@@ -33,6 +35,7 @@ func (e *extraFlags) apply(cfg *config.Config) error {
 	cfg.DNS.DNSBL = append(cfg.DNS.DNSBL, e.dnsbl...)
 	cfg.DNS.URIBL = append(cfg.DNS.URIBL, e.uribl...)
 	cfg.DNS.Resolvers = append(cfg.DNS.Resolvers, e.resolver...)
+	cfg.DNS.LookupNonPublic = append(cfg.DNS.LookupNonPublic, e.local...)
 	cfg.AV.Clamd = append(cfg.AV.Clamd, e.clamd...)
 	cfg.AV.ICAP = append(cfg.AV.ICAP, e.icap...)
 	if len(cfg.DNS.DNSBL)+len(cfg.DNS.URIBL) > 0 && len(cfg.DNS.Resolvers) == 0 {
