@@ -364,3 +364,35 @@ func FuzzPacketReader(f *testing.F) {
 		t.Fatal("more packets than input bytes")
 	})
 }
+
+func TestHostileConnectionsOverTheLimitAreClosed(t *testing.T) {
+	h := startFake(t, &fakeBegin{}, func(c *Config) { c.MaxConnections = 2 })
+	a, b := h.dial(), h.dial()
+	a.negotiate()
+	b.negotiate() // both are tracked once they answered
+	c := h.dial()
+	c.closed()
+	if got := h.metrics.Get("portcullis_milter_refused_total{reason,max_connections}"); got != 1 {
+		t.Fatalf("refusals counted %v, want 1", got)
+	}
+	a.conn.Close()
+	b.conn.Close()
+}
+
+func TestHostilePeerThatDoesNotReadTimesOut(t *testing.T) {
+	b := &fakeBegin{}
+	srv, err := New(Config{begin: b.begin, WriteTimeout: 100 * time.Millisecond, ReadTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, server := net.Pipe() // synchronous: the reply blocks until read
+	defer client.Close()
+	done := make(chan struct{})
+	go func() { srv.ServeConn(server); close(done) }()
+	client.Write(optneg(allActions)) // and never read the answer
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the session still waits on a peer that does not read")
+	}
+}
