@@ -82,10 +82,10 @@ type Config struct {
 
 	// Limits bound the parse of a message for the message view.
 	Limits filter.Limits
-	// MaxScan bounds the records one listing examines; a quarantine
-	// bigger than that is listed newest-first only within the first
-	// MaxScan records the quarantine returns, and the page says so. 0
-	// means 200,000.
+	// MaxScan bounds the records one listing or bulk re-scan examines
+	// (the quarantine lists oldest first): a quarantine bigger than that
+	// is listed within its oldest MaxScan records, and the page says so
+	// (a since filter narrows it). 0 means 200,000.
 	MaxScan int
 	// MaxTextBytes bounds the text shown of one text part; 0 means 256 KiB.
 	MaxTextBytes int

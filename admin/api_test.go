@@ -196,6 +196,11 @@ func TestListScanLimit(t *testing.T) {
 	if resp.StatusCode != 200 || l.Matched != 3 || !l.Truncated {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
+	b := e.browser()
+	b.login("", testToken)
+	if _, page := b.get("/quarantine"); !strings.Contains(page, "covers the oldest 3; narrow it with a since filter") {
+		t.Error("the console does not say the listing stopped at MaxScan")
+	}
 }
 
 const mimeMsg = "From: s@example.org\r\nTo: alice@example.net\r\nSubject: =?utf-8?q?R=C3=A9sum=C3=A9?=\r\n" +

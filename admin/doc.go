@@ -41,8 +41,9 @@
 // SameSite=Strict, Secure over TLS or with Config.SecureCookies) naming
 // server-side state, so a logout or a restart ends it. Every form carries
 // the session's CSRF token, and a POST without it, or with an Origin of
-// another site, is refused with 403; a POST without a session is refused
-// with 401. Failed logins are rate-limited process-wide.
+// another site, is refused with 403 (a reverse proxy in front must pass
+// the Host header on); a POST without a session is refused with 401.
+// Failed logins are rate-limited process-wide.
 //
 // A user with Recipients sees the held mail of those addresses (or
 // "@domain"s) only; other messages answer "not found", so their IDs
