@@ -3,6 +3,7 @@ package rules
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 // saResult is what SpamAssassin found in one message.
 type saResult struct {
+	Index int // the message's place in the input
 	Score float64
 	Hits  map[string]float64 // rule → score, rules SpamAssassin reports (score ≠ 0)
 }
@@ -55,8 +57,10 @@ func spamassassin(t testing.TB, files []string, msgs [][]byte) []saResult {
 		t.Fatal(err)
 	}
 	var in bytes.Buffer
-	for _, m := range msgs {
-		in.WriteString("From harness@example.invalid Thu Jan  1 00:00:00 1970\n")
+	for i, m := range msgs {
+		// spamassassin takes an mbox's messages in no fixed order; the
+		// separator, which rules do not see, says which one this is.
+		fmt.Fprintf(&in, "From harness-%d@example.invalid Thu Jan  1 00:00:00 1970\n", i)
 		in.Write(m)
 		if !bytes.HasSuffix(m, []byte("\n")) {
 			in.WriteByte('\n')
@@ -71,9 +75,18 @@ func spamassassin(t testing.TB, files []string, msgs [][]byte) []saResult {
 	if err != nil {
 		t.Fatalf("spamassassin: %v\n%s", err, stderr.String())
 	}
-	res := parseSATests(out)
-	if len(res) != len(msgs) {
-		t.Fatalf("spamassassin reported on %d of %d messages\n%s", len(res), len(msgs), stderr.String())
+	got := parseSATests(out)
+	res := make([]saResult, len(msgs))
+	seen := 0
+	for _, r := range got {
+		if r.Index < 0 || r.Index >= len(msgs) || res[r.Index].Hits != nil {
+			t.Fatalf("spamassassin's output has message %d twice or out of range", r.Index)
+		}
+		res[r.Index] = r
+		seen++
+	}
+	if seen != len(msgs) {
+		t.Fatalf("spamassassin reported on %d of %d messages\n%s", seen, len(msgs), stderr.String())
 	}
 	return res
 }
@@ -83,12 +96,13 @@ func spamassassin(t testing.TB, files []string, msgs [][]byte) []saResult {
 func parseSATests(out []byte) []saResult {
 	var res []saResult
 	var cur *strings.Builder
+	index := -1
 	flush := func() {
 		if cur == nil {
 			return
 		}
 		f := strings.Fields(cur.String())
-		r := saResult{Hits: map[string]float64{}}
+		r := saResult{Index: index, Hits: map[string]float64{}}
 		if len(f) > 0 {
 			r.Score, _ = strconv.ParseFloat(f[0], 64)
 		}
@@ -108,6 +122,14 @@ func parseSATests(out []byte) []saResult {
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
 		line := sc.Text()
+		if n, ok := strings.CutPrefix(line, "From harness-"); ok {
+			flush()
+			index = -1
+			if i := strings.IndexByte(n, '@'); i > 0 {
+				index, _ = strconv.Atoi(n[:i])
+			}
+			continue
+		}
 		switch {
 		case cur != nil && (strings.HasPrefix(line, " ") || strings.HasPrefix(line, "\t")):
 			cur.WriteString(line)
