@@ -58,6 +58,7 @@ type Set struct {
 	detect     func(head []byte, name string) string
 	prefilter  bool
 	needType   bool
+	saConf     *saConf
 	scratch    sync.Pool
 }
 
@@ -121,6 +122,7 @@ type spec struct {
 	thresholds *Thresholds
 	corpus     []Sample
 	report     LoadReport
+	saConf     *saConf // the SpamAssassin configuration beyond rules, or nil
 }
 
 type scoreOverride struct {
@@ -158,6 +160,7 @@ func compile(sp *spec, o compileOptions) (*Set, error) {
 		limits:     o.limits,
 		detect:     o.detect,
 		prefilter:  !o.noPrefilter,
+		saConf:     sp.saConf,
 	}
 	if sp.thresholds != nil {
 		s.thresholds = *sp.thresholds
@@ -220,6 +223,9 @@ func compileRule(r *Rule, lim Limits) (*crule, error) {
 	c := &crule{Rule: *r}
 	if !ruleName.MatchString(r.Name) {
 		return nil, fmt.Errorf("%w: name must be 1 to 128 letters, digits, _ . -", ErrInvalid)
+	}
+	if r.Kind == kindEval && r.evalFn != nil {
+		return c, nil
 	}
 	if !slices.Contains(kinds, r.Kind) {
 		return nil, fmt.Errorf("%w: unknown kind %q", ErrInvalid, r.Kind)
@@ -473,8 +479,8 @@ func (c *crule) keys() []string {
 		// text; only when IfUnset cannot hit may the rule be skipped.
 		return nil
 	}
-	if c.Kind == Header && c.hdr.sa != nil && c.hdr.sa.envFrom {
-		return nil // the envelope is not in the header text
+	if c.Kind == Header && c.hdr.sa != nil && (c.hdr.sa.envFrom || c.hdr.sa.relays != "") {
+		return nil // the envelope and the relays are not in the header text
 	}
 	re, err := syntax.Parse(c.re.String(), syntax.Perl)
 	if err != nil {

@@ -219,6 +219,8 @@ func (s *Set) evalLines(v *view, plan *scanPlan, sc *scratch, scp scope) {
 func (c *crule) test(v *view) bool {
 	var vals []string
 	switch c.Kind {
+	case kindEval:
+		return c.evalFn(v)
 	case Header:
 		vals = v.headerValues(c.hdr)
 		if len(vals) == 0 && c.IfUnset != nil && c.Test == Match {
@@ -313,6 +315,12 @@ type view struct {
 	links     *uriSet
 	atts      map[string][]string
 	truncated []string
+
+	// What SpamAssassin's eval functions share, computed on first use.
+	mime  *mimeStats
+	flags *parseFlags
+	rcvd  *relayInfo
+	dates *dateInfo
 }
 
 type hfield struct {

@@ -59,8 +59,9 @@ type Rule struct {
 	File string // where the rule was defined, for errors and reports
 	Line int
 
-	quiet bool // a SpamAssassin rule scored 0: evaluated for meta rules, never reported
-	sa    bool // imported from SpamAssassin: its header semantics (saheader.go)
+	quiet  bool     // a SpamAssassin rule scored 0: evaluated for meta rules, never reported
+	sa     bool     // imported from SpamAssassin: its header semantics (saheader.go)
+	evalFn evalFunc // for kindEval: a SpamAssassin eval: function (saeval.go)
 }
 
 // Thresholds turn a set's score into an action, for the regression gate

@@ -16,6 +16,7 @@ import (
 // directives that are not about rules.
 type LoadReport struct {
 	Imported int            // SpamAssassin rules imported
+	Disabled int            // of those, rules SpamAssassin does not run without network and Bayes (score 0, tflags net or learn): kept as never hitting
 	Skipped  map[string]int // reason → SpamAssassin rules skipped
 	Skips    []Skip         // each skipped rule
 	Ignored  map[string]int // directive → lines ignored (lang, priority, whitelists...)
@@ -37,7 +38,7 @@ func (r LoadReport) String() string {
 	for _, n := range r.Skipped {
 		skipped += n
 	}
-	fmt.Fprintf(&b, "imported %d SpamAssassin rules, skipped %d", r.Imported, skipped)
+	fmt.Fprintf(&b, "imported %d SpamAssassin rules (%d of them disabled in score set 0), skipped %d", r.Imported, r.Disabled, skipped)
 	for _, k := range slices.Sorted(maps.Keys(r.Skipped)) {
 		fmt.Fprintf(&b, "\n  skipped %5d  %s", r.Skipped[k], k)
 	}
@@ -78,15 +79,17 @@ type saParser struct {
 	report  *LoadReport
 	thresh  *Thresholds
 	conds   []bool
+	conf    *saConf
 }
 
 // pseudo-headers SpamAssassin computes from its own relay parsing.
-var saPseudo = regexp.MustCompile(`^(X-Spam-Relays-|ALL-TRUSTED|ALL-UNTRUSTED|ALL-INTERNAL|ALL-EXTERNAL|X-Spam-DCC|X-Spam-Status|X-Spam-Flag|X-Spam-Level)`)
+var saPseudo = regexp.MustCompile(`^(ALL-TRUSTED|ALL-UNTRUSTED|ALL-INTERNAL|ALL-EXTERNAL|X-Spam-DCC|X-Spam-Status|X-Spam-Flag|X-Spam-Level)`)
 
 func newSAParser(report *LoadReport) *saParser {
 	return &saParser{
 		rules: map[string]*saRule{}, tags: map[string]string{}, scores: map[string]float64{},
 		descr: map[string]string{}, tflags: map[string]string{}, replace: map[string]bool{}, report: report,
+		conf: &saConf{},
 	}
 }
 
@@ -196,6 +199,21 @@ func (p *saParser) directive(file string, line int, directive, rest string) {
 		for _, n := range strings.Fields(rest) {
 			p.replace[n] = true
 		}
+	case "trusted_networks", "internal_networks":
+		list, set := &p.conf.trusted, &p.conf.trustedSet
+		if directive == "internal_networks" {
+			list, set = &p.conf.internal, &p.conf.internalSet
+		}
+		*set = true
+		if err := addNets(list, rest); err != nil {
+			p.report.ignore(directive + " with " + err.Error())
+		}
+	case "clear_trusted_networks":
+		p.conf.trusted, p.conf.trustedSet = nil, false
+	case "clear_internal_networks":
+		p.conf.internal, p.conf.internalSet = nil, false
+	case "freemail_domains":
+		p.conf.freemail = append(p.conf.freemail, strings.Fields(strings.ToLower(rest))...)
 	case "required_score", "required_hits":
 		if v, err := strconv.ParseFloat(name, 64); err == nil {
 			p.thresh = &Thresholds{AddHeader: v, Reject: 3 * v}
@@ -214,8 +232,23 @@ func (p *saParser) define(r *saRule, arg string) {
 		skip(ReasonSyntax, "bad rule name")
 		return
 	}
-	if strings.HasPrefix(arg, "eval:") {
-		skip(ReasonEval, arg)
+	if call, ok := strings.CutPrefix(arg, "eval:"); ok {
+		name, args, err := parseEvalCall(call)
+		if err != nil {
+			skip(ReasonSyntax, err.Error())
+			return
+		}
+		mk, ok := saEvals[name]
+		if !ok {
+			skip(ReasonEval, arg)
+			return
+		}
+		fn, err := mk(p.conf, args)
+		if err != nil {
+			skip(ReasonEval, arg+": "+err.Error())
+			return
+		}
+		r.Kind, r.evalFn = kindEval, fn
 		return
 	}
 	switch r.kindText {
@@ -267,7 +300,14 @@ func (p *saParser) finish(sp *spec) {
 	var rules []*saRule
 	for _, name := range p.order {
 		r := p.rules[name]
-		if r.skip == nil && r.Kind != Meta && r.Test == Match {
+		if p.disabled(name) {
+			// SpamAssassin never runs it, so it never hits, whatever it
+			// tests: keep it as false for the meta rules that use it.
+			r.skip = nil
+			r.Rule = Rule{Name: r.Name, File: r.File, Line: r.Line, Kind: Meta, Expr: "0", sa: true}
+			p.report.Disabled++
+		}
+		if r.skip == nil && r.Kind != Meta && r.Kind != kindEval && r.Test == Match {
 			p.translate(r)
 		}
 		if r.skip != nil {
@@ -343,7 +383,20 @@ func (p *saParser) score(name string) float64 {
 	return v
 }
 
-var saNice = regexp.MustCompile(`\bnice\b`)
+var (
+	saNice     = regexp.MustCompile(`\bnice\b`)
+	saNetLearn = regexp.MustCompile(`\b(?:net|learn)\b`)
+)
+
+// disabled reports whether SpamAssassin skips the rule in score set 0: a
+// score of 0 (Plugin::Check runs only scored rules), or a network or
+// Bayes test (tflags net, learn), which that set leaves out.
+func (p *saParser) disabled(name string) bool {
+	if v, ok := p.scores[name]; ok && v == 0 {
+		return true
+	}
+	return saNetLearn.MatchString(p.tflags[name])
+}
 
 var saTag = regexp.MustCompile(`<([A-Z0-9_]+)>`)
 
@@ -385,6 +438,7 @@ func parseCF(files []namedData, sp *spec) error {
 		}
 	}
 	p.finish(sp)
+	sp.saConf = p.conf
 	return nil
 }
 

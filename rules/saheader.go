@@ -2,6 +2,7 @@ package rules
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/emersion/go-message"
@@ -35,6 +36,7 @@ type saHeaderSpec struct {
 	names       []string // lower case, in the order their values are joined
 	all         bool     // ALL
 	envFrom     bool     // EnvelopeFrom
+	relays      string   // x-spam-relays-trusted and the like (sarelay.go)
 	raw         bool
 	addr, dname bool // :addr, :name
 	first, last bool
@@ -71,6 +73,8 @@ func parseSAHeaderSpec(field string) headerSpec {
 		hs.all = true
 	case strings.EqualFold(name, "EnvelopeFrom"):
 		hs.envFrom = true
+	case slices.Contains([]string{"x-spam-relays-trusted", "x-spam-relays-untrusted", "x-spam-relays-internal", "x-spam-relays-external"}, strings.ToLower(name)):
+		hs.relays = strings.ToLower(name)
 	case strings.EqualFold(name, "ToCc"):
 		hs.names = []string{"to", "cc"}
 	case name == "MESSAGEID":
@@ -124,6 +128,9 @@ func (v *view) saHeaderValue(hs *saHeaderSpec) []string {
 			return []string{a}
 		}
 		return nil
+	}
+	if hs.relays != "" {
+		return []string{v.relays().str[hs.relays]}
 	}
 	if hs.all {
 		if len(fields) == 0 {
@@ -186,6 +193,18 @@ func (v *view) envelopeFrom() (string, bool) {
 	e := v.m.Envelope
 	if e.MailFrom != "" || len(e.RcptTo) > 0 || e.ClientIP.IsValid() || e.Helo != "" {
 		return e.MailFrom, true
+	}
+	// The sender the last untrusted relay, or else the first trusted
+	// one, noted in its Received line.
+	ri := v.relays()
+	var hop *relay
+	if len(ri.untrusted) > 0 {
+		hop = ri.untrusted[0]
+	} else if len(ri.trusted) > 0 {
+		hop = ri.trusted[len(ri.trusted)-1]
+	}
+	if hop != nil && hop.hasEnvFrom && (strings.Index(hop.envfrom, "@") > 0 || hop.envfrom == "") {
+		return hop.envfrom, true
 	}
 	// A header below a Received line may have been added before a list
 	// re-sent the message with a new envelope sender.

@@ -65,7 +65,6 @@ func spamassassin(t testing.TB, files []string, msgs [][]byte) []saResult {
 		if !bytes.HasSuffix(m, []byte("\n")) {
 			in.WriteByte('\n')
 		}
-		in.WriteByte('\n')
 	}
 	cmd := exec.Command(bin, "-L", "-t", "--mbox", "--siteconfigpath=/etc/spamassassin", "-C", dir, "-p", prefs)
 	cmd.Stdin = &in
@@ -145,10 +144,16 @@ func parseSATests(out []byte) []saResult {
 	return res
 }
 
-// mboxEscape makes a message safe to put in an mbox: LF line ends, and
-// "From " at the start of a line quoted as ">From ".
+// mboxEscape makes a message safe to put in an mbox: LF line ends, a
+// leading mbox "From " line dropped (as spamassassin drops it from a
+// file), and "From " at the start of a line quoted as ">From ".
 func mboxEscape(raw []byte) []byte {
 	raw = bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n"))
+	if bytes.HasPrefix(raw, []byte("From ")) {
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			raw = raw[i+1:]
+		}
+	}
 	lines := bytes.SplitAfter(raw, []byte("\n"))
 	for i, l := range lines {
 		if bytes.HasPrefix(bytes.TrimLeft(l, ">"), []byte("From ")) {

@@ -1,0 +1,366 @@
+package rules
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"regexp"
+	"strings"
+
+	"github.com/portcullis-mail/portcullis/filter"
+)
+
+// Ports of Plugin::MIMEEval and of the parse flags Mail::SpamAssassin::
+// Message sets while it splits a message (check_msg_parse_flags).
+
+func init() {
+	saEvals["check_for_mime"] = func(_ *saConf, args []string) (evalFunc, error) {
+		key := argString(args, 0)
+		get, ok := mimeKeys[key]
+		if !ok {
+			return nil, errArgs(args)
+		}
+		return func(v *view) bool { return get(v.mimeStats()) }, nil
+	}
+	saEvals["check_for_mime_html"] = func(*saConf, []string) (evalFunc, error) {
+		return func(v *view) bool {
+			return v.topContentTypeHTML() || v.mimeStats().htmlCount > 0
+		}, nil
+	}
+	saEvals["check_for_mime_html_only"] = func(*saConf, []string) (evalFunc, error) {
+		return func(v *view) bool {
+			st := v.mimeStats()
+			return v.topContentTypeHTML() || st.htmlCount > 0 && st.textCount == 0
+		}, nil
+	}
+	saEvals["check_mime_multipart_ratio"] = func(_ *saConf, args []string) (evalFunc, error) {
+		lo, err1 := argFloat(args, 0, 0)
+		hi, err2 := argFloat(args, 1, 0)
+		if err1 != nil || err2 != nil {
+			return nil, errArgs(args)
+		}
+		return func(v *view) bool {
+			r := v.mimeStats().multipartRatio
+			return r >= lo && r < hi
+		}, nil
+	}
+	saEvals["check_msg_parse_flags"] = func(_ *saConf, args []string) (evalFunc, error) {
+		key := argString(args, len(args)-1)
+		get, ok := parseFlagKeys[key]
+		if !ok {
+			return nil, errArgs(args)
+		}
+		return func(v *view) bool { return get(v.parseFlags()) }, nil
+	}
+}
+
+var mimeKeys = map[string]func(*mimeStats) bool{
+	"mime_base64_count":        func(s *mimeStats) bool { return s.base64Count > 0 },
+	"mime_qp_count":            func(s *mimeStats) bool { return s.qpCount > 0 },
+	"mime_base64_encoded_text": func(s *mimeStats) bool { return s.base64Text },
+	"mime_qp_long_line":        func(s *mimeStats) bool { return s.qpLongLine },
+	"mime_bad_iso_charset":     func(s *mimeStats) bool { return s.badISOCharset },
+	"mime_attachment":          func(s *mimeStats) bool { return s.attachment > 0 },
+	"mime_faraway_charset":     func(*mimeStats) bool { return false }, // ok_locales defaults to all
+	"mime_missing_boundary":    func(s *mimeStats) bool { return s.missingBoundary },
+	"mimepart_limit_exceeded":  func(*mimeStats) bool { return false },
+	"mime_multipart_alternative": func(s *mimeStats) bool {
+		return s.multipartAlternative
+	},
+}
+
+// mimeStats is Plugin::MIMEEval::_check_attachments' summary of the parts.
+type mimeStats struct {
+	htmlCount, textCount      int
+	base64Count, qpCount      int
+	attachment                int
+	base64Text, badISOCharset bool
+	qpLongLine                bool
+	multipartAlternative      bool
+	multipartRatio            float64
+	missingBoundary           bool
+	asciiTextIllegal          int
+	normalChars, unicodeChars int
+	qpBytes, qpEncoded        int
+	textUnicodeRatio, qpRatio float64
+	partTypes                 []string
+	partBytes                 []int // -1 for an attachment
+}
+
+var (
+	saASCIICharset = regexp.MustCompile(`(?:us-ascii|ansi_x3\.4-1968|iso-ir-6|ansi_x3\.4-1986|iso_646\.irv:1991|ascii|iso646-us|us|ibm367|cp367|csascii)`)
+	saISOCharset   = regexp.MustCompile(`(?i)iso-\S+-\S+\b`)
+	saISOGood      = regexp.MustCompile(`(?i)iso-(?:8859-\d{1,2}|2022-(?:jp|kr))\b`)
+	saQPEncoded    = regexp.MustCompile(`=(?:09|3[0-9ABCEF]|[2456][0-9A-F]|7[0-9A-E])`)
+	saQPTrailing   = regexp.MustCompile(`((?:=09|=20)+)\s*$`)
+	saUnicodeEsc   = regexp.MustCompile(`&#x[0-9A-F]{4};`)
+)
+
+func (v *view) mimeStats() *mimeStats {
+	if v.mime != nil {
+		return v.mime
+	}
+	st := &mimeStats{multipartRatio: 1}
+	v.mime = st
+	parts, _ := v.m.Parts()
+	for _, p := range parts {
+		ct := p.ContentType
+		if ct == "multipart/alternative" {
+			st.multipartAlternative = true
+		}
+		cte := strings.ToLower(strings.TrimSpace(p.Header.Get("Content-Transfer-Encoding")))
+		cd := strings.ToLower(strings.TrimSpace(p.Header.Get("Content-Disposition")))
+		charset := strings.ToLower(p.Params["charset"])
+		switch {
+		case ct == "text/html":
+			st.htmlCount++
+		case strings.HasPrefix(ct, "text"):
+			st.textCount++
+		}
+		if strings.Contains(cte, "base64") {
+			st.base64Count++
+		} else if strings.Contains(cte, "quoted-printable") {
+			st.qpCount++
+		}
+		if strings.Contains(cd, "attachment") {
+			st.attachment++
+		}
+		if strings.HasPrefix(ct, "text") && strings.Contains(cte, "base64") &&
+			(charset == "" || saASCIICharset.MatchString(charset)) &&
+			!(strings.HasPrefix(cd, "attachment") || strings.HasPrefix(cd, "inline")) {
+			st.base64Text = true
+		}
+		if saISOCharset.MatchString(charset) && !saISOGood.MatchString(charset) {
+			st.badISOCharset = true
+		}
+		if len(p.Children) > 0 || p.IsMultipart() {
+			continue
+		}
+		bytesHere := -1
+		if !strings.Contains(cd, "attachment") {
+			bytesHere = 0
+		}
+		v.scanPartLines(p, func(line []byte) {
+			if st.multipartAlternative && bytesHere >= 0 && (ct == "text/plain" || ct == "text/html") {
+				bytesHere += len(line)
+			}
+			if cte == "quoted-printable" && !bytes.HasPrefix(line, []byte("SPAM: ")) {
+				if len(line) > 79 {
+					st.qpLongLine = true
+				}
+				st.qpBytes += len(line)
+				if bytes.IndexByte(line, '=') >= 0 {
+					if n := len(saQPEncoded.FindAll(line, -1)); n > 0 {
+						st.qpEncoded += n
+						if m := saQPTrailing.FindSubmatch(line); m != nil {
+							st.qpEncoded -= len(m[1]) / 3
+						}
+					}
+				}
+			}
+			if ct == "text/plain" && (charset == "" || charset == "us-ascii") {
+				for _, c := range line {
+					if c == 0 || c == '\r' || c >= 0x80 {
+						st.asciiTextIllegal++
+						break
+					}
+				}
+			}
+			if ct == "text/plain" && (cte == "" || cte == "7bit" || cte == "8bit") {
+				subs := len(saUnicodeEsc.FindAllIndex(line, -1))
+				st.unicodeChars += subs
+				st.normalChars += len(line) - 8*subs
+			}
+		})
+		st.partTypes = append(st.partTypes, ct)
+		st.partBytes = append(st.partBytes, bytesHere)
+	}
+	if st.qpBytes > 0 {
+		// As in MIMEEval: the count of QP parts becomes the count of
+		// needlessly encoded bytes.
+		st.qpRatio = float64(st.qpEncoded) / float64(st.qpBytes)
+		st.qpCount = st.qpEncoded
+	}
+	if st.normalChars > 0 {
+		st.textUnicodeRatio = float64(st.unicodeChars) / float64(st.normalChars)
+	}
+	if st.multipartAlternative {
+		html, text := -1, -1
+		for i := len(st.partTypes) - 1; i >= 0; i-- {
+			if st.partBytes[i] < 0 {
+				continue
+			}
+			if html < 0 && st.partTypes[i] == "text/html" {
+				html = st.partBytes[i]
+			} else if text < 0 && st.partTypes[i] == "text/plain" {
+				text = st.partBytes[i]
+			}
+			if html >= 0 && text >= 0 {
+				break
+			}
+		}
+		if text >= 0 && html > 0 {
+			st.multipartRatio = float64(text) / float64(html)
+		}
+	}
+	st.missingBoundary = v.parseFlags().missingBoundary
+	return st
+}
+
+// scanPartLines calls fn with each raw (still encoded) line of a leaf
+// part's body, line end included, up to the scan limit.
+func (v *view) scanPartLines(p *filter.Part, fn func(line []byte)) {
+	r := bufio.NewReaderSize(io.LimitReader(p.Raw(), int64(v.set.limits.MaxScanBytes)), 64<<10)
+	for {
+		line, err := r.ReadSlice('\n')
+		if len(line) > 0 {
+			fn(line)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// topContentTypeHTML: the message's own Content-Type is text/html.
+func (v *view) topContentTypeHTML() bool {
+	for _, f := range v.headerFields() {
+		if f.key == "content-type" {
+			return strings.HasPrefix(strings.ToLower(f.saText), "text/html")
+		}
+	}
+	return false
+}
+
+// parseFlags are the oddities Mail::SpamAssassin::Message notes while it
+// splits a message.
+type parseFlags struct {
+	missingHeadBodySep     bool // the header did not end with an empty line
+	truncatedHeader        bool // a field name over 256 bytes or a value over 8 KiB
+	missingMIMEHeaders     bool // a boundary not followed by a header field
+	missingMIMEHeadBodySep bool // a part header not ended by an empty line
+	mimeEpilogue           bool // text after a closing boundary
+	missingBoundary        bool // a multipart whose closing boundary never came
+}
+
+var parseFlagKeys = map[string]func(*parseFlags) bool{
+	"missing_head_body_separator":      func(f *parseFlags) bool { return f.missingHeadBodySep },
+	"truncated_header":                 func(f *parseFlags) bool { return f.truncatedHeader },
+	"missing_mime_headers":             func(f *parseFlags) bool { return f.missingMIMEHeaders },
+	"missing_mime_head_body_separator": func(f *parseFlags) bool { return f.missingMIMEHeadBodySep },
+	"mime_epilogue_exists":             func(f *parseFlags) bool { return f.mimeEpilogue },
+}
+
+var saFieldLine = regexp.MustCompile(`^[\x21-\x39\x3b-\x7e]+:`)
+
+func (v *view) parseFlags() *parseFlags {
+	if v.flags != nil {
+		return v.flags
+	}
+	pf := &parseFlags{}
+	v.flags = pf
+	// The top header, as Message::new reads it.
+	r := bufio.NewReaderSize(io.LimitReader(v.m.Reader(), int64(v.set.limits.MaxScanBytes)), 64<<10)
+	errs := 0
+	for {
+		line, err := r.ReadString('\n')
+		if line == "" && err != nil {
+			pf.missingHeadBodySep = true
+			break
+		}
+		l := strings.TrimRight(line, "\r\n")
+		if l == "" {
+			if err != nil {
+				pf.missingHeadBodySep = true
+			}
+			break
+		}
+		if l[0] == ' ' || l[0] == '\t' {
+			continue
+		}
+		if strings.HasPrefix(l, "--") {
+			pf.missingHeadBodySep = true
+			break
+		}
+		if k, val, ok := strings.Cut(l, ":"); ok && (len(k) > 256 || len(val) > 8192) {
+			pf.truncatedHeader = true
+		}
+		if !saHeaderLine.MatchString(l) {
+			if errs++; errs > 3 {
+				pf.missingHeadBodySep = true
+				break
+			}
+		}
+		if err != nil {
+			pf.missingHeadBodySep = true
+			break
+		}
+	}
+	parts, _ := v.m.Parts()
+	for _, p := range parts {
+		if b := p.Params["boundary"]; b != "" && p.IsMultipart() {
+			v.scanMultipart(p, b, pf)
+		}
+	}
+	return pf
+}
+
+var saHeaderLine = regexp.MustCompile(`^[\x21-\x39\x3b-\x7e]+[ \t]*:`)
+
+// scanMultipart follows Message::_parse_multipart over one multipart
+// body: the line after each boundary must be a header field, each part
+// header must end with an empty line, and after the closing boundary only
+// white space and dots may follow.
+func (v *view) scanMultipart(p *filter.Part, boundary string, pf *parseFlags) {
+	open, closing := "--"+boundary, "--"+boundary+"--"
+	var lines []string
+	v.scanPartLines(p, func(line []byte) { lines = append(lines, strings.TrimRight(string(line), "\r\n")) })
+	i := 0
+	for ; i < len(lines); i++ {
+		if strings.TrimRight(lines[i], " \t") == open {
+			break
+		}
+	}
+	if i == len(lines) {
+		return
+	}
+	closed := false
+	for i < len(lines) {
+		// lines[i] is a boundary; a part starts after it.
+		if i+1 < len(lines) && !saFieldLine.MatchString(lines[i+1]) {
+			pf.missingMIMEHeaders = true
+		}
+		i++
+		inHeader := true
+		for ; i < len(lines); i++ {
+			l := strings.TrimRight(lines[i], " \t")
+			if l == open || l == closing {
+				break
+			}
+			if inHeader {
+				if lines[i] == "" {
+					inHeader = false
+				} else if lines[i][0] != ' ' && lines[i][0] != '\t' && !saHeaderLine.MatchString(lines[i]) {
+					pf.missingMIMEHeadBodySep = true
+					inHeader = false
+				}
+			}
+		}
+		if i < len(lines) && strings.TrimRight(lines[i], " \t") == closing {
+			closed = true
+			for _, l := range lines[i+1:] {
+				if strings.ContainsFunc(l, func(r rune) bool { return r != '.' && r != ' ' && r != '\t' && r != '\r' }) {
+					pf.mimeEpilogue = true
+					break
+				}
+			}
+			break
+		}
+	}
+	if !closed {
+		pf.missingBoundary = true
+	}
+}

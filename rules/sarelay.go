@@ -1,0 +1,409 @@
+package rules
+
+import (
+	"net/netip"
+	"regexp"
+	"strings"
+)
+
+// SpamAssassin reads the Received lines into relays (Message::Metadata::
+// Received), decides which are trusted and which internal, and offers
+// them to rules as the X-Spam-Relays-Trusted, -Untrusted, -Internal and
+// -External pseudo-headers, one "[ ip=… rdns=… helo=… by=… ident=…
+// envfrom=… intl=… id=… auth=… msa=… ]" per relay, newest first. This is
+// a port of the common forms of its parser (Postfix, Sendmail, Exim,
+// qmail, Microsoft, and the generic "[IP] … by HOST" fallback): a line
+// none of them reads counts as unparseable, as in SpamAssassin.
+//
+// Without trusted_networks and internal_networks in the rule files, trust
+// is inferred as SpamAssassin infers it: relays from private addresses or
+// with authentication are trusted until the first one that is neither.
+
+type relay struct {
+	ip, rdns, helo, by, ident, envfrom, id, auth string
+	hasEnvFrom                                   bool
+	internal, msa                                bool
+	private                                      bool
+}
+
+func (r *relay) String() string {
+	b2i := func(b bool) string {
+		if b {
+			return "1"
+		}
+		return "0"
+	}
+	return "[ ip=" + r.ip + " rdns=" + r.rdns + " helo=" + r.helo + " by=" + r.by + " ident=" + r.ident +
+		" envfrom=" + r.envfrom + " intl=" + b2i(r.internal) + " id=" + r.id + " auth=" + r.auth + " msa=" + b2i(r.msa) + " ]"
+}
+
+// relayInfo is the parse of a message's Received lines.
+type relayInfo struct {
+	trusted, untrusted, internal, external []*relay
+	unparseable                            int
+	str                                    map[string]string // pseudo-header (lower case) → value
+}
+
+const saIP = `(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|(?i:IPv6:)?[0-9A-Fa-f]*:[0-9A-Fa-f:.]+)`
+
+func rx(s string) *regexp.Regexp { return regexp.MustCompile(strings.ReplaceAll(s, "IP", saIP)) }
+
+var (
+	rcvDate      = regexp.MustCompile(`[\s;]+(?:(?:Mon|T(?:ue|hu)|Wed|Fri|S(?:at|un)), )?\d+ (?:J(?:an|u[nl])|Feb|Ma[ry]|A(?:pr|ug)|Sep|Oct|Nov|Dec) \d+ \d+:\d+(?::\d+)? \S+$`)
+	rcvID        = regexp.MustCompile(` id <?([^\s<>;]{3,})`)
+	rcvHeloEq    = regexp.MustCompile(`\bhelo=([-A-Za-z0-9.^+_&:=?!@%*$\\/]+)(?:[^-A-Za-z0-9.^+_&:=?!@%*$\\/]|$)`)
+	rcvHeloCmd   = regexp.MustCompile(`\b(?:HELO|EHLO) ([-A-Za-z0-9.^+_&:=?!@%*$\\/]+)(?:[^-A-Za-z0-9.^+_&:=?!@%*$\\/]|$)`)
+	rcvBy        = regexp.MustCompile(` by (\S+)(?:[^-A-Za-z0-9;.]|$)`)
+	rcvAuthWith  = regexp.MustCompile(`(?i) with ((?:ES|L|UTF8S|UTF8L)MTPS?A|ASMTP|HTTP[SU]?)(?: |;|$)`)
+	rcvAuthPfx   = regexp.MustCompile(`\) \(Authenticated sender: \S+\) by \S+ \(([^)]+)\) with `)
+	rcvEnvFrom   = regexp.MustCompile(`(?i)(?:return-path:? |envelope-(?:sender|from)[ =])(\S+)\b`)
+	rcvFromBy    = regexp.MustCompile(`(?i)^from (\S+) by [^\s;]+ ?;`)
+	rcvBracketIP = rx(`^\[[\d.]+\]$`)
+	rcvAnyIP     = rx(`\[(IP)\]`)
+	rcvStrip     = regexp.MustCompile(`[\s\x00#\[\]()<>|]`)
+	rcvLocalhost = regexp.MustCompile(`^\(from \S+@localhost\) by \S+ `)
+	rcvV4Mapped  = regexp.MustCompile(`(?i)^0*:0*:(?:0*:)*ffff:(\d+\.\d+\.\d+\.\d+)$`)
+)
+
+// rcvForm is one Received form: a pattern and the relay fields its groups
+// fill, in order ("helo", "rdns", "ip", "by", "ident", "-" to ignore);
+// dns says whether the MTA looked the client up (an empty rdns then means
+// it has none).
+type rcvForm struct {
+	when   *regexp.Regexp // the form applies only when this matches (nil: always)
+	re     *regexp.Regexp
+	fields []string
+	dns    bool
+}
+
+var rcvForms = []rcvForm{
+	// Exim
+	{rx(`Exim`), rx(`^\[(IP)\] \((.*?)\) by (\S+) `), []string{"ip", "exim", "by"}, false},
+	{rx(`Exim`), rx(`^(\S+) \(\[(IP)\](.*?)\) by (\S+) `), []string{"rdns+helo", "ip", "exim", "by"}, false},
+	{rx(`Exim`), rx(`^(\S+) \[(IP)\](?::\d+)? by (\S+) `), []string{"rdns+helo", "ip", "by"}, false},
+	// Postfix
+	{rx(` \(Postfix\) with`), rx(`^(\S+) \((\S+) \[(IP)\]\) by (\S+) `), []string{"helo", "rdns", "ip", "by"}, true},
+	{rx(` \(Postfix\) with`), rx(`^(\S+) \((\S+)\[(IP)\]\) by (\S+) `), []string{"helo", "rdns", "ip", "by"}, true},
+	// Microsoft
+	{rx(` SMTPSVC`), rx(`^(\S*) \(\[(IP)\][^)]{0,40}\) by (\S+) with Microsoft SMTPSVC`), []string{"helo", "ip", "by"}, false},
+	{rx(` with (?:Microsoft SMTP Server|mapi id) (?:\([^)]+\) )?\d+\.\d+\.\d+\.\d+(?:$| )`), rx(`^(\S+) \(\[?(IP)(?:%[A-Z0-9._~-]*)?\]?\) by (\S+) `), []string{"helo", "ip", "by", "noid"}, false},
+	// Sendmail and friends
+	{nil, rx(`^(\S+) \((\S+) \[(IP)\]\) by (\S+) with \S+ \(`), []string{"helo", "rdns", "ip", "by"}, true},
+	{nil, rx(`^(\S+) \(\[(IP)\] helo=(\S+)\) by (\S+) with `), []string{"rdns", "ip", "helo", "by"}, false},
+	{nil, rx(`^(\S+) \((\S+\.\S+)\[(IP)\]\) by (\S+) `), []string{"helo", "rdns", "ip", "by"}, true},
+	{nil, rx(`^(\S+) \((?:HELO|EHLO) (\S*)\) \((IP)\) by (\S+) \(qpsmtpd/\S+\) with (?:ESMTP|SMTP)`), []string{"rdns", "helo", "ip", "by"}, false},
+	{nil, rx(`^(\S+) \((?:HELO|EHLO) (\S*)\) \[(IP)\] by (\S+) \([^)]+\) with (?:ESMTP|SMTP)`), []string{"rdns", "helo", "ip", "by"}, false},
+	// qmail
+	{nil, rx(`^(\S+) \((?:HELO|EHLO) ([^ ()]*)\) \((\S*)@\[?(IP)\]?\)(?: \(envelope-sender <\S+>\))? by (\S+)`), []string{"rdns", "helo", "ident", "ip", "by"}, true},
+	{nil, rx(`^(\S+) \((?:HELO|EHLO) ([^ ()]*)\) \(\[?(IP)\]?\)(?: \(envelope-sender <\S+>\))? by (\S+)`), []string{"rdns", "helo", "ip", "by"}, true},
+	{nil, rx(`^(\S+) \((\S*)@\[?(IP)\]?\)(?: \(envelope-sender <\S+>\))? by (\S+)`), []string{"rdns+helo", "ident", "ip", "by"}, true},
+	{nil, rx(`^(\S+) \(\[?(IP)\]?\)(?: \(envelope-sender <\S+>\))? by (\S+)`), []string{"rdns+helo", "ip", "by"}, true},
+	{nil, rx(`^(\S+) \( \[(IP)\]\).*? by (\S+) `), []string{"helo", "ip", "by"}, false},
+	{nil, rx(`^\((\S+) \[(IP)\]\) by (\S+) `), []string{"helo", "ip", "by"}, false},
+	{nil, rx(`^\[(IP)\] by (\S+) `), []string{"ip", "by"}, false},
+	{nil, rx(`^\(\[?(IP)\]?\) by (\S+) `), []string{"ip", "by"}, false},
+	{nil, rx(`^(\S+) \(\[(IP)\]\) by (\S+) \(`), []string{"helo", "ip", "by"}, true},
+	{nil, rx(`^(\S+) \((\S+) \[(IP)\]\).*? by (\S+)\b`), []string{"helo", "rdns", "ip", "by"}, true},
+	{nil, rx(`^(\S+) \(\[(IP)(?:[.:]\d+)?\]\).*? by (\S+) `), []string{"helo", "ip", "by"}, true},
+	{nil, rx(`^(\S+) \((?:HELO|EHLO) ([^)]*)\) \((?:\S*@)?\[?(IP)\]?\).* by (\S+) `), []string{"rdns", "helo", "ip", "by"}, true},
+	{nil, rx(`^(\S+) \((?:\S*@)?\[?(IP)\]?\).* by (\S+) `), []string{"rdns+helo", "ip", "by"}, true},
+	{nil, rx(`^(\S+) \((\S+) \[(IP)\]\) by (\S+) with `), []string{"helo", "rdns", "ip", "by"}, true},
+	{nil, rx(`^\(\[(IP)\]\) by (\S+) with `), []string{"ip", "by"}, false},
+	{nil, rx(`^([^\d]\S+) \((IP)\) by (\S+) `), []string{"helo", "ip", "by"}, false},
+	{nil, rx(`^(IP) by (\S+) with `), []string{"ip", "by"}, false},
+	{nil, rx(`^(\S+) \((\S+)\[(IP)\]\) by (\S+) `), []string{"helo", "rdns", "ip", "by"}, true},
+}
+
+// rcvIgnore are the local handovers SpamAssassin's parser ignores (it
+// returns 0 for them: neither a relay nor unparseable).
+var rcvIgnore = func() []*regexp.Regexp {
+	const lh = `(?:localhost(?:\.localdomain)?|127\.0\.0\.1|::1|\[127\.0\.0\.1\]|\[::1\])`
+	var out []*regexp.Regexp
+	for _, s := range []string{
+		`^\S+ \([^\s@]+@LH\) by \S+ \(`,
+		`^\S+ \S+ by \S+ with local-e?smtp `,
+		`^127\.0\.0\.1 \(AVG SMTP \S+ \[\S+\]\)`,
+		`^\S+@\S+ by \S+ by uid \S+ `,
+		`^\S+@\S+ by \S+ `,
+		`^Unknown/Local \(`,
+		`^LH \((?:\S+@)?LH[)\[]`,
+		`^\S+ \((?:\S+@)?LH\) `,
+		`^\S+ \(\S+@\S+ \[LH\]\) `,
+		`^\(AUTH: \S+\) by \S+ with `,
+		`^localhost \(localhost \[\[UNIX: localhost\]\]\) by `,
+		`^[^.]+ by \S+ with Novell_GroupWise`,
+		`^no\.name\.available by \S+ via smtpd \(for `,
+		`^\S+ by \S+ with local`,
+		`^\S+ \(\[unix socket\]\) by \S+ \(Cyrus v[0-9]*?\.[0-9]*?\.[0-9]*?\) with LMTPA`,
+		`^\S+ by \S+ (?:with|via|for|\()`,
+		`^\S+ (?:(?:with|via|for) \S+|\(unverified\)) by\b`,
+		`^\S+ \(unknown\) by \S+ \(SG\) with \b`,
+		`^\S+ \(\S+ \[local\]\) by \S+ \(OpenSMTPD\) with \b`,
+		`\(LSMTP for`,
+		`^\S+ named \S+ by gmailapi\.google\.com with HTTPREST$`,
+		`^\S+ id \S+$`,
+	} {
+		out = append(out, regexp.MustCompile(strings.ReplaceAll(s, "LH", lh)))
+	}
+	return out
+}()
+
+var (
+	rcvEximHelo  = regexp.MustCompile(`helo=(\S+)`)
+	rcvEximIdent = regexp.MustCompile(`ident=(\S*)`)
+)
+
+// parseReceived reads one unfolded Received value. It returns nil and
+// false for a line SpamAssassin ignores (local handovers), nil and true
+// for one it cannot read.
+func parseReceived(line string) (r *relay, counts bool) {
+	s := strings.Join(strings.Fields(line), " ")
+	for strings.HasSuffix(s, ";") {
+		s = strings.TrimSuffix(strings.TrimRight(strings.TrimSuffix(s, ";"), " "), " ")
+	}
+	if len(s) < 5 || !strings.EqualFold(strings.TrimPrefix(s, "(")[:5], "from ") {
+		return nil, false
+	}
+	if strings.Contains(s, " with local for ") {
+		return nil, false
+	}
+	if m := rcvFromBy.FindStringSubmatch(s); m != nil && !rcvBracketIP.MatchString(m[1]) {
+		return nil, false
+	}
+	s = rcvDate.ReplaceAllString(s, "")
+	s = strings.ReplaceAll(s, ")by ", ") by ")
+	r = &relay{}
+	if m := rcvID.FindStringSubmatch(s); m != nil {
+		r.id = m[1]
+	}
+	if m := rcvHeloEq.FindStringSubmatch(s); m != nil {
+		r.helo = m[1]
+	} else if m := rcvHeloCmd.FindStringSubmatch(s); m != nil {
+		r.helo = m[1]
+	}
+	if m := rcvBy.FindStringSubmatch(s); m != nil {
+		r.by = m[1]
+	}
+	if strings.Contains(s, " by ") {
+		if m := rcvAuthWith.FindStringSubmatch(s); m != nil {
+			r.auth = m[1]
+		} else if m := rcvAuthPfx.FindStringSubmatch(s); m != nil {
+			r.auth = m[1]
+			if r.auth != "Postfix" {
+				r.auth = "Postfix (" + r.auth + ")"
+			}
+		}
+	}
+	dns := false
+	if rest, ok := strings.CutPrefix(s, "from "); ok {
+		if m := rcvEnvFrom.FindStringSubmatch(rest); m != nil {
+			r.envfrom, r.hasEnvFrom = m[1], true
+		}
+		if strings.Contains(rest, "Exim") && strings.Contains(rest, " with local") {
+			return nil, false
+		}
+		matched := false
+		for _, f := range rcvForms {
+			if f.when != nil && !f.when.MatchString(rest) {
+				continue
+			}
+			m := f.re.FindStringSubmatch(rest)
+			if m == nil {
+				continue
+			}
+			for i, name := range f.fields {
+				if i+1 >= len(m) && name != "noid" {
+					break
+				}
+				switch name {
+				case "helo":
+					r.helo = m[i+1]
+				case "rdns":
+					r.rdns = m[i+1]
+				case "rdns+helo":
+					r.rdns, r.helo = m[i+1], m[i+1]
+				case "ip":
+					r.ip = m[i+1]
+				case "by":
+					r.by = m[i+1]
+				case "ident":
+					r.ident = m[i+1]
+				case "noid":
+					r.id = ""
+				case "exim":
+					if h := rcvEximHelo.FindStringSubmatch(m[i+1]); h != nil {
+						r.helo = h[1]
+					}
+					if id := rcvEximIdent.FindStringSubmatch(m[i+1]); id != nil {
+						r.ident = id[1]
+					}
+				}
+			}
+			dns = f.dns
+			matched = true
+			break
+		}
+		if !matched {
+			for _, re := range rcvIgnore {
+				if re.MatchString(rest) {
+					return nil, false
+				}
+			}
+			if m := rcvAnyIP.FindStringSubmatch(rest); m != nil {
+				r.ip = m[1]
+			}
+			if r.ip == "" || r.by == "" {
+				return nil, true
+			}
+		}
+	} else {
+		if rcvLocalhost.MatchString(s) {
+			return nil, false
+		}
+		if m := rcvAnyIP.FindStringSubmatch(s); m != nil {
+			r.ip = m[1]
+		}
+		if r.ip == "" || r.by == "" {
+			return nil, true
+		}
+	}
+	_ = dns
+	r.rdns = strings.TrimRight(r.rdns, ".")
+	if strings.EqualFold(r.rdns, "unknown") || strings.HasPrefix(r.rdns, "[") {
+		r.rdns = ""
+	}
+	ip := r.ip
+	if len(ip) > 5 && strings.EqualFold(ip[:5], "ipv6:") {
+		ip = ip[5:]
+	}
+	ip = strings.TrimSuffix(strings.TrimPrefix(ip, "["), "]")
+	if i := strings.IndexByte(ip, '%'); i >= 0 {
+		ip = ip[:i]
+	}
+	if m := rcvV4Mapped.FindStringSubmatch(ip); m != nil {
+		ip = m[1]
+	}
+	r.by = strings.TrimSuffix(r.by, ";")
+	strip := func(s string) string { return rcvStrip.ReplaceAllString(s, "!") }
+	r.ip, r.rdns, r.helo, r.by, r.ident = strip(ip), strip(r.rdns), strip(r.helo), strip(r.by), strip(r.ident)
+	if r.hasEnvFrom {
+		r.envfrom = strip(strings.TrimRight(strings.TrimLeft(r.envfrom, " <"), "> "))
+	}
+	if a, err := netip.ParseAddr(r.ip); err == nil {
+		r.private = ipPrivate(a)
+	}
+	return r, true
+}
+
+var privateNets = func() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range []string{"10.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16",
+		"100.64.0.0/10", "::1/128", "fe80::/10", "fc00::/7", "fec0::/10"} {
+		out = append(out, netip.MustParsePrefix(s))
+	}
+	return out
+}()
+
+func ipPrivate(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range privateNets {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// relays parses the message's Received lines once.
+func (v *view) relays() *relayInfo {
+	if v.rcvd != nil {
+		return v.rcvd
+	}
+	ri := &relayInfo{}
+	v.rcvd = ri
+	conf := v.set.saConf
+	inTrusted, inInternal := true, true
+	for _, f := range v.headerFields() {
+		if f.key != "received" {
+			continue
+		}
+		r, counts := parseReceived(saFold.ReplaceAllString(strings.ReplaceAll(f.saText, "\r\n", "\n"), " "))
+		if r == nil {
+			if counts {
+				ri.unparseable++
+			}
+			continue
+		}
+		a, _ := netip.ParseAddr(r.ip)
+		if inTrusted {
+			if conf == nil || !conf.trustConfigured() {
+				if !r.private && r.auth == "" {
+					inTrusted, inInternal = false, false
+				}
+			} else {
+				trusted, internal := conf.trustedNets(), conf.internalNets()
+				if r.auth == "" && !netsContain(trusted, a) {
+					inTrusted, inInternal = false, false
+				} else if inInternal && r.auth == "" && !netsContain(internal, a) {
+					inInternal = false
+				}
+			}
+		}
+		r.internal = inInternal
+		if inTrusted {
+			ri.trusted = append(ri.trusted, r)
+		} else {
+			ri.untrusted = append(ri.untrusted, r)
+		}
+		if inInternal {
+			ri.internal = append(ri.internal, r)
+		} else {
+			ri.external = append(ri.external, r)
+		}
+	}
+	join := func(rs []*relay) string {
+		var b strings.Builder
+		for i, r := range rs {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			b.WriteString(r.String())
+		}
+		return b.String()
+	}
+	ri.str = map[string]string{
+		"x-spam-relays-trusted":   join(ri.trusted),
+		"x-spam-relays-untrusted": join(ri.untrusted),
+		"x-spam-relays-internal":  join(ri.internal),
+		"x-spam-relays-external":  join(ri.external),
+	}
+	return ri
+}
+
+func netsContain(nets []netip.Prefix, a netip.Addr) bool {
+	if !a.IsValid() {
+		return false
+	}
+	a = a.Unmap()
+	if a.IsLoopback() {
+		return true // 127/8 is always trusted and internal
+	}
+	for _, p := range nets {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func init() {
+	saEvals["check_no_relays"] = noArgs(func(v *view) bool {
+		r := v.relays()
+		return len(r.trusted) == 0 && len(r.untrusted) == 0 && r.unparseable == 0
+	})
+	saEvals["check_all_trusted"] = noArgs(func(v *view) bool {
+		r := v.relays()
+		return len(r.trusted) > 0 && len(r.untrusted) == 0 && r.unparseable == 0
+	})
+	saEvals["check_relays_unparseable"] = noArgs(func(v *view) bool { return v.relays().unparseable > 0 })
+}
