@@ -317,10 +317,11 @@ type view struct {
 	truncated []string
 
 	// What SpamAssassin's eval functions share, computed on first use.
-	mime  *mimeStats
-	flags *parseFlags
-	rcvd  *relayInfo
-	dates *dateInfo
+	saValues map[string][]string // SpamAssassin header field → the string its rules test
+	mime     *mimeStats
+	flags    *parseFlags
+	rcvd     *relayInfo
+	dates    *dateInfo
 }
 
 type hfield struct {
@@ -490,7 +491,7 @@ func (v *view) text(sc scope) string {
 				b.WriteString("\n")
 				b.WriteString(f.saText)
 			}
-			if r := saRawFold.ReplaceAllString(f.saRaw, " "); r != " "+f.raw+"\n" {
+			if r := saRawValue(f.saRaw); r != " "+f.raw+"\n" {
 				b.WriteString("\n")
 				b.WriteString(r)
 			}

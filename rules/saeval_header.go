@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -115,7 +116,7 @@ func init() {
 			hdr += ":addr"
 		}
 		return func(v *view) bool {
-			vals := v.headerValues(parseSAHeaderSpec(hdr))
+			vals := v.headerValues(saSpec(hdr))
 			if len(vals) == 0 {
 				return false
 			}
@@ -142,8 +143,22 @@ func noArgs(fn evalFunc) evalMaker {
 // saGet is PerMsgStatus::get in scalar context: the joined value, the
 // first address or name for :addr and :name, "" when missing.
 func (v *view) saGet(field string) string {
-	hs := parseSAHeaderSpec(field)
-	vals := v.headerValues(hs)
+	hs := saSpec(field)
+	return saScalar(hs, v.headerValues(hs))
+}
+
+func saSpec(field string) headerSpec {
+	hs, ok := saGetSpecs.Load(field)
+	if !ok {
+		hs, _ = saGetSpecs.LoadOrStore(field, parseSAHeaderSpec(field))
+	}
+	return hs.(headerSpec)
+}
+
+// saGetSpecs caches the parsed fields the eval functions ask for.
+var saGetSpecs sync.Map
+
+func saScalar(hs headerSpec, vals []string) string {
 	if len(vals) == 0 {
 		return ""
 	}
@@ -403,7 +418,7 @@ func (v *view) pristineBodyLength() int64 {
 func (v *view) allFromAddrs() []string {
 	var out []string
 	add := func(field string) {
-		vals := v.headerValues(parseSAHeaderSpec(field))
+		vals := v.headerValues(saSpec(field))
 		if len(vals) == 0 {
 			return
 		}
@@ -414,7 +429,7 @@ func (v *view) allFromAddrs() []string {
 			}
 		}
 	}
-	if vals := v.headerValues(parseSAHeaderSpec("Resent-From:first:addr")); len(vals) > 0 {
+	if vals := v.headerValues(saSpec("Resent-From:first:addr")); len(vals) > 0 {
 		add("Resent-From:first:addr")
 		return out
 	}

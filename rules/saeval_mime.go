@@ -167,7 +167,10 @@ func (v *view) mimeStats() *mimeStats {
 				}
 			}
 			if ct == "text/plain" && (cte == "" || cte == "7bit" || cte == "8bit") {
-				subs := len(saUnicodeEsc.FindAllIndex(line, -1))
+				subs := 0
+				if bytes.Contains(line, []byte("&#x")) {
+					subs = len(saUnicodeEsc.FindAllIndex(line, -1))
+				}
 				st.unicodeChars += subs
 				st.normalChars += len(line) - 8*subs
 			}

@@ -33,6 +33,7 @@ import (
 
 // saHeaderSpec is a SpamAssassin rule's header field.
 type saHeaderSpec struct {
+	field       string   // as the rule wrote it: the key of the view's cache
 	names       []string // lower case, in the order their values are joined
 	all         bool     // ALL
 	envFrom     bool     // EnvelopeFrom
@@ -49,7 +50,7 @@ var saHeaderMods = map[string]bool{"raw": true, "addr": true, "name": true, "fir
 func parseSAHeaderSpec(field string) headerSpec {
 	parts := strings.Split(field, ":")
 	name := parts[0]
-	hs := &saHeaderSpec{}
+	hs := &saHeaderSpec{field: field}
 	mod := ""
 	for _, m := range parts[1:] {
 		switch m {
@@ -110,6 +111,14 @@ var (
 	saRawFold = regexp.MustCompile(`\r?\n\s+`)
 )
 
+// saRawValue is a raw value as a :raw rule sees it: folding undone.
+func saRawValue(raw string) string {
+	if strings.Count(raw, "\n") <= 1 && !strings.Contains(raw, "\r") {
+		return raw
+	}
+	return saRawFold.ReplaceAllString(raw, " ")
+}
+
 // saUnfold is Node::header's treatment of a value: folding becomes one
 // space, surrounding white space goes.
 func saUnfold(s string) string {
@@ -122,6 +131,19 @@ func saUnfold(s string) string {
 // saHeaderValue returns the one string a SpamAssassin header rule tests,
 // or nil when the header is missing.
 func (v *view) saHeaderValue(hs *saHeaderSpec) []string {
+	// Many rules test the same field: build each string once.
+	if vals, ok := v.saValues[hs.field]; ok {
+		return vals
+	}
+	vals := v.saHeaderBuild(hs)
+	if v.saValues == nil {
+		v.saValues = map[string][]string{}
+	}
+	v.saValues[hs.field] = vals
+	return vals
+}
+
+func (v *view) saHeaderBuild(hs *saHeaderSpec) []string {
 	fields := v.headerFields()
 	if hs.envFrom {
 		if a, ok := v.envelopeFrom(); ok {
@@ -159,7 +181,7 @@ func (v *view) saHeaderValue(hs *saHeaderSpec) []string {
 			switch {
 			case hs.raw || hs.addr || hs.dname:
 				// SpamAssassin parses addresses from the raw value.
-				vals = append(vals, saRawFold.ReplaceAllString(f.saRaw, " "))
+				vals = append(vals, saRawValue(f.saRaw))
 			default:
 				vals = append(vals, f.saText+"\n")
 			}
