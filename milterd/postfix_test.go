@@ -21,6 +21,7 @@ import (
 	"github.com/portcullis-mail/portcullis/internal/testsvc"
 	"github.com/portcullis-mail/portcullis/quarantine"
 	"github.com/portcullis-mail/portcullis/queue"
+	"github.com/portcullis-mail/portcullis/rbl"
 	"github.com/portcullis-mail/portcullis/relay"
 )
 
@@ -342,5 +343,33 @@ func TestPostfixMilterKilledMeansTempfail(t *testing.T) {
 	got := sink.Wait(1, 20*time.Second)
 	if len(got) != 1 || !strings.HasPrefix(string(got[0].Data), "X-Spam-Status: ") {
 		t.Fatalf("resent message: %+v", got)
+	}
+}
+
+func TestPostfixListedClientIsRefused(t *testing.T) {
+	testsvc.Integration(t)
+	// Postfix's clients here come from 127.0.0.1: the list names it, with
+	// a score above the reject threshold (15).
+	dnsbl := testsvc.StartRBLDNSD(t, testsvc.RBLZone{Name: "bl.test", Type: "ip4set", Data: ":127.0.0.2:Listed at bl.test\n127.0.0.1\n127.0.0.2\n"})
+	checker, err := rbl.NewChecker(rbl.Config{Resolvers: []string{dnsbl.Addr}, HealthInterval: -1, LookupNonPublic: rbl.TestNetworks(),
+		Lists: []rbl.List{{Name: "bl", Zone: "bl.test", Kind: rbl.IPList, Score: 20, TestUnlisted: "-"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { checker.Close() })
+	if h := checker.CheckHealth(t.Context()); !h.Resolvers[0].Up {
+		t.Fatalf("rbldnsd health: %+v", h.Resolvers[0])
+	}
+	sink := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
+	addr := serveMilter(t, Config{Pipeline: pipelineForPostfix(t, checker.Filters()...)})
+	pf := testsvc.StartPostfix(t, testsvc.PostfixConfig{Milter: addr, Relay: sink.Addr})
+	// Refused at connect: Postfix greets with 554 and logs the milter's
+	// reply.
+	code, msg := replyOf(t, send(t, pf.Addr, "Subject: from a listed host\r\n\r\nbody\r\n"))
+	if code != 554 || !strings.Contains(pf.Log(), "milter-reject: CONNECT from unknown[127.0.0.1]: 554 5.7.1 Access denied") {
+		t.Fatalf("a listed client got %d %q, want a 554 greeting from the milter's reject\n%s", code, msg, pf.Log())
+	}
+	if q := pf.Queue(); len(q) != 0 || len(sink.Messages()) != 0 {
+		t.Fatalf("a listed client's mail was accepted: queue %+v", q)
 	}
 }

@@ -233,7 +233,7 @@ postlog   unix-dgram n - n - 1 postlogd
 `
 }
 
-// waitSMTP waits until the smtpd answers with its 220 greeting.
+// waitSMTP waits until the smtpd answers with a greeting.
 func (p *Postfix) waitSMTP(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var last error
@@ -248,7 +248,9 @@ func (p *Postfix) waitSMTP(timeout time.Duration) error {
 			c.SetDeadline(time.Now().Add(5 * time.Second))
 			line, rerr := bufio.NewReader(c).ReadString('\n')
 			c.Close()
-			if rerr == nil && strings.HasPrefix(line, "220") {
+			// 220, or the 554 of a milter that refuses the probe's
+			// connection: either way smtpd answers.
+			if rerr == nil && len(line) >= 4 && (strings.HasPrefix(line, "220") || strings.HasPrefix(line, "554")) {
 				return nil
 			}
 			last = fmt.Errorf("greeting %q: %v", line, rerr)
