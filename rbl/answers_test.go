@@ -155,3 +155,18 @@ func TestRBLDNSDNonPublicAndUndefinedCode(t *testing.T) {
 		t.Fatalf("unlisted: %s %v", a.Status, a.Err)
 	}
 }
+
+// A link spelled in UTF-7 HTML reaches the URI list.
+func TestUTF7LinkReachesURIBL(t *testing.T) {
+	f := startFakeDNS(t)
+	f.list("hidden.example.dbl.test", "127.0.1.2")
+	h := newHarness(t, Config{Resolvers: []string{f.Addr},
+		Lists: []List{{Name: "dbl", Zone: "dbl.test", Kind: DomainList, Codes: []Code{{Match: "127.0.1.2", Name: "spam", Score: 4}}}}})
+	// <a href="http://hidden.example/">, every byte in UTF-7.
+	body := "+ADwAYQAgAGgAcgBlAGYAPQAiAGgAdAB0AHAAOgAvAC8AaABpAGQAZABlAG4ALgBlAHgAYQBtAHAAbABlAC8AIgA+-"
+	m := filter.NewMessageBytes(filter.Envelope{}, []byte("Content-Type: text/html; charset=utf-7\r\n\r\n"+body+"\r\n"), filter.Limits{})
+	res, err := h.Filters()[0].Check(context.Background(), m)
+	if err != nil || symbolDetail(res, "RBL_DBL_SPAM") == "" {
+		t.Fatalf("%+v %v, want RBL_DBL_SPAM for the UTF-7 link", res.Symbols, err)
+	}
+}

@@ -11,6 +11,11 @@
 // with UTS #46 mapping, RFC 5891), its registrable domain (the public suffix
 // list) and, for numeric hosts, its IP address.
 //
+// Text hidden in an encoding the declared charset does not name is read
+// that way too (FromMessage): UTF-7, declared or recognised by its runs
+// ("+ADw-a href+AD0AIg-http://..."), and UTF-16 without a declaration;
+// links of every reading count.
+//
 // What it finds: http, https and scheme-relative (//host) URLs in text, the
 // href and src attributes of HTML, and bare "www." names. It does not guess
 // that a word with a dot ("invoice.pdf") is a host. Work is linear in the
@@ -69,9 +74,19 @@ func FromMessage(m *filter.Message, max int) []Link {
 			continue
 		}
 		text, _ := p.Text()
-		c.add(text, p.ContentType == "text/html")
+		isHTML := p.ContentType == "text/html"
+		c.add(text, isHTML)
+		for _, other := range readings(p, text) {
+			c.add(other, isHTML || looksHTML(other))
+		}
 	}
 	return c.links
+}
+
+// looksHTML reports text another reading revealed as HTML (a UTF-7
+// text/plain part a client may still render).
+func looksHTML(s string) bool {
+	return indexFold(s, "<a ") >= 0 || indexFold(s, "href") >= 0 || indexFold(s, "<img") >= 0
 }
 
 type collector struct {
