@@ -66,6 +66,10 @@ const (
 	DefaultReadTimeout = 10 * time.Minute
 	// DefaultWriteTimeout bounds sending a response to the MTA.
 	DefaultWriteTimeout = 30 * time.Second
+	// DefaultHoldTimeout bounds Config.Hold, below Postfix's
+	// milter_content_timeout (300 s) so the milter answers before Postfix
+	// gives up on it.
+	DefaultHoldTimeout = 2 * time.Minute
 	// DefaultMaxConnections bounds concurrent MTA connections (Postfix
 	// opens one per smtpd process; default_process_limit is 100).
 	DefaultMaxConnections = 1000
@@ -81,6 +85,9 @@ type Config struct {
 	// Hold stores a message in the Portcullis quarantine and returns only
 	// once it is durable (quarantine.Manager.Hold). Required with Store.
 	Hold func(ctx context.Context, msg *filter.Message, v filter.Verdict) error
+	// HoldTimeout bounds one Hold; 0 means DefaultHoldTimeout. A store
+	// that does not answer in time gets the message a 451 4.4.2.
+	HoldTimeout time.Duration
 	// HeadersOnAccept adds the verdict headers to accepted mail too (as
 	// add-header and postfix-hold do); inbound forged copies of them are
 	// removed from every message the MTA delivers, whatever this says.
@@ -151,6 +158,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.HoldTimeout <= 0 {
+		cfg.HoldTimeout = DefaultHoldTimeout
 	}
 	if cfg.MaxConnections <= 0 {
 		cfg.MaxConnections = DefaultMaxConnections

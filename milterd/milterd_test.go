@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-milter"
 
@@ -316,5 +317,23 @@ func TestResponse(t *testing.T) {
 	long := Response(filter.Reply{Code: 550, Enhanced: "5.7.1", Text: strings.Repeat("x", 5000)}).Response()
 	if len(long.Data) > maxReplyText+20 {
 		t.Errorf("a 5000-byte text gave a %d-byte reply", len(long.Data))
+	}
+}
+
+func TestQuarantineStoreHoldTimesOut(t *testing.T) {
+	b := &fakeBegin{data: func([]byte) filter.Verdict { return filter.Verdict{Action: filter.Quarantine} }}
+	h := startFake(t, b, func(c *Config) {
+		c.Quarantine, c.HoldTimeout = Store, 50*time.Millisecond
+		c.Hold = func(ctx context.Context, msg *filter.Message, v filter.Verdict) error {
+			<-ctx.Done() // a store that hangs
+			return ctx.Err()
+		}
+	})
+	s := h.session()
+	envelope(t, s, "b@example.net")
+	_, act := message(t, s, "x\r\n", "Subject", "x")
+	wantCode(t, "eom", act, milter.ActReplyCode)
+	if act.SMTPCode != 451 || !strings.HasPrefix(act.SMTPText, "4.4.2 ") {
+		t.Fatalf("a hanging hold answered %d %q, want 451 4.4.2", act.SMTPCode, act.SMTPText)
 	}
 }

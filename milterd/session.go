@@ -166,6 +166,7 @@ func (ss *session) handle(ctx context.Context, code byte, data []byte) error {
 			ss.tx = nil
 		}
 		ss.env = filter.Envelope{}
+		clear(ss.macros)
 		return nil
 	case milter.CodeQuit:
 		return errQuit
@@ -587,7 +588,10 @@ func (ss *session) apply(ctx context.Context, v filter.Verdict) error {
 		return ss.respond(milter.RespDiscard)
 	case filter.Quarantine:
 		if ss.s.cfg.Quarantine == Store {
-			if err := ss.s.cfg.Hold(ctx, ss.tx.Message(), v); err != nil {
+			hctx, cancel := context.WithTimeout(ctx, ss.s.cfg.HoldTimeout)
+			err := ss.s.cfg.Hold(hctx, ss.tx.Message(), v)
+			cancel()
+			if err != nil {
 				r := filter.ErrorReply(err)
 				action = "hold_failed"
 				log.Warn("milter hold failed", "reply", r.String(), "err", err)
