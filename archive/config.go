@@ -17,23 +17,26 @@ type Kind string
 
 // Finding kinds.
 const (
-	KindBannedType      Kind = "banned-type"       // banned extension or content type, at any depth
-	KindNested          Kind = "nested"            // an archive inside an archive
-	KindEncrypted       Kind = "encrypted"         // encrypted archive or entry
-	KindUninspectable   Kind = "uninspectable"     // an archive that cannot be opened: unknown format, corrupt, truncated
-	KindBomb            Kind = "bomb"              // a limit was exceeded (bytes, ratio, entries, depth, time)
-	KindNameBidi        Kind = "name-bidi"         // bidi controls in a name (RTLO)
-	KindDoubleExt       Kind = "double-ext"        // report.pdf.exe
-	KindTypeMismatch    Kind = "type-mismatch"     // a declared name or type that hides an executable
-	KindTraversal       Kind = "traversal"         // ../ or absolute entry names
-	KindLink            Kind = "link"              // symbolic or hard link entries
-	KindZipOverlap      Kind = "zip-overlap"       // zip entries whose data overlap: a non-recursive bomb
-	KindZipNameMismatch Kind = "zip-name-mismatch" // local header name differs from the central directory
-	KindZipConcatenated Kind = "zip-concatenated"  // zip data the central directory does not account for
-	KindMacro           Kind = "macro"             // a document with VBA macros
-	KindEmbeddedExe     Kind = "embedded-exe"      // a document with an executable inside an embedded object
-	KindHiddenArchive   Kind = "hidden-archive"    // an archive inside a file that is not one (zip after a PDF, SFX)
-	KindEmbeddedObject  Kind = "embedded-object"   // a file embedded in a document as an OLE object (Packager)
+	KindBannedType      Kind = "banned-type"        // banned extension or content type, at any depth
+	KindNested          Kind = "nested"             // an archive inside an archive
+	KindEncrypted       Kind = "encrypted"          // encrypted archive or entry
+	KindUninspectable   Kind = "uninspectable"      // an archive that cannot be opened: unknown format, corrupt, truncated
+	KindBomb            Kind = "bomb"               // a limit was exceeded (bytes, ratio, entries, depth, time)
+	KindNameBidi        Kind = "name-bidi"          // bidi controls in a name (RTLO)
+	KindDoubleExt       Kind = "double-ext"         // report.pdf.exe
+	KindTypeMismatch    Kind = "type-mismatch"      // a declared name or type that hides an executable
+	KindTraversal       Kind = "traversal"          // ../ or absolute entry names
+	KindLink            Kind = "link"               // symbolic or hard link entries
+	KindZipOverlap      Kind = "zip-overlap"        // zip entries whose data overlap: a non-recursive bomb
+	KindZipNameMismatch Kind = "zip-name-mismatch"  // local header name differs from the central directory
+	KindZipConcatenated Kind = "zip-concatenated"   // zip data the central directory does not account for
+	KindMacro           Kind = "macro"              // a document with VBA macros
+	KindEmbeddedExe     Kind = "embedded-exe"       // a document with an executable inside an embedded object
+	KindHiddenArchive   Kind = "hidden-archive"     // an archive inside a file that is not one (zip after a PDF, SFX)
+	KindEmbeddedObject  Kind = "embedded-object"    // a file embedded in a document as an OLE object (Packager)
+	KindPartial         Kind = "mime-partial"       // message/partial: a fragment that cannot be judged alone
+	KindDiskImage       Kind = "disk-image"         // an ISO 9660, UDF, VHD(X) or raw disk image: Windows mounts it
+	KindExternalBody    Kind = "mime-external-body" // message/external-body: content fetched from elsewhere
 
 	// MIME defects (filter.Defect), one kind each; their symbols are
 	// MIME_*, e.g. MIME_BARE_CR. They score; KindAmbiguous decides.
@@ -82,6 +85,9 @@ var kinds = [...]struct {
 	{KindEmbeddedExe, filter.Quarantine, 8},
 	{KindHiddenArchive, filter.Quarantine, 5},
 	{KindEmbeddedObject, filter.Accept, 1},
+	{KindPartial, filter.Quarantine, 3},
+	{KindDiskImage, filter.Quarantine, 5},
+	{KindExternalBody, filter.Accept, 1},
 	{KindMIMEBoundaryParams, filter.Accept, 3},
 	{KindMIMEDuplicateHeader, filter.Accept, 2},
 	{KindMIMENoBoundary, filter.Accept, 2},
@@ -145,7 +151,9 @@ func DefaultBannedExtensions() []string {
 }
 
 // DefaultBannedTypes returns the types banned by content whatever the name.
-func DefaultBannedTypes() []string { return []string{TypePE, TypeMZ, TypeELF, TypeMachO, TypeLNK} }
+func DefaultBannedTypes() []string {
+	return []string{TypePE, TypeMZ, TypeELF, TypeMachO, TypeLNK, TypeCHM}
+}
 
 // Finding is one piece of evidence: what was found and where.
 type Finding struct {

@@ -18,7 +18,7 @@ import (
 // text is a leaf whose every reading sniffs as text or HTML.
 
 // defects reports the parser's defects of m and judges the ambiguous ones.
-func (w *walker) defects(m *filter.Message, parts []*filter.Part) {
+func (w *walker) defects(m *filter.Message, parts []*filter.Part, in *node) {
 	ds := m.Defects()
 	if len(ds) == 0 {
 		return
@@ -29,7 +29,7 @@ func (w *walker) defects(m *filter.Message, parts []*filter.Part) {
 	}
 	ambiguous := map[string][]string{} // part path -> defect kinds
 	for _, d := range ds {
-		w.find(DefectKind(d.Kind), defectPath(byPath[d.Part], d.Part), d.Detail)
+		w.find(DefectKind(d.Kind), defectPath(byPath[d.Part], d.Part, in), d.Detail)
 		if d.Kind.Ambiguous() && !contains(ambiguous[d.Part], string(d.Kind)) {
 			ambiguous[d.Part] = append(ambiguous[d.Part], string(d.Kind))
 		}
@@ -41,7 +41,7 @@ func (w *walker) defects(m *filter.Message, parts []*filter.Part) {
 	sort.Strings(paths)
 	for _, path := range paths {
 		if t := w.notPlain(parts, path); t != "" {
-			w.find(KindAmbiguous, defectPath(byPath[path], path), strings.Join(ambiguous[path], ",")+" over "+t)
+			w.find(KindAmbiguous, defectPath(byPath[path], path, in), strings.Join(ambiguous[path], ",")+" over "+t)
 		}
 	}
 }
@@ -55,14 +55,18 @@ func contains(s []string, x string) bool {
 	return false
 }
 
-func defectPath(p *filter.Part, path string) string {
-	if p != nil {
-		return partPath(p)
+func defectPath(p *filter.Part, path string, in *node) string {
+	s := "part " + path
+	switch {
+	case p != nil:
+		s = partPath(p)
+	case path == "":
+		s = "message"
 	}
-	if path == "" {
-		return "message"
+	if in != nil {
+		s = in.path + "/" + s
 	}
-	return "part " + path
+	return s
 }
 
 // notPlain returns the first type that is not plain text among the
@@ -79,7 +83,7 @@ func (w *walker) notPlain(parts []*filter.Part, path string) string {
 			continue
 		}
 		for _, enc := range p.Encodings() {
-			if t := sniff(p, enc); t != TypeText && t != TypeHTML {
+			if t := sniff(p, enc); t != TypeText && t != TypeHTML && t != TypeEML {
 				return t
 			}
 		}

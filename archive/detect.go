@@ -27,7 +27,11 @@ const (
 	TypeText   = "text"
 	TypePDF    = "pdf"
 	TypeRTF    = "rtf"
-	TypeBinary = "binary" // nothing recognised
+	TypeBinary = "binary"  // nothing recognised
+	TypeEML    = "eml"     // a mail message (RFC 5322 header first): walked like the message itself
+	TypeTNEF   = "tnef"    // Outlook's winmail.dat: its attachments are walked
+	TypeISO    = "iso9660" // a CD/DVD image (found past the head, at sector 16): its files are walked
+	TypeCHM    = "chm"     // compiled HTML help: runs scripts when opened
 
 	// Archives and compressed files the inspector opens.
 	TypeZip   = "zip"
@@ -85,6 +89,8 @@ func DetectType(head []byte, name string) string {
 			return TypeHTA
 		case scriptExt[ext]:
 			return TypeScript
+		case looksMessage(head):
+			return TypeEML
 		case bytes.Contains(low, []byte("<html")) || bytes.Contains(low, []byte("<!doctype html")):
 			return TypeHTML
 		}
@@ -181,6 +187,10 @@ func magicType(h []byte) string {
 		return TypeZ
 	case has(0, "SZDD\x88\xf0\x27\x33"):
 		return TypeSZDD
+	case has(0, "\x78\x9f\x3e\x22"):
+		return TypeTNEF
+	case has(0, "ITSF\x03\x00\x00\x00"):
+		return TypeCHM
 	case has(0, "{\\rtf"):
 		return TypeRTF
 	case bytes.Contains(h[:min(len(h), 1024)], []byte("%PDF-")):

@@ -6,14 +6,16 @@
 //
 // # What it looks at
 //
-// Every attachment part (filter.Part.IsAttachment), under every candidate
-// name the MIME parser decoded (RFC 2047, RFC 2231, duplicates). Types are
-// told by content first (DetectType): a real PE header, not just "MZ"; ELF;
-// Mach-O; OLE; LNK; Java; zip-based documents (Office Open XML,
-// OpenDocument, EPUB) are documents, not archives. Names are normalised as
-// Windows acts on them: bidi controls (U+202E and the rest) removed and
-// flagged, trailing dots and spaces trimmed, case folded; the last
-// extension decides.
+// Every leaf part of the message, attachment or not, under every candidate
+// name the MIME parser decoded (RFC 2047, RFC 2231, duplicates) and every
+// reading of its transfer encoding. Types are told by content first
+// (DetectType), whatever the part declares: a real PE header, and "MZ"
+// without one (type mz: a DOS program or a truncated PE, banned too); ELF;
+// Mach-O; OLE; LNK; Java; CHM; TNEF; a mail message; zip-based documents
+// (Office Open XML, OpenDocument, EPUB) are documents, not archives. Names
+// are normalised as Windows acts on them: bidi controls (U+202E and the
+// rest) removed and flagged, trailing dots and spaces trimmed, case
+// folded; the last extension decides.
 //
 // Archives are opened by content, never by name: zip (through this
 // package's own structure parser, which also reports overlapping entries,
@@ -21,9 +23,21 @@
 // encryption flags before any decoding), tar, gzip, bzip2, xz, zstd (the
 // decoders of klauspost/compress and mholt/archives), 7z and rar
 // (mholt/archives). Formats it recognises but cannot open (arj, cab, ace,
-// lzh, cpio, ...), corrupt or truncated ones, and unsupported zip methods
-// are "uninspectable"; encrypted archives and entries are "encrypted".
+// lzh, cpio, chm, UDF and raw disk images, ...), corrupt or truncated
+// ones, and unsupported zip methods are "uninspectable"; encrypted
+// archives and entries are "encrypted".
 //
+// Files hide in other files, and each hiding place is opened with a small
+// bounded reader of this package's own (each file says why it is not a
+// library): archives behind a prefix (a zip after a PDF or an image, a 7z
+// after a PNG, an SFX stub: polyglot.go), OLE compound files and the
+// Packager objects inside them (cfb.go, ole.go), forwarded mail in any
+// wrapping — message/rfc822 in base64, an .eml sent as octet-stream (eml.go),
+// Outlook's TNEF (tnef.go), ISO 9660 images (iso.go), and text-embedded
+// encodings — uuencode in every begin-line form, begin-base64, yEnc,
+// BinHex 4.0 — in a text body or a part of their own (uu.go).
+// message/partial cannot be judged alone and quarantines.
+
 // # Findings and policy
 //
 // Each finding has a Kind, a path inside the message and what was found:
@@ -70,9 +84,6 @@
 // content whatever it declares: a text/plain part that holds a PE is a PE.
 // The defect symbols need the inspector in the pipeline: a configuration
 // without it loses them.
-//
-// Text bodies are searched for uuencoded blocks ("begin 644 name"), which
-// some clients still show as attachments; each is a file like any other.
 //
 // Nothing is ever written under a name from the message: traversal names
 // and links are findings. Zip and 7z need random access; those larger than

@@ -52,6 +52,19 @@ func (w *walker) polyglot(n node, t string, r io.Reader) error {
 	if n.size < 0 {
 		n.size = sp.Size()
 	}
+	if isISO(sp) {
+		if err := w.iso(n, sp); err != nil {
+			return err
+		}
+		return w.leaf(n, t, sp.Reader())
+	}
+	if d := diskImage(sp, sp.Size()); d != "" {
+		w.find(KindDiskImage, n.path, d)
+		w.find(KindUninspectable, n.path, d)
+		if err := w.tick(n.path); err != nil {
+			return err
+		}
+	}
 	for _, h := range findHidden(sp, sp.Size(), w.entryBudget()) {
 		if err := w.tick(n.path); err != nil {
 			return err
@@ -75,7 +88,22 @@ func (w *walker) polyglot(n node, t string, r io.Reader) error {
 			return err
 		}
 	}
+	if hasTextBlock(sp) {
+		// yEnc is 8-bit: a body that holds it does not look like text.
+		if err := w.textBlocks(n, sp.Reader()); err != nil {
+			return err
+		}
+	}
 	return w.leaf(n, t, sp.Reader())
+}
+
+// hasTextBlock reports a yEnc or uuencode begin line in the first 64 KiB.
+func hasTextBlock(r io.ReaderAt) bool {
+	buf := make([]byte, 64<<10)
+	n, _ := r.ReadAt(buf, 0)
+	buf = buf[:n]
+	return bytes.HasPrefix(buf, []byte("=ybegin ")) || bytes.Contains(buf, []byte("\n=ybegin ")) ||
+		bytes.HasPrefix(buf, []byte("begin ")) || bytes.Contains(buf, []byte("\nbegin "))
 }
 
 type hidden struct {

@@ -2,56 +2,111 @@ package archive
 
 import (
 	"bufio"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"io"
 	"regexp"
 	"strings"
-
-	"github.com/portcullis-mail/portcullis/filter"
 )
 
-// Old mail clients put files in the body as uuencoded blocks ("begin 644
-// x.exe" … "end"), and some clients still show them as attachments: they
-// are files like any other.
-var uuBegin = regexp.MustCompile(`^begin [0-7]{3,4} (.+)$`)
+// Files travel inside text bodies too, and clients still show them as
+// attachments: uuencoded blocks ("begin 644 x.exe" … "end", in any of the
+// begin-line forms encoders write, and "begin-base64" blocks), yEnc
+// ("=ybegin … name=x.exe" … "=yend") and BinHex 4.0 ("(This file must be
+// converted with BinHex 4.0)" and a ':'-delimited block). textBlocks finds
+// each in a text and walks it as a file named as its header says.
 
-// uuBlocks walks the uuencoded blocks of a text part read from r.
-func (w *walker) uuBlocks(p *filter.Part, r io.Reader) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 4096), 64<<10)
-	for sc.Scan() {
-		m := uuBegin.FindStringSubmatch(strings.TrimRight(sc.Text(), "\r"))
-		if m == nil {
+// uuBegin matches the begin line forms: "begin 644 name", "begin 0644
+// name", "begin 644" (no name), "BEGIN  644   name", "begin-base64 644 name".
+var uuBegin = regexp.MustCompile(`(?i)^begin(-base64)?[ \t]+[0-7]{1,6}(?:[ \t]+(.*))?$`)
+
+// lineSource yields the lines of a text without their terminators. A line
+// longer than its buffer is cut (its rest skipped): an overlong line must
+// not end the search, or one would hide every block after it.
+type lineSource struct {
+	br *bufio.Reader
+}
+
+func newLineSource(r io.Reader) *lineSource { return &lineSource{br: bufio.NewReaderSize(r, 64<<10)} }
+
+func (s *lineSource) next() (string, bool) {
+	line, err := s.br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		out := string(line)
+		for errors.Is(err, bufio.ErrBufferFull) {
+			_, err = s.br.ReadSlice('\n')
+		}
+		return out, true
+	}
+	if len(line) == 0 && err != nil {
+		return "", false
+	}
+	return strings.TrimRight(string(line), "\r\n"), true
+}
+
+// textBlocks walks the files encoded in a text.
+func (w *walker) textBlocks(n node, r io.Reader) error {
+	src := newLineSource(r)
+	for {
+		line, ok := src.next()
+		if !ok {
+			return nil
+		}
+		var name, kind string
+		var dec io.Reader
+		switch {
+		case len(line) > 5 && (line[0] == 'b' || line[0] == 'B'):
+			m := uuBegin.FindStringSubmatch(line)
+			if m == nil {
+				continue
+			}
+			name, kind = strings.TrimSpace(m[2]), "uuencode"
+			if m[1] != "" {
+				kind, dec = "base64", base64.NewDecoder(base64.StdEncoding, &b64Lines{src: src})
+			} else {
+				dec = &uuReader{src: src}
+			}
+		case strings.HasPrefix(line, "=ybegin "):
+			name, kind = yencParam(line, "name"), "yenc"
+			dec = &yencReader{src: src}
+		case strings.Contains(line, "(This file must be converted with BinHex"):
+			bh, err := newBinHex(&binhexText{src: src})
+			if err != nil {
+				w.find(KindUninspectable, n.path+"/binhex", shortErr(err))
+				continue
+			}
+			name, kind, dec = bh.name, "binhex", bh.data
+		default:
 			continue
 		}
-		name := strings.TrimSpace(m[1])
-		n := node{path: partPath(p) + "/" + printable(name), name: name, names: []string{name}, size: -1}
-		if err := w.file(n, &uuReader{sc: sc}); err != nil {
+		c := n.child(name, false, -1)
+		if name == "" {
+			c = n.child(kind, false, -1)
+			c.names = nil
+		}
+		if err := w.file(c, w.meter(dec, nil, c.path)); err != nil {
 			return err
 		}
 	}
-	return nil // an overlong line ends the search; the text is not a file
 }
 
-// uuReader decodes lines from sc up to "end" (or a line that is not
+// uuReader decodes uuencoded lines up to "end" (or a line that is not
 // uuencoding).
 type uuReader struct {
-	sc   *bufio.Scanner
+	src  *lineSource
 	out  []byte
 	done bool
 }
 
 func (u *uuReader) Read(p []byte) (int, error) {
 	for len(u.out) == 0 {
-		if u.done || !u.sc.Scan() {
-			u.done = true
+		if u.done {
 			return 0, io.EOF
 		}
-		line := strings.TrimRight(u.sc.Text(), "\r")
-		if line == "end" {
-			u.done = true
-			continue
-		}
-		if line == "" || line[0] < ' ' || line[0] > '`' {
+		line, ok := u.src.next()
+		if !ok || line == "end" || line == "" || line[0] < ' ' || line[0] > '`' {
 			u.done = true
 			continue
 		}
@@ -81,4 +136,230 @@ func uuLine(dst []byte, line string) []byte {
 		}
 	}
 	return dst
+}
+
+// b64Lines feeds the lines of a begin-base64 block, up to "====".
+type b64Lines struct {
+	src  *lineSource
+	out  []byte
+	done bool
+}
+
+func (b *b64Lines) Read(p []byte) (int, error) {
+	for len(b.out) == 0 {
+		if b.done {
+			return 0, io.EOF
+		}
+		line, ok := b.src.next()
+		if !ok || line == "====" || line == "" {
+			b.done = true
+			continue
+		}
+		b.out = append(b.out[:0], strings.TrimSpace(line)...)
+	}
+	n := copy(p, b.out)
+	b.out = b.out[n:]
+	return n, nil
+}
+
+// yencParam reads one key=value of a yEnc header line; name runs to the
+// end of the line (names may hold spaces).
+func yencParam(line, key string) string {
+	i := strings.Index(line, " "+key+"=")
+	if i < 0 {
+		return ""
+	}
+	v := line[i+len(key)+2:]
+	if key != "name" {
+		if j := strings.IndexByte(v, ' '); j >= 0 {
+			v = v[:j]
+		}
+	}
+	return strings.TrimSpace(v)
+}
+
+// yencReader decodes yEnc data lines up to "=yend"; "=ypart" lines are
+// skipped.
+type yencReader struct {
+	src  *lineSource
+	out  []byte
+	done bool
+}
+
+func (y *yencReader) Read(p []byte) (int, error) {
+	for len(y.out) == 0 {
+		if y.done {
+			return 0, io.EOF
+		}
+		line, ok := y.src.next()
+		switch {
+		case !ok || strings.HasPrefix(line, "=yend"):
+			y.done = true
+			continue
+		case strings.HasPrefix(line, "=ypart "):
+			continue
+		}
+		out := y.out[:0]
+		for i := 0; i < len(line); i++ {
+			c := line[i]
+			if c == '=' && i+1 < len(line) {
+				i++
+				c = line[i] - 64
+			}
+			out = append(out, c-42)
+		}
+		y.out = out
+	}
+	n := copy(p, y.out)
+	y.out = y.out[n:]
+	return n, nil
+}
+
+// The BinHex 4.0 alphabet.
+const binhexAlphabet = "!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr"
+
+var binhexValue = func() [256]int8 {
+	var t [256]int8
+	for i := range t {
+		t[i] = -1
+	}
+	for i := 0; i < len(binhexAlphabet); i++ {
+		t[binhexAlphabet[i]] = int8(i)
+	}
+	return t
+}()
+
+// binhexText yields the 6-bit characters between the block's colons.
+type binhexText struct {
+	src     *lineSource
+	started bool
+	done    bool
+	line    string
+}
+
+func (b *binhexText) nextChar() (byte, bool) {
+	for {
+		if b.done {
+			return 0, false
+		}
+		if b.line == "" {
+			l, ok := b.src.next()
+			if !ok {
+				b.done = true
+				return 0, false
+			}
+			b.line = l
+			continue
+		}
+		c := b.line[0]
+		b.line = b.line[1:]
+		switch {
+		case c == ':':
+			if b.started {
+				b.done = true
+				return 0, false
+			}
+			b.started = true
+		case !b.started, c == ' ', c == '\t':
+		default:
+			if v := binhexValue[c]; v >= 0 {
+				return byte(v), true
+			}
+			b.done = true // not BinHex any more
+			return 0, false
+		}
+	}
+}
+
+// binhexBytes turns 6-bit characters into bytes and undoes the run-length
+// encoding (0x90 n repeats the previous byte n-1 more times).
+type binhexBytes struct {
+	t      *binhexText
+	acc    uint32
+	bits   uint
+	prev   byte
+	repeat int
+}
+
+func (b *binhexBytes) raw() (byte, bool) {
+	for b.bits < 8 {
+		v, ok := b.t.nextChar()
+		if !ok {
+			return 0, false
+		}
+		b.acc = b.acc<<6 | uint32(v)
+		b.bits += 6
+	}
+	b.bits -= 8
+	return byte(b.acc >> b.bits), true
+}
+
+func (b *binhexBytes) ReadByte() (byte, error) {
+	if b.repeat > 0 {
+		b.repeat--
+		return b.prev, nil
+	}
+	c, ok := b.raw()
+	if !ok {
+		return 0, io.EOF
+	}
+	if c == 0x90 {
+		n, ok := b.raw()
+		if !ok {
+			return 0, io.EOF
+		}
+		if n == 0 {
+			b.prev = 0x90
+			return 0x90, nil
+		}
+		if n == 1 {
+			return b.ReadByte()
+		}
+		b.repeat = int(n) - 2
+		return b.prev, nil
+	}
+	b.prev = c
+	return c, nil
+}
+
+func (b *binhexBytes) Read(p []byte) (int, error) {
+	for i := range p {
+		c, err := b.ReadByte()
+		if err != nil {
+			if i == 0 {
+				return 0, err
+			}
+			return i, nil
+		}
+		p[i] = c
+	}
+	return len(p), nil
+}
+
+type binhex struct {
+	name string
+	data io.Reader
+}
+
+// newBinHex reads the header of a BinHex stream: the name, the fork
+// lengths; data is the data fork.
+func newBinHex(t *binhexText) (*binhex, error) {
+	br := &binhexBytes{t: t}
+	n, err := br.ReadByte()
+	if err != nil {
+		return nil, errBinHex("header")
+	}
+	hdr := make([]byte, int(n)+1+4+4+2+4+4+2)
+	if _, err := io.ReadFull(br, hdr); err != nil {
+		return nil, errBinHex("header")
+	}
+	name := string(hdr[:n])
+	// name, version (1), type (4), creator (4), flags (2), then the data
+	// fork's length.
+	dlen := int64(binary.BigEndian.Uint32(hdr[int(n)+11:]))
+	return &binhex{name: name, data: io.LimitReader(br, dlen)}, nil
+}
+
+func errBinHex(what string) error {
+	return fmt.Errorf("%w: binhex: truncated %s", ErrUninspectable, what)
 }

@@ -167,31 +167,54 @@ func (w *walker) fatal(err error) bool {
 // message walks every leaf of m. Attachments are files; a text leaf is a
 // file too when its content is not text (an unnamed base64 part typed
 // text/plain that holds a PE is a PE), else it is searched for files
-// encoded in it (uuencode). A multipart with no parts (no delimiter found)
-// is read as a leaf. Every reading of a leaf's encoding is walked.
+// encoded in it (uuencode, yEnc, BinHex). A multipart with no parts (no
+// delimiter found) is read as a leaf. Every reading of a leaf's encoding
+// is walked.
 func (w *walker) message(m *filter.Message) error {
+	return w.result(w.parts(m, nil))
+}
+
+// parts walks the parts of m; in is the file m was found in (an attached
+// .eml, an encoded message/rfc822), nil for the message under inspection.
+func (w *walker) parts(m *filter.Message, in *node) error {
 	parts, _ := m.Parts() // a parse error is the pipeline's to report
 	if w.fn == nil {
-		w.defects(m, parts)
+		w.defects(m, parts, in)
 	}
 	for _, p := range parts {
 		if len(p.Children) > 0 {
 			continue
 		}
-		if err := w.part(p); err != nil {
-			return w.result(err)
+		if err := w.part(p, in); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func (w *walker) part(p *filter.Part) error {
+func (w *walker) part(p *filter.Part, in *node) error {
 	n := node{path: partPath(p), name: p.Filename(), names: p.Names, ctype: p.ContentType, size: -1}
+	if in != nil {
+		n.path = in.path + "/" + n.path
+		n.depth, n.archives = in.depth+1, in.archives
+	}
+	switch p.ContentType {
+	case "message/partial":
+		// One fragment of a message: what the fragments make together
+		// cannot be judged from one of them.
+		w.find(KindPartial, n.path, p.Params["id"])
+	case "message/external-body":
+		w.find(KindExternalBody, n.path, p.Params["access-type"])
+	}
+	if p.IsMessage() {
+		// Encoded, so the parser did not descend it: a client does.
+		return w.eml(n, p.Open())
+	}
 	if !p.IsAttachment() && !isUU(p.Encoding) {
 		br := bufio.NewReaderSize(p.Open(), HeadSize)
 		head, _ := br.Peek(HeadSize)
 		if t := DetectType(head, n.name); t == TypeText || t == TypeHTML {
-			if err := w.uuBlocks(p, br); err != nil {
+			if err := w.textBlocks(n, br); err != nil {
 				return err
 			}
 			return w.leafReadings(p, n)
@@ -275,13 +298,19 @@ func (w *walker) file(n node, r io.Reader) error {
 		return w.randomAccess(n, t, br)
 	case TypeOLE:
 		return w.ole(n, t, br)
+	case TypeEML:
+		return w.eml(n, br)
+	case TypeTNEF:
+		return w.tnef(n, br)
+	case TypeText, TypeHTML, TypeScript, TypeHTA:
+		return w.textFile(n, t, br)
 	case TypeTar:
 		return w.tar(n, br)
 	case TypeRar:
 		return w.rar(n, br)
 	case TypeGzip, TypeBzip2, TypeXz, TypeZstd:
 		return w.compressed(n, t, br)
-	case TypeARJ, TypeCAB, TypeACE, TypeLZH, TypeCPIO, TypeLZ4, TypeLzip, TypeZ, TypeSZDD:
+	case TypeARJ, TypeCAB, TypeACE, TypeLZH, TypeCPIO, TypeLZ4, TypeLzip, TypeZ, TypeSZDD, TypeCHM:
 		w.archiveChecks(n, t)
 		w.find(KindUninspectable, n.path, t)
 		if err := w.tick(n.path); err != nil {
