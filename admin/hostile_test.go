@@ -3,9 +3,11 @@ package admin
 import (
 	"encoding/base64"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"golang.org/x/net/html"
@@ -196,6 +198,41 @@ func FuzzInert(f *testing.F) {
 			default:
 				t.Fatalf("inert(%q): token %v", s, tok)
 			}
+		}
+	})
+}
+
+// FuzzParseFilters: any query string parses or fails cleanly, and what
+// parses survives the round trip through the links and forms the
+// console writes (values).
+func FuzzParseFilters(f *testing.F) {
+	for _, s := range []string{"", "since=2h&symbol=AV_*", "since=7d&until=2026-12-01T04:00:00Z&engine=clamd-1",
+		"text=%3Cscript%3E&recipient=a@b", "since=2026-12-01T04:00", "until=-5h", "since=99999999d", "symbol=" + strings.Repeat("x", 600)} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, raw string) {
+		v, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		fl, err := parseFilters(v, now)
+		if err != nil {
+			return
+		}
+		for _, s := range []string{fl.Symbol, fl.Engine, fl.Recipient, fl.Sender, fl.Text} {
+			if len(s) > maxFilterLen {
+				t.Fatalf("a filter of %d bytes passed", len(s))
+			}
+		}
+		again, err := parseFilters(fl.values(), now)
+		if err != nil {
+			t.Fatalf("the console's own query %q does not parse: %v", fl.values().Encode(), err)
+		}
+		fl.Since, fl.Until = fl.Since.Truncate(time.Second), fl.Until.Truncate(time.Second)
+		if !again.Since.Equal(fl.Since) || !again.Until.Equal(fl.Until) || again.Symbol != fl.Symbol || again.Text != fl.Text ||
+			again.Engine != fl.Engine || again.Recipient != fl.Recipient || again.Sender != fl.Sender {
+			t.Fatalf("round trip: %+v became %+v", fl, again)
 		}
 	})
 }
