@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/portcullis-mail/portcullis/filter"
 	"github.com/portcullis-mail/portcullis/queue"
@@ -55,4 +56,36 @@ func ExampleBusyError_Reply() {
 	// Output:
 	// true 452 4.3.1
 	// 451 4.3.2 Queue busy, try again later
+}
+
+// A backend that schedules attempts itself runs each one through an
+// Attempter: the same retries, bounces and poison guard as the Queue.
+func ExampleAttempter() {
+	dir, _ := os.MkdirTemp("", "attempt")
+	defer os.RemoveAll(dir)
+	store, err := queue.OpenSpool(dir, queue.SpoolConfig{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer store.Close()
+	a, err := queue.NewAttempter(store, queue.Config{
+		Deliverer: queue.DeliverFunc(func(ctx context.Context, m *queue.Outgoing) []error {
+			return make([]error, len(m.To)) // all delivered
+		}),
+	}, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	e := queue.Entry{ID: "example-1", Envelope: filter.Envelope{MailFrom: "a@example.org", RcptTo: []string{"b@example.net"}},
+		Size: 5, Created: time.Now(), NextAttempt: time.Now()}
+	if err := store.Put(context.Background(), e, []byte("hello")); err != nil {
+		fmt.Println(err)
+		return
+	}
+	out := a.Attempt(context.Background(), e)
+	left, _ := store.Entries(context.Background())
+	fmt.Println("gone:", out.Gone, "err:", out.Err, "left:", len(left))
+	// Output: gone: true err: <nil> left: 0
 }
