@@ -172,7 +172,7 @@ func httpGet(t testing.TB, url string, want int) string {
 func TestListedClientRefused(t *testing.T) {
 	dns := testsvc.StartRBLDNSD(t, testsvc.RBLZone{Name: "bl.test", Type: "ip4set", Data: ":127.0.0.2:listed\n127.0.0.2\n127.0.0.77\n"})
 	dir := t.TempDir()
-	cfg := writeFile(t, dir, "gateway.yaml", fmt.Sprintf("dns:\n  resolvers: [%q]\n  dnsbl: [\"bl.test=20\"]\n", dns.Addr))
+	cfg := writeFile(t, dir, "gateway.yaml", fmt.Sprintf("dns:\n  resolvers: [%q]\n  dnsbl: [\"bl.test=20\"]\n  lookup_non_public: [\"127.0.0.0/8\"]\n", dns.Addr))
 	g := startGateway(t, gatewayArgs(t, "127.0.0.1:1", "-config", cfg)...)
 	waitReady(t, g)
 
