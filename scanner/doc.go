@@ -54,12 +54,21 @@
 // names where it is:
 //
 //	AV_INFECTED        "clamd: Eicar-Test-Signature in invoice.zip/eicar.com"  reject (Config.OnInfected)
+//	AV_<ENGINE>_INFECTED  the same detail, for every detection of that engine  nothing (EngineSymbol)
 //	AV_UNCONFIRMED     a detection below the quorum                            quarantine (Config.OnDoubt)
 //	AV_SUSPECT_ENGINE  a detection by an engine whose rate jumped              quarantine (Config.OnDoubt)
 //	AV_FAIL            an engine could not scan a part                         quarantine (Config.OnError)
 //	AV_PARTIAL         a part exceeded an engine's size limit                  quarantine (Config.OnError)
 //	AV_FAIL            no engine available                                     tempfail, always
 //	AV_ENGINE_DOWN     an engine was down while others answered                nothing (visible only)
+//
+// AV_<ENGINE>_INFECTED (EngineSymbol: AV_CLAMD_1_INFECTED for "clamd-1")
+// names the engine in the symbol, so a quarantine query selects one
+// engine's detections exactly, confirmed or doubted: the faulty-update
+// recovery re-scans quarantine.Query{Symbol: scanner.EngineSymbol("clamd-1"),
+// Since: T} once the vendor has fixed the signatures, and releases what is
+// clean now. (A prefix query such as "AV_CLAMD_1_*" would also select
+// "clamd-10"; use the exact name.)
 //
 // Failure semantics: no mail lost, no failure silent. An engine outage
 // demands Tempfail (the sender keeps the mail) whatever failure mode the

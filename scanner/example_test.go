@@ -48,6 +48,7 @@ func Example() {
 	// Output:
 	// reject
 	// AV_INFECTED primary: Test-Signature in message
+	// AV_PRIMARY_INFECTED primary: Test-Signature in message
 }
 
 func ExampleMulti_quorum() {

@@ -21,6 +21,18 @@ const (
 	SymEngineDown  = "AV_ENGINE_DOWN"    // an engine was unavailable; others answered
 )
 
+// EngineSymbol is the per-engine symbol every detection also adds:
+// "AV_" + filter.SymbolName(engine) + "_INFECTED" (AV_CLAMD_1_INFECTED for
+// "clamd-1"), score 0, demanding nothing. It says which engine reported a
+// signature, whether the detection was confirmed (AV_INFECTED), doubted
+// (AV_SUSPECT_ENGINE) or below the quorum (AV_UNCONFIRMED), so that a
+// quarantine query selects one engine's detections exactly: after a
+// faulty update of clamd-1, quarantine.Query{Symbol:
+// scanner.EngineSymbol("clamd-1"), Since: T} is every message clamd-1
+// flagged since T, and nothing any other engine alone flagged. Multi
+// refuses two engines whose names give the same symbol.
+func EngineSymbol(engine string) string { return "AV_" + filter.SymbolName(engine) + "_INFECTED" }
+
 // Scanner is what the Filter scans with; *Multi implements it.
 type Scanner interface {
 	Scan(ctx context.Context, r io.ReaderAt, size int64) (Verdict, error)
@@ -263,6 +275,7 @@ func (f *Filter) apply(ctx context.Context, add func(string, float64, string, fi
 		default:
 			add(SymUnconfirmed, 0, fmt.Sprintf("%s (below quorum %d)", what, v.Quorum), f.cfg.OnDoubt)
 		}
+		add(EngineSymbol(d.Engine), 0, what, filter.Accept)
 	}
 	for _, e := range v.Failures {
 		name := SymFail

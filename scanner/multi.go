@@ -119,17 +119,17 @@ func NewMulti(opts Options) (*Multi, error) {
 		m.log = slog.New(slog.DiscardHandler)
 	}
 	m.cache = newCache(opts.Cache, opts.now)
-	seen := map[string]bool{}
+	seen := map[string]string{} // EngineSymbol → engine name
 	mk := func(es []Engine) ([]*member, error) {
 		var out []*member
 		for _, e := range es {
 			if e == nil {
 				return nil, errors.New("scanner: nil engine")
 			}
-			if seen[e.Name()] {
-				return nil, fmt.Errorf("scanner: two engines named %q", e.Name())
+			if other, dup := seen[EngineSymbol(e.Name())]; dup {
+				return nil, fmt.Errorf("scanner: engines %q and %q share the symbol %s", other, e.Name(), EngineSymbol(e.Name()))
 			}
-			seen[e.Name()] = true
+			seen[EngineSymbol(e.Name())] = e.Name()
 			out = append(out, &member{e: e, br: &breaker{cfg: opts.Breaker, now: opts.now}, g: newGuard(opts.Guard)})
 		}
 		return out, nil
