@@ -236,7 +236,7 @@ func TestPostfixStoreMode(t *testing.T) {
 	if pq := pf.Queue(); len(pq) != 0 {
 		t.Fatalf("postfix kept a copy: %+v", pq)
 	}
-	if !strings.Contains(pf.Log(), "milter-discard") {
+	if !pf.WaitLog("milter-discard", 10*time.Second) {
 		t.Fatalf("postfix did not log a discard:\n%s", pf.Log())
 	}
 	if n := len(sink.Messages()); n != 0 {
@@ -366,7 +366,7 @@ func TestPostfixListedClientIsRefused(t *testing.T) {
 	// Refused at connect: Postfix greets with 554 and logs the milter's
 	// reply.
 	code, msg := replyOf(t, send(t, pf.Addr, "Subject: from a listed host\r\n\r\nbody\r\n"))
-	if code != 554 || !strings.Contains(pf.Log(), "milter-reject: CONNECT from unknown[127.0.0.1]: 554 5.7.1 Access denied") {
+	if code != 554 || !pf.WaitLog("milter-reject: CONNECT from unknown[127.0.0.1]: 554 5.7.1 Access denied", 10*time.Second) {
 		t.Fatalf("a listed client got %d %q, want a 554 greeting from the milter's reject\n%s", code, msg, pf.Log())
 	}
 	if q := pf.Queue(); len(q) != 0 || len(sink.Messages()) != 0 {

@@ -285,6 +285,20 @@ func (p *Postfix) Log() string {
 	return string(b)
 }
 
+// WaitLog waits until the mail log contains s, or timeout passes. Postfix
+// logs through its postlogd daemon, after the SMTP reply: a test must not
+// read the log right after the reply.
+func (p *Postfix) WaitLog(s string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(p.Log(), s) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond) // the log file has no change notification here
+	}
+	return true
+}
+
 // PostfixQueued is one message in Postfix's queue (postqueue -j).
 type PostfixQueued struct {
 	QueueName  string `json:"queue_name"` // "hold", "deferred", "active", "incoming"
