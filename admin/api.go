@@ -155,14 +155,18 @@ func (h *Handler) apiList(w http.ResponseWriter, r *http.Request, p principal) {
 		Matched   int       `json:"matched"`
 		Bytes     int64     `json:"bytes"`
 		Symbols   []count   `json:"symbols"`
+		Engines   []count   `json:"engines"`
 		Next      string    `json:"next,omitempty"`
 		Truncated bool      `json:"truncated,omitempty"`
-	}{Items: []apiHeld{}, Matched: l.Matched, Bytes: l.Bytes, Symbols: []count{}, Next: string(l.Next), Truncated: l.Truncated}
+	}{Items: []apiHeld{}, Matched: l.Matched, Bytes: l.Bytes, Symbols: []count{}, Engines: []count{}, Next: string(l.Next), Truncated: l.Truncated}
 	for _, it := range l.Items {
 		out.Items = append(out.Items, toAPI(it, h.subject(r.Context(), it.ID)))
 	}
 	for _, s := range l.Symbols {
 		out.Symbols = append(out.Symbols, count(s))
+	}
+	for _, s := range l.Engines {
+		out.Engines = append(out.Engines, count(s))
 	}
 	writeJSON(w, http.StatusOK, out)
 }

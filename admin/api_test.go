@@ -106,6 +106,10 @@ type apiList struct {
 		Name  string `json:"name"`
 		Count int    `json:"count"`
 	} `json:"symbols"`
+	Engines []struct {
+		Name  string `json:"name"`
+		Count int    `json:"count"`
+	} `json:"engines"`
 }
 
 func (l apiList) subjects() []string {
@@ -172,6 +176,9 @@ func TestAPIListFilters(t *testing.T) {
 		Count int    `json:"count"`
 	}{"AV_INFECTED", 3}) {
 		t.Errorf("symbol counts: %+v", l.Symbols)
+	}
+	if l := list(""); len(l.Engines) != 2 || l.Engines[0].Name != "clamd-1" || l.Engines[0].Count != 2 || l.Engines[1].Name != "sophie" {
+		t.Errorf("engine counts: %+v", l.Engines)
 	}
 
 	for _, bad := range []string{"since=yesterday", "limit=0", "limit=501", "before=../x", "text=" + strings.Repeat("x", 513)} {

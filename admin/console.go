@@ -67,13 +67,13 @@ type pageData struct {
 	Job *jobStatus
 }
 
-// WithSymbol is the list's query string with the symbol filter set.
-func (d pageData) WithSymbol(name string) template.URL {
+// With is the list's query string with one filter set.
+func (d pageData) With(key, value string) template.URL {
 	v := url.Values{}
 	for k, s := range d.F {
 		v.Set(k, s)
 	}
-	v.Set("symbol", name)
+	v.Set(key, value)
 	return template.URL(v.Encode())
 }
 

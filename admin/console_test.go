@@ -321,7 +321,7 @@ func TestConsoleListAndView(t *testing.T) {
 	b := e.browser()
 	b.login("alice", "alice-pw")
 	_, body := b.get("/quarantine")
-	for _, want := range []string{`<strong id="matched">54</strong>`, "Résumé", "AV_INFECTED <b>54</b>", `rel="next"`, "s@example.org", "alice@example.net"} {
+	for _, want := range []string{`<strong id="matched">54</strong>`, "Résumé", "AV_INFECTED <b>54</b>", `engine=clamd-1">clamd-1 <b>54</b>`, `rel="next"`, "s@example.org", "alice@example.net"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("list lacks %q", want)
 		}

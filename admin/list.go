@@ -151,6 +151,7 @@ type listing struct {
 	Matched   int           // messages that match the filters and are visible
 	Bytes     int64         // their size
 	Symbols   []symbolCount // the most frequent symbols among them
+	Engines   []symbolCount // the AV engines that flagged them, most frequent first
 	Before    heldID        // this page's cursor ("" for the first)
 	Next      heldID        // the cursor of the next (older) page; "" at the end
 	Truncated bool          // MaxScan stopped the scan: counts are lower bounds
@@ -178,7 +179,7 @@ func (h *Handler) list(ctx context.Context, p principal, f filters, before heldI
 	}
 	q.Limit = min(scanPage, h.cfg.MaxScan)
 	ring := make([]held, 0, limit+1) // the newest limit+1 matches before the cursor
-	syms := map[string]int{}
+	syms, engines := map[string]int{}, map[string]int{}
 	scanned := 0
 	for {
 		pg, err := h.cfg.Quarantine.List(ctx, q)
@@ -192,11 +193,8 @@ func (h *Handler) list(ctx context.Context, p principal, f filters, before heldI
 			}
 			out.Matched++
 			out.Bytes += it.Size
-			for _, s := range uniqueSymbols(it.Symbols) {
-				if _, ok := syms[s]; ok || len(syms) < maxSymbolKinds {
-					syms[s]++
-				}
-			}
+			count(syms, uniqueSymbols(it.Symbols))
+			count(engines, enginesOf(it))
 			if before != "" && it.ID >= before {
 				continue
 			}
@@ -222,14 +220,59 @@ func (h *Handler) list(ctx context.Context, p principal, f filters, before heldI
 		out.Next = ring[limit-1].ID
 	}
 	out.Items = ring
-	for n, c := range syms {
-		out.Symbols = append(out.Symbols, symbolCount{n, c})
+	out.Symbols, out.Engines = top(syms, 12), top(engines, 8)
+	return out, nil
+}
+
+// count adds one for each name, within maxSymbolKinds names.
+func count(m map[string]int, names []string) {
+	for _, n := range names {
+		if _, ok := m[n]; ok || len(m) < maxSymbolKinds {
+			m[n]++
+		}
 	}
-	slices.SortFunc(out.Symbols, func(a, b symbolCount) int {
+}
+
+func top(m map[string]int, n int) []symbolCount {
+	out := make([]symbolCount, 0, len(m))
+	for k, c := range m {
+		out = append(out, symbolCount{k, c})
+	}
+	slices.SortFunc(out, func(a, b symbolCount) int {
 		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Name, b.Name))
 	})
-	out.Symbols = out.Symbols[:min(len(out.Symbols), 12)]
-	return out, nil
+	return out[:min(len(out), n)]
+}
+
+// enginesOf names the AV engines whose detections are among a message's
+// symbols: the scanner's AV_* details start with the engine's name
+// ("clamd-1: Win.Test.EICAR_HDB-1 in 2"). These are what an engine filter
+// matches, so the console can offer them as filters.
+func enginesOf(h held) []string {
+	var out []string
+	for _, s := range h.Symbols {
+		if !strings.HasPrefix(s.Name, "AV_") {
+			continue
+		}
+		name, _, ok := strings.Cut(s.Detail, ": ")
+		if ok && validEngine(name) && !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func validEngine(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func uniqueSymbols(s []filter.Symbol) []string {
