@@ -3,6 +3,10 @@ package config_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"strings"
+
+	"github.com/portcullis-mail/portcullis/filter"
 
 	"github.com/portcullis-mail/portcullis/config"
 )
@@ -31,4 +35,36 @@ func ExampleBuildFilters() {
 	defer f.Close()
 	fmt.Println(f.Names(), f.Pipeline.Ready())
 	// Output: [archive rules] <nil>
+}
+
+func ExampleBuild() {
+	cfg := config.Default()
+	dir, err := os.MkdirTemp("", "portcullis-example-")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	cfg.DataDir = dir
+	sys, err := config.Build(context.Background(), cfg, config.Options{})
+	if err != nil {
+		panic(err)
+	}
+	defer sys.Close(context.Background())
+
+	// The router is what a front-end hands each transaction to.
+	ctx := context.Background()
+	tx := sys.Filters.Pipeline.Begin(filter.Envelope{})
+	defer tx.Close()
+	tx.Mail(ctx, "a@example.org")
+	tx.Rcpt(ctx, "b@example.net")
+	tx.Data(ctx, strings.NewReader("From: a@example.org\r\nSubject: hi\r\n\r\nhello\r\n"))
+	reply := sys.Router.Route(ctx, tx)
+	fmt.Println(reply.Code, strings.HasPrefix(reply.Text, "OK: queued as"), sys.Spool.Len())
+
+	// A second process on the same data_dir is refused.
+	_, err = config.Build(ctx, cfg, config.Options{})
+	fmt.Println(err != nil)
+	// Output:
+	// 250 true 1
+	// true
 }

@@ -396,3 +396,24 @@ func TestHelperServer(t *testing.T) {
 	fmt.Println(st.addr)
 	select {} // until killed
 }
+
+func TestRecipientLimit(t *testing.T) {
+	st := startStack(t, stackConfig{deliverer: sinkDeliverer("127.0.0.1:1"), server: smtpd.ServerConfig{MaxRecipients: 2}})
+	c, err := smtp.Dial(st.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Mail("a@example.org", nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		err := c.Rcpt(fmt.Sprintf("r%d@example.net", i), nil)
+		if i < 2 && err != nil {
+			t.Fatalf("recipient %d: %v", i, err)
+		}
+		if i == 2 && (err == nil || asSMTP(t, err).Code/100 != 4 && asSMTP(t, err).Code/100 != 5) {
+			t.Fatalf("recipient over the limit: %v", err)
+		}
+	}
+}
