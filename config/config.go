@@ -14,12 +14,16 @@
 // the default rules on, DNS lists and AV engines off until configured.
 // Unknown keys are errors that name the file and line, so a typo never
 // silently disables a check; Check reports settings that parse but cannot
-// work (a DNS list without a resolver, an unknown AV mode).
+// work (a DNS list without a resolver, an unknown AV mode). A file's
+// lists replace the default's; its maps (relay.routes, policy.filters) add
+// to the default's entries, so the default "*" route stays unless the file
+// names "*" too.
 //
-// BuildPipeline makes the filters and the pipeline (the scan CLI needs no
+// BuildFilters makes the filters and the pipeline (the scan CLI needs no
 // more); Build makes the whole System. Both fail without side effects: what
-// was opened before an error is closed again. A System's Close shuts down
-// in the order that loses nothing: the router's stores last.
+// was opened before an error is closed again. A System's Close stops the
+// queue after its deliveries in flight, then closes the stores, the filters
+// and the data_dir lock.
 package config
 
 import (
