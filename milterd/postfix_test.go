@@ -158,6 +158,9 @@ func TestPostfixHoldMode(t *testing.T) {
 		if strings.Count(strings.ToLower(hdr), "x-spam-status:") != 1 || body != "Hello Bob.\r\n" {
 			t.Fatalf("delivered:\n%s", data)
 		}
+		if !pf.WaitQueueEmpty(10 * time.Second) { // the next subtests look at the queue
+			t.Fatalf("delivered message still queued: %+v", pf.Queue())
+		}
 	})
 
 	t.Run("an executable in a zip is refused at end of data", func(t *testing.T) {

@@ -331,3 +331,18 @@ func (p *Postfix) Queue() []PostfixQueued {
 	}
 	return q
 }
+
+// WaitQueueEmpty waits until Postfix's queue is empty (a delivered
+// message leaves it shortly after the next hop's 250) and reports whether
+// it did within timeout.
+func (p *Postfix) WaitQueueEmpty(timeout time.Duration) bool {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for len(p.Queue()) != 0 {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond) // the queue has no change notification
+	}
+	return true
+}

@@ -21,7 +21,7 @@ func TestPostfixRelaysToSink(t *testing.T) {
 	if !strings.Contains(string(got[0].Data), "Subject: relay") || got[0].To[0] != "b@example.net" {
 		t.Fatalf("sink got %q to %v", got[0].Data, got[0].To)
 	}
-	if q := pf.Queue(); len(q) != 0 {
-		t.Fatalf("queue not empty after delivery: %+v", q)
+	if !pf.WaitQueueEmpty(10 * time.Second) {
+		t.Fatalf("queue not empty after delivery: %+v", pf.Queue())
 	}
 }
