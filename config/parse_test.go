@@ -71,3 +71,16 @@ func TestMarshalRoundTrip(t *testing.T) {
 		t.Errorf("round trip changed the configuration")
 	}
 }
+
+func TestMapsMergeListsReplace(t *testing.T) {
+	c, err := Parse("x.yaml", []byte("relay:\n  routes:\n    example.com: {hosts: [\"10.0.0.1:25\"]}\narchive:\n  banned_extensions: [xyz]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Relay.Routes) != 2 || c.Relay.Routes["*"].Hosts[0] != "127.0.0.1:2526" || c.Relay.Routes["example.com"].Hosts[0] != "10.0.0.1:25" {
+		t.Errorf("routes %v: want the default * and example.com", c.Relay.Routes)
+	}
+	if len(c.Archive.BannedExtensions) != 1 {
+		t.Errorf("banned_extensions %v: want the file's list only", c.Archive.BannedExtensions)
+	}
+}
