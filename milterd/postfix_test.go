@@ -376,3 +376,25 @@ func TestPostfixListedClientIsRefused(t *testing.T) {
 		t.Fatalf("a listed client's mail was accepted: queue %+v", q)
 	}
 }
+
+func TestPostfixNonSMTPMailIsFiltered(t *testing.T) {
+	testsvc.Integration(t)
+	sendmail := testsvc.LookPath(t, "sendmail", testsvc.PostfixInstall, "/usr/sbin")
+	sink := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
+	addr := serveMilter(t, Config{Pipeline: pipelineForPostfix(t), HeadersOnAccept: true})
+	pf := testsvc.StartPostfix(t, testsvc.PostfixConfig{Milter: addr, Relay: sink.Addr,
+		Main: map[string]string{"non_smtpd_milters": addr}})
+	// Postfix's sendmail(1): postdrop, pickup, cleanup, the milter.
+	cmd := exec.Command(sendmail, "-C", pf.ConfDir, "-f", "a@example.org", "b@example.net")
+	cmd.Stdin = strings.NewReader("Subject: local submission\nX-Spam-Status: No, forged\n\nfrom cron\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sendmail: %v: %s", err, out)
+	}
+	got := sink.Wait(1, 20*time.Second)
+	if len(got) != 1 {
+		t.Fatalf("sink has %d messages; queue %+v\n%s", len(got), pf.Queue(), pf.Log())
+	}
+	if d := string(got[0].Data); !strings.HasPrefix(d, "X-Spam-Status: No, score=") || strings.Contains(d, "forged") {
+		t.Fatalf("a locally submitted message was not filtered:\n%s", d)
+	}
+}
