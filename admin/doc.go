@@ -30,7 +30,9 @@
 // Since and until take RFC 3339 times or a duration back from now ("2h",
 // "7d"); symbol takes a name or a prefix ending in "*"; engine matches
 // the engine a detection names ("clamd-1"); text matches sender,
-// recipients, subject, ID and symbols, case-insensitively.
+// recipients, subject, ID and symbols, case-insensitively. Records carry
+// no subject, so the list reads each shown message's header (and a text
+// filter each candidate's); subjects are cached (4,096 of them).
 //
 // # The console
 //
