@@ -16,26 +16,42 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/portcullis-mail/portcullis/internal/testsvc"
 )
 
-// binary is the gateway built once for every test of the package.
-var binary string
+// binary is the gateway, built on first use (integration tests only, so
+// that -short stays quick) into a directory removed after the tests.
+var (
+	binary    string
+	buildDir  string
+	buildOnce sync.Once
+	buildErr  error
+)
+
+func buildBinary(t testing.TB) string {
+	t.Helper()
+	testsvc.Integration(t)
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "portcullis-gateway-test-")
+		if buildErr != nil {
+			return
+		}
+		binary = filepath.Join(buildDir, "gateway")
+		if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
+}
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "portcullis-gateway-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "gateway")
-	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
 	os.Exit(code)
 }
 
@@ -64,7 +80,7 @@ func startGateway(t testing.TB, args ...string) *proc {
 
 func tryStart(t testing.TB, args ...string) (*proc, error) {
 	p := &proc{t: t, grew: make(chan struct{}), done: make(chan struct{})}
-	p.cmd = exec.Command(binary, args...)
+	p.cmd = exec.Command(buildBinary(t), args...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		return nil, err
