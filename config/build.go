@@ -89,6 +89,7 @@ func buildFilters(ctx context.Context, cfg *Config, opts Options, spool filter.S
 	if a := cfg.Archive; a.Enabled {
 		f.Inspector = archive.New(archive.Config{
 			Logger:            log,
+			Metrics:           opts.Metrics,
 			AllowNested:       a.AllowNested,
 			BannedExtensions:  a.BannedExtensions,
 			BannedTypes:       a.BannedTypes,

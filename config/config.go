@@ -195,12 +195,14 @@ type Limits struct {
 // Archive configures the attachment and archive inspector (package
 // archive); unset fields keep the library's defaults.
 type Archive struct {
-	Enabled           bool     `yaml:"enabled"`
-	AllowNested       bool     `yaml:"allow_nested"`
-	BannedExtensions  []string `yaml:"banned_extensions"`
-	BannedTypes       []string `yaml:"banned_types"`
-	AllowedExtensions []string `yaml:"allowed_extensions"`
-	AllowedTypes      []string `yaml:"allowed_types"`
+	Enabled     bool `yaml:"enabled"`
+	AllowNested bool `yaml:"allow_nested"`
+	// The lists are printed only when not empty: an unset list means the
+	// library's defaults, and a printed [] read back would ban nothing.
+	BannedExtensions  []string `yaml:"banned_extensions,omitempty"`
+	BannedTypes       []string `yaml:"banned_types,omitempty"`
+	AllowedExtensions []string `yaml:"allowed_extensions,omitempty"`
+	AllowedTypes      []string `yaml:"allowed_types,omitempty"`
 	MaxDepth          int      `yaml:"max_depth"`
 	MaxTotalBytes     int64    `yaml:"max_total_bytes"`
 	MaxEntries        int      `yaml:"max_entries"`

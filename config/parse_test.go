@@ -70,6 +70,11 @@ func TestMarshalRoundTrip(t *testing.T) {
 	if c.SMTP != Default().SMTP || c.Queue != Default().Queue {
 		t.Errorf("round trip changed the configuration")
 	}
+	// An unset ban list means the library's defaults; printed as [] and read
+	// back it would ban nothing (an executable in a zip went through).
+	if a := c.Archive; a.BannedExtensions != nil || a.BannedTypes != nil {
+		t.Errorf("round trip turned the default bans into empty lists: %q %q", a.BannedExtensions, a.BannedTypes)
+	}
 }
 
 func TestMapsMergeListsReplace(t *testing.T) {
