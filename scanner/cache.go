@@ -111,3 +111,16 @@ func (c *cache) len() int {
 	defer c.mu.Unlock()
 	return c.ll.Len()
 }
+
+// purge drops every entry.
+func (c *cache) purge() int {
+	if c == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.ll.Len()
+	c.ll.Init()
+	clear(c.items)
+	return n
+}

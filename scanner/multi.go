@@ -486,6 +486,16 @@ func b2f(b bool) float64 {
 // versionRetry is how soon a failed Version is asked again.
 const versionRetry = 10 * time.Second
 
+// PurgeCache drops every cached result and returns how many there were.
+// Call it after changing signatures in a way the engine's version does
+// not show (unofficial clamd databases reloaded under the same official
+// version), before re-scanning what they flagged.
+func (m *Multi) PurgeCache() int {
+	n := m.cache.purge()
+	m.log.Info("scanner: result cache purged", "entries", n)
+	return n
+}
+
 // Ready reports ErrAllDown when the breakers of too many engines are open.
 func (m *Multi) Ready() error {
 	up := 0

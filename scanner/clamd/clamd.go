@@ -38,6 +38,7 @@ package clamd
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -426,9 +427,18 @@ func (c *Client) Ping(ctx context.Context) error {
 	return nil
 }
 
+// ErrNoSignatureVersion: clamd's VERSION names no database version
+// ("ClamAV 1.4.6" with only unofficial signatures loaded), so nothing
+// tells when its signatures change and its results are not cached.
+var ErrNoSignatureVersion = errors.New("clamd: VERSION names no signature version")
+
 // Version returns clamd's VERSION line, e.g.
 // "ClamAV 1.4.6/27463/Mon Nov 23 09:00:00 2026": engine and signature
-// version, so a signature update changes it.
+// version, so a signature update changes it. A line without the database
+// part is ErrNoSignatureVersion: with only unofficial databases, clamd
+// reports the same version before and after a RELOAD that changed every
+// signature, and a result cache keyed on it would replay verdicts of the
+// old signatures (a faulty update's detections after its fix).
 func (c *Client) Version(ctx context.Context) (string, error) {
 	line, err := c.command(ctx, "VERSION")
 	if err != nil {
@@ -436,6 +446,9 @@ func (c *Client) Version(ctx context.Context) (string, error) {
 	}
 	if !strings.HasPrefix(line, "ClamAV ") {
 		return "", fmt.Errorf("%w: VERSION answered %q", scanner.ErrProtocol, line)
+	}
+	if !strings.Contains(line, "/") {
+		return "", fmt.Errorf("%w: %q", ErrNoSignatureVersion, line)
 	}
 	return line, nil
 }

@@ -85,9 +85,28 @@ func TestRealPingVersion(t *testing.T) {
 	if err := c.Ping(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	v, err := c.Version(t.Context())
-	if err != nil || !strings.HasPrefix(v, "ClamAV ") {
-		t.Fatalf("version %q, %v", v, err)
+	// Only unofficial signatures: no database version in the line.
+	if v, err := c.Version(t.Context()); !errors.Is(err, ErrNoSignatureVersion) || !strings.Contains(err.Error(), "ClamAV ") {
+		t.Fatalf("version %q, %v, want ErrNoSignatureVersion", v, err)
+	}
+}
+
+func TestFakeVersion(t *testing.T) {
+	for reply, ok := range map[string]bool{
+		"ClamAV 1.4.6/27463/Mon Nov 23 09:00:00 2026": true,
+		"ClamAV 1.4.6": false,
+		"PONG":         false,
+	} {
+		f := startFake(t, func(c net.Conn, br *bufio.Reader) {
+			if cmd, err := readCommand(br); err == nil && cmd == "zVERSION" {
+				io.WriteString(c, reply+"\x00")
+			}
+		})
+		c := newClient(t, Config{Addr: f.ln.Addr().String()})
+		v, err := c.Version(t.Context())
+		if ok != (err == nil) || ok && v != reply {
+			t.Errorf("%q: %q %v", reply, v, err)
+		}
 	}
 }
 
