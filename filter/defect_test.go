@@ -256,3 +256,18 @@ func TestDefectsAreBounded(t *testing.T) {
 	assert.Len(t, m.Defects(), maxDefects)
 	assert.Equal(t, "x", m.Header().Get("Subject"))
 }
+
+func TestNamesReadLeniently(t *testing.T) {
+	for header, want := range map[string]string{
+		"Content-Disposition: attachment; filename=\"=?UTF-8*en?Q?evil.exe?=\"":           "evil.exe",
+		"Content-Disposition: attachment; filename=\"=?x-unknown?B?ZXZpbC5leGU=?=\"":      "evil.exe",
+		"Content-Disposition: attachment; filename=\"=?utf-8?Q?ev?= =?utf-8?Q?il.exe?=\"": "evil.exe",
+		"Content-Disposition: attachment; filename='evil.exe'":                            "evil.exe",
+		"Content-Type: application/octet-stream; name*=UTF-8'en'evil%2Eexe":               "evil.exe",
+	} {
+		m := NewMessageBytes(Envelope{}, crlf(header+"\n\nMZ\n"), Limits{})
+		parts, err := m.Parts()
+		require.NoError(t, err)
+		assert.Contains(t, parts[0].Names, want, header)
+	}
+}

@@ -1,8 +1,10 @@
 package filter
 
 import (
+	"encoding/base64"
 	"mime"
 	"net/url"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -107,7 +109,12 @@ func candidateNames(params []param, keys ...string) []string {
 	for _, key := range keys {
 		for _, p := range params {
 			if p.key == key {
-				out = append(out, decodeWords(p.value))
+				v := decodeWords(p.value)
+				out = append(out, v)
+				if len(v) >= 2 && v[0] == '\'' && v[len(v)-1] == '\'' {
+					// filename='x.exe': some clients strip single quotes too.
+					out = append(out, v[1:len(v)-1])
+				}
 			}
 		}
 		out = append(out, extendedValues(params, key)...)
@@ -121,9 +128,64 @@ func decodeWords(s string) string {
 	}
 	d, err := wordDecoder.DecodeHeader(s)
 	if err != nil {
-		return s
+		return lenientWords(s)
 	}
 	return d
+}
+
+// encodedWord matches an RFC 2047 encoded word, charset with an optional
+// RFC 2231 language ("=?UTF-8*en?Q?...?=").
+var encodedWord = regexp.MustCompile(`=\?([^?*\s]*)(?:\*[^?\s]*)?\?([bBqQ])\?([^?\s]*)\?=`)
+
+// lenientWords decodes what mime.WordDecoder refused (an unknown charset,
+// a language tag) the way a lenient client shows it: the bytes of each
+// word, in its charset when known, with the space between two words
+// dropped.
+func lenientWords(s string) string {
+	var b strings.Builder
+	last := 0
+	prevWord := false
+	for _, m := range encodedWord.FindAllStringSubmatchIndex(s, 64) {
+		between := s[last:m[0]]
+		if !(prevWord && strings.TrimSpace(between) == "") {
+			b.WriteString(between)
+		}
+		cs, enc, text := s[m[2]:m[3]], s[m[4]:m[5]], s[m[6]:m[7]]
+		var raw []byte
+		if enc == "b" || enc == "B" {
+			raw, _ = base64.StdEncoding.DecodeString(text)
+			if raw == nil {
+				raw, _ = base64.RawStdEncoding.DecodeString(strings.TrimRight(text, "="))
+			}
+		} else {
+			raw = qDecode(text)
+		}
+		b.WriteString(toUTF8(cs, string(raw)))
+		last, prevWord = m[1], true
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// qDecode undoes RFC 2047 Q encoding, keeping a bad escape as it is.
+func qDecode(s string) []byte {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '_':
+			out = append(out, ' ')
+		case c == '=' && i+2 < len(s):
+			if v, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil {
+				out = append(out, byte(v))
+				i += 2
+				continue
+			}
+			out = append(out, c)
+		default:
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // extendedValues assembles RFC 2231 forms of key: key*=charset'lang'pct,
