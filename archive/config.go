@@ -30,12 +30,16 @@ const (
 	KindZipOverlap      Kind = "zip-overlap"        // zip entries whose data overlap: a non-recursive bomb
 	KindZipNameMismatch Kind = "zip-name-mismatch"  // local header name differs from the central directory
 	KindZipConcatenated Kind = "zip-concatenated"   // zip data the central directory does not account for
+	KindZipSizeMismatch Kind = "zip-size-mismatch"  // local header sizes differ from the central directory
+	KindTarNameMismatch Kind = "tar-name-mismatch"  // ustar, GNU long and PAX names of one entry disagree
 	KindMacro           Kind = "macro"              // a document with VBA macros
 	KindEmbeddedExe     Kind = "embedded-exe"       // a document with an executable inside an embedded object
 	KindHiddenArchive   Kind = "hidden-archive"     // an archive inside a file that is not one (zip after a PDF, SFX)
 	KindEmbeddedObject  Kind = "embedded-object"    // a file embedded in a document as an OLE object (Packager)
 	KindPartial         Kind = "mime-partial"       // message/partial: a fragment that cannot be judged alone
 	KindDiskImage       Kind = "disk-image"         // an ISO 9660, UDF, VHD(X) or raw disk image: Windows mounts it
+	KindBadName         Kind = "bad-name"           // NUL, an NTFS stream or an empty member name
+	KindRiskyName       Kind = "risky-ext"          // an extension that is scored, not banned (.svg: scripts in an image)
 	KindExternalBody    Kind = "mime-external-body" // message/external-body: content fetched from elsewhere
 
 	// MIME defects (filter.Defect), one kind each; their symbols are
@@ -81,12 +85,16 @@ var kinds = [...]struct {
 	{KindZipOverlap, filter.Reject, 10},
 	{KindZipNameMismatch, filter.Quarantine, 4},
 	{KindZipConcatenated, filter.Quarantine, 4},
+	{KindZipSizeMismatch, filter.Quarantine, 4},
+	{KindTarNameMismatch, filter.Quarantine, 4},
 	{KindMacro, filter.Accept, 4},
 	{KindEmbeddedExe, filter.Quarantine, 8},
 	{KindHiddenArchive, filter.Quarantine, 5},
 	{KindEmbeddedObject, filter.Accept, 1},
 	{KindPartial, filter.Quarantine, 3},
 	{KindDiskImage, filter.Quarantine, 5},
+	{KindBadName, filter.Accept, 2},
+	{KindRiskyName, filter.Accept, 3},
 	{KindExternalBody, filter.Accept, 1},
 	{KindMIMEBoundaryParams, filter.Accept, 3},
 	{KindMIMEDuplicateHeader, filter.Accept, 2},
@@ -144,11 +152,37 @@ func DefaultScores() map[Kind]float64 {
 }
 
 // DefaultBannedExtensions returns the extensions banned by name,
-// standalone or at any depth.
+// standalone or at any depth: what Windows runs, installs or mounts when
+// it is opened (docs/BANNED.md compares the list with rspamd's and
+// amavis'). A CLSID extension ("x.{3050F4D8-…}") is banned too.
 func DefaultBannedExtensions() []string {
-	return []string{"exe", "bat", "cmd", "com", "pif", "scr", "vbs", "vbe", "js", "jse",
-		"wsf", "wsh", "hta", "ps1", "msi", "lnk", "jar", "cpl", "reg"}
+	return []string{
+		// programs and installers
+		"exe", "com", "pif", "scr", "cpl", "msi", "msp", "mst", "msu", "appx", "appxbundle", "msix",
+		"msixbundle", "application", "appref-ms", "gadget", "xbap", "jar", "jnlp", "dll", "sys", "ocx",
+		"drv", "vxd", "xll", "xlam", "ppam", "diagcab",
+		// scripts and their hosts
+		"bat", "cmd", "vb", "vbs", "vbe", "vbp", "js", "jse", "ws", "wsf", "wsh", "wsc", "sct", "hta",
+		"ps1", "ps1xml", "ps2", "ps2xml", "psc1", "psc2", "psm1", "psd1", "psdm1", "msh", "msh1", "msh2",
+		"mshxml", "msh1xml", "msh2xml", "reg", "inf", "ins", "isp", "shb", "shs", "mcf", "vsmacros",
+		// shortcuts, links and shell files
+		"lnk", "url", "website", "scf", "library-ms", "settingcontent-ms", "search-ms", "searchconnector-ms",
+		"xnk", "webpnp", "printerexport", "its", "grp",
+		// management consoles, profiles and other files their handlers execute
+		"msc", "ops", "osd", "prf", "plg", "vsw", "nsh", "pcd", "prg", "fxp", "bas", "hpj",
+		// Access projects, databases and their shortcuts (macros run)
+		"ade", "adp", "mdb", "mde", "mda", "mdt", "mdw", "mdz", "mad", "maf", "mag", "mam", "maq", "mar",
+		"mas", "mat", "mau", "mav", "maw",
+		// help, compiled HTML and web archives (they run script)
+		"chm", "hlp", "mht", "mhtml",
+		// disk images Windows mounts with a click, OneNote
+		"iso", "img", "vhd", "vhdx", "one",
+	}
 }
+
+// DefaultScoredExtensions returns the extensions that add a score (KindRiskyName)
+// without a ban: an SVG image runs script when opened in a browser.
+func DefaultScoredExtensions() []string { return []string{"svg", "svgz"} }
 
 // DefaultBannedTypes returns the types banned by content whatever the name.
 func DefaultBannedTypes() []string {
@@ -273,6 +307,8 @@ type Config struct {
 	// type is allowed not by its type.
 	AllowedExtensions []string
 	AllowedTypes      []string
+	// ScoredExtensions replaces DefaultScoredExtensions when non-nil.
+	ScoredExtensions []string
 
 	// AllowNested lets an archive contain archives (down to MaxDepth)
 	// without a KindNested finding. Documents (docx, odt, epub) and

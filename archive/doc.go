@@ -15,7 +15,13 @@
 // (Office Open XML, OpenDocument, EPUB) are documents, not archives. Names
 // are normalised as Windows acts on them: bidi controls (U+202E and the
 // rest) removed and flagged, trailing dots and spaces trimmed, case
-// folded; the last extension decides.
+// folded; the last extension decides. Every reading of a name is judged:
+// cut at a NUL, an NTFS file and its alternate stream ("a.txt:evil.bat"),
+// without a CLSID extension (itself banned). Link entries are judged by
+// their names and their targets'. A tar entry whose ustar, GNU and PAX
+// names disagree and a zip entry whose local sizes differ from the central
+// directory are findings. DefaultBannedExtensions is compared with rspamd's
+// and amavis' lists in docs/BANNED.md.
 //
 // Archives are opened by content, never by name: zip (through this
 // package's own structure parser, which also reports overlapping entries,

@@ -21,6 +21,7 @@ type Inspector struct {
 	allowNested bool
 	bannedExt   map[string]bool
 	bannedType  map[string]bool
+	riskyExt    map[string]bool
 	actions     map[Kind]filter.Action
 	scores      map[Kind]float64
 
@@ -68,6 +69,11 @@ func New(cfg Config) *Inspector {
 	}
 	in.bannedExt = lowerSet(exts, cfg.AllowedExtensions)
 	in.bannedType = lowerSet(types, cfg.AllowedTypes)
+	risky := cfg.ScoredExtensions
+	if risky == nil {
+		risky = DefaultScoredExtensions()
+	}
+	in.riskyExt = lowerSet(risky, cfg.AllowedExtensions)
 	for k, a := range cfg.Actions {
 		in.actions[k] = a
 	}

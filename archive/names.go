@@ -1,6 +1,8 @@
 package archive
 
 import (
+	"regexp"
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -88,4 +90,51 @@ func doubleExt(name string, banned func(ext string) bool) bool {
 	rest := strings.TrimRightFunc(base[:i], unicode.IsSpace)
 	j := strings.LastIndexByte(rest, '.')
 	return j >= 0 && decoyExt[rest[j+1:]]
+}
+
+// clsidExt is a Windows class ID used as an extension ("x.{3050F4D8-98B5-
+// 11CF-BB82-00AA00BDCE0B}"): Explorer hides it and opens the file with
+// the class it names, whatever the visible extension says.
+var clsidExt = regexp.MustCompile(`(?i)\.?\{[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}\}$`)
+
+// nameReadings returns every name a file may be taken for: the name as
+// written, the name cut at a NUL (as C code reads it), an NTFS name with
+// its alternate stream ("a.txt:evil.bat", "a.bat::$DATA": the file and the
+// stream), and the name without a CLSID extension. odd says what made a
+// reading differ; clsid reports a CLSID extension.
+func nameReadings(raw string) (readings, odd []string, clsid bool) {
+	readings = []string{raw}
+	add := func(s string) {
+		if s != "" && !slices.Contains(readings, s) {
+			readings = append(readings, s)
+		}
+	}
+	if i := strings.IndexByte(raw, 0); i >= 0 {
+		odd = append(odd, "NUL in the name")
+		add(raw[:i])
+	}
+	for _, r := range slices.Clone(readings) {
+		base := baseName(r)
+		dir := r[:len(r)-len(base)]
+		// "C:name" on its own is a drive-relative path, not a stream.
+		i := strings.IndexByte(base, ':')
+		if i == 1 && unicode.IsLetter(rune(base[0])) && strings.Count(base, ":") == 1 {
+			i = -1
+		}
+		if i >= 0 && len(base) > 1 {
+			odd = append(odd, "NTFS stream name")
+			for _, s := range strings.Split(base, ":") {
+				if s != "" && !strings.HasPrefix(s, "$") {
+					add(dir + s)
+				}
+			}
+		}
+	}
+	for _, r := range slices.Clone(readings) {
+		if loc := clsidExt.FindStringIndex(r); loc != nil {
+			clsid = true
+			add(r[:loc[0]])
+		}
+	}
+	return readings, odd, clsid
 }

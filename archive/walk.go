@@ -378,22 +378,43 @@ func encrypted(err error) bool {
 		errors.Is(err, rardecode.ErrBadPassword)
 }
 
-// checkNames reports bidi controls and double extensions in every
-// candidate name, and returns the first banned extension ("" for none).
+// checkNames reports bidi controls, double extensions and odd names
+// (NUL, NTFS streams, CLSID extensions, empty member names) in every
+// reading of every candidate name, and returns the first banned extension
+// ("" for none).
 func (w *walker) checkNames(n node) string {
 	banned := ""
+	empty := n.depth > 0 && len(n.names) > 0
 	for _, raw := range n.names {
-		norm, bidi := normalise(raw)
-		if bidi {
-			w.find(KindNameBidi, n.path, strconv.QuoteToASCII(raw))
+		readings, odd, clsid := nameReadings(raw)
+		for _, o := range odd {
+			w.find(KindBadName, n.path, o+" "+strconv.QuoteToASCII(raw))
 		}
-		ext := extOf(norm)
-		if banned == "" && w.in.bannedExt[ext] {
-			banned = ext
+		if clsid && banned == "" {
+			banned = "{clsid}"
 		}
-		if doubleExt(norm, func(e string) bool { return w.in.bannedExt[e] || execExt[e] }) {
-			w.find(KindDoubleExt, n.path, baseName(norm))
+		for _, r := range readings {
+			norm, bidi := normalise(r)
+			if bidi {
+				w.find(KindNameBidi, n.path, strconv.QuoteToASCII(raw))
+			}
+			if strings.TrimSpace(baseName(norm)) != "" {
+				empty = false
+			}
+			ext := extOf(norm)
+			if banned == "" && w.in.bannedExt[ext] {
+				banned = ext
+			}
+			if w.in.riskyExt[ext] {
+				w.find(KindRiskyName, n.path, "."+ext)
+			}
+			if doubleExt(norm, func(e string) bool { return w.in.bannedExt[e] || execExt[e] }) {
+				w.find(KindDoubleExt, n.path, baseName(norm))
+			}
 		}
+	}
+	if empty {
+		w.find(KindBadName, n.path, "empty name")
 	}
 	return banned
 }
@@ -727,6 +748,9 @@ func (w *walker) zip(n node, t string, ra io.ReaderAt, size int64, suffix string
 	for _, name := range a.NameMismatch {
 		w.find(KindZipNameMismatch, n.path+"/"+name, "local name differs")
 	}
+	for _, name := range a.SizeMismatch {
+		w.find(KindZipSizeMismatch, n.path+"/"+printable(name), "local sizes differ from the central directory")
+	}
 	for _, off := range a.Hidden {
 		w.find(KindZipConcatenated, n.path, "zip data at offset "+strconv.FormatInt(off, 10))
 	}
@@ -803,7 +827,9 @@ func (w *walker) zipEntries(n node, t string, ra io.ReaderAt, a *zipscan.Archive
 		}
 		switch {
 		case e.IsSymlink():
+			// A link opens what it points at, but people see its name.
 			w.find(KindLink, c.path, "symlink")
+			w.namesOnly(c)
 			continue
 		case e.IsDir():
 			continue
@@ -866,15 +892,28 @@ func (w *walker) tar(n node, r io.Reader) error {
 	if err := w.tick(n.path); err != nil {
 		return err
 	}
+	tw := &tarWatch{r: r}
 	return w.guard(n, TypeTar, func() error {
-		err := archives.Tar{}.Extract(w.ctx, r, func(ctx context.Context, f archives.FileInfo) error {
+		err := archives.Tar{}.Extract(w.ctx, tw, func(ctx context.Context, f archives.FileInfo) error {
 			return w.member(n, f, -1)
 		})
+		w.tarNames(n, tw)
 		if err != nil {
 			return w.unreadable(n, TypeTar, err)
 		}
 		return w.tick(n.path)
 	})
+}
+
+// tarNames reports the entries whose ustar, GNU and PAX names disagree,
+// and judges every one of those names.
+func (w *walker) tarNames(n node, tw *tarWatch) {
+	for _, names := range tw.mismatches {
+		c := n.child(names[0], true, -1)
+		c.names = names
+		w.find(KindTarNameMismatch, c.path, strings.Join(names, " | "))
+		w.namesOnly(c)
+	}
 }
 
 // member handles one entry that an mholt/archives extractor found.
@@ -887,7 +926,12 @@ func (w *walker) member(n node, f archives.FileInfo, packed int64) error {
 		w.find(KindTraversal, c.path, f.NameInArchive)
 	}
 	if f.LinkTarget != "" || f.Mode()&fs.ModeSymlink != 0 {
-		w.find(KindLink, c.path, "-> "+f.LinkTarget)
+		// Judged by its own name and its target's, like a file.
+		w.find(KindLink, c.path, "-> "+printable(f.LinkTarget))
+		if t := baseName(f.LinkTarget); t != "" {
+			c.names = append(c.names, t)
+		}
+		w.namesOnly(c)
 		return w.tick(c.path)
 	}
 	if f.IsDir() || !f.Mode().IsRegular() {

@@ -87,6 +87,9 @@ type Archive struct {
 	Overlaps []string
 	// NameMismatch lists entries whose local and central names differ.
 	NameMismatch []string
+	// SizeMismatch lists entries whose local header states other sizes
+	// than the central directory (neither using a data descriptor).
+	SizeMismatch []string
 	// Hidden lists offsets of zip signatures (local headers, end records)
 	// that the central directory does not account for.
 	Hidden []int64
@@ -324,6 +327,13 @@ func (a *Archive) readLocal(r io.ReaderAt, e *Entry) {
 		e.Method = AES
 	}
 	e.Data = e.Header + 30 + n + m
+	// Sizes in both headers (no data descriptor, no zip64 marker) must
+	// agree: a reader that trusts the local header reads other bytes.
+	lcomp, lsize := binary.LittleEndian.Uint32(h[18:]), binary.LittleEndian.Uint32(h[22:])
+	if lflags&0x8 == 0 && e.Flags&0x8 == 0 && lcomp != 0xffffffff && lsize != 0xffffffff &&
+		(uint64(lcomp) != e.CompSize || uint64(lsize) != e.Size) {
+		a.SizeMismatch = append(a.SizeMismatch, e.Name)
+	}
 	if e.end() > a.Size || e.end() < e.Data {
 		e.LocalErr = fmt.Errorf("%w: data of %q beyond the end of the file", ErrCorrupt, e.Name)
 	}
