@@ -79,7 +79,9 @@
 // Logs carry the transaction ID (message_id) and Postfix's queue ID
 // (queue_id, the "i" macro) so a message's story can be followed across
 // both logs. Metrics: portcullis_milter_connections,
-// portcullis_milter_messages_total{action}, portcullis_milter_refused_total,
+// portcullis_milter_messages_total{action},
+// portcullis_milter_refused_total{stage,reason} (a refusal before the end
+// of the message: reject, tempfail, not_ready, max_connections),
 // portcullis_milter_protocol_errors_total{reason},
 // portcullis_milter_panics_total, portcullis_milter_eom_seconds.
 //

@@ -251,7 +251,7 @@ func (s *Server) track(conn net.Conn) bool {
 	}
 	if len(s.conns) >= s.cfg.MaxConnections {
 		conn.Close()
-		s.metrics.Add("portcullis_milter_refused_total", 1, "reason", "max_connections")
+		s.metrics.Add("portcullis_milter_refused_total", 1, "stage", "accept", "reason", "max_connections")
 		s.log.Warn("milter connection refused: too many connections", "max", s.cfg.MaxConnections)
 		return false
 	}

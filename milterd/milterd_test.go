@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/emersion/go-milter"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/portcullis-mail/portcullis/adapters/prommetrics"
 	"github.com/portcullis-mail/portcullis/filter"
 )
 
@@ -335,5 +337,51 @@ func TestQuarantineStoreHoldTimesOut(t *testing.T) {
 	wantCode(t, "eom", act, milter.ActReplyCode)
 	if act.SMTPCode != 451 || !strings.HasPrefix(act.SMTPText, "4.4.2 ") {
 		t.Fatalf("a hanging hold answered %d %q, want 451 4.4.2", act.SMTPCode, act.SMTPText)
+	}
+}
+
+// The metrics keep one label set per name, as a Prometheus adapter needs:
+// every refusal, verdict and failure path once.
+func TestMetricsKeepOneLabelSetPerName(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	pm := prommetrics.New(reg, nil)
+	verdicts := []filter.Verdict{accept, rejected, tempfail, {Action: filter.Discard}, {Action: filter.Quarantine}}
+	n := 0
+	b := &fakeBegin{rcpt: map[string]filter.Verdict{"bad@example.net": rejected},
+		data: func([]byte) filter.Verdict { n++; return verdicts[n%len(verdicts)] }}
+	h := startFake(t, b, func(c *Config) {
+		c.Metrics = pm
+		c.Quarantine = Store
+		c.Hold = func(context.Context, *filter.Message, filter.Verdict) error { return errors.New("store down") }
+		c.MaxConnections = 2
+	})
+	s := h.session()
+	envelope(t, s, "b@example.net")
+	must(t)(s.Rcpt("bad@example.net", nil))
+	for range verdicts {
+		message(t, s, "x\r\n", "Subject", "x")
+		must(t)(s.Mail("a@example.org", nil))
+		must(t)(s.Rcpt("b@example.net", nil))
+	}
+	p := h.dial()
+	p.negotiate()     // the second connection, tracked once it answered
+	h.dial().closed() // the third is over MaxConnections
+	p.send(optneg(allActions))
+	p.closed() // a protocol error
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, mf := range mfs {
+		seen[mf.GetName()] = true
+		if mf.GetName() == "portcullis_metrics_errors_total" && mf.GetMetric()[0].GetCounter().GetValue() != 0 {
+			t.Fatalf("%v observations dropped for reusing a name with other labels", mf.GetMetric()[0].GetCounter().GetValue())
+		}
+	}
+	for _, name := range []string{"portcullis_milter_messages_total", "portcullis_milter_refused_total", "portcullis_milter_protocol_errors_total", "portcullis_milter_connections"} {
+		if !seen[name] {
+			t.Errorf("%s never recorded", name)
+		}
 	}
 }

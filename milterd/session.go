@@ -366,7 +366,7 @@ func (ss *session) stage(name string, v filter.Verdict) error {
 			r = filter.ReplyFor(v.Action, v.Stage)
 		}
 		ss.log.Info("milter refused", "stage", name, "action", v.Action.String(), "reply", r.String(), "score", v.Score, "symbols", symbolNames(v.Symbols, 20), "queue_id", ss.macros["i"])
-		ss.s.metrics.Add("portcullis_milter_refused_total", 1, "stage", name, "action", v.Action.String())
+		ss.s.metrics.Add("portcullis_milter_refused_total", 1, "stage", name, "reason", v.Action.String())
 		if name == "mail" {
 			ss.inMail = false
 		}
@@ -378,7 +378,7 @@ func (ss *session) stage(name string, v filter.Verdict) error {
 // refuse answers a stage with a reply for a failure of the milter itself.
 func (ss *session) refuse(stage string, r filter.Reply, err error) error {
 	ss.log.Warn("milter not ready", "stage", stage, "reply", r.String(), "err", err)
-	ss.s.metrics.Add("portcullis_milter_refused_total", 1, "stage", stage, "action", "not_ready")
+	ss.s.metrics.Add("portcullis_milter_refused_total", 1, "stage", stage, "reason", "not_ready")
 	if stage == "mail" {
 		ss.inMail = false
 	}
@@ -574,7 +574,7 @@ func (ss *session) eob(ctx context.Context, data []byte) error {
 func (ss *session) apply(ctx context.Context, v filter.Verdict) error {
 	action := v.Action.String()
 	log := ss.log.With("message_id", ss.tx.ID(), "queue_id", ss.macros["i"], "action", action, "score", v.Score, "symbols", symbolNames(v.Symbols, 20))
-	defer ss.s.metrics.Add("portcullis_milter_messages_total", 1, "action", action)
+	defer func() { ss.s.metrics.Add("portcullis_milter_messages_total", 1, "action", action) }()
 	switch v.Action {
 	case filter.Reject, filter.Tempfail:
 		r := v.Reply
