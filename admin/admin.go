@@ -119,9 +119,10 @@ type Handler struct {
 	subjects *lru.Cache[heldID, string]
 	jobs     *jobs
 
-	ctx    context.Context // background work (re-scans)
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx     context.Context // background work (re-scans)
+	cancel  context.CancelFunc
+	closeMu sync.Mutex // orders starting a re-scan before Close's Wait
+	wg      sync.WaitGroup
 }
 
 // New returns a Handler for cfg.
@@ -191,7 +192,9 @@ func New(cfg Config) (*Handler, error) {
 // Close cancels the re-scans in progress and waits for them to stop. A
 // cancelled re-scan keeps what it did; run it again to finish it.
 func (h *Handler) Close() error {
+	h.closeMu.Lock()
 	h.cancel()
+	h.closeMu.Unlock()
 	h.wg.Wait()
 	return nil
 }

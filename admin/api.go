@@ -52,7 +52,7 @@ func status(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, errInUse), errors.Is(err, errJobRunning):
 		return http.StatusConflict
-	case errors.Is(err, errNoPipeline), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, errNoPipeline), errors.Is(err, errClosed), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, errTooMany):
 		return http.StatusBadRequest

@@ -376,6 +376,10 @@ func TestRescanCloseCancels(t *testing.T) {
 	if len(e.held()) != 2 {
 		t.Fatalf("held %d", len(e.held()))
 	}
+	// After Close no re-scan starts.
+	if resp, body := e.api("POST", "/api/quarantine/rescan", "", nil); resp.StatusCode != 503 || !strings.Contains(string(body), "closed") {
+		t.Errorf("re-scan after Close: %d %s", resp.StatusCode, body)
+	}
 }
 
 func TestTokens(t *testing.T) {

@@ -436,8 +436,11 @@ func (h *Handler) postBulk(w http.ResponseWriter, r *http.Request, s *session) {
 }
 
 func jobError(err error) string {
-	if errors.Is(err, errJobRunning) {
+	switch {
+	case errors.Is(err, errJobRunning):
 		return "A re-scan is already running; wait for it to end."
+	case errors.Is(err, errClosed):
+		return "The gateway is shutting down; start the re-scan again after it restarts."
 	}
 	return messageError(err)
 }

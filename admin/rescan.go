@@ -10,7 +10,10 @@ import (
 	"github.com/portcullis-mail/portcullis/filter"
 )
 
-var errJobRunning = errors.New("admin: a re-scan is already running")
+var (
+	errJobRunning = errors.New("admin: a re-scan is already running")
+	errClosed     = errors.New("admin: handler closed")
+)
 
 // maxJobErrors is how many failures in a row stop a re-scan: a store
 // that fails every call is down, and hammering it helps nobody.
@@ -142,6 +145,9 @@ func (js *jobs) finish(j *job) {
 // startRescan starts a re-scan of the messages p may act on that match
 // f, or of the given IDs when ids is not nil.
 func (h *Handler) startRescan(ctx context.Context, p principal, f filters, ids []string, remote string) (*job, error) {
+	if h.ctx.Err() != nil {
+		return nil, errClosed
+	}
 	pipe := h.pipeline()
 	if pipe == nil {
 		return nil, errNoPipeline
@@ -157,6 +163,11 @@ func (h *Handler) startRescan(ctx context.Context, p principal, f filters, ids [
 	}
 	if err != nil {
 		return nil, err
+	}
+	h.closeMu.Lock()
+	defer h.closeMu.Unlock()
+	if h.ctx.Err() != nil {
+		return nil, errClosed // Close is waiting: no new work
 	}
 	if err := h.jobs.add(j); err != nil {
 		return nil, err
