@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -96,7 +97,12 @@ func (b *Backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	return s, nil
 }
 
+// session is one connection's state. go-smtp calls its methods from the
+// connection's goroutine, except Logout, which Server.Close calls from
+// another: mu keeps Logout from closing the transaction under a running
+// command (it cancels ctx first, so the command ends promptly).
 type session struct {
+	mu     sync.Mutex
 	b      *Backend
 	c      *smtp.Conn
 	ctx    context.Context
@@ -159,6 +165,8 @@ func (s *session) count(stage filter.Stage, code int) {
 }
 
 func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.msgs >= s.b.cfg.MaxMessagesPerSession {
 		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many messages in one session"}
 	}
@@ -190,6 +198,8 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if v := s.tx.Rcpt(s.ctx, to); refuses(v) {
 		return s.refuse(filter.Rcpt, v)
 	}
@@ -197,6 +207,8 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (s *session) Data(r io.Reader) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.msgs++
 	_, err := s.tx.Data(s.ctx, r)
 	if err != nil {
@@ -228,11 +240,17 @@ func dataError(err error) *smtp.SMTPError {
 	return SMTPError(filter.ErrorReply(err))
 }
 
-func (s *session) Reset() { s.tx.Reset() }
+func (s *session) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tx.Reset()
+}
 
 func (s *session) Logout() error {
-	s.tx.Close()
 	s.cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tx.Close()
 	s.b.open.Add(-1)
 	s.b.metrics.Set("portcullis_smtpd_sessions", float64(s.b.open.Load()))
 	s.log.DebugContext(s.ctx, "session end", "messages", s.msgs, "duration", time.Since(s.start))

@@ -2,6 +2,8 @@ package smtpd_test
 
 import (
 	"context"
+	"errors"
+	"io"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -12,6 +14,7 @@ import (
 	"net"
 	"net/textproto"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -122,4 +125,53 @@ func selfSigned(t *testing.T) tls.Certificate {
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// Server.Close while a DATA is being judged: Logout (called from another
+// goroutine) waits for the command, which ends promptly because the
+// session's context is cancelled; nothing is stored.
+func TestCloseDuringData(t *testing.T) {
+	entered := make(chan struct{})
+	var once sync.Once
+	slow := filter.Func("slow", func(ctx context.Context, m *filter.Message) (filter.Result, error) {
+		once.Do(func() { close(entered) })
+		<-ctx.Done()
+		// Still reading the message after the cancel: the spool must not
+		// be closed under it.
+		_, err := io.ReadAll(m.Reader())
+		return filter.Result{}, errors.Join(ctx.Err(), err)
+	})
+	store := &memStore{}
+	r, err := router.New(router.Config{Queue: store, Quarantine: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, err := smtpd.NewBackend(smtpd.Config{Pipeline: filter.NewPipeline(filter.Options{}, slow), Router: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := smtpd.NewServer(be, smtpd.ServerConfig{})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	sent := make(chan error, 1)
+	go func() {
+		c, err := smtp.Dial(l.Addr().String())
+		if err != nil {
+			sent <- err
+			return
+		}
+		defer c.Close()
+		sent <- c.SendMail("a@example.org", []string{"b@example.net"}, strings.NewReader("Subject: x\r\n\r\nhi\r\n"))
+	}()
+	<-entered
+	srv.Close()
+	if err := <-sent; err == nil {
+		t.Fatal("a message judged while the server closed was acknowledged")
+	}
+	if store.n != 0 || be.Sessions() != 0 {
+		t.Errorf("stored %d, %d sessions open", store.n, be.Sessions())
+	}
 }
