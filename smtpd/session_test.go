@@ -2,14 +2,14 @@ package smtpd_test
 
 import (
 	"context"
-	"errors"
-	"io"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
+	"io"
 	"math/big"
 	"net"
 	"net/textproto"
