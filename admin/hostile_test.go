@@ -130,7 +130,19 @@ func TestHostileContentIsInert(t *testing.T) {
 	checkInert(t, "filtered list", filtered)
 
 	for i, id := range ids {
-		_, page := b.get("/quarantine/m/" + string(id))
+		resp, page := b.get("/quarantine/m/" + string(id))
+		if i == 0 {
+			csp := resp.Header.Get("Content-Security-Policy")
+			for _, want := range []string{"default-src 'none'", "script-src 'self';", "style-src 'self';", "frame-ancestors 'none'", "form-action 'self'"} {
+				if !strings.Contains(csp, want) {
+					t.Errorf("CSP %q lacks %q", csp, want)
+				}
+			}
+			if strings.Contains(csp, "unsafe") || resp.Header.Get("X-Content-Type-Options") != "nosniff" ||
+				resp.Header.Get("Content-Type") != "text/html; charset=utf-8" {
+				t.Errorf("headers: %v", resp.Header)
+			}
+		}
 		where := "message " + strings.ToValidUTF8(hostile[i][:min(len(hostile[i]), 20)], "?")
 		checkInert(t, where, page)
 		for _, r := range markers {
