@@ -221,7 +221,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) || isTemporary(err) {
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn("milter accept", "err", err, "retry_in", backoff)
+				s.log.WarnContext(s.ctx, "milter accept", "err", err, "retry_in", backoff)
 				time.Sleep(backoff) // accept errors (EMFILE) clear by themselves
 				continue
 			}
@@ -252,7 +252,7 @@ func (s *Server) track(conn net.Conn) bool {
 	if len(s.conns) >= s.cfg.MaxConnections {
 		conn.Close()
 		s.metrics.Add("portcullis_milter_refused_total", 1, "stage", "accept", "reason", "max_connections")
-		s.log.Warn("milter connection refused: too many connections", "max", s.cfg.MaxConnections)
+		s.log.WarnContext(s.ctx, "milter connection refused: too many connections", "max", s.cfg.MaxConnections)
 		return false
 	}
 	s.conns[conn] = struct{}{}

@@ -1,10 +1,14 @@
 package milterd
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +21,7 @@ import (
 func startPipeline(t *testing.T, cfg Config, filters ...filter.Filter) *harness {
 	t.Helper()
 	metrics := &countMetrics{}
-	opts := filter.Options{Metrics: metrics, Spool: filter.SpoolConfig{Dir: t.TempDir(), MemoryBytes: 1024, MaxBytes: 200 << 10}}
+	opts := filter.Options{Metrics: metrics, Logger: cfg.Logger, Spool: filter.SpoolConfig{Dir: t.TempDir(), MemoryBytes: 1024, MaxBytes: 200 << 10}}
 	cfg.Pipeline = filter.NewPipeline(opts, filters...)
 	cfg.Metrics = metrics
 	cfg.ReadTimeout, cfg.WriteTimeout = 5*time.Second, 5*time.Second
@@ -171,4 +175,54 @@ func TestPipelineDiscardAtRcpt(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCode(t, "eom", act, milter.ActDiscard)
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestVerdictLogLineNamesTheMessageAndPostfixQueueID(t *testing.T) {
+	var logs syncBuffer
+	h := startPipeline(t, Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))}, scoreBody)
+	s := h.session()
+	envelope(t, s, "b@example.net")
+	if err := s.Macros(milter.CodeEOB, "i", "4XyZ12AbC"); err != nil {
+		t.Fatal(err)
+	}
+	_, act := message(t, s, "spammy\r\n", "Subject", "x")
+	wantCode(t, "eom", act, milter.ActAccept)
+	s.Close()
+	h.srv.Close() // the session's last line is written
+	var line map[string]any
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, `"msg":"milter verdict"`) {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if line == nil {
+		t.Fatalf("no verdict line in:\n%s", logs.String())
+	}
+	if id, _ := line[filter.LogMessageID].(string); id == "" || line["queue_id"] != "4XyZ12AbC" || line["action"] != "add-header" {
+		t.Fatalf("verdict line %v", line)
+	}
+	// The pipeline's own result line carries the same ID.
+	if n := strings.Count(logs.String(), `"`+filter.LogMessageID+`":"`+line[filter.LogMessageID].(string)+`"`); n < 2 {
+		t.Fatalf("the ID is on %d lines, want the pipeline's too:\n%s", n, logs.String())
+	}
 }

@@ -34,6 +34,7 @@ var errQuit = errors.New("quit")
 // milter protocol is strictly request/response.
 type session struct {
 	s    *Server
+	ctx  context.Context // the server's: cancelled by Close
 	conn net.Conn
 	r    *packetReader
 	w    *packetWriter
@@ -68,10 +69,11 @@ func newSession(s *Server, conn net.Conn) *session {
 // MTA then applies milter_default_action (tempfail when configured as
 // the docs say), so nothing passes unfiltered.
 func (ss *session) serve(ctx context.Context) {
+	ss.ctx = ctx
 	defer func() {
 		if p := recover(); p != nil {
 			ss.s.metrics.Add("portcullis_milter_panics_total", 1)
-			ss.log.Error("milter session panic", "panic", p, "stack", string(debug.Stack()))
+			ss.log.ErrorContext(ss.ctx, "milter session panic", "panic", p, "stack", string(debug.Stack()))
 		}
 		ss.endMessage()
 		if ss.tx != nil {
@@ -92,7 +94,7 @@ func (ss *session) serve(ctx context.Context) {
 			return
 		}
 		if err := ss.w.flush(); err != nil {
-			ss.log.Warn("milter write", "err", err)
+			ss.log.WarnContext(ss.ctx, "milter write", "err", err)
 			return
 		}
 	}
@@ -101,12 +103,12 @@ func (ss *session) serve(ctx context.Context) {
 func (ss *session) readError(err error) {
 	switch {
 	case errors.Is(err, io.EOF) && ss.data == nil && !ss.inMail:
-		ss.log.Debug("milter connection closed by the MTA")
+		ss.log.DebugContext(ss.ctx, "milter connection closed by the MTA")
 	case errors.Is(err, ErrProtocol):
 		ss.protocolError(err)
 	default:
 		ss.s.metrics.Add("portcullis_milter_protocol_errors_total", 1, "reason", "read")
-		ss.log.Warn("milter read", "err", err, "in_message", ss.inMail)
+		ss.log.WarnContext(ss.ctx, "milter read", "err", err, "in_message", ss.inMail)
 	}
 }
 
@@ -117,7 +119,7 @@ func (ss *session) protocolError(err error) {
 		reason = strings.ReplaceAll(pe.Reason, " ", "_")
 	}
 	ss.s.metrics.Add("portcullis_milter_protocol_errors_total", 1, "reason", reason)
-	ss.log.Warn("milter protocol error; closing", "err", err)
+	ss.log.WarnContext(ss.ctx, "milter protocol error; closing", "err", err)
 }
 
 func protoErr(code byte, reason string) error {
@@ -355,7 +357,7 @@ func unbracket(s string) string {
 // it and MAIL answers it); anything else waits for the message.
 func (ss *session) stage(name string, v filter.Verdict) error {
 	if v.Action == filter.Discard && name != "connect" && name != "helo" {
-		ss.log.Info("milter discarded", "stage", name, "score", v.Score, "symbols", symbolNames(v.Symbols, 20), "queue_id", ss.macros["i"])
+		ss.log.InfoContext(ss.ctx, "milter discarded", filter.LogMessageID, ss.tx.ID(), "stage", name, "score", v.Score, "symbols", symbolNames(v.Symbols, 20), "queue_id", ss.macros["i"])
 		ss.s.metrics.Add("portcullis_milter_messages_total", 1, "action", "discard")
 		ss.done = milter.RespDiscard // whatever else of this message comes
 		return ss.respond(milter.RespDiscard)
@@ -365,7 +367,7 @@ func (ss *session) stage(name string, v filter.Verdict) error {
 		if r.Code == 0 {
 			r = filter.ReplyFor(v.Action, v.Stage)
 		}
-		ss.log.Info("milter refused", "stage", name, "action", v.Action.String(), "reply", r.String(), "score", v.Score, "symbols", symbolNames(v.Symbols, 20), "queue_id", ss.macros["i"])
+		ss.log.InfoContext(ss.ctx, "milter refused", filter.LogMessageID, ss.tx.ID(), "stage", name, "action", v.Action.String(), "reply", r.String(), "score", v.Score, "symbols", symbolNames(v.Symbols, 20), "queue_id", ss.macros["i"])
 		ss.s.metrics.Add("portcullis_milter_refused_total", 1, "stage", name, "reason", v.Action.String())
 		if name == "mail" {
 			ss.inMail = false
@@ -377,7 +379,7 @@ func (ss *session) stage(name string, v filter.Verdict) error {
 
 // refuse answers a stage with a reply for a failure of the milter itself.
 func (ss *session) refuse(stage string, r filter.Reply, err error) error {
-	ss.log.Warn("milter not ready", "stage", stage, "reply", r.String(), "err", err)
+	ss.log.WarnContext(ss.ctx, "milter not ready", "stage", stage, "reply", r.String(), "err", err)
 	ss.s.metrics.Add("portcullis_milter_refused_total", 1, "stage", stage, "reason", "not_ready")
 	if stage == "mail" {
 		ss.inMail = false
@@ -413,7 +415,7 @@ func (ss *session) startData(ctx context.Context) *dataStream {
 		defer func() {
 			if p := recover(); p != nil {
 				ss.s.metrics.Add("portcullis_milter_panics_total", 1)
-				ss.log.Error("milter data panic", "panic", p, "stack", string(debug.Stack()))
+				ss.log.ErrorContext(ss.ctx, "milter data panic", "panic", p, "stack", string(debug.Stack()))
 				ds.err = fmt.Errorf("milterd: panic in DATA: %v", p)
 			}
 		}()
@@ -455,7 +457,7 @@ func (ss *session) failedEarly() error {
 		err = errors.New("milterd: the transaction stopped reading the message")
 	}
 	r := filter.ErrorReply(err)
-	ss.log.Warn("milter message refused while streaming", "reply", r.String(), "err", err, "queue_id", ss.macros["i"])
+	ss.log.WarnContext(ss.ctx, "milter message refused while streaming", "reply", r.String(), "err", err, "queue_id", ss.macros["i"])
 	ss.s.metrics.Add("portcullis_milter_messages_total", 1, "action", "error")
 	ss.done = Response(r)
 	ss.data = nil
@@ -559,7 +561,7 @@ func (ss *session) eob(ctx context.Context, data []byte) error {
 	ss.s.metrics.Observe("portcullis_milter_eom_seconds", time.Since(ds.start).Seconds())
 	if err != nil {
 		r := filter.ErrorReply(err)
-		ss.log.Warn("milter message failed", "reply", r.String(), "err", err, "queue_id", ss.macros["i"], "message_id", ss.tx.ID())
+		ss.log.WarnContext(ss.ctx, "milter message failed", "reply", r.String(), "err", err, "queue_id", ss.macros["i"], filter.LogMessageID, ss.tx.ID())
 		ss.s.metrics.Add("portcullis_milter_messages_total", 1, "action", "error")
 		err := ss.respond(Response(r))
 		ss.endMessage()
@@ -573,7 +575,7 @@ func (ss *session) eob(ctx context.Context, data []byte) error {
 // apply turns the final verdict into milter actions.
 func (ss *session) apply(ctx context.Context, v filter.Verdict) error {
 	action := v.Action.String()
-	log := ss.log.With("message_id", ss.tx.ID(), "queue_id", ss.macros["i"], "action", action, "score", v.Score, "symbols", symbolNames(v.Symbols, 20))
+	log := ss.log.With(filter.LogMessageID, ss.tx.ID(), "queue_id", ss.macros["i"], "action", action, "score", v.Score, "symbols", symbolNames(v.Symbols, 20))
 	defer func() { ss.s.metrics.Add("portcullis_milter_messages_total", 1, "action", action) }()
 	switch v.Action {
 	case filter.Reject, filter.Tempfail:
@@ -581,10 +583,10 @@ func (ss *session) apply(ctx context.Context, v filter.Verdict) error {
 		if r.Code == 0 {
 			r = filter.ReplyFor(v.Action, filter.Data)
 		}
-		log.Info("milter verdict", "reply", r.String())
+		log.InfoContext(ss.ctx, "milter verdict", "reply", r.String())
 		return ss.respond(Response(r))
 	case filter.Discard:
-		log.Info("milter verdict")
+		log.InfoContext(ss.ctx, "milter verdict")
 		return ss.respond(milter.RespDiscard)
 	case filter.Quarantine:
 		if ss.s.cfg.Quarantine == Store {
@@ -594,10 +596,10 @@ func (ss *session) apply(ctx context.Context, v filter.Verdict) error {
 			if err != nil {
 				r := filter.ErrorReply(err)
 				action = "hold_failed"
-				log.Warn("milter hold failed", "reply", r.String(), "err", err)
+				log.WarnContext(ss.ctx, "milter hold failed", "reply", r.String(), "err", err)
 				return ss.respond(Response(r))
 			}
-			log.Info("milter verdict", "quarantine", "store")
+			log.InfoContext(ss.ctx, "milter verdict", "quarantine", "store")
 			return ss.respond(milter.RespDiscard)
 		}
 		if err := ss.editHeaders(v, true); err != nil {
@@ -606,13 +608,13 @@ func (ss *session) apply(ctx context.Context, v filter.Verdict) error {
 		if err := ss.w.write(byte(milter.ActQuarantine), []byte(quarantineReason(v)+"\x00")); err != nil {
 			return err
 		}
-		log.Info("milter verdict", "quarantine", "postfix-hold")
+		log.InfoContext(ss.ctx, "milter verdict", "quarantine", "postfix-hold")
 		return ss.respond(milter.RespAccept)
 	}
 	if err := ss.editHeaders(v, v.Action == filter.AddHeader || ss.s.cfg.HeadersOnAccept); err != nil {
 		return err
 	}
-	log.Info("milter verdict")
+	log.InfoContext(ss.ctx, "milter verdict")
 	return ss.respond(milter.RespAccept)
 }
 
