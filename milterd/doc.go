@@ -50,7 +50,8 @@
 //   - a pipeline or Config.Ready that is not ready answers 451 4.3.2 at
 //     connect and MAIL; a failing filter follows the pipeline's policy
 //     (tempfail by default); a failed hold in Store mode answers the
-//     ErrorReply of its error (4xx), so the MTA keeps the message;
+//     ErrorReply of its error (4xx; 451 4.4.2 after Config.HoldTimeout),
+//     so the MTA keeps the message;
 //   - any error in the session itself (a packet longer than
 //     Config.MaxPacket, checked before anything is allocated; a truncated
 //     packet; a command out of order or unknown; no packet within
@@ -76,7 +77,7 @@
 //	non_smtpd_milters = $smtpd_milters
 //	milter_default_action = tempfail
 //
-// Logs carry the transaction ID (message_id) and Postfix's queue ID
+// Logs carry the transaction ID (filter.LogMessageID) and Postfix's queue ID
 // (queue_id, the "i" macro) so a message's story can be followed across
 // both logs. Metrics: portcullis_milter_connections,
 // portcullis_milter_messages_total{action},

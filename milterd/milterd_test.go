@@ -3,6 +3,9 @@ package milterd
 import (
 	"context"
 	"errors"
+	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -383,5 +386,41 @@ func TestMetricsKeepOneLabelSetPerName(t *testing.T) {
 		if !seen[name] {
 			t.Errorf("%s never recorded", name)
 		}
+	}
+}
+
+func TestListenUnixReplacesAStaleSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "milter.sock")
+	stale, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.(*net.UnixListener).SetUnlinkOnClose(false) // as after a crash
+	stale.Close()
+	ln, err := Listen("unix:" + path)
+	if err != nil {
+		t.Fatalf("Listen over a stale socket: %v", err)
+	}
+	srv, err := New(Config{begin: (&fakeBegin{}).begin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+	c := milter.NewClientWithOptions("unix", path, milter.ClientOptions{ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
+		ActionMask: milter.OptAddHeader | milter.OptChangeHeader | milter.OptQuarantine})
+	s, err := c.Session()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if act, err := s.Conn("local", milter.FamilyUnix, 0, "/run/x"); err != nil || act.Code != milter.ActContinue {
+		t.Fatalf("connect over unix socket: %v %v", act, err)
+	}
+	// A regular file at the path is not removed.
+	file := filepath.Join(t.TempDir(), "not-a-socket")
+	os.WriteFile(file, []byte("keep"), 0o644)
+	if _, err := Listen("unix:" + file); err == nil {
+		t.Fatal("Listen replaced a regular file")
 	}
 }
