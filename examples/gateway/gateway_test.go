@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/internal/testsvc"
+	"github.com/portcullis-mail/portcullis/internal/testsvc/natstest"
 )
 
 const gtube = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -391,4 +392,46 @@ func subjectLine(b []byte) string {
 		}
 	}
 	return ""
+}
+
+// Two gateways on one JetStream queue: mail accepted by either is
+// delivered once the shared queue hands it out, and a message held by one
+// is in the quarantine both see.
+func TestSharedJetStreamQueue(t *testing.T) {
+	n := natstest.Start(t)
+	sink := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "gateway.yaml", fmt.Sprintf("queue:\n  backend: jetstream\n  url: %q\n", n.URL))
+	a := startGateway(t, gatewayArgs(t, sink.Addr, "-config", cfg)...)
+	b := startGateway(t, gatewayArgs(t, sink.Addr, "-config", cfg)...)
+	for i, g := range []*proc{a, b} {
+		if r := send(g.smtp, message(fmt.Sprint("shared ", i), "hello")); r.code != 250 {
+			t.Fatalf("gateway %d: %+v\n%s", i, r, g.output())
+		}
+	}
+	enc, err := os.ReadFile("../../archive/testdata/encrypted-headers.7z")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := send(a.smtp, mimeMessage("held in a", attachment("secret.7z", "application/x-7z-compressed", enc))); r.code != 250 {
+		t.Fatalf("hold: %+v", r)
+	}
+	if got := sink.Wait(2, 30*time.Second); len(got) != 2 {
+		t.Fatalf("sink has %d messages, want 2", len(got))
+	}
+	tokenB, err := os.ReadFile(filepath.Join(filepath.Dir(field(b.lineWith("gateway started"), "token")), "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", "http://"+b.admin+"/api/quarantine", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tokenB)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"subject": "held in a"`) {
+		t.Errorf("gateway b does not see the message held by a: %.600s", body)
+	}
 }
