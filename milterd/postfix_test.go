@@ -267,7 +267,10 @@ const (
 func TestMilterHelperProcess(t *testing.T) {
 	addr := os.Getenv(milterHelperEnv)
 	if addr == "" {
-		t.Skip("only run as a helper process")
+		// Not a missing component: this test only runs as the child that
+		// TestPostfixMilterKilledMeansTempfail and BenchmarkPostfix
+		// re-execute; under CI it is that child or a no-op.
+		return
 	}
 	blocker := filter.Func("blocker", func(ctx context.Context, m *filter.Message) (filter.Result, error) {
 		os.Stdout.WriteString("BLOCKED\n")
