@@ -292,3 +292,27 @@ func (c *Clamd) Ping() error {
 	}
 	return nil
 }
+
+// Reload asks clamd to reload its databases (after a test changed the
+// files in DBDir) and returns when clamd has acknowledged. clamd loads
+// the new signatures in the background and scans with the old ones
+// meanwhile: wait for a probe scan that tells them apart.
+func (c *Clamd) Reload() error {
+	conn, err := net.DialTimeout("tcp", c.Addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write([]byte("zRELOAD\x00")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(conn).ReadString(0)
+	if err != nil {
+		return err
+	}
+	if strings.TrimRight(line, "\x00") != "RELOADING" {
+		return fmt.Errorf("clamd answered RELOAD with %q", line)
+	}
+	return nil
+}
