@@ -135,6 +135,10 @@ type Queue struct {
 	MaxDepth     int      `yaml:"max_depth"`
 	MaxAge       Duration `yaml:"max_age"`
 	MinFreeBytes uint64   `yaml:"min_free_bytes"`
+	// SweepInterval is how often the local spool directory is checked for
+	// files that do not belong there (moved to corrupt/, counted); 0 means
+	// one minute, a negative value turns the sweep off.
+	SweepInterval Duration `yaml:"sweep_interval"`
 	// Bounce is "bounce" (a DSN to the sender, the default) or "hold".
 	Bounce string `yaml:"bounce"`
 }

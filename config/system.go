@@ -168,6 +168,7 @@ func queueConfig(cfg *Config, opts Options, d queue.Deliverer) queue.Config {
 		MaxLifetime: time.Duration(q.MaxLifetime), MaxCrashes: q.MaxCrashes, MaxDepth: q.MaxDepth, MaxAge: time.Duration(q.MaxAge),
 		MinFreeBytes: q.MinFreeBytes, MaxMessageBytes: cfg.maxMessageBytes(), Hostname: cfg.SMTP.Domain,
 		Logger: opts.Logger, Metrics: opts.Metrics}
+	c.Spool.SweepInterval = time.Duration(q.SweepInterval)
 	if q.Bounce == "hold" {
 		c.BouncePolicy = queue.Hold
 	}
