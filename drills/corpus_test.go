@@ -50,3 +50,23 @@ func testdata(t testing.TB, path string) []byte {
 	}
 	return b
 }
+
+// encryptedZip is a zip whose one entry (a spreadsheet) is marked
+// encrypted (ZipCrypto): the inspector cannot look inside.
+func encryptedZip(t testing.TB) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	payload := bytes.Repeat([]byte{0x5a, 0x13, 0xc7, 0x88}, 64) // ciphertext stand-in
+	h := &zip.FileHeader{Name: "payroll.xlsx", Method: zip.Store, Flags: 0x1,
+		CRC32: 0x12345678, CompressedSize64: uint64(len(payload)), UncompressedSize64: uint64(len(payload) - 12)}
+	w, err := zw.CreateRaw(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(payload)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}

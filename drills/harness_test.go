@@ -62,6 +62,7 @@ type row struct {
 	Lost       int
 	Duplicates int
 	Failed     bool
+	lostIDs    []string
 }
 
 var (
@@ -74,7 +75,8 @@ func report(t *testing.T, r row) {
 	t.Helper()
 	r.Failed = t.Failed()
 	if r.Lost != 0 {
-		t.Errorf("incident %d: %d acknowledged messages lost", r.Incident, r.Lost)
+		sort.Strings(r.lostIDs)
+		t.Errorf("incident %d: %d acknowledged messages lost: %.40q", r.Incident, r.Lost, r.lostIDs)
 		r.Failed = true
 	}
 	t.Logf("incident %d: sent %d, acknowledged %d, delivered %d, held %d, bounced %d, lost %d, duplicates %d",

@@ -2,6 +2,7 @@ package drills
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -49,8 +50,9 @@ var idRE = regexp.MustCompile(`drill-\d+-[a-z0-9-]+`)
 
 // subject returns the Subject of a raw message ("" if none).
 func subject(b []byte) string {
-	hdr, _, _ := strings.Cut(string(b), "\r\n\r\n")
-	for _, l := range strings.Split(hdr, "\r\n") {
+	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
+	hdr, _, _ := strings.Cut(string(b), "\n\n")
+	for _, l := range strings.Split(hdr, "\n") {
 		if s, ok := strings.CutPrefix(l, "Subject: "); ok {
 			return s
 		}
@@ -112,6 +114,7 @@ func account(l *ledger, delivered map[string]int, held map[string]bool, bounced 
 			r.Bounced++
 		default:
 			r.Lost++
+			r.lostIDs = append(r.lostIDs, id)
 		}
 	}
 	return r
@@ -267,4 +270,21 @@ func ids(incident, n int) []string {
 		out[i] = fmt.Sprintf("drill-%02d-%d", incident, i)
 	}
 	return out
+}
+
+// raw returns a held message's raw bytes (GET /api/quarantine/{id}/raw).
+func (g *gateway) raw(id string) []byte {
+	g.t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+g.admin+"/api/quarantine/"+id+"/raw", nil)
+	req.Header.Set("Authorization", "Bearer "+g.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		g.t.Fatalf("GET raw %s: %d %s", id, resp.StatusCode, b)
+	}
+	return b
 }
