@@ -20,7 +20,7 @@ func adminHandler(g *running, reg *prometheus.Registry) (http.Handler, string, e
 	cfg := admin.Config{
 		Quarantine:     g.sys.Quarantine,
 		Pipeline:       func() *filter.Pipeline { return g.sys.Filters.Pipeline },
-		Ready:          func(context.Context) error { return g.sys.Ready() },
+		Ready:          func(context.Context) error { return g.ready() },
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Limits:         g.cfg.Limits.FilterLimits(),
 		Logger:         g.log,

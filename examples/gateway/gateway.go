@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -32,6 +33,20 @@ type running struct {
 	adminH  *admin.Handler
 	adminLn net.Listener
 	served  chan error
+	// draining is set when shutdown begins: readiness fails from then on,
+	// so a load balancer stops sending mail while sessions finish.
+	draining atomic.Bool
+}
+
+var errDraining = errors.New("shutting down")
+
+// ready is the gateway's readiness: every filter ready and not shutting
+// down.
+func (g *running) ready() error {
+	if g.draining.Load() {
+		return errDraining
+	}
+	return g.sys.Ready()
 }
 
 // start builds the system, listens and serves, and logs the one start-up
@@ -56,7 +71,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*running,
 		Pipeline:              sys.Filters.Pipeline,
 		Router:                sys.Router,
 		MaxMessagesPerSession: cfg.SMTP.MaxMessagesPerSession,
-		Ready:                 sys.Ready,
+		Ready:                 g.ready,
 		Logger:                log,
 		Metrics:               g.metrics,
 	})
@@ -158,7 +173,10 @@ func (g *running) reload(ctx context.Context) {
 // stop shuts down in the order that loses nothing: no new connections,
 // sessions in flight finish (their 250s are durable already), then the
 // queue stops after the deliveries in flight, then the stores close.
-func (g *running) stop(ctx context.Context) error {
+func (g *running) stop(ctx context.Context, why string) error {
+	g.draining.Store(true)
+	deadline, _ := ctx.Deadline()
+	g.log.Info("shutting down", "signal", why, "deadline", time.Until(deadline).Round(time.Second))
 	var errs []error
 	if err := g.smtp.Shutdown(ctx); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
 		errs = append(errs, fmt.Errorf("smtp: %w", err))

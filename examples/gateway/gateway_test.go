@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
 	"github.com/portcullis-mail/portcullis/internal/testsvc"
 	"github.com/portcullis-mail/portcullis/internal/testsvc/natstest"
 )
@@ -433,5 +435,32 @@ func TestSharedJetStreamQueue(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(body), `"subject": "held in a"`) {
 		t.Errorf("gateway b does not see the message held by a: %.600s", body)
+	}
+}
+
+// After SIGTERM the gateway is draining: a session still open gets 451
+// 4.3.2 to a new MAIL, and the exit waits for that session to end.
+func TestDrainingRefusesNewMail(t *testing.T) {
+	g := startGateway(t, gatewayArgs(t, "127.0.0.1:1")...)
+	c, err := smtp.Dial(g.smtp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	g.signal(syscall.SIGTERM)
+	if _, ok := g.waitLine("shutting down", 10*time.Second); !ok {
+		t.Fatalf("no shutdown line:\n%s", g.output())
+	}
+	err = c.Mail("a@example.org", nil)
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 451 || se.EnhancedCode != (smtp.EnhancedCode{4, 3, 2}) {
+		t.Fatalf("MAIL while draining: %v, want 451 4.3.2", err)
+	}
+	c.Quit()
+	if code := g.wait(30 * time.Second); code != 0 {
+		t.Errorf("exit %d:\n%s", code, g.output())
 	}
 }

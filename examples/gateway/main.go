@@ -174,9 +174,8 @@ func gateway(args []string, stdout, stderr io.Writer) error {
 			g.reload(context.Background())
 			continue
 		}
-		log.Info("shutting down", "signal", sig.String(), "timeout", o.shutdownTimeout)
 		ctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
-		err := g.stop(ctx)
+		err := g.stop(ctx, sig.String())
 		cancel()
 		if err != nil {
 			return fmt.Errorf("shutdown: %w", err)
