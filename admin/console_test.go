@@ -412,3 +412,25 @@ func TestLoginRateLimit(t *testing.T) {
 		t.Fatal("40 failed logins in a row were never limited")
 	}
 }
+
+func TestPrincipalScope(t *testing.T) {
+	p := userPrincipal(User{Name: "d", Recipients: []string{" @Example.org ", "Bob@Example.net", ""}})
+	for addr, want := range map[string]bool{
+		"x@example.org": true, "X@EXAMPLE.ORG": true, "bob@example.net": true,
+		"x@sub.example.org": false, "x@example.org.evil": false, "xexample.org": false, "bob@example.net.evil": false, "": false,
+	} {
+		if got := p.owns(addr); got != want {
+			t.Errorf("owns(%q) = %v", addr, got)
+		}
+	}
+	mk := func(rcpts ...string) held { h := held{}; h.Envelope.RcptTo = rcpts; return h }
+	if !p.canSee(mk("a@x.test", "y@example.org")) || p.canAct(mk("a@x.test", "y@example.org")) || !p.canAct(mk("y@example.org", "bob@example.net")) {
+		t.Error("a message to a user's and another's recipient")
+	}
+	if p.canAct(mk()) || p.canSee(mk()) {
+		t.Error("a message without recipients")
+	}
+	if nobody := userPrincipal(User{Name: "n"}); nobody.canSee(mk("a@x.test")) {
+		t.Error("a user without recipients sees mail")
+	}
+}
