@@ -588,14 +588,30 @@ func qExpireDuringRescan(t *testing.T, open Opener) {
 		_, err := q.Rescan(ctx, slow, quarantine.RescanOptions{})
 		done <- err
 	}()
-	<-scanning
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	defer unblock() // a failing test does not leave the re-scan blocked
+	timeout := time.NewTimer(time.Minute)
+	defer timeout.Stop()
+	select {
+	case <-scanning:
+	case err := <-done:
+		t.Fatalf("the re-scan ended before scanning the message: %v", err)
+	case <-timeout.C:
+		t.Fatal("the re-scan never scanned the message within a minute")
+	}
 	n, err := q.Expire(ctx)
 	if err != nil || n != 0 {
 		t.Errorf("expire during the re-scan of the message: %d %v, want it spared", n, err)
 	}
-	close(release)
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	unblock()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-timeout.C:
+		t.Fatal("the re-scan did not return within a minute of starting")
 	}
 	if rec.count(m.raw) != 1 {
 		t.Errorf("message queued %d times, want 1: the re-scan released it", rec.count(m.raw))
