@@ -56,15 +56,17 @@ func TestClusterFailover(t *testing.T) {
 	enqueue("before", 15)
 	eventually(t, "delivery before the failover", func() bool { return d.count() == len(acked) })
 
+	// The work stream may be between leaders (an election under load).
 	var leader *natstest.NATS
-	for _, n := range c.Nodes {
-		if n.Server.JetStreamIsStreamLeader("$G", name+"_WORK") {
-			leader = n
+	eventually(t, "a leader for the work stream", func() bool {
+		for _, n := range c.Nodes {
+			if n.Server.JetStreamIsStreamLeader("$G", name+"_WORK") {
+				leader = n
+				return true
+			}
 		}
-	}
-	if leader == nil {
-		t.Fatal("no leader for the work stream")
-	}
+		return false
+	})
 	leader.Stop()
 	enqueue("after", 15)
 	eventually(t, "delivery after the failover", func() bool { return d.count() == len(acked) })
