@@ -224,6 +224,12 @@ func TestHelperGateway(t *testing.T) {
 		// TestKilledGatewayRedelivers re-executes; under CI it is that child or a no-op.
 		t.Skip("helper process for TestKilledGatewayRedelivers")
 	}
+	// Exit when the parent is gone (its end of our stdin closes), even if
+	// it died without killing us: an orphan would run forever.
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		os.Exit(4)
+	}()
 	url, name, _ := strings.Cut(arg, " ")
 	s, err := jetstream.Open(bg, url, jetstream.Config{Name: name})
 	if err != nil {
@@ -251,16 +257,22 @@ func TestHelperGateway(t *testing.T) {
 func TestKilledGatewayRedelivers(t *testing.T) {
 	srv := natstest.Start(t)
 	name := freshName()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperGateway$")
+	// The child's own timeout bounds it should it outlive us after all.
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperGateway$", "-test.timeout=5m")
 	cmd.Env = append(os.Environ(), helperEnv+"="+srv.URL+" "+name)
 	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Open until the test ends or this process dies: the child watches it.
+	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
 	claimed := make(chan queue.ID, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
