@@ -42,7 +42,10 @@ func Example() {
 	defer store.Close()
 	delivered := make(chan string, 1)
 	deliver := queue.DeliverFunc(func(ctx context.Context, m *queue.Outgoing) []error {
-		delivered <- strings.Join(m.To, ",")
+		select { // a redelivery must not block Shutdown
+		case delivered <- strings.Join(m.To, ","):
+		default:
+		}
 		return make([]error, len(m.To)) // all delivered
 	})
 	q, err := jetstream.NewQueue(ctx, store, jetstream.QueueConfig{Delivery: queue.Config{Deliverer: deliver}})
@@ -56,6 +59,11 @@ func Example() {
 		fmt.Println("answer", filter.ErrorReply(err).Code) // 4xx: the sender keeps the mail
 		return
 	}
-	fmt.Println("250 queued; delivered to", <-delivered)
+	select {
+	case to := <-delivered:
+		fmt.Println("250 queued; delivered to", to)
+	case <-time.After(time.Minute):
+		fmt.Println("250 queued; not delivered within a minute")
+	}
 	// Output: 250 queued; delivered to bob@example.net
 }
