@@ -129,6 +129,11 @@ func catalogue(t testing.TB) []catCase {
 	add("sniff", "OLE Package stream with a zipped script", multi("Content-Type: application/msword; name=a.doc\nContent-Transfer-Encoding: base64\n",
 		b64lines(makeCFB(t, "Package", makeZip(t, zfile{name: "a.js", data: []byte("x")})))), filter.Reject)
 
+	add("sniff", "RTF with a Packager object (clam.exe.rtf)", multi("Content-Type: application/rtf; name=a.rtf\nContent-Transfer-Encoding: base64\n",
+		b64lines(clamFile(t, "clam.exe.rtf"))), filter.Reject)
+	add("sniff", "docx with an embedded Packager object", multi("Content-Type: application/vnd.openxmlformats-officedocument.wordprocessingml.document; name=a.docx\nContent-Transfer-Encoding: base64\n",
+		b64lines(ooxml(t, "word/document.xml", zfile{name: "word/embeddings/oleObject1.bin", data: makeCFB(t, "\x01Ole10Native", ole10("run.vbs", []byte("x")))}))), filter.Reject)
+
 	// 3. Containers.
 	inner := innerMail("setup.exe", pe)
 	var qp bytes.Buffer

@@ -3,6 +3,7 @@ package archive
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"testing"
 	"unicode/utf16"
@@ -169,5 +170,42 @@ func FuzzCFB(f *testing.F) {
 				ole10Native(c.open(e), int64(e.size)) //nolint:errcheck // must not panic
 			}
 		}
+	})
+}
+
+func TestRTFObjects(t *testing.T) {
+	res, fs := inspect(t, Config{}, att{name: "letter.rtf", data: clamFile(t, "clam.exe.rtf")})
+	requireFinding(t, fs, KindEmbeddedObject, "letter.rtf/")
+	requireFinding(t, fs, KindBannedType, "(pe)")
+	assert.Equal(t, filter.Reject, res.Action)
+
+	// An obfuscated one: control words and groups inside the hex.
+	pkg := ole10("run.bat", []byte("@echo off\r\n"))
+	var obj bytes.Buffer
+	binary.Write(&obj, binary.LittleEndian, []uint32{0x0501, 2, 8})
+	obj.WriteString("Package\x00")
+	binary.Write(&obj, binary.LittleEndian, []uint32{0, 0})
+	obj.Write(pkg[:4]) // the native size comes first in both forms
+	binary.LittleEndian.PutUint32(obj.Bytes()[obj.Len()-4:], uint32(len(pkg)-4))
+	obj.Write(pkg[4:])
+	hex := fmt.Sprintf("%x", obj.Bytes())
+	rtf := "{\\rtf1{\\object\\objemb{\\*\\objclass Package}{\\*\\objdata " + hex[:10] + "{\\*\\junk}\\par " + hex[10:] + "}}}"
+	res, fs = inspect(t, Config{}, att{name: "a.rtf", data: []byte(rtf)})
+	requireFinding(t, fs, KindBannedType, "a.rtf/run.bat (.bat)")
+	assert.Equal(t, filter.Reject, res.Action)
+
+	res, _ = inspect(t, Config{}, att{name: "plain.rtf", data: []byte("{\\rtf1\\ansi Hello \\b world\\b0.}")})
+	assert.Empty(t, res.Symbols)
+}
+
+func FuzzRTFObjects(f *testing.F) {
+	f.Add([]byte("{\\objdata 0105000002000000080000005061636b61676500}"))
+	f.Add([]byte("\\objdata {\\*\\x}ab\\par cd}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		b, err := rtfHex(bytes.NewReader(data), 1<<20)
+		if err == nil && len(b) > len(data)/2+1 {
+			t.Fatalf("%d bytes from %d hex characters at most", len(b), len(data))
+		}
+		ole1Payload(b)
 	})
 }

@@ -52,6 +52,11 @@ func (w *walker) polyglot(n node, t string, r io.Reader) error {
 	if n.size < 0 {
 		n.size = sp.Size()
 	}
+	if t == TypeRTF {
+		if err := w.rtfObjects(n, sp); err != nil {
+			return err
+		}
+	}
 	if isISO(sp) {
 		if err := w.iso(n, sp); err != nil {
 			return err
