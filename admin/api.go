@@ -12,12 +12,14 @@ import (
 	"github.com/portcullis-mail/portcullis/filter"
 )
 
-// api wraps a JSON API route: the admin token as a bearer token is
-// required (401 otherwise), and a quarantine must be configured (503).
+// api wraps a JSON API route: the admin token as a bearer token, or a
+// user's name and password by HTTP Basic authentication (scoped to the
+// user's recipients like the console), is required (401 otherwise), and
+// a quarantine must be configured (503).
 func (h *Handler) api(fn func(w http.ResponseWriter, r *http.Request, p principal)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || !h.tokenOK(strings.TrimSpace(tok)) {
+		who, ok := h.apiPrincipal(r)
+		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis"`)
 			h.cfg.Metrics.Add("portcullis_admin_refused_total", 1, "reason", "token")
 			h.log.Warn("admin: API request refused: no valid bearer token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
@@ -29,8 +31,31 @@ func (h *Handler) api(fn func(w http.ResponseWriter, r *http.Request, p principa
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
-		fn(w, r, tokenPrincipal)
+		fn(w, r, who)
 	}
+}
+
+// apiPrincipal authenticates an API request. Failed password checks
+// share the console's login rate limit.
+func (h *Handler) apiPrincipal(r *http.Request) (principal, bool) {
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		return tokenPrincipal, h.tokenOK(strings.TrimSpace(tok))
+	}
+	name, pw, ok := r.BasicAuth()
+	if !ok || name == "" || len(h.users) == 0 || h.logins.Tokens() < 1 {
+		return principal{}, false
+	}
+	u, ok := h.users[name] // the admin token is a bearer token here, never a Basic password
+	if !ok {
+		h.authenticate(name, pw) // the same time as a known user's check
+		h.logins.Allow()
+		return principal{}, false
+	}
+	if who, ok := h.authenticate(u.Name, pw); ok && who.Via == "password" {
+		return who, true
+	}
+	h.logins.Allow()
+	return principal{}, false
 }
 
 func jsonError(w http.ResponseWriter, code int, msg string) {

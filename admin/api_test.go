@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -431,5 +432,52 @@ func TestTokens(t *testing.T) {
 		if _, err := New(c); !errors.Is(err, ErrConfig) {
 			t.Errorf("%+v: %v", c, err)
 		}
+	}
+}
+
+// TestAPIUsers: a user on the API (HTTP Basic) sees and acts on their
+// own recipients' mail only.
+func TestAPIUsers(t *testing.T) {
+	e := newEnv(t)
+	mine := e.hold("s@example.org", []string{"alice@example.net"}, plainMsg("for alice", "x"))
+	bobs := e.hold("s@example.org", []string{"bob@example.net"}, plainMsg("for bob", "x"))
+	as := func(user, pw, method, path string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(method, e.srv.URL+path, nil)
+		req.SetBasicAuth(user, pw)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b := new(strings.Builder)
+		_, _ = io.Copy(b, resp.Body)
+		return resp, []byte(b.String())
+	}
+	resp, body := as("alice", "alice-pw", "GET", "/api/quarantine")
+	if l := decode[apiList](t, body); resp.StatusCode != 200 || l.Matched != 1 || l.Items[0].Subject != "for alice" {
+		t.Fatalf("alice's list: %d %s", resp.StatusCode, body)
+	}
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/api/quarantine/" + string(bobs)}, {"GET", "/api/quarantine/" + string(bobs) + "/raw"},
+		{"POST", "/api/quarantine/" + string(bobs) + "/release"}, {"DELETE", "/api/quarantine/" + string(bobs)},
+	} {
+		if resp, _ := as("alice", "alice-pw", c.method, c.path); resp.StatusCode != 404 {
+			t.Errorf("alice %s %s: %d", c.method, c.path, resp.StatusCode)
+		}
+	}
+	for _, c := range [][2]string{{"alice", "bob-pw"}, {"nobody", "x"}, {"admin", testToken}, {"alice", ""}} {
+		if resp, _ := as(c[0], c[1], "GET", "/api/quarantine"); resp.StatusCode != 401 {
+			t.Errorf("Basic %s/%s: %d", c[0], c[1], resp.StatusCode)
+		}
+	}
+	if resp, body := as("alice", "alice-pw", "POST", "/api/quarantine/"+string(mine)+"/release"); resp.StatusCode != 200 {
+		t.Fatalf("alice releases hers: %d %s", resp.StatusCode, body)
+	}
+	if got := e.sink.released(); len(got) != 1 || got[0].Env.RcptTo[0] != "alice@example.net" {
+		t.Fatalf("released: %+v", got)
+	}
+	if !strings.Contains(e.log.String(), `msg="admin: released" who=alice via=password`) {
+		t.Error("the release is not logged as alice's")
 	}
 }

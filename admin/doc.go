@@ -23,7 +23,10 @@
 //
 // Every /api route needs the admin token as a bearer token
 // (Authorization: Bearer TOKEN; 401 without), reads included: a held
-// message is somebody's mail. /healthz, /readyz and /metrics need none.
+// message is somebody's mail. A configured user may use the API with
+// HTTP Basic authentication instead, and then sees and acts on their
+// recipients' mail only, as in the console. /healthz, /readyz and
+// /metrics need none.
 // EnsureToken generates the token into a data directory (mode 0600) on
 // first start.
 //
