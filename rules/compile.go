@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/dlclark/regexp2"
+
 	"github.com/portcullis-mail/portcullis/rules/internal/ac"
 	"github.com/portcullis-mail/portcullis/rules/internal/literal"
 )
@@ -77,6 +79,8 @@ type crule struct {
 	Rule
 	id    int
 	re    *regexp.Regexp
+	bt    *regexp2.Regexp // instead of re, for a Rule with backtrack
+	btPre *regexp.Regexp  // for bt: an RE2 regex every match of bt matches, tried first (keysPattern)
 	cidrs []netip.Prefix
 	hdr   headerSpec
 	meta  *metaNode
@@ -210,6 +214,15 @@ func compile(sp *spec, o compileOptions) (*Set, error) {
 		if c.Kind == Attachment && c.Field == "type" {
 			s.needType = true
 		}
+		if c.sa && (c.bt != nil || c.bytes) && (c.Kind == Body || c.Kind == RawBody || c.Kind == Full) && c.keys() == nil {
+			// A backtracking or byte regex with no literal for the
+			// prefilter would run over every line of every message, at
+			// many times the cost of the rest of the set: keep it as never
+			// hitting, and say so.
+			c.meta, c.bt, c.btPre, c.re = &metaNode{op: "num"}, nil, nil, nil
+			s.report.Imported--
+			s.report.skip(Skip{File: c.File, Line: c.Line, Rule: c.Name, Reason: ReasonUnkeyed, Detail: c.Regex})
+		}
 	}
 	if err := s.buildScans(); err != nil {
 		return nil, err
@@ -266,7 +279,19 @@ func compileRule(r *Rule, lim Limits) (*crule, error) {
 	if err := checkField(r); err != nil {
 		return nil, err
 	}
-	if pattern != "" {
+	if pattern != "" && r.backtrack {
+		if r.NoCase {
+			pattern = "(?i)" + pattern
+		}
+		bt, err := compileBacktrack(pattern)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		c.bt = bt
+		if p := keysPattern(pattern); p != "" {
+			c.btPre, _ = regexp.Compile(p)
+		}
+	} else if pattern != "" {
 		if r.NoCase {
 			pattern = "(?i)" + pattern
 		}
@@ -275,7 +300,9 @@ func compileRule(r *Rule, lim Limits) (*crule, error) {
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		c.re = re
-		c.run = newRunCheck(re.String())
+		if !r.bytes {
+			c.run = newRunCheck(re.String())
+		}
 	}
 	for _, p := range r.CIDR {
 		pfx, err := netip.ParsePrefix(strings.TrimSpace(p))
@@ -466,7 +493,7 @@ func sameRegex(list []*crule) []int {
 // to hit, or nil when the rule must always run (negated rules, existence
 // tests, and regexes without a usable literal).
 func (c *crule) keys() []string {
-	if c.re == nil || c.Negate || c.Test != Match {
+	if c.re == nil && c.bt == nil || c.Negate || c.Test != Match {
 		return nil
 	}
 	if c.Kind == Header && (c.hdr.mod == "addr" || c.hdr.mod == "name") {
@@ -474,7 +501,7 @@ func (c *crule) keys() []string {
 		// substrings of the header text the prefilter scans.
 		return nil
 	}
-	if c.Kind == Header && c.IfUnset != nil && c.re.MatchString(*c.IfUnset) {
+	if c.Kind == Header && c.IfUnset != nil && c.matchRegex(*c.IfUnset) {
 		// A missing header is tested as IfUnset, which is not in the
 		// text; only when IfUnset cannot hit may the rule be skipped.
 		return nil
@@ -482,11 +509,29 @@ func (c *crule) keys() []string {
 	if c.Kind == Header && c.hdr.sa != nil && (c.hdr.sa.envFrom || c.hdr.sa.relays != "") {
 		return nil // the envelope and the relays are not in the header text
 	}
-	re, err := syntax.Parse(c.re.String(), syntax.Perl)
+	pattern := ""
+	if c.re != nil {
+		pattern = c.re.String()
+	} else if pattern = keysPattern(c.bt.String()); pattern == "" {
+		return nil
+	}
+	re, err := syntax.Parse(pattern, syntax.Perl)
 	if err != nil {
 		return nil
 	}
 	keys := literal.Required(re.Simplify())
+	if c.bytes {
+		// The pattern's runes stand for bytes; the text scanned is bytes.
+		for i, k := range keys {
+			b, ok := fromLatin1(k)
+			if !ok || len(b) < 4 && strings.ContainsFunc(b, func(r rune) bool { return r >= 0x80 }) {
+				// Two or three high bytes are one or two accented
+				// letters, on most lines of most non-English mail.
+				return nil
+			}
+			keys[i] = b
+		}
+	}
 	if c.Kind == Header && c.hdr.sa != nil {
 		// SpamAssassin joins repeated fields into one string: a literal
 		// that spans a line end may span two fields, which the header

@@ -35,12 +35,19 @@
 //
 // header, body, rawbody, full, uri, meta, score, describe and tflags are
 // read; Perl regexes are translated to RE2 where the meaning is kept (/i
-// /m /s /x, \Z, \h, \R, comments). Rules RE2 cannot run (look-around,
-// back-references, atomic groups and possessive quantifiers), eval: rules
-// (Perl code), byte-level escapes (SpamAssassin matches bytes, this
-// package matches UTF-8 text), pseudo-headers SpamAssassin computes itself
-// (X-Spam-Relays-*), and meta rules that depend on any of them are skipped
-// and counted by reason in the set's LoadReport: never silently.
+// /m /s /x, \Z, \h, \R, comments). Regexes with look-around,
+// back-references or atomic groups run on a backtracking engine
+// (github.com/dlclark/regexp2) with a time limit per match, behind the
+// literal prefilter and an RE2 superset of the pattern; regexes with byte
+// escapes read the text as bytes (perlbytes.go). The Received lines are
+// parsed into SpamAssassin's relays and X-Spam-Relays-* pseudo-headers
+// (sarelay.go), and the eval: functions that carry points are ported
+// (saeval*.go). What cannot run is skipped and counted by reason in the
+// set's LoadReport, never silently: eval functions not ported, mimeheader
+// rules, body regexes that need the slower engines but offer no literal
+// to the prefilter, and meta rules that use any of them. Rules
+// SpamAssassin itself does not run without Bayes and network tests (score
+// 0 in score set 0, tflags net or learn) are kept as never hitting.
 //
 // Imported header rules test the string SpamAssassin's do (saheader.go):
 // the values of repeated fields joined, each ended by a newline; "ALL"

@@ -260,9 +260,30 @@ func (c *crule) matchAny(vals []string) bool {
 	return found != c.Negate
 }
 
+// matchRegex tests one value against the rule's regex, whichever engine
+// runs it.
+func (c *crule) matchRegex(x string) bool {
+	if c.bytes {
+		x = latin1Runes(x)
+	}
+	if c.bt != nil {
+		// The backtracking engine is slow: most values fail the RE2
+		// superset first.
+		if c.btPre != nil && !c.btPre.MatchString(x) {
+			return false
+		}
+		ok, err := c.bt.MatchString(x)
+		return ok && err == nil
+	}
+	if c.run != nil && !c.run.possible(x) {
+		return false
+	}
+	return c.re.MatchString(x)
+}
+
 // matchOne tests one value against every constraint the rule gives.
 func (c *crule) matchOne(x string) bool {
-	if c.re != nil && (c.run != nil && !c.run.possible(x) || !c.re.MatchString(x)) {
+	if (c.re != nil || c.bt != nil) && !c.matchRegex(x) {
 		return false
 	}
 	if len(c.Domains) > 0 {
@@ -320,6 +341,7 @@ type view struct {
 	saValues map[string][]string // SpamAssassin header field → the string its rules test
 	mime     *mimeStats
 	flags    *parseFlags
+	html     *[]*htmlResult
 	rcvd     *relayInfo
 	dates    *dateInfo
 }

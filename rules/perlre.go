@@ -18,6 +18,8 @@ const (
 	ReasonPseudo      = "pseudo-header" // X-Spam-Relays-* and the like, computed by SpamAssassin itself
 	ReasonUnsupported = "unsupported rule type"
 	ReasonSyntax      = "syntax"
+	ReasonTooLong     = "regex too long"                         // over Limits.MaxRegexBytes' default
+	ReasonUnkeyed     = "slow regex without a prefilter literal" // backtracking or byte regex that would run on every line
 )
 
 // errSkip carries the reason a Perl regex cannot become RE2.
@@ -29,9 +31,24 @@ func (e *errSkip) Error() string { return e.reason + ": " + e.detail }
 // m!re!flags ...) at the start of s and returns the RE2 translation and
 // what follows it.
 func parsePerlRegex(s string) (re, rest string, err error) {
+	pr, rest, err := parsePerlRegexAny(s)
+	if err != nil {
+		return "", "", err
+	}
+	if pr.backtrack {
+		return "", "", &errSkip{pr.why, pr.pattern}
+	}
+	if pr.bytes {
+		return "", "", &errSkip{ReasonHighBytes, pr.pattern}
+	}
+	return pr.pattern, rest, nil
+}
+
+// parsePerlRegexAny is parsePerlRegex for any engine.
+func parsePerlRegexAny(s string) (pr perlRegex, rest string, err error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return "", "", &errSkip{ReasonSyntax, "empty regex"}
+		return pr, "", &errSkip{ReasonSyntax, "empty regex"}
 	}
 	open := s[0]
 	i := 1
@@ -39,7 +56,7 @@ func parsePerlRegex(s string) (re, rest string, err error) {
 		open = s[1]
 		i = 2
 	} else if open != '/' {
-		return "", "", &errSkip{ReasonSyntax, "regex must start with / or m"}
+		return pr, "", &errSkip{ReasonSyntax, "regex must start with / or m"}
 	}
 	closer := open
 	switch open {
@@ -72,7 +89,7 @@ func parsePerlRegex(s string) (re, rest string, err error) {
 		}
 	}
 	if j >= len(s) {
-		return "", "", &errSkip{ReasonSyntax, "unterminated regex"}
+		return pr, "", &errSkip{ReasonSyntax, "unterminated regex"}
 	}
 	body := s[i:j]
 	k := j + 1
@@ -81,8 +98,8 @@ func parsePerlRegex(s string) (re, rest string, err error) {
 	}
 	flags := s[j+1 : k]
 	rest = s[k:]
-	re, err = perlToRE2(body, flags, open)
-	return re, rest, err
+	pr, err = perlTranslate(body, flags, open)
+	return pr, rest, err
 }
 
 var (
@@ -94,11 +111,19 @@ var (
 	reHighByte   = regexp.MustCompile(`\\x[89a-fA-F][0-9a-fA-F]|\\x\{[89a-fA-F][0-9a-fA-F]\}|[\x80-\xff]`)
 )
 
-// perlToRE2 translates a Perl regex body with its flags, or says why it
-// cannot. Escapes are examined outside and inside character classes alike,
-// so a backslash escape inside [...] is never mistaken for its syntax
-// outside.
-func perlToRE2(body, flags string, delim byte) (string, error) {
+// perlRegex is a Perl regex translated for the engine it needs.
+type perlRegex struct {
+	pattern   string
+	backtrack bool   // needs a backtracking engine (regexp2): look-around, back-references, atomic groups
+	why       string // for backtrack: which of those (a Reason)
+	bytes     bool   // matches bytes: pattern and text are read as Latin-1 runes (perlbytes.go)
+}
+
+// perlTranslate translates a Perl regex body with its flags. Escapes are
+// examined outside and inside character classes alike, so a backslash
+// escape inside [...] is never mistaken for its syntax outside.
+func perlTranslate(body, flags string, delim byte) (perlRegex, error) {
+	var pr perlRegex
 	// An escaped delimiter is the delimiter itself.
 	if delim != '\\' {
 		body = strings.ReplaceAll(body, `\`+string(delim), regexp.QuoteMeta(string(delim)))
@@ -113,26 +138,32 @@ func perlToRE2(body, flags string, delim byte) (string, error) {
 		case 'g', 'o':
 			// global and compile-once mean nothing for a yes/no match
 		default:
-			return "", &errSkip{ReasonPerlOnly, "flag " + string(f)}
+			return pr, &errSkip{ReasonPerlOnly, "flag " + string(f)}
 		}
 	}
 	if stripComments(body) == "" {
 		// Perl's empty pattern repeats the last successful match.
-		return "", &errSkip{ReasonSyntax, "empty pattern"}
+		return pr, &errSkip{ReasonSyntax, "empty pattern"}
 	}
 	scan := stripEscapedBackslashes(body)
 	plain := reEscaped.ReplaceAllString(scan, "_") // escaped characters are literals
 	switch {
-	case reLookaround.MatchString(plain):
-		return "", &errSkip{ReasonLookaround, body}
-	case reAtomic.MatchString(plain):
-		return "", &errSkip{ReasonAtomic, body}
-	case reBackref.MatchString(scan):
-		return "", &errSkip{ReasonBackref, body}
 	case rePerlOnly.MatchString(scan):
-		return "", &errSkip{ReasonPerlOnly, body}
-	case reHighByte.MatchString(scan):
-		return "", &errSkip{ReasonHighBytes, body}
+		return pr, &errSkip{ReasonPerlOnly, body}
+	case reLookaround.MatchString(plain):
+		pr.backtrack, pr.why = true, ReasonLookaround
+	case reAtomic.MatchString(plain):
+		pr.backtrack, pr.why = true, ReasonAtomic
+	case reBackref.MatchString(scan):
+		pr.backtrack, pr.why = true, ReasonBackref
+	}
+	if reHighByte.MatchString(scan) {
+		pr.bytes = true
+		body = latin1Runes(body)
+	}
+	body = stripComments(body)
+	if pr.backtrack {
+		return backtrackPattern(pr, body, prefix)
 	}
 	body = strings.NewReplacer(
 		`\Z`, `(?:\n?\z)`,
@@ -142,14 +173,14 @@ func perlToRE2(body, flags string, delim byte) (string, error) {
 		`\e`, `\x1b`,
 		`\/`, `/`,
 	).Replace(body)
-	body = stripComments(body)
 	if prefix != "" {
 		body = "(?" + prefix + ")" + body
 	}
 	if _, err := regexp.Compile(body); err != nil {
-		return "", &errSkip{ReasonRE2, err.Error()}
+		return pr, &errSkip{ReasonRE2, err.Error()}
 	}
-	return body, nil
+	pr.pattern = body
+	return pr, nil
 }
 
 // stripEscapedBackslashes removes \\ pairs so that the pattern checks above

@@ -59,9 +59,11 @@ type Rule struct {
 	File string // where the rule was defined, for errors and reports
 	Line int
 
-	quiet  bool     // a SpamAssassin rule scored 0: evaluated for meta rules, never reported
-	sa     bool     // imported from SpamAssassin: its header semantics (saheader.go)
-	evalFn evalFunc // for kindEval: a SpamAssassin eval: function (saeval.go)
+	quiet     bool     // a SpamAssassin rule scored 0: evaluated for meta rules, never reported
+	sa        bool     // imported from SpamAssassin: its header semantics (saheader.go)
+	evalFn    evalFunc // for kindEval: a SpamAssassin eval: function (saeval.go)
+	backtrack bool     // Regex is for regexp2, not RE2 (perlbytes.go)
+	bytes     bool     // Regex matches bytes: pattern and values read as Latin-1 (perlbytes.go)
 }
 
 // Thresholds turn a set's score into an action, for the regression gate

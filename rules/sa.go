@@ -410,13 +410,19 @@ func (p *saParser) translate(r *saRule) {
 			return t
 		})
 	}
-	re, rest, err := parsePerlRegex(src)
+	pr, rest, err := parsePerlRegexAny(src)
 	if err != nil {
 		s, _ := err.(*errSkip)
 		r.skip = &Skip{File: r.File, Line: r.Line, Rule: r.Name, Reason: s.reason, Detail: s.detail}
 		return
 	}
-	r.Regex = re
+	r.Regex, r.backtrack, r.bytes = pr.pattern, pr.backtrack, pr.bytes
+	if max := (Limits{}).withDefaults().MaxRegexBytes; len(r.Regex) > max {
+		// A whole set must not fail to load for one rule.
+		r.skip = &Skip{File: r.File, Line: r.Line, Rule: r.Name, Reason: ReasonTooLong,
+			Detail: fmt.Sprintf("%d bytes, over the %d-byte default limit", len(r.Regex), max)}
+		return
+	}
 	rest = strings.TrimSpace(rest)
 	if r.Kind == Header {
 		// [if-unset: VALUE] gives the value tested when the header is

@@ -26,10 +26,7 @@ func readTestdata(t testing.TB, name string) string {
 func TestSAImportMini(t *testing.T) {
 	s := mustBuild(t, Config{Files: []string{"testdata/sa-mini.cf"}})
 	rep := s.Report()
-	wantSkipped := map[string]int{
-		ReasonLookaround: 1, ReasonBackref: 1, ReasonAtomic: 1, ReasonHighBytes: 1, ReasonEval: 1,
-		ReasonPseudo: 1, ReasonUnsupported: 1, ReasonMetaDep: 2,
-	}
+	wantSkipped := map[string]int{ReasonEval: 1, ReasonPseudo: 1, ReasonUnsupported: 1, ReasonMetaDep: 1}
 	for reason, n := range wantSkipped {
 		if rep.Skipped[reason] != n {
 			t.Errorf("skipped for %s: %d, want %d (report %v)", reason, rep.Skipped[reason], n, rep)
@@ -277,5 +274,30 @@ func TestSAEvals(t *testing.T) {
 		if !slices.Equal(mine, theirs) {
 			t.Errorf("%s: portcullis %v, spamassassin %v", files2[i], us[i], theirs)
 		}
+	}
+}
+
+// TestSAEngines: rules with look-around, back-references, atomic groups
+// and byte escapes, which RE2 alone cannot run, hit as spamassassin's do.
+func TestSAEngines(t *testing.T) {
+	const cf = "testdata/sa-engines.cf"
+	raw := mboxEscape([]byte(readTestdata(t, "sa-engines.eml")))
+	want := []string{"ATOMIC", "BACKREF", "BYTES_HIGH", "BYTES_ZWSP", "FULL_LOOK", "HDR_BYTES", "HDR_LOOK",
+		"LOOK_AHEAD", "LOOK_AHEAD_NOT", "LOOK_BEHIND", "LOOK_BEHIND_NOT", "POSSESSIVE", "RAW_BACKREF"}
+	for _, pre := range []bool{true, false} {
+		s := mustBuild(t, Config{Files: []string{cf}, NoPrefilter: !pre})
+		if rep := s.Report(); len(rep.Skips) != 1 || rep.Skips[0].Rule != "UNKEYED_BT" || rep.Skips[0].Reason != ReasonUnkeyed {
+			t.Fatalf("skipped: %v", rep)
+		}
+		got := names(eval(t, s, filter.Envelope{}, string(raw)))
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("prefilter %v: %v, want %v", pre, got, want)
+		}
+	}
+	sa := spamassassin(t, []string{cf}, [][]byte{raw})
+	// spamassassin runs UNKEYED_BT too.
+	if got := slices.Sorted(maps.Keys(sa[0].Hits)); !slices.Equal(got, append(slices.Clone(want), "UNKEYED_BT")) {
+		t.Errorf("spamassassin: %v, want %v", got, want)
 	}
 }

@@ -205,13 +205,14 @@ func checkForgedGmail(v *view) bool {
 }
 
 var (
-	saOutlookMID  = regexp.MustCompile(`^<[0-9a-f]{4}([0-9a-f]{8})\$[0-9a-f]{8}\$[0-9a-f]{8}@`)
-	saRcvdDate    = regexp.MustCompile(`(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+)`)
-	saRatwareMID  = regexp.MustCompile(`<[A-Z]{28}\.([^>]+?)>`)
-	saSubjReplyFw = regexp.MustCompile(`(?i)^(?:(?:Re|Fwd|Fw|Aw|Antwort|WG|SV|VB|VS|VL):\s*)+`)
-	saNonLetters  = regexp.MustCompile(`[^a-zA-Z]`)
+	saOutlookMID      = regexp.MustCompile(`^<[0-9a-f]{4}([0-9a-f]{8})\$[0-9a-f]{8}\$[0-9a-f]{8}@`)
+	saRcvdDate        = regexp.MustCompile(`(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+)`)
+	saRatwareMID      = regexp.MustCompile(`<[A-Z]{28}\.([^>]+?)>`)
+	saSubjReplyFw     = regexp.MustCompile(`(?i)^(?:(?:Re|Fwd|Fw|Aw|Antwort|WG|SV|VB|VS|VL):\s*)+`)
+	saNonLetters      = regexp.MustCompile(`[^a-zA-Z]`)
+	saCapsCharsetWord = regexp.MustCompile(`(?i)=\?[-_a-z0-9]*(?:koi|jp|jis|euc|gb|big5|isoir|cp1251|windows-1251|georgianps|pt154|tis)[-_a-z0-9]*\?`)
 	// Constants::CHARSETS_LIKELY_TO_FP_AS_CAPS
-	saCapsCharsets = regexp.MustCompile(`(?i)=\?(?:iso-2022-jp|euc-jp|shift-jis|shift_jis|iso-2022-kr|euc-kr|ks_c_5601-1987|iso-2022-cn|euc-cn|gb2312|gbk|big5|koi8-r|koi8-u|windows-1251|cp1251|iso-8859-5|utf-8)\?`)
+	saCapsCharsets = regexp.MustCompile(`(?i)[-_a-z0-9]*(?:koi|jp|jis|euc|gb|big5|isoir|cp1251|windows-1251|georgianps|pt154|tis)[-_a-z0-9]*`)
 )
 
 func checkOutlookMessageID(v *view) bool {
@@ -247,7 +248,7 @@ func subjectIsAllCaps(v *view) bool {
 		return false
 	}
 	s = saNonLetters.ReplaceAllString(s, "")
-	if saCapsCharsets.MatchString(v.saGet("Subject:raw")) {
+	if saCapsCharsetWord.MatchString(v.saGet("Subject:raw")) {
 		return false
 	}
 	return s != "" && s == strings.ToUpper(s)

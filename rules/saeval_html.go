@@ -1,0 +1,422 @@
+package rules
+
+import (
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"golang.org/x/net/html"
+)
+
+// Ports of Plugin::HTMLEval over the per-part results of
+// Mail::SpamAssassin::HTML, and of the body-text checks of
+// Plugin::BodyEval and Plugin::MIMEEval.
+
+// htmlResult is what Mail::SpamAssassin::HTML records for one text/html
+// part; only the results the ported functions read.
+type htmlResult struct {
+	inside                      map[string]int // tag → open count (never below 0); present once seen
+	tags, tagsSeen              int
+	elements, elementsSeen      int
+	closedExtra                 int
+	length                      int // bytes of HTML source
+	imageArea                   int
+	minSize, maxSize            int
+	fontFaceBad                 bool
+	htmlLength, nonSpaceLen     int // rendered text
+	hasTags, hasElem, hasTagsSn bool
+}
+
+// saHTMLElements are HTML.pm's %elements: tags counted as valid HTML.
+var saHTMLElements = func() map[string]bool {
+	m := map[string]bool{}
+	for _, t := range strings.Fields(`a abbr acronym address area b base bdo big blockquote body br button caption cite code col colgroup dd del dfn div dl dt em fieldset form h1 h2 h3 h4 h5 h6 head hr html i img input ins kbd label legend li link map meta noscript object ol optgroup option p param pre q samp script select small span strong style sub sup table tbody td textarea tfoot th thead title tr tt ul var
+		applet basefont center dir font frame frameset iframe isindex menu noframes s strike u nobr x-sigsep x-tab`) {
+		m[t] = true
+	}
+	return m
+}()
+
+var (
+	saFontFace  = regexp.MustCompile(`(?i)^\s*["'.]?[a-z ][a-z -]*[a-z]\d?["']?(?:,\s*["']?[a-z][a-z -]*[a-z]\d?["']?)*;?$`)
+	saNamespace = regexp.MustCompile(`^(?:o|st\d):[\w-]+/?$`)
+	saImgDim    = regexp.MustCompile(`^(\d+)(%)?$`)
+)
+
+// htmlParts parses every text/html leaf part (or part named *.htm, *.html)
+// whose decoded text is not empty, as Message::Node::rendered does.
+func (v *view) htmlParts() []*htmlResult {
+	if v.html != nil {
+		return *v.html
+	}
+	var out []*htmlResult
+	parts, _ := v.m.Parts()
+	for _, p := range parts {
+		if len(p.Children) > 0 || p.IsMultipart() {
+			continue
+		}
+		effective := p.ContentType
+		if n := strings.ToLower(p.Filename()); strings.HasSuffix(n, ".htm") || strings.HasSuffix(n, ".html") || strings.HasSuffix(n, ".shtml") || strings.HasSuffix(n, ".shtm") {
+			effective = "text/html"
+		}
+		if effective != "text/html" {
+			continue
+		}
+		src, _ := p.Text()
+		if src == "" {
+			continue
+		}
+		if len(src) > v.set.limits.MaxScanBytes {
+			src = src[:v.set.limits.MaxScanBytes]
+		}
+		out = append(out, parseHTMLResult(src))
+	}
+	v.html = &out
+	return out
+}
+
+func parseHTMLResult(src string) *htmlResult {
+	r := &htmlResult{inside: map[string]int{}, length: len(src), minSize: 3, maxSize: 3}
+	z := html.NewTokenizer(strings.NewReader(src))
+	var text strings.Builder
+	skip := 0
+	tag := func(name string, num int, attrs map[string]string) {
+		ns := saNamespace.MatchString(name)
+		_, seen := r.inside[name]
+		if saHTMLElements[name] || ns {
+			r.elements++
+			r.hasElem = true
+			if !seen {
+				r.elementsSeen++
+			}
+		}
+		r.tags++
+		r.hasTags = true
+		if !seen {
+			r.tagsSeen++
+			r.hasTagsSn = true
+		}
+		r.inside[name] += num
+		if r.inside[name] < 0 {
+			r.inside[name] = 0
+			r.closedExtra++
+		}
+		if ns || num != 1 {
+			return
+		}
+		switch name {
+		case "font":
+			if f, ok := attrs["face"]; ok && !saFontFace.MatchString(f) {
+				r.fontFaceBad = true
+			}
+			if s, ok := attrs["size"]; ok {
+				size := 3
+				if n, err := strconv.Atoi(strings.TrimPrefix(s, "+")); err == nil {
+					if strings.HasPrefix(s, "+") || strings.HasPrefix(s, "-") {
+						size = 3 + n
+					} else {
+						size = n
+					}
+					if size > r.maxSize {
+						r.maxSize = size
+					} else if size < r.minSize {
+						r.minSize = size
+					}
+				}
+			}
+		case "img":
+			w, wok := attrs["width"]
+			h, hok := attrs["height"]
+			if wok && hok {
+				r.imageArea += imgDim(w, 8) * imgDim(h, 6)
+			}
+		}
+	}
+	for {
+		tt := z.Next()
+		switch tt {
+		case html.ErrorToken:
+			if z.Err() == io.EOF || true {
+				t := text.String()
+				r.htmlLength = len(t)
+				r.nonSpaceLen = len(t) - strings.Count(t, " ") - strings.Count(t, "\t") - strings.Count(t, "\n") - strings.Count(t, "\r")
+				return r
+			}
+		case html.TextToken:
+			if skip == 0 {
+				text.Write(z.Text())
+			}
+		case html.StartTagToken, html.EndTagToken, html.SelfClosingTagToken:
+			name, hasAttr := z.TagName()
+			n := string(name)
+			attrs := map[string]string{}
+			for hasAttr {
+				var k, val []byte
+				k, val, hasAttr = z.TagAttr()
+				attrs[string(k)] = string(val)
+			}
+			num := 1
+			if tt == html.EndTagToken {
+				num = -1
+			}
+			if n == "script" || n == "style" {
+				if num == 1 && tt != html.SelfClosingTagToken {
+					skip++
+				} else if num == -1 && skip > 0 {
+					skip--
+				}
+			}
+			tag(n, num, attrs)
+		}
+	}
+}
+
+// imgDim reads an img width or height as HTML.pm does: a percentage of an
+// 800x600 screen, 200 when missing or zero.
+func imgDim(s string, pct int) int {
+	m := saImgDim.FindStringSubmatch(s)
+	n := 0
+	if m != nil {
+		n, _ = strconv.Atoi(m[1])
+		if m[2] == "%" {
+			n *= pct
+		}
+	}
+	if n <= 0 {
+		n = 200
+	}
+	return n
+}
+
+// htmlRangeKeys are the results html_range reads; ok false when the
+// result is not defined for the part.
+var htmlRangeKeys = map[string]func(r *htmlResult) (float64, bool){
+	"length":     func(r *htmlResult) (float64, bool) { return float64(r.length), true },
+	"max_size":   func(r *htmlResult) (float64, bool) { return float64(r.maxSize), true },
+	"min_size":   func(r *htmlResult) (float64, bool) { return float64(r.minSize), true },
+	"image_area": func(r *htmlResult) (float64, bool) { return float64(r.imageArea), true },
+	"closed_extra_ratio": func(r *htmlResult) (float64, bool) {
+		return ratio(r.closedExtra, r.tags, r.hasTags)
+	},
+	"bad_tag_ratio": func(r *htmlResult) (float64, bool) {
+		return ratio(r.tags-r.elements, r.tags, r.hasTags && r.hasElem)
+	},
+	"non_element_ratio": func(r *htmlResult) (float64, bool) {
+		return ratio(r.tagsSeen-r.elementsSeen, r.tagsSeen, r.hasTagsSn && r.hasElem)
+	},
+}
+
+func ratio(a, b int, ok bool) (float64, bool) {
+	if !ok || b == 0 {
+		return 0, false
+	}
+	return float64(a) / float64(b), true
+}
+
+func anyHTML(v *view, fn func(r *htmlResult) bool) bool {
+	for _, r := range v.htmlParts() {
+		if fn(r) {
+			return true
+		}
+	}
+	return false
+}
+
+func init() {
+	saEvals["html_test"] = func(_ *saConf, args []string) (evalFunc, error) {
+		switch argString(args, 0) {
+		case "html":
+			return func(v *view) bool { return len(v.htmlParts()) > 0 }, nil
+		case "font_face_bad":
+			return func(v *view) bool { return anyHTML(v, func(r *htmlResult) bool { return r.fontFaceBad }) }, nil
+		}
+		return nil, errArgs(args)
+	}
+	saEvals["html_tag_exists"] = func(_ *saConf, args []string) (evalFunc, error) {
+		tag := argString(args, 0)
+		return func(v *view) bool {
+			return anyHTML(v, func(r *htmlResult) bool { _, ok := r.inside[tag]; return ok })
+		}, nil
+	}
+	saEvals["html_tag_balance"] = func(_ *saConf, args []string) (evalFunc, error) {
+		tag := argString(args, 0)
+		m := regexp.MustCompile(`^\s*(==|!=|<=|>=|<|>)\s*(-?\d+)\s*$`).FindStringSubmatch(argString(args, 1))
+		if m == nil {
+			return nil, errArgs(args)
+		}
+		n, _ := strconv.Atoi(m[2])
+		op := m[1]
+		return func(v *view) bool {
+			return anyHTML(v, func(r *htmlResult) bool {
+				x, ok := r.inside[tag]
+				return ok && compareInt(x, op, n)
+			})
+		}, nil
+	}
+	saEvals["html_image_only"] = func(_ *saConf, args []string) (evalFunc, error) {
+		lo, err1 := argFloat(args, 0, 0)
+		hi, err2 := argFloat(args, 1, 0)
+		if err1 != nil || err2 != nil {
+			return nil, errArgs(args)
+		}
+		return func(v *view) bool {
+			return anyHTML(v, func(r *htmlResult) bool {
+				_, img := r.inside["img"]
+				return img && float64(r.length) > lo && float64(r.length) <= hi
+			})
+		}, nil
+	}
+	saEvals["html_image_ratio"] = func(_ *saConf, args []string) (evalFunc, error) {
+		lo, err1 := argFloat(args, 0, 0)
+		hi, err2 := argFloat(args, 1, 0)
+		if err1 != nil || err2 != nil {
+			return nil, errArgs(args)
+		}
+		return func(v *view) bool {
+			return anyHTML(v, func(r *htmlResult) bool {
+				if r.imageArea <= 0 {
+					return false
+				}
+				x := float64(r.nonSpaceLen) / float64(r.imageArea)
+				return x > lo && x <= hi
+			})
+		}, nil
+	}
+	saEvals["html_range"] = func(_ *saConf, args []string) (evalFunc, error) {
+		get, ok := htmlRangeKeys[argString(args, 0)]
+		lo, err1 := argFloat(args, 1, 0)
+		hi, err2 := argFloat(args, 2, 1e300)
+		if !ok || err1 != nil || err2 != nil {
+			return nil, errArgs(args)
+		}
+		return func(v *view) bool {
+			return anyHTML(v, func(r *htmlResult) bool {
+				x, ok := get(r)
+				return ok && x > lo && x <= hi
+			})
+		}, nil
+	}
+	saEvals["tvd_vertical_words"] = func(_ *saConf, args []string) (evalFunc, error) {
+		lo, err1 := argFloat(args, 0, 0)
+		hi, err2 := argFloat(args, 1, 0)
+		if err1 != nil || err2 != nil {
+			return nil, errArgs(args)
+		}
+		if hi >= 100 {
+			hi = 101
+		}
+		return func(v *view) bool {
+			x := float64(v.verticalWords())
+			return x >= lo && x < hi
+		}, nil
+	}
+	saEvals["check_for_uppercase"] = func(_ *saConf, args []string) (evalFunc, error) {
+		lo, err1 := argFloat(args, 0, 0)
+		hi, err2 := argFloat(args, 1, 0)
+		if err1 != nil || err2 != nil {
+			return nil, errArgs(args)
+		}
+		return func(v *view) bool {
+			x := v.uppercase()
+			return x > lo && x <= hi
+		}, nil
+	}
+}
+
+func compareInt(x int, op string, n int) bool {
+	switch op {
+	case "==":
+		return x == n
+	case "!=":
+		return x != n
+	case "<":
+		return x < n
+	case "<=":
+		return x <= n
+	case ">":
+		return x > n
+	}
+	return x >= n
+}
+
+// bodyLines are the lines body rules see, the Subject first.
+func (v *view) bodyLines() []string {
+	return strings.Split(strings.TrimSuffix(v.text(scopeBody), "\n"), "\n")
+}
+
+// verticalWords is BodyEval::tvd_vertical_words' measure: the largest
+// percentage of spaces to other characters on a body line over 5 bytes,
+// -1 when there is none.
+func (v *view) verticalWords() int {
+	best := -1
+	for _, l := range v.bodyLines() {
+		if len(l) <= 5 {
+			continue
+		}
+		spaces := strings.Count(l, " ")
+		non := len(l) - spaces
+		pct := 100
+		if spaces <= non && non != 0 {
+			pct = 100 * spaces / non
+		}
+		best = max(best, pct)
+	}
+	return best
+}
+
+var (
+	saSpacedLine = regexp.MustCompile(`\S\s+\S`)
+	saBase64Line = regexp.MustCompile(`^(?:[A-Za-z0-9+/=]{60,76} ){2}`)
+	saShiftJIS   = regexp.MustCompile(`(?s)\x1b\$B.*\x1b\(B`)
+)
+
+// uppercase is MIMEEval::check_for_uppercase's measure: the percentage of
+// capitals among letters and digits on body lines with a space inside,
+// 0 under 200 bytes or for charsets where capitals mislead.
+func (v *view) uppercase() float64 {
+	if v.charsetLikelyToFPAsCaps() {
+		return 0
+	}
+	length, lower, upper := 0, 0, 0
+	for _, l := range v.bodyLines() {
+		if !saSpacedLine.MatchString(l) || saBase64Line.MatchString(l) {
+			continue
+		}
+		l = saShiftJIS.ReplaceAllString(l, "")
+		length += len(l)
+		for i := 0; i < len(l); i++ {
+			switch c := l[i]; {
+			case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+				lower++
+			case c >= 'A' && c <= 'Z':
+				upper++
+			}
+		}
+	}
+	if length < 200 || upper+lower == 0 {
+		return 0
+	}
+	return 100 * float64(upper) / float64(upper+lower)
+}
+
+var saCTCharset = regexp.MustCompile(`(?i)charset="([^"]+)"|charset='([^']+)'|charset=(\S+)`)
+
+func (v *view) charsetLikelyToFPAsCaps() bool {
+	var charsets []string
+	if m := saCTCharset.FindStringSubmatch(v.saGet("Content-Type")); m != nil {
+		charsets = append(charsets, m[1]+m[2]+m[3])
+	}
+	parts, _ := v.m.Parts()
+	for _, p := range parts {
+		if c := p.Params["charset"]; c != "" {
+			charsets = append(charsets, strings.ToLower(c))
+		}
+	}
+	for _, c := range charsets {
+		if m := saCapsCharsets.FindString(c); m == c {
+			return true
+		}
+	}
+	return false
+}
