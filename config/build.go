@@ -132,7 +132,8 @@ func buildFilters(ctx context.Context, cfg *Config, opts Options, spool filter.S
 			}
 			lists = append(lists, l)
 		}
-		rc := rbl.Config{Resolvers: d.Resolvers, Lists: lists, OnUnknown: d.OnUnknown, Logger: log, Metrics: opts.Metrics}
+		rc := rbl.Config{Resolvers: d.Resolvers, Lists: lists, OnUnknown: d.OnUnknown, Logger: log, Metrics: opts.Metrics,
+			QueryTimeout: time.Duration(d.QueryTimeout), HealthInterval: time.Duration(d.HealthInterval)}
 		for _, cidr := range d.LookupNonPublic {
 			p, err := netip.ParsePrefix(cidr)
 			if err != nil {

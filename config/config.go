@@ -307,6 +307,13 @@ type DNS struct {
 	// same: for a list of your own, or a test rbldnsd. By default such an
 	// address is never sent and gets the symbol RBL_LOCAL instead.
 	LookupNonPublic []string `yaml:"lookup_non_public"`
+	// QueryTimeout bounds one query to one resolver before the next one
+	// is asked; 0 means 1s.
+	QueryTimeout Duration `yaml:"query_timeout"`
+	// HealthInterval is how often every resolver is checked against the
+	// lists' RFC 5782 test points (a failed one leaves the rotation until
+	// it passes); 0 means 1m.
+	HealthInterval Duration `yaml:"health_interval"`
 }
 
 // Duration is a time.Duration written as "30s" in YAML.
