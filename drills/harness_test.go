@@ -156,8 +156,34 @@ func start(t testing.TB, cfg *config.Config) *gateway {
 	return g
 }
 
+// launch writes cfg to a file and starts the gateway without waiting for
+// it to serve (waitStarted does).
+func launch(t testing.TB, cfg *config.Config) *gateway {
+	t.Helper()
+	b, err := cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.CreateTemp(t.TempDir(), "gateway-*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(b)
+	f.Close()
+	g := &gateway{t: t, cfg: cfg, file: f.Name()}
+	g.spawn()
+	return g
+}
+
 // run (re)starts the process on the same configuration file.
 func (g *gateway) run() {
+	g.t.Helper()
+	g.spawn()
+	g.waitStarted()
+}
+
+// spawn starts the process.
+func (g *gateway) spawn() {
 	t := g.t
 	t.Helper()
 	g.mu.Lock()
@@ -175,6 +201,14 @@ func (g *gateway) run() {
 		t.Fatal(err)
 	}
 	go g.read(stderr, g.done)
+	t.Cleanup(g.kill)
+}
+
+// waitStarted waits for the start-up line and reads the addresses and
+// the admin token from it.
+func (g *gateway) waitStarted() {
+	t := g.t
+	t.Helper()
 	line, ok := g.waitLine("portcullis gateway started", 60*time.Second)
 	if !ok {
 		g.kill()
@@ -186,7 +220,6 @@ func (g *gateway) run() {
 			g.token = strings.TrimSpace(string(b))
 		}
 	}
-	t.Cleanup(g.kill)
 }
 
 func (g *gateway) read(r io.Reader, done chan struct{}) {
@@ -433,3 +466,15 @@ func poll(t testing.TB, timeout time.Duration, what string, cond func() (bool, s
 }
 
 func routeTo(hosts ...string) config.Route { return config.Route{Hosts: hosts} }
+
+// lineWith returns the first log line containing s so far ("" if none).
+func (g *gateway) lineWith(s string) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, l := range g.lines {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
+}
