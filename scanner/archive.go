@@ -14,14 +14,24 @@ import (
 // engines scan every file it unpacks and findings name where they are.
 // The inspector's limit errors (a walk stopped early, a member larger than
 // it unpacks) become ErrSizeLimit: the scan was partial, and says so.
-func ArchiveLeaves(in *archive.Inspector) LeafWalker {
-	return LeafFunc(func(ctx context.Context, m *filter.Message, fn func(Leaf, io.Reader) error) error {
-		err := in.Leaves(ctx, m, func(l archive.Leaf, r io.Reader) error {
-			return fn(Leaf(l), limitReader{r})
-		})
-		return asSizeLimit(err)
+//
+// It is a Coverer: the Filter streams the leaves, then the message without
+// the attachment bodies they came from, so each byte reaches an engine
+// once.
+func ArchiveLeaves(in *archive.Inspector) LeafWalker { return archiveLeaves{in} }
+
+type archiveLeaves struct{ in *archive.Inspector }
+
+var _ Coverer = archiveLeaves{}
+
+func (a archiveLeaves) Leaves(ctx context.Context, m *filter.Message, fn func(Leaf, io.Reader) error) error {
+	err := a.in.Leaves(ctx, m, func(l archive.Leaf, r io.Reader) error {
+		return fn(Leaf(l), limitReader{r})
 	})
+	return asSizeLimit(err)
 }
+
+func (archiveLeaves) Covered(m *filter.Message) []Span { return covered(m) }
 
 func asSizeLimit(err error) error {
 	if err != nil && errors.Is(err, archive.ErrLimit) && !errors.Is(err, ErrSizeLimit) {

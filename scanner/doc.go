@@ -51,7 +51,25 @@
 //
 // Filter is a filter.Filter. It scans the whole raw message and/or every
 // leaf file the archive inspector unpacks (ArchiveLeaves), so a finding
-// names where it is:
+// names where it is.
+//
+// Each byte reaches an engine once. With both targets and a walker that
+// is a Coverer (ArchiveLeaves is), the Filter streams every leaf (each
+// decoded attachment, each archive member, documents and unopenable
+// containers whole), then the message with the attachment bodies those
+// leaves stand for cut out: the headers, the inline text and HTML parts,
+// encoded messages and the MIME structure, which no leaf holds. When the
+// walk stops early (a limit, an error), the leaves covered less, and the
+// whole message follows instead, for the engines to unpack what the walk
+// could not. Not streamed in the normal case: an archive's own container
+// bytes (its members are), so a signature on a whole zip file does not
+// match; the archive inspector judges containers itself. A walker that is
+// not a Coverer gets the old order, message then leaves. Measured
+// (TestEachByteOnce): a message with a 100 KiB binary attachment streamed
+// 242,874 bytes before, 102,746 now (2.36x less); a zip of 124 KB text,
+// 125,018 and 124,350.
+//
+// The symbols:
 //
 //	AV_INFECTED        "clamd: Eicar-Test-Signature in invoice.zip/eicar.com"  reject (Config.OnInfected)
 //	AV_<ENGINE>_INFECTED  the same detail, for every detection of that engine  nothing (EngineSymbol)

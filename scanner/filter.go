@@ -85,7 +85,8 @@ type Config struct {
 	// Leaves unpacks the message for TargetLeaves.
 	Leaves LeafWalker
 	// Targets is what is scanned. Default TargetMessage, plus TargetLeaves
-	// when Leaves is set.
+	// when Leaves is set. Both with a Coverer walker (ArchiveLeaves) stream
+	// each byte once: see the package documentation.
 	Targets Target
 	// OnInfected is demanded by a confirmed detection. Default Reject.
 	OnInfected filter.Action
@@ -198,50 +199,83 @@ func (f *Filter) Check(ctx context.Context, m *filter.Message) (res filter.Resul
 		}
 		res.Demand(demand)
 	}
-	down := false // no engine answered: the mail is tempfailed
-	if f.cfg.Targets&TargetMessage != 0 {
-		v, err := f.cfg.Scanner.Scan(sctx, m.ReaderAt(), m.Size())
-		if down, err = f.apply(ctx, add, v, err, "message"); err != nil {
+	// down: no engine answered, the mail is tempfailed whatever the rest
+	// holds, and each further scan would wait out the timeout.
+	down := false
+	scanMessage := func(r io.ReaderAt, size int64) error {
+		v, err := f.cfg.Scanner.Scan(sctx, r, size)
+		down, err = f.apply(ctx, add, v, err, "message")
+		return err
+	}
+	cov, once := f.cfg.Leaves.(Coverer)
+	once = once && f.cfg.Targets&(TargetMessage|TargetLeaves) == TargetMessage|TargetLeaves
+	if f.cfg.Targets&TargetMessage != 0 && !once {
+		if err := scanMessage(m.ReaderAt(), m.Size()); err != nil {
 			return filter.Result{}, err
 		}
 	}
 	if f.cfg.Targets&TargetLeaves != 0 && !down {
-		err := f.cfg.Leaves.Leaves(sctx, m, func(l Leaf, r io.Reader) error {
-			if down {
-				// No engine answers: the mail is tempfailed whatever the
-				// other leaves hold, and each would wait out the timeout.
-				return errStop
+		complete, err := f.leaves(ctx, sctx, m, add, &down)
+		if err != nil {
+			return filter.Result{}, err
+		}
+		if once && !down {
+			// Each byte once: the leaves stood for the attachment bodies,
+			// so the engines get the rest of the message (headers, inline
+			// text, structure). A walk that stopped early covered less:
+			// then the whole message, for the engines to unpack.
+			r, size := io.ReaderAt(m.ReaderAt()), m.Size()
+			if complete {
+				sp := splice(r, size, cov.Covered(m))
+				r, size = sp, sp.size
 			}
-			// Every engine reads the leaf, and a spare may read it again:
-			// in memory up to SpoolBytes, else a temp file. The unpacker
-			// bounds its size (ErrSizeLimit), so the spool needs no limit.
-			sp, err := filter.NewSpool(sctx, r, filter.SpoolConfig{Dir: f.cfg.TempDir, MemoryBytes: f.cfg.SpoolBytes, MaxBytes: -1})
-			if errors.Is(err, ErrSizeLimit) {
-				// Larger than the unpacker hands out: not scanned whole.
-				add(SymPartial, 0, fmt.Sprintf("%s: %v", l.Path, err), f.cfg.OnError)
-				return nil
+			if err := scanMessage(r, size); err != nil {
+				return filter.Result{}, err
 			}
-			if err != nil {
-				return fmt.Errorf("scanner: spooling leaf: %w", err)
-			}
-			defer sp.Close()
-			v, err := f.cfg.Scanner.Scan(sctx, sp, sp.Size())
-			down, err = f.apply(ctx, add, v, err, l.Path)
-			return err
-		})
-		switch {
-		case err == nil, errors.Is(err, errStop):
-		case ctx.Err() != nil:
-			return filter.Result{}, ctx.Err()
-		case sctx.Err() != nil:
-			add(SymFail, 0, "engines too slow: "+err.Error(), filter.Tempfail)
-		case errors.Is(err, ErrSizeLimit):
-			add(SymPartial, 0, "leaves: "+err.Error(), f.cfg.OnError)
-		default:
-			add(SymFail, 0, "leaves: "+err.Error(), f.cfg.OnError)
 		}
 	}
 	return res, nil
+}
+
+// leaves scans every leaf; complete reports that the walk visited them
+// all. It returns an error only for what the pipeline must handle.
+func (f *Filter) leaves(ctx, sctx context.Context, m *filter.Message, add func(string, float64, string, filter.Action), down *bool) (complete bool, _ error) {
+	err := f.cfg.Leaves.Leaves(sctx, m, func(l Leaf, r io.Reader) error {
+		if *down {
+			return errStop
+		}
+		// Every engine reads the leaf, and a spare may read it again:
+		// in memory up to SpoolBytes, else a temp file. The unpacker
+		// bounds its size (ErrSizeLimit), so the spool needs no limit.
+		sp, err := filter.NewSpool(sctx, r, filter.SpoolConfig{Dir: f.cfg.TempDir, MemoryBytes: f.cfg.SpoolBytes, MaxBytes: -1})
+		if errors.Is(err, ErrSizeLimit) {
+			// Larger than the unpacker hands out: not scanned whole.
+			add(SymPartial, 0, fmt.Sprintf("%s: %v", l.Path, err), f.cfg.OnError)
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("scanner: spooling leaf: %w", err)
+		}
+		defer sp.Close()
+		v, err := f.cfg.Scanner.Scan(sctx, sp, sp.Size())
+		*down, err = f.apply(ctx, add, v, err, l.Path)
+		return err
+	})
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, errStop):
+	case ctx.Err() != nil:
+		return false, ctx.Err()
+	case sctx.Err() != nil:
+		add(SymFail, 0, "engines too slow: "+err.Error(), filter.Tempfail)
+		*down = true
+	case errors.Is(err, ErrSizeLimit):
+		add(SymPartial, 0, "leaves: "+err.Error(), f.cfg.OnError)
+	default:
+		add(SymFail, 0, "leaves: "+err.Error(), f.cfg.OnError)
+	}
+	return false, nil
 }
 
 // errStop ends a leaf walk early.

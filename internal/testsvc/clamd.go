@@ -57,6 +57,9 @@ type ClamdOptions struct {
 	// Silent turns AlertExceedsMax off: clamd then answers OK for what
 	// exceeds its limits, unscanned (its default behaviour).
 	Silent bool
+	// ExtraDB are more signature files for the database directory, by
+	// file name ("marker.ndb") and content.
+	ExtraDB map[string]string
 }
 
 // Clamd is a running clamd on a loopback TCP port and a unix socket.
@@ -159,6 +162,11 @@ func startClamd(t testing.TB, dir string, opts ClamdOptions) (*Clamd, error) {
 		return nil, err
 	}
 	WriteClamDB(t, db)
+	for name, content := range opts.ExtraDB {
+		if err := os.WriteFile(filepath.Join(db, filepath.Base(name)), []byte(content), 0o644); err != nil {
+			return nil, err
+		}
+	}
 	if opts.StreamMaxLength == 0 {
 		opts.StreamMaxLength = 25 << 20
 	}
