@@ -477,7 +477,7 @@ func sameRegex(list []*crule) []int {
 	out := make([]int, len(list))
 	for i, c := range list {
 		out[i] = -1
-		if !c.plainRegex() || c.Test != Match {
+		if !c.plainRegex() || c.Test != Match || c.noSubject {
 			continue
 		}
 		if j, ok := first[c.re.String()]; ok {
@@ -493,7 +493,7 @@ func sameRegex(list []*crule) []int {
 // to hit, or nil when the rule must always run (negated rules, existence
 // tests, and regexes without a usable literal).
 func (c *crule) keys() []string {
-	if c.re == nil && c.bt == nil || c.Negate || c.Test != Match {
+	if c.re == nil && c.bt == nil || c.Negate || c.Test != Match || c.noSubject {
 		return nil
 	}
 	if c.Kind == Header && (c.hdr.mod == "addr" || c.hdr.mod == "name") {

@@ -172,6 +172,10 @@ func (s *Set) evalLines(v *view, plan *scanPlan, sc *scratch, scp scope) {
 			}
 			continue
 		}
+		if c.noSubject && v.subjectLine && len(allLines()) > 0 {
+			run(c, allLines()[1:])
+			continue
+		}
 		run(c, allLines())
 	}
 	if plan.matcher == nil {
@@ -338,12 +342,13 @@ type view struct {
 	truncated []string
 
 	// What SpamAssassin's eval functions share, computed on first use.
-	saValues map[string][]string // SpamAssassin header field → the string its rules test
-	mime     *mimeStats
-	flags    *parseFlags
-	html     *[]*htmlResult
-	rcvd     *relayInfo
-	dates    *dateInfo
+	subjectLine bool                // the body text starts with the Subject
+	saValues    map[string][]string // SpamAssassin header field → the string its rules test
+	mime        *mimeStats
+	flags       *parseFlags
+	html        *[]*htmlResult
+	rcvd        *relayInfo
+	dates       *dateInfo
 }
 
 type hfield struct {
@@ -545,6 +550,7 @@ func (v *view) bodyText(render bool) string {
 			if f.key == "subject" {
 				b.WriteString(f.text)
 				b.WriteString("\n")
+				v.subjectLine = true
 				break
 			}
 		}

@@ -64,6 +64,7 @@ type Rule struct {
 	evalFn    evalFunc // for kindEval: a SpamAssassin eval: function (saeval.go)
 	backtrack bool     // Regex is for regexp2, not RE2 (perlbytes.go)
 	bytes     bool     // Regex matches bytes: pattern and values read as Latin-1 (perlbytes.go)
+	noSubject bool     // a body rule that does not see the Subject line (tflags nosubject)
 }
 
 // Thresholds turn a set's score into an action, for the regression gate

@@ -350,6 +350,7 @@ func (p *saParser) finish(sp *spec) {
 			continue
 		}
 		r.Score = p.score(r.Name)
+		r.noSubject = r.Kind == Body && saNoSubject.MatchString(p.tflags[r.Name])
 		r.Description = p.descr[r.Name]
 		// SpamAssassin does not report a rule scored 0; it may still
 		// feed meta rules.
@@ -384,8 +385,9 @@ func (p *saParser) score(name string) float64 {
 }
 
 var (
-	saNice     = regexp.MustCompile(`\bnice\b`)
-	saNetLearn = regexp.MustCompile(`\b(?:net|learn)\b`)
+	saNice      = regexp.MustCompile(`\bnice\b`)
+	saNetLearn  = regexp.MustCompile(`\b(?:net|learn)\b`)
+	saNoSubject = regexp.MustCompile(`\bnosubject\b`)
 )
 
 // disabled reports whether SpamAssassin skips the rule in score set 0: a
