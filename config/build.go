@@ -170,7 +170,7 @@ func buildFilters(ctx context.Context, cfg *Config, opts Options, spool filter.S
 func buildScanner(av AV, f *Filters, log *slog.Logger, m filter.Metrics) (filter.Filter, error) {
 	var engines []scanner.Engine
 	for i, addr := range av.Clamd {
-		c, err := clamd.New(clamd.Config{Addr: addr, Name: fmt.Sprintf("clamd-%d", i+1)})
+		c, err := clamd.New(clamd.Config{Addr: addr, Name: fmt.Sprintf("clamd-%d", i+1), ConfigFile: av.ClamdConfig, MaxSize: av.ClamdMaxSize})
 		if err != nil {
 			return nil, fmt.Errorf("config: clamd %q: %w", addr, err)
 		}

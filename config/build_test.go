@@ -131,3 +131,24 @@ func writeTestFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// clamd_config is read when the filters are built: a limit clamd.conf
+// cannot express is refused, never taken as "no limit".
+func TestBuildFiltersClamdConfig(t *testing.T) {
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good.conf"), filepath.Join(dir, "bad.conf")
+	writeTestFile(t, good, "StreamMaxLength 25M\nMaxFileSize 10M\n")
+	writeTestFile(t, bad, "MaxFileSize lots\n")
+	for path, ok := range map[string]bool{good: true, bad: false, filepath.Join(dir, "missing.conf"): false} {
+		c := Default()
+		c.AV.Clamd = []string{"127.0.0.1:1"}
+		c.AV.ClamdConfig = path
+		f, err := BuildFilters(context.Background(), c, Options{})
+		if ok != (err == nil) {
+			t.Errorf("%s: %v", filepath.Base(path), err)
+		}
+		if err == nil {
+			f.Close()
+		}
+	}
+}

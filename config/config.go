@@ -230,6 +230,14 @@ type AV struct {
 	// ICAPMaxSize is the largest object the ICAP services scan whole; a
 	// clean answer for more is a partial scan. 0: no limit.
 	ICAPMaxSize int64 `yaml:"icap_max_size"`
+	// ClamdConfig is clamd's clamd.conf, read for StreamMaxLength,
+	// MaxFileSize and MaxScanSize when clamd runs on this host; any answer
+	// about more bytes than they allow is a partial scan.
+	ClamdConfig string `yaml:"clamd_config"`
+	// ClamdMaxSize is the largest input clamd scans whole, over what
+	// ClamdConfig says; 0 means ClamdConfig's limits, or ClamAV's defaults
+	// (100 MiB); negative: no known limit.
+	ClamdMaxSize int64 `yaml:"clamd_max_size"`
 	// Mode is "any" (one hit is enough, the default) or "quorum".
 	Mode string `yaml:"mode"`
 	// Quorum is k in k-of-n for mode quorum; 0 means a majority.
