@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"sync"
 
 	"github.com/portcullis-mail/portcullis/archive/internal/zipscan"
 	"github.com/portcullis-mail/portcullis/filter"
@@ -104,12 +105,20 @@ func (w *walker) polyglot(n node, t string, r io.Reader) error {
 
 // hasTextBlock reports a yEnc or uuencode begin line in the first 64 KiB.
 func hasTextBlock(r io.ReaderAt) bool {
-	buf := make([]byte, 64<<10)
+	bp := scanBufs.Get().(*[scanWindow]byte)
+	defer scanBufs.Put(bp)
+	buf := bp[:]
 	n, _ := r.ReadAt(buf, 0)
 	buf = buf[:n]
 	return bytes.HasPrefix(buf, []byte("=ybegin ")) || bytes.Contains(buf, []byte("\n=ybegin ")) ||
 		bytes.HasPrefix(buf, []byte("begin ")) || bytes.Contains(buf, []byte("\nbegin "))
 }
+
+const scanWindow = 64 << 10
+
+// scanBufs holds the windows of the signature scans: one file after
+// another needs one.
+var scanBufs = sync.Pool{New: func() any { return new([scanWindow]byte) }}
 
 type hidden struct {
 	kind     string
@@ -165,9 +174,11 @@ func findHidden(ra io.ReaderAt, size int64, maxEntries int) []hidden {
 // returns false. It reads in 64 KiB windows that overlap by a signature's
 // length, so its memory is fixed whatever the size.
 func scanSigs(ra io.ReaderAt, size int64, fn func(off int64, sig []byte) bool) {
-	const window = 64 << 10
+	const window = scanWindow
 	const overlap = 8 // longer than any signature
-	buf := make([]byte, window)
+	bp := scanBufs.Get().(*[scanWindow]byte)
+	defer scanBufs.Put(bp)
+	buf := bp[:]
 	hits := 0
 	for base := int64(0); base < size; base += window - overlap {
 		n, err := ra.ReadAt(buf, base)

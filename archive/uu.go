@@ -2,6 +2,7 @@ package archive
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Files travel inside text bodies too, and clients still show them as
@@ -22,33 +24,53 @@ import (
 // name", "begin 644" (no name), "BEGIN  644   name", "begin-base64 644 name".
 var uuBegin = regexp.MustCompile(`(?i)^begin(-base64)?[ \t]+[0-7]{1,6}(?:[ \t]+(.*))?$`)
 
-// lineSource yields the lines of a text without their terminators. A line
-// longer than its buffer is cut (its rest skipped): an overlong line must
-// not end the search, or one would hide every block after it.
+// lineSource yields the lines of a text without their terminators, each
+// valid until the next call. A line longer than its buffer is cut (its
+// rest skipped): an overlong line must not end the search, or one would
+// hide every block after it.
 type lineSource struct {
 	br *bufio.Reader
 }
 
-func newLineSource(r io.Reader) *lineSource { return &lineSource{br: bufio.NewReaderSize(r, 64<<10)} }
+var lineBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 
-func (s *lineSource) next() (string, bool) {
+func newLineSource(r io.Reader) *lineSource {
+	br := lineBufs.Get().(*bufio.Reader)
+	br.Reset(r)
+	return &lineSource{br: br}
+}
+
+// close gives the buffer back; the source must not be used after.
+func (s *lineSource) close() {
+	s.br.Reset(nil)
+	lineBufs.Put(s.br)
+	s.br = nil
+}
+
+func (s *lineSource) next() ([]byte, bool) {
 	line, err := s.br.ReadSlice('\n')
 	if errors.Is(err, bufio.ErrBufferFull) {
-		out := string(line)
+		out := append([]byte(nil), line[:256]...) // enough to tell a begin line
 		for errors.Is(err, bufio.ErrBufferFull) {
 			_, err = s.br.ReadSlice('\n')
 		}
 		return out, true
 	}
 	if len(line) == 0 && err != nil {
-		return "", false
+		return nil, false
 	}
-	return strings.TrimRight(string(line), "\r\n"), true
+	return bytes.TrimRight(line, "\r\n"), true
 }
+
+var (
+	ybegin    = []byte("=ybegin ")
+	binhexTag = []byte("(This file must be converted with BinHex")
+)
 
 // textBlocks walks the files encoded in a text.
 func (w *walker) textBlocks(n node, r io.Reader) error {
 	src := newLineSource(r)
+	defer src.close()
 	for {
 		line, ok := src.next()
 		if !ok {
@@ -58,20 +80,20 @@ func (w *walker) textBlocks(n node, r io.Reader) error {
 		var dec io.Reader
 		switch {
 		case len(line) > 5 && (line[0] == 'b' || line[0] == 'B'):
-			m := uuBegin.FindStringSubmatch(line)
+			m := uuBegin.FindSubmatch(line)
 			if m == nil {
 				continue
 			}
-			name, kind = strings.TrimSpace(m[2]), "uuencode"
-			if m[1] != "" {
+			name, kind = strings.TrimSpace(string(m[2])), "uuencode"
+			if len(m[1]) > 0 {
 				kind, dec = "base64", base64.NewDecoder(base64.StdEncoding, &b64Lines{src: src})
 			} else {
 				dec = &uuReader{src: src}
 			}
-		case strings.HasPrefix(line, "=ybegin "):
-			name, kind = yencParam(line, "name"), "yenc"
+		case bytes.HasPrefix(line, ybegin):
+			name, kind = yencParam(string(line), "name"), "yenc"
 			dec = &yencReader{src: src}
-		case strings.Contains(line, "(This file must be converted with BinHex"):
+		case bytes.Contains(line, binhexTag):
 			bh, err := newBinHex(&binhexText{src: src})
 			if err != nil {
 				w.find(KindUninspectable, n.path+"/binhex", shortErr(err))
@@ -106,7 +128,7 @@ func (u *uuReader) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		line, ok := u.src.next()
-		if !ok || line == "end" || line == "" || line[0] < ' ' || line[0] > '`' {
+		if !ok || string(line) == "end" || len(line) == 0 || line[0] < ' ' || line[0] > '`' {
 			u.done = true
 			continue
 		}
@@ -117,7 +139,7 @@ func (u *uuReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func uuLine(dst []byte, line string) []byte {
+func uuLine(dst []byte, line []byte) []byte {
 	n := int((line[0] - ' ') & 63)
 	val := func(i int) byte {
 		if i >= len(line) {
@@ -151,11 +173,11 @@ func (b *b64Lines) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		line, ok := b.src.next()
-		if !ok || line == "====" || line == "" {
+		if !ok || string(line) == "====" || len(line) == 0 {
 			b.done = true
 			continue
 		}
-		b.out = append(b.out[:0], strings.TrimSpace(line)...)
+		b.out = append(b.out[:0], bytes.TrimSpace(line)...)
 	}
 	n := copy(p, b.out)
 	b.out = b.out[n:]
@@ -193,10 +215,10 @@ func (y *yencReader) Read(p []byte) (int, error) {
 		}
 		line, ok := y.src.next()
 		switch {
-		case !ok || strings.HasPrefix(line, "=yend"):
+		case !ok || bytes.HasPrefix(line, []byte("=yend")):
 			y.done = true
 			continue
-		case strings.HasPrefix(line, "=ypart "):
+		case bytes.HasPrefix(line, []byte("=ypart ")):
 			continue
 		}
 		out := y.out[:0]
@@ -234,7 +256,7 @@ type binhexText struct {
 	src     *lineSource
 	started bool
 	done    bool
-	line    string
+	line    []byte
 }
 
 func (b *binhexText) nextChar() (byte, bool) {
@@ -242,7 +264,7 @@ func (b *binhexText) nextChar() (byte, bool) {
 		if b.done {
 			return 0, false
 		}
-		if b.line == "" {
+		if len(b.line) == 0 {
 			l, ok := b.src.next()
 			if !ok {
 				b.done = true

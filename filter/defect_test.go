@@ -271,3 +271,12 @@ func TestNamesReadLeniently(t *testing.T) {
 		assert.Contains(t, parts[0].Names, want, header)
 	}
 }
+
+func TestBareCRInBinaryIsData(t *testing.T) {
+	raw := string(crlf("Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: binary\n\n")) +
+		"\x00\x01\r\x02\x03\r\n" + string(crlf("--b--\n"))
+	m := NewMessageBytes(Envelope{}, []byte(raw), Limits{})
+	require.NoError(t, parseAll(m))
+	assert.False(t, hasDefect(m, DefectBareCR, ""), "%v", m.Defects())
+	assert.False(t, hasDefect(m, DefectBareCR, "1"), "%v", m.Defects())
+}

@@ -143,7 +143,7 @@ func (p *parser) run() {
 	first := true
 	for !p.stopped {
 		line, start, whole, bareCR, err := p.lr.next()
-		if bareCR && !p.bareCR {
+		if bareCR && !p.bareCR && !p.inBinary() {
 			p.bareCR = true
 			p.defect(DefectBareCR, p.current(), "at offset "+strconv.FormatInt(start+int64(len(line)-eolLen(line)), 10))
 		}
@@ -165,6 +165,15 @@ func (p *parser) run() {
 		}
 	}
 	p.finish(p.lr.off)
+}
+
+// inBinary reports a line inside the body of a part sent as binary,
+// where a CR is data, not a line ending gone wrong.
+func (p *parser) inBinary() bool {
+	if p.hdr != nil || len(p.open) == 0 {
+		return false
+	}
+	return p.open[len(p.open)-1].Encoding == "binary"
 }
 
 // current is the path of the innermost open part.
