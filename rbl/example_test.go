@@ -92,3 +92,17 @@ func ExampleChecker_Filters() {
 	// 192.0.2.1 accept RBL_BL 4
 	// 192.0.2.66 accept RBL_BL_FAIL 0.5
 }
+
+// Addresses no public list can know are not sent to one.
+func ExamplePublic() {
+	for _, s := range []string{"192.0.2.1", "100.64.7.1", "10.1.2.3", "fe80::1", "8.8.8.8"} {
+		a := netip.MustParseAddr(s)
+		fmt.Printf("%s %v %q\n", s, rbl.Public(a), rbl.Range(a))
+	}
+	// Output:
+	// 192.0.2.1 false "documentation (TEST-NET-1)"
+	// 100.64.7.1 false "CGNAT shared space (RFC 6598)"
+	// 10.1.2.3 false "private (RFC 1918)"
+	// fe80::1 false "link-local"
+	// 8.8.8.8 true ""
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/portcullis-mail/portcullis/filter"
 	"github.com/portcullis-mail/portcullis/scanner"
@@ -63,4 +64,32 @@ func ExampleMulti_quorum() {
 	v, err := multi.Scan(context.Background(), bytes.NewReader(clean), int64(len(clean)))
 	fmt.Println(v.Infected, v.Unconfirmed, err)
 	// Output: false true <nil>
+}
+
+// A re-scan after a faulty update of clamd-1 selects exactly the messages
+// clamd-1 flagged, by the per-engine symbol every detection carries.
+func ExampleEngineSymbol() {
+	// The re-scan's query: quarantine.Query{Symbol: scanner.EngineSymbol("clamd-1"), Since: update}
+	fmt.Println(scanner.EngineSymbol("clamd-1"))
+	fmt.Println(scanner.EngineSymbol("icap-2"))
+	// Output:
+	// AV_CLAMD_1_INFECTED
+	// AV_ICAP_2_INFECTED
+}
+
+// An engine whose limit is known only from its manual still cannot vouch
+// for more bytes than it reads.
+func ExampleWithLimit() {
+	clean := scanner.EngineFunc("vendor", func(_ context.Context, r io.Reader) (scanner.Result, error) {
+		_, err := io.Copy(io.Discard, r)
+		return scanner.Result{}, err
+	})
+	multi, _ := scanner.NewMulti(scanner.Options{Engines: []scanner.Engine{scanner.WithLimit(clean, 8)}})
+	for _, s := range []string{"short", "longer than eight bytes"} {
+		v, _ := multi.Scan(context.Background(), strings.NewReader(s), int64(len(s)))
+		fmt.Println(len(s), v.Clean(), v.Partial())
+	}
+	// Output:
+	// 5 true false
+	// 23 false true
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/portcullis-mail/portcullis/scanner/clamd"
@@ -50,4 +52,15 @@ func Example() {
 	res, err := c.Scan(context.Background(), strings.NewReader("X5O!..."))
 	fmt.Println(res.Signatures, err)
 	// Output: [Eicar-Test-Signature] <nil>
+}
+
+// The limits that bound what clamd scans whole, from its clamd.conf.
+func ExampleReadLimits() {
+	dir, _ := os.MkdirTemp("", "clamd-example-")
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "clamd.conf")
+	os.WriteFile(path, []byte("StreamMaxLength 25M\nMaxFileSize 10M\n# MaxScanSize left at its default\n"), 0o644)
+	lim, err := clamd.ReadLimits(path)
+	fmt.Println(lim.StreamMaxLength, lim.MaxFileSize, lim.MaxScanSize, lim.Max(), err)
+	// Output: 26214400 10485760 419430400 10485760 <nil>
 }
