@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 
@@ -282,4 +283,16 @@ func FuzzTextBlocks(f *testing.F) {
 			t.Fatalf("textBlocks: %v", err)
 		}
 	})
+}
+
+func TestForwardsNestedDeep(t *testing.T) {
+	inner := innerMail("a.txt", []byte("hello"))
+	for range 14 { // base64 grows each layer by a third: 14 layers are 60 KB
+		inner = wrap("message/rfc822", "base64", b64lines(inner))
+	}
+	start := time.Now()
+	res, fs := checkRaw(t, inner)
+	requireFinding(t, fs, KindBomb, "depth")
+	assert.Equal(t, filter.Reject, res.Action)
+	assert.Less(t, time.Since(start), time.Second)
 }
