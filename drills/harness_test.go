@@ -26,8 +26,8 @@ import (
 
 var burst = flag.Int("drills.burst", 200, "messages in the burst drills (the log's incident had 2,000)")
 
-// binary is the gateway, built once for the whole test binary.
-var binary string
+// gatewayBin is the gateway, built once for the whole test binary.
+var gatewayBin string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -36,8 +36,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "gateway")
-	out, err := exec.Command("go", "build", "-o", binary, "../examples/gateway").CombinedOutput()
+	gatewayBin = filepath.Join(dir, "gateway")
+	out, err := exec.Command("go", "build", "-o", gatewayBin, "../examples/gateway").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
 		os.RemoveAll(dir)
@@ -191,7 +191,7 @@ func (g *gateway) spawn() {
 	g.grew = make(chan struct{})
 	g.mu.Unlock()
 	g.done = make(chan struct{})
-	g.cmd = exec.Command(binary, "-config", g.file)
+	g.cmd = exec.Command(gatewayBin, "-config", g.file)
 	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := g.cmd.StderrPipe()
 	if err != nil {
