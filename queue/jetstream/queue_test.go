@@ -272,9 +272,13 @@ func TestKilledGatewayRedelivers(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
 	claimed := make(chan queue.ID, 1)
+	scanned := make(chan struct{})
+	// Wait (which closes out once the child is dead) ends the scan: no
+	// t.Logf after the test.
+	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait(); <-scanned })
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			if id, ok := strings.CutPrefix(sc.Text(), "CLAIMED "); ok {
