@@ -289,7 +289,7 @@ func (f *Filter) apply(ctx context.Context, add func(string, float64, string, fi
 	case err == nil:
 	case errors.Is(err, ErrAllDown):
 		f.metrics.Add("portcullis_scanner_tempfail_total", 1)
-		add(SymFail, 0, "no engine available: "+err.Error(), filter.Tempfail)
+		add(SymFail, 0, err.Error(), filter.Tempfail) // ErrAllDown says "no engine available"
 		return true, nil
 	case ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
 		// Our own deadline, short of the caller's.
