@@ -108,6 +108,7 @@ var kinds = [...]struct {
 	{KindMIMEMbox, filter.Accept, 0},
 	{KindMIMEDelimiter, filter.Accept, 0.5},
 	{KindAmbiguous, filter.Quarantine, 4},
+	{KindNotMail, filter.Accept, 3},
 }
 
 // Kinds lists every finding kind.

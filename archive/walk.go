@@ -180,6 +180,7 @@ func (w *walker) parts(m *filter.Message, in *node) error {
 	parts, _ := m.Parts() // a parse error is the pipeline's to report
 	if w.fn == nil {
 		w.defects(m, parts, in)
+		w.notMail(m, parts, in)
 	}
 	for _, p := range parts {
 		if len(p.Children) > 0 {
