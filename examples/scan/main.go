@@ -75,15 +75,17 @@ func scan(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.verbose, "v", false, "log to standard error")
 	var ext extraFlags
 	ext.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: scan [flags] FILE.eml|-")
-		fs.PrintDefaults()
-	}
+	// The flag package would print a bad flag's error and the usage, and
+	// run the error again: parse quietly, say it once.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			usage(fs)
 			return err
 		}
-		return usageError{err.Error()}
+		return usageError{err.Error() + " (scan -h lists the flags)"}
 	}
 	if fs.NArg() != 1 {
 		return usageError{"want exactly one message file (or - for standard input)"}
@@ -164,6 +166,22 @@ func openMessage(path string, stdin io.Reader, env filter.Envelope, lim filter.L
 		return nil, nil, fmt.Errorf("%s is a directory", path)
 	}
 	return filter.NewMessage(env, f, st.Size(), lim), cleanup, nil
+}
+
+func usage(fs *flag.FlagSet) {
+	w := fs.Output()
+	fmt.Fprintln(w, "usage: scan [flags] FILE.eml|-")
+	fmt.Fprintln(w, "\nRuns the whole pipeline over one message (- for standard input) and prints the verdict.")
+	fmt.Fprintln(w, "Without -config it uses the embedded default: archive inspector and default rules, no network.\n\nFlags:")
+	fs.PrintDefaults()
+	fmt.Fprint(w, `
+Exit status:
+  0  a verdict was printed, whatever it is (accept, quarantine, reject, tempfail)
+  2  a bad command line, configuration or message file
+
+Example:
+  scan -format json -clamd 127.0.0.1:3310 -client-ip 192.0.2.25 -from a@example.org -rcpt b@example.net message.eml
+`)
 }
 
 func printVerdict(w io.Writer, format string, v filter.Verdict) error {
