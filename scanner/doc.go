@@ -59,9 +59,9 @@
 // containers whole), then the message with the attachment bodies those
 // leaves stand for cut out: the headers, the inline text and HTML parts,
 // encoded messages and the MIME structure, which no leaf holds. When the
-// walk stops early (a limit, an error), the leaves covered less, and the
-// whole message follows instead, for the engines to unpack what the walk
-// could not. Not streamed in the normal case: an archive's own container
+// walk stops early (a limit, an error) or a leaf was larger than it hands
+// out, the leaves covered less, and the whole message follows instead, for
+// the engines to unpack what the walk could not. Not streamed in the normal case: an archive's own container
 // bytes (its members are), so a signature on a whole zip file does not
 // match; the archive inspector judges containers itself. A walker that is
 // not a Coverer gets the old order, message then leaves. Measured

@@ -238,8 +238,10 @@ func (f *Filter) Check(ctx context.Context, m *filter.Message) (res filter.Resul
 }
 
 // leaves scans every leaf; complete reports that the walk visited them
-// all. It returns an error only for what the pipeline must handle.
+// all and each whole. It returns an error only for what the pipeline must
+// handle.
 func (f *Filter) leaves(ctx, sctx context.Context, m *filter.Message, add func(string, float64, string, filter.Action), down *bool) (complete bool, _ error) {
+	cut := false // a leaf was larger than the unpacker hands out
 	err := f.cfg.Leaves.Leaves(sctx, m, func(l Leaf, r io.Reader) error {
 		if *down {
 			return errStop
@@ -251,6 +253,7 @@ func (f *Filter) leaves(ctx, sctx context.Context, m *filter.Message, add func(s
 		if errors.Is(err, ErrSizeLimit) {
 			// Larger than the unpacker hands out: not scanned whole.
 			add(SymPartial, 0, fmt.Sprintf("%s: %v", l.Path, err), f.cfg.OnError)
+			cut = true
 			return nil
 		}
 		if err != nil {
@@ -263,7 +266,7 @@ func (f *Filter) leaves(ctx, sctx context.Context, m *filter.Message, add func(s
 	})
 	switch {
 	case err == nil:
-		return true, nil
+		return !cut, nil
 	case errors.Is(err, errStop):
 	case ctx.Err() != nil:
 		return false, ctx.Err()

@@ -133,3 +133,27 @@ func TestOnceRealClamdInlineText(t *testing.T) {
 		t.Fatalf("clam.exe in zip: %v %v", res, err)
 	}
 }
+
+// A leaf larger than the inspector hands out was not streamed whole: the
+// whole message follows, so the engine still sees the attachment.
+func TestOnceOversizedLeafSendsMessage(t *testing.T) {
+	c := &counting{}
+	m, err := scanner.NewMulti(scanner.Options{Engines: []scanner.Engine{c}, Cache: scanner.CacheConfig{Entries: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := archive.New(archive.Config{Limits: archive.Limits{MaxEntryBytes: 1024}})
+	f, err := scanner.New(scanner.Config{Scanner: m, Leaves: scanner.ArchiveLeaves(in)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := mail("big.zip", zipOf(t, "big.txt", bytes.Repeat([]byte("z"), 64<<10)))
+	res, err := f.Check(t.Context(), msg(raw))
+	if err != nil || res.Action != filter.Quarantine || len(symbols(res, scanner.SymPartial)) == 0 {
+		t.Fatalf("%v %v", res, err)
+	}
+	b64 := raw[bytes.Index(raw, []byte("base64\r\n\r\n"))+10:][:76]
+	if !c.saw(b64) || !c.saw(raw) {
+		t.Fatal("the whole message did not follow an oversized leaf")
+	}
+}
