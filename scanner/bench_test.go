@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/portcullis-mail/portcullis/archive"
 	"github.com/portcullis-mail/portcullis/internal/testsvc"
 	"github.com/portcullis-mail/portcullis/scanner"
 	"github.com/portcullis-mail/portcullis/scanner/clamd"
@@ -195,6 +196,41 @@ func BenchmarkPolicyOverhead(b *testing.B) {
 			for b.Loop() {
 				if _, err := m.Scan(b.Context(), bytes.NewReader(data), int64(len(data))); err != nil {
 					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkFilterOnce checks a message with a 1 MiB binary attachment
+// through a real clamd: each byte once (ArchiveLeaves, a Coverer) against
+// the whole message and then every leaf (the same walk as a LeafFunc).
+func BenchmarkFilterOnce(b *testing.B) {
+	d := testsvc.SharedClamd(b)
+	raw := mail("data.bin", benchData(1<<20))
+	walk := scanner.ArchiveLeaves(archive.New(archive.Config{}))
+	for _, mode := range []struct {
+		name   string
+		walker scanner.LeafWalker
+	}{{"once", walk}, {"message+leaves", scanner.LeafFunc(walk.Leaves)}} {
+		b.Run(mode.name, func(b *testing.B) {
+			c, err := clamd.New(clamd.Config{Addr: d.Addr})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			m, err := scanner.NewMulti(scanner.Options{Engines: []scanner.Engine{c}, Cache: scanner.CacheConfig{Entries: -1}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			f, err := scanner.New(scanner.Config{Scanner: m, Leaves: mode.walker})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(raw)))
+			for b.Loop() {
+				if res, err := f.Check(b.Context(), msg(raw)); err != nil || len(res.Symbols) != 0 {
+					b.Fatal(res, err)
 				}
 			}
 		})
