@@ -80,6 +80,15 @@
 // queue tells a 5xx (bounce, quoted in the DSN) from everything else
 // (retry) without knowing the protocol.
 //
+// # Operators
+//
+// Entries lists the queue, Entry shows one. Retry makes an entry due now
+// (a held one is released, as Release does); Bounce gives up on an
+// entry's pending recipients at once: the DSN is queued durably first,
+// then the entry is removed, so a crash in between sends the news twice,
+// never not at all. Both refuse an entry an attempt holds (ErrInFlight)
+// and are logged.
+//
 // # Backpressure
 //
 // Enqueue returns a *BusyError (errors.Is ErrBusy) when the queue holds

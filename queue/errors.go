@@ -33,6 +33,9 @@ var (
 	ErrNoDeliverer = errors.New("queue: no Deliverer")
 	// ErrPanic is matched by the error recorded when a Deliverer panics.
 	ErrPanic = errors.New("queue: deliverer panicked")
+	// ErrInFlight is matched by the error Release, Delete, Retry and
+	// Bounce return for an entry a delivery attempt holds right now.
+	ErrInFlight = errors.New("queue: entry is being delivered")
 )
 
 // BusyReason says why the queue refuses new mail.

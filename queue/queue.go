@@ -469,7 +469,7 @@ func (q *Queue) claim(id ID) (*item, error) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	if it.running {
-		return nil, fmt.Errorf("queue: %s is busy (being delivered); try again", id)
+		return nil, fmt.Errorf("%w: %s; try again", ErrInFlight, id)
 	}
 	if it.index >= 0 {
 		heap.Remove(&q.due, it.index)
