@@ -16,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/portcullis-mail/portcullis/filter"
+	"github.com/portcullis-mail/portcullis/queue"
 )
 
 // ErrConfig is matched by the errors New returns for a configuration it
@@ -46,6 +47,9 @@ type Config struct {
 	// Quarantine is the quarantine the API and the console show; nil
 	// turns their routes into 503 answers.
 	Quarantine Quarantine
+	// Queue is the local delivery queue the /api/queue routes show and
+	// act on (admins only); nil makes them answer 503.
+	Queue Queue
 	// Pipeline returns the pipeline that re-scans use (the current one,
 	// after a reload); nil, or a nil result, makes re-scans answer 503.
 	Pipeline func() *filter.Pipeline
@@ -212,6 +216,11 @@ func (h *Handler) routes() {
 	m.HandleFunc("DELETE /api/quarantine/{id}", h.api(h.apiDelete))
 	m.HandleFunc("POST /api/quarantine/rescan", h.api(h.apiRescan))
 	m.HandleFunc("GET /api/rescans/{job}", h.api(h.apiRescanStatus))
+
+	m.HandleFunc("GET /api/queue", h.apiQueue(h.apiQueueList))
+	m.HandleFunc("GET /api/queue/{id}", h.apiQueue(h.apiQueueGet))
+	m.HandleFunc("POST /api/queue/{id}/retry", h.apiQueue(h.apiQueueAct("retry", func(ctx context.Context, id queue.ID) error { return h.cfg.Queue.Retry(ctx, id) })))
+	m.HandleFunc("POST /api/queue/{id}/bounce", h.apiQueue(h.apiQueueAct("bounce", func(ctx context.Context, id queue.ID) error { return h.cfg.Queue.Bounce(ctx, id) })))
 
 	m.HandleFunc("GET /quarantine", h.page(h.pageList))
 	m.HandleFunc("GET /quarantine/{$}", h.page(h.pageList))
