@@ -26,6 +26,9 @@ func adminHandler(g *running, reg *prometheus.Registry) (http.Handler, string, e
 		Logger:         g.log,
 		Metrics:        g.metrics,
 	}
+	if g.sys.Spool != nil { // the local queue; a JetStream one has no queue routes
+		cfg.Queue = g.sys.Spool
+	}
 	path := g.cfg.Admin.TokenFile
 	if path == "" {
 		_, p, created, err := admin.EnsureToken(g.cfg.DataDir)

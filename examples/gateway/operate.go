@@ -24,12 +24,14 @@ import (
 //	gateway quarantine list [-since T] [-symbol S] [-engine E] [-recipient R] [-text T] [-limit N]
 //	gateway quarantine show|release|delete ID
 //	gateway quarantine rescan [-since T] [-symbol S] [-engine E] [-recipient R] [-text T]
+//	gateway queue list [-state queued|held] [-limit N]
+//	gateway queue show|retry|bounce ID
 //
 // Every command takes -config FILE, -admin ADDR and -token-file FILE to
 // find the gateway (defaults: the configuration's admin.listen and token).
 func operate(args []string, stdout, stderr io.Writer) error {
 	if args[0] == "queue" {
-		return usageError{errors.New("queue commands: the admin API has no queue routes in this version; see the queue_* metrics")}
+		return operateQueue(args, stdout, stderr)
 	}
 	if len(args) < 2 {
 		return usageError{errors.New("usage: gateway quarantine list|show|release|delete|rescan [flags] [ID]")}
@@ -83,7 +85,7 @@ func operate(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		return c.show(ctx, m, stdout)
+		return c.show(ctx, "/api/quarantine/"+url.PathEscape(m), stdout)
 	case "release":
 		m, err := id()
 		if err != nil {
@@ -221,9 +223,10 @@ func (c *client) list(ctx context.Context, q url.Values, w io.Writer) error {
 	return nil
 }
 
-func (c *client) show(ctx context.Context, id string, w io.Writer) error {
+// show prints the JSON at path, indented.
+func (c *client) show(ctx context.Context, path string, w io.Writer) error {
 	var v json.RawMessage
-	if err := c.do(ctx, http.MethodGet, "/api/quarantine/"+url.PathEscape(id), nil, &v); err != nil {
+	if err := c.do(ctx, http.MethodGet, path, nil, &v); err != nil {
 		return err
 	}
 	var pretty any
