@@ -82,20 +82,53 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.admin, "admin", "", `admin HTTP listen address (admin.listen); "off" disables it`)
 	fs.BoolVar(&o.verbose, "v", false, "log at debug level")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for sessions and deliveries in flight")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: gateway [flags]\n       gateway -check-config FILE\n       gateway quarantine|queue COMMAND ... (gateway quarantine -h)")
+	if err := parse(fs, args, stderr, func(w io.Writer) {
+		fmt.Fprint(w, `usage: gateway [flags]
+       gateway -check-config FILE
+       gateway quarantine list|show|release|delete|rescan [flags] [ID]   (gateway quarantine -h)
+
+Runs the filtering gateway: SMTP in, the pipeline, a durable queue, relay out,
+quarantine, and an admin listener (health, metrics, the quarantine console).
+Without -config: the embedded default (SMTP 127.0.0.1:2525, relay to
+127.0.0.1:2526, data in ./portcullis-data, admin on 127.0.0.1:8025).
+
+Flags:
+`)
 		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, usageError{err}
+		fmt.Fprint(w, `
+Exit status:
+  0  a clean shutdown after SIGTERM or SIGINT; -check-config: the file is valid
+  1  the gateway could not start or stop cleanly
+  2  a bad command line or configuration
+
+Example:
+  gateway -listen 0.0.0.0:25 -relay mail.example.net:25 -data /var/lib/portcullis
+`)
+	}); err != nil {
+		return nil, err
 	}
 	if fs.NArg() != 0 {
 		return nil, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	return &o, nil
+}
+
+// parse parses args quietly: -h prints usage to stderr; a bad flag is
+// one usageError, said once by run (the flag package would print it, and
+// the usage, itself).
+func parse(fs *flag.FlagSet, args []string, stderr io.Writer, usage func(io.Writer)) error {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stderr)
+		usage(stderr)
+		return err
+	}
+	return usageError{fmt.Errorf("%w (%s -h lists the flags)", err, fs.Name())}
 }
 
 // loadConfig reads the file (or the embedded default) and applies the

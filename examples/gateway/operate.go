@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,12 +30,35 @@ import (
 //
 // Every command takes -config FILE, -admin ADDR and -token-file FILE to
 // find the gateway (defaults: the configuration's admin.listen and token).
+const operateTail = `
+Exit status:
+  0  done
+  1  the gateway did not answer, or refused (the message is not there)
+  2  a bad command line
+
+Example:
+  gateway quarantine list -since 24h -engine clamd-1
+`
+
+const operateUsage = `usage: gateway quarantine list [-since T] [-symbol S] [-engine E] [-recipient R] [-text T] [-limit N]
+       gateway quarantine show|release|delete ID
+       gateway quarantine rescan [-since T] [-symbol S] [-engine E] [-recipient R] [-text T]
+
+Works on the running gateway's quarantine through its admin API. Every
+command takes -config FILE, -admin ADDR, -token-file FILE and -data DIR to
+find the gateway (defaults: the embedded configuration's).
+` + operateTail
+
 func operate(args []string, stdout, stderr io.Writer) error {
 	if args[0] == "queue" {
 		return operateQueue(args, stdout, stderr)
 	}
-	if len(args) < 2 {
-		return usageError{errors.New("usage: gateway quarantine list|show|release|delete|rescan [flags] [ID]")}
+	if len(args) < 2 || !slices.Contains([]string{"list", "show", "release", "delete", "rescan"}, args[1]) {
+		if len(args) == 2 && (args[1] == "-h" || args[1] == "-help" || args[1] == "--help") {
+			fmt.Fprint(stderr, operateUsage)
+			return flag.ErrHelp
+		}
+		return usageError{errors.New("usage: gateway quarantine list|show|release|delete|rescan [flags] [ID] (gateway quarantine -h)")}
 	}
 	verb := args[1]
 	fs := flag.NewFlagSet("gateway quarantine "+verb, flag.ContinueOnError)
@@ -53,11 +77,12 @@ func operate(args []string, stdout, stderr io.Writer) error {
 	if verb == "list" {
 		fs.IntVar(&limit, "limit", 50, "messages to list (1-500)")
 	}
-	if err := fs.Parse(args[2:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err}
+	if err := parse(fs, args[2:], stderr, func(w io.Writer) {
+		fmt.Fprintf(w, "usage: gateway quarantine %s [flags]%s\n\nFlags:\n", verb, map[bool]string{true: " ID"}[verb != "list" && verb != "rescan"])
+		fs.PrintDefaults()
+		fmt.Fprint(w, operateTail)
+	}); err != nil {
+		return err
 	}
 	c, err := newClient(*cfgPath, *addr, *tokenFile, *data)
 	if err != nil {

@@ -69,6 +69,32 @@ func main() {
 	}
 }
 
+func usage(fs *flag.FlagSet) {
+	w := fs.Output()
+	fmt.Fprint(w, `usage: milter [flags]
+
+Runs Portcullis as a milter for Postfix or Sendmail: every message is judged
+while the client waits, rejections and tempfails reach it at the stage that
+decides. In Postfix's main.cf:
+
+  smtpd_milters = inet:127.0.0.1:11332
+  non_smtpd_milters = $smtpd_milters
+  milter_default_action = tempfail
+
+Flags:
+`)
+	fs.PrintDefaults()
+	fmt.Fprint(w, `
+Exit status:
+  0  a clean shutdown after SIGTERM or SIGINT
+  1  the milter could not start or stop cleanly
+  2  a bad command line or configuration
+
+Example:
+  milter -listen tcp:127.0.0.1:11332 -config /etc/portcullis/portcullis.yaml -quarantine store -relay 127.0.0.1:10026
+`)
+}
+
 // usageError is a bad command line or configuration.
 type usageError struct{ error }
 
@@ -92,11 +118,17 @@ func run(ctx context.Context, args []string, stderr io.Writer, up listening) err
 	fs.StringVar(&o.data, "data", "", "data directory for the quarantine and the admin token (data_dir)")
 	fs.StringVar(&o.relay, "relay", "", "where released messages go: HOST:PORT (relay.routes[*])")
 	fs.TextVar(&o.quarantine, "quarantine", milterd.PostfixHold, "where quarantined mail goes: postfix-hold (Postfix's hold queue) or store")
+	// Parse quietly: the flag package would print a bad flag's error and
+	// the usage, and main the error again.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			usage(fs)
 			return err
 		}
-		return usageError{err}
+		return usageError{fmt.Errorf("%w (milter -h lists the flags)", err)}
 	}
 	cfg, err := load(o)
 	if err != nil {

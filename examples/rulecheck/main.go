@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -42,15 +43,40 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&base, "base", "rule file of the set currently deployed, to name what changed; repeatable")
 	verbose := fs.Bool("v", false, "print every sample's score, action and hits")
 	slow := fs.Int("slow", 0, "print the N rules that took longest over the corpus")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: rulecheck [-default] [-corpus manifest.yaml]... [-base FILE]... [-v] [-slow N] FILE...")
+	usage := func() {
+		fmt.Fprint(stderr, `usage: rulecheck [-default] [-corpus manifest.yaml]... [-base FILE]... [-v] [-slow N] FILE...
+
+Compiles a candidate rule set (FILE: YAML rule files, or SpamAssassin .cf),
+scores every sample of its corpus (the files' corpus: sections and each
+-corpus manifest), and fails when a sample's action is not the one expected.
+
+Flags:
+`)
+		fs.SetOutput(stderr)
 		fs.PrintDefaults()
+		fmt.Fprint(stderr, `
+Exit status:
+  0  every sample's verdict as expected
+  1  a verdict changed (the rules that made the difference are named)
+  2  the set or the corpus did not load, or a bad command line
+
+Example:
+  rulecheck -default -base /etc/portcullis/local.yaml -corpus corpus/manifest.yaml local.yaml
+`)
 	}
+	// Parse quietly, then say a bad flag once.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage()
+			return 0
+		}
+		fmt.Fprintf(stderr, "rulecheck: %v (rulecheck -h lists the flags)\n", err)
 		return 2
 	}
 	if fs.NArg() == 0 && !*withDefault {
-		fs.Usage()
+		usage()
 		return 2
 	}
 	cand, err := rules.Build(rules.Config{Files: fs.Args(), Default: *withDefault})
