@@ -52,6 +52,11 @@ func TestIncident06(t *testing.T) {
 			}
 		}
 		t.Errorf("%s from %s: %v, want %v", id, ip, r, want)
+		for _, line := range strings.Split(g.output(), "\n") {
+			if strings.Contains(line, "rbl") || strings.Contains(line, ip+" ") || strings.Contains(line, "verdict") {
+				t.Log(line)
+			}
+		}
 		return r
 	}
 	round := func(phase string, listedWant int) {
