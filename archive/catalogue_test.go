@@ -149,6 +149,12 @@ func catalogue(t testing.TB) []catCase {
 	add("container", "TNEF with a PE (clam.tnef)", wrap("application/ms-tnef; name=winmail.dat", "base64", b64lines(clamFile(t, "clam.tnef"))), filter.Reject)
 	add("container", "TNEF with a script", wrap("application/ms-tnef; name=winmail.dat", "base64", b64lines(makeTNEF("invoice.js", []byte("x")))), filter.Reject)
 	add("container", "TNEF with a script, typed octet-stream, no name", wrap("application/octet-stream", "base64", b64lines(makeTNEF("invoice.js", []byte("x")))), filter.Reject)
+	const none = 0xffffffff
+	add("container", "Outlook .msg with a PE attachment", wrap("application/vnd.ms-outlook; name=fwd.msg", "base64", b64lines(makeCFBTree(t,
+		cfbSpec{name: "__attach_version1.0_#00000000", typ: 1, left: none, right: none, child: 2},
+		cfbSpec{name: "__substg1.0_37010102", typ: 2, data: pe, left: 3, right: none, child: none},
+		cfbSpec{name: "__substg1.0_3707001F", typ: 2, data: utf16le("scan.pdf"), left: none, right: none, child: none},
+	))), filter.Reject)
 	add("container", "ISO with a PE", wrap("application/octet-stream; name=photos.iso", "base64", b64lines(makeISO("setup.exe", pe))), filter.Reject)
 	add("container", "ISO named .pdf with text", wrap("application/pdf; name=a.pdf", "base64", b64lines(makeISO("readme.txt", []byte("hello")))), filter.Quarantine)
 	add("container", "CHM named .dat", wrap("application/octet-stream; name=help.dat", "base64", b64lines(clamFile(t, "clam.chm"))), filter.Reject)

@@ -37,10 +37,11 @@ type cfb struct {
 }
 
 type cfbEntry struct {
-	name  string
-	typ   byte // 1 storage, 2 stream, 5 root
-	start uint32
-	size  uint64
+	name               string
+	typ                byte // 1 storage, 2 stream, 5 root
+	start              uint32
+	size               uint64
+	left, right, child uint32 // the directory tree: siblings and first child
 }
 
 func (c *cfb) sectorOff(s uint32) int64 { return (int64(s) + 1) << c.shift }
@@ -80,7 +81,9 @@ func openCFB(r io.ReaderAt, size int64, maxEntries int) (*cfb, error) {
 			}
 		}
 		c.entries = append(c.entries, cfbEntry{name: string(utf16.Decode(u)), typ: e[0x42],
-			start: binary.LittleEndian.Uint32(e[0x74:]), size: binary.LittleEndian.Uint64(e[0x78:])})
+			start: binary.LittleEndian.Uint32(e[0x74:]), size: binary.LittleEndian.Uint64(e[0x78:]),
+			left: binary.LittleEndian.Uint32(e[0x44:]), right: binary.LittleEndian.Uint32(e[0x48:]),
+			child: binary.LittleEndian.Uint32(e[0x4c:])})
 	}
 	if len(c.entries) == 0 || c.entries[0].typ != 5 {
 		return nil, fmt.Errorf("%w: no root entry", errCFB)
@@ -253,4 +256,24 @@ func (s *cfbStream) readAt(p []byte, off int64) (int, error) {
 	within := off % secSize
 	n := min(int64(len(p)), secSize-within)
 	return s.c.r.ReadAt(p[:n], s.c.sectorOff(sect)+within)
+}
+
+// children lists the entries directly inside storage i: the tree of
+// siblings under its child, walked with an explicit stack, each entry
+// once, so a directory that loops ends.
+func (c *cfb) children(i int) []int {
+	var out []int
+	seen := make(map[uint32]bool)
+	stack := []uint32{c.entries[i].child}
+	for len(stack) > 0 {
+		k := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if int(k) >= len(c.entries) || seen[k] {
+			continue
+		}
+		seen[k] = true
+		out = append(out, int(k))
+		stack = append(stack, c.entries[k].left, c.entries[k].right)
+	}
+	return out
 }

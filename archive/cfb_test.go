@@ -161,7 +161,10 @@ func FuzzCFB(f *testing.F) {
 		if err != nil {
 			return
 		}
-		for _, e := range c.entries {
+		for i, e := range c.entries {
+			if e.typ == 1 && len(c.children(i)) > len(c.entries) {
+				t.Fatalf("more children than entries")
+			}
 			n, _ := io.Copy(io.Discard, io.LimitReader(c.open(e), 1<<20))
 			if n > int64(len(data))*8+4096 {
 				t.Fatalf("stream of %d bytes from %d", n, len(data))
@@ -208,4 +211,136 @@ func FuzzRTFObjects(f *testing.F) {
 		}
 		ole1Payload(b)
 	})
+}
+
+type cfbSpec struct {
+	name               string
+	typ                byte // 1 storage, 2 stream (the root is added first)
+	data               []byte
+	left, right, child uint32
+}
+
+// makeCFBTree builds a version 3 compound file whose directory is given
+// entry by entry after the root (root child = entry 1); streams are padded
+// past the mini stream cutoff.
+func makeCFBTree(t testing.TB, specs ...cfbSpec) []byte {
+	t.Helper()
+	le := binary.LittleEndian
+	const none = 0xffffffff
+	dirSectors := (len(specs) + 1 + 3) / 4
+	next := uint32(1 + dirSectors)
+	starts := make([]uint32, len(specs))
+	var data []byte
+	fat := make([]uint32, 128)
+	for i := range fat {
+		fat[i] = none
+	}
+	fat[0] = 0xfffffffd
+	for i := range dirSectors {
+		fat[1+i] = uint32(2 + i)
+	}
+	fat[dirSectors] = 0xfffffffe
+	for i, s := range specs {
+		if s.typ != 2 {
+			continue
+		}
+		d := append([]byte(nil), s.data...)
+		d = append(d, make([]byte, max(0, 4096-len(d)))...)
+		d = append(d, make([]byte, (512-len(d)%512)%512)...)
+		starts[i] = next
+		n := uint32(len(d) / 512)
+		for k := range n {
+			fat[next+k] = next + k + 1
+		}
+		fat[next+n-1] = 0xfffffffe
+		next += n
+		data = append(data, d...)
+		specs[i].data = s.data
+	}
+	if next > 128 {
+		t.Fatal("makeCFBTree: too much data for one FAT sector")
+	}
+	hdr := make([]byte, 512)
+	copy(hdr, oleHeader)
+	le.PutUint16(hdr[0x18:], 0x3e)
+	le.PutUint16(hdr[0x1a:], 3)
+	le.PutUint16(hdr[0x1c:], 0xfffe)
+	le.PutUint16(hdr[0x1e:], 9)
+	le.PutUint16(hdr[0x20:], 6)
+	le.PutUint32(hdr[0x2c:], 1)
+	le.PutUint32(hdr[0x30:], 1)
+	le.PutUint32(hdr[0x38:], 4096)
+	le.PutUint32(hdr[0x3c:], 0xfffffffe)
+	le.PutUint32(hdr[0x44:], 0xfffffffe)
+	for i := range 109 {
+		le.PutUint32(hdr[76+4*i:], none)
+	}
+	le.PutUint32(hdr[76:], 0)
+	fatb := make([]byte, 512)
+	for i, v := range fat {
+		le.PutUint32(fatb[4*i:], v)
+	}
+	dir := make([]byte, dirSectors*512)
+	entry := func(i int, name string, typ byte, left, right, child, start uint32, size uint64) {
+		e := dir[128*i:]
+		u := utf16.Encode([]rune(name))
+		for j, v := range u {
+			le.PutUint16(e[2*j:], v)
+		}
+		le.PutUint16(e[0x40:], uint16(2*len(u)+2))
+		e[0x42], e[0x43] = typ, 1
+		le.PutUint32(e[0x44:], left)
+		le.PutUint32(e[0x48:], right)
+		le.PutUint32(e[0x4c:], child)
+		le.PutUint32(e[0x74:], start)
+		le.PutUint64(e[0x78:], size)
+	}
+	entry(0, "Root Entry", 5, none, none, 1, 0xfffffffe, 0)
+	for i, s := range specs {
+		start, size := uint32(0xfffffffe), uint64(0)
+		if s.typ == 2 {
+			start, size = starts[i], uint64(max(len(s.data), 4096))
+		}
+		entry(i+1, s.name, s.typ, s.left, s.right, s.child, start, size)
+	}
+	return append(append(append(hdr, fatb...), dir...), data...)
+}
+
+func utf16le(s string) []byte {
+	var b []byte
+	for _, u := range utf16.Encode([]rune(s)) {
+		b = append(b, byte(u), byte(u>>8))
+	}
+	return append(b, 0, 0)
+}
+
+func TestOutlookMsgAttachments(t *testing.T) {
+	const none = 0xffffffff
+	msg := makeCFBTree(t,
+		cfbSpec{name: "__substg1.0_0037001F", typ: 2, data: utf16le("hello"), left: none, right: 2, child: none},
+		cfbSpec{name: "__attach_version1.0_#00000000", typ: 1, left: none, right: none, child: 3},
+		cfbSpec{name: "__substg1.0_37010102", typ: 2, data: tinyPE(), left: 4, right: none, child: none},
+		cfbSpec{name: "__substg1.0_3707001F", typ: 2, data: utf16le("invoice.pdf.exe"), left: none, right: none, child: none},
+	)
+	res, fs := inspect(t, Config{}, att{name: "fwd.msg", data: msg})
+	requireFinding(t, fs, KindBannedType, "fwd.msg/invoice.pdf.exe (pe)")
+	assert.Equal(t, filter.Reject, res.Action)
+
+	clean := makeCFBTree(t,
+		cfbSpec{name: "__attach_version1.0_#00000000", typ: 1, left: none, right: none, child: 2},
+		cfbSpec{name: "__substg1.0_37010102", typ: 2, data: []byte("%PDF-1.4\n"), left: 3, right: none, child: none},
+		cfbSpec{name: "__substg1.0_3707001E", typ: 2, data: []byte("report.pdf\x00"), left: none, right: none, child: none},
+	)
+	res, _ = inspect(t, Config{}, att{name: "fwd.msg", data: clean})
+	assert.Equal(t, filter.Accept, res.Action, "%v", res.Symbols)
+
+	// A sibling tree that loops ends.
+	loop := makeCFBTree(t,
+		cfbSpec{name: "__attach_version1.0_#00000000", typ: 1, left: none, right: none, child: 2},
+		cfbSpec{name: "__substg1.0_3707001E", typ: 2, data: []byte("a.txt\x00"), left: 3, right: none, child: none},
+		cfbSpec{name: "__substg1.0_3704001E", typ: 2, data: []byte("a.vbs\x00"), left: 2, right: 2, child: none},
+	)
+	res, fs = inspect(t, Config{}, att{name: "loop.msg", data: loop})
+	requireFinding(t, fs, KindBannedType, ".vbs")
+	assert.Equal(t, filter.Reject, res.Action)
 }

@@ -37,9 +37,10 @@
 // bounded reader of this package's own (each file says why it is not a
 // library): archives behind a prefix (a zip after a PDF or an image, a 7z
 // after a PNG, an SFX stub: polyglot.go), OLE compound files and the
-// Packager objects inside them (cfb.go, ole.go) and RTF \objdata objects
-// (rtf.go), forwarded mail in any wrapping — message/rfc822 in base64, an
-// .eml sent as octet-stream (eml.go), Outlook's TNEF (tnef.go), ISO 9660
+// Packager objects and Outlook .msg attachments inside them (cfb.go,
+// ole.go), RTF \objdata objects (rtf.go), forwarded mail in any wrapping —
+// message/rfc822 in base64, an .eml sent as octet-stream (eml.go),
+// Outlook's TNEF (tnef.go), ISO 9660
 // images (iso.go), and text-embedded encodings — uuencode in every
 // begin-line form, begin-base64, yEnc, BinHex 4.0 — in a text body or a
 // part of their own (uu.go). message/partial cannot be judged alone and

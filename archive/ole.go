@@ -60,9 +60,9 @@ func (s *oleScan) write(p []byte) {
 // and the files that embedded objects carry — an OLE1 "\x01Ole10Native"
 // stream (the Packager object that puts a .bat, .js or .exe into a
 // document, with its original name) and "Package" and "CONTENTS" streams
-// (an embedded document or PDF as it is). Each is judged like an
-// attachment. A compound file whose structure cannot be read is
-// uninspectable.
+// (an embedded document or PDF as it is), and the attachments of an
+// Outlook item (.msg). Each is judged like an attachment. A compound file
+// whose structure cannot be read is uninspectable.
 func (w *walker) ole(n node, t string, r io.Reader) error {
 	sp, err := filter.NewSpool(w.ctx, r, filter.SpoolConfig{MemoryBytes: w.lim.MemoryBytes, MaxBytes: -1})
 	if err != nil {
@@ -85,7 +85,13 @@ func (w *walker) ole(n node, t string, r io.Reader) error {
 }
 
 func (w *walker) oleStreams(n node, c *cfb) error {
-	for _, e := range c.entries {
+	for i, e := range c.entries {
+		if e.typ == 1 && strings.HasPrefix(e.name, "__attach_version1.0_#") {
+			if err := w.msgAttachment(n, c, i); err != nil {
+				return err
+			}
+			continue
+		}
 		if e.typ != 2 {
 			continue
 		}
@@ -178,4 +184,66 @@ func ole10Native(r io.Reader, max int64) (names []string, data io.Reader, size i
 		}
 	}
 	return names, io.LimitReader(br, size), size, nil
+}
+
+// msgAttachment walks one attachment of an Outlook item (.msg): the
+// storage __attach_version1.0_#N holds its data (PR_ATTACH_DATA_BIN,
+// stream __substg1.0_37010102) and its names (PR_ATTACH_LONG_FILENAME
+// 3707, PR_ATTACH_FILENAME 3704, in UTF-16 or 8-bit). An attached item
+// (PR_ATTACH_DATA_OBJ, a storage) is not opened: it is named and scored.
+func (w *walker) msgAttachment(n node, c *cfb, storage int) error {
+	if err := w.countEntry(n.path); err != nil {
+		return err
+	}
+	var data *cfbEntry
+	var names []string
+	embedded := false
+	for _, k := range c.children(storage) {
+		e := &c.entries[k]
+		switch {
+		case e.typ == 2 && e.name == "__substg1.0_37010102":
+			data = e
+		case e.typ == 2 && (strings.HasPrefix(e.name, "__substg1.0_3707") || strings.HasPrefix(e.name, "__substg1.0_3704")):
+			b, _ := io.ReadAll(io.LimitReader(c.open(*e), 2048))
+			name := string(bytes.TrimRight(b, "\x00"))
+			if strings.HasSuffix(e.name, "001F") {
+				u := make([]uint16, 0, len(b)/2)
+				for j := 0; j+1 < len(b); j += 2 {
+					if v := binary.LittleEndian.Uint16(b[j:]); v != 0 {
+						u = append(u, v)
+					} else {
+						break
+					}
+				}
+				name = string(utf16.Decode(u))
+			}
+			if name != "" && !slices.Contains(names, name) {
+				if strings.HasPrefix(e.name, "__substg1.0_3707") {
+					names = append([]string{name}, names...)
+				} else {
+					names = append(names, name)
+				}
+			}
+		case e.typ == 1 && e.name == "__substg1.0_3701000D":
+			embedded = true
+		}
+	}
+	name := "attachment"
+	if len(names) > 0 {
+		name = names[0]
+	}
+	child := n.child(name, false, -1)
+	child.names = names
+	if data == nil {
+		w.namesOnly(child)
+		if embedded {
+			w.find(KindEmbeddedObject, child.path, "attached Outlook item")
+		}
+		return w.tick(child.path)
+	}
+	child.size = int64(data.size)
+	if err := w.declared(child.path, int64(data.size), -1); err != nil {
+		return err
+	}
+	return w.file(child, w.meter(c.open(*data), nil, child.path))
 }
