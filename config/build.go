@@ -177,7 +177,7 @@ func buildScanner(av AV, f *Filters, log *slog.Logger, m filter.Metrics) (filter
 		engines = append(engines, c)
 	}
 	for i, u := range av.ICAP {
-		c, err := icap.New(icap.Config{URL: u, Name: fmt.Sprintf("icap-%d", i+1), MaxSize: av.ICAPMaxSize})
+		c, err := icap.New(icap.Config{URL: u, Name: fmt.Sprintf("icap-%d", i+1), MaxSize: av.ICAPMaxSize, TrustPreview: av.ICAPTrustPreview})
 		if err != nil {
 			return nil, fmt.Errorf("config: icap %q: %w", u, err)
 		}

@@ -230,6 +230,10 @@ type AV struct {
 	// ICAPMaxSize is the largest object the ICAP services scan whole; a
 	// clean answer for more is a partial scan. 0: no limit.
 	ICAPMaxSize int64 `yaml:"icap_max_size"`
+	// ICAPTrustPreview takes a clean answer to the preview alone as clean.
+	// By default it is a partial scan: the service judged the first bytes
+	// (c-icap by its ScanFileTypes) and never read the rest.
+	ICAPTrustPreview bool `yaml:"icap_trust_preview"`
 	// ClamdConfig is clamd's clamd.conf, read for StreamMaxLength,
 	// MaxFileSize and MaxScanSize when clamd runs on this host; any answer
 	// about more bytes than they allow is a partial scan.
