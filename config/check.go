@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // ErrInvalid is matched by every error Check returns.
@@ -22,7 +24,44 @@ func (c *Config) Check() error {
 	if err := c.checkFilters(); err != nil {
 		return err
 	}
+	if err := c.checkAdmin(); err != nil {
+		return err
+	}
 	return c.checkGateway()
+}
+
+// checkAdmin checks the console users: what admin.New would refuse is
+// refused here, naming the user, so -check-config finds it.
+func (c *Config) checkAdmin() error {
+	users := c.Admin.Users
+	if len(users) > MaxUsers {
+		return invalid("admin: %d users; %d at most", len(users), MaxUsers)
+	}
+	seen := map[string]bool{}
+	for i, u := range users {
+		if u.Name == "" || len(u.Name) > 256 {
+			return invalid("admin: users[%d]: a name of 1 to 256 bytes is required", i)
+		}
+		if seen[u.Name] {
+			return invalid("admin: user %q twice", u.Name)
+		}
+		seen[u.Name] = true
+		if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
+			return invalid("admin: user %q: password_hash is not a bcrypt hash (htpasswd -nbB makes one): %v", u.Name, err)
+		}
+		if len(u.Recipients) > MaxUserRecipients {
+			return invalid("admin: user %q: %d recipients; %d at most", u.Name, len(u.Recipients), MaxUserRecipients)
+		}
+		for _, r := range u.Recipients {
+			if !strings.Contains(r, "@") || len(r) > 1024 {
+				return invalid("admin: user %q: recipient %q: an address or an @domain", u.Name, r)
+			}
+		}
+		if !u.Admin && len(u.Recipients) == 0 {
+			return invalid("admin: user %q is neither an admin nor scoped to recipients: they would see nothing", u.Name)
+		}
+	}
+	return nil
 }
 
 func (c *Config) checkFilters() error {

@@ -33,8 +33,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/admin"
 	"github.com/portcullis-mail/portcullis/filter"
 	"go.yaml.in/yaml/v3"
 )
@@ -167,6 +169,43 @@ type Admin struct {
 	// TokenFile holds the bearer token of mutating endpoints; "" means
 	// data_dir/admin.token, generated (mode 0600) on first start.
 	TokenFile string `yaml:"token_file"`
+	// SecureCookies marks the console's session cookie Secure on plain
+	// HTTP too: set it behind a TLS-terminating proxy.
+	SecureCookies bool `yaml:"secure_cookies"`
+	// Users may log in to the console with a password, and use the JSON
+	// API with HTTP Basic authentication; at most MaxUsers.
+	Users []User `yaml:"users"`
+}
+
+// User is a console user (admin.User).
+type User struct {
+	// Name is the login name: 1 to 256 bytes, unique.
+	Name string `yaml:"name"`
+	// PasswordHash is a bcrypt hash ("$2a$10$...": `htpasswd -nbB NAME
+	// PASSWORD`, or admin.HashPassword); never the password itself.
+	PasswordHash string `yaml:"password_hash"`
+	// Admin users see and act on every held message and the queue.
+	Admin bool `yaml:"admin"`
+	// Recipients scope a user who is not an admin: the addresses whose
+	// held mail they see ("@example.net" for a whole domain); at most
+	// MaxUserRecipients.
+	Recipients []string `yaml:"recipients"`
+}
+
+// Bounds of admin.users.
+const (
+	MaxUsers          = 10000
+	MaxUserRecipients = 10000
+)
+
+// AdminUsers returns the configured console users as package admin
+// takes them (admin.Config.Users).
+func (a Admin) AdminUsers() []admin.User {
+	var out []admin.User
+	for _, u := range a.Users {
+		out = append(out, admin.User{Name: u.Name, PasswordHash: u.PasswordHash, Admin: u.Admin, Recipients: slices.Clone(u.Recipients)})
+	}
+	return out
 }
 
 // Policy maps onto filter.Policy.
