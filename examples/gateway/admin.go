@@ -22,6 +22,8 @@ func adminHandler(g *running, reg *prometheus.Registry) (http.Handler, string, e
 		Pipeline:       func() *filter.Pipeline { return g.sys.Filters.Pipeline },
 		Ready:          func(context.Context) error { return g.ready() },
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Users:          g.cfg.Admin.AdminUsers(),
+		SecureCookies:  g.cfg.Admin.SecureCookies,
 		Limits:         g.cfg.Limits.FilterLimits(),
 		Logger:         g.log,
 		Metrics:        g.metrics,

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"net/http"
 	"os/exec"
 	"strings"
 	"sync/atomic"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/portcullis-mail/portcullis/internal/testsvc"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // The queue commands through the built binary: a next hop that defers
@@ -96,5 +99,32 @@ func TestQueueCommands(t *testing.T) {
 	}
 	if !strings.Contains(list, "0 shown, 0 queued") {
 		t.Errorf("queue after retry and bounce:\n%s", list)
+	}
+}
+
+// admin.users from the configuration reach the admin API: an admin user
+// by HTTP Basic sees the queue, a recipient-scoped one does not.
+func TestConfiguredUsers(t *testing.T) {
+	h, err := bcrypt.GenerateFromPassword([]byte("ops-password"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeFile(t, t.TempDir(), "gateway.yaml", fmt.Sprintf("admin:\n  users:\n    - {name: ops, password_hash: %q, admin: true}\n"+
+		"    - {name: alice, password_hash: %q, recipients: [alice@example.net]}\n", h, h))
+	g := startGateway(t, gatewayArgs(t, "127.0.0.1:1", "-config", cfg)...)
+	for _, c := range []struct {
+		user, pw string
+		want     int
+	}{{"ops", "ops-password", 200}, {"ops", "wrong", 401}, {"alice", "ops-password", 403}} {
+		req, _ := http.NewRequest("GET", "http://"+g.admin+"/api/queue", nil)
+		req.SetBasicAuth(c.user, c.pw)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s/%s: %d, want %d", c.user, c.pw, resp.StatusCode, c.want)
+		}
 	}
 }

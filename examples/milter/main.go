@@ -167,11 +167,11 @@ func run(ctx context.Context, args []string, stderr io.Writer, up listening) err
 
 	var adminAddr net.Addr
 	if cfg.Admin.Listen != "" {
-		hs, addr, err := serveAdmin(cfg, sys, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), log, metrics, served)
+		closeAdmin, addr, err := serveAdmin(cfg, sys, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), log, metrics, served)
 		if err != nil {
 			return err
 		}
-		defer hs.Close()
+		defer closeAdmin()
 		adminAddr = addr
 	}
 	log.Info("portcullis milter started", "milter", ln.Addr().String(), "admin", fmt.Sprint(adminAddr),
@@ -219,8 +219,10 @@ func load(o options) (*config.Config, error) {
 	return cfg, cfg.Check()
 }
 
-// serveAdmin mounts package admin on the admin listener.
-func serveAdmin(cfg *config.Config, sys *config.System, metricsHandler http.Handler, log *slog.Logger, metrics filter.Metrics, served chan<- error) (*http.Server, net.Addr, error) {
+// serveAdmin mounts package admin on the admin listener. The returned
+// func closes the listener, then the handler (a running re-scan is
+// cancelled; it is resumable).
+func serveAdmin(cfg *config.Config, sys *config.System, metricsHandler http.Handler, log *slog.Logger, metrics filter.Metrics, served chan<- error) (func(), net.Addr, error) {
 	tokenFile := cfg.Admin.TokenFile
 	if tokenFile == "" {
 		_, path, _, err := admin.EnsureToken(cfg.DataDir)
@@ -235,6 +237,8 @@ func serveAdmin(cfg *config.Config, sys *config.System, metricsHandler http.Hand
 		Ready:          func(context.Context) error { return sys.Ready() },
 		MetricsHandler: metricsHandler,
 		TokenFile:      tokenFile,
+		Users:          cfg.Admin.AdminUsers(),
+		SecureCookies:  cfg.Admin.SecureCookies,
 		Limits:         cfg.Limits.FilterLimits(),
 		Logger:         log,
 		Metrics:        metrics,
@@ -244,6 +248,7 @@ func serveAdmin(cfg *config.Config, sys *config.System, metricsHandler http.Hand
 	}
 	ln, err := net.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {
+		h.Close()
 		return nil, nil, fmt.Errorf("admin: %w", err)
 	}
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 10 * time.Minute, IdleTimeout: 2 * time.Minute}
@@ -252,5 +257,5 @@ func serveAdmin(cfg *config.Config, sys *config.System, metricsHandler http.Hand
 			served <- fmt.Errorf("admin: %w", err)
 		}
 	}()
-	return hs, ln.Addr(), nil
+	return func() { hs.Close(); h.Close() }, ln.Addr(), nil
 }
