@@ -250,9 +250,11 @@ func (s *Server) track(conn net.Conn) bool {
 		return false
 	}
 	if len(s.conns) >= s.cfg.MaxConnections {
-		conn.Close()
+		// Counted and logged before the close: whoever sees the connection
+		// closed must also see the refusal in the metrics.
 		s.metrics.Add("portcullis_milter_refused_total", 1, "stage", "accept", "reason", "max_connections")
 		s.log.WarnContext(s.ctx, "milter connection refused: too many connections", "max", s.cfg.MaxConnections)
+		conn.Close()
 		return false
 	}
 	s.conns[conn] = struct{}{}
