@@ -14,7 +14,9 @@
 //	milter_default_action = tempfail
 //
 // The configuration is the gateway's (package config): its filters,
-// policy and limits judge the mail; data_dir holds the quarantine store;
+// policy and limits judge the mail; data_dir holds the quarantine store
+// (./portcullis-milter-data and admin 127.0.0.1:8026 unless the file or
+// a flag says otherwise: not the gateway's, so both can run side by side);
 // relay.routes is where released messages go. -quarantine postfix-hold
 // (the default) leaves quarantined mail in Postfix's hold queue
 // (postsuper -H releases it); -quarantine store keeps it in Portcullis's
@@ -51,6 +53,7 @@ import (
 	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/filter"
 	"github.com/portcullis-mail/portcullis/milterd"
+	"go.yaml.in/yaml/v3"
 )
 
 func main() {
@@ -114,8 +117,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, up listening) err
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.config, "config", "", "configuration file (YAML); the embedded default when empty")
 	fs.StringVar(&o.listen, "listen", "tcp:127.0.0.1:11332", "milter socket: tcp:HOST:PORT or unix:/path")
-	fs.StringVar(&o.admin, "admin", "", `admin HTTP address (admin.listen); "off" disables it`)
-	fs.StringVar(&o.data, "data", "", "data directory for the quarantine and the admin token (data_dir)")
+	fs.StringVar(&o.admin, "admin", "", `admin HTTP address (admin.listen; default `+DefaultAdmin+`, not the gateway's 8025); "off" disables it`)
+	fs.StringVar(&o.data, "data", "", "data directory for the quarantine and the admin token (data_dir; default "+DefaultDataDir+", not the gateway's)")
 	fs.StringVar(&o.relay, "relay", "", "where released messages go: HOST:PORT (relay.routes[*])")
 	fs.TextVar(&o.quarantine, "quarantine", milterd.PostfixHold, "where quarantined mail goes: postfix-hold (Postfix's hold queue) or store")
 	// Parse quietly: the flag package would print a bad flag's error and
@@ -192,14 +195,55 @@ func run(ctx context.Context, args []string, stderr io.Writer, up listening) err
 	return nil
 }
 
+// The milter's own defaults, so that it runs beside a gateway on the
+// same machine without sharing (and failing to lock) its data directory
+// or admin port: they apply unless the file sets data_dir or
+// admin.listen.
+const (
+	DefaultDataDir = "./portcullis-milter-data"
+	DefaultAdmin   = "127.0.0.1:8026"
+)
+
+// setKeys reports which of the keys whose milter default differs from
+// the gateway's a configuration file sets (config.Load has already
+// checked the file).
+func setKeys(path string) (keys struct{ dataDir, adminListen bool }, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return keys, err
+	}
+	var f struct {
+		DataDir *string `yaml:"data_dir"`
+		Admin   struct {
+			Listen *string `yaml:"listen"`
+		} `yaml:"admin"`
+	}
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		return keys, err
+	}
+	keys.dataDir, keys.adminListen = f.DataDir != nil, f.Admin.Listen != nil
+	return keys, nil
+}
+
 // load reads the configuration and applies the flags over it, so a flag
 // and a key mean the same thing.
 func load(o options) (*config.Config, error) {
 	cfg := config.Default()
+	cfg.DataDir, cfg.Admin.Listen = DefaultDataDir, DefaultAdmin
 	if o.config != "" {
 		c, err := config.Load(o.config)
 		if err != nil {
 			return nil, err
+		}
+		set, err := setKeys(o.config)
+		if err != nil {
+			return nil, err
+		}
+		if !set.dataDir {
+			c.DataDir = DefaultDataDir
+		}
+		if !set.adminListen {
+			c.Admin.Listen = DefaultAdmin
 		}
 		cfg = c
 	}
