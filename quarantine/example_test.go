@@ -44,13 +44,17 @@ func Example() {
 	raw := []byte("Subject: invoice\r\n\r\nsee attachment\r\n")
 	msg := filter.NewMessageBytes(filter.Envelope{MailFrom: "a@example.org", RcptTo: []string{"bob@example.net"}}, raw, filter.Limits{})
 	verdict := filter.Verdict{Action: filter.Quarantine, Score: 10,
-		Symbols: []filter.Symbol{{Name: "CLAMAV_VIRUS", Score: 10, Detail: "Win.Test.EICAR_HDB-1"}}}
+		Symbols: []filter.Symbol{
+			{Name: "AV_INFECTED", Score: 10, Detail: "clamd-1: Win.Test.EICAR_HDB-1"},
+			{Name: "AV_CLAMD_1_INFECTED", Detail: "Win.Test.EICAR_HDB-1"}, // scanner.EngineSymbol("clamd-1")
+		}}
 	id, err := m.Hold(ctx, msg, verdict)
 	if err != nil {
 		panic(err) // a gateway answers 4xx
 	}
 
-	page, _ := m.List(ctx, quarantine.Query{Symbol: "CLAMAV_*", Since: since})
+	// Everything engine clamd-1 flagged since T: the faulty-update recovery.
+	page, _ := m.List(ctx, quarantine.Query{Symbol: "AV_CLAMD_1_INFECTED", Since: since})
 	for _, h := range page.Items {
 		fmt.Println("held:", h.Envelope.MailFrom, h.Action, h.Reason())
 	}
@@ -63,7 +67,7 @@ func Example() {
 	page, _ = m.List(ctx, quarantine.Query{})
 	fmt.Println("left:", len(page.Items))
 	// Output:
-	// held: a@example.org quarantine [CLAMAV_VIRUS]
+	// held: a@example.org quarantine [AV_INFECTED AV_CLAMD_1_INFECTED]
 	// bob has 1 held
 	// queued for [bob@example.net]: 36 bytes
 	// left: 0

@@ -357,7 +357,10 @@ func (m *Manager) Hold(ctx context.Context, msg *filter.Message, v filter.Verdic
 // Query selects quarantined messages. Zero fields select all.
 type Query struct {
 	// Symbol matches a verdict symbol by name; a trailing "*" matches a
-	// prefix ("CLAMAV_*": every message an engine flagged).
+	// prefix. Every message one antivirus engine flagged carries that
+	// engine's symbol (scanner.EngineSymbol: "AV_CLAMD_1_INFECTED" for
+	// engine clamd-1); select it by its exact name, since a prefix such
+	// as "AV_CLAMD_1_*" would also match clamd-10.
 	Symbol string
 	// Since and Until bound HeldAt: Since <= HeldAt < Until.
 	Since, Until time.Time
