@@ -309,21 +309,6 @@ func (g *gateway) signal(sig syscall.Signal) {
 	}
 }
 
-// stop sends SIGTERM and waits for a clean exit.
-func (g *gateway) stop() {
-	g.t.Helper()
-	g.signal(syscall.SIGTERM)
-	select {
-	case <-g.done:
-	case <-time.After(30 * time.Second):
-		g.t.Fatalf("gateway did not exit after SIGTERM:\n%s", g.output())
-	}
-	var ee *exec.ExitError
-	if errors.As(g.err, &ee) {
-		g.t.Errorf("gateway exited %d after SIGTERM:\n%s", ee.ExitCode(), g.output())
-	}
-}
-
 // field returns key's value in a slog text line.
 func field(line, key string) string {
 	i := strings.Index(line, " "+key+"=")

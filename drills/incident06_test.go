@@ -29,7 +29,7 @@ func TestIncident06(t *testing.T) {
 	cfg.DNS.Resolvers = []string{r1.Addr, r2.Addr}
 	cfg.DNS.DNSBL = []string{"bl.drill.test=20"}
 	cfg.DNS.LookupNonPublic = []string{"127.0.0.0/8"}
-	cfg.DNS.QueryTimeout = config.Duration(150 * time.Millisecond)
+	cfg.DNS.QueryTimeout = config.Duration(500 * time.Millisecond) // shorter flakes on a loaded 2-core CI machine
 	cfg.DNS.HealthInterval = config.Duration(200 * time.Millisecond)
 	g := start(t, cfg)
 	waitReady(t, g)
@@ -59,23 +59,23 @@ func TestIncident06(t *testing.T) {
 		}
 		return r
 	}
-	round := func(phase string, listedWant int) {
+	round := func(phase string, listedWant, pairs int) {
 		t.Helper()
-		for range 4 {
+		for range pairs {
 			attempt(phase, true, listedWant)
 			attempt(phase, false, 250)
 		}
 	}
-	round("healthy", 554)
+	round("healthy", 554, 4)
 
 	r1.set(dnsSilent)
-	round("silent", 554)
+	round("silent", 554, 4)
 	m := g.metrics()
 	if v := metric(m, "portcullis_rbl_failovers_total", "resolver="+r1.Addr); v < 1 {
 		t.Errorf("no failover away from the silent resolver counted")
 	}
 	r1.set(dnsGarbage)
-	round("garbage", 554)
+	round("garbage", 554, 4)
 	poll(t, 10*time.Second, "the broken resolver reported down", func() (bool, string) {
 		m := g.metrics()
 		up1, up2 := metric(m, "portcullis_rbl_resolver_up", "resolver="+r1.Addr), metric(m, "portcullis_rbl_resolver_up", "resolver="+r2.Addr)
@@ -84,7 +84,7 @@ func TestIncident06(t *testing.T) {
 
 	// No resolver answers: lookups are unknown, never "not listed".
 	r2.set(dnsSilent)
-	round("none", 250)
+	round("none", 250, 2)
 	poll(t, 30*time.Second, "the mail judged without DNS delivered", func() (bool, string) {
 		n := 0
 		for id := range tally(sink) {
@@ -92,7 +92,7 @@ func TestIncident06(t *testing.T) {
 				n++
 			}
 		}
-		return n == 8, fmt.Sprint(n, " of 8")
+		return n == 4, fmt.Sprint(n, " of 4")
 	})
 	logged := false
 	for _, msg := range sink.Messages() {
@@ -110,8 +110,8 @@ func TestIncident06(t *testing.T) {
 		}
 	}
 	m = g.metrics()
-	if v := metric(m, "portcullis_rbl_unknown_total"); v < 8 {
-		t.Errorf("portcullis_rbl_unknown_total = %v, want >= 8", v)
+	if v := metric(m, "portcullis_rbl_unknown_total"); v < 4 {
+		t.Errorf("portcullis_rbl_unknown_total = %v, want >= 4", v)
 	}
 	for _, r := range []*faultDNS{r1, r2} {
 		if v := metric(m, "portcullis_rbl_resolver_seconds_count", "resolver="+r.Addr); v == 0 {
@@ -130,7 +130,7 @@ func TestIncident06(t *testing.T) {
 		up1, up2 := metric(m, "portcullis_rbl_resolver_up", "resolver="+r1.Addr), metric(m, "portcullis_rbl_resolver_up", "resolver="+r2.Addr)
 		return up1 == 1 && up2 == 1, fmt.Sprintf("up r1 %v r2 %v", up1, up2)
 	})
-	round("recovered", 554)
+	round("recovered", 554, 4)
 	if n := g.countLines("rbl resolver failed health check"); n == 0 {
 		t.Errorf("no log line says a resolver failed its health check")
 	}

@@ -170,16 +170,6 @@ next:
 	return sum
 }
 
-// hasMetric reports whether any series of name exists.
-func hasMetric(m map[string]float64, name string) bool {
-	for series := range m {
-		if n, _, _ := strings.Cut(series, "{"); n == name {
-			return true
-		}
-	}
-	return false
-}
-
 // api calls the admin API with the bearer token and decodes JSON into out
 // (nil: discard); it returns the status code.
 func (g *gateway) api(method, path string, out any) int {
