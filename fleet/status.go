@@ -1,0 +1,131 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// NodeStatus is what one node reports to the fleet.
+type NodeStatus struct {
+	Node         string    `json:"node"`
+	RulesVersion uint64    `json:"rules_version"`
+	RulesDigest  string    `json:"rules_digest,omitempty"`
+	Refused      *Refusal  `json:"refused,omitempty"`
+	Ready        bool      `json:"ready"`
+	NotReady     string    `json:"not_ready,omitempty"`
+	QueueDepth   int       `json:"queue_depth"`
+	Updated      time.Time `json:"updated"`
+}
+
+// ReporterConfig configures a Reporter.
+type ReporterConfig struct {
+	JetStream jetstream.JetStream
+	Bucket    Bucket        // default StatusBucket
+	Node      string        // required: the node's id, a valid KV key
+	Interval  time.Duration // default 5 s
+	// TTL of the status entries; default 6 intervals.
+	TTL time.Duration
+	// Status returns the node's status now (Node and Updated are set by
+	// the Reporter).
+	Status  func() NodeStatus
+	Changed <-chan struct{} // optional: publish at once when signalled
+	Logger  *slog.Logger
+}
+
+func statusKV(ctx context.Context, js jetstream.JetStream, b Bucket, ttl time.Duration) (jetstream.KeyValue, error) {
+	name := b.Name
+	if name == "" {
+		name = StatusBucket
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: name, History: 1, TTL: ttl, Replicas: max(b.Replicas, 1),
+		Description: "Portcullis node status", Storage: jetstream.MemoryStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fleet: status bucket %s: %w", name, err)
+	}
+	return kv, nil
+}
+
+// Report publishes the node's status until ctx ends; a failed publish is
+// logged and retried at the next tick.
+func Report(ctx context.Context, cfg ReporterConfig) error {
+	if cfg.Interval <= 0 {
+		cfg.Interval = 5 * time.Second
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = 6 * cfg.Interval
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Node == "" || strings.ContainsAny(cfg.Node, " .*>") {
+		return fmt.Errorf("fleet: node id %q: not a KV key (no spaces, dots, * or >)", cfg.Node)
+	}
+	var kv jetstream.KeyValue
+	t := time.NewTicker(cfg.Interval)
+	defer t.Stop()
+	for {
+		if kv == nil {
+			var err error
+			if kv, err = statusKV(ctx, cfg.JetStream, cfg.Bucket, cfg.TTL); err != nil {
+				log.Warn("fleet: status bucket", "err", err)
+			}
+		}
+		if kv != nil {
+			st := cfg.Status()
+			st.Node, st.Updated = cfg.Node, time.Now().UTC()
+			data, _ := json.Marshal(st)
+			if _, err := kv.Put(ctx, cfg.Node, data); err != nil && ctx.Err() == nil {
+				log.Warn("fleet: status not published", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		case <-cfg.Changed:
+		}
+	}
+}
+
+// Statuses reads every node's status, sorted by node id.
+func Statuses(ctx context.Context, js jetstream.JetStream, b Bucket) ([]NodeStatus, error) {
+	name := b.Name
+	if name == "" {
+		name = StatusBucket
+	}
+	kv, err := js.KeyValue(ctx, name)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	var out []NodeStatus
+	for k := range lister.Keys() {
+		e, err := kv.Get(ctx, k)
+		if err != nil {
+			continue // expired between list and get
+		}
+		var st NodeStatus
+		if json.Unmarshal(e.Value(), &st) == nil {
+			out = append(out, st)
+		}
+	}
+	slices.SortFunc(out, func(a, b NodeStatus) int { return strings.Compare(a.Node, b.Node) })
+	return out, nil
+}
