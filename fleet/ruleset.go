@@ -197,12 +197,25 @@ func rulesKV(ctx context.Context, js jetstream.JetStream, b Bucket) (jetstream.K
 	if name == "" {
 		name = RulesBucket
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	return bindKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket: name, History: 8, Replicas: max(b.Replicas, 1),
 		Description: "Portcullis rule sets", Storage: jetstream.FileStorage,
 	})
+}
+
+// bindKV binds to the bucket, creating it only if it does not exist: a
+// node never changes a bucket's settings (its replicas) behind the
+// operator's back.
+func bindKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, cfg)
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, cfg.Bucket)
+		}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("fleet: rules bucket %s: %w", name, err)
+		return nil, fmt.Errorf("fleet: bucket %s: %w", cfg.Bucket, err)
 	}
 	return kv, nil
 }

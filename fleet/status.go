@@ -45,14 +45,10 @@ func statusKV(ctx context.Context, js jetstream.JetStream, b Bucket, ttl time.Du
 	if name == "" {
 		name = StatusBucket
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	return bindKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket: name, History: 1, TTL: ttl, Replicas: max(b.Replicas, 1),
 		Description: "Portcullis node status", Storage: jetstream.MemoryStorage,
 	})
-	if err != nil {
-		return nil, fmt.Errorf("fleet: status bucket %s: %w", name, err)
-	}
-	return kv, nil
 }
 
 // Report publishes the node's status until ctx ends; a failed publish is
