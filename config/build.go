@@ -11,6 +11,7 @@ import (
 
 	"github.com/portcullis-mail/portcullis/archive"
 	"github.com/portcullis-mail/portcullis/filter"
+	"github.com/portcullis-mail/portcullis/fleet"
 	"github.com/portcullis-mail/portcullis/rbl"
 	"github.com/portcullis-mail/portcullis/rules"
 	"github.com/portcullis-mail/portcullis/scanner"
@@ -40,6 +41,9 @@ type Filters struct {
 	Rules     *rules.Engine      // nil when no rules are configured; Reload on SIGHUP
 	Lists     *rbl.Checker       // nil when no DNS list is configured
 	Scanner   *scanner.Multi     // nil when no AV engine is configured
+	// FleetRules serves the fleet's rule set (rules.source nats; Rules is
+	// then nil): watched, gated and swapped as versions are published.
+	FleetRules *fleet.Rules
 
 	closers []func() error
 }
@@ -108,7 +112,15 @@ func buildFilters(ctx context.Context, cfg *Config, opts Options, spool filter.S
 		list = append(list, av)
 	}
 
-	if r := cfg.Rules; r.Default || len(r.Files) > 0 {
+	if cfg.Rules.Source == "nats" {
+		fr, closer, err := buildFleetRules(cfg, log, opts.Metrics)
+		if err != nil {
+			return fail(err)
+		}
+		f.FleetRules = fr
+		f.closers = append(f.closers, closer)
+		list = append(list, fr)
+	} else if r := cfg.Rules; r.Default || len(r.Files) > 0 {
 		f.Rules = rules.New(rules.Config{Default: r.Default, Files: r.Files, DetectType: archive.DetectType, Logger: log, Metrics: opts.Metrics})
 		if err := f.Rules.Reload(ctx); err != nil {
 			return fail(fmt.Errorf("config: rules: %w", err))

@@ -73,6 +73,15 @@ func (c *Config) checkFilters() error {
 			return invalid("dns: resolver %q: %v", r, err)
 		}
 	}
+	switch c.Rules.Source {
+	case "", "files":
+	case "nats":
+		if c.Fleet.URL == "" {
+			return invalid("rules: source nats needs fleet.url")
+		}
+	default:
+		return invalid("rules: source %q: want files or nats", c.Rules.Source)
+	}
 	switch c.AV.Mode {
 	case "", "any", "quorum":
 	default:

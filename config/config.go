@@ -63,6 +63,7 @@ type Config struct {
 	Quarantine Quarantine `yaml:"quarantine"`
 	Router     Router     `yaml:"router"`
 	Admin      Admin      `yaml:"admin"`
+	Fleet      Fleet      `yaml:"fleet,omitempty"`
 }
 
 // SMTP configures the gateway's SMTP listener (package smtpd).
@@ -257,6 +258,27 @@ type Rules struct {
 	Default bool `yaml:"default"`
 	// Files are rule files: ".cf" files are SpamAssassin rules, others YAML.
 	Files []string `yaml:"files"`
+	// Source is "files" (the default: Default and Files) or "nats": the
+	// fleet's rule set, watched in the JetStream KV bucket at fleet.url
+	// (package fleet); Default and Files are then ignored, and the
+	// gateway is not ready until it has loaded the current version.
+	Source string `yaml:"source,omitempty"`
+	// Bucket is the KV bucket of source nats; "" means "portcullis-rules".
+	Bucket string `yaml:"bucket,omitempty"`
+}
+
+// Fleet configures what a node shares with its fleet on NATS JetStream
+// (package fleet): the rule set (rules.source nats) and its status.
+type Fleet struct {
+	// URL of the NATS servers (comma separated); "" means no fleet.
+	URL string `yaml:"url,omitempty"`
+	// Node is this node's id in the fleet status (letters, digits, - and
+	// _); "" means the host name and the SMTP port.
+	Node string `yaml:"node,omitempty"`
+	// Replicas of the fleet's KV buckets; 0 means 1.
+	Replicas int `yaml:"replicas,omitempty"`
+	// StatusInterval is how often the node publishes its status; 0 means 5s.
+	StatusInterval Duration `yaml:"status_interval,omitempty"`
 }
 
 // AV configures the antivirus engines (package scanner and its adapters).
