@@ -4,12 +4,18 @@
 // the one expected, naming the rules that made the difference.
 //
 //	rulecheck [-default] [-corpus manifest.yaml]... [-base FILE]... [-v] [-slow N] FILE...
+//	rulecheck publish -nats URL [-bucket NAME] [-corpus manifest.yaml]... FILE...
 //
 // FILE are rule files (".cf" for SpamAssassin, else YAML); their corpus:
 // sections and each -corpus manifest make the corpus. With -base, the
 // rules currently deployed, each change lists the rules that hit
 // differently. Exit status: 0 every verdict as expected, 1 a verdict
 // changed, 2 the set or corpus did not load.
+//
+// publish runs the same gate and, only when it passes, publishes the rule
+// files and their corpus samples to the fleet's JetStream KV bucket
+// (package fleet), where every gateway with rules.source nats picks the
+// new version up, gates it again and swaps it in.
 package main
 
 import (
@@ -35,6 +41,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "publish" {
+		return publish(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("rulecheck", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var corpora, base list
