@@ -36,6 +36,8 @@ type running struct {
 	// draining is set when shutdown begins: readiness fails from then on,
 	// so a load balancer stops sending mail while sessions finish.
 	draining atomic.Bool
+	// fleetStop stops the fleet status reporter (nil without a fleet).
+	fleetStop func()
 }
 
 var errDraining = errors.New("shutting down")
@@ -107,6 +109,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*running,
 		if err != nil {
 			return fail(err)
 		}
+		h = g.withRulesVersion(h)
 		token = path
 		g.adminLn, err = net.Listen("tcp", cfg.Admin.Listen)
 		if err != nil {
@@ -116,6 +119,9 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*running,
 		go func() { g.served <- g.admin.Serve(g.adminLn) }()
 	}
 	go func() { g.served <- g.smtp.Serve(g.smtpLn) }()
+	if err := g.startFleet(); err != nil {
+		return fail(err)
+	}
 
 	ready := "yes"
 	if err := sys.Ready(); err != nil {
@@ -158,7 +164,7 @@ func relayTargets(cfg *config.Config) string {
 func (g *running) reload(ctx context.Context) {
 	r := g.sys.Filters.Rules
 	if r == nil {
-		g.log.Info("reload: no rules configured")
+		g.log.Info("reload: no rule files configured (rules from the fleet follow its publications)")
 		return
 	}
 	if err := r.Reload(ctx); err != nil {
@@ -186,6 +192,9 @@ func (g *running) stop(ctx context.Context, why string) error {
 		if err := g.admin.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("admin: %w", err))
 		}
+	}
+	if g.fleetStop != nil {
+		g.fleetStop()
 	}
 	errs = append(errs, g.closeAdmin(), g.sys.Close(ctx))
 	return errors.Join(errs...)

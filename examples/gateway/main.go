@@ -86,6 +86,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		fmt.Fprint(w, `usage: gateway [flags]
        gateway -check-config FILE
        gateway quarantine list|show|release|delete|rescan [flags] [ID]   (gateway quarantine -h)
+       gateway fleet status [-config FILE] [-nats URL]
 
 Runs the filtering gateway: SMTP in, the pipeline, a durable queue, relay out,
 quarantine, and an admin listener (health, metrics, the quarantine console).
@@ -167,6 +168,9 @@ func loadConfig(path string, o *options) (*config.Config, error) {
 func gateway(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && (args[0] == "quarantine" || args[0] == "queue") {
 		return operate(args, stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "fleet" {
+		return fleetCommand(args, stdout, stderr)
 	}
 	o, err := parseFlags(args, stderr)
 	if err != nil {

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/portcullis-mail/portcullis/fleet"
+	"github.com/portcullis-mail/portcullis/internal/testsvc"
+	"github.com/portcullis-mail/portcullis/internal/testsvc/natstest"
+)
+
+// fleetSet writes a rule set whose WON rule scores score; its corpus
+// expects add-header for a prize mail, so a score under 5 breaks the gate.
+func fleetSet(t *testing.T, score string) *fleet.RuleSet {
+	t.Helper()
+	dir := t.TempDir()
+	writeFile(t, dir, "spam.eml", "Subject: win\r\n\r\nyou have won a prize\r\n")
+	f := writeFile(t, dir, "fleet.yaml", `
+thresholds: {add-header: 5, quarantine: 50, reject: 100}
+rules:
+  - {name: WON, kind: body, regex: '(?i)\byou have won\b', score: `+score+`}
+corpus:
+  - {file: spam.eml, expect: add-header}
+`)
+	rs, err := fleet.Bundle(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+// readyz returns /readyz's status and the version header.
+func readyz(t *testing.T, g *proc) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + g.admin + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("Portcullis-Rules-Version")
+}
+
+// waitVersion waits for the gateway's log line about version v.
+func waitVersion(t *testing.T, g *proc, what string, v uint64) {
+	t.Helper()
+	if _, ok := g.waitLine(fmt.Sprintf("fleet: rule set %s\" version=%d ", what, v), 30*time.Second); !ok {
+		t.Fatalf("gateway %s: no %q of version %d:\n%s", g.smtp, what, v, g.output())
+	}
+}
+
+// The fleet's rule set on a 3-node NATS cluster and four gateways: they
+// converge on a published set, a late node is not ready until it has it,
+// a broken set is refused everywhere with the reason in the fleet status,
+// and a NATS node killed during a publication does not stop convergence.
+func TestFleetRules(t *testing.T) {
+	buildBinary(t)
+	c := natstest.StartCluster(t, 3)
+	sink := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
+	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	bucket := fleet.Bucket{Replicas: 3}
+
+	dir := t.TempDir()
+	conf := func(name, url string) string {
+		return writeFile(t, dir, name+".yaml", fmt.Sprintf(
+			"rules: {source: nats}\nfleet: {url: %q, node: %s, replicas: 3, status_interval: 300ms}\n", url, name))
+	}
+	var gws []*proc
+	for _, name := range []string{"gw-a", "gw-b", "gw-c"} {
+		gws = append(gws, startGateway(t, gatewayArgs(t, sink.Addr, "-config", conf(name, c.URLs()))...))
+	}
+	// No set published yet: not ready, mail tempfailed.
+	if code, v := readyz(t, gws[0]); code != 503 || v != "none" {
+		t.Fatalf("before any publication: /readyz %d version %q", code, v)
+	}
+	if r := send(gws[0].smtp, message("too early", "hi")); r.code != 451 {
+		t.Fatalf("mail before any set: %+v, want 451", r)
+	}
+
+	v1, err := fleet.Publish(ctx, js, bucket, fleetSet(t, "6"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range gws {
+		waitVersion(t, g, "installed", v1)
+		if code, v := readyz(t, g); code != 200 || !strings.HasPrefix(v, strconv.FormatUint(v1, 10)+" sha256:") {
+			t.Fatalf("%s after v%d: /readyz %d version %q", g.smtp, v1, code, v)
+		}
+	}
+	if r := send(gws[1].smtp, message("prize", "you have won a prize")); r.code != 250 {
+		t.Fatalf("prize mail: %+v", r)
+	}
+	got := sink.Wait(1, 30*time.Second)
+	if len(got) != 1 || !strings.Contains(string(got[0].Data), "WON") || !strings.Contains(string(got[0].Data), fmt.Sprintf("RULESET_V%d", v1)) {
+		t.Fatalf("relayed message does not name the rule and the set's version:\n%+v", got)
+	}
+
+	// A fourth gateway whose only NATS server is down: not ready, 451;
+	// once the server is back it loads the set and accepts.
+	late := c.Nodes[2]
+	late.Stop()
+	d := startGateway(t, gatewayArgs(t, sink.Addr, "-config", conf("gw-d", late.URL))...)
+	if code, _ := readyz(t, d); code != 503 {
+		t.Fatalf("late node without its set: /readyz %d", code)
+	}
+	if r := send(d.smtp, message("late", "hi")); r.code != 451 {
+		t.Fatalf("late node without its set: %+v, want 451", r)
+	}
+	late.Start()
+	waitVersion(t, d, "installed", v1)
+	if r := send(d.smtp, message("late ok", "hi")); r.code != 250 {
+		t.Fatalf("late node with the set: %+v", r)
+	}
+	gws = append(gws, d)
+
+	// A broken set: refused by every node, which keeps v1 and says why.
+	v2, err := fleet.Publish(ctx, js, bucket, fleetSet(t, "2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range gws {
+		waitVersion(t, g, "refused, keeping the current one", v2)
+		if code, v := readyz(t, g); code != 200 || !strings.HasPrefix(v, strconv.FormatUint(v1, 10)+" ") {
+			t.Fatalf("%s after the broken v%d: /readyz %d version %q", g.smtp, v2, code, v)
+		}
+	}
+	out := fleetStatusUntil(t, c.URLs(), func(out string) bool {
+		return strings.Count(out, fmt.Sprintf("refused version %d: rules: regression gate", v2)) == 4
+	})
+	for _, n := range []string{"gw-a", "gw-b", "gw-c", "gw-d"} {
+		if !strings.Contains(out, n+" ") {
+			t.Errorf("fleet status lacks %s:\n%s", n, out)
+		}
+	}
+
+	// Kill a NATS node while the next set is published: every gateway
+	// still converges on it.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); c.Nodes[0].Stop() }()
+	var v3 uint64
+	for v3 == 0 {
+		if v3, err = fleet.Publish(ctx, js, bucket, fleetSet(t, "7")); err != nil {
+			if ctx.Err() != nil {
+				t.Fatalf("publish during the failover: %v", err)
+			}
+			t.Logf("publish during the failover: %v; again", err)
+		}
+	}
+	wg.Wait()
+	for _, g := range gws {
+		waitVersion(t, g, "installed", v3)
+	}
+	out = fleetStatusUntil(t, c.Nodes[1].URL, func(out string) bool {
+		serving := 0
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) >= 3 && strings.HasPrefix(f[0], "gw-") && f[1] == strconv.FormatUint(v3, 10) && f[2] == "yes" {
+				serving++
+			}
+		}
+		return serving == 4
+	})
+	t.Logf("gateway fleet status:\n%s", out)
+}
+
+// fleetStatusUntil runs "gateway fleet status" until ok accepts its
+// output (the statuses follow within an interval), for 20 s at most.
+func fleetStatusUntil(t *testing.T, url string, ok func(string) bool) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err := exec.Command(binary, "fleet", "status", "-nats", url).CombinedOutput()
+		if err == nil && ok(string(out)) {
+			return string(out)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fleet status never as expected (%v):\n%s", err, out)
+		}
+		// A status is republished every 300 ms; ask again after one.
+		<-time.After(300 * time.Millisecond)
+	}
+}
