@@ -72,9 +72,25 @@ func TestFleetRules(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
-	defer cancel()
 	bucket := fleet.Bucket{Replicas: 3}
+	// publish retries while the cluster fails over (each attempt bounded),
+	// for 30 s at most.
+	publish := func(rs *fleet.RuleSet) uint64 {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			v, err := fleet.Publish(ctx, js, bucket, rs)
+			cancel()
+			if err == nil {
+				return v
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("publish: %v", err)
+			}
+			t.Logf("publish: %v; again", err)
+		}
+	}
 
 	dir := t.TempDir()
 	conf := func(name, url string) string {
@@ -93,10 +109,7 @@ func TestFleetRules(t *testing.T) {
 		t.Fatalf("mail before any set: %+v, want 451", r)
 	}
 
-	v1, err := fleet.Publish(ctx, js, bucket, fleetSet(t, "6"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	v1 := publish(fleetSet(t, "6"))
 	for _, g := range gws {
 		waitVersion(t, g, "installed", v1)
 		if code, v := readyz(t, g); code != 200 || !strings.HasPrefix(v, strconv.FormatUint(v1, 10)+" sha256:") {
@@ -124,16 +137,16 @@ func TestFleetRules(t *testing.T) {
 	}
 	late.Start()
 	waitVersion(t, d, "installed", v1)
+	// Every peer current again before the next node is killed: two of
+	// three must stay up for the stream to keep a quorum.
+	c.WaitReady(t, 3)
 	if r := send(d.smtp, message("late ok", "hi")); r.code != 250 {
 		t.Fatalf("late node with the set: %+v", r)
 	}
 	gws = append(gws, d)
 
 	// A broken set: refused by every node, which keeps v1 and says why.
-	v2, err := fleet.Publish(ctx, js, bucket, fleetSet(t, "2"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	v2 := publish(fleetSet(t, "2"))
 	for _, g := range gws {
 		waitVersion(t, g, "refused, keeping the current one", v2)
 		if code, v := readyz(t, g); code != 200 || !strings.HasPrefix(v, strconv.FormatUint(v1, 10)+" ") {
@@ -154,15 +167,7 @@ func TestFleetRules(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); c.Nodes[0].Stop() }()
-	var v3 uint64
-	for v3 == 0 {
-		if v3, err = fleet.Publish(ctx, js, bucket, fleetSet(t, "7")); err != nil {
-			if ctx.Err() != nil {
-				t.Fatalf("publish during the failover: %v", err)
-			}
-			t.Logf("publish during the failover: %v; again", err)
-		}
-	}
+	v3 := publish(fleetSet(t, "7"))
 	wg.Wait()
 	for _, g := range gws {
 		waitVersion(t, g, "installed", v3)
