@@ -58,6 +58,25 @@
 // SpamAssassin's Conf/Parser.pm. The tests compare these answers with
 // spamassassin's own on the same rule files and messages.
 //
+// # Which rules by default
+//
+// Config.SpamAssassin names a directory of SpamAssassin rules; the
+// configuration every example binary embeds points it at Debian's
+// /usr/share/spamassassin (SpamAssassinDir also finds a newer sa-update
+// download), alongside the embedded hand-written set (names prefixed
+// PC_). The rules are loaded from the package the README's set-up
+// installs rather than copied into this repository: the distribution
+// updates them (and sa-update can), the differential tests compare
+// Portcullis with spamassassin on exactly the files spamassassin reads,
+// and the repository carries no 3 MB snapshot that would age and need a
+// refresh script and a second licence notice. A machine without the
+// package fails to load the set, naming the directory and the package
+// (ErrNoFiles), rather than running without it. When both sets are
+// loaded, the embedded rules that make a check SpamAssassin's make too
+// (GTUBE, missing headers, all-caps Subject...) are left out so that no
+// check counts twice, and the embedded corpus, whose verdicts are those
+// of the embedded set alone, does not gate the combination.
+//
 // # Hot reload and failure semantics
 //
 // An Engine serves one compiled Set behind an atomic pointer: a Check

@@ -31,8 +31,16 @@ type Config struct {
 	// of them together, in order, so later files override earlier ones),
 	// anything else as YAML.
 	Files []string
-	// Default includes the embedded default rule set (and its corpus).
+	// Default includes the embedded default rule set (and its corpus,
+	// unless SpamAssassin is set too: the corpus' verdicts are the
+	// embedded set's alone).
 	Default bool
+	// SpamAssassin is a directory of SpamAssassin rule files, all its
+	// ".cf" files read in name order as SpamAssassin reads them, before
+	// the ".cf" files of Files (which may override them). Debian's
+	// spamassassin package installs them in /usr/share/spamassassin;
+	// SpamAssassinDir finds the copy in use.
+	SpamAssassin string
 	// Corpus is a regression corpus every new set must pass, in addition
 	// to the samples the rule files list.
 	Corpus []Sample
@@ -158,9 +166,21 @@ func (e *Engine) build() (*Set, error) {
 		if err := loadEmbedded(sp, lim); err != nil {
 			return nil, err
 		}
+		if e.cfg.SpamAssassin != "" {
+			// The embedded corpus' verdicts are those of the embedded set
+			// alone; with SpamAssassin's rules added its spam scores
+			// higher, which is the point. And a check both sets make
+			// would count twice: SpamAssassin's is kept.
+			sp.corpus = nil
+			sp.rules = slices.DeleteFunc(sp.rules, func(r Rule) bool { return overlapsSpamAssassin[r.Name] })
+		}
 	}
 	var cf []namedData
-	for _, f := range e.cfg.Files {
+	files, err := e.files()
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
 		data, err := readFile(f, lim.MaxFileBytes)
 		if err != nil {
 			return nil, err
@@ -183,6 +203,48 @@ func (e *Engine) build() (*Set, error) {
 		}
 	}
 	return compile(sp, compileOptions{limits: lim, detect: e.cfg.DetectType, noPrefilter: e.cfg.NoPrefilter, stats: &e.stats})
+}
+
+// overlapsSpamAssassin are the embedded rules that make a check
+// SpamAssassin's rules make too (GTUBE, missing headers, invalid
+// Message-ID, all-caps Subject, the erectile-drug names), and the meta
+// rule over them: left out when both sets are loaded.
+var overlapsSpamAssassin = map[string]bool{
+	"PC_GTUBE": true, "PC_MISSING_DATE": true, "PC_MISSING_FROM": true, "PC_MISSING_MESSAGE_ID": true,
+	"PC_MISSING_SUBJECT": true, "PC_MISSING_HEADERS_MULTI": true, "PC_INVALID_MSGID": true,
+	"PC_SUBJ_ALL_CAPS": true, "PC_DRUGS_ERECTILE": true,
+}
+
+// files lists the rule files to read: the SpamAssassin directory's, then
+// Files.
+func (e *Engine) files() ([]string, error) {
+	if e.cfg.SpamAssassin == "" {
+		return e.cfg.Files, nil
+	}
+	cf, err := filepath.Glob(filepath.Join(e.cfg.SpamAssassin, "*.cf"))
+	if err != nil || len(cf) == 0 {
+		return nil, &LoadError{File: e.cfg.SpamAssassin, Err: fmt.Errorf("%w: no SpamAssassin .cf files in the directory (Debian: apt-get install spamassassin)", ErrNoFiles)}
+	}
+	slices.Sort(cf)
+	return append(cf, e.cfg.Files...), nil
+}
+
+// SpamAssassinDir returns the directory of SpamAssassin rules a Debian
+// system uses: the newest sa-update download under /var/lib/spamassassin
+// when there is one, else the rules the spamassassin package ships in
+// /usr/share/spamassassin; "" when neither exists.
+func SpamAssassinDir() string {
+	updates, _ := filepath.Glob("/var/lib/spamassassin/*/updates_spamassassin_org")
+	slices.Sort(updates)
+	for i := len(updates) - 1; i >= 0; i-- {
+		if m, _ := filepath.Glob(filepath.Join(updates[i], "*.cf")); len(m) > 0 {
+			return updates[i]
+		}
+	}
+	if m, _ := filepath.Glob("/usr/share/spamassassin/*.cf"); len(m) > 0 {
+		return "/usr/share/spamassassin"
+	}
+	return ""
 }
 
 func readFile(name string, max int64) ([]byte, error) {
@@ -299,7 +361,11 @@ func (e *Engine) Watch(ctx context.Context, interval time.Duration) {
 
 func (e *Engine) fileStamps() string {
 	var b strings.Builder
-	for _, f := range e.cfg.Files {
+	files, err := e.files()
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	for _, f := range files {
 		st, err := os.Stat(f)
 		if err != nil {
 			fmt.Fprintf(&b, "%s:missing;", f)

@@ -24,7 +24,7 @@ func Example() {
 	for _, s := range res.Symbols {
 		fmt.Println(s.Name, s.Score)
 	}
-	// Output: GTUBE 1000
+	// Output: PC_GTUBE 1000
 }
 
 func ExampleLoad() {

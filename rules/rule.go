@@ -104,6 +104,7 @@ var (
 	ErrUnknown   = errors.New("rules: unknown rule")
 	ErrLimit     = errors.New("rules: limit exceeded")
 	ErrGate      = errors.New("rules: regression gate refused the set")
+	ErrNoFiles   = errors.New("rules: no rule files")
 	ErrNotReady  = fmt.Errorf("rules: no rule set loaded: %w", filter.ErrNotReady)
 )
 

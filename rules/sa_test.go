@@ -170,7 +170,7 @@ func TestDefaultSet(t *testing.T) {
 		t.Fatalf("%v %v", rep, err)
 	}
 	spam := eval(t, s, filter.Envelope{}, readTestdata(t, "sa-sample-spam.eml"))
-	if !spam.Has("GTUBE") || spam.Action != filter.Reject {
+	if !spam.Has("PC_GTUBE") || spam.Action != filter.Reject {
 		t.Fatalf("sample-spam: %v %v", spam.Action, spam.Symbols)
 	}
 	ham := eval(t, s, filter.Envelope{}, readTestdata(t, "sa-sample-nonspam.eml"))
@@ -299,5 +299,26 @@ func TestSAEngines(t *testing.T) {
 	// spamassassin runs UNKEYED_BT too.
 	if got := slices.Sorted(maps.Keys(sa[0].Hits)); !slices.Equal(got, append(slices.Clone(want), "UNKEYED_BT")) {
 		t.Errorf("spamassassin: %v, want %v", got, want)
+	}
+}
+
+// TestDefaultWithSpamAssassin: the embedded set and SpamAssassin's load
+// together (no clashing names) and pass the embedded corpus' gate.
+func TestDefaultWithSpamAssassin(t *testing.T) {
+	saFiles(t)
+	dir := SpamAssassinDir()
+	if dir == "" {
+		t.Fatal("SpamAssassinDir found nothing, though the rule files are installed")
+	}
+	e := New(Config{Default: true, SpamAssassin: dir})
+	if err := e.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	spam := eval(t, e.Current(), filter.Envelope{}, readTestdata(t, "sa-sample-spam.eml"))
+	if !spam.Has("GTUBE") || spam.Has("PC_GTUBE") || spam.Action != filter.Reject {
+		t.Fatalf("sample-spam: %v %v", spam.Action, spam.Symbols)
+	}
+	if _, err := Build(Config{SpamAssassin: t.TempDir()}); !errors.Is(err, ErrNoFiles) {
+		t.Fatalf("empty directory: %v", err)
 	}
 }
