@@ -120,8 +120,9 @@ func buildFilters(ctx context.Context, cfg *Config, opts Options, spool filter.S
 		f.FleetRules = fr
 		f.closers = append(f.closers, closer)
 		list = append(list, fr)
-	} else if r := cfg.Rules; r.Default || len(r.Files) > 0 {
-		f.Rules = rules.New(rules.Config{Default: r.Default, Files: r.Files, DetectType: archive.DetectType, Logger: log, Metrics: opts.Metrics})
+	} else if r := cfg.Rules; r.Default || len(r.Files) > 0 || r.SpamAssassin != "" {
+		f.Rules = rules.New(rules.Config{Default: r.Default, Files: r.Files, SpamAssassin: r.SpamAssassin,
+			DetectType: archive.DetectType, Logger: log, Metrics: opts.Metrics})
 		if err := f.Rules.Reload(ctx); err != nil {
 			return fail(fmt.Errorf("config: rules: %w", err))
 		}

@@ -265,6 +265,10 @@ type Rules struct {
 	Source string `yaml:"source,omitempty"`
 	// Bucket is the KV bucket of source nats; "" means "portcullis-rules".
 	Bucket string `yaml:"bucket,omitempty"`
+	// SpamAssassin is a directory of SpamAssassin rules, every ".cf" file
+	// in it read in name order (Debian's spamassassin package:
+	// /usr/share/spamassassin). "" loads none.
+	SpamAssassin string `yaml:"spamassassin"`
 }
 
 // Fleet configures what a node shares with its fleet on NATS JetStream
