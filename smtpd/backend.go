@@ -33,10 +33,18 @@ var (
 // DefaultMaxMessagesPerSession is Config.MaxMessagesPerSession's default.
 const DefaultMaxMessagesPerSession = 1000
 
-// Config configures a Backend. Pipeline and Router are required.
+// Config configures a Backend. Router is required, and Pipeline or
+// Acquire.
 type Config struct {
 	Pipeline *filter.Pipeline
-	Router   Router
+	// Acquire, when set, gives each new session the pipeline it runs on
+	// for its whole life, and a release func the session calls once when
+	// it ends; Pipeline is then ignored. A server that swaps pipelines on
+	// a reload uses it: new sessions get the new one, sessions in flight
+	// keep theirs, and the old one's resources can be closed when its
+	// last session releases it.
+	Acquire func() (*filter.Pipeline, func())
+	Router  Router
 	// MaxMessagesPerSession bounds the transactions of one connection;
 	// MAIL FROM after that many answers 421 4.7.0. 0 means
 	// DefaultMaxMessagesPerSession.
@@ -61,7 +69,7 @@ var _ smtp.Backend = (*Backend)(nil)
 
 // NewBackend returns a Backend.
 func NewBackend(cfg Config) (*Backend, error) {
-	if cfg.Pipeline == nil {
+	if cfg.Pipeline == nil && cfg.Acquire == nil {
 		return nil, ErrNoPipeline
 	}
 	if cfg.Router == nil {
@@ -86,8 +94,15 @@ func (b *Backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{b: b, c: c, ctx: ctx, cancel: cancel, start: time.Now()}
 	s.log = b.log.With("client", s.clientAddr())
+	s.pipe, s.release = b.cfg.Pipeline, func() {}
+	if b.cfg.Acquire != nil {
+		p, release := b.cfg.Acquire()
+		var once sync.Once
+		s.pipe, s.release = p, func() { once.Do(release) }
+	}
 	if err := s.begin(); err != nil {
 		s.tx.Close()
+		s.release()
 		cancel()
 		return nil, err
 	}
@@ -102,17 +117,19 @@ func (b *Backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 // another: mu keeps Logout from closing the transaction under a running
 // command (it cancels ctx first, so the command ends promptly).
 type session struct {
-	mu     sync.Mutex
-	b      *Backend
-	c      *smtp.Conn
-	ctx    context.Context
-	cancel context.CancelFunc
-	log    *slog.Logger
-	start  time.Time
-	tx     *filter.Transaction
-	tls    bool
-	helo   string
-	msgs   int // transactions that reached DATA
+	mu      sync.Mutex
+	b       *Backend
+	c       *smtp.Conn
+	ctx     context.Context
+	cancel  context.CancelFunc
+	log     *slog.Logger
+	start   time.Time
+	pipe    *filter.Pipeline
+	release func() // gives pipe back (Config.Acquire); called once, at the end
+	tx      *filter.Transaction
+	tls     bool
+	helo    string
+	msgs    int // transactions that reached DATA
 }
 
 func (s *session) clientAddr() string {
@@ -135,7 +152,7 @@ func clientIP(c net.Conn) netip.Addr {
 // runs the connect and HELO stages.
 func (s *session) begin() error {
 	_, s.tls = s.c.TLSConnectionState()
-	s.tx = s.b.cfg.Pipeline.Begin(filter.Envelope{ClientIP: clientIP(s.c.Conn()), Helo: s.c.Hostname(), TLS: s.tls})
+	s.tx = s.pipe.Begin(filter.Envelope{ClientIP: clientIP(s.c.Conn()), Helo: s.c.Hostname(), TLS: s.tls})
 	if v := s.tx.Connect(s.ctx); refuses(v) {
 		return s.refuse(filter.Connect, v)
 	}
@@ -251,6 +268,7 @@ func (s *session) Logout() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.tx.Close()
+	s.release()
 	s.b.open.Add(-1)
 	s.b.metrics.Set("portcullis_smtpd_sessions", float64(s.b.open.Load()))
 	s.log.DebugContext(s.ctx, "session end", "messages", s.msgs, "duration", time.Since(s.start))
