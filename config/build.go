@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/portcullis-mail/portcullis/archive"
@@ -45,7 +46,11 @@ type Filters struct {
 	// then nil): watched, gated and swapped as versions are published.
 	FleetRules *fleet.Rules
 
-	closers []func() error
+	closers []func() error // what the filters hold, Lists excepted
+	options filter.Options // the pipeline's, for WithLists
+	oneShot bool
+
+	closeLists sync.Once
 }
 
 // Names lists the pipeline's filters by name, in order.
@@ -64,7 +69,54 @@ func (f *Filters) Close() error {
 		errs = append(errs, f.closers[i]())
 	}
 	f.closers = nil
+	errs = append(errs, f.CloseLists())
 	return errors.Join(errs...)
+}
+
+// CloseLists closes the DNS lists' checker alone (idempotent): after
+// WithLists replaced them, once no transaction uses f's pipeline any
+// more. The other filters stay open; the Filters that replaced f closes
+// them.
+func (f *Filters) CloseLists() error {
+	if f.Lists == nil {
+		return nil
+	}
+	var err error
+	f.closeLists.Do(func() { err = f.Lists.Close() })
+	return err
+}
+
+// WithLists returns Filters that share f's archive inspector, rules and
+// AV scanner and ask the DNS lists cfg.dns names (none when it names
+// none), in a new pipeline with f's policy, limits and spool: the
+// reload of a server whose dns section changed. f is unchanged and keeps
+// working; the caller swaps the pipelines for new transactions, closes
+// f's lists with f.CloseLists when f's last transaction is done, and
+// from then on closes the new Filters (not f) at shutdown. It fails,
+// opening nothing, when cfg's dns section is invalid.
+func (f *Filters) WithLists(ctx context.Context, cfg *Config, opts Options) (*Filters, error) {
+	if err := cfg.checkFilters(); err != nil {
+		return nil, err
+	}
+	n := &Filters{Inspector: f.Inspector, Rules: f.Rules, Scanner: f.Scanner, closers: f.closers, options: f.options, oneShot: f.oneShot}
+	var list []filter.Filter
+	for _, x := range f.Pipeline.Filters() {
+		switch x.Name() {
+		case rbl.ConnectFilterName, rbl.MailFromFilterName, rbl.DataFilterName:
+		default:
+			list = append(list, x)
+		}
+	}
+	lists, err := buildLists(ctx, cfg.DNS, opts, f.oneShot)
+	if err != nil {
+		return nil, err
+	}
+	if lists != nil {
+		n.Lists = lists
+		list = append(list, lists.Filters()...)
+	}
+	n.Pipeline = filter.NewPipeline(f.options, list...)
+	return n, nil
 }
 
 // BuildFilters makes every filter the configuration names and the
@@ -129,53 +181,64 @@ func buildFilters(ctx context.Context, cfg *Config, opts Options, spool filter.S
 		list = append(list, f.Rules)
 	}
 
-	if d := cfg.DNS; len(d.DNSBL)+len(d.URIBL) > 0 {
-		var lists []rbl.List
-		for _, spec := range d.DNSBL {
-			l, err := rbl.ParseList(rbl.IPList, spec)
-			if err != nil {
-				return fail(fmt.Errorf("config: dnsbl %q: %w", spec, err))
-			}
-			lists = append(lists, l)
-		}
-		for _, spec := range d.URIBL {
-			l, err := rbl.ParseList(rbl.DomainList, spec)
-			if err != nil {
-				return fail(fmt.Errorf("config: uribl %q: %w", spec, err))
-			}
-			lists = append(lists, l)
-		}
-		rc := rbl.Config{Resolvers: d.Resolvers, Lists: lists, OnUnknown: d.OnUnknown, Logger: log, Metrics: opts.Metrics,
-			QueryTimeout: time.Duration(d.QueryTimeout), HealthInterval: time.Duration(d.HealthInterval)}
-		for _, cidr := range d.LookupNonPublic {
-			p, err := netip.ParsePrefix(cidr)
-			if err != nil {
-				return fail(fmt.Errorf("config: dns: lookup_non_public %q: %w", cidr, err))
-			}
-			rc.LookupNonPublic = append(rc.LookupNonPublic, p)
-		}
-		if oneShot {
-			rc.HealthInterval = -1
-		}
-		c, err := rbl.NewChecker(rc)
-		if err != nil {
-			return fail(fmt.Errorf("config: dns: %w", err))
-		}
+	if c, err := buildLists(ctx, cfg.DNS, opts, oneShot); err != nil {
+		return fail(err)
+	} else if c != nil {
 		f.Lists = c
-		f.closers = append(f.closers, c.Close)
-		if oneShot {
-			// One health round (RFC 5782 test points) before the only
-			// message: a resolver that hijacks NXDOMAIN is out from the start.
-			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			c.CheckHealth(hctx)
-			cancel()
-		}
 		list = append(list, c.Filters()...)
 	}
 
-	f.Pipeline = filter.NewPipeline(filter.Options{Policy: cfg.Policy.FilterPolicy(), Limits: cfg.Limits.FilterLimits(),
-		Spool: spool, Logger: log, Metrics: opts.Metrics}, list...)
+	f.options = filter.Options{Policy: cfg.Policy.FilterPolicy(), Limits: cfg.Limits.FilterLimits(),
+		Spool: spool, Logger: log, Metrics: opts.Metrics}
+	f.oneShot = oneShot
+	f.Pipeline = filter.NewPipeline(f.options, list...)
 	return f, nil
+}
+
+// buildLists makes the DNS lists' checker, nil when d names no list.
+func buildLists(ctx context.Context, d DNS, opts Options, oneShot bool) (*rbl.Checker, error) {
+	if len(d.DNSBL)+len(d.URIBL) == 0 {
+		return nil, nil
+	}
+	var lists []rbl.List
+	for _, spec := range d.DNSBL {
+		l, err := rbl.ParseList(rbl.IPList, spec)
+		if err != nil {
+			return nil, fmt.Errorf("config: dnsbl %q: %w", spec, err)
+		}
+		lists = append(lists, l)
+	}
+	for _, spec := range d.URIBL {
+		l, err := rbl.ParseList(rbl.DomainList, spec)
+		if err != nil {
+			return nil, fmt.Errorf("config: uribl %q: %w", spec, err)
+		}
+		lists = append(lists, l)
+	}
+	rc := rbl.Config{Resolvers: d.Resolvers, Lists: lists, OnUnknown: d.OnUnknown, Logger: opts.logger(), Metrics: opts.Metrics,
+		QueryTimeout: time.Duration(d.QueryTimeout), HealthInterval: time.Duration(d.HealthInterval)}
+	for _, cidr := range d.LookupNonPublic {
+		p, err := netip.ParsePrefix(cidr)
+		if err != nil {
+			return nil, fmt.Errorf("config: dns: lookup_non_public %q: %w", cidr, err)
+		}
+		rc.LookupNonPublic = append(rc.LookupNonPublic, p)
+	}
+	if oneShot {
+		rc.HealthInterval = -1
+	}
+	c, err := rbl.NewChecker(rc)
+	if err != nil {
+		return nil, fmt.Errorf("config: dns: %w", err)
+	}
+	if oneShot {
+		// One health round (RFC 5782 test points) before the only
+		// message: a resolver that hijacks NXDOMAIN is out from the start.
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		c.CheckHealth(hctx)
+		cancel()
+	}
+	return c, nil
 }
 
 // buildScanner makes the engines, the multi-engine scanner over them and
