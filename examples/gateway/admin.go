@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 
 	"github.com/portcullis-mail/portcullis/admin"
-	"github.com/portcullis-mail/portcullis/filter"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -19,7 +18,7 @@ import (
 func adminHandler(g *running, reg *prometheus.Registry) (http.Handler, string, error) {
 	cfg := admin.Config{
 		Quarantine:     g.sys.Quarantine,
-		Pipeline:       func() *filter.Pipeline { return g.sys.Filters.Pipeline },
+		Pipeline:       g.pipeline,
 		Ready:          func(context.Context) error { return g.ready() },
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Users:          g.cfg.Admin.AdminUsers(),

@@ -38,6 +38,11 @@ type running struct {
 	draining atomic.Bool
 	// fleetStop stops the fleet status reporter (nil without a fleet).
 	fleetStop func()
+	// gen is the current filters (reload.go); loadConfig re-reads the
+	// configuration for a reload (nil: nothing to re-read).
+	gen        atomic.Pointer[generation]
+	loadConfig func() (*config.Config, error)
+	options    config.Options
 }
 
 var errDraining = errors.New("shutting down")
@@ -48,7 +53,7 @@ func (g *running) ready() error {
 	if g.draining.Load() {
 		return errDraining
 	}
-	return g.sys.Ready()
+	return g.pipeline().Ready()
 }
 
 // start builds the system, listens and serves, and logs the one start-up
@@ -64,13 +69,15 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*running,
 		return nil, err
 	}
 	g.sys = sys
+	g.options = opts
+	g.gen.Store(newGeneration(sys.Filters, cfg.DNS))
 	fail := func(err error) (*running, error) {
 		g.closeAll()
 		return nil, err
 	}
 
 	be, err := smtpd.NewBackend(smtpd.Config{
-		Pipeline:              sys.Filters.Pipeline,
+		Acquire:               g.acquire,
 		Router:                sys.Router,
 		MaxMessagesPerSession: cfg.SMTP.MaxMessagesPerSession,
 		Ready:                 g.ready,
@@ -158,24 +165,6 @@ func relayTargets(cfg *config.Config) string {
 	return strings.Join(out, ",")
 }
 
-// reload re-reads the rules: the set is swapped only when it compiles and
-// passes its regression gate; otherwise the old set keeps serving and the
-// log says why (the rules engine counts the refusal too).
-func (g *running) reload(ctx context.Context) {
-	r := g.sys.Filters.Rules
-	if r == nil {
-		g.log.Info("reload: no rule files configured (rules from the fleet follow its publications)")
-		return
-	}
-	if err := r.Reload(ctx); err != nil {
-		g.metrics.Add("portcullis_gateway_reloads_total", 1, "result", "refused")
-		g.log.Error("reload refused, the old rules keep serving", "err", err)
-		return
-	}
-	g.metrics.Add("portcullis_gateway_reloads_total", 1, "result", "ok")
-	g.log.Info("rules reloaded")
-}
-
 // stop shuts down in the order that loses nothing: no new connections,
 // sessions in flight finish (their 250s are durable already), then the
 // queue stops after the deliveries in flight, then the stores close.
@@ -196,6 +185,9 @@ func (g *running) stop(ctx context.Context, why string) error {
 	if g.fleetStop != nil {
 		g.fleetStop()
 	}
+	// Every session has ended: the current filters are the ones to close
+	// (older generations closed their lists when their last session did).
+	g.sys.Filters = g.gen.Load().filters
 	errs = append(errs, g.closeAdmin(), g.sys.Close(ctx))
 	return errors.Join(errs...)
 }

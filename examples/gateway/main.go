@@ -16,9 +16,12 @@
 //
 // Signals: SIGTERM or SIGINT stops accepting, lets sessions and
 // deliveries in flight finish (30 s at most) and closes the queue; SIGHUP
-// reloads the rules atomically (a set that fails to compile or changes a
-// verdict of its regression corpus is refused, and the old one keeps
-// serving). A second gateway on the same data directory refuses to start.
+// re-reads the configuration file and reloads the rules and, where the
+// dns section changed, the DNS lists, all or nothing (a file that does
+// not check, lists that do not become ready, or a rule set that fails to
+// compile or changes a verdict of its regression corpus refuse the
+// reload, and the old rules and lists keep serving; SMTP sessions in
+// flight finish on the lists they began with). A second gateway on the same data directory refuses to start.
 //
 // The exit status is 0 after a clean shutdown, 1 when the gateway could
 // not start or stop cleanly, 2 for a bad command line or configuration.
@@ -206,6 +209,7 @@ func gateway(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	g.loadConfig = func() (*config.Config, error) { return loadConfig(o.config, o) }
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			g.reload(context.Background())
