@@ -86,8 +86,8 @@ func (f *Filters) CloseLists() error {
 	return err
 }
 
-// WithLists returns Filters that share f's archive inspector, rules and
-// AV scanner and ask the DNS lists cfg.dns names (none when it names
+// WithLists returns Filters that share f's archive inspector, rules
+// (local or the fleet's) and AV scanner and ask the DNS lists cfg.dns names (none when it names
 // none), in a new pipeline with f's policy, limits and spool: the
 // reload of a server whose dns section changed. f is unchanged and keeps
 // working; the caller swaps the pipelines for new transactions, closes
@@ -98,7 +98,8 @@ func (f *Filters) WithLists(ctx context.Context, cfg *Config, opts Options) (*Fi
 	if err := cfg.checkFilters(); err != nil {
 		return nil, err
 	}
-	n := &Filters{Inspector: f.Inspector, Rules: f.Rules, Scanner: f.Scanner, closers: f.closers, options: f.options, oneShot: f.oneShot}
+	n := &Filters{Inspector: f.Inspector, Rules: f.Rules, FleetRules: f.FleetRules, Scanner: f.Scanner,
+		closers: f.closers, options: f.options, oneShot: f.oneShot}
 	var list []filter.Filter
 	for _, x := range f.Pipeline.Filters() {
 		switch x.Name() {
