@@ -1,8 +1,13 @@
-// Command scan runs the whole Portcullis pipeline over one message and
-// prints the verdict.
+// Command scan runs the whole Portcullis pipeline over messages and
+// prints the verdicts.
 //
-//	go run ./examples/scan [-format text|json] [-client-ip IP] [-helo NAME]
-//	    [-from ADDR] [-rcpt ADDR]... [-config FILE] FILE.eml|-
+//	go run ./examples/scan [-format text|json|jsonl] [-client-ip IP] [-helo NAME]
+//	    [-from ADDR] [-rcpt ADDR]... [-config FILE] FILE.eml|DIR|MBOX|-...
+//
+// Many messages (several arguments, a directory, an mbox) go through one
+// pipeline, the rules compiled once: -format jsonl prints one JSON object
+// per message with its "file", and a summary (verdicts per action, score
+// distribution, time per message) goes to standard error (batch.go).
 //
 // Without -config it uses the embedded default configuration, which needs
 // no network. The exit status is 0 whenever a verdict was produced,
@@ -19,6 +24,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/portcullis-mail/portcullis/config"
@@ -66,7 +72,7 @@ func scan(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	var o options
 	fs := flag.NewFlagSet("scan", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.format, "format", "text", "output format: text or json")
+	fs.StringVar(&o.format, "format", "text", "output format: text, json or jsonl (one line per message)")
 	fs.StringVar(&o.clientIP, "client-ip", "", "the connecting client's IP address")
 	fs.StringVar(&o.helo, "helo", "", "the HELO/EHLO name")
 	fs.StringVar(&o.from, "from", "", "the envelope sender (MAIL FROM)")
@@ -87,11 +93,14 @@ func scan(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		return usageError{err.Error() + " (scan -h lists the flags)"}
 	}
-	if fs.NArg() != 1 {
-		return usageError{"want exactly one message file (or - for standard input)"}
+	if fs.NArg() == 0 {
+		return usageError{"want a message file, directory or mbox (or - for standard input)"}
 	}
-	if o.format != "text" && o.format != "json" {
-		return usageError{fmt.Sprintf("unknown -format %q (text or json)", o.format)}
+	if o.format != "text" && o.format != "json" && o.format != "jsonl" {
+		return usageError{fmt.Sprintf("unknown -format %q (text, json or jsonl)", o.format)}
+	}
+	if fs.NArg() > 1 && slices.Contains(fs.Args(), "-") {
+		return usageError{"- (standard input) cannot be scanned with other messages"}
 	}
 
 	cfg := config.Default()
@@ -128,6 +137,9 @@ func scan(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	defer built.Close()
 
+	if fs.NArg() > 1 || o.format == "jsonl" || isBatch(fs.Arg(0)) {
+		return scanBatch(context.Background(), built, fs.Args(), env, cfg.Limits.FilterLimits(), o.format, stdout, stderr)
+	}
 	msg, cleanup, err := openMessage(fs.Arg(0), stdin, env, cfg.Limits.FilterLimits())
 	if err != nil {
 		return err
@@ -136,6 +148,29 @@ func scan(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 
 	v := built.Pipeline.CheckAll(context.Background(), msg)
 	return printVerdict(stdout, o.format, v)
+}
+
+// isBatch reports whether path holds several messages: a directory or an
+// mbox.
+func isBatch(path string) bool {
+	if path == "-" {
+		return false
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	if st.IsDir() {
+		return true
+	}
+	head := make([]byte, 5)
+	n, _ := io.ReadFull(f, head)
+	return string(head[:n]) == "From "
 }
 
 // openMessage opens the message file, or spools standard input (memory,
@@ -170,8 +205,9 @@ func openMessage(path string, stdin io.Reader, env filter.Envelope, lim filter.L
 
 func usage(fs *flag.FlagSet) {
 	w := fs.Output()
-	fmt.Fprintln(w, "usage: scan [flags] FILE.eml|-")
-	fmt.Fprintln(w, "\nRuns the whole pipeline over one message (- for standard input) and prints the verdict.")
+	fmt.Fprintln(w, "usage: scan [flags] FILE.eml|DIR|MBOX|-...")
+	fmt.Fprintln(w, "\nRuns the whole pipeline over messages (- for standard input) and prints the verdicts;")
+	fmt.Fprintln(w, "with several messages or -format jsonl, a summary goes to standard error.")
 	fmt.Fprintln(w, "Without -config it uses the embedded default: archive inspector and default rules, no network.\n\nFlags:")
 	fs.PrintDefaults()
 	fmt.Fprint(w, `
