@@ -15,9 +15,61 @@
 // the type detected from their first bytes) and the envelope (MAIL FROM,
 // RCPT TO, HELO, the client IP against CIDR blocks). Meta rules combine
 // other rules with &&, ||, !, parentheses, sums and comparisons:
-// "(A + B + C) >= 2". Rule files are YAML (see the format in yaml.go's
-// comment and default/default.yaml); SpamAssassin ".cf" files import into
-// the same engine.
+// "(A + B + C) >= 2". Rule files are YAML (below); SpamAssassin ".cf"
+// files import into the same engine.
+//
+// # Rule files
+//
+// A rule file is a YAML mapping with four keys, each optional; any other
+// key, and any unknown key of a rule or a sample, is refused with its file
+// and line:
+//
+//	thresholds: {add-header: 5, quarantine: 10, reject: 15}
+//	scores: {SOME_RULE: 2.5}     # change the score of a rule from any file
+//	rules:
+//	  - name: SUBJECT_WIN        # required, unique in the set: the symbol's name
+//	    kind: header             # header body rawbody full uri attachment envelope meta
+//	    field: Subject           # which value of the kind (below)
+//	    regex: '(?i)\byou (have )?won\b'
+//	    score: 2.5
+//	    description: Subject claims a prize
+//	corpus:                      # the regression gate's samples, paths relative to the file
+//	  - file: corpus/prize.eml
+//	    expect: add-header       # accept add-header quarantine reject ...
+//	    envelope: {from: a@example.com, rcpt: [b@example.org], helo: mx.example.com, ip: 192.0.2.1}
+//
+// A rule's keys:
+//
+//   - name, kind, score, description: what every rule has. A hit is a
+//     filter.Symbol named name with this score and description.
+//   - field: for header, the field name ("" or "ALL": every field); for
+//     uri, "url" (the default), "host" or "domain" (registrable domain);
+//     for attachment, "name" (the default), "type" (detected from the
+//     content) or "content-type" (declared); for envelope, "from", "rcpt",
+//     "helo" or "ip". body, rawbody and full have none.
+//   - regex: Go (RE2) syntax, matched against each value; or literal, a
+//     plain substring. nocase: true ignores case for either.
+//   - negate: true hits when no value matches (SpamAssassin's !~).
+//   - test: exists or absent, instead of a match: the header, attachment
+//     or envelope field is there, or is not.
+//   - if-unset: for header, the value tested when the field is missing
+//     (without it, a missing field matches nothing).
+//   - cidr: for envelope ip, a list of blocks; hits when the client IP is
+//     in one. domains: for uri host/domain and envelope from/rcpt, a list
+//     of domains, matched exactly or as a parent domain.
+//   - expr: for meta, an expression over other rules' names (a hit is 1,
+//     a miss 0): &&, ||, !, parentheses, + and comparisons, e.g.
+//     "(MISSING_DATE + MISSING_FROM) >= 2". It may name rules of other
+//     files; a name no file defines, or a cycle, refuses the set.
+//
+// A set is the files given together (Config.Files, in order, plus the
+// embedded default when Config.Default): a later file's scores override
+// earlier ones, the last thresholds given are the set's (default: those of
+// filter.DefaultPolicy; they decide the regression gate's verdicts, while
+// in a pipeline the Policy decides), and the corpora add up.
+// default/default.yaml is a documented example of most kinds. A file larger than
+// Limits.MaxFileBytes, a regex longer than Limits.MaxRegexBytes or a set
+// of more than Limits.MaxRules is refused (ErrLimit).
 //
 // # Matching at scale
 //
