@@ -122,6 +122,10 @@ type Queue struct {
 	Name string `yaml:"name"`
 	// Replicas of the JetStream streams; 0 means 1.
 	Replicas int `yaml:"replicas"`
+	// AckWait (backend jetstream) is how long a gateway may hold a claimed
+	// message without renewing the claim before another gateway takes it
+	// over, e.g. after the first one died; 0 means 30s.
+	AckWait Duration `yaml:"ack_wait"`
 	// Workers is how many deliveries run at once; 0 means 16.
 	Workers int `yaml:"workers"`
 	// RetryBase and RetryMax bound the retry backoff; 0 means 1m and 1h.

@@ -86,7 +86,7 @@ func Build(ctx context.Context, cfg *Config, opts Options) (*System, error) {
 			return fail(fmt.Errorf("config: queue: %w", err))
 		}
 		s.closers = append(s.closers, func(context.Context) error { return js.Close() })
-		jq, err := jetstream.NewQueue(ctx, js, jetstream.QueueConfig{Delivery: qcfg})
+		jq, err := jetstream.NewQueue(ctx, js, jetstream.QueueConfig{Delivery: qcfg, AckWait: time.Duration(cfg.Queue.AckWait)})
 		if err != nil {
 			return fail(fmt.Errorf("config: queue: %w", err))
 		}
