@@ -53,6 +53,7 @@ func TestMain(m *testing.M) {
 // row is one drill's line in the final table.
 type row struct {
 	Incident   int
+	Variant    string // "fleet" for a second drill of one incident
 	Fault      string
 	Sent       int
 	Acked      int
@@ -92,14 +93,22 @@ func printTable(w io.Writer) {
 	if len(rows) == 0 {
 		return
 	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].Incident < rows[j].Incident })
+	sort.Slice(rows, func(i, j int) bool {
+		if rows[i].Incident != rows[j].Incident {
+			return rows[i].Incident < rows[j].Incident
+		}
+		return rows[i].Variant < rows[j].Variant
+	})
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| # | injected fault | sent | acknowledged | delivered | held | bounced | lost | dup |")
 	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
 		mark := ""
+		if r.Variant != "" {
+			mark = " (" + r.Variant + ")"
+		}
 		if r.Failed {
-			mark = " FAILED"
+			mark += " FAILED"
 		}
 		fmt.Fprintf(w, "| %d%s | %s | %d | %d | %d | %d | %d | %d | %d |\n", r.Incident, mark, r.Fault, r.Sent, r.Acked, r.Delivered, r.Held, r.Bounced, r.Lost, r.Duplicates)
 	}

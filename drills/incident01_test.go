@@ -3,12 +3,15 @@ package drills
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/internal/testsvc"
+	"github.com/portcullis-mail/portcullis/internal/testsvc/natstest"
 )
 
 // arrivals records when a sink accepted each message.
@@ -152,5 +155,102 @@ func TestIncident01(t *testing.T) {
 	}
 	r := account(l, tally(relays[0], relays[1]), nil, nil)
 	r.Incident, r.Fault = 1, fmt.Sprintf("2 of 4 next hops die under a burst of %d; throttle %v/s/host; max_depth %d", n, perHost, maxDepth)
+	report(t, r)
+}
+
+// Incident 1 on a fleet: the other server. Two gateways share one
+// JetStream queue; half the next hops die and then gateway B dies
+// (SIGKILL) in the middle of the burst. The senders fail over to A (as to
+// a second MX); A delivers everything B had acknowledged, its claims
+// taken over after queue.ack_wait: at least once, duplicates counted,
+// none lost.
+func TestIncident01Fleet(t *testing.T) {
+	testsvc.Integration(t)
+	const perHost = 40.0
+	nats := natstest.Start(t)
+	var arr [4]*arrivals
+	var relays [4]*testsvc.SMTPSink
+	var hosts []string
+	for i := range relays {
+		arr[i] = &arrivals{}
+		relays[i] = testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{OnData: arr[i].hook})
+		hosts = append(hosts, relays[i].Addr)
+	}
+	node := func() *gateway {
+		cfg := baseConfig(t)
+		cfg.Queue.Backend, cfg.Queue.URL = "jetstream", nats.URL
+		cfg.Queue.AckWait = config.Duration(time.Second)
+		cfg.Relay.Routes["*"] = config.Route{Hosts: hosts}
+		cfg.Relay.RatePerHost = perHost
+		cfg.Relay.MaxConnsPerHost = 2
+		return start(t, cfg)
+	}
+	a, b := node(), node()
+	relays[2].Stop()
+	relays[3].Stop()
+
+	n := *burst
+	names := ids(1, n)
+	for i := range names {
+		names[i] = strings.Replace(names[i], "drill-01-", "drill-01-fleet-", 1)
+	}
+	l := newLedger()
+	var viaB atomic.Int64
+	var killOnce sync.Once
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				m := mail{from: "sender@example.org", to: []string{"user@example.net"}, data: text(names[i], "statement")}
+				mx := []*gateway{a, b}[i%2:] // half the senders prefer B, all fall back to A
+				if i%2 == 1 {
+					mx = append(mx, a)
+				}
+				var r reply
+				for _, g := range mx {
+					if r = send(g.smtp, m); r.code == 250 {
+						if g == b && viaB.Add(1) == int64(n/6) {
+							killOnce.Do(func() { go b.kill() })
+						}
+						break
+					}
+				}
+				l.note(names[i], r)
+			}
+		}()
+	}
+	for i := range names {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	killOnce.Do(b.kill)
+	acked := len(l.ackedIDs())
+	if acked != n {
+		t.Errorf("%d of %d acknowledged by the fleet", acked, n)
+	}
+	poll(t, 120*time.Second, "A delivered everything the fleet acknowledged", func() (bool, string) {
+		got := len(tally(relays[0], relays[1]))
+		return got >= acked, fmt.Sprintf("%d of %d", got, acked)
+	})
+	t.Logf("B acknowledged %d before it was killed", viaB.Load())
+	if viaB.Load() < int64(n/6) {
+		t.Errorf("B acknowledged only %d", viaB.Load())
+	}
+	for i := range 2 {
+		// Each gateway throttles on its own: two nodes, twice the rate.
+		if w := arr[i].maxInWindow(time.Second); float64(w) > 2*perHost+2 {
+			t.Errorf("next hop %d got %d messages within one second, throttle %v/s per gateway", i, w, perHost)
+		}
+		if s := relays[i].MaxSessions(); s > 4 {
+			t.Errorf("next hop %d saw %d sessions at once, bound 2 per gateway", i, s)
+		}
+	}
+	r := account(l, tally(relays[0], relays[1]), nil, nil)
+	r.Incident, r.Variant = 1, "fleet"
+	r.Fault = fmt.Sprintf("JetStream fleet of 2: 2 of 4 next hops die, then gateway B is killed mid-burst of %d", n)
 	report(t, r)
 }
