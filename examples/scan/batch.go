@@ -25,7 +25,9 @@ import (
 // line starts "From "; each message is named FILE#N). With -format jsonl
 // each verdict is one line of JSON with the message's name; a summary
 // (verdicts per action, the score distribution, time per message) goes to
-// standard error, and on a terminal a progress line.
+// standard error, and on a terminal a progress line. An unreadable file
+// (or an mbox message over maxMboxMessage) is reported and skipped, and
+// the exit status is then 2, as it is when no message was found.
 
 // batchLine is one message's line of -format jsonl.
 type batchLine struct {
@@ -74,7 +76,16 @@ func scanBatch(ctx context.Context, built *config.Filters, paths []string, env f
 	if progress {
 		fmt.Fprint(stderr, "\r")
 	}
-	st.summary(stderr)
+	if len(st.scores)+st.errors > 0 {
+		st.summary(stderr)
+	}
+	// The exit status says whether every message was read, as for one.
+	switch {
+	case st.errors > 0:
+		return fmt.Errorf("%d messages unreadable", st.errors)
+	case len(st.scores) == 0:
+		return fmt.Errorf("no messages in %s", strings.Join(paths, " "))
+	}
 	return nil
 }
 

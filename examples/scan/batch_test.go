@@ -53,7 +53,7 @@ func TestBatchJSONL(t *testing.T) {
 
 	// A missing file is reported and skipped; the others are scanned.
 	code, out, errs = runScan(t, "", "-format", "jsonl", filepath.Join(dir, "missing.eml"), "../../testdata/clean.eml")
-	require.Equal(t, 0, code, errs)
+	require.Equal(t, 2, code, errs)
 	assert.Equal(t, 1, strings.Count(out, "\n"))
 	assert.Contains(t, errs, "1 unreadable")
 	// Standard input goes alone.
@@ -72,7 +72,7 @@ func TestBatchMboxLimit(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "box")
 	require.NoError(t, os.WriteFile(path, []byte(mbox), 0o600))
 	code, out, errs := runScan(t, "", "-format", "jsonl", path)
-	require.Equal(t, 0, code, errs)
+	require.Equal(t, 2, code, errs)
 	assert.Contains(t, errs, path+"#1: message over 100 bytes")
 	assert.Contains(t, out, `"file":"`+path+`#2"`)
 	assert.Contains(t, errs, "scanned 1 messages, 1 unreadable")

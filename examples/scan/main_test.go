@@ -68,7 +68,7 @@ func TestUsageAndIOErrors(t *testing.T) {
 		{"-client-ip", "not-an-ip", "../../testdata/clean.eml"},
 		{"-nosuchflag", "../../testdata/clean.eml"},
 		{"does-not-exist.eml"},
-		{"../../testdata"},
+		{t.TempDir()}, // a directory without messages
 		{"-config", "does-not-exist.yaml", "../../testdata/clean.eml"},
 	} {
 		code, out, errs := runScan(t, "", args...)
