@@ -133,6 +133,21 @@ func (t *Transaction) connStep(ctx context.Context, s Stage) Verdict {
 	return t.verdict
 }
 
+// SetAuth records the identity the client authenticated as (SMTP AUTH,
+// RFC 4954; a milter's {auth_authen} macro), "" for none. AUTH happens
+// after Begin and before MAIL, so a front-end calls SetAuth before Mail:
+// the mailfrom, rcpt and data filters, the verdicts and the envelope the
+// router stores then carry it. Reset and the next Mail keep it: it
+// belongs to the session, like the HELO name.
+func (t *Transaction) SetAuth(user string) { t.env.AuthUser = user }
+
+// SetTLS records whether the session is encrypted, for a front-end that
+// learns it after Begin (STARTTLS; a milter's {tls_version} macro, sent
+// with MAIL). Like SetAuth it applies from the next stage on and
+// survives Reset; the connect and helo stages already run keep what
+// they saw.
+func (t *Transaction) SetTLS(on bool) { t.env.TLS = on }
+
 // Mail records the reverse path ("" is the null sender) and runs the
 // mailfrom-stage filters. MAIL starts a mail transaction: after an earlier
 // Mail (refused, or through to Data) it first resets, as Reset does, so a
