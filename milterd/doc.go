@@ -14,6 +14,11 @@
 // which spools them with the pipeline's size limit: the session never holds
 // more than one packet of a message. Abort (RSET, a dropped client) and a
 // second MAIL FROM reset the transaction; connect and HELO evidence stay.
+// The MTA's {auth_authen} macro (Postfix sends it with MAIL) and
+// {tls_version} (with HELO) become the transaction's AuthUser and TLS at
+// MAIL (filter.Transaction.SetAuth, SetTLS): the filters of MAIL, RCPT
+// and DATA and the quarantined record see who authenticated and whether
+// the client used TLS; connect and HELO filters do not.
 //
 // # What the verdict becomes
 //

@@ -91,6 +91,8 @@ func (t *fakeTx) Helo(ctx context.Context, name string) filter.Verdict {
 	t.b.call("helo " + name)
 	return t.b.helo
 }
+func (t *fakeTx) SetAuth(user string) { t.env.AuthUser = user }
+func (t *fakeTx) SetTLS(on bool)      { t.env.TLS = on }
 func (t *fakeTx) Mail(ctx context.Context, from string) filter.Verdict {
 	t.b.call("mail " + from)
 	return t.b.mail

@@ -25,7 +25,10 @@ const protocolVersion = 6
 
 // macros the session keeps (the MTA may send many; only these are stored,
 // so their memory is bounded).
-var keptMacros = map[string]bool{"i": true, "j": true, "{daemon_name}": true, "{auth_authen}": true}
+// {auth_authen} (milter_mail_macros) and {tls_version}
+// (milter_helo_macros) are the client's SMTP AUTH identity and TLS, set
+// on the transaction at MAIL.
+var keptMacros = map[string]bool{"i": true, "j": true, "{daemon_name}": true, "{auth_authen}": true, "{tls_version}": true}
 
 // errQuit ends a session without an error.
 var errQuit = errors.New("quit")
@@ -326,6 +329,10 @@ func (ss *session) mail(ctx context.Context, data []byte) error {
 	if err := ss.s.ready(); err != nil {
 		return ss.refuse("mail", filter.ErrorReply(err), err)
 	}
+	// Postfix sends the MAIL macros just before MAIL, the HELO ones (TLS)
+	// before HELO: both are known now.
+	ss.tx.SetAuth(ss.macros["{auth_authen}"])
+	ss.tx.SetTLS(ss.macros["{tls_version}"] != "")
 	return ss.stage("mail", ss.tx.Mail(ctx, unbracket(args[0])))
 }
 

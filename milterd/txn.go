@@ -13,6 +13,8 @@ type txn interface {
 	ID() string
 	Connect(ctx context.Context) filter.Verdict
 	Helo(ctx context.Context, name string) filter.Verdict
+	SetAuth(user string)
+	SetTLS(on bool)
 	Mail(ctx context.Context, from string) filter.Verdict
 	Rcpt(ctx context.Context, to string) filter.Verdict
 	Data(ctx context.Context, r io.Reader) (filter.Verdict, error)
