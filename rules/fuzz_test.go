@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/portcullis-mail/portcullis/filter"
@@ -107,5 +108,81 @@ func FuzzMeta(f *testing.F) {
 		}
 		n.names(func(m *metaNode) { m.id = 0 })
 		n.eval([]float64{1})
+	})
+}
+
+// FuzzPerlRegexAny: a translation for any engine is refused with a reason
+// or compiles on its engine, and its prefilter keys stand in a value it
+// matches (keysPattern is a superset).
+func FuzzPerlRegexAny(f *testing.F) {
+	for _, s := range []string{`/foo(?=bar)/i`, `/(a)\1/`, `/(?>a+)b/`, `/\xe2\x80\x8b/`, `/x++y/`, `/(?<!do not )click/`, `/[[:alpha:]]+(?=x)/`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		pr, _, err := parsePerlRegexAny(s)
+		if err != nil {
+			if _, ok := err.(*errSkip); !ok {
+				t.Fatalf("error without a reason: %v", err)
+			}
+			return
+		}
+		r := Rule{Name: "X", Kind: Body, Regex: pr.pattern, backtrack: pr.backtrack, bytes: pr.bytes, sa: true}
+		c, err := compileRule(&r, Limits{}.withDefaults())
+		if err != nil {
+			t.Fatalf("%q translated to %q, which does not compile: %v", s, pr.pattern, err)
+		}
+		c.keys() // must not panic
+		if pr.backtrack {
+			keysPattern(pr.pattern)
+		}
+	})
+}
+
+// FuzzReceived: any Received value parses into a relay, is ignored or is
+// unparseable, without panicking, and a relay's fields hold no space or
+// bracket (they are joined into the X-Spam-Relays strings).
+func FuzzReceived(f *testing.F) {
+	for _, s := range []string{
+		"from mail.example.net (mail.example.net [198.51.100.7]) by mx.example.org (Postfix) with ESMTP id 4ABC",
+		"from [204.245.199.98] (helo=zinfandel.lacita.com) by www.linux.org.uk with esmtp (Exim 3.13 #1) id 14lYR6",
+		"from unknown (HELO x) (203.0.113.5) by y with SMTP",
+		"(from daemon@localhost) by europe.std.com (8.9.3/8.9.3) id RAA09630",
+		"from x ([IPv6:2001:db8::1]) by y with ESMTPSA id z",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, _ := parseReceived(s)
+		if r == nil {
+			return
+		}
+		for _, v := range []string{r.ip, r.rdns, r.helo, r.by, r.ident, r.envfrom} {
+			if strings.ContainsAny(v, " []()<>\t\n") {
+				t.Fatalf("%q: field %q", s, v)
+			}
+		}
+		_ = r.String()
+	})
+}
+
+// FuzzEvalCall: any eval: call parses or is refused, and a parsed call
+// round-trips its argument count.
+func FuzzEvalCall(f *testing.F) {
+	for _, s := range []string{`check_for_mime('mime_qp_count')`, `html_range('length', '0', 'inf')`, `check_no_relays()`, `f("a,b", 2)`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		name, args, err := parseEvalCall(s)
+		if err != nil {
+			return
+		}
+		if strings.ContainsAny(name, "(") {
+			t.Fatalf("%q: name %q", s, name)
+		}
+		if mk, ok := saEvals[name]; ok {
+			if fn, err := mk(&saConf{}, args); err == nil && fn == nil {
+				t.Fatalf("%q: no function and no error", s)
+			}
+		}
 	})
 }

@@ -161,7 +161,7 @@ func parseReceived(line string) (r *relay, counts bool) {
 	for strings.HasSuffix(s, ";") {
 		s = strings.TrimSuffix(strings.TrimRight(strings.TrimSuffix(s, ";"), " "), " ")
 	}
-	if len(s) < 5 || !strings.EqualFold(strings.TrimPrefix(s, "(")[:5], "from ") {
+	if t := strings.TrimPrefix(s, "("); len(t) < 5 || !strings.EqualFold(t[:5], "from ") {
 		return nil, false
 	}
 	if strings.Contains(s, " with local for ") {
