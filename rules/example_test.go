@@ -91,3 +91,33 @@ corpus:
 	// update: rules: regression gate refused the set: 1 of 1 samples changed verdict:
 	//   spam.eml: expected add-header, got accept (score 2.00, was 6.00); now hitting WON(2.00); no longer hitting WON(6.00)
 }
+
+// SpamAssassin rules run with SpamAssassin's semantics: here a
+// look-around rule (on the backtracking engine), a rule that matches
+// bytes, and one that reads the relays parsed from the Received lines.
+func ExampleBuild_spamAssassin() {
+	dir, _ := os.MkdirTemp("", "sa")
+	defer os.RemoveAll(dir)
+	cf := filepath.Join(dir, "local.cf")
+	os.WriteFile(cf, []byte(`
+body   CHEAP_PILLS  /\bcheap(?= pills)/
+score  CHEAP_PILLS  2.5
+body   ZERO_WIDTH   /zero\xe2\x80\x8bwidth/
+header RDNS_NONE    X-Spam-Relays-Untrusted =~ /^[^\]]+ rdns= /
+`), 0o600)
+	s, err := rules.Build(rules.Config{Files: []string{cf}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	raw := "Received: from spammer (unknown [203.0.113.5]) by mx.example.org with SMTP id 1\r\n" +
+		"Subject: hi\r\n\r\ncheap pills, zero\u200bwidth\r\n"
+	ev, _ := s.Evaluate(context.Background(), filter.NewMessageBytes(filter.Envelope{}, []byte(raw), filter.Limits{}))
+	for _, sym := range ev.Symbols {
+		fmt.Println(sym.Name, sym.Score)
+	}
+	// Output:
+	// CHEAP_PILLS 2.5
+	// ZERO_WIDTH 1
+	// RDNS_NONE 1
+}
