@@ -9,6 +9,7 @@ import (
 	"mime/quotedprintable"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/emersion/go-message/charset"
 )
@@ -35,7 +36,66 @@ func (p *Part) Encodings() []string {
 
 // OpenAs is Open with the body read as transfer encoding enc (one of
 // Encodings, or any other).
+//
+// A text leaf that is not an attachment is decoded once, on first use,
+// and every later Open (and Text) reads the same decoded bytes: the
+// archive inspector's search for encoded files and the rules read the
+// same body, which must not be decoded twice.
 func (p *Part) OpenAs(enc string) io.Reader {
+	if enc == p.Encoding && p.IsText() && !p.IsAttachment() {
+		b, err := p.decoded()
+		return &bytesErrReader{b: b, err: err}
+	}
+	return p.decode(enc)
+}
+
+// decoded returns the body of a text part, transfer encoding undone,
+// read once into a buffer sized by the raw body (decoding never makes a
+// body longer) and shared: it is never written after.
+func (p *Part) decoded() ([]byte, error) {
+	p.decOnce.Do(func() {
+		p.dec, p.decErr = readAll(p.decode(p.Encoding), min(p.RawSize(), p.msg.limits.MaxDecodedBytes)+1)
+	})
+	return p.dec, p.decErr
+}
+
+// readAll is io.ReadAll into a buffer of capacity hint first.
+func readAll(r io.Reader, hint int64) ([]byte, error) {
+	b := make([]byte, 0, max(hint, 512))
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
+}
+
+// bytesErrReader reads b, then returns err (io.EOF when nil).
+type bytesErrReader struct {
+	b   []byte
+	err error
+}
+
+func (r *bytesErrReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		return 0, io.EOF
+	}
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	return n, nil
+}
+
+func (p *Part) decode(enc string) io.Reader {
 	var r io.Reader = p.Raw()
 	switch enc {
 	case "base64":
@@ -81,20 +141,31 @@ func (p *Part) Text() (string, error) {
 		return "", ErrNotText
 	}
 	p.textOnce.Do(func() {
-		var r io.Reader = p.Open()
+		var b []byte
+		if p.IsAttachment() {
+			b, p.textErr = readAll(p.Open(), min(p.RawSize(), p.msg.limits.MaxDecodedBytes)+1)
+		} else {
+			b, p.textErr = p.decoded()
+		}
 		cs := p.Charset()
 		if cs != "" && cs != "utf-8" && cs != "us-ascii" && cs != "utf8" {
-			if cr, err := charset.Reader(cs, r); err == nil {
-				r = cr
+			if cr, err := charset.Reader(cs, bytes.NewReader(b)); err == nil {
+				// A converted text is new bytes; its error is the
+				// decoder's, if any, after the body's own.
+				conv, err := readAll(cr, int64(len(b))+int64(len(b))/2)
+				if p.textErr == nil {
+					p.textErr = err
+				}
+				b = conv
 			}
 		}
-		var b strings.Builder
-		_, p.textErr = io.Copy(&b, r)
-		s := b.String()
-		if !utf8.ValidString(s) {
-			s = strings.ToValidUTF8(s, "\uFFFD")
+		if !utf8.Valid(b) {
+			p.text = strings.ToValidUTF8(string(b), "\uFFFD")
+			return
 		}
-		p.text = s
+		// b is never written again (the decoded body is shared read-only,
+		// a converted one is ours): the string can share it.
+		p.text = unsafe.String(unsafe.SliceData(b), len(b))
 	})
 	return p.text, p.textErr
 }

@@ -161,6 +161,9 @@ type Part struct {
 	headerStart, bodyOff int64
 	bodyEnd              int64
 	textOnce, sizeOnce   sync.Once
+	decOnce              sync.Once
+	dec                  []byte // decoded body of a text leaf (decoded)
+	decErr               error
 	text                 string
 	textErr              error
 	decodedSize          int64
