@@ -212,11 +212,13 @@ func usage(fs *flag.FlagSet) {
 	fs.PrintDefaults()
 	fmt.Fprint(w, `
 Exit status:
-  0  a verdict was printed, whatever it is (accept, quarantine, reject, tempfail)
-  2  a bad command line, configuration or message file
+  0  every message got a verdict, whatever it is (accept, quarantine, reject, tempfail)
+  2  a bad command line or configuration, a message that could not be read
+     (the others are still judged), or no message at all
 
-Example:
+Examples:
   scan -format json -clamd 127.0.0.1:3310 -client-ip 192.0.2.25 -from a@example.org -rcpt b@example.net message.eml
+  scan -format jsonl ~/Maildir/cur > verdicts.jsonl
 `)
 }
 

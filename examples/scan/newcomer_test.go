@@ -21,7 +21,7 @@ func TestHelpListsExitStatusAndExample(t *testing.T) {
 	assert.Contains(t, errs, "-clamd")
 	assert.Contains(t, errs, "Exit status:")
 	assert.Contains(t, errs, "\n  2  ")
-	assert.Contains(t, errs, "Example:\n  scan ")
+	assert.Contains(t, errs, "Examples:\n  scan ")
 }
 
 // A bad flag is said once, on one line, with where to look.
