@@ -7,8 +7,8 @@
 // The model, per 10 ms tick (the defaults are the rates measured in
 // docs/BENCHMARKS.md; see docs/SCALE.md for where each comes from):
 //
-//   - Arrivals: Poisson around a diurnal curve (night trough at 0.35 of
-//     the mean, afternoon peak at 2×), plus -bursts spam campaigns of
+//   - Arrivals: Poisson around a diurnal curve (night trough at 0.2 of
+//     the mean at 03:30, afternoon peak at 1.8× at 15:30), plus -bursts spam campaigns of
 //     10–30 minutes at -burst-factor × the curve, one of them at the peak.
 //   - Filtering: nodes × cores servers, -cpu-ms of CPU per message (parse,
 //     archive, rules, DNS, AV); waiting for a core follows Erlang C
@@ -99,7 +99,7 @@ func main() {
 
 // diurnal is the arrival curve's shape, mean 1 over the day.
 func diurnal(h float64) float64 {
-	// trough 04:00, peak 15:00: a smooth two-harmonic curve.
+	// trough 03:30 (0.2), peak 15:30 (1.8): a smooth two-harmonic curve.
 	x := 2 * math.Pi * (h - 9.5) / 24
 	return 1 + 0.8*math.Sin(x) + 0.15*math.Sin(2*x)
 }
