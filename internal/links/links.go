@@ -127,6 +127,9 @@ func (c *collector) add(text string, isHTML bool) {
 // be scheme-relative.
 func (c *collector) attributes(text string) {
 	for i := 0; i < len(text) && !c.full(); i++ {
+		if b := text[i] | 0x20; b != 'h' && b != 's' {
+			continue
+		}
 		var n int
 		switch {
 		case hasPrefixFold(text[i:], "href"):
@@ -479,6 +482,23 @@ func skipSpace(s string, i int) int {
 	return i
 }
 
+// hasPrefixFold reports whether s starts with prefix, a lower-case ASCII
+// string, in any case. It is what strings.EqualFold says over
+// s[:len(prefix)] (a multi-byte rune cannot fold to fewer bytes of ASCII
+// in as many runes), without its Unicode path: it runs at every byte of a
+// body.
 func hasPrefixFold(s, prefix string) bool {
-	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+	if len(s) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
 }

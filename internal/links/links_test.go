@@ -192,3 +192,35 @@ func TestExtractLongHost(t *testing.T) {
 		t.Fatalf("got %+v", got)
 	}
 }
+
+// hasPrefixFold must say what strings.EqualFold says over the prefix's
+// length, for any input, including multi-byte runes that fold to ASCII
+// (ſ, K).
+func TestHasPrefixFoldAgreesWithEqualFold(t *testing.T) {
+	inputs := []string{"", "h", "HREF", "hReF=x", "ſrc", "\u212aey", "https:", "HTTPS://", "http\xff", "www.", "WwW.x", "src", "utf-7", "UTF7"}
+	for _, s := range inputs {
+		for _, p := range []string{"href", "src", "http:", "https:", "www.", "utf-7", "utf7", "key", "charset"} {
+			want := len(s) >= len(p) && strings.EqualFold(s[:len(p)], p)
+			if got := hasPrefixFold(s, p); got != want {
+				t.Errorf("hasPrefixFold(%q, %q) = %v, EqualFold says %v", s, p, got, want)
+			}
+		}
+	}
+}
+
+func FuzzHasPrefixFold(f *testing.F) {
+	f.Add("HREF=", "href")
+	f.Add("ſrc", "src")
+	f.Fuzz(func(t *testing.T, s, p string) {
+		p = strings.ToLower(p)
+		for i := 0; i < len(p); i++ {
+			if p[i] >= 0x80 {
+				return // prefixes are ASCII
+			}
+		}
+		want := len(s) >= len(p) && strings.EqualFold(s[:len(p)], p)
+		if got := hasPrefixFold(s, p); got != want {
+			t.Fatalf("hasPrefixFold(%q, %q) = %v, EqualFold says %v", s, p, got, want)
+		}
+	})
+}
