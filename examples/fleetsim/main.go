@@ -79,6 +79,19 @@ func main() {
 	flag.IntVar(&p.failNode, "fail-node", 15, "hour (0–23) during which one node is down; -1: none")
 	flag.Uint64Var(&p.seed, "seed", 1, "random seed")
 	flag.DurationVar(&p.tick, "tick", 10*time.Millisecond, "simulation step")
+	flag.Usage = func() {
+		fmt.Fprintln(flag.CommandLine.Output(), `usage: fleetsim [flags]
+
+Replays a day of mail arrivals against a model of a fleet and prints queue
+depth and latency percentiles per hour, then the day's totals.
+
+Exit status: 0 after a simulation, 2 for bad flags.
+
+Example: go run ./examples/fleetsim -nodes 6 -queue spool
+
+Flags:`)
+		flag.PrintDefaults()
+	}
 	flag.Parse()
 	if p.deliverRate == 0 {
 		p.deliverRate = 1126
