@@ -46,9 +46,10 @@ type Filters struct {
 	// then nil): watched, gated and swapped as versions are published.
 	FleetRules *fleet.Rules
 
-	closers []func() error // what the filters hold, Lists excepted
-	options filter.Options // the pipeline's, for WithLists
-	oneShot bool
+	closers   []func() error // what the filters hold, Lists excepted
+	rulesLoad *rulesLoad     // the first background load of Rules (Build)
+	options   filter.Options // the pipeline's, for WithLists
+	oneShot   bool
 
 	closeLists sync.Once
 }
@@ -60,6 +61,29 @@ func (f *Filters) Names() []string {
 		out = append(out, x.Name())
 	}
 	return out
+}
+
+// WaitRules waits for the rules' first load to end and returns its
+// error: at once with nil for BuildFilters' (done before it returned) or
+// when no rules are configured. Build loads them in the background; a
+// server need not wait (its rules filter is not ready meanwhile), a test
+// or a tool that wants them in does.
+func (f *Filters) WaitRules(ctx context.Context) error {
+	if f.rulesLoad == nil {
+		return nil
+	}
+	select {
+	case <-f.rulesLoad.done:
+		return f.rulesLoad.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// rulesLoad is a background load: err is set before done is closed.
+type rulesLoad struct {
+	done chan struct{}
+	err  error
 }
 
 // Close releases what the filters hold (engine connections, resolvers).
@@ -99,7 +123,7 @@ func (f *Filters) WithLists(ctx context.Context, cfg *Config, opts Options) (*Fi
 		return nil, err
 	}
 	n := &Filters{Inspector: f.Inspector, Rules: f.Rules, FleetRules: f.FleetRules, Scanner: f.Scanner,
-		closers: f.closers, options: f.options, oneShot: f.oneShot}
+		closers: f.closers, options: f.options, oneShot: f.oneShot, rulesLoad: f.rulesLoad}
 	var list []filter.Filter
 	for _, x := range f.Pipeline.Filters() {
 		switch x.Name() {
@@ -121,8 +145,10 @@ func (f *Filters) WithLists(ctx context.Context, cfg *Config, opts Options) (*Fi
 }
 
 // BuildFilters makes every filter the configuration names and the
-// pipeline over them. Rules are loaded (and gated on their regression
-// corpus) before it returns; DNS resolvers get one health round.
+// pipeline over them, for one-shot use: rules are loaded (and gated on
+// their regression corpus) before it returns; DNS resolvers get one
+// health round. Build (a server) loads the rules in the background
+// instead: the rules filter is not ready until they are in.
 func BuildFilters(ctx context.Context, cfg *Config, opts Options) (*Filters, error) {
 	return buildFilters(ctx, cfg, opts, filter.SpoolConfig{}, true)
 }
@@ -176,8 +202,22 @@ func buildFilters(ctx context.Context, cfg *Config, opts Options, spool filter.S
 	} else if r := cfg.Rules; r.Default || len(r.Files) > 0 || r.SpamAssassin != "" {
 		f.Rules = rules.New(rules.Config{Default: r.Default, Files: r.Files, SpamAssassin: r.SpamAssassin,
 			DetectType: archive.DetectType, Logger: log, Metrics: opts.Metrics})
-		if err := f.Rules.Reload(ctx); err != nil {
-			return fail(fmt.Errorf("config: rules: %w", err))
+		if oneShot {
+			if err := f.Rules.Reload(ctx); err != nil {
+				return fail(fmt.Errorf("config: rules: %w", err))
+			}
+		} else {
+			// A server listens while its rules load: the engine is not
+			// ready (mail tempfailed, /readyz 503) until they are, and a
+			// failed load keeps it so until a reload succeeds.
+			lctx, cancel := context.WithCancel(ctx)
+			res := f.Rules.LoadInBackground(lctx)
+			f.rulesLoad = &rulesLoad{done: make(chan struct{})}
+			go func(l *rulesLoad) {
+				l.err = <-res
+				close(l.done)
+			}(f.rulesLoad)
+			f.closers = append(f.closers, func() error { cancel(); return nil })
 		}
 		list = append(list, f.Rules)
 	}

@@ -73,6 +73,9 @@ func TestBuildSystem(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close(context.Background())
+	if err := s.Filters.WaitRules(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Ready(); err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +109,9 @@ func TestBuildJetStream(t *testing.T) {
 	defer s.Close(context.Background())
 	if s.Spool != nil {
 		t.Error("a local spool with backend jetstream")
+	}
+	if err := s.Filters.WaitRules(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 	routeOne(t, s)
 }

@@ -21,7 +21,13 @@
 //
 // BuildFilters makes the filters and the pipeline (the scan CLI needs no
 // more); Build makes the whole System. Both fail without side effects: what
-// was opened before an error is closed again. A System's Close stops the
+// was opened before an error is closed again. BuildFilters loads the rules
+// before it returns and fails on a bad rule file; Build, for a server,
+// returns at once and loads them in the background: until the first load
+// succeeds the rules filter is not ready (rules.ErrLoading, or the load's
+// error), so the System tempfails mail and its readiness probe fails
+// rather than the server refusing connections; a failed first load is
+// logged and counted and the next reload retries. A System's Close stops the
 // queue after its deliveries in flight, then closes the stores, the filters
 // and the data_dir lock.
 package config

@@ -50,6 +50,11 @@ func ExampleBuild() {
 		panic(err)
 	}
 	defer sys.Close(context.Background())
+	// Build loads the rules in the background (mail is tempfailed until
+	// they are in); an example has no reason not to wait for them.
+	if err := sys.Filters.WaitRules(context.Background()); err != nil {
+		panic(err)
+	}
 
 	// The router is what a front-end hands each transaction to.
 	ctx := context.Background()

@@ -74,6 +74,7 @@ type Engine struct {
 	stats   statsTable
 
 	reloadMu sync.Mutex             // one reload at a time
+	loading  atomic.Int32           // reloads started and not yet done
 	stamps   atomic.Pointer[string] // the files' stamps when last read
 	ok, bad  atomic.Uint64
 	lastErr  atomic.Pointer[error]
@@ -121,12 +122,37 @@ func Default() *Engine {
 // Name implements filter.Filter.
 func (e *Engine) Name() string { return e.cfg.Name }
 
-// Ready implements filter.Readier: nil once a set is loaded.
+// Ready implements filter.Readier: nil once a set is loaded. Before
+// that it is ErrLoading while a load is under way, else ErrNotReady
+// joined with the last load's error when one failed.
 func (e *Engine) Ready() error {
-	if e.cur.Load() == nil {
-		return ErrNotReady
+	if e.cur.Load() != nil {
+		return nil
 	}
-	return nil
+	if e.loading.Load() > 0 {
+		return ErrLoading
+	}
+	if p := e.lastErr.Load(); p != nil {
+		return fmt.Errorf("%w: last load failed: %w", ErrNotReady, *p)
+	}
+	return ErrNotReady
+}
+
+// LoadInBackground starts a Reload and returns at once: a server listens
+// while its rules load, not ready (ErrLoading) until they are, so that
+// it tempfails mail and fails its readiness probe instead of refusing
+// connections. The channel receives the load's result and is closed. A
+// failed load leaves the Engine not ready (or on its old set); the
+// next Reload (SIGHUP, Watch) retries.
+func (e *Engine) LoadInBackground(ctx context.Context) <-chan error {
+	done := make(chan error, 1)
+	e.loading.Add(1) // before returning: Ready says loading at once
+	go func() {
+		defer close(done)
+		defer e.loading.Add(-1)
+		done <- e.reload(ctx)
+	}()
+	return done
 }
 
 // Current returns the set in use, or nil.
@@ -276,6 +302,12 @@ func loadEmbedded(sp *spec, lim Limits) error {
 // failure the current set stays in use; the error says why, naming file
 // and line, or carries the gate's report (errors.Is(err, ErrGate)).
 func (e *Engine) Reload(ctx context.Context) error {
+	e.loading.Add(1)
+	defer e.loading.Add(-1)
+	return e.reload(ctx)
+}
+
+func (e *Engine) reload(ctx context.Context) error {
 	e.reloadMu.Lock()
 	defer e.reloadMu.Unlock()
 	s, err := e.build()

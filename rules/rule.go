@@ -106,6 +106,9 @@ var (
 	ErrGate      = errors.New("rules: regression gate refused the set")
 	ErrNoFiles   = errors.New("rules: no rule files")
 	ErrNotReady  = fmt.Errorf("rules: no rule set loaded: %w", filter.ErrNotReady)
+	// ErrLoading is Ready's answer while the first set is being read
+	// (LoadInBackground); it wraps ErrNotReady.
+	ErrLoading = fmt.Errorf("rules: loading: %w", ErrNotReady)
 )
 
 // LoadError is a fault in a rule file, named by file and line.
