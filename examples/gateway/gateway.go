@@ -16,6 +16,7 @@ import (
 	"github.com/portcullis-mail/portcullis/adapters/prommetrics"
 	"github.com/portcullis-mail/portcullis/admin"
 	"github.com/portcullis-mail/portcullis/config"
+	"github.com/portcullis-mail/portcullis/rules"
 	"github.com/portcullis-mail/portcullis/smtpd"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -131,8 +132,9 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*running,
 	}
 
 	ready := "yes"
-	if err := sys.Ready(); err != nil {
-		ready = err.Error()
+	notReady := sys.Ready()
+	if notReady != nil {
+		ready = notReady.Error()
 	}
 	adminAddr := "off"
 	if g.adminLn != nil {
@@ -147,6 +149,21 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*running,
 		"filters", strings.Join(sys.Filters.Names(), ","),
 		"ready", ready,
 		"token", token)
+	if errors.Is(notReady, rules.ErrLoading) {
+		// Listening already; say when the rules are in (or why not).
+		f := sys.Filters
+		go func() {
+			if err := f.WaitRules(ctx); err != nil {
+				log.Error("rules: first load done: not ready until a reload succeeds (SIGHUP)", "err", err)
+				return
+			}
+			ready := "yes"
+			if err := g.ready(); err != nil {
+				ready = err.Error()
+			}
+			log.Info("rules: first load done", "ready", ready)
+		}()
+	}
 	return g, nil
 }
 

@@ -323,7 +323,10 @@ func TestNotReadyTempfails(t *testing.T) {
 	defer pc.Close()
 	dir := t.TempDir()
 	cfg := writeFile(t, dir, "gateway.yaml", fmt.Sprintf("dns:\n  resolvers: [%q]\n  dnsbl: [\"zen\"]\n", pc.LocalAddr().String()))
-	g := startGateway(t, gatewayArgs(t, "127.0.0.1:1", "-config", cfg)...)
+	g, err := tryListen(t, gatewayArgs(t, "127.0.0.1:1", "-config", cfg)...)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !strings.Contains(field(g.lineWith("gateway started"), "ready"), "not ready") {
 		t.Errorf("start-up line does not say not ready: %s", g.lineWith("gateway started"))
 	}
@@ -462,5 +465,55 @@ func TestDrainingRefusesNewMail(t *testing.T) {
 	c.Quit()
 	if code := g.wait(30 * time.Second); code != 0 {
 		t.Errorf("exit %d:\n%s", code, g.output())
+	}
+}
+
+// A gateway whose rule file is still arriving (a FIFO nobody has written
+// yet) listens at once but is not ready: /readyz 503 saying the rules are
+// loading, 451 to mail, nothing accepted unfiltered; once the file is in,
+// ready, clean mail delivered and the new rule applied.
+func TestRulesLoadingTempfails(t *testing.T) {
+	sink := testsvc.StartSMTPSink(t, testsvc.SMTPSinkConfig{})
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "rules-syncing.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeFile(t, dir, "gateway.yaml", fmt.Sprintf("rules:\n  files: [%q]\n", fifo))
+	g, err := tryListen(t, gatewayArgs(t, sink.Addr, "-config", cfg)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ready := field(g.lineWith("gateway started"), "ready"); !strings.Contains(ready, "rules: loading") {
+		t.Errorf("start-up line says ready=%q, want rules: loading", ready)
+	}
+	for i := range 3 {
+		if body := httpGet(t, "http://"+g.admin+"/readyz", 503); !strings.Contains(body, "rules: loading") {
+			t.Errorf("/readyz while loading: %q", body)
+		}
+		if r := send(g.smtp, message(fmt.Sprint("early ", i), "hi")); r.code != 451 {
+			t.Errorf("mail while the rules load: %+v, want 451", r)
+		}
+	}
+
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.WriteString("rules:\n  - name: SYNCED_MARKER\n    kind: body\n    literal: \"synced-marker\"\n    score: 20\n")
+	w.Close()
+	if _, ok := g.waitLine("rules: first load done", 30*time.Second); !ok {
+		t.Fatalf("rules did not load:\n%s", g.output())
+	}
+	httpGet(t, "http://"+g.admin+"/readyz", 200)
+	if r := send(g.smtp, message("after", "hi")); r.code != 250 {
+		t.Errorf("clean mail after the load: %+v, want 250", r)
+	}
+	if r := send(g.smtp, message("marked", "synced-marker")); r.code/100 != 5 {
+		t.Errorf("mail hitting the loaded rule: %+v, want 5xx", r)
+	}
+	got := sink.Wait(1, 20*time.Second)
+	if len(got) != 1 || !strings.Contains(string(got[0].Data), "Subject: after") {
+		t.Errorf("sink got %d messages, want only the one sent after the load", len(got))
 	}
 }

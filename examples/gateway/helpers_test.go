@@ -79,6 +79,24 @@ func startGateway(t testing.TB, args ...string) *proc {
 }
 
 func tryStart(t testing.TB, args ...string) (*proc, error) {
+	p, err := tryListen(t, args...)
+	if err != nil {
+		return nil, err
+	}
+	// The gateway listens while its rules load: tests that send at once
+	// wait for them (the readiness tests use tryListen).
+	if strings.Contains(field(p.lineWith("portcullis gateway started"), "ready"), "rules: loading") {
+		if _, ok := p.waitLine("rules: first load done", 60*time.Second); !ok {
+			p.kill()
+			return nil, fmt.Errorf("gateway rules did not load:\n%s", p.output())
+		}
+	}
+	return p, nil
+}
+
+// tryListen runs the binary with args and waits for its start-up line
+// only: its rules may still be loading.
+func tryListen(t testing.TB, args ...string) (*proc, error) {
 	p := &proc{t: t, grew: make(chan struct{}), done: make(chan struct{})}
 	p.cmd = exec.Command(buildBinary(t), args...)
 	stderr, err := p.cmd.StderrPipe()

@@ -46,7 +46,22 @@ func start(t *testing.T, relay string, args ...string) started {
 	})
 	select {
 	case s := <-up:
-		return s
+		// The milter listens while its rules load (config.Build): wait
+		// until it is ready, polling its readiness endpoint.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			resp, err := http.Get("http://" + s.admin + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					return s
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("milter not ready after 30 s: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond) // polling an HTTP endpoint, not synchronising goroutines
+		}
 	case err := <-done:
 		t.Fatalf("run: %v", err)
 	}
