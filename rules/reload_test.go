@@ -334,3 +334,32 @@ func TestPrefilterEquivalence(t *testing.T) {
 		}
 	}
 }
+
+// LoadInBackground returns at once: the Engine says ErrLoading (and is a
+// filter.ErrNotReady) while its file blocks, then ready with the set.
+func TestLoadInBackground(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "slow.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := New(Config{Files: []string{fifo}})
+	done := e.LoadInBackground(context.Background())
+	if err := e.Ready(); !errors.Is(err, ErrLoading) || !errors.Is(err, filter.ErrNotReady) {
+		t.Fatalf("Ready while loading: %v", err)
+	}
+	if _, err := e.Check(context.Background(), filter.NewMessageBytes(filter.Envelope{}, []byte("Subject: x\r\n\r\nx\r\n"), filter.Limits{})); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("Check while loading: %v", err)
+	}
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.WriteString("rules:\n  - name: R\n    kind: body\n    literal: \"x\"\n    score: 1\n")
+	w.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Ready(); err != nil {
+		t.Fatalf("Ready after the load: %v", err)
+	}
+}
