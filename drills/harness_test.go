@@ -218,6 +218,22 @@ func (g *gateway) spawn() {
 func (g *gateway) waitStarted() {
 	t := g.t
 	t.Helper()
+	line := g.waitListening()
+	// The gateway listens while its rules load; drills start from a
+	// loaded node (incident 8 watches the load itself: waitListening).
+	if strings.Contains(field(line, "ready"), "rules: loading") {
+		if _, ok := g.waitLine("rules: first load done", 60*time.Second); !ok {
+			g.kill()
+			t.Fatalf("gateway rules did not load:\n%s", g.output())
+		}
+	}
+}
+
+// waitListening waits for the start-up line only (the node may still be
+// loading its rules) and returns it.
+func (g *gateway) waitListening() string {
+	t := g.t
+	t.Helper()
 	line, ok := g.waitLine("portcullis gateway started", 60*time.Second)
 	if !ok {
 		g.kill()
@@ -229,6 +245,7 @@ func (g *gateway) waitStarted() {
 			g.token = strings.TrimSpace(string(b))
 		}
 	}
+	return line
 }
 
 func (g *gateway) read(r io.Reader, done chan struct{}) {
