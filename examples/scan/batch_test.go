@@ -31,7 +31,7 @@ func TestBatchJSONL(t *testing.T) {
 	mboxPath := filepath.Join(dir, "box.mbox")
 	require.NoError(t, os.WriteFile(mboxPath, []byte(mbox), 0o600))
 
-	code, out, errs := runScan(t, "", "-format", "jsonl", "../../testdata/clean.eml", sub, mboxPath)
+	code, out, errs := runScan(t, "", "-format", "jsonl", "-spamassassin=", "../../testdata/clean.eml", sub, mboxPath)
 	require.Equal(t, 0, code, errs)
 	var files, actions []string
 	sc := bufio.NewScanner(strings.NewReader(out))
@@ -52,7 +52,7 @@ func TestBatchJSONL(t *testing.T) {
 	assert.Contains(t, errs, "per message")
 
 	// A missing file is reported and skipped; the others are scanned.
-	code, out, errs = runScan(t, "", "-format", "jsonl", filepath.Join(dir, "missing.eml"), "../../testdata/clean.eml")
+	code, out, errs = runScan(t, "", "-format", "jsonl", "-spamassassin=", filepath.Join(dir, "missing.eml"), "../../testdata/clean.eml")
 	require.Equal(t, 2, code, errs)
 	assert.Equal(t, 1, strings.Count(out, "\n"))
 	assert.Contains(t, errs, "1 unreadable")
@@ -71,7 +71,7 @@ func TestBatchMboxLimit(t *testing.T) {
 		"From b@x Thu Jan  1 00:00:00 1970\nSubject: small\n\nhi\n"
 	path := filepath.Join(t.TempDir(), "box")
 	require.NoError(t, os.WriteFile(path, []byte(mbox), 0o600))
-	code, out, errs := runScan(t, "", "-format", "jsonl", path)
+	code, out, errs := runScan(t, "", "-format", "jsonl", "-spamassassin=", path)
 	require.Equal(t, 2, code, errs)
 	assert.Contains(t, errs, path+"#1: message over 100 bytes")
 	assert.Contains(t, out, `"file":"`+path+`#2"`)

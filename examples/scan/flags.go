@@ -17,7 +17,18 @@ type extraFlags struct {
 	local    stringList
 	clamd    stringList
 	icap     stringList
+	sa       optionalString
 }
+
+// optionalString is a string flag that knows whether it was given, so
+// that -spamassassin "" (none) differs from no flag (the configuration's).
+type optionalString struct {
+	value string
+	set   bool
+}
+
+func (o *optionalString) String() string     { return o.value }
+func (o *optionalString) Set(v string) error { o.value, o.set = v, true; return nil }
 
 func (e *extraFlags) register(fs *flag.FlagSet) {
 	fs.Var(&e.rules, "rules", "a rule file (.cf files are read as SpamAssassin rules); repeatable")
@@ -27,6 +38,7 @@ func (e *extraFlags) register(fs *flag.FlagSet) {
 	fs.Var(&e.local, "dnsbl-non-public", "a CIDR range of non-public addresses sent to the lists all the same (a test rbldnsd); repeatable")
 	fs.Var(&e.clamd, "clamd", "a clamd address HOST:PORT or unix:/path; repeatable")
 	fs.Var(&e.icap, "icap", "an ICAP antivirus service icap://HOST[:PORT]/SERVICE; repeatable")
+	fs.Var(&e.sa, "spamassassin", "a directory of SpamAssassin rules (default: the configuration's, /usr/share/spamassassin); \"\" for none")
 }
 
 // apply writes the flags into the configuration, over the file.
@@ -38,6 +50,9 @@ func (e *extraFlags) apply(cfg *config.Config) error {
 	cfg.DNS.LookupNonPublic = append(cfg.DNS.LookupNonPublic, e.local...)
 	cfg.AV.Clamd = append(cfg.AV.Clamd, e.clamd...)
 	cfg.AV.ICAP = append(cfg.AV.ICAP, e.icap...)
+	if e.sa.set {
+		cfg.Rules.SpamAssassin = e.sa.value
+	}
 	if len(cfg.DNS.DNSBL)+len(cfg.DNS.URIBL) > 0 && len(cfg.DNS.Resolvers) == 0 {
 		return errors.New("-dnsbl and -uribl need at least one -resolver")
 	}
