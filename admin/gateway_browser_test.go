@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
+	"net/http"
 	"net/smtp"
 	"os"
 	"os/exec"
@@ -93,6 +94,21 @@ func TestBrowserGateway(t *testing.T) {
 		t.Fatalf("the gateway exited:\n%s", strings.Join(lines, "\n"))
 	case <-time.After(30 * time.Second):
 		t.Fatal("the gateway did not start in 30 s")
+	}
+	// Rules load in the background: until they are in, the gateway
+	// answers 451 and /readyz 503. Wait for ready, as a load balancer does.
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		resp, err := http.Get("http://" + adminAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway was not ready in 60 s (last: %v)", err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling an observable state, with a deadline
 	}
 	m := regexp.MustCompile(`token=("[^"]*"|\S+)`).FindStringSubmatch(line)
 	if m == nil {

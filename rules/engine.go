@@ -149,8 +149,13 @@ func (e *Engine) LoadInBackground(ctx context.Context) <-chan error {
 	e.loading.Add(1) // before returning: Ready says loading at once
 	go func() {
 		defer close(done)
-		defer e.loading.Add(-1)
-		done <- e.reload(ctx)
+		// Loading ends before the result is sent: whoever receives it must
+		// see Ready answer for the load, not "loading".
+		err := func() error {
+			defer e.loading.Add(-1)
+			return e.reload(ctx)
+		}()
+		done <- err
 	}()
 	return done
 }
