@@ -3,7 +3,7 @@
 # formatting, go vet, staticcheck, every test with the race detector in
 # shuffled order, and a short run of every fuzz target.
 #   FUZZTIME=5s   how long each fuzz target runs (0 skips fuzzing)
-#   QUICK=1       unit tests only (go test -short, no race detector): about 2 minutes
+#   QUICK=1       unit tests only (go test -short, no race detector)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:$(go env GOPATH)/bin"
