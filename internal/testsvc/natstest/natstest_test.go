@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/portcullis-mail/portcullis/internal/testsvc"
 )
 
 // TestStartPortTaken: a server whose port someone else holds fails at
@@ -16,9 +17,7 @@ import (
 // readiness timeout, a hundred times over), and startFresh moves to
 // another port.
 func TestStartPortTaken(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts nats-servers")
-	}
+	testsvc.Integration(t) // starts nats-servers: skipped under -short only, never in CI
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
