@@ -117,6 +117,9 @@ func Read(r io.Reader, lim Limits) (*Set, error) {
 			if err != nil {
 				return nil, &LineError{n, raw, err}
 			}
+			if !a.A.IsValid() { // "::text" changes only the TXT
+				a.A = s.answers[def].A
+			}
 			s.answers = append(s.answers, a)
 			def = len(s.answers) - 1
 			continue

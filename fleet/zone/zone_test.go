@@ -52,6 +52,19 @@ func TestLookup(t *testing.T) {
 	}
 }
 
+// A default line with no A value (":: text") changes only the TXT; the
+// A stays the default before it. Found by FuzzRead.
+func TestDefaultWithoutA(t *testing.T) {
+	s, err := ReadBytes([]byte(":127.0.0.5:five\n::only text\n0/0\n"), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, ok := s.Lookup(netip.MustParseAddr("0.0.0.0"))
+	if !ok || a.A.String() != "127.0.0.5" || a.TXT != "only text" {
+		t.Errorf("got %v %+v, want 127.0.0.5 %q", ok, a, "only text")
+	}
+}
+
 func TestErrorsAndLimits(t *testing.T) {
 	for _, z := range []string{"192.0.2.300\n", "1.2.3.4/33\n", "1.2.3.9-1.2.3.1\n", "1.2.3.4.5\n", "01.2.3.4\n", ":notanip:x\n", "a.b.c.d\n"} {
 		if _, err := ReadBytes([]byte("1.1.1.1\n"+z), Limits{}); !errors.Is(err, ErrSyntax) || !strings.Contains(err.Error(), "line 2") {
@@ -73,6 +86,7 @@ func TestErrorsAndLimits(t *testing.T) {
 func FuzzRead(f *testing.F) {
 	f.Add([]byte(sample))
 	f.Add([]byte("0/0\n!1.2.3.4\n0.0.0.0-255.255.255.255 :2:x\n"))
+	f.Add([]byte("::x\n0/0\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := ReadBytes(data, Limits{MaxEntries: 1000})
 		if err != nil {
