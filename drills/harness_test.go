@@ -1,7 +1,6 @@
 package drills
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -133,17 +132,12 @@ func baseConfig(t testing.TB) *config.Config {
 // gateway is one running gateway process.
 type gateway struct {
 	t     testing.TB
-	cmd   *exec.Cmd
+	p     *testsvc.Proc // the current process
 	cfg   *config.Config
 	file  string
 	smtp  string
 	admin string
 	token string
-	mu    sync.Mutex
-	lines []string
-	grew  chan struct{}
-	done  chan struct{}
-	err   error
 }
 
 // start writes cfg to a file and runs the gateway on it, waiting for its
@@ -195,21 +189,11 @@ func (g *gateway) run() {
 func (g *gateway) spawn() {
 	t := g.t
 	t.Helper()
-	g.mu.Lock()
-	g.lines = nil
-	g.grew = make(chan struct{})
-	g.mu.Unlock()
-	g.done = make(chan struct{})
-	g.cmd = exec.Command(gatewayBin, "-config", g.file)
-	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stderr, err := g.cmd.StderrPipe()
+	p, err := testsvc.StartProc(exec.Command(gatewayBin, "-config", g.file))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := g.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go g.read(stderr, g.done)
+	g.p = p
 	t.Cleanup(g.kill)
 }
 
@@ -248,110 +232,32 @@ func (g *gateway) waitListening() string {
 	return line
 }
 
-func (g *gateway) read(r io.Reader, done chan struct{}) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		g.mu.Lock()
-		g.lines = append(g.lines, sc.Text())
-		close(g.grew)
-		g.grew = make(chan struct{})
-		g.mu.Unlock()
-	}
-	g.err = g.cmd.Wait()
-	close(done)
-}
-
 // waitLine waits for a log line containing s (from the start of the
 // current process's output).
 func (g *gateway) waitLine(s string, timeout time.Duration) (string, bool) {
-	deadline := time.After(timeout)
-	seen := 0
-	for {
-		g.mu.Lock()
-		for ; seen < len(g.lines); seen++ {
-			if strings.Contains(g.lines[seen], s) {
-				l := g.lines[seen]
-				g.mu.Unlock()
-				return l, true
-			}
-		}
-		grew := g.grew
-		g.mu.Unlock()
-		select {
-		case <-grew:
-		case <-g.done:
-			g.mu.Lock()
-			n := len(g.lines)
-			g.mu.Unlock()
-			if seen == n {
-				return "", false
-			}
-		case <-deadline:
-			return "", false
-		}
-	}
+	return g.p.WaitLine(s, timeout)
 }
 
 // countLines counts log lines containing every one of subs.
-func (g *gateway) countLines(subs ...string) int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	n := 0
-next:
-	for _, l := range g.lines {
-		for _, s := range subs {
-			if !strings.Contains(l, s) {
-				continue next
-			}
-		}
-		n++
-	}
-	return n
-}
+func (g *gateway) countLines(subs ...string) int { return g.p.Count(subs...) }
 
-func (g *gateway) output() string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	out := strings.Join(g.lines, "\n")
-	if len(out) > 20000 {
-		out = "...\n" + out[len(out)-20000:]
-	}
-	return out
-}
+func (g *gateway) output() string { return g.p.Output(20000) }
 
 func (g *gateway) kill() {
-	if g.cmd == nil || g.cmd.Process == nil {
-		return
+	if g.p != nil {
+		g.p.Kill()
 	}
-	_ = g.cmd.Process.Kill()
-	<-g.done
 }
 
 func (g *gateway) signal(sig syscall.Signal) {
 	g.t.Helper()
-	if err := g.cmd.Process.Signal(sig); err != nil {
+	if err := g.p.Signal(sig); err != nil {
 		g.t.Fatal(err)
 	}
 }
 
 // field returns key's value in a slog text line.
-func field(line, key string) string {
-	i := strings.Index(line, " "+key+"=")
-	if i < 0 {
-		return ""
-	}
-	v := line[i+len(key)+2:]
-	if strings.HasPrefix(v, `"`) {
-		if j := strings.Index(v[1:], `"`); j >= 0 {
-			return v[1 : j+1]
-		}
-	}
-	if j := strings.IndexByte(v, ' '); j >= 0 {
-		v = v[:j]
-	}
-	return v
-}
+func field(line, key string) string { return testsvc.Field(line, key) }
 
 // reply is the outcome of one SMTP transaction: the reply that ended it
 // (250 for an accepted message).
@@ -479,13 +385,4 @@ func poll(t testing.TB, timeout time.Duration, what string, cond func() (bool, s
 func routeTo(hosts ...string) config.Route { return config.Route{Hosts: hosts} }
 
 // lineWith returns the first log line containing s so far ("" if none).
-func (g *gateway) lineWith(s string) string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for _, l := range g.lines {
-		if strings.Contains(l, s) {
-			return l
-		}
-	}
-	return ""
-}
+func (g *gateway) lineWith(s string) string { return g.p.LineWith(s) }

@@ -48,7 +48,7 @@ func BenchmarkAccept(b *testing.B) {
 					dir := b.TempDir()
 					cfg := writeFile(b, dir, "gateway.yaml", "smtp:\n  max_per_ip: 1000\n  max_messages_per_session: 1000000\n")
 					g := startGateway(b, "-config", cfg, "-listen", "127.0.0.1:0", "-admin", "off", "-relay", "127.0.0.1:1", "-data", filepath.Join(dir, "data"))
-					addr, pid = g.smtp, g.cmd.Process.Pid
+					addr, pid = g.smtp, g.Pid()
 				case "postfix":
 					p := testsvc.StartPostfix(b, testsvc.PostfixConfig{Relay: "127.0.0.1:1", Main: map[string]string{
 						"default_process_limit": "100", "smtpd_client_connection_count_limit": "0"}})

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -57,15 +56,10 @@ func TestMain(m *testing.M) {
 
 // proc is one running gateway process.
 type proc struct {
+	*testsvc.Proc
 	t     testing.TB
-	cmd   *exec.Cmd
 	smtp  string // the SMTP address from the start-up line
 	admin string
-	mu    sync.Mutex
-	lines []string
-	grew  chan struct{} // closed and replaced when a line arrives
-	done  chan struct{} // closed when the process has exited
-	err   error         // its exit status, after done
 }
 
 // startGateway runs the binary with args and waits for its start-up line.
@@ -97,16 +91,11 @@ func tryStart(t testing.TB, args ...string) (*proc, error) {
 // tryListen runs the binary with args and waits for its start-up line
 // only: its rules may still be loading.
 func tryListen(t testing.TB, args ...string) (*proc, error) {
-	p := &proc{t: t, grew: make(chan struct{}), done: make(chan struct{})}
-	p.cmd = exec.Command(buildBinary(t), args...)
-	stderr, err := p.cmd.StderrPipe()
+	tp, err := testsvc.StartProc(exec.Command(buildBinary(t), args...))
 	if err != nil {
 		return nil, err
 	}
-	if err := p.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go p.read(stderr)
+	p := &proc{Proc: tp, t: t}
 	line, ok := p.waitLine("portcullis gateway started", 30*time.Second)
 	if !ok {
 		p.kill()
@@ -117,66 +106,20 @@ func tryListen(t testing.TB, args ...string) (*proc, error) {
 	return p, nil
 }
 
-func (p *proc) read(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		p.mu.Lock()
-		p.lines = append(p.lines, sc.Text())
-		close(p.grew)
-		p.grew = make(chan struct{})
-		p.mu.Unlock()
-	}
-	p.err = p.cmd.Wait()
-	close(p.done)
-}
-
 // waitLine waits for a log line containing s.
 func (p *proc) waitLine(s string, timeout time.Duration) (string, bool) {
-	deadline := time.After(timeout)
-	seen := 0
-	for {
-		p.mu.Lock()
-		for ; seen < len(p.lines); seen++ {
-			if strings.Contains(p.lines[seen], s) {
-				l := p.lines[seen]
-				p.mu.Unlock()
-				return l, true
-			}
-		}
-		grew := p.grew
-		p.mu.Unlock()
-		select {
-		case <-grew:
-		case <-p.done:
-			p.mu.Lock()
-			n := len(p.lines)
-			p.mu.Unlock()
-			if seen == n {
-				return "", false
-			}
-		case <-deadline:
-			return "", false
-		}
-	}
+	return p.WaitLine(s, timeout)
 }
 
-func (p *proc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return strings.Join(p.lines, "\n")
-}
+func (p *proc) output() string { return p.Output(0) }
 
 // kill SIGKILLs the process and waits for it.
-func (p *proc) kill() {
-	_ = p.cmd.Process.Kill()
-	<-p.done
-}
+func (p *proc) kill() { p.Kill() }
 
 // signal sends sig.
 func (p *proc) signal(sig syscall.Signal) {
 	p.t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
+	if err := p.Signal(sig); err != nil {
 		p.t.Fatal(err)
 	}
 }
@@ -184,35 +127,15 @@ func (p *proc) signal(sig syscall.Signal) {
 // wait waits for the process to exit and returns its exit code.
 func (p *proc) wait(timeout time.Duration) int {
 	p.t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
+	code, ok := p.ExitCode(timeout)
+	if !ok {
 		p.t.Fatalf("gateway did not exit within %v:\n%s", timeout, p.output())
 	}
-	var ee *exec.ExitError
-	if errors.As(p.err, &ee) {
-		return ee.ExitCode()
-	}
-	return 0
+	return code
 }
 
 // field returns key's value in a slog text line.
-func field(line, key string) string {
-	i := strings.Index(line, " "+key+"=")
-	if i < 0 {
-		return ""
-	}
-	v := line[i+len(key)+2:]
-	if strings.HasPrefix(v, `"`) {
-		if j := strings.Index(v[1:], `"`); j >= 0 {
-			return v[1 : j+1]
-		}
-	}
-	if j := strings.IndexByte(v, ' '); j >= 0 {
-		v = v[:j]
-	}
-	return v
-}
+func field(line, key string) string { return testsvc.Field(line, key) }
 
 // result is the outcome of one SMTP transaction: the code of the reply
 // that ended it (250 for an accepted message) and its text.
@@ -285,13 +208,4 @@ func writeFile(t testing.TB, dir, name, content string) string {
 }
 
 // lineWith returns the first log line containing s so far ("" if none).
-func (p *proc) lineWith(s string) string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, l := range p.lines {
-		if strings.Contains(l, s) {
-			return l
-		}
-	}
-	return ""
-}
+func (p *proc) lineWith(s string) string { return p.LineWith(s) }
