@@ -16,8 +16,10 @@ type Limits struct {
 	MaxDepth int
 	// MaxParts bounds the number of parts. Default 2,000.
 	MaxParts int
-	// MaxDecodedBytes bounds the decoded bytes read from all parts of one
-	// message together. Default 256 MiB.
+	// MaxDecodedBytes bounds the decoded bytes of each part (one read of
+	// it). Default 256 MiB. Base64 and quoted-printable only shrink, so the
+	// decoded parts of a message together are no larger than the message;
+	// this bound matters when MaxMessageBytes is raised above it.
 	MaxDecodedBytes int64
 }
 
