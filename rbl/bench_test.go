@@ -184,3 +184,25 @@ func BenchmarkRawExchange(b *testing.B) {
 	}
 	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N)/1000, "cpu-µs/lookup")
 }
+
+// BenchmarkLocalLookup is one lookup answered by a Local (a listing):
+// the checker's own cost around the zone's probe.
+func BenchmarkLocalLookup(b *testing.B) {
+	loc := &memLocal{}
+	loc.load(map[string]LocalAnswer{"192.0.2.1": {Listed: true, Codes: codes("127.0.0.2"), Reason: "spam"}})
+	f := List{Name: "bl", Zone: "bl.test", Local: loc, Codes: []Code{{Match: "127.0.0.2", Name: "x", Score: 1}}}
+	c, err := NewChecker(Config{Resolvers: []string{"127.0.0.1:1"}, Lists: []List{f}, HealthInterval: -1, LookupNonPublic: TestNetworks()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	l := c.lists[0]
+	qname := ipQuery(netip.MustParseAddr("192.0.2.1"), l.Zone)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if a := c.lookup(ctx, l, "192.0.2.1", qname); a.Status != Listed {
+			b.Fatal(a.Status)
+		}
+	}
+}

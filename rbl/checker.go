@@ -173,6 +173,7 @@ type Answer struct {
 	Symbols []filter.Symbol // a listing's symbols, from the list's codes
 	Err     error           // why the status is Unknown (a *LookupError)
 	Cached  bool            // answered from the cache
+	Local   bool            // answered from the list's zone in memory (List.Local)
 }
 
 // listState is a list and its back-off.
@@ -280,8 +281,12 @@ func (c *Checker) Close() error {
 }
 
 // Ready returns nil once the first health check has run (filter.Readier):
-// until then the resolvers' health is not known.
+// until then the resolvers' health is not known. A list with
+// RequireLocal keeps it not ready while its Local is not loaded.
 func (c *Checker) Ready() error {
+	if err := c.localReady(); err != nil {
+		return err
+	}
 	if c.ready.Load() {
 		return nil
 	}
@@ -352,6 +357,9 @@ func (c *Checker) mayAsk(a netip.Addr) bool {
 // lookup answers from the cache or from one flight of queries shared by
 // every caller asking the same name at the same time.
 func (c *Checker) lookup(ctx context.Context, l *listState, target, qname string) Answer {
+	if a, ok := c.local(l, target, qname); ok {
+		return a
+	}
 	if a, ok := c.cached(l, target, qname); ok {
 		return a
 	}

@@ -50,6 +50,24 @@
 // Latency, errors and failovers are metrics per resolver; Health is a
 // report a gateway can expose.
 //
+// # Zones in memory
+//
+// An IP list can also be answered from its zone held in memory
+// (List.Local; package fleet serves zones published over NATS): a lookup
+// of an address the zone covers is answered by a map probe, without a
+// network round trip, and is never cached (the zone is its own cache).
+// The answer is judged exactly as a DNS answer from rbldnsd serving the
+// same zone file would be: the same A values, matched against the same
+// Codes, refused codes and answers outside 127.0.0.0/8 Unknown, the TXT
+// reason bounded the same way, NoTXT honoured, the public-address rule
+// applied before either path. An address the zone does not cover (the
+// zone not loaded yet, or IPv6 for an IPv4 zone) goes to DNS as usual:
+// DNS is the fallback. With List.RequireLocal the checker is not ready
+// until the zone is loaded, so a node tempfails mail rather than answer
+// from DNS meanwhile. Local answers count as lookups like the others,
+// and in portcullis_rbl_local_lookups_total; fallbacks to DNS in
+// portcullis_rbl_local_fallbacks_total.
+//
 // # Cache and concurrency
 //
 // Answers (listed and not listed) are cached in a bounded LRU for their TTL

@@ -106,3 +106,40 @@ func ExamplePublic() {
 	// fe80::1 false "link-local"
 	// 8.8.8.8 true ""
 }
+
+// oneListing is a Local holding one listed address, as a zone loaded in
+// memory would (package fleet's zones are the real thing).
+type oneListing struct{ ip netip.Addr }
+
+func (o oneListing) LookupLocal(ip netip.Addr) (rbl.LocalAnswer, bool) {
+	if !ip.Is4() {
+		return rbl.LocalAnswer{}, false // not covered: asked over DNS
+	}
+	if ip != o.ip {
+		return rbl.LocalAnswer{}, true // covered, not listed
+	}
+	return rbl.LocalAnswer{Listed: true, Codes: []netip.Addr{netip.MustParseAddr("127.0.0.2")}, Reason: "spam source"}, true
+}
+
+// A list answered from memory: no query leaves the process for the
+// addresses the zone covers, and the answers read as DNS ones would.
+func ExampleList_local() {
+	c, err := rbl.NewChecker(rbl.Config{
+		Resolvers: []string{"127.0.0.1:9"}, // the DNS fallback, unreachable here
+		Lists: []rbl.List{{Name: "bl", Zone: "bl.example", Local: oneListing{netip.MustParseAddr("192.0.2.1")},
+			Codes: []rbl.Code{{Match: "127.0.0.2", Name: "spam", Score: 4}}}},
+		HealthInterval:  -1,
+		LookupNonPublic: rbl.TestNetworks(),
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	for _, ip := range []string{"192.0.2.1", "192.0.2.2"} {
+		a := c.Lookup(context.Background(), "bl", ip)
+		fmt.Println(ip, a.Status, a.Local, a.Symbols, a.Reason)
+	}
+	// Output:
+	// 192.0.2.1 listed true [RBL_BL_SPAM(4.00)] spam source
+	// 192.0.2.2 not-listed true []
+}

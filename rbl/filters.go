@@ -211,6 +211,10 @@ func (c *Checker) run(ctx context.Context, qs []query) []Answer {
 			answers[i] = Answer{List: j.l.Name, Target: j.value, Status: NotListed}
 			continue
 		}
+		if a, ok := c.local(j.l, j.value, qname); ok {
+			answers[i] = a // the zone in memory answers at once
+			continue
+		}
 		if a, ok := c.cached(j.l, j.value, qname); ok {
 			answers[i] = a // no goroutine for what the cache knows
 			continue

@@ -162,6 +162,16 @@ type List struct {
 	// Timeout bounds one lookup in this list, failover included; zero
 	// means Config.ListTimeout.
 	Timeout time.Duration
+	// Local answers an IP list from a zone in memory, without a network
+	// round trip; an address it does not cover (its zone not loaded yet,
+	// or IPv6 for an ip4set) is asked over DNS as usual. Its answers are
+	// judged like DNS answers (Refused, Codes, NoTXT), never cached.
+	Local Local
+	// RequireLocal makes the checker not ready (mail tempfailed) while
+	// Local is not, when Local has a Ready() error method: a node then
+	// serves the list only from its current zone, never from DNS while it
+	// loads.
+	RequireLocal bool
 
 	refused map[uint32]bool
 }
@@ -198,6 +208,9 @@ func (l *List) prepare() error {
 		if l.Kind == DomainList {
 			l.Targets = LinkDomains
 		}
+	}
+	if l.Local != nil && l.Kind != IPList {
+		return fmt.Errorf("%w: list %s: a local zone serves IP lists only", ErrConfig, l.Name)
 	}
 	if l.Kind == IPList && l.Targets&^ipTargets != 0 || l.Kind == DomainList && l.Targets&ipTargets != 0 {
 		return fmt.Errorf("%w: list %s: targets do not fit a %s list", ErrConfig, l.Name, l.Kind)
