@@ -47,6 +47,33 @@
 // a bounded LRU with a TTL; a new signature version misses every older
 // entry, and errors are never cached.
 //
+// # Sharing with a fleet
+//
+// Nodes of a fleet can share both (package fleet implements them on NATS
+// JetStream KV). Options.SharedCache is a result cache shared by every
+// node, keyed like the local one (CacheKey: content hash, engine name,
+// signature version), so a message fanned out to many nodes is scanned
+// once: it is asked after a miss of the local cache, fills the local
+// cache on a hit, and is filled after every scan. Options.FleetRates
+// carries the guard's counts per engine and signature version across the
+// fleet: a detection is suspect when the engine's rate at its current
+// version is above Guard.Multiple times its baseline, on the fleet's
+// counts (at least Guard.MinScans of them) as on the node's own window,
+// so a faulty signature version one node has seen flag too much is
+// doubted (quarantine, not reject) on every node at its next detection.
+// Both need the engine's signature version (Versioner); an engine
+// without one is scanned and judged locally.
+//
+// The shared cache is an optimisation, never a reason to fail or pass
+// mail: a Get or Put that fails or takes longer than SharedTimeout is a
+// miss, the engines scan as without it, and it is not asked again for
+// SharedRetry, so an outage costs one timeout, not one per scan. The
+// outage is visible: portcullis_scanner_shared_cache_up (gauge),
+// _shared_cache_errors_total (op), a log line when it fails and when it
+// is back. A clean answer from the shared cache passes mail like a local
+// one, so only gateways may write its bucket (NATS permissions).
+// PurgeCache empties the local cache only.
+//
 // # The filter
 //
 // Filter is a filter.Filter. It scans the whole raw message and/or every
@@ -100,6 +127,9 @@
 // (result), _detections_total, _errors_total (kind), _scan_seconds,
 // _breaker_state (0 closed, 1 half-open, 2 open), _suspect (gauge, 1 while
 // the guard doubts the engine), _suspect_total (doubted detections),
-// _failovers_total, _cache_hits_total, _cache_misses_total, and
-// _all_down_total, _tempfail_total.
+// _failovers_total, _cache_hits_total, _cache_misses_total,
+// _shared_cache_hits_total, _shared_cache_misses_total,
+// _shared_cache_errors_total (op), _shared_cache_up, _shared_cache_seconds
+// (op), _fleet_suspect (gauge, 1 while the fleet's counts doubt the
+// engine), and _all_down_total, _tempfail_total.
 package scanner

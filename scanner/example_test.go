@@ -93,3 +93,42 @@ func ExampleWithLimit() {
 	// 5 true false
 	// 23 false true
 }
+
+// versioned is an engine with a signature version, counting its scans.
+type versioned struct {
+	scanner.Engine
+	scans int
+}
+
+func (v *versioned) Version(context.Context) (string, error) { return "sigs-27463", nil }
+func (v *versioned) Scan(ctx context.Context, r io.Reader) (scanner.Result, error) {
+	v.scans++
+	return v.Engine.Scan(ctx, r)
+}
+
+// memShared is a SharedCache in memory; package fleet's AVCache is the
+// one on JetStream KV that a fleet shares.
+type memShared map[scanner.CacheKey]scanner.Result
+
+func (m memShared) Get(_ context.Context, k scanner.CacheKey) (scanner.Result, bool, error) {
+	r, ok := m[k]
+	return r, ok, nil
+}
+func (m memShared) Put(_ context.Context, k scanner.CacheKey, r scanner.Result) error {
+	m[k] = r
+	return nil
+}
+
+// Two nodes share their results: an attachment fanned out to both is
+// scanned once.
+func ExampleOptions_sharedCache() {
+	shared := memShared{}
+	a, b := &versioned{Engine: fakeAV("clamd-1")}, &versioned{Engine: fakeAV("clamd-1")}
+	nodeA, _ := scanner.NewMulti(scanner.Options{Engines: []scanner.Engine{a}, SharedCache: shared})
+	nodeB, _ := scanner.NewMulti(scanner.Options{Engines: []scanner.Engine{b}, SharedCache: shared})
+	att := []byte("X5O!...")
+	va, _ := nodeA.Scan(context.Background(), bytes.NewReader(att), int64(len(att)))
+	vb, _ := nodeB.Scan(context.Background(), bytes.NewReader(att), int64(len(att)))
+	fmt.Println(va.Infected, vb.Infected, vb.Shared, a.scans+b.scans)
+	// Output: true true 1 1
+}

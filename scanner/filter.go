@@ -308,7 +308,11 @@ func (f *Filter) apply(ctx context.Context, add func(string, float64, string, fi
 		case v.Infected:
 			add(SymInfected, f.cfg.InfectedScore, what, f.cfg.OnInfected)
 		case d.Suspect:
-			add(SymSuspect, 0, fmt.Sprintf("%s (detection rate %.2f, baseline %.2f)", what, d.Rate, d.Base), f.cfg.OnDoubt)
+			where := ""
+			if d.Fleet {
+				where = "fleet "
+			}
+			add(SymSuspect, 0, fmt.Sprintf("%s (%sdetection rate %.2f, baseline %.2f)", what, where, d.Rate, d.Base), f.cfg.OnDoubt)
 		default:
 			add(SymUnconfirmed, 0, fmt.Sprintf("%s (below quorum %d)", what, v.Quorum), f.cfg.OnDoubt)
 		}

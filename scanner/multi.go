@@ -57,6 +57,22 @@ type Options struct {
 	Guard   GuardConfig
 	Cache   CacheConfig
 
+	// SharedCache is a result cache shared with other nodes (package
+	// fleet's AVCache), asked after a miss of the local cache and filled
+	// after every scan; nil means none. A failure of it is a miss: the
+	// engines scan (see SharedCache).
+	SharedCache SharedCache
+	// SharedTimeout bounds one shared-cache call; default
+	// DefaultSharedTimeout. SharedRetry is how long the shared cache is
+	// not asked after a failure; default DefaultSharedRetry.
+	SharedTimeout, SharedRetry time.Duration
+	// FleetRates shares the faulty-update guard's counts with other nodes
+	// (package fleet's AVGuard): an engine whose detection rate at its
+	// signature version is too high across the fleet is suspect on every
+	// node (Guard's MinScans and Multiple apply to the fleet's counts);
+	// nil means the local guard alone.
+	FleetRates FleetRates
+
 	Logger  *slog.Logger   // nil discards
 	Metrics filter.Metrics // nil discards
 
@@ -72,6 +88,8 @@ type Multi struct {
 	engines []*member
 	backups []*member
 	cache   *cache
+	shared  *shared
+	fleet   FleetRates
 	log     *slog.Logger
 	metrics filter.Metrics
 	now     func() time.Time
@@ -85,6 +103,9 @@ type member struct {
 	mu    sync.Mutex
 	ver   string
 	verAt time.Time
+	// fleetSuspect: the fleet's counts made the engine suspect at its
+	// last judged answer (for the gauge and the log line on a change).
+	fleetSuspect bool
 }
 
 // NewMulti checks the options and fills in defaults.
@@ -119,6 +140,8 @@ func NewMulti(opts Options) (*Multi, error) {
 		m.log = slog.New(slog.DiscardHandler)
 	}
 	m.cache = newCache(opts.Cache, opts.now)
+	m.shared = newShared(m, opts.SharedCache, opts.SharedTimeout, opts.SharedRetry)
+	m.fleet = opts.FleetRates
 	seen := map[string]string{} // EngineSymbol → engine name
 	mk := func(es []Engine) ([]*member, error) {
 		var out []*member
@@ -155,8 +178,11 @@ type Detection struct {
 	// Suspect: the engine's detection rate had jumped (faulty-update guard)
 	// when it reported this.
 	Suspect bool
-	Rate    float64 // the engine's windowed detection rate then
-	Base    float64 // its baseline
+	// Fleet: the fleet's detection rate at the engine's signature
+	// version made it suspect (FleetRates); Rate is then the fleet's.
+	Fleet bool
+	Rate  float64 // the engine's windowed detection rate then
+	Base  float64 // its baseline
 }
 
 // Verdict is the combined judgement of one scan.
@@ -175,8 +201,9 @@ type Verdict struct {
 	// answered.
 	Down []*EngineError
 	// Answers is how many engines judged the bytes; Cached how many of
-	// those answers came from the cache.
-	Answers, Cached int
+	// those answers came from a cache, Shared how many of those from the
+	// shared cache (another node's scan).
+	Answers, Cached, Shared int
 	// Quorum is the k in force (1 in any-hit mode).
 	Quorum int
 }
@@ -202,6 +229,8 @@ type answer struct {
 	err     error // nil, a content error, or the unavailability errors
 	down    []*EngineError
 	cached  bool
+	shared  bool  // the cached answer came from the shared cache
+	fleet   bool  // suspect by the fleet's rate
 	partial error // the engine answered about more bytes than it scans whole
 	suspect bool
 	rate    float64
@@ -240,7 +269,7 @@ func (s *spares) next() *member {
 // (the caller must tempfail, never pass), and ctx's error when ctx ended.
 func (m *Multi) Scan(ctx context.Context, r io.ReaderAt, size int64) (Verdict, error) {
 	var sum [32]byte
-	if m.cache != nil {
+	if m.cache != nil || m.shared != nil {
 		h := sha256.New()
 		buf := copyBufs.Get().(*[]byte)
 		_, err := io.CopyBuffer(h, io.NewSectionReader(r, 0, size), *buf)
@@ -275,6 +304,9 @@ func (m *Multi) Scan(ctx context.Context, r io.ReaderAt, size int64) (Verdict, e
 			if a.cached {
 				v.Cached++
 			}
+			if a.shared {
+				v.Shared++
+			}
 			if a.partial != nil {
 				v.Failures = append(v.Failures, &EngineError{Engine: a.engine, Err: a.partial})
 			}
@@ -290,7 +322,7 @@ func (m *Multi) Scan(ctx context.Context, r io.ReaderAt, size int64) (Verdict, e
 				trusted++
 			}
 			for _, s := range a.res.Signatures {
-				v.Detections = append(v.Detections, Detection{Engine: a.engine, Signature: s, Suspect: a.suspect, Rate: a.rate, Base: a.base})
+				v.Detections = append(v.Detections, Detection{Engine: a.engine, Signature: s, Suspect: a.suspect, Fleet: a.fleet, Rate: a.rate, Base: a.base})
 			}
 		case isContent(a.err):
 			v.Answers++
@@ -348,17 +380,32 @@ func (m *Multi) attempt(ctx context.Context, mem *member, r io.ReaderAt, size in
 	name := mem.e.Name()
 	a := answer{engine: name}
 	key, keyed := cacheKey{}, false
-	if m.cache != nil {
-		if ver, ok := m.version(ctx, mem); ok {
-			key, keyed = cacheKey{sum: sum, engine: name, version: ver}, true
-			if res, hit := m.cache.get(key); hit {
+	var ver string
+	if m.cache != nil || m.shared != nil || m.fleet != nil {
+		ver, _ = m.version(ctx, mem)
+	}
+	if ver != "" && (m.cache != nil || m.shared != nil) {
+		key, keyed = cacheKey{sum: sum, engine: name, version: ver}, true
+		res, hit := m.cache.get(key)
+		if m.cache != nil {
+			if hit {
 				m.metrics.Add("portcullis_scanner_cache_hits_total", 1, "engine", name)
-				a.res, a.cached = res, true
-				a.rate, a.base, a.suspect = mem.g.state()
-				a.partial = m.beyond(mem, size)
-				return a
+			} else {
+				m.metrics.Add("portcullis_scanner_cache_misses_total", 1, "engine", name)
 			}
-			m.metrics.Add("portcullis_scanner_cache_misses_total", 1, "engine", name)
+		}
+		if !hit {
+			if res, hit = m.shared.get(ctx, CacheKey{Sum: sum, Engine: name, Version: ver}); hit {
+				a.shared = true
+				m.cache.put(key, res)
+			}
+		}
+		if hit {
+			a.res, a.cached = res, true
+			a.rate, a.base, a.suspect = mem.g.state()
+			m.judge(mem, ver, &a)
+			a.partial = m.beyond(mem, size)
+			return a
 		}
 	}
 	if !mem.br.allow() {
@@ -414,22 +461,27 @@ func (m *Multi) attempt(ctx context.Context, mem *member, r io.ReaderAt, size in
 	a.res = res
 	var flipped bool
 	a.rate, a.base, a.suspect, flipped = mem.g.record(res.Infected())
+	if m.fleet != nil && ver != "" {
+		m.fleet.Record(name, ver, res.Infected())
+	}
 	if flipped {
 		// The anomaly itself, once per change: dashboards and alerts key on
 		// this gauge; the per-detection counter below says how much.
 		m.metrics.Set("portcullis_scanner_suspect", b2f(a.suspect), "engine", name)
 		m.log.Warn("scanner: engine detection rate", "engine", name, "suspect", a.suspect, "rate", a.rate, "baseline", a.base)
 	}
+	m.judge(mem, ver, &a)
 	if res.Infected() {
 		m.metrics.Add("portcullis_scanner_detections_total", 1, "engine", name)
 		if a.suspect {
 			m.metrics.Add("portcullis_scanner_suspect_total", 1, "engine", name)
-			m.log.Warn("scanner: detection rate jumped; detection is suspect", "engine", name,
+			m.log.Warn("scanner: detection rate jumped; detection is suspect", "engine", name, "fleet", a.fleet,
 				"rate", a.rate, "baseline", a.base, "signatures", res.Signatures)
 		}
 	}
 	if keyed {
 		m.cache.put(key, res)
+		m.shared.put(ctx, CacheKey{Sum: sum, Engine: name, Version: ver}, res)
 	}
 	return a
 }
