@@ -47,8 +47,9 @@ type Config struct {
 	// Quarantine is the quarantine the API and the console show; nil
 	// turns their routes into 503 answers.
 	Quarantine Quarantine
-	// Queue is the local delivery queue the /api/queue routes show and
-	// act on (admins only); nil makes them answer 503.
+	// Queue is the delivery queue the /api/queue routes show and act on
+	// (admins only): the local one or the shared JetStream one; nil makes
+	// them answer 503.
 	Queue Queue
 	// Pipeline returns the pipeline that re-scans use (the current one,
 	// after a reload); nil, or a nil result, makes re-scans answer 503.

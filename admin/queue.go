@@ -11,7 +11,9 @@ import (
 )
 
 // Queue is what the admin handler needs of the delivery queue for the
-// /api/queue routes; *queue.Queue satisfies it.
+// /api/queue routes; the local *queue.Queue and the shared
+// *jetstream.Queue (package queue/jetstream: every entry of the shared
+// queue, whichever gateway enqueued it) satisfy it.
 type Queue interface {
 	// Entries returns a snapshot of every entry.
 	Entries() []queue.Entry
@@ -58,7 +60,7 @@ func toAPIEntry(e queue.Entry) apiEntry {
 
 // apiQueue wraps a queue route: the admin token or an admin user (a
 // user scoped to recipients may not see the queue: 403), and a queue
-// (503 without one, as with a shared JetStream queue).
+// (503 without one).
 func (h *Handler) apiQueue(fn func(w http.ResponseWriter, r *http.Request, p principal)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		who, ok := h.apiPrincipal(r)
@@ -74,7 +76,7 @@ func (h *Handler) apiQueue(fn func(w http.ResponseWriter, r *http.Request, p pri
 			return
 		}
 		if h.cfg.Queue == nil {
-			jsonError(w, http.StatusServiceUnavailable, "no local queue to operate on")
+			jsonError(w, http.StatusServiceUnavailable, "no queue to operate on")
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)

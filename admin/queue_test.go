@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/filter"
+	"github.com/portcullis-mail/portcullis/internal/testsvc/natstest"
 	"github.com/portcullis-mail/portcullis/queue"
+	"github.com/portcullis-mail/portcullis/queue/jetstream"
 )
 
 // The local queue is what the gateway passes.
@@ -187,4 +189,73 @@ func TestAPIQueueInFlight(t *testing.T) {
 		}
 	}
 	close(release)
+}
+
+// The shared JetStream queue is what a fleet's gateways pass.
+var _ Queue = (*jetstream.Queue)(nil)
+
+// The API over the shared queue: what another gateway enqueued is
+// listed, shown, retried and bounced here.
+func TestAPIQueueJetStream(t *testing.T) {
+	srv := natstest.Start(t)
+	open := func() *jetstream.Queue {
+		s, err := jetstream.Open(context.Background(), srv.URL, jetstream.Config{Name: "adminq"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := jetstream.NewQueue(context.Background(), s, jetstream.QueueConfig{Delivery: queue.Config{StoreOnly: true, Hostname: "gw.test"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			q.Shutdown(ctx)
+			s.Close()
+		})
+		return q
+	}
+	other, here := open(), open()
+	var ids []queue.ID
+	for i := range 3 {
+		id, err := other.Enqueue(context.Background(), filter.Envelope{MailFrom: "s@example.org", RcptTo: []string{fmt.Sprintf("r%d@example.net", i)}},
+			strings.NewReader(plainMsg("shared", "hi")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	sync := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := here.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sync()
+	e := newEnv(t, func(c *Config) { c.Queue = here })
+	resp, b := e.api("GET", "/api/queue?limit=2", "", nil)
+	l := decode[apiQueueList](t, b)
+	if resp.StatusCode != 200 || l.Total != 3 || len(l.Items) != 2 || l.Items[0].ID != string(ids[0]) || l.Next != string(ids[1]) {
+		t.Fatalf("list: %d %s", resp.StatusCode, b)
+	}
+	resp, b = e.api("GET", "/api/queue/"+string(ids[2]), "", nil)
+	if got := decode[apiEntry](t, b); resp.StatusCode != 200 || got.To[0] != "r2@example.net" {
+		t.Fatalf("show: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := e.api("POST", "/api/queue/"+string(ids[0])+"/retry", "", nil); resp.StatusCode != 200 {
+		t.Fatalf("retry: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := e.api("POST", "/api/queue/"+string(ids[1])+"/bounce", "", nil); resp.StatusCode != 200 {
+		t.Fatalf("bounce: %d %s", resp.StatusCode, b)
+	}
+	if resp, _ := e.api("GET", "/api/queue/"+string(ids[1]), "", nil); resp.StatusCode != 404 {
+		t.Fatalf("the bounced entry: %d, want 404", resp.StatusCode)
+	}
+	sync()
+	resp, b = e.api("GET", "/api/queue", "", nil)
+	l = decode[apiQueueList](t, b)
+	if resp.StatusCode != 200 || l.Total != 3 || l.Items[2].To[0] != "s@example.org" {
+		t.Fatalf("after the bounce (r0, r2 and the DSN): %d %s", resp.StatusCode, b)
+	}
 }

@@ -60,26 +60,37 @@ func (q *Queue) Bounce(ctx context.Context, id ID) error {
 		return err
 	}
 	e := it.e.clone()
+	if err := BounceEntry(ctx, q.store, q.cfg, q.put, e); err != nil {
+		q.unclaim(it, it.e)
+		return err
+	}
+	q.drop(it)
+	return nil
+}
+
+// BounceEntry is the operator's bounce of an entry kept in store: a DSN
+// for its pending recipients (status 5.0.0, ErrOperatorBounce's text as
+// the diagnostic; none for a null sender) queued durably through put,
+// then the entry removed from store. It is (*Queue).Bounce without the
+// local schedule, for queues that keep their entries elsewhere
+// (queue/jetstream); the caller makes sure no attempt of e is running.
+// When the DSN is queued but the removal fails, the error is returned and
+// the entry stays (and may bounce again).
+func BounceEntry(ctx context.Context, store Store, cfg Config, put PutFunc, e Entry) error {
+	cfg = cfg.withDefaults()
 	var failed []failure
 	for _, r := range e.Pending() {
 		failed = append(failed, failure{rcpt: r, err: ErrOperatorBounce})
 	}
-	a := q.att
-	if a == nil { // a store-only queue still bounces through its own put
-		a = &Attempter{store: q.store, cfg: q.cfg, put: q.put}
-	}
+	a := &Attempter{store: store, cfg: cfg, put: put}
 	if len(failed) > 0 {
 		if err := a.bounce(ctx, e, failed, time.Now()); err != nil {
-			q.unclaim(it, it.e)
 			return fmt.Errorf("queue: queueing the bounce: %w", err)
 		}
 	}
-	if err := q.store.Remove(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
-		// The DSN is out; the entry stays (and may bounce again).
-		q.unclaim(it, it.e)
+	if err := store.Remove(ctx, e.ID); err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	q.cfg.Logger.WarnContext(ctx, "queue: bounced by the operator", "id", id, "rcpts", len(failed), "state", e.State)
-	q.drop(it)
+	cfg.Logger.WarnContext(ctx, "queue: bounced by the operator", "id", e.ID, "rcpts", len(failed), "state", e.State)
 	return nil
 }

@@ -27,8 +27,8 @@ func adminHandler(g *running, reg *prometheus.Registry) (http.Handler, string, e
 		Logger:         g.log,
 		Metrics:        g.metrics,
 	}
-	if g.sys.Spool != nil { // the local queue; a JetStream one has no queue routes
-		cfg.Queue = g.sys.Spool
+	if q, ok := g.sys.Queue.(admin.Queue); ok { // the local queue or the shared JetStream one
+		cfg.Queue = q
 	}
 	path := g.cfg.Admin.TokenFile
 	if path == "" {

@@ -49,6 +49,23 @@
 // without a work message (a process died between the two publishes) are
 // scheduled again by a sweep at start and every SweepInterval.
 //
+// # Operating on the shared queue
+//
+// Every Queue keeps a view of all the shared entries, whichever process
+// enqueued them: a watcher on Name_entries applies each change as it is
+// stored, so Entries, Len and Stats answer from memory, as the local
+// queue's do (one decoded entry per message waiting; MaxDepth bounds
+// them), and Sync waits for the view to catch up with the bucket. While
+// NATS is unreachable the view is what was last seen; the watcher starts
+// again when it stops. Entry, Retry and Bounce read and change the store
+// itself: Retry makes an entry due now (replacing its work message, which
+// may be waiting out a backoff; a held entry is released), Bounce queues
+// the operator's DSN in the shared queue and removes the entry
+// (queue.BounceEntry), both refuse an entry with an attempt in flight
+// (queue.ErrInFlight) and fail a revision check rather than overwrite a
+// change another process made meanwhile. *Queue satisfies admin.Queue,
+// so the admin API and `gateway queue` work on the shared queue too.
+//
 // # Durability: what an acknowledgment means
 //
 // Every change returns after JetStream acknowledged it: the server (with

@@ -71,6 +71,7 @@ type Queue struct {
 	abort    context.Context  // cancelled when Shutdown gives up waiting
 	cancel   context.CancelFunc
 	waiting  atomic.Int64 // the consumer's lag at the last look
+	m        *mirror      // every entry, as the watcher last saw them
 	closed   atomic.Bool
 }
 
@@ -107,7 +108,7 @@ func NewQueue(ctx context.Context, s *Store, cfg QueueConfig) (*Queue, error) {
 		d.Metrics = s.cfg.Metrics
 	}
 	d.Metrics = filter.OrNop(d.Metrics)
-	q := &Queue{s: s, cfg: cfg, dcfg: d, wsubj: s.cfg.Name + ".work.", slots: make(chan struct{}, d.Workers), stop: make(chan struct{})}
+	q := &Queue{s: s, cfg: cfg, dcfg: d, wsubj: s.cfg.Name + ".work.", slots: make(chan struct{}, d.Workers), stop: make(chan struct{}), m: newMirror()}
 	q.abort, q.cancel = context.WithCancel(context.Background())
 	if d.Deliverer != nil {
 		var err error
@@ -138,8 +139,9 @@ func NewQueue(ctx context.Context, s *Store, cfg QueueConfig) (*Queue, error) {
 		return nil, err
 	}
 	q.lag(octx)
-	q.loops.Add(2)
+	q.loops.Add(3)
 	go q.sweepLoop()
+	go q.mirrorLoop()
 	if d.Deliverer == nil {
 		// A producer only: it accepts mail, the other processes deliver.
 		q.loops.Done()
