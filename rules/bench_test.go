@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/portcullis-mail/portcullis/filter"
+	"github.com/portcullis-mail/portcullis/internal/benchcorpus"
 )
 
 // BenchmarkGenerated10k: 10,000 generated rules over a 100 KB message, with
@@ -113,5 +114,26 @@ func BenchmarkBuildSpamAssassin(b *testing.B) {
 		if _, err := Build(Config{Files: files}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkTiers: the default pipeline's rules (the embedded set and
+// SpamAssassin's) over the speed tiers of internal/benchcorpus, parsing
+// included: the rule engine's share of the side-by-side benchmark.
+func BenchmarkTiers(b *testing.B) {
+	saFiles(b)
+	s, err := Build(Config{Default: true, SpamAssassin: "/usr/share/spamassassin"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tier := range benchcorpus.Tiers() {
+		b.Run(tier.Name, func(b *testing.B) {
+			b.SetBytes(int64(len(tier.Raw)))
+			for b.Loop() {
+				if _, err := s.Evaluate(context.Background(), filter.NewMessageBytes(filter.Envelope{}, tier.Raw, filter.Limits{})); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
