@@ -61,6 +61,7 @@ type Set struct {
 	prefilter  bool
 	needType   bool
 	saConf     *saConf
+	scan       scanSizes
 	scratch    sync.Pool
 }
 
@@ -165,6 +166,7 @@ func compile(sp *spec, o compileOptions) (*Set, error) {
 		detect:     o.detect,
 		prefilter:  !o.noPrefilter,
 		saConf:     sp.saConf,
+		scan:       resolveScanSizes(o.limits, sp.saConf),
 	}
 	if sp.thresholds != nil {
 		s.thresholds = *sp.thresholds

@@ -141,7 +141,11 @@
 // and line. An Engine is not Ready (filter.Readier) until a set has
 // loaded, so a gateway tempfails rather than passes mail unscored. A text
 // longer than Limits.MaxScanBytes is scanned up to the limit and the
-// result carries RULES_TRUNCATED, so a cut is visible.
+// result carries RULES_TRUNCATED, so a cut is visible. Body and raw-body
+// rules see only the first 50,000 and 500,000 bytes of each text part, as
+// SpamAssassin's body_part_scan_size and rawbody_part_scan_size (read
+// from .cf files; Limits overrides): that is SpamAssassin's answer, not a
+// truncation.
 //
 // Per-rule evaluations, hits and time spent are kept across reloads
 // (Engine.Stats) to find slow rules.

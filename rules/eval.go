@@ -566,13 +566,15 @@ func (v *view) bodyText(render bool) string {
 			v.truncated = append(v.truncated, fmt.Sprintf("part %s: %v", p.Path, err))
 		}
 		if !render {
-			b.WriteString(t)
+			b.WriteString(v.set.cutRawPart(t))
 			b.WriteString("\n")
 			continue
 		}
 		if p.ContentType == "text/html" {
 			// Block elements end paragraphs in HTML, not blank lines.
-			t = strings.ReplaceAll(renderHTML(t, max), "\n", "\n\n")
+			t = strings.ReplaceAll(v.set.cutBodyPart(renderHTML(t, max)), "\n", "\n\n")
+		} else {
+			t = v.set.cutBodyPart(t)
 		}
 		paragraphs(&b, t)
 	}

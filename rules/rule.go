@@ -152,6 +152,13 @@ type Limits struct {
 	// body, the full message); beyond it the text is cut and the result
 	// carries RULES_TRUNCATED. Default 4 MiB.
 	MaxScanBytes int
+	// BodyPartScanBytes and RawBodyPartScanBytes are how much of each
+	// text part body and raw-body rules see (scansize.go). Zero takes
+	// SpamAssassin's body_part_scan_size and rawbody_part_scan_size from
+	// the rule files, else their defaults (50,000 and 500,000); negative
+	// scans parts whole.
+	BodyPartScanBytes    int
+	RawBodyPartScanBytes int
 }
 
 func (l Limits) withDefaults() Limits {

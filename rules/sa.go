@@ -214,6 +214,17 @@ func (p *saParser) directive(file string, line int, directive, rest string) {
 		p.conf.internal, p.conf.internalSet = nil, false
 	case "freemail_domains":
 		p.conf.freemail = append(p.conf.freemail, strings.Fields(strings.ToLower(rest))...)
+	case "body_part_scan_size", "rawbody_part_scan_size":
+		v, err := strconv.Atoi(name)
+		if err != nil || v < 0 {
+			p.report.ignore(directive + " with bad value")
+			return
+		}
+		if directive == "body_part_scan_size" {
+			p.conf.bodyScan = &v
+		} else {
+			p.conf.rawScan = &v
+		}
 	case "required_score", "required_hits":
 		if v, err := strconv.ParseFloat(name, 64); err == nil {
 			p.thresh = &Thresholds{AddHeader: v, Reject: 3 * v}

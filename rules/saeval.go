@@ -38,6 +38,10 @@ type saConf struct {
 	trusted, internal       []netip.Prefix
 	trustedSet, internalSet bool
 
+	// body_part_scan_size and rawbody_part_scan_size, nil when not
+	// given (scansize.go).
+	bodyScan, rawScan *int
+
 	freemailOnce sync.Once
 	freemailSet  map[string]bool
 	freemailWild []string
