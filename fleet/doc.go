@@ -1,5 +1,6 @@
 // Package fleet shares a gateway's state across many nodes on NATS
-// JetStream: the rule set every node serves, and each node's status.
+// JetStream: the rule set every node serves, each node's status, AV
+// results and the AV guard's detection counts.
 //
 // # Rule sets
 //
@@ -39,6 +40,45 @@
 // "portcullis-fleet" every interval and on every rules change. Entries
 // expire with the bucket's TTL (a dead node vanishes after it). Statuses
 // reads them all, for "gateway fleet status".
+//
+// # Shared AV results
+//
+// AVCache is a scanner.SharedCache (scanner.Options.SharedCache) on the
+// KV bucket "portcullis-av-cache": one key per engine, signature version
+// and content hash, so a message fanned out to many nodes is scanned
+// once. The key names the version, so once an engine reports a new
+// version the old entries are never read again; they expire with the
+// bucket's TTL (default 1 h), and a full bucket (default 64 MiB, memory
+// storage) drops its oldest entries first. Values are small and bounded
+// (MaxAVValueBytes, MaxAVSignatures); one that does not decode, or that
+// names another engine or version than its key, is refused (ErrValue).
+// Forget drops one version's entries fleet-wide. Cost: a hit is one KV
+// get (about 80 µs on loopback, a 3-node cluster), a miss a get and,
+// after the scan, a put; a node's own LRU is asked first, so a repeated
+// attachment costs a node one get at most.
+//
+// The cache is an optimisation, never a reason to fail or pass mail:
+// while NATS is unreachable every call fails, the scanner counts and
+// logs it (portcullis_scanner_shared_cache_up 0) and scans locally. A
+// clean entry passes mail, so the bucket must be writable by gateways
+// only (NATS permissions).
+//
+// # Fleet-wide faulty-update guard
+//
+// AVGuard is a scanner.FleetRates (scanner.Options.FleetRates): each
+// node counts its scans and detections per engine and signature version
+// in memory, publishes them under its node id in the KV bucket
+// "portcullis-av-rates" every interval (default 1 s) when they changed,
+// and watches everyone else's. The scanner's guard then judges a
+// detection on the fleet's counts for that version as well as on the
+// node's own window: a faulty signature version that flooded one node
+// with detections of clean mail is suspect on every node at its next
+// detection, which demands quarantine instead of reject. A node's counts
+// stop counting TTL (default 30 s) after its last publish; while NATS is
+// unreachable a node judges on its own counts and the others' last ones
+// until they age out, and the local guard works throughout. Published
+// values are bounded (MaxRateEntries, MaxRatesBytes) and checked
+// (ErrValue: counted, logged, ignored).
 //
 // A RuleSet value is bounded by the server's max_payload (1 MiB by
 // default); Bundle refuses larger sets with ErrTooLarge, and a node
