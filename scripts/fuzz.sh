@@ -3,11 +3,15 @@
 #   FUZZTIME=5s      how long each target runs (scripts/test.sh uses 5s;
 #                    before a release run FUZZTIME=5m bash scripts/fuzz.sh)
 #   FUZZ_SINCE=REV   only the targets of packages changed since REV
+#   FUZZMINIMIZE=50x how hard the fuzzer shrinks each new input (Go's
+#                    default, 60s, spends a short run shrinking its first
+#                    finds: 12 executions in 8 s for FuzzCFB, 36,926 with 50x)
 # The seed corpora (f.Add and testdata/fuzz) already run as ordinary tests
 # in every `go test`; this adds new inputs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZTIME=${FUZZTIME:-5s}
+FUZZMINIMIZE=${FUZZMINIMIZE:-50x}
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 files=$(grep -rl --include='*_test.go' '^func Fuzz' . | sort)
@@ -23,7 +27,7 @@ done > "$logs/targets"
 echo "fuzz: $(wc -l < "$logs/targets") targets, $FUZZTIME each, two at a time"
 fuzz_one() {
   local dir=$1 target=$2 log="$logs/$(echo "$1-$2" | tr '/.' '__').log"
-  local run=(go test "$dir" -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" -parallel 1)
+  local run=(go test "$dir" -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime "$FUZZMINIMIZE" -parallel 1)
   if "${run[@]}" >"$log" 2>&1; then
     echo "ok   $dir $target: $(grep -o 'execs: [0-9]*' "$log" | tail -1)"
     return 0
