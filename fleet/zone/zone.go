@@ -1,18 +1,30 @@
 // Package zone reads rbldnsd ip4set zone data into memory and answers
-// lookups from it, so a DNS list can be served on every node without a
-// network round trip.
+// lookups from it as rbldnsd would, so a DNS list can be served on every
+// node without a network round trip.
 //
 // The format is rbldnsd's ip4set (rbldnsd(8)): one entry a line, an
-// address ("192.0.2.1"), a CIDR block ("192.0.2.0/24"), a range
-// ("192.0.2.1-192.0.2.9") or rbldnsd's shortened forms ("10", "10.1",
-// "10.1.2" meaning /8, /16, /24), optionally followed by ":A-value:TXT"
-// or by whitespace and a TXT; a line ":127.0.0.2:text" sets the default
-// answer for the lines after it; "!" before an entry excludes it (it
-// wins over any block that contains it); "#" and ";" start comments;
-// "$TTL" and other "$" lines are accepted and ignored. Every malformed
-// line is an error naming its line number: a zone is loaded whole or not
-// at all, so a truncated publication never serves half a list. Limits
-// bound the entries and the line length.
+// address ("192.0.2.1"), a CIDR block of /8 to /32 ("192.0.2.0/24"), a
+// range ("192.0.2.1-192.0.2.9") or rbldnsd's shortened forms ("10",
+// "10.1", "10.1.2" meaning /8, /16, /24), optionally followed by
+// ":A-value:TXT" (":A-value:" for no TXT, ":A-value" for the default
+// TXT) or by whitespace and a TXT; a line ":A-value:TXT" sets the
+// default answer for the lines after it; "!" before an entry excludes
+// it; "#" and ";" start comments; "$TTL" and other "$" lines are
+// accepted and ignored. The A value is an IPv4 address or a bare last
+// octet ("2" for 127.0.0.2).
+//
+// Answers follow rbldnsd's storage: blocks live at /8, /16, /24 and /32
+// (a /20 is sixteen /24s); the narrowest level holding an address
+// answers, an exclusion there wins over the listings of that level, and
+// every distinct listing of that level is an answer. "$" in a TXT is the
+// address asked about, "$$" a dollar, and a TXT is cut at 254 bytes.
+// Package fleet's TestZoneIdentityRBLDNSD checks this against rbldnsd.
+//
+// Where rbldnsd skips a line it cannot read (a prefix shorter than /8,
+// "::text" without an A value), Read fails naming the line: a zone is
+// loaded whole or not at all, so a truncated or mistyped publication
+// never serves half a list. Limits bound the entries (counted as the
+// level blocks they make) and the line length.
 package zone
 
 import (
@@ -22,6 +34,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -54,21 +67,52 @@ type Answer struct {
 	TXT string
 }
 
-// Set is an ip4set in memory: per prefix length, the blocks of that
-// length (ranges are split into blocks when read), so a lookup is at most
-// 33 map probes whatever the zone's size, and the narrowest block wins.
-// It is immutable once read: share it.
+// Set is an ip4set in memory, stored the way rbldnsd stores it: four
+// levels, /8, /16, /24 and /32, a block of another length being expanded
+// into the blocks of the next level down (a /20 is sixteen /24s, a range
+// the blocks that cover it). A lookup probes at most four maps whatever
+// the zone's size: the narrowest level holding the address answers; an
+// exclusion there wins over listings of the same level; every listing of
+// that level is an answer. It is immutable once read: share it.
 type Set struct {
-	blocks, excl [33]map[uint32]int // prefix length → network → answer index
-	n            int
-	answers      []Answer
+	levels  [4]map[uint32]int32 // /8 /16 /24 /32: network → answer index, excluded, or -(multi index + 2)
+	multi   [][]int32           // the answer indexes of networks listed more than once
+	n       int
+	blocks  int
+	answers []Answer
 }
 
-// Len returns the number of entries (exclusions included).
+const excluded = -1
+
+// Len returns the number of entries (exclusions included), as written.
 func (s *Set) Len() int { return s.n }
 
-// add puts lo–hi as CIDR blocks into m.
-func add(m *[33]map[uint32]int, lo, hi uint32, ans int) {
+// put records answer ans (or excluded) for network v at level lv.
+func (s *Set) put(lv int, v uint32, ans int32) {
+	m := s.levels[lv]
+	if m == nil {
+		m = map[uint32]int32{}
+		s.levels[lv] = m
+	}
+	old, ok := m[v]
+	switch {
+	case !ok:
+		m[v] = ans
+		s.blocks++
+	case old == excluded:
+	case ans == excluded:
+		m[v] = excluded
+	case old >= 0:
+		s.multi = append(s.multi, []int32{old, ans})
+		m[v] = -int32(len(s.multi)) - 1
+	default:
+		s.multi[-old-2] = append(s.multi[-old-2], ans)
+	}
+}
+
+// add puts lo–hi as the level blocks that cover it; it returns false
+// once the set holds more than max blocks.
+func (s *Set) add(lo, hi uint32, ans int32, max int) bool {
 	for {
 		bits := 32
 		for bits > 0 {
@@ -78,19 +122,24 @@ func add(m *[33]map[uint32]int, lo, hi uint32, ans int) {
 			}
 			bits--
 		}
-		if m[bits] == nil {
-			m[bits] = map[uint32]int{}
-		}
-		if _, dup := m[bits][lo]; !dup {
-			m[bits][lo] = ans
-		}
+		lv := max8(bits)
+		step := uint64(1) << (32 - 8*(lv+1))
 		end := uint64(lo) + (uint64(1) << (32 - bits)) - 1
+		for v := uint64(lo); v <= end; v += step {
+			s.put(lv, uint32(v), ans)
+			if s.blocks > max {
+				return false
+			}
+		}
 		if end >= uint64(hi) {
-			return
+			return true
 		}
 		lo = uint32(end + 1)
 	}
 }
+
+// max8 is the level of a prefix length: /1–/8 → 0 (/8), ... /25–/32 → 3.
+func max8(bits int) int { return max(0, (bits+7)/8-1) }
 
 // Read parses an ip4set zone.
 func Read(r io.Reader, lim Limits) (*Set, error) {
@@ -101,7 +150,7 @@ func Read(r io.Reader, lim Limits) (*Set, error) {
 		lim.MaxLineBytes = 4096
 	}
 	s := &Set{answers: []Answer{{A: netip.AddrFrom4([4]byte{127, 0, 0, 2})}}}
-	def := 0
+	def := int32(0)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), lim.MaxLineBytes)
 	n := 0
@@ -113,15 +162,12 @@ func Read(r io.Reader, lim Limits) (*Set, error) {
 			continue
 		}
 		if line[0] == ':' {
-			a, err := parseAnswer(line[1:])
+			a, err := parseAnswer(line[1:], Answer{})
 			if err != nil {
 				return nil, &LineError{n, raw, err}
 			}
-			if !a.A.IsValid() { // "::text" changes only the TXT
-				a.A = s.answers[def].A
-			}
 			s.answers = append(s.answers, a)
-			def = len(s.answers) - 1
+			def = int32(len(s.answers) - 1)
 			continue
 		}
 		neg := line[0] == '!'
@@ -137,31 +183,22 @@ func Read(r io.Reader, lim Limits) (*Set, error) {
 			return nil, &LineError{n, raw, err}
 		}
 		ans := def
-		if rest != "" && !neg {
-			var a Answer
+		if neg {
+			ans = excluded
+		} else if rest != "" {
+			a := Answer{A: s.answers[def].A, TXT: rest}
 			if rest[0] == ':' {
-				a, err = parseAnswer(rest[1:])
-				if err != nil {
+				if a, err = parseAnswer(rest[1:], s.answers[def]); err != nil {
 					return nil, &LineError{n, raw, err}
 				}
-				if !a.A.IsValid() {
-					a.A = s.answers[def].A
-				}
-			} else {
-				a = Answer{A: s.answers[def].A, TXT: rest}
 			}
 			s.answers = append(s.answers, a)
-			ans = len(s.answers) - 1
+			ans = int32(len(s.answers) - 1)
 		}
-		if s.n >= lim.MaxEntries {
-			return nil, &LineError{n, raw, fmt.Errorf("%w: more than %d entries", ErrLimit, lim.MaxEntries)}
+		if s.n >= lim.MaxEntries || !s.add(lo, hi, ans, lim.MaxEntries) {
+			return nil, &LineError{n, raw, fmt.Errorf("%w: more than %d entries (blocks of /8, /16, /24, /32)", ErrLimit, lim.MaxEntries)}
 		}
 		s.n++
-		if neg {
-			add(&s.excl, lo, hi, 0)
-		} else {
-			add(&s.blocks, lo, hi, ans)
-		}
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
@@ -172,23 +209,28 @@ func Read(r io.Reader, lim Limits) (*Set, error) {
 	return s, nil
 }
 
-// parseAnswer reads "A-value:TXT", "A-value" or ":TXT" (after the colon).
-func parseAnswer(v string) (Answer, error) {
-	av, txt, _ := strings.Cut(v, ":")
-	var a Answer
-	if av = strings.TrimSpace(av); av != "" {
-		ip, err := netip.ParseAddr(av)
-		if err != nil || !ip.Is4() {
-			// rbldnsd also takes a bare last octet ("2" for 127.0.0.2).
-			o, err2 := strconv.ParseUint(av, 10, 8)
-			if err2 != nil {
-				return a, fmt.Errorf("%w: A value %q", ErrSyntax, av)
-			}
-			ip = netip.AddrFrom4([4]byte{127, 0, 0, byte(o)})
-		}
-		a.A = ip
+// parseAnswer reads "A-value:TXT", "A-value:" (no TXT) or "A-value"
+// (the TXT of def) after the colon, as rbldnsd does; the A value is
+// required ("::text" is a line rbldnsd ignores: an error here).
+func parseAnswer(v string, def Answer) (Answer, error) {
+	av, txt, hasTXT := strings.Cut(v, ":")
+	av = strings.TrimSpace(av)
+	if av == "" {
+		return Answer{}, fmt.Errorf("%w: no A value", ErrSyntax)
 	}
-	a.TXT = strings.TrimSpace(txt)
+	ip, err := netip.ParseAddr(av)
+	if err != nil || !ip.Is4() {
+		// rbldnsd also takes a bare last octet ("2" for 127.0.0.2).
+		o, err2 := strconv.ParseUint(av, 10, 8)
+		if err2 != nil {
+			return Answer{}, fmt.Errorf("%w: A value %q", ErrSyntax, av)
+		}
+		ip = netip.AddrFrom4([4]byte{127, 0, 0, byte(o)})
+	}
+	a := Answer{A: ip, TXT: def.TXT}
+	if hasTXT {
+		a.TXT = strings.TrimSpace(txt)
+	}
 	return a, nil
 }
 
@@ -204,8 +246,9 @@ func parseKey(k string) (lo, hi uint32, err error) {
 	addr, bits := k, -1
 	if a, b, ok := strings.Cut(k, "/"); ok {
 		n, err := strconv.Atoi(b)
-		if err != nil || n < 0 || n > 32 {
-			return 0, 0, fmt.Errorf("%w: prefix length %q", ErrSyntax, b)
+		// rbldnsd serves nothing shorter than a /8.
+		if err != nil || n < 8 || n > 32 {
+			return 0, 0, fmt.Errorf("%w: prefix length %q (want 8 to 32)", ErrSyntax, b)
 		}
 		addr, bits = a, n
 	}
@@ -239,40 +282,80 @@ func u32(a netip.Addr) uint32 {
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
 
-// find returns the narrowest block of m containing v.
-func find(m *[33]map[uint32]int, v uint32) (int, bool) {
-	for bits := 32; bits >= 0; bits-- {
-		if m[bits] == nil {
-			continue
-		}
-		mask := uint32(0)
-		if bits > 0 {
-			mask = ^uint32(0) << (32 - bits)
-		}
-		if i, ok := m[bits][v&mask]; ok {
-			return i, true
-		}
-	}
-	return 0, false
-}
+// maxTXT is the longest TXT rbldnsd answers, in bytes, after
+// substitution.
+const maxTXT = 254
 
-// Lookup answers for an IPv4 address: listed or not, and the answer.
-func (s *Set) Lookup(ip netip.Addr) (Answer, bool) {
+// Answers returns the answers for an IPv4 address, none when it is not
+// listed: those of the narrowest level holding it, in zone order, each
+// (A, TXT) pair once, "$" in a TXT replaced by the address ("$$" by "$")
+// and the TXT cut at 254 bytes, as rbldnsd answers.
+func (s *Set) Answers(ip netip.Addr) []Answer {
 	ip = ip.Unmap()
 	if !ip.Is4() {
-		return Answer{}, false
+		return nil
 	}
 	v := u32(ip)
-	if _, ex := find(&s.excl, v); ex {
+	for lv := 3; lv >= 0; lv-- {
+		m := s.levels[lv]
+		if m == nil {
+			continue
+		}
+		x, ok := m[v&(^uint32(0)<<(24-8*lv))]
+		if !ok {
+			continue
+		}
+		if x == excluded {
+			return nil
+		}
+		idx := []int32{x}
+		if x < 0 {
+			idx = s.multi[-x-2]
+		}
+		var out []Answer
+		for _, i := range idx {
+			a := s.answers[i]
+			a.TXT = subst(a.TXT, ip.String())
+			if !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// subst replaces "$" by the address and "$$" by "$", then cuts at maxTXT.
+func subst(txt, ip string) string {
+	if strings.IndexByte(txt, '$') >= 0 {
+		var b strings.Builder
+		for i := 0; i < len(txt); i++ {
+			switch {
+			case txt[i] != '$':
+				b.WriteByte(txt[i])
+			case i+1 < len(txt) && txt[i+1] == '$':
+				b.WriteByte('$')
+				i++
+			default:
+				b.WriteString(ip)
+			}
+		}
+		txt = b.String()
+	}
+	if len(txt) > maxTXT {
+		txt = txt[:maxTXT]
+	}
+	return txt
+}
+
+// Lookup answers for an IPv4 address: listed or not, and the first
+// answer (see Answers for all of them).
+func (s *Set) Lookup(ip netip.Addr) (Answer, bool) {
+	as := s.Answers(ip)
+	if len(as) == 0 {
 		return Answer{}, false
 	}
-	i, ok := find(&s.blocks, v)
-	if !ok {
-		return Answer{}, false
-	}
-	a := s.answers[i]
-	a.TXT = strings.ReplaceAll(a.TXT, "$", ip.String())
-	return a, true
+	return as[0], true
 }
 
 // ReadBytes is Read over a byte slice.

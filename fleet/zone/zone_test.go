@@ -52,16 +52,65 @@ func TestLookup(t *testing.T) {
 	}
 }
 
-// A default line with no A value (":: text") changes only the TXT; the
-// A stays the default before it. Found by FuzzRead.
+// A line with no A value ("::text") is one rbldnsd ignores: an error
+// here, never a silent change of meaning.
 func TestDefaultWithoutA(t *testing.T) {
-	s, err := ReadBytes([]byte(":127.0.0.5:five\n::only text\n0/0\n"), Limits{})
+	for _, z := range []string{":127.0.0.5:five\n::only text\n11/8\n", "1.2.3.4 ::text\n", "1.2.3.4 :\n"} {
+		if _, err := ReadBytes([]byte(z), Limits{}); !errors.Is(err, ErrSyntax) {
+			t.Errorf("%q: %v", z, err)
+		}
+	}
+}
+
+// The semantics rbldnsd has (checked against it in package fleet's
+// TestZoneIdentityRBLDNSD): levels of /8, /16, /24, /32; the narrowest
+// level holding an address answers, an exclusion winning at its level;
+// several listings of one level all answer; ":A" keeps the default TXT,
+// ":A:" has none; "$$" is "$"; a TXT is cut at 254 bytes.
+func TestRBLDNSDSemantics(t *testing.T) {
+	z := `:127.0.0.5:five $
+14.0.0.0/8
+!14.1.0.0/16
+14.1.2.0/24 :3:inside
+1.2.3.0/22
+!1.2.0.0/20
+1.2.8.4 :2:first
+1.2.8.4 :3:second
+1.2.8.4 :2:first
+1.2.8.5 :6
+1.2.8.6 :6:
+1.2.8.7 :2:cost $$5 for $
+1.2.8.8 :2:` + strings.Repeat("x", 250) + `$
+`
+	s, err := ReadBytes([]byte(z), Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, ok := s.Lookup(netip.MustParseAddr("0.0.0.0"))
-	if !ok || a.A.String() != "127.0.0.5" || a.TXT != "only text" {
-		t.Errorf("got %v %+v, want 127.0.0.5 %q", ok, a, "only text")
+	for _, tc := range []struct{ ip, want string }{
+		{"14.9.9.9", "127.0.0.5 five 14.9.9.9"},
+		{"14.1.0.1", ""},
+		{"14.1.2.3", "127.0.0.3 inside"},
+		{"1.2.3.1", ""}, // a /22 and a /20 both make /24s: the exclusion wins
+		{"1.2.8.4", "127.0.0.2 first|127.0.0.3 second"},
+		{"1.2.8.5", "127.0.0.6 five 1.2.8.5"},
+		{"1.2.8.6", "127.0.0.6 "},
+		{"1.2.8.7", "127.0.0.2 cost $5 for 1.2.8.7"},
+		{"1.2.8.8", "127.0.0.2 " + strings.Repeat("x", 250) + "1.2."},
+	} {
+		var got []string
+		for _, a := range s.Answers(netip.MustParseAddr(tc.ip)) {
+			got = append(got, a.A.String()+" "+a.TXT)
+		}
+		if strings.Join(got, "|") != tc.want {
+			t.Errorf("%s: %q, want %q", tc.ip, got, tc.want)
+		}
+	}
+	if _, err := ReadBytes([]byte("0.0.0.0/0\n"), Limits{}); !errors.Is(err, ErrSyntax) {
+		t.Errorf("a /0: %v", err)
+	}
+	// A /9 is 128 /16 blocks: over a limit of 100.
+	if _, err := ReadBytes([]byte("11.0.0.0/9\n"), Limits{MaxEntries: 100}); !errors.Is(err, ErrLimit) {
+		t.Errorf("128 blocks over a limit of 100: %v", err)
 	}
 }
 
@@ -85,16 +134,18 @@ func TestErrorsAndLimits(t *testing.T) {
 
 func FuzzRead(f *testing.F) {
 	f.Add([]byte(sample))
-	f.Add([]byte("0/0\n!1.2.3.4\n0.0.0.0-255.255.255.255 :2:x\n"))
-	f.Add([]byte("::x\n0/0\n"))
+	f.Add([]byte("0/8\n!1.2.3.4\n0.0.0.0-255.255.255.255 :2:x\n"))
+	f.Add([]byte("1.2.3.0/22\n!1.2.0.0/20\n1.2.3.4 :3:$$ $\n1.2.3.4 :4\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := ReadBytes(data, Limits{MaxEntries: 1000})
 		if err != nil {
 			return
 		}
 		for _, ip := range []string{"0.0.0.0", "1.2.3.4", "255.255.255.255", "127.0.0.2"} {
-			if a, ok := s.Lookup(netip.MustParseAddr(ip)); ok && !a.A.Is4() {
-				t.Fatalf("%s listed with a non-IPv4 answer %v", ip, a.A)
+			for _, a := range s.Answers(netip.MustParseAddr(ip)) {
+				if !a.A.Is4() || len(a.TXT) > maxTXT {
+					t.Fatalf("%s listed with an answer rbldnsd cannot give: %v %d bytes of TXT", ip, a.A, len(a.TXT))
+				}
 			}
 		}
 	})
