@@ -1,6 +1,7 @@
 // Package fleet shares a gateway's state across many nodes on NATS
-// JetStream: the rule set every node serves, each node's status, AV
-// results and the AV guard's detection counts.
+// JetStream: the rule set every node serves, the DNS list zones it
+// answers from memory, each node's status, AV results and the AV
+// guard's detection counts.
 //
 // # Rule sets
 //
@@ -33,10 +34,46 @@
 // watch resumes when the connection returns, and the revision it missed
 // arrives as the key's current value.
 //
+// # DNS list zones
+//
+// A zone (rbldnsd ip4set text, package zone) is published in two parts:
+// its data as an object of the JetStream object store "portcullis-zones",
+// which chunks it (128 KiB a message) so that a zone of millions of
+// entries fits under any max_payload, and then a manifest (ZoneInfo:
+// object name, size, SHA-256, publisher) as the value of the zone's name
+// in the KV bucket "portcullis-zones", whose revision is the zone's
+// Version, monotonic across the fleet. The KV holds the version for the
+// same reasons as for rule sets (one watch, revisions, history); the
+// object store holds the data because a KV value cannot exceed
+// max_payload and chunking it by hand would re-invent the object store.
+// Each publication is a new object, so a node still reading the previous
+// version is not cut short; PublishZone keeps the current and previous
+// objects and deletes older ones. PublishZone bounds the data (MaxBytes,
+// default 256 MiB: *ZoneLimitError, ErrZoneTooLarge) and does not parse
+// it; rulecheck publish-zone parses it first, like the rules gate.
+//
+// Zones watches the manifests of the zones a node serves. A new version
+// is fetched, checked (size and digest against the manifest, the node's
+// own MaxBytes and zone.Limits) and parsed in full, then swapped in with
+// an atomic pointer: a lookup sees the old zone or the new one, never a
+// mix. A version that does not decode, parse, fit or match its digest is
+// refused: the old version keeps serving, the refusal is logged, counted
+// (portcullis_fleet_zone_refused_total{zone}) and reported in the node's
+// status. A version that cannot be fetched (NATS down, object gone) is
+// retried every ZonesConfig.Retry and is not a refusal.
+//
+// A Zone is an rbl.Local: rbl asks it first and falls back to DNS for
+// what it does not cover (no version loaded yet, IPv6). Readiness is the
+// rules': a Zone is ready once it serves a version and has handled the
+// newest one it has seen; with rbl.List.RequireLocal a node is not ready
+// (451 to mail, 503 on /readyz) until it has loaded its zones, and a
+// refused version does not make a serving node unready.
+//
 // # Fleet status
 //
 // Reporter publishes a NodeStatus (node id, rules version served,
-// refused version and why, readiness, queue depth) to the KV bucket
+// refused version and why, readiness, queue depth, the zones served
+// and their versions) to the KV bucket
 // "portcullis-fleet" every interval and on every rules change. Entries
 // expire with the bucket's TTL (a dead node vanishes after it). Statuses
 // reads them all, for "gateway fleet status".

@@ -3,6 +3,7 @@ package fleet
 import (
 	"encoding/json"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -32,6 +33,26 @@ func FuzzDecodeSet(f *testing.F) {
 			if !have[r] {
 				t.Fatalf("rule file %q not among the files", r)
 			}
+		}
+	})
+}
+
+// FuzzDecodeZoneInfo: a manifest never panics the decoder, and a decoded
+// one names its own zone, an object of that zone and a sha256 digest.
+func FuzzDecodeZoneInfo(f *testing.F) {
+	good, _ := json.Marshal(ZoneInfo{Zone: "bl.test", Object: "bl.test/1", Size: 10, Digest: "sha256:" + strings.Repeat("ab", 32)})
+	f.Add(good)
+	f.Add([]byte(`{"zone":"bl.test","object":"other/1","digest":"sha256:"}`))
+	f.Add([]byte(`{"zone":"x","size":-1}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		zi, err := decodeZoneInfo("bl.test", data, 7)
+		if err != nil {
+			return
+		}
+		if zi.Zone != "bl.test" || !strings.HasPrefix(zi.Object, "bl.test/") || zi.Size < 0 || zi.Version != 7 ||
+			len(zi.Digest) != 71 || !strings.HasPrefix(zi.Digest, "sha256:") {
+			t.Fatalf("decoded %+v", zi)
 		}
 	})
 }

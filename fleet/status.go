@@ -15,14 +15,16 @@ import (
 
 // NodeStatus is what one node reports to the fleet.
 type NodeStatus struct {
-	Node         string    `json:"node"`
-	RulesVersion uint64    `json:"rules_version"`
-	RulesDigest  string    `json:"rules_digest,omitempty"`
-	Refused      *Refusal  `json:"refused,omitempty"`
-	Ready        bool      `json:"ready"`
-	NotReady     string    `json:"not_ready,omitempty"`
-	QueueDepth   int       `json:"queue_depth"`
-	Updated      time.Time `json:"updated"`
+	Node         string   `json:"node"`
+	RulesVersion uint64   `json:"rules_version"`
+	RulesDigest  string   `json:"rules_digest,omitempty"`
+	Refused      *Refusal `json:"refused,omitempty"`
+	Ready        bool     `json:"ready"`
+	NotReady     string   `json:"not_ready,omitempty"`
+	QueueDepth   int      `json:"queue_depth"`
+	// Zones are the DNS list zones the node serves from memory.
+	Zones   []ZoneStatus `json:"zones,omitempty"`
+	Updated time.Time    `json:"updated"`
 }
 
 // ReporterConfig configures a Reporter.

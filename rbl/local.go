@@ -76,13 +76,33 @@ func (c *Checker) local(l *listState, target, qname string) (Answer, bool) {
 	return a, true
 }
 
-// localReason bounds a reason the way parseTXT bounds a DNS one. A DNS
-// character-string holds at most 255 bytes; rbldnsd cuts longer texts
-// there.
+// localReason writes a reason as the DNS path reads one: each TXT string
+// of at most 255 bytes (one DNS character-string), in the presentation
+// form miekg/dns unpacks it to (`"` and `\` escaped, other bytes outside
+// printable ASCII as \DDD), bounded like parseTXT. A Local gives TXTs
+// joined by "; " as parseTXT joins several records.
 func localReason(s string) string {
-	if len(s) > 255 {
-		s = s[:255]
+	var b strings.Builder
+	for i, part := range strings.Split(s, "; ") {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		if len(part) > 255 {
+			part = part[:255]
+		}
+		for j := 0; j < len(part); j++ {
+			switch c := part[j]; {
+			case c == '"' || c == '\\':
+				b.WriteByte('\\')
+				b.WriteByte(c)
+			case c < ' ' || c > '~':
+				fmt.Fprintf(&b, "\\%03d", c)
+			default:
+				b.WriteByte(c)
+			}
+		}
 	}
+	s = b.String()
 	if len(s) > maxReason {
 		s = s[:maxReason]
 	}
