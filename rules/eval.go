@@ -349,6 +349,7 @@ type view struct {
 	html        *[]*htmlResult
 	rcvd        *relayInfo
 	dates       *dateInfo
+	sax         saExtra // more of the same, kept in SpamAssassin's files
 }
 
 type hfield struct {

@@ -178,6 +178,7 @@ func keysPattern(p string) string {
 	out := reBackrefAny.ReplaceAllString(b.String(), `(?s:.*)`)
 	out = strings.NewReplacer(`\h`, `[\t \x{a0}]`, `\H`, `[^\t \x{a0}]`, `\R`, `(?:\r\n|\n|\r)`).Replace(out)
 	out = regexp.MustCompile(`\\u([0-9A-Fa-f]{4})`).ReplaceAllString(out, `\x{$1}`)
+	out = perlDollar(out, strings.Contains(reFlagPrefix.FindString(out), "m"))
 	if _, err := regexp.Compile(out); err != nil {
 		return ""
 	}

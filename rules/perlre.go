@@ -173,6 +173,7 @@ func perlTranslate(body, flags string, delim byte) (perlRegex, error) {
 		`\e`, `\x1b`,
 		`\/`, `/`,
 	).Replace(body)
+	body = perlDollar(body, strings.Contains(prefix, "m"))
 	if prefix != "" {
 		body = "(?" + prefix + ")" + body
 	}

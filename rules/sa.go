@@ -264,7 +264,16 @@ func (p *saParser) define(r *saRule, arg string) {
 	}
 	switch r.kindText {
 	case "mimeheader":
-		skip(ReasonUnsupported, "mimeheader")
+		fn, err := saMIMEHeader(arg)
+		if err != nil {
+			s, ok := err.(*errSkip)
+			if !ok {
+				s = &errSkip{ReasonSyntax, err.Error()}
+			}
+			skip(s.reason, s.detail)
+			return
+		}
+		r.Kind, r.evalFn = kindEval, fn
 	case "meta":
 		r.Kind, r.Expr = Meta, arg
 	case "body", "rawbody", "full", "uri":
@@ -465,3 +474,52 @@ type namedData struct {
 	name string
 	data []byte
 }
+
+// perlDollar gives "$" outside a character class Perl's meaning for RE2:
+// without /m it matches at the end or before a final newline, as RE2's
+// does not ("(?:\n?\z)"; a yes/no match may consume the newline). Header
+// values end in "\n", so /foo$/ must match "foo\n". With /m, RE2's "$"
+// already matches before every newline.
+func perlDollar(body string, multiline bool) string {
+	if multiline || !strings.Contains(body, "$") {
+		return body
+	}
+	var b strings.Builder
+	inClass := false
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		switch {
+		case c == '\\' && i+1 < len(body):
+			b.WriteByte(c)
+			b.WriteByte(body[i+1])
+			i++
+			continue
+		case inClass:
+			if c == ']' {
+				inClass = false
+			}
+		case c == '[':
+			inClass = true
+			// A ']' first in the class is a literal.
+			if i+1 < len(body) && body[i+1] == '^' {
+				b.WriteString("[^")
+				i++
+			} else {
+				b.WriteByte('[')
+			}
+			if i+1 < len(body) && body[i+1] == ']' {
+				b.WriteByte(']')
+				i++
+			}
+			continue
+		case c == '$':
+			b.WriteString(`(?:\n?\z)`)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// reFlagPrefix finds the flag groups a translated pattern starts with.
+var reFlagPrefix = regexp.MustCompile(`^(?:\(\?[a-z]+\))*`)

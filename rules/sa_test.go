@@ -84,6 +84,12 @@ func TestPerlToRE2(t *testing.T) {
 		{`/a\/b/`, `a/b`, ""},
 		{`m!x!ms`, `(?ms)x`, ""},
 		{`/end\Z/`, `end(?:\n?\z)`, ""},
+		{`/end$/`, `end(?:\n?\z)`, ""},
+		{`/^a$|^b$/`, `^a(?:\n?\z)|^b(?:\n?\z)`, ""},
+		{`/end$/m`, `(?m)end$`, ""},
+		{`/[$]\$/`, `[$]\$`, ""},
+		{`/[]$]x/`, `[]$]x`, ""},
+		{`/[^]$]x/`, `[^]$]x`, ""},
 		{`/a\hb/`, `a[\t \x{a0}]b`, ""},
 		{`/a(?#note)b/`, `ab`, ""},
 		{`/a b # c/x`, `ab`, ""},
@@ -200,7 +206,7 @@ func TestDefaultSet(t *testing.T) {
 // installed, against spamassassin itself.
 func TestSAHeaderSemantics(t *testing.T) {
 	want := map[string]float64{
-		"ALL_CASE": 1, "FROM_NAME": 1, "MISSING_NEG": 1, "MISSING_UNSET": 1,
+		"ALL_CASE": 1, "DOLLAR_BT": 1, "DOLLAR_END": 1, "DOLLAR_MID_M": 1, "FROM_NAME": 1, "MISSING_NEG": 1, "MISSING_UNSET": 1,
 		"MSGID_ORDER": 1, "MSGID_PSEUDO": 1, "NICE_DEFAULT": -1, "RCVD_ANCHOR_M": 1,
 		"RCVD_END": 1, "RCVD_FIRST": 1, "RCVD_FOLDED": 1, "RCVD_SPAN": 1, "SUBJ_DECODED": 1,
 		"SUBJ_RAW": 1, "TO_ADDRS": 1, "T_NICE_DEFAULT": -0.01,
@@ -244,9 +250,15 @@ func TestSAEvals(t *testing.T) {
 	// A fixed answer for the made messages, so that a change on either
 	// side shows.
 	want := map[string][]string{
-		"testdata/sa-evals/broken.eml":  {"E_BODY_LT_256", "E_MIME_ATTACH", "E_MIME_NO_HDRS", "E_MISSING_TO", "E_RDNS_NONE"},
-		"testdata/sa-evals/relays.eml":  {"E_COUNT_SUBJ", "E_EXT_HELO", "E_FREEMAIL_FROM", "E_GMAIL_FORGED", "E_MIME_BAD_ISO", "E_MIME_BASE64", "E_MIME_EPI", "E_MIME_HTML", "E_MPART_RATIO", "E_OUTLOOK_MID", "E_PAST_03_06"},
-		"testdata/sa-evals/trusted.eml": {"E_ALL_TRUSTED", "E_BODY_LT_256", "E_MIME_HTML", "E_MIME_HTML_ONLY", "E_TRUSTED_BY"},
+		"testdata/sa-evals/alternative.eml": {"E_ENV_HDR_FROM", "E_HTML_COMMENT", "E_HTML_EMBEDS", "E_HTML_LINK_IMAGE", "E_HTML_SAVED",
+			"E_HTML_TITLE_LONG", "E_IMAGE_ALL_1", "E_MAILFROM_RCVD", "E_MH_DECODED", "E_MH_GIF_NAME", "E_MH_NEG", "E_MH_RAW",
+			"E_MH_RAW_ROOT", "E_MH_UNSET", "E_MIME_BASE64", "E_MIME_HTML", "E_MPART_ALT_DIFF", "E_MPART_RATIO"},
+		"testdata/sa-evals/broken.eml": {"E_BODY_LT_256", "E_MH_NEG", "E_MH_RAW_ROOT", "E_MH_UNSET", "E_MIME_ATTACH", "E_MIME_NO_HDRS",
+			"E_MISSING_TO", "E_MPART_ALT_LOW", "E_RDNS_NONE"},
+		"testdata/sa-evals/relays.eml": {"E_COUNT_SUBJ", "E_EXT_HELO", "E_FREEMAIL_FROM", "E_GMAIL_FORGED", "E_MH_NEG", "E_MH_UNSET",
+			"E_MIME_BAD_ISO", "E_MIME_BASE64", "E_MIME_EPI", "E_MIME_HTML", "E_MPART_ALT_LOW", "E_MPART_RATIO", "E_OUTLOOK_MID", "E_PAST_03_06"},
+		"testdata/sa-evals/trusted.eml": {"E_ALL_TRUSTED", "E_BODY_LT_256", "E_MH_NEG", "E_MH_UNSET", "E_MIME_HTML", "E_MIME_HTML_ONLY",
+			"E_MPART_ALT_LOW", "E_TRUSTED_BY"},
 	}
 	us := make([][]string, len(msgs))
 	for i, raw := range msgs {
@@ -261,16 +273,25 @@ func TestSAEvals(t *testing.T) {
 		}
 	}
 	// Known differences, each with its reason.
-	known := map[string]string{
+	known := map[string][]string{
 		// A multipart nested in one with the same boundary: SpamAssassin
 		// reads the inner closing boundary as the outer's.
-		"../filter/testdata/mail/python/msg_15.txt": "E_MIME_EPI",
+		"../filter/testdata/mail/python/msg_15.txt": {"E_MIME_EPI"},
+		// "From: foo" names no address for SpamAssassin's parser
+		// (Util::parse_header_addresses: a word without "@" is a
+		// phrase), but is the address "foo" for net/mail.
+		"../filter/testdata/mail/python/msg_05.txt": {"E_ENV_HDR_FROM"},
+		// iso-2022-cn is WHATWG's replacement encoding for the parser's
+		// decoder (one U+FFFD), a charset Perl's Encode reads: the HTML
+		// alternative has no words here.
+		"testdata/sa-evals/relays.eml": {"E_MPART_ALT_DIFF", "E_MPART_ALT_LOW"},
 	}
 	sa := spamassassin(t, []string{cf}, msgs)
 	for i := range msgs {
 		theirs := slices.Sorted(maps.Keys(sa[i].Hits))
-		mine := slices.DeleteFunc(slices.Clone(us[i]), func(n string) bool { return known[files2[i]] == n })
-		theirs = slices.DeleteFunc(theirs, func(n string) bool { return known[files2[i]] == n })
+		isKnown := func(n string) bool { return slices.Contains(known[files2[i]], n) }
+		mine := slices.DeleteFunc(slices.Clone(us[i]), isKnown)
+		theirs = slices.DeleteFunc(theirs, isKnown)
 		if !slices.Equal(mine, theirs) {
 			t.Errorf("%s: portcullis %v, spamassassin %v", files2[i], us[i], theirs)
 		}

@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"net/netip"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -156,4 +157,35 @@ func addNets(list *[]netip.Prefix, rest string) error {
 		return fmt.Errorf("bad network %q", f)
 	}
 	return nil
+}
+
+// saMatcher compiles a Perl match operator (/re/flags) for an eval
+// function's own matching, on whichever engine the pattern needs, and
+// returns what follows it.
+func saMatcher(src string) (match func(string) bool, rest string, err error) {
+	pr, rest, err := parsePerlRegexAny(src)
+	if err != nil {
+		return nil, "", err
+	}
+	if pr.backtrack {
+		bt, err := compileBacktrack(pr.pattern)
+		if err != nil {
+			return nil, "", err
+		}
+		return func(s string) bool {
+			if pr.bytes {
+				s = latin1Runes(s)
+			}
+			ok, err := bt.MatchString(s)
+			return ok && err == nil
+		}, rest, nil
+	}
+	re, err := regexp.Compile(pr.pattern)
+	if err != nil {
+		return nil, "", err
+	}
+	if pr.bytes {
+		return func(s string) bool { return re.MatchString(latin1Runes(s)) }, rest, nil
+	}
+	return re.MatchString, rest, nil
 }

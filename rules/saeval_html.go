@@ -26,6 +26,12 @@ type htmlResult struct {
 	fontFaceBad                 bool
 	htmlLength, nonSpaceLen     int // rendered text
 	hasTags, hasElem, hasTagsSn bool
+	embeds                      bool
+
+	// html_text_match's texts: each comment as written ("<!--" and "-->"
+	// included), the text of each <a> (an <img> inside it adds "<img>\n"),
+	// the text of each <title>.
+	comment, anchor, title []string
 }
 
 // saHTMLElements are HTML.pm's %elements: tags counted as valid HTML.
@@ -125,7 +131,16 @@ func parseHTMLResult(src string) *htmlResult {
 					}
 				}
 			}
+		case "a":
+			r.anchor = append(r.anchor, "")
+		case "title":
+			r.title = append(r.title, "")
+		case "object", "embed":
+			r.embeds = true
 		case "img":
+			if r.inside["a"] > 0 && len(r.anchor) > 0 {
+				r.anchor[len(r.anchor)-1] += "<img>\n"
+			}
 			w, wok := attrs["width"]
 			h, hok := attrs["height"]
 			if wok && hok {
@@ -145,8 +160,17 @@ func parseHTMLResult(src string) *htmlResult {
 			}
 		case html.TextToken:
 			if skip == 0 {
-				text.Write(z.Text())
+				t := z.Text()
+				text.Write(t)
+				if r.inside["a"] > 0 && len(r.anchor) > 0 {
+					r.anchor[len(r.anchor)-1] += string(t)
+				}
+				if r.inside["title"] > 0 && len(r.title) > 0 {
+					r.title[len(r.title)-1] += string(t)
+				}
 			}
+		case html.CommentToken:
+			r.comment = append(r.comment, string(z.Raw()))
 		case html.StartTagToken, html.EndTagToken, html.SelfClosingTagToken:
 			name, hasAttr := z.TagName()
 			n := string(name)
@@ -228,10 +252,41 @@ func init() {
 		switch argString(args, 0) {
 		case "html":
 			return func(v *view) bool { return len(v.htmlParts()) > 0 }, nil
+		case "embeds":
+			return func(v *view) bool { return anyHTML(v, func(r *htmlResult) bool { return r.embeds }) }, nil
 		case "font_face_bad":
 			return func(v *view) bool { return anyHTML(v, func(r *htmlResult) bool { return r.fontFaceBad }) }, nil
 		}
 		return nil, errArgs(args)
+	}
+	saEvals["html_text_match"] = func(_ *saConf, args []string) (evalFunc, error) {
+		var get func(r *htmlResult) []string
+		switch argString(args, 0) {
+		case "comment":
+			get = func(r *htmlResult) []string { return r.comment }
+		case "anchor":
+			get = func(r *htmlResult) []string { return r.anchor }
+		case "title":
+			get = func(r *htmlResult) []string { return r.title }
+		default:
+			return nil, errArgs(args)
+		}
+		// The argument is a bare pattern (compile_regexp without
+		// delimiters).
+		match, _, err := saMatcher("/" + strings.ReplaceAll(argString(args, 1), "/", `\/`) + "/")
+		if err != nil {
+			return nil, err
+		}
+		return func(v *view) bool {
+			return anyHTML(v, func(r *htmlResult) bool {
+				for _, s := range get(r) {
+					if match(s) {
+						return true
+					}
+				}
+				return false
+			})
+		}, nil
 	}
 	saEvals["html_tag_exists"] = func(_ *saConf, args []string) (evalFunc, error) {
 		tag := argString(args, 0)
