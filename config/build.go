@@ -184,7 +184,7 @@ func buildFilters(ctx context.Context, cfg *Config, opts Options, spool filter.S
 	}
 
 	if av := cfg.AV; len(engineNames(av)) > 0 {
-		av, err := buildScanner(cfg.AV, f, log, opts.Metrics)
+		av, err := buildScanner(cfg, f, log, opts.Metrics)
 		if err != nil {
 			return fail(err)
 		}
@@ -284,7 +284,8 @@ func buildLists(ctx context.Context, d DNS, opts Options, oneShot bool) (*rbl.Ch
 
 // buildScanner makes the engines, the multi-engine scanner over them and
 // the filter that scans messages with it.
-func buildScanner(av AV, f *Filters, log *slog.Logger, m filter.Metrics) (filter.Filter, error) {
+func buildScanner(cfg *Config, f *Filters, log *slog.Logger, m filter.Metrics) (filter.Filter, error) {
+	av := cfg.AV
 	var engines []scanner.Engine
 	for i, addr := range av.Clamd {
 		c, err := clamd.New(clamd.Config{Addr: addr, Name: fmt.Sprintf("clamd-%d", i+1), ConfigFile: av.ClamdConfig, MaxSize: av.ClamdMaxSize})
@@ -334,6 +335,9 @@ func buildScanner(av AV, f *Filters, log *slog.Logger, m filter.Metrics) (filter
 	}
 	if av.Mode == "quorum" {
 		opts.Mode = scanner.Quorum
+	}
+	if err := buildAVFleet(cfg, &opts, f, log, m); err != nil {
+		return nil, err
 	}
 	multi, err := scanner.NewMulti(opts)
 	if err != nil {

@@ -82,6 +82,9 @@ func (c *Config) checkFilters() error {
 	default:
 		return invalid("rules: source %q: want files or nats", c.Rules.Source)
 	}
+	if (c.AV.Fleet.Cache || c.AV.Fleet.Guard) && c.Fleet.URL == "" {
+		return invalid("av: fleet cache and guard need fleet.url")
+	}
 	switch c.AV.Mode {
 	case "", "any", "quorum":
 	default:

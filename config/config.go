@@ -30,6 +30,16 @@
 // logged and counted and the next reload retries. A System's Close stops the
 // queue after its deliveries in flight, then closes the stores, the filters
 // and the data_dir lock.
+//
+// The fleet (fleet.url, package fleet): rules.source nats serves the
+// fleet's rule set; av.fleet.cache shares AV results in JetStream KV
+// (one scan per attachment across the fleet) and av.fleet.guard shares
+// the faulty-update guard's counts (a signature version that floods one
+// node with detections is doubted, quarantined instead of rejected, on
+// every node). Both are off unless set, and need the engines' signature
+// versions. The shared cache is an optimisation, never a reason to fail
+// or pass mail: with NATS down the engines scan locally, and the outage
+// shows in portcullis_scanner_shared_cache_up and the log.
 package config
 
 import (
@@ -338,6 +348,9 @@ type AV struct {
 	Breaker Breaker `yaml:"breaker"`
 	Guard   Guard   `yaml:"guard"`
 	Cache   Cache   `yaml:"cache"`
+	// Fleet shares results and the guard's counts with the fleet at
+	// fleet.url (package fleet); off unless asked for.
+	Fleet AVFleet `yaml:"fleet,omitempty"`
 }
 
 // Command is one command-line engine (package scanner/command).

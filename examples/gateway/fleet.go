@@ -6,9 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
 	"regexp"
 	"strconv"
 	"text/tabwriter"
@@ -21,14 +19,7 @@ import (
 )
 
 // nodeID is fleet.node, or the host name and the SMTP port.
-func nodeID(cfg *config.Config) string {
-	if cfg.Fleet.Node != "" {
-		return cfg.Fleet.Node
-	}
-	host, _ := os.Hostname()
-	_, port, _ := net.SplitHostPort(cfg.SMTP.Listen)
-	return regexp.MustCompile(`[^A-Za-z0-9_-]`).ReplaceAllString(host+"-"+port, "_")
-}
+func nodeID(cfg *config.Config) string { return config.NodeID(cfg) }
 
 // startFleet publishes this node's status to the fleet until stopped.
 func (g *running) startFleet() error {
