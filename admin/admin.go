@@ -16,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/portcullis-mail/portcullis/filter"
+	"github.com/portcullis-mail/portcullis/fleet"
 	"github.com/portcullis-mail/portcullis/queue"
 )
 
@@ -51,6 +52,11 @@ type Config struct {
 	// (admins only): the local one or the shared JetStream one; nil makes
 	// them answer 503.
 	Queue Queue
+	// Fleet reads the fleet's state (fleet.ReadView) for the console's
+	// fleet page (/quarantine/fleet) and GET /api/fleet, both for admins;
+	// nil makes them answer 503. It is called with a context bounded to
+	// 10 s per request.
+	Fleet func(ctx context.Context) (fleet.View, error)
 	// Pipeline returns the pipeline that re-scans use (the current one,
 	// after a reload); nil, or a nil result, makes re-scans answer 503.
 	Pipeline func() *filter.Pipeline
@@ -223,7 +229,10 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /api/queue/{id}/retry", h.apiQueue(h.apiQueueAct("retry", func(ctx context.Context, id queue.ID) error { return h.cfg.Queue.Retry(ctx, id) })))
 	m.HandleFunc("POST /api/queue/{id}/bounce", h.apiQueue(h.apiQueueAct("bounce", func(ctx context.Context, id queue.ID) error { return h.cfg.Queue.Bounce(ctx, id) })))
 
+	m.HandleFunc("GET /api/fleet", h.apiFleet)
+
 	m.HandleFunc("GET /quarantine", h.page(h.pageList))
+	m.HandleFunc("GET /quarantine/fleet", h.pageFleet)
 	m.HandleFunc("GET /quarantine/{$}", h.page(h.pageList))
 	m.HandleFunc("GET /quarantine/login", h.pageLogin)
 	m.HandleFunc("POST /quarantine/login", h.postLogin)

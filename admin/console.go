@@ -33,7 +33,7 @@ var funcs = template.FuncMap{
 // pages are parsed once: the layout with each page's content.
 var pages = func() map[string]*template.Template {
 	out := map[string]*template.Template{}
-	for _, p := range []string{"login", "list", "message", "rescan", "error"} {
+	for _, p := range []string{"login", "list", "message", "rescan", "fleet", "error"} {
 		out[p] = template.Must(template.New(p).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+p+".html"))
 	}
 	return out
@@ -65,6 +65,11 @@ type pageData struct {
 
 	// A re-scan.
 	Job *jobStatus
+
+	// The fleet page, and whether the header links to it (an admin, with
+	// a fleet configured).
+	Fleet    *fleetView
+	HasFleet bool
 }
 
 // With is the list's query string with one filter set.
@@ -92,6 +97,7 @@ type row struct {
 
 func (h *Handler) render(w http.ResponseWriter, code int, name string, d pageData) {
 	d.Base = h.cfg.BasePath
+	d.HasFleet = h.cfg.Fleet != nil && d.Who != nil && d.Who.Admin
 	var buf bytes.Buffer
 	if err := pages[name].ExecuteTemplate(&buf, "layout", d); err != nil {
 		h.log.Error("admin: rendering a page failed", "page", name, "err", err)

@@ -72,11 +72,13 @@
 // # Fleet status
 //
 // Reporter publishes a NodeStatus (node id, rules version served,
-// refused version and why, readiness, queue depth, the zones served
-// and their versions) to the KV bucket
+// refused version and why, readiness, queue depth and held entries, AV
+// engine health, the zones served and their versions) to the KV bucket
 // "portcullis-fleet" every interval and on every rules change. Entries
 // expire with the bucket's TTL (a dead node vanishes after it). Statuses
-// reads them all, for "gateway fleet status".
+// reads them all; ReadView adds the published set, for "gateway fleet
+// status" and the console's fleet page (View.Behind: a node serving an
+// older version than published).
 //
 // # Shared AV results
 //

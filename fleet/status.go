@@ -25,6 +25,10 @@ type NodeStatus struct {
 	// Zones are the DNS list zones the node serves from memory.
 	Zones   []ZoneStatus `json:"zones,omitempty"`
 	Updated time.Time    `json:"updated"`
+	// QueueHeld counts the held entries among QueueDepth; Engines is the
+	// health of the node's AV engines (health.go).
+	QueueHeld int            `json:"queue_held,omitempty"`
+	Engines   []EngineHealth `json:"engines,omitempty"`
 }
 
 // ReporterConfig configures a Reporter.

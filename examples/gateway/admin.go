@@ -30,6 +30,9 @@ func adminHandler(g *running, reg *prometheus.Registry) (http.Handler, string, e
 	if q, ok := g.sys.Queue.(admin.Queue); ok { // the local queue or the shared JetStream one
 		cfg.Queue = q
 	}
+	if g.cfg.Fleet.URL != "" {
+		cfg.Fleet = g.fleetView
+	}
 	path := g.cfg.Admin.TokenFile
 	if path == "" {
 		_, p, created, err := admin.EnsureToken(g.cfg.DataDir)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/fleet"
+	"github.com/portcullis-mail/portcullis/queue"
+	qjs "github.com/portcullis-mail/portcullis/queue/jetstream"
 )
 
 // nodeID is fleet.node, or the host name and the SMTP port.
@@ -30,6 +33,7 @@ func (g *running) startFleet() error {
 	if err != nil {
 		return err
 	}
+	g.fleetJS.Store(&js)
 	var changed <-chan struct{}
 	if fr := g.sys.Filters.FleetRules; fr != nil {
 		changed = fr.Changed()
@@ -54,6 +58,16 @@ func (g *running) startFleet() error {
 	return nil
 }
 
+// fleetView is the console's fleet page: what "gateway fleet status"
+// prints, read over this node's fleet connection.
+func (g *running) fleetView(ctx context.Context) (fleet.View, error) {
+	js := g.fleetJS.Load()
+	if js == nil {
+		return fleet.View{}, errors.New("fleet: not connected yet")
+	}
+	return fleet.ReadView(ctx, *js, fleet.Bucket{}, fleet.Bucket{})
+}
+
 func (g *running) fleetStatus() fleet.NodeStatus {
 	var st fleet.NodeStatus
 	if fr := g.sys.Filters.FleetRules; fr != nil {
@@ -67,10 +81,23 @@ func (g *running) fleetStatus() fleet.NodeStatus {
 	} else {
 		st.Ready = true
 	}
-	if g.sys.Spool != nil {
-		st.QueueDepth = g.sys.Spool.Len()
-	} else if l, ok := g.sys.Queue.(interface{ Len() int }); ok {
-		st.QueueDepth = l.Len()
+	// The local queue's depth, or the shared queue's (the whole fleet's,
+	// the same on every node that shares it).
+	switch q := g.sys.Queue.(type) {
+	case *qjs.Queue:
+		st.QueueDepth, st.QueueHeld = q.Len(), q.Held()
+	case *queue.Queue:
+		st.QueueDepth = q.Len()
+		for _, e := range q.Entries() {
+			if e.State == queue.Held {
+				st.QueueHeld++
+			}
+		}
+	}
+	if sc := g.gen.Load().filters.Scanner; sc != nil {
+		for _, e := range sc.States() {
+			st.Engines = append(st.Engines, fleet.EngineHealth{Name: e.Engine, State: e.Breaker.String(), Version: e.Version, Suspect: e.Suspect})
+		}
 	}
 	return st
 }
@@ -137,22 +164,18 @@ func fleetCommand(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cur, err := fleet.Current(ctx, js, fleet.Bucket{})
-	switch {
-	case err == nil:
-		fmt.Fprintf(stdout, "published rules: version %d %s at %s %s\n", cur.Version, cur.Short(), cur.Published.Format(time.RFC3339), cur.Publisher)
-	case errors.Is(err, fleet.ErrNoSet):
-		fmt.Fprintln(stdout, "published rules: none")
-	default:
-		fmt.Fprintf(stdout, "published rules: %v\n", err)
-	}
-	nodes, err := fleet.Statuses(ctx, js, fleet.Bucket{})
+	v, err := fleet.ReadView(ctx, js, fleet.Bucket{}, fleet.Bucket{})
 	if err != nil {
 		return err
 	}
+	if cur := v.Rules; cur != nil {
+		fmt.Fprintf(stdout, "published rules: version %d %s at %s %s\n", cur.Version, cur.Short(), cur.Published.Format(time.RFC3339), cur.Publisher)
+	} else {
+		fmt.Fprintln(stdout, "published rules: none")
+	}
 	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tRULES\tREADY\tQUEUE\tAGE\tNOTE")
-	for _, n := range nodes {
+	fmt.Fprintln(tw, "NODE\tRULES\tREADY\tQUEUE\tHELD\tENGINES\tAGE\tNOTE")
+	for _, n := range v.Nodes {
 		ready, note := "yes", ""
 		if !n.Ready {
 			ready, note = "no", n.NotReady
@@ -160,8 +183,23 @@ func fleetCommand(args []string, stdout, stderr io.Writer) error {
 		if n.Refused != nil {
 			note += fmt.Sprintf(" refused version %d: %s", n.Refused.Version, n.Refused.Reason)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\n", n.Node, n.RulesVersion, ready, n.QueueDepth,
-			time.Since(n.Updated).Round(time.Second), oneLine(note))
+		if v.Behind(n) {
+			note += " behind"
+		}
+		engines := "-"
+		if len(n.Engines) > 0 {
+			var es []string
+			for _, e := range n.Engines {
+				st := e.State
+				if e.Suspect {
+					st = "suspect"
+				}
+				es = append(es, e.Name+":"+st)
+			}
+			engines = strings.Join(es, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t%s\t%s\n", n.Node, n.RulesVersion, ready, n.QueueDepth, n.QueueHeld,
+			oneLine(engines), time.Since(n.Updated).Round(time.Second), oneLine(strings.TrimSpace(note)))
 	}
 	return tw.Flush()
 }

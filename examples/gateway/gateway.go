@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/portcullis-mail/portcullis/adapters/prommetrics"
 	"github.com/portcullis-mail/portcullis/admin"
 	"github.com/portcullis-mail/portcullis/config"
@@ -39,6 +40,9 @@ type running struct {
 	draining atomic.Bool
 	// fleetStop stops the fleet status reporter (nil without a fleet).
 	fleetStop func()
+	// fleetJS is the reporter's JetStream, read by the console's fleet
+	// page (nil until startFleet).
+	fleetJS atomic.Pointer[jetstream.JetStream]
 	// gen is the current filters (reload.go); loadConfig re-reads the
 	// configuration for a reload (nil: nothing to re-read).
 	gen        atomic.Pointer[generation]

@@ -147,6 +147,20 @@ func (q *Queue) Len() int {
 	return len(q.m.entries)
 }
 
+// Held returns the number of held entries of the shared queue, as
+// Entries sees them.
+func (q *Queue) Held() int {
+	q.m.mu.Lock()
+	defer q.m.mu.Unlock()
+	n := 0
+	for _, e := range q.m.entries {
+		if e.State == queue.Held {
+			n++
+		}
+	}
+	return n
+}
+
 // Stats is the shared queue at a glance.
 type Stats struct {
 	Entries    int    // every entry, held ones included (Len)
@@ -159,15 +173,7 @@ type Stats struct {
 // for the delivery consumer's lag; an error is the server's, with the
 // counts that are known.
 func (q *Queue) Stats(ctx context.Context) (Stats, error) {
-	var st Stats
-	q.m.mu.Lock()
-	st.Entries = len(q.m.entries)
-	for _, e := range q.m.entries {
-		if e.State == queue.Held {
-			st.Held++
-		}
-	}
-	q.m.mu.Unlock()
+	st := Stats{Entries: q.Len(), Held: q.Held()}
 	l, err := q.Lag(ctx)
 	st.Waiting, st.InDelivery = l.Waiting, l.InDelivery
 	return st, err
