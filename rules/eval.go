@@ -8,7 +8,10 @@ import (
 	"net/mail"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/dlclark/regexp2"
 
 	"github.com/h2non/filetype"
 
@@ -276,13 +279,39 @@ func (c *crule) matchRegex(x string) bool {
 		if c.btPre != nil && !c.btPre.MatchString(x) {
 			return false
 		}
-		ok, err := c.bt.MatchString(x)
-		return ok && err == nil
+		return btMatch(c.bt, x)
 	}
 	if c.run != nil && !c.run.possible(x) {
 		return false
 	}
 	return c.re.MatchString(x)
+}
+
+// runeBufs holds the rune buffers the backtracking engine runs over:
+// regexp2's MatchString converts every value to a new []rune (four bytes
+// a character), which for a full-text rule is four times the message per
+// rule. A buffer is used for one match and given back; regexp2 keeps no
+// reference it reads after the match returns.
+var runeBufs = sync.Pool{New: func() any { return new([]rune) }}
+
+// maxPooledRunes caps the buffers kept for reuse (16 MiB of runes).
+const maxPooledRunes = 4 << 20
+
+func btMatch(re *regexp2.Regexp, x string) bool {
+	bp := runeBufs.Get().(*[]rune)
+	r := (*bp)[:0]
+	if cap(r) < len(x) {
+		r = make([]rune, 0, len(x)) // at most one rune a byte
+	}
+	for _, c := range x {
+		r = append(r, c)
+	}
+	ok, err := re.MatchRunes(r)
+	if cap(r) <= maxPooledRunes {
+		*bp = r[:0]
+		runeBufs.Put(bp)
+	}
+	return ok && err == nil
 }
 
 // matchOne tests one value against every constraint the rule gives.
