@@ -54,9 +54,35 @@ func (p *Part) OpenAs(enc string) io.Reader {
 // body longer) and shared: it is never written after.
 func (p *Part) decoded() ([]byte, error) {
 	p.decOnce.Do(func() {
+		if b, ok := p.inPlace(); ok {
+			p.dec = b
+			return
+		}
 		p.dec, p.decErr = readAll(p.decode(p.Encoding), min(p.RawSize(), p.msg.limits.MaxDecodedBytes)+1)
 	})
 	return p.dec, p.decErr
+}
+
+// inPlace returns the decoded body without a copy when decoding is the
+// identity (no transfer encoding) and the message is in memory: the
+// body's own bytes, capped at Limits.MaxDecodedBytes with the same
+// *LimitError a decoder gives.
+func (p *Part) inPlace() ([]byte, bool) {
+	raw, ok := p.msg.Bytes()
+	if !ok || decodes(p.Encoding) {
+		return nil, false
+	}
+	b := raw[p.bodyOff:p.bodyEnd:p.bodyEnd]
+	if max := p.msg.limits.MaxDecodedBytes; int64(len(b)) > max {
+		p.decErr = &LimitError{Limit: LimitDecodedBytes, Max: max, Part: p.Path}
+		b = b[:max:max]
+	}
+	return b, true
+}
+
+// decodes reports whether enc is a transfer encoding decode undoes.
+func decodes(enc string) bool {
+	return enc == "base64" || enc == "quoted-printable" || isUUEncoding(enc)
 }
 
 // readAll is io.ReadAll into a buffer of capacity hint first.

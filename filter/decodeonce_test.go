@@ -57,3 +57,49 @@ func TestTextPartDecodedOnce(t *testing.T) {
 		assert.Equal(t, "caf\xe9\r\n", string(got), "Open keeps the charset")
 	})
 }
+
+// An unencoded text leaf of a message in memory is its own decoded body:
+// no copy, the same bytes as a spooled copy of the message reads, and the
+// decoded limit still holds.
+func TestTextPartInPlace(t *testing.T) {
+	body := strings.Repeat("plain text line\r\n", 50)
+	raw := []byte("Content-Type: text/plain\r\n\r\n" + body)
+	m := NewMessageBytes(Envelope{}, raw, Limits{})
+	mem, ok := m.Bytes()
+	require.True(t, ok)
+	assert.Same(t, &raw[0], &mem[0])
+	parts, err := m.Parts()
+	require.NoError(t, err)
+	d, err := parts[0].decoded()
+	require.NoError(t, err)
+	_, off := parts[0].Offset()
+	assert.Same(t, &raw[off], &d[0], "copied")
+	assert.Equal(t, body, string(d))
+	assert.Equal(t, len(d), cap(d), "an append could write into the message")
+
+	spooled := NewMessage(Envelope{}, strings.NewReader(string(raw)), int64(len(raw)), Limits{})
+	_, ok = spooled.Bytes()
+	assert.False(t, ok)
+	sp, _ := spooled.Parts()
+	want, err := sp[0].Text()
+	require.NoError(t, err)
+	got, err := parts[0].Text()
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+
+	for _, lim := range []int64{100, int64(len(body))} {
+		m := NewMessageBytes(Envelope{}, raw, Limits{MaxDecodedBytes: lim})
+		sm := NewMessage(Envelope{}, strings.NewReader(string(raw)), int64(len(raw)), Limits{MaxDecodedBytes: lim})
+		p, _ := m.Parts()
+		q, _ := sm.Parts()
+		got, gerr := io.ReadAll(p[0].Open())
+		want, werr := io.ReadAll(q[0].Open())
+		assert.Equal(t, string(want), string(got), "limit %d", lim)
+		assert.Equal(t, werr, gerr, "limit %d", lim)
+		if lim == 100 {
+			var le *LimitError
+			require.ErrorAs(t, gerr, &le)
+			assert.Len(t, got, 100)
+		}
+	}
+}

@@ -23,6 +23,7 @@ type Message struct {
 	Envelope Envelope
 
 	raw    io.ReaderAt
+	mem    []byte // the raw bytes when the message is one slice (NewMessageBytes)
 	size   int64
 	limits Limits
 
@@ -44,9 +45,12 @@ func NewMessage(env Envelope, r io.ReaderAt, size int64, limits Limits) *Message
 	return &Message{Envelope: env, raw: r, size: size, limits: limits.withDefaults()}
 }
 
-// NewMessageBytes is NewMessage over a byte slice.
+// NewMessageBytes is NewMessage over a byte slice. The filters read raw in
+// place (see Bytes): it must not change while the message is in use.
 func NewMessageBytes(env Envelope, raw []byte, limits Limits) *Message {
-	return NewMessage(env, bytes.NewReader(raw), int64(len(raw)), limits)
+	m := NewMessage(env, bytes.NewReader(raw), int64(len(raw)), limits)
+	m.mem = raw
+	return m
 }
 
 // Size is the raw message size in bytes.
@@ -65,6 +69,14 @@ func (m *Message) ReaderAt() io.ReaderAt {
 	}
 	return m.raw
 }
+
+// Bytes returns the raw message when it is held in one byte slice (a
+// message from NewMessageBytes), so that a filter can read it in place
+// instead of copying it; ok is false otherwise (a spooled message, whose
+// pooled memory a filter must never hold: read it through ReaderAt). The
+// slice is shared: never modify it, and keep no reference to it, or to a
+// string made from it without a copy, past the filter's Check.
+func (m *Message) Bytes() (raw []byte, ok bool) { return m.mem, m.mem != nil }
 
 // Reader returns a new reader over the whole raw message.
 func (m *Message) Reader() io.Reader { return io.NewSectionReader(m.ReaderAt(), 0, m.size) }
