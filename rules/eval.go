@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/dlclark/regexp2"
 
@@ -137,7 +138,9 @@ func (s *Set) Evaluate(ctx context.Context, m *filter.Message) (*Evaluation, err
 // (see lines.go).
 func (s *Set) evalLines(v *view, plan *scanPlan, sc *scratch, scp scope) {
 	text := v.text(scp)
-	starts := lineStarts(text)
+	lb := lineBufs.Get().(*lineBuf)
+	defer lb.put()
+	starts := lb.starts(text)
 	line := func(k int) string {
 		end := len(text)
 		if k+1 < len(starts) {
@@ -148,10 +151,11 @@ func (s *Set) evalLines(v *view, plan *scanPlan, sc *scratch, scp scope) {
 	var lines []string
 	allLines := func() []string {
 		if lines == nil {
-			lines = make([]string, len(starts))
+			lines = lb.lines[:0]
 			for k := range starts {
-				lines[k] = line(k)
+				lines = append(lines, line(k))
 			}
+			lb.lines = lines
 		}
 		return lines
 	}
@@ -221,6 +225,40 @@ func (s *Set) evalLines(v *view, plan *scanPlan, sc *scratch, scp scope) {
 			run(c, one)
 		}
 	})
+}
+
+// lineBuf holds evalLines' line index and line list, reused from message
+// to message: per message they are 24 bytes a line, allocated twice.
+type lineBuf struct {
+	start []int
+	lines []string
+}
+
+var lineBufs = sync.Pool{New: func() any { return new(lineBuf) }}
+
+// starts is lineStarts into the reused index.
+func (lb *lineBuf) starts(text string) []int {
+	st := append(lb.start[:0], 0)
+	for i := 0; i < len(text); {
+		j := strings.IndexByte(text[i:], '\n')
+		if j < 0 {
+			break
+		}
+		i += j + 1
+		st = append(st, i)
+	}
+	lb.start = st
+	return st
+}
+
+// put gives the buffers back, dropping the strings the list points to so
+// that the pool keeps no message alive.
+func (lb *lineBuf) put() {
+	clear(lb.lines)
+	lb.lines = lb.lines[:0]
+	if cap(lb.start) <= maxPooledText {
+		lineBufs.Put(lb)
+	}
 }
 
 func (c *crule) test(v *view) bool {
@@ -573,42 +611,106 @@ func (v *view) text(sc scope) string {
 // starts with the Subject, HTML becomes text, and the lines of a paragraph
 // are joined so that a phrase broken across lines still matches, as in
 // SpamAssassin.
+//
+// The text is built in a pooled buffer and copied once, at its size: the
+// buffers it grows through and HTML's rendering are per message, never
+// allocated again.
 func (v *view) bodyText(render bool) string {
-	var b strings.Builder
+	max := v.set.limits.MaxScanBytes + 1
+	parts, _ := v.m.Parts()
+	if !render {
+		if t, ok := v.onlyText(parts); ok {
+			return t
+		}
+	}
+	bp, hp := getBuf(), getBuf()
+	defer putBuf(bp)
+	defer putBuf(hp)
+	b := *bp
 	if render {
 		for _, f := range v.headerFields() {
 			if f.key == "subject" {
-				b.WriteString(f.text)
-				b.WriteString("\n")
+				b = append(b, f.text...)
+				b = append(b, '\n')
 				v.subjectLine = true
 				break
 			}
 		}
 	}
-	max := v.set.limits.MaxScanBytes + 1
-	parts, _ := v.m.Parts()
 	for _, p := range parts {
-		if !p.IsText() || p.Disposition == "attachment" || b.Len() >= max {
+		if !p.IsText() || p.Disposition == "attachment" || len(b) >= max {
 			continue
 		}
 		t, err := p.Text()
 		if err != nil && !errors.Is(err, filter.ErrNotText) {
 			v.truncated = append(v.truncated, fmt.Sprintf("part %s: %v", p.Path, err))
 		}
-		if !render {
-			b.WriteString(v.set.cutRawPart(t))
-			b.WriteString("\n")
+		switch {
+		case !render:
+			b = append(b, v.set.cutRawPart(t)...)
+			b = append(b, '\n')
+		case p.ContentType == "text/html":
+			// Block elements end paragraphs in HTML, not blank lines:
+			// every rendered line is a paragraph of its own.
+			*hp = renderHTML((*hp)[:0], t, max)
+			r := v.set.cutBodyPart(unsafe.String(unsafe.SliceData(*hp), len(*hp)))
+			for line := range strings.Lines(r) {
+				if line = strings.TrimSpace(line); line != "" {
+					b = append(b, line...)
+					b = append(b, '\n')
+				}
+			}
+		default:
+			b = paragraphs(b, v.set.cutBodyPart(t))
+		}
+	}
+	*bp = b
+	return string(b)
+}
+
+// onlyText returns the raw body text without a copy when it is one text
+// part that ends with a line end: joining would only add an empty last
+// line, and rules test lines (lineStarts), where one empty line more or
+// less changes nothing.
+func (v *view) onlyText(parts []*filter.Part) (string, bool) {
+	var only *filter.Part
+	for _, p := range parts {
+		if !p.IsText() || p.Disposition == "attachment" {
 			continue
 		}
-		if p.ContentType == "text/html" {
-			// Block elements end paragraphs in HTML, not blank lines.
-			t = strings.ReplaceAll(v.set.cutBodyPart(renderHTML(t, max)), "\n", "\n\n")
-		} else {
-			t = v.set.cutBodyPart(t)
+		if only != nil {
+			return "", false
 		}
-		paragraphs(&b, t)
+		only = p
 	}
-	return b.String()
+	if only == nil {
+		return "", false
+	}
+	t, err := only.Text()
+	if t = v.set.cutRawPart(t); err != nil || !strings.HasSuffix(t, "\n") {
+		return "", false
+	}
+	return t, true
+}
+
+// textBufs are the scratch buffers texts are built in; see getBuf.
+var textBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledText caps the buffers kept for reuse.
+const maxPooledText = 8 << 20
+
+// getBuf returns an empty scratch buffer. The caller gives it back with
+// putBuf before it returns, and keeps nothing that points into it.
+func getBuf() *[]byte {
+	bp := textBufs.Get().(*[]byte)
+	*bp = (*bp)[:0]
+	return bp
+}
+
+func putBuf(bp *[]byte) {
+	if cap(*bp) <= maxPooledText {
+		textBufs.Put(bp)
+	}
 }
 
 // maxParagraph caps a joined paragraph: a text without blank lines would
@@ -616,15 +718,15 @@ func (v *view) bodyText(render bool) string {
 // would scan all of it.
 const maxParagraph = 2048
 
-// paragraphs writes t with the lines of each paragraph joined by spaces and
-// paragraphs on lines of their own.
-func paragraphs(b *strings.Builder, t string) {
+// paragraphs appends t with the lines of each paragraph joined by spaces
+// and paragraphs on lines of their own.
+func paragraphs(b []byte, t string) []byte {
 	para := 0 // bytes in the current paragraph; 0 when none is open
 	for line := range strings.Lines(t) {
 		line = strings.TrimSpace(line)
 		if line == "" || (para > 0 && para+len(line) > maxParagraph) {
 			if para > 0 {
-				b.WriteByte('\n')
+				b = append(b, '\n')
 			}
 			para = 0
 			if line == "" {
@@ -632,28 +734,48 @@ func paragraphs(b *strings.Builder, t string) {
 			}
 		}
 		if para > 0 {
-			b.WriteByte(' ')
+			b = append(b, ' ')
 			para++
 		}
-		b.WriteString(line)
+		b = append(b, line...)
 		para += len(line)
 	}
 	if para > 0 {
-		b.WriteByte('\n')
+		b = append(b, '\n')
 	}
+	return b
 }
 
 func (v *view) fullText() string {
 	max := int64(v.set.limits.MaxScanBytes)
-	buf, err := io.ReadAll(io.LimitReader(v.m.Reader(), max+1))
+	b, err := v.rawSection(0, v.m.Size(), max)
 	if err != nil {
 		v.truncated = append(v.truncated, fmt.Sprintf("full: %v", err))
 	}
-	if int64(len(buf)) > max {
+	if v.m.Size() > max {
 		v.truncated = append(v.truncated, fmt.Sprintf("full cut at %d bytes", max))
-		buf = buf[:max]
 	}
-	return string(buf)
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// rawSection returns up to max of the n raw bytes at off, for reading
+// only: the message's own bytes when it is in memory (filter.Message.Bytes),
+// else read into a new buffer of that size. Either way the bytes never
+// change while the view lives, so strings over them need no copy; nothing
+// made from them may outlive the view.
+func (v *view) rawSection(off, n, max int64) ([]byte, error) {
+	n = min(n, max)
+	if raw, ok := v.m.Bytes(); ok {
+		end := min(off+n, int64(len(raw)))
+		off = min(off, end)
+		return raw[off:end:end], nil
+	}
+	b := make([]byte, n)
+	k, err := v.m.ReaderAt().ReadAt(b, off)
+	if err == io.EOF {
+		err = nil // a message shorter than its size reads as what it has
+	}
+	return b[:k], err
 }
 
 func (v *view) attachmentValues(field string) []string {

@@ -10,21 +10,22 @@ import (
 
 // renderHTML turns an HTML body into the text a reader sees: the text of
 // the document without tags, comments, scripts and styles, block elements
-// on lines of their own, entities decoded, at most max bytes. Spammers hide
+// on lines of their own, entities decoded, at most max bytes, appended to
+// b (a scratch buffer: the caller copies what it keeps). Spammers hide
 // words from text filters behind tags ("V<b></b>iagra") and entities
 // ("&#86;iagra"); rules on the rendered text see through both.
-func renderHTML(src string, max int) string {
+func renderHTML(b []byte, src string, max int) []byte {
 	z := html.NewTokenizer(strings.NewReader(src))
-	var b strings.Builder
+	max += len(b)
 	skip := 0 // inside script, style or template: raw text a reader never sees
-	for b.Len() < max {
+	for len(b) < max {
 		tt := z.Next()
 		switch tt {
 		case html.ErrorToken:
 			if z.Err() != io.EOF {
-				b.WriteString("\n")
+				b = append(b, '\n')
 			}
-			return b.String()
+			return b
 		case html.TextToken:
 			if skip == 0 {
 				// Line breaks in HTML source are spaces on screen; only
@@ -33,7 +34,7 @@ func renderHTML(src string, max int) string {
 					if c == '\n' || c == '\r' || c == '\t' {
 						c = ' '
 					}
-					b.WriteByte(c)
+					b = append(b, c)
 				}
 			}
 		case html.StartTagToken, html.SelfClosingTagToken, html.EndTagToken:
@@ -48,12 +49,11 @@ func renderHTML(src string, max int) string {
 				}
 			case atom.Br, atom.P, atom.Div, atom.Tr, atom.Li, atom.H1, atom.H2, atom.H3,
 				atom.H4, atom.H5, atom.H6, atom.Table, atom.Blockquote, atom.Hr, atom.Ul, atom.Ol, atom.Pre:
-				b.WriteString("\n")
+				b = append(b, '\n')
 			case atom.Td, atom.Th:
-				b.WriteString(" ")
+				b = append(b, ' ')
 			}
 		}
 	}
-	s := b.String()
-	return s[:min(len(s), max)]
+	return b[:min(len(b), max)]
 }

@@ -438,7 +438,9 @@ func (v *view) uppercase() float64 {
 		if !saSpacedLine.MatchString(l) || saBase64Line.MatchString(l) {
 			continue
 		}
-		l = saShiftJIS.ReplaceAllString(l, "")
+		if strings.IndexByte(l, 0x1b) >= 0 { // the regex starts with ESC; replacing copies
+			l = saShiftJIS.ReplaceAllString(l, "")
+		}
 		length += len(l)
 		for i := 0; i < len(l); i++ {
 			switch c := l[i]; {

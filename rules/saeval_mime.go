@@ -1,11 +1,10 @@
 package rules
 
 import (
-	"bufio"
 	"bytes"
-	"io"
 	"regexp"
 	"strings"
+	"unsafe"
 
 	"github.com/portcullis-mail/portcullis/filter"
 )
@@ -211,20 +210,20 @@ func (v *view) mimeStats() *mimeStats {
 }
 
 // scanPartLines calls fn with each raw (still encoded) line of a leaf
-// part's body, line end included, up to the scan limit.
+// part's body, line end included, up to the scan limit; a line longer than
+// 64 KiB comes in pieces of that size. line is read-only and valid while
+// the view lives (rawSection).
 func (v *view) scanPartLines(p *filter.Part, fn func(line []byte)) {
-	r := bufio.NewReaderSize(io.LimitReader(p.Raw(), int64(v.set.limits.MaxScanBytes)), 64<<10)
-	for {
-		line, err := r.ReadSlice('\n')
-		if len(line) > 0 {
-			fn(line)
+	_, off := p.Offset()
+	body, _ := v.rawSection(off, p.RawSize(), int64(v.set.limits.MaxScanBytes))
+	const maxLine = 64 << 10
+	for len(body) > 0 {
+		n := bytes.IndexByte(body[:min(len(body), maxLine)], '\n') + 1
+		if n == 0 {
+			n = min(len(body), maxLine)
 		}
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		if err != nil {
-			return
-		}
+		fn(body[:n:n])
+		body = body[n:]
 	}
 }
 
@@ -266,17 +265,22 @@ func (v *view) parseFlags() *parseFlags {
 	pf := &parseFlags{}
 	v.flags = pf
 	// The top header, as Message::new reads it.
-	r := bufio.NewReaderSize(io.LimitReader(v.m.Reader(), int64(v.set.limits.MaxScanBytes)), 64<<10)
+	raw, _ := v.rawSection(0, v.m.Size(), int64(v.set.limits.MaxScanBytes))
+	data := unsafe.String(unsafe.SliceData(raw), len(raw))
 	errs := 0
 	for {
-		line, err := r.ReadString('\n')
-		if line == "" && err != nil {
+		line, eof := data, true // the last line, without a line end
+		if i := strings.IndexByte(data, '\n'); i >= 0 {
+			line, eof = data[:i+1], false
+		}
+		data = data[len(line):]
+		if line == "" && eof {
 			pf.missingHeadBodySep = true
 			break
 		}
 		l := strings.TrimRight(line, "\r\n")
 		if l == "" {
-			if err != nil {
+			if eof {
 				pf.missingHeadBodySep = true
 			}
 			break
@@ -297,7 +301,7 @@ func (v *view) parseFlags() *parseFlags {
 				break
 			}
 		}
-		if err != nil {
+		if eof {
 			pf.missingHeadBodySep = true
 			break
 		}
@@ -320,7 +324,9 @@ var saHeaderLine = regexp.MustCompile(`^[\x21-\x39\x3b-\x7e]+[ \t]*:`)
 func (v *view) scanMultipart(p *filter.Part, boundary string, pf *parseFlags) {
 	open, closing := "--"+boundary, "--"+boundary+"--"
 	var lines []string
-	v.scanPartLines(p, func(line []byte) { lines = append(lines, strings.TrimRight(string(line), "\r\n")) })
+	v.scanPartLines(p, func(line []byte) {
+		lines = append(lines, strings.TrimRight(unsafe.String(unsafe.SliceData(line), len(line)), "\r\n"))
+	})
 	i := 0
 	for ; i < len(lines); i++ {
 		if strings.TrimRight(lines[i], " \t") == open {
