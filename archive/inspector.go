@@ -166,7 +166,6 @@ func (in *Inspector) newWalker(ctx context.Context, fn func(Leaf, io.Reader) err
 		fn:       fn,
 		start:    time.Now(),
 		deadline: time.Now().Add(in.lim.MaxTime),
-		buf:      make([]byte, 32<<10),
 	}
 }
 

@@ -47,7 +47,6 @@ type walker struct {
 	fn       func(Leaf, io.Reader) error // nil when checking
 	start    time.Time
 	deadline time.Time
-	buf      []byte
 
 	findings []Finding
 	seen     map[Finding]bool
@@ -212,7 +211,9 @@ func (w *walker) part(p *filter.Part, in *node) error {
 		return w.eml(n, p.Open())
 	}
 	if !p.IsAttachment() && !isUU(p.Encoding) {
-		br := bufio.NewReaderSize(p.Open(), HeadSize)
+		br := headBufs.Get().(*bufio.Reader)
+		br.Reset(p.Open())
+		defer func() { br.Reset(nil); headBufs.Put(br) }()
 		head, _ := br.Peek(HeadSize)
 		if t := DetectType(head, n.name); t == TypeText || t == TypeHTML {
 			if err := w.textBlocks(n, br); err != nil {
@@ -499,10 +500,13 @@ func (w *walker) leaf(n node, t string, r io.Reader) error {
 	if t == TypeOLE || t == TypeMSI {
 		sc = &oleScan{}
 	}
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	buf := *bp
 	for empty := 0; ; {
-		k, err := r.Read(w.buf)
+		k, err := r.Read(buf)
 		if sc != nil {
-			sc.write(w.buf[:k])
+			sc.write(buf[:k])
 		}
 		if errors.Is(err, io.EOF) {
 			break
@@ -593,6 +597,12 @@ func (w *walker) declared(path string, size, packed int64) error {
 }
 
 var (
+	// readBufs are the buffers leaf drains a file through, and headBufs
+	// the readers a text part is sniffed and searched through: both live
+	// for one call, never longer.
+	readBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+	headBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, HeadSize) }}
+
 	flatePool sync.Pool
 	bufPool   = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 )
