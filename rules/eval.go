@@ -236,19 +236,10 @@ type lineBuf struct {
 
 var lineBufs = sync.Pool{New: func() any { return new(lineBuf) }}
 
-// starts is lineStarts into the reused index.
+// starts is the line index of text, in the reused buffer.
 func (lb *lineBuf) starts(text string) []int {
-	st := append(lb.start[:0], 0)
-	for i := 0; i < len(text); {
-		j := strings.IndexByte(text[i:], '\n')
-		if j < 0 {
-			break
-		}
-		i += j + 1
-		st = append(st, i)
-	}
-	lb.start = st
-	return st
+	lb.start = appendLineStarts(lb.start[:0], text)
+	return lb.start
 }
 
 // put gives the buffers back, dropping the strings the list points to so

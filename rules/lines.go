@@ -13,9 +13,9 @@ import "strings"
 // regexp runs much faster on short lines (it can backtrack instead of
 // simulating the NFA).
 
-// lineStarts returns the offset of each line of text.
-func lineStarts(text string) []int {
-	starts := make([]int, 1, strings.Count(text, "\n")+1)
+// appendLineStarts appends the offset of each line of text to starts.
+func appendLineStarts(starts []int, text string) []int {
+	starts = append(starts, 0)
 	for i := 0; i < len(text); {
 		j := strings.IndexByte(text[i:], '\n')
 		if j < 0 {
