@@ -168,7 +168,10 @@ func (v *view) saRendered(p *filter.Part) (typ, text string, ok bool) {
 	}
 	t := v.partText(p)
 	if typ == "text/html" && t != "" {
-		return typ, renderHTML(t, v.set.limits.MaxScanBytes), true
+		bp := getBuf()
+		defer putBuf(bp)
+		*bp = renderHTML((*bp)[:0], t, v.set.limits.MaxScanBytes)
+		return typ, string(*bp), true
 	}
 	return "text/plain", t, true
 }
