@@ -229,6 +229,13 @@ func TestAVFleet(t *testing.T) {
 		}
 	}
 	t.Logf("shared cache hit: %v per KV get (%d gets)", time.Since(start)/rounds, rounds)
+	start = time.Now()
+	for i := range rounds {
+		if err := ac.Put(t.Context(), avKeyOf(i, "cost"), scanner.Result{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("shared cache store: %v per KV put (R3, memory storage; %d puts)", time.Since(start)/rounds, rounds)
 
 	// A new signature version: the old entries are not used.
 	version.Store("ClamAV 1.4.6/27464")
