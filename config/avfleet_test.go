@@ -85,3 +85,28 @@ func TestAVFleetBuild(t *testing.T) {
 		t.Fatalf("shared cache errors: %v", e)
 	}
 }
+
+// NATS never reachable: the node builds, scans locally and shows the
+// outage in its metrics.
+func TestAVFleetNATSUnreachable(t *testing.T) {
+	icap := testsvc.SharedICAP(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", testsvc.FreePort(t))
+	c, err := Parse("t.yaml", fmt.Appendf(nil, "av: {icap: [%q], fleet: {cache: true, guard: true}}\nfleet: {url: %q, node: a}\nrules: {default: false, spamassassin: \"\"}\n", icap.URL, url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	met := &cmetrics{}
+	f, err := BuildFilters(context.Background(), c, Options{Metrics: met})
+	if err != nil {
+		t.Fatalf("build with NATS down: %v", err)
+	}
+	defer f.Close()
+	raw := "From: a@example.org\r\nSubject: x\r\n\r\nhello\r\n"
+	v := f.Pipeline.CheckAll(t.Context(), filter.NewMessageBytes(filter.Envelope{}, []byte(raw), filter.Limits{}))
+	if v.Action != filter.Accept || met.get("portcullis_scanner_scans_total") == 0 {
+		t.Fatalf("with NATS down: %v %v, scans %v; want a local scan", v.Action, v.Symbols, met.get("portcullis_scanner_scans_total"))
+	}
+	if met.get("portcullis_scanner_shared_cache_errors_total") == 0 {
+		t.Fatalf("outage not counted: %v", met.m)
+	}
+}

@@ -106,6 +106,7 @@ type member struct {
 	// fleetSuspect: the fleet's counts made the engine suspect at its
 	// last judged answer (for the gauge and the log line on a change).
 	fleetSuspect bool
+	verWarned    bool // the version's failure was logged at Warn
 }
 
 // NewMulti checks the options and fills in defaults.
@@ -517,7 +518,15 @@ func (m *Multi) version(ctx context.Context, mem *member) (string, bool) {
 	if err != nil {
 		// Not asked again for a while: a stalled engine must not cost a
 		// version timeout on top of every scan timeout.
-		m.log.Debug("scanner: engine version unknown", "engine", mem.e.Name(), "err", err)
+		if (m.shared != nil || m.fleet != nil) && !mem.verWarned {
+			// Once: sharing with the fleet silently doing nothing would
+			// look like a working cache.
+			mem.verWarned = true
+			m.log.Warn("scanner: engine version unknown; its results are not shared and the fleet guard cannot judge it",
+				"engine", mem.e.Name(), "err", err)
+		} else {
+			m.log.Debug("scanner: engine version unknown", "engine", mem.e.Name(), "err", err)
+		}
 		mem.ver, mem.verAt = "", m.now().Add(min(versionRetry, m.opts.Cache.VersionTTL)-m.opts.Cache.VersionTTL)
 		return "", false
 	}

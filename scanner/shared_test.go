@@ -1,9 +1,12 @@
 package scanner
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -245,5 +248,31 @@ func TestSharedNeedsVersion(t *testing.T) {
 	}
 	if calls != 2 || sc.gets.Load() != 0 || sc.puts.Load() != 0 || len(fr.recorded) != 0 {
 		t.Fatalf("calls %d gets %d puts %d recorded %v", calls, sc.gets.Load(), sc.puts.Load(), fr.recorded)
+	}
+}
+
+// noVersion answers scans but cannot tell its signature version, as
+// clamd with unofficial databases only.
+type noVersion struct{ Engine }
+
+func (noVersion) Version(context.Context) (string, error) {
+	return "", errors.New("clamd: no signature version")
+}
+
+// An engine that cannot tell its version while sharing is asked for
+// says so in the log, once.
+func TestSharedVersionUnknownLogged(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	clk := &clock{t: time.Unix(1e9, 0)}
+	m := mustMulti(t, Options{Engines: []Engine{noVersion{newFake("clamd-1")}}, SharedCache: &mapShared{}, Logger: log, now: clk.now})
+	for range 3 {
+		if _, err := scanString(t, m, "x"); err != nil {
+			t.Fatal(err)
+		}
+		clk.add(time.Minute)
+	}
+	if n := strings.Count(buf.String(), "results are not shared"); n != 1 {
+		t.Fatalf("%d warnings, want 1:\n%s", n, buf.String())
 	}
 }
