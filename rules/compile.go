@@ -89,7 +89,8 @@ type crule struct {
 	// window, for a keyed body or raw-body rule, is the most bytes a match
 	// spans; 0 when unbounded. See window.go.
 	window int
-	run    *runCheck // a run of bytes every match holds, or nil; see runcheck.go
+	run    *runCheck  // a run of bytes every match holds, or nil; see runcheck.go
+	need   *byteCheck // bytes of which every match holds one, or nil; see bytecheck.go
 	stats  *RuleStats
 }
 
@@ -193,6 +194,9 @@ func compile(sp *spec, o compileOptions) (*Set, error) {
 		}
 		c.id = len(s.rules)
 		c.stats = o.stats.get(r.Name)
+		if o.noPrefilter {
+			c.need = nil // every regex on every value, to check the checks
+		}
 		s.rules = append(s.rules, c)
 		s.byName[r.Name] = c
 	}
@@ -293,6 +297,9 @@ func compileRule(r *Rule, lim Limits) (*crule, error) {
 		if p := keysPattern(pattern); p != "" {
 			c.btPre, _ = regexp.Compile(p)
 		}
+		if c.btPre != nil {
+			c.need = newByteCheck(c.btPre.String(), r.bytes)
+		}
 	} else if pattern != "" {
 		if r.NoCase {
 			pattern = "(?i)" + pattern
@@ -302,6 +309,7 @@ func compileRule(r *Rule, lim Limits) (*crule, error) {
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		c.re = re
+		c.need = newByteCheck(re.String(), r.bytes)
 		if !r.bytes {
 			c.run = newRunCheck(re.String())
 		}

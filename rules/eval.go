@@ -169,7 +169,16 @@ func (s *Set) evalLines(v *view, plan *scanPlan, sc *scratch, scp scope) {
 			sc.values[c.id] = 1
 		}
 	}
+	var present byteSet // the bytes of text, once a rule has a byte check
 	for i, c := range plan.always {
+		if c.need != nil && c.plainRegex() && c.Test == Match {
+			if present.empty() {
+				present = textBytes(text)
+			}
+			if !c.need.set.intersects(&present) {
+				continue // no line can match (bytecheck.go)
+			}
+		}
 		if j := plan.same[i]; j >= 0 {
 			// The same regex over the same lines: the same answer.
 			c.stats.Evaluations.Add(1)
@@ -299,6 +308,9 @@ func (c *crule) matchAny(vals []string) bool {
 // matchRegex tests one value against the rule's regex, whichever engine
 // runs it.
 func (c *crule) matchRegex(x string) bool {
+	if c.need != nil && !c.need.possible(x) {
+		return false
+	}
 	if c.bytes {
 		x = latin1Runes(x)
 	}
