@@ -529,17 +529,13 @@ func (c *crule) keys() []string {
 	if err != nil {
 		return nil
 	}
-	keys := literal.Required(re.Simplify())
+	re = re.Simplify()
+	keys := literal.Required(re)
 	if c.bytes {
 		// The pattern's runes stand for bytes; the text scanned is bytes.
-		for i, k := range keys {
-			b, ok := fromLatin1(k)
-			if !ok || len(b) < 4 && strings.ContainsFunc(b, func(r rune) bool { return r >= 0x80 }) {
-				// Two or three high bytes are one or two accented
-				// letters, on most lines of most non-English mail.
-				return nil
-			}
-			keys[i] = b
+		// The rarest keys may not survive that; the longest may.
+		if keys = bytesKeys(keys); keys == nil {
+			keys = bytesKeys(literal.RequiredLongest(re))
 		}
 	}
 	if c.Kind == Header && c.hdr.sa != nil {
@@ -553,6 +549,25 @@ func (c *crule) keys() []string {
 		}
 	}
 	return keys
+}
+
+// bytesKeys turns the keys of a byte rule's pattern into the bytes they
+// stand for, or nil when one of them is no use as a key.
+func bytesKeys(keys []string) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		b, ok := fromLatin1(k)
+		if !ok || len(b) < 4 && strings.ContainsFunc(b, func(r rune) bool { return r >= 0x80 }) {
+			// Two or three high bytes are one or two accented letters, on
+			// most lines of most non-English mail.
+			return nil
+		}
+		out[i] = b
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // Thresholds returns the set's thresholds.

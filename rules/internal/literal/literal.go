@@ -34,14 +34,31 @@ type info struct {
 }
 
 // Required returns the keys for re (parsed with syntax.Perl flags), or nil
-// when there is no useful set.
+// when there is no useful set. Among the sets the regex offers it prefers
+// the one ordinary text holds least often (see rarity); when that one is
+// not usable, the longest is taken, as RequiredLongest does.
 func Required(re *syntax.Regexp) []string {
-	in := analyse(re)
-	keys := best(in)
-	if !usable(keys) {
-		return nil
+	if keys := (ranker{rarity}).required(re); usable(keys) {
+		return keys
 	}
-	return keys
+	return RequiredLongest(re)
+}
+
+// RequiredLongest returns the keys for re ranked by length alone (see
+// keyScore), or nil when there is no useful set.
+func RequiredLongest(re *syntax.Regexp) []string {
+	if keys := (ranker{keyScore}).required(re); usable(keys) {
+		return keys
+	}
+	return nil
+}
+
+// ranker ranks the candidate key sets of the analysis by a score of their
+// weakest key.
+type ranker struct{ key func(string) int }
+
+func (rk ranker) required(re *syntax.Regexp) []string {
+	return rk.best(rk.analyse(re))
 }
 
 // usable reports whether a key set filters anything (see keyScore).
@@ -71,61 +88,75 @@ func RequiredString(pattern string) []string {
 
 func exact(ss ...string) info { return info{exact: ss, exactOK: true} }
 
-func analyse(re *syntax.Regexp) info {
+func (rk ranker) analyse(re *syntax.Regexp) info {
 	switch re.Op {
 	case syntax.OpLiteral:
-		s, ok := literalString(re.Rune, re.Flags&syntax.FoldCase != 0)
+		ss, ok := literalStrings(re.Rune, re.Flags&syntax.FoldCase != 0)
 		if !ok {
 			return info{}
 		}
-		return exact(s)
+		return exact(ss...)
 	case syntax.OpCharClass:
 		return charClass(re.Rune)
 	case syntax.OpEmptyMatch, syntax.OpBeginLine, syntax.OpEndLine, syntax.OpBeginText,
 		syntax.OpEndText, syntax.OpWordBoundary, syntax.OpNoWordBoundary:
 		return exact("")
 	case syntax.OpCapture:
-		return analyse(re.Sub[0])
+		return rk.analyse(re.Sub[0])
 	case syntax.OpQuest:
-		in := analyse(re.Sub[0])
+		in := rk.analyse(re.Sub[0])
 		if in.exactOK && len(in.exact) < maxExact {
 			return exact(dedupe(append(slices.Clone(in.exact), ""))...)
 		}
 		return info{}
 	case syntax.OpPlus:
-		return info{req: best(analyse(re.Sub[0]))}
+		return info{req: rk.best(rk.analyse(re.Sub[0]))}
 	case syntax.OpRepeat:
 		if re.Min == 0 {
 			return info{}
 		}
-		in := analyse(re.Sub[0])
+		in := rk.analyse(re.Sub[0])
 		if re.Min == 1 && re.Max == 1 {
 			return in
 		}
-		return info{req: best(in)}
+		return info{req: rk.best(in)}
 	case syntax.OpConcat:
-		return concat(re.Sub)
+		return rk.concat(re.Sub)
 	case syntax.OpAlternate:
-		return alternate(re.Sub)
+		return rk.alternate(re.Sub)
 	}
 	return info{}
 }
 
-func literalString(runes []rune, fold bool) (string, bool) {
-	var b strings.Builder
+// literalStrings returns the strings a literal matches, ASCII lower-cased;
+// a non-ASCII rune with case variants (under fold) multiplies them, as
+// the ASCII-folding matcher sees each variant as other bytes.
+func literalStrings(runes []rune, fold bool) ([]string, bool) {
+	out := []string{""}
 	for _, r := range runes {
+		var vs []string
 		switch {
 		case r < utf8.RuneSelf:
-			b.WriteByte(lower(byte(r)))
+			vs = []string{string(rune(lower(byte(r))))}
 		case fold && unicode.SimpleFold(r) != r:
-			// Its case variants are other byte strings the ASCII-folding
-			// matcher would not see.
-			return "", false
+			vs = []string{string(r)}
+			for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+				if f < utf8.RuneSelf {
+					vs = append(vs, string(rune(lower(byte(f)))))
+				} else {
+					vs = append(vs, string(f))
+				}
+			}
 		default:
-			b.WriteRune(r)
+			vs = []string{string(r)}
 		}
+		next, ok := cross(out, vs)
+		if !ok {
+			return nil, false
+		}
+		out = next
 	}
-	return b.String(), true
+	return out, true
 }
 
 // Hazard reports whether text holds one of the two non-ASCII runes that
@@ -165,7 +196,7 @@ func charClass(ranges []rune) info {
 	return exact(dedupe(out)...)
 }
 
-func concat(subs []*syntax.Regexp) info {
+func (rk ranker) concat(subs []*syntax.Regexp) info {
 	var cands [][]string
 	cur := []string{""}
 	broken := false
@@ -173,7 +204,7 @@ func concat(subs []*syntax.Regexp) info {
 		if sub.Op == syntax.OpPlus || (sub.Op == syntax.OpRepeat && sub.Min >= 1) {
 			// x+ is x followed by more: the run so far extends with x,
 			// and a new run starts with the last x.
-			if in := analyse(sub.Sub[0]); in.exactOK {
+			if in := rk.analyse(sub.Sub[0]); in.exactOK {
 				if next, ok := cross(cur, in.exact); ok {
 					cands = append(cands, next)
 				}
@@ -182,9 +213,9 @@ func concat(subs []*syntax.Regexp) info {
 				continue
 			}
 		}
-		in := analyse(sub)
+		in := rk.analyse(sub)
 		if !in.exactOK {
-			cands = append(cands, cur, best(in))
+			cands = append(cands, cur, rk.best(in))
 			cur = []string{""}
 			broken = true
 			continue
@@ -201,7 +232,7 @@ func concat(subs []*syntax.Regexp) info {
 	cands = append(cands, cur)
 	var req []string
 	for _, c := range cands {
-		if better(c, req) {
+		if rk.better(c, req) {
 			req = c
 		}
 	}
@@ -227,19 +258,19 @@ func cross(a, b []string) ([]string, bool) {
 	return dedupe(out), true
 }
 
-func alternate(subs []*syntax.Regexp) info {
+func (rk ranker) alternate(subs []*syntax.Regexp) info {
 	allExact := true
 	var ex, req []string
 	reqOK := true
 	for _, sub := range subs {
-		in := analyse(sub)
+		in := rk.analyse(sub)
 		if in.exactOK {
 			ex = append(ex, in.exact...)
 		} else {
 			allExact = false
 		}
-		b := best(in)
-		if score(b) == 0 {
+		b := rk.best(in)
+		if rk.score(b) == 0 {
 			reqOK = false
 		}
 		req = append(req, b...)
@@ -255,31 +286,34 @@ func alternate(subs []*syntax.Regexp) info {
 }
 
 // best picks the more selective of a node's exact set and its required set.
-func best(in info) []string {
+func (rk ranker) best(in info) []string {
 	var b []string
 	if in.exactOK {
 		b = in.exact
 	}
-	if better(in.req, b) {
+	if rk.better(in.req, b) {
 		b = in.req
 	}
 	return b
 }
 
-// score is the keyScore of the weakest string in the set (0 for none).
-func score(set []string) int {
+// score is the ranker's score of the weakest string in the set (0 for none).
+func (rk ranker) score(set []string) int {
 	if len(set) == 0 {
 		return 0
 	}
-	m := keyScore(set[0])
+	m := rk.key(set[0])
 	for _, s := range set[1:] {
-		m = min(m, keyScore(s))
+		m = min(m, rk.key(s))
 	}
 	return m
 }
 
-func better(a, b []string) bool {
-	sa, sb := score(a), score(b)
+// score is the keyScore of the weakest string in the set.
+func score(set []string) int { return ranker{keyScore}.score(set) }
+
+func (rk ranker) better(a, b []string) bool {
+	sa, sb := rk.score(a), rk.score(b)
 	if sa != sb {
 		return sa > sb
 	}

@@ -30,13 +30,25 @@ func TestRequired(t *testing.T) {
 		{`a|b`, nil},
 		{`GTUBE-STANDARD`, []string{"gtube-standard"}},
 		{`v[i1]agra`, []string{"v1agra", "viagra"}},
-		{`(?i)привет`, nil}, // non-ASCII case variants the matcher would miss
+		{`(?i)привет`, nil}, // 64 case variants: too many
+		{`(?i)vi\x{fa}va`, []string{"viÚva", "viúva"}},
+		{`(?:the|and) +(?:son|wife)`, []string{" son", " wife"}}, // rarer than "the "
+		{`[,.]\d{3}`, []string{",", "."}},                        // the longest when nothing rarer is usable
 		{`привет`, []string{"привет"}},
 	} {
 		got := RequiredString(tc.re)
 		slices.Sort(got)
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("%s: got %q, want %q", tc.re, got, tc.want)
+		}
+	}
+}
+
+func TestRarity(t *testing.T) {
+	for k, want := range map[string]int{"": 0, " of": 2, "has been": 2, "the ": 2, ",": 1, "$": 3,
+		"account": 7, "ccount": 6, "&#16": 6, "your.": 2} {
+		if got := rarity(k); got != want {
+			t.Errorf("rarity(%q) = %d, want %d", k, got, want)
 		}
 	}
 }
