@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -199,5 +202,84 @@ func fleetStatusUntil(t *testing.T, url string, ok func(string) bool) string {
 		}
 		// A status is republished every 300 ms; ask again after one.
 		<-time.After(300 * time.Millisecond)
+	}
+}
+
+// Two gateways on one shared JetStream queue whose next hop refuses:
+// the mail one accepted stays queued, and every node's fleet status, the
+// console's /api/fleet and the other node's queue commands show the
+// shared queue's real depth and entries.
+func TestFleetSharedQueueDepth(t *testing.T) {
+	buildBinary(t)
+	n := natstest.Start(t)
+	dir := t.TempDir()
+	conf := func(name string) string {
+		return writeFile(t, dir, name+".yaml", fmt.Sprintf("queue: {backend: jetstream, url: %q}\nfleet: {url: %q, node: %s, status_interval: 300ms}\n",
+			n.URL, n.URL, name))
+	}
+	a := startGateway(t, gatewayArgs(t, "127.0.0.1:1", "-config", conf("gw-a"))...)
+	b := startGateway(t, gatewayArgs(t, "127.0.0.1:1", "-config", conf("gw-b"))...)
+	for i := range 3 {
+		if r := send(a.smtp, message(fmt.Sprint("queued ", i), "hello")); r.code != 250 {
+			t.Fatalf("send %d: %+v\n%s", i, r, a.output())
+		}
+	}
+	out := fleetStatusUntil(t, n.URL, func(out string) bool {
+		depth := 0
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) >= 5 && (f[0] == "gw-a" || f[0] == "gw-b") && f[3] == "3" && f[4] == "0" {
+				depth++
+			}
+		}
+		return depth == 2
+	})
+	t.Logf("gateway fleet status:\n%s", out)
+
+	// The console's fleet API on b says the same.
+	dataB := filepath.Dir(field(b.lineWith("gateway started"), "token"))
+	token, err := os.ReadFile(filepath.Join(dataB, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", "http://"+b.admin+"/api/fleet", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var view struct {
+		Nodes []fleet.NodeStatus `json:"nodes"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&view)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || len(view.Nodes) != 2 || view.Nodes[0].QueueDepth != 3 || view.Nodes[1].QueueDepth != 3 {
+		t.Fatalf("GET /api/fleet on b: %d %v %+v", resp.StatusCode, err, view)
+	}
+
+	// b lists what a accepted, and bounces one of them for a.
+	queueCmd := func(g *proc, data, verb string, args ...string) (string, error) {
+		t.Helper()
+		out, err := exec.Command(binary, append([]string{"queue", verb, "-admin", g.admin, "-data", data}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	list, err := queueCmd(b, dataB, "list")
+	if err != nil {
+		t.Fatalf("gateway queue list on b: %v\n%s", err, list)
+	}
+	var ids []string
+	for _, l := range strings.Split(list, "\n") {
+		if f := strings.Fields(l); len(f) > 2 && strings.Contains(l, "rcpt@example.net") {
+			ids = append(ids, f[0])
+		}
+	}
+	if len(ids) != 3 {
+		t.Fatalf("gateway queue list on b shows %d of a's 3 entries:\n%s", len(ids), list)
+	}
+	if out, err := queueCmd(b, dataB, "bounce", ids[0]); err != nil {
+		t.Fatalf("gateway queue bounce on b: %v\n%s", err, out)
+	}
+	dataA := filepath.Dir(field(a.lineWith("gateway started"), "token"))
+	if out2, err := queueCmd(a, dataA, "show", ids[0]); err == nil || !strings.Contains(out2, "404 queue: no such entry") {
+		t.Fatalf("a still shows the entry b bounced (%v):\n%s", err, out2)
 	}
 }
