@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -62,9 +61,11 @@ func waitVersion(t *testing.T, g *proc, what string, v uint64) {
 }
 
 // The fleet's rule set on a 3-node NATS cluster and four gateways: they
-// converge on a published set, a late node is not ready until it has it,
-// a broken set is refused everywhere with the reason in the fleet status,
-// and a NATS node killed during a publication does not stop convergence.
+// converge on a published set and report it (/readyz, the metric, the
+// fleet status, the verdict header), a late node is not ready until it
+// has it, a broken set is refused everywhere with the reason in the fleet
+// status and the metrics, and killing the rules stream's leader as the
+// next set is published does not stop convergence.
 func TestFleetRules(t *testing.T) {
 	buildBinary(t)
 	c := natstest.StartCluster(t, 3)
@@ -119,6 +120,11 @@ func TestFleetRules(t *testing.T) {
 			t.Fatalf("%s after v%d: /readyz %d version %q", g.smtp, v1, code, v)
 		}
 	}
+	// ... and report it: the metric, and the fleet's status of all three.
+	for _, g := range gws {
+		wantMetric(t, g, fmt.Sprintf("portcullis_fleet_rules_version %d", v1))
+	}
+	fleetStatusUntil(t, c.URLs(), func(out string) bool { return servingCount(out, v1) == 3 })
 	if r := send(gws[1].smtp, message("prize", "you have won a prize")); r.code != 250 {
 		t.Fatalf("prize mail: %+v", r)
 	}
@@ -156,6 +162,10 @@ func TestFleetRules(t *testing.T) {
 			t.Fatalf("%s after the broken v%d: /readyz %d version %q", g.smtp, v2, code, v)
 		}
 	}
+	for _, g := range gws {
+		wantMetric(t, g, fmt.Sprintf("portcullis_fleet_rules_refused_version %d", v2))
+		wantMetric(t, g, fmt.Sprintf("portcullis_fleet_rules_version %d", v1))
+	}
 	out := fleetStatusUntil(t, c.URLs(), func(out string) bool {
 		return strings.Count(out, fmt.Sprintf("refused version %d: rules: regression gate", v2)) == 4
 	})
@@ -165,26 +175,89 @@ func TestFleetRules(t *testing.T) {
 		}
 	}
 
-	// Kill a NATS node while the next set is published: every gateway
-	// still converges on it.
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); c.Nodes[0].Stop() }()
+	// Kill the NATS node that leads the rules stream, then publish at
+	// once: the publication straddles the failover (Publish retries until
+	// a new leader takes it), and every gateway, whichever server it
+	// watched from, still converges on it. gw-d has only the third
+	// server, so that one must not be the leader killed.
+	leader := rulesLeader(t, nc, c)
+	for leader == 2 {
+		if _, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN.KV_"+fleet.RulesBucket, nil, 5*time.Second); err != nil {
+			t.Logf("step down: %v", err)
+		}
+		leader = rulesLeader(t, nc, c)
+	}
+	t.Logf("killing %s, the rules stream's leader", c.Nodes[leader].Server.Name())
+	c.Nodes[leader].Stop()
 	v3 := publish(fleetSet(t, "7"))
-	wg.Wait()
 	for _, g := range gws {
 		waitVersion(t, g, "installed", v3)
+		wantMetric(t, g, fmt.Sprintf("portcullis_fleet_rules_version %d", v3))
 	}
-	out = fleetStatusUntil(t, c.Nodes[1].URL, func(out string) bool {
-		serving := 0
-		for _, l := range strings.Split(out, "\n") {
-			if f := strings.Fields(l); len(f) >= 3 && strings.HasPrefix(f[0], "gw-") && f[1] == strconv.FormatUint(v3, 10) && f[2] == "yes" {
-				serving++
+	survivor := c.Nodes[(leader+1)%3].URL
+	out = fleetStatusUntil(t, survivor, func(out string) bool { return servingCount(out, v3) == 4 })
+	if strings.Contains(out, "refused") {
+		t.Errorf("a refusal is still reported after the good set:\n%s", out)
+	}
+	// The verdict header names the new version.
+	if r := send(gws[2].smtp, message("prize again", "you have won a prize")); r.code != 250 {
+		t.Fatalf("prize mail after v%d: %+v", v3, r)
+	}
+	got = sink.Wait(3, 30*time.Second)
+	if len(got) != 3 || !strings.Contains(string(got[2].Data), fmt.Sprintf("RULESET_V%d", v3)) {
+		t.Fatalf("the last relayed message does not name version %d:\n%+v", v3, got)
+	}
+	t.Logf("gateway fleet status:\n%s", out)
+}
+
+// servingCount counts the gateways in a fleet status output that serve
+// version v and are ready.
+func servingCount(out string, v uint64) int {
+	n := 0
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) >= 3 && strings.HasPrefix(f[0], "gw-") && f[1] == strconv.FormatUint(v, 10) && f[2] == "yes" {
+			n++
+		}
+	}
+	return n
+}
+
+// wantMetric checks that the gateway's /metrics has the line.
+func wantMetric(t *testing.T, g *proc, line string) {
+	t.Helper()
+	if m := httpGet(t, "http://"+g.admin+"/metrics", 200); !strings.Contains(m, "\n"+line+"\n") {
+		t.Errorf("%s: /metrics lacks %q", g.smtp, line)
+	}
+}
+
+// rulesLeader returns the index of the cluster node leading the rules
+// bucket's stream, asking until a leader is elected (20 s at most).
+func rulesLeader(t *testing.T, nc *nats.Conn, c *natstest.Cluster) int {
+	t.Helper()
+	js, _ := jetstream.New(nc)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		var leader string
+		st, err := js.Stream(ctx, "KV_"+fleet.RulesBucket)
+		if err == nil {
+			var info *jetstream.StreamInfo
+			if info, err = st.Info(ctx); err == nil && info.Cluster != nil {
+				leader = info.Cluster.Leader
 			}
 		}
-		return serving == 4
-	})
-	t.Logf("gateway fleet status:\n%s", out)
+		cancel()
+		for i, n := range c.Nodes {
+			if leader != "" && n.Server != nil && n.Server.Name() == leader {
+				return i
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no leader of the rules stream: %v", err)
+		}
+		t.Logf("rules stream leader %q (%v); asking again", leader, err)
+		<-time.After(100 * time.Millisecond) // an election takes a few heartbeats
+	}
 }
 
 // fleetStatusUntil runs "gateway fleet status" until ok accepts its
