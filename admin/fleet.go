@@ -90,9 +90,11 @@ type fleetRow struct {
 	Queue      int
 	Held       int
 	Engines    []fleetEngine
+	Zones      []fleetEngine // DNS list zones served from memory
 	Age        string
 	UpdatedISO string
-	Refused    string // "version N: reason"
+	Refused    string   // "version N: reason"
+	ZoneNotes  []string // "zen: refused version N: reason"
 }
 
 type fleetEngine struct {
@@ -157,6 +159,20 @@ func (h *Handler) pageFleet(w http.ResponseWriter, r *http.Request) {
 		}
 		if trouble {
 			fv.Troubled++
+		}
+		for _, z := range n.Zones {
+			fz := fleetEngine{Name: z.Zone, State: "version " + strconv.FormatUint(z.Version, 10), Class: "ok",
+				Version: strconv.Itoa(z.Entries) + " entries " + z.Digest}
+			if z.Version == 0 {
+				fz.State, fz.Class = "none loaded", "bad"
+			}
+			if z.Refused != nil {
+				if fz.Class == "ok" {
+					fz.Class = "warn"
+				}
+				row.ZoneNotes = append(row.ZoneNotes, "zone "+z.Zone+" refused version "+strconv.FormatUint(z.Refused.Version, 10)+": "+clip(z.Refused.Reason, 300))
+			}
+			row.Zones = append(row.Zones, fz)
 		}
 		fv.Nodes = append(fv.Nodes, row)
 	}

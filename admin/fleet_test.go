@@ -57,10 +57,13 @@ func fleetFixture(t *testing.T) (func(context.Context) (fleet.View, error), uint
 	clamd := fleet.EngineHealth{Name: "clamd-1", State: "closed", Version: "ClamAV 1.4.2/27480"}
 	nodes := map[string]fleet.NodeStatus{
 		"gw-a": {RulesVersion: v2, RulesDigest: "sha256:0a1b2c3d4e5f60718293a4b5", Ready: true, QueueDepth: 12, QueueHeld: 1,
-			Engines: []fleet.EngineHealth{clamd, {Name: "icap-1", State: "closed", Version: "c-icap 0.6"}}},
+			Engines: []fleet.EngineHealth{clamd, {Name: "icap-1", State: "closed", Version: "c-icap 0.6"}},
+			Zones:   []fleet.ZoneStatus{{Zone: "zen", Version: 5, Entries: 1200}}},
 		"gw-b": {RulesVersion: v1, RulesDigest: "sha256:99887766554433221100aabb", Ready: true, QueueDepth: 12, QueueHeld: 1,
 			Refused: &fleet.Refusal{Version: v2, Reason: "rules: regression gate: spam.eml: want add-header, got accept"},
-			Engines: []fleet.EngineHealth{clamd}},
+			Engines: []fleet.EngineHealth{clamd},
+			Zones: []fleet.ZoneStatus{{Zone: "zen", Version: 4, Entries: 1180,
+				Refused: &fleet.Refusal{Version: 5, Reason: "zone: line 7: bad address"}}}},
 		"gw-c": {NotReady: "fleet: not ready: no rule set loaded yet", QueueDepth: 12, QueueHeld: 1,
 			Engines: []fleet.EngineHealth{clamd, {Name: "icap-1", State: "open"}}},
 	}
@@ -107,6 +110,8 @@ func TestConsoleFleet(t *testing.T) {
 		"not ready</span>", "no rule set loaded yet", `data-depth="12"`, "(1 held)",
 		`<span class="badge bad" title="">icap-1: open</span>`, `<span class="badge ok" title="ClamAV 1.4.2/27480">clamd-1: closed</span>`,
 		`id="nav-fleet" aria-current="page"`,
+		`zen: version 5</span>`, `<span class="badge warn" title="1180 entries ">zen: version 4</span>`,
+		"zone zen refused version 5: zone: line 7: bad address",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("fleet page lacks %q", want)
@@ -248,10 +253,13 @@ func TestBrowserFleet(t *testing.T) {
 		"#node-gw-a td.queue":   "12 (1 held)",
 		"#node-gw-a td.engines": "clamd-1: closed icap-1: closed",
 		"#node-gw-b td.rules":   fmt.Sprintf("%d behind sha256:998877665544", v2-1),
-		"#node-gw-b td.notes":   fmt.Sprintf("refused version %d: rules: regression gate: spam.eml: want add-header, got accept", v2),
+		"#node-gw-b td.notes":   fmt.Sprintf("refused version %d: rules: regression gate: spam.eml: want add-header, got accept zone zen refused version 5: zone: line 7: bad address", v2),
 		"#node-gw-c td.rules":   "none behind",
 		"#node-gw-c td.ready":   "not ready fleet: not ready: no rule set loaded yet",
 		"#node-gw-c td.engines": "clamd-1: closed icap-1: open",
+		"#node-gw-a td.zones":   "zen: version 5",
+		"#node-gw-b td.zones":   "zen: version 4",
+		"#node-gw-c td.zones":   "none",
 	} {
 		if got := text(sel); got != want {
 			t.Errorf("%s: %q, want %q", sel, got, want)
