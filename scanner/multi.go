@@ -595,7 +595,10 @@ type EngineState struct {
 	Rate     float64 // windowed detection rate
 	Baseline float64
 	Suspect  bool
-	Version  string
+	// FleetSuspect: the fleet's counts at Version doubted the engine at
+	// its last judged answer (Options.FleetRates).
+	FleetSuspect bool
+	Version      string
 }
 
 // States returns a snapshot of every engine, primaries then spares.
@@ -604,9 +607,10 @@ func (m *Multi) States() []EngineState {
 	for _, mem := range m.all() {
 		rate, base, suspect := mem.g.state()
 		mem.mu.Lock()
-		ver := mem.ver
+		ver, fleet := mem.ver, mem.fleetSuspect
 		mem.mu.Unlock()
-		out = append(out, EngineState{Engine: mem.e.Name(), Breaker: mem.br.State(), Rate: rate, Baseline: base, Suspect: suspect, Version: ver})
+		out = append(out, EngineState{Engine: mem.e.Name(), Breaker: mem.br.State(), Rate: rate, Baseline: base, Suspect: suspect,
+			FleetSuspect: fleet, Version: ver})
 	}
 	return out
 }

@@ -191,6 +191,9 @@ func TestFleetRatesMakeSuspect(t *testing.T) {
 	if met.get("portcullis_scanner_fleet_suspect", "engine", "clamd-1") != 1 || met.get("portcullis_scanner_suspect", "engine", "clamd-1") != 0 {
 		t.Fatalf("gauges: %v", met.m)
 	}
+	if st := m.States()[0]; !st.FleetSuspect || st.Suspect {
+		t.Fatalf("state %+v, want suspect by the fleet only", st)
+	}
 	// Another signature version is judged by its own counts.
 	e.version.Store("2")
 	if v, _ := scanString(t, m, "a VIRUS 4"); !v.Infected {
