@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sync"
 	"time"
 
@@ -45,6 +46,9 @@ type Filters struct {
 	// FleetRules serves the fleet's rule set (rules.source nats; Rules is
 	// then nil): watched, gated and swapped as versions are published.
 	FleetRules *fleet.Rules
+	// FleetZones serves the zones of dns.zones (source nats) from
+	// memory; the DNS lists (Lists) ask them first.
+	FleetZones *fleet.Zones
 
 	closers   []func() error // what the filters hold, Lists excepted
 	rulesLoad *rulesLoad     // the first background load of Rules (Build)
@@ -122,8 +126,16 @@ func (f *Filters) WithLists(ctx context.Context, cfg *Config, opts Options) (*Fi
 	if err := cfg.checkFilters(); err != nil {
 		return nil, err
 	}
-	n := &Filters{Inspector: f.Inspector, Rules: f.Rules, FleetRules: f.FleetRules, Scanner: f.Scanner,
+	n := &Filters{Inspector: f.Inspector, Rules: f.Rules, FleetRules: f.FleetRules, FleetZones: f.FleetZones, Scanner: f.Scanner,
 		closers: f.closers, options: f.options, oneShot: f.oneShot, rulesLoad: f.rulesLoad}
+	if cfg.DNS.Zones.Source == "nats" && n.FleetZones == nil {
+		zs, closer, err := buildFleetZones(cfg, opts.logger(), opts.Metrics)
+		if err != nil {
+			return nil, err
+		}
+		n.FleetZones = zs
+		n.closers = append(slices.Clip(n.closers), closer)
+	}
 	var list []filter.Filter
 	for _, x := range f.Pipeline.Filters() {
 		switch x.Name() {
@@ -132,7 +144,7 @@ func (f *Filters) WithLists(ctx context.Context, cfg *Config, opts Options) (*Fi
 			list = append(list, x)
 		}
 	}
-	lists, err := buildLists(ctx, cfg.DNS, opts, f.oneShot)
+	lists, err := buildLists(ctx, cfg.DNS, opts, f.oneShot, n.FleetZones)
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +234,20 @@ func buildFilters(ctx context.Context, cfg *Config, opts Options, spool filter.S
 		list = append(list, f.Rules)
 	}
 
-	if c, err := buildLists(ctx, cfg.DNS, opts, oneShot); err != nil {
+	if cfg.DNS.Zones.Source == "nats" {
+		zs, closer, err := buildFleetZones(cfg, log, opts.Metrics)
+		if err != nil {
+			return fail(err)
+		}
+		f.FleetZones = zs
+		f.closers = append(f.closers, closer)
+		if oneShot {
+			zctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			waitZones(zctx, zs)
+			cancel()
+		}
+	}
+	if c, err := buildLists(ctx, cfg.DNS, opts, oneShot, f.FleetZones); err != nil {
 		return fail(err)
 	} else if c != nil {
 		f.Lists = c
@@ -236,8 +261,9 @@ func buildFilters(ctx context.Context, cfg *Config, opts Options, spool filter.S
 	return f, nil
 }
 
-// buildLists makes the DNS lists' checker, nil when d names no list.
-func buildLists(ctx context.Context, d DNS, opts Options, oneShot bool) (*rbl.Checker, error) {
+// buildLists makes the DNS lists' checker, nil when d names no list; the
+// lists d.Zones names are answered from zs first.
+func buildLists(ctx context.Context, d DNS, opts Options, oneShot bool, zs *fleet.Zones) (*rbl.Checker, error) {
 	if len(d.DNSBL)+len(d.URIBL) == 0 {
 		return nil, nil
 	}
@@ -246,6 +272,13 @@ func buildLists(ctx context.Context, d DNS, opts Options, oneShot bool) (*rbl.Ch
 		l, err := rbl.ParseList(rbl.IPList, spec)
 		if err != nil {
 			return nil, fmt.Errorf("config: dnsbl %q: %w", spec, err)
+		}
+		if zs != nil && slices.Contains(d.Zones.Lists, l.Zone) {
+			z, err := zs.Zone(l.Zone)
+			if err != nil {
+				return nil, fmt.Errorf("config: dns: zones: %w", err)
+			}
+			l.Local, l.RequireLocal = z, d.Zones.UntilLoaded != "dns"
 		}
 		lists = append(lists, l)
 	}

@@ -9,6 +9,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/portcullis-mail/portcullis/fleet"
+	"github.com/portcullis-mail/portcullis/rbl"
 )
 
 // ErrInvalid is matched by every error Check returns.
@@ -85,6 +88,9 @@ func (c *Config) checkFilters() error {
 	if (c.AV.Fleet.Cache || c.AV.Fleet.Guard) && c.Fleet.URL == "" {
 		return invalid("av: fleet cache and guard need fleet.url")
 	}
+	if err := c.checkZones(); err != nil {
+		return err
+	}
 	switch c.AV.Mode {
 	case "", "any", "quorum":
 	default:
@@ -107,6 +113,51 @@ func (c *Config) checkFilters() error {
 			if _, err := regexp.Compile(cmd.Pattern); err != nil {
 				return invalid("av: command %q: pattern: %v", cmd.Path, err)
 			}
+		}
+	}
+	return nil
+}
+
+// checkZones checks dns.zones: a source the fleet can serve, and lists
+// that are the zones of dnsbl lists.
+func (c *Config) checkZones() error {
+	z := c.DNS.Zones
+	switch z.Source {
+	case "":
+		if len(z.Lists) > 0 {
+			return invalid("dns: zones: lists need a source (nats)")
+		}
+		return nil
+	case "nats":
+		if c.Fleet.URL == "" {
+			return invalid("dns: zones: source nats needs fleet.url")
+		}
+	default:
+		return invalid("dns: zones: source %q: want nats", z.Source)
+	}
+	switch z.UntilLoaded {
+	case "", "wait", "dns":
+	default:
+		return invalid("dns: zones: until_loaded %q: want wait or dns", z.UntilLoaded)
+	}
+	if len(z.Lists) == 0 {
+		return invalid("dns: zones: source nats names no lists")
+	}
+	if z.MaxBytes < 0 || z.MaxEntries < 0 {
+		return invalid("dns: zones: max_bytes and max_entries cannot be negative")
+	}
+	have := map[string]bool{}
+	for _, spec := range c.DNS.DNSBL {
+		if l, err := rbl.ParseList(rbl.IPList, spec); err == nil {
+			have[l.Zone] = true
+		}
+	}
+	for _, name := range z.Lists {
+		if err := fleet.CheckZoneName(name); err != nil {
+			return invalid("dns: zones: %v", err)
+		}
+		if !have[name] {
+			return invalid("dns: zones: %q is not the zone of a dnsbl list", name)
 		}
 	}
 	return nil

@@ -414,6 +414,37 @@ type DNS struct {
 	// lists' RFC 5782 test points (a failed one leaves the rotation until
 	// it passes); 0 means 1m.
 	HealthInterval Duration `yaml:"health_interval"`
+	// Zones answers dnsbl lists from zones held in memory on every node
+	// (package fleet), DNS being the fallback.
+	Zones Zones `yaml:"zones,omitempty"`
+}
+
+// Zones serves dnsbl lists from zones in memory: rbldnsd ip4set data
+// published to the fleet with "rulecheck publish-zone" and watched by
+// every node (package fleet), so a lookup needs no network round trip.
+// An address a zone does not cover (IPv6, or the zone not loaded yet
+// with until_loaded dns) is asked over DNS as before.
+type Zones struct {
+	// Source is "" (no zones) or "nats": the zones published in the
+	// fleet's JetStream at fleet.url, like rules.source nats.
+	Source string `yaml:"source,omitempty"`
+	// Bucket of source nats (KV and object store); "" means
+	// "portcullis-zones".
+	Bucket string `yaml:"bucket,omitempty"`
+	// Lists are the DNS zones answered from memory ("bl.example",
+	// "zen.spamhaus.org"): each the zone of a dnsbl list, and the name
+	// the zone is published under.
+	Lists []string `yaml:"lists,omitempty"`
+	// UntilLoaded is what a node does while a zone is not loaded: "wait"
+	// (the default: not ready, mail tempfailed with 451 and /readyz 503,
+	// as with rules.source nats) or "dns" (ready; the lists are asked
+	// over DNS meanwhile).
+	UntilLoaded string `yaml:"until_loaded,omitempty"`
+	// MaxBytes refuses zones larger than this; 0 means 256 MiB.
+	MaxBytes int64 `yaml:"max_bytes,omitempty"`
+	// MaxEntries refuses zones with more blocks than this (each a /8,
+	// /16, /24 or /32); 0 means 10,000,000.
+	MaxEntries int `yaml:"max_entries,omitempty"`
 }
 
 // Duration is a time.Duration written as "30s" in YAML.

@@ -14,6 +14,7 @@ import (
 	"github.com/portcullis-mail/portcullis/archive"
 	"github.com/portcullis-mail/portcullis/filter"
 	"github.com/portcullis-mail/portcullis/fleet"
+	"github.com/portcullis-mail/portcullis/fleet/zone"
 	"github.com/portcullis-mail/portcullis/rules"
 )
 
@@ -74,6 +75,63 @@ func buildFleetRules(cfg *Config, log *slog.Logger, m filter.Metrics) (*fleet.Ru
 		nc.Close()
 		return nil
 	}, nil
+}
+
+// buildFleetZones connects to the fleet and starts watching the zones
+// dns.zones names in the background; each serves once its current
+// version is loaded.
+func buildFleetZones(cfg *Config, log *slog.Logger, m filter.Metrics) (*fleet.Zones, func() error, error) {
+	nc, js, err := ConnectFleet(cfg, "portcullis zones")
+	if err != nil {
+		return nil, nil, err
+	}
+	z := cfg.DNS.Zones
+	zs := fleet.NewZones(fleet.ZonesConfig{
+		JetStream: js,
+		Bucket:    fleet.Bucket{Name: z.Bucket, Replicas: cfg.Fleet.Replicas},
+		MaxBytes:  z.MaxBytes,
+		Limits:    zone.Limits{MaxEntries: z.MaxEntries},
+		Logger:    log,
+		Metrics:   m,
+	})
+	for _, name := range z.Lists {
+		if _, err := zs.Zone(name); err != nil {
+			nc.Close()
+			return nil, nil, fmt.Errorf("config: dns: zones: %w", err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			if err := zs.Run(ctx); err != nil && ctx.Err() == nil {
+				log.Error("fleet: zones watch failed, retrying", "err", err)
+				select {
+				case <-ctx.Done():
+				case <-timeAfter(2):
+				}
+			}
+		}
+	}()
+	return zs, func() error {
+		cancel()
+		<-done
+		nc.Close()
+		return nil
+	}, nil
+}
+
+// waitZones waits, for one-shot use, until the zones are loaded or ctx
+// ends; lookups fall back to DNS for a zone still missing.
+func waitZones(ctx context.Context, zs *fleet.Zones) {
+	for zs.Ready() != nil {
+		select {
+		case <-zs.Changed():
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func timeAfter(sec int) <-chan time.Time { return time.After(time.Duration(sec) * time.Second) }
