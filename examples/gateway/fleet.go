@@ -34,11 +34,15 @@ func (g *running) startFleet() error {
 		return err
 	}
 	g.fleetJS.Store(&js)
-	var changed <-chan struct{}
+	var sources []<-chan struct{}
 	if fr := g.sys.Filters.FleetRules; fr != nil {
-		changed = fr.Changed()
+		sources = append(sources, fr.Changed())
+	}
+	if fz := g.sys.Filters.FleetZones; fz != nil {
+		sources = append(sources, fz.Changed())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	changed := merge(ctx, sources...)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -58,6 +62,30 @@ func (g *running) startFleet() error {
 	return nil
 }
 
+// merge signals its result whenever one of in is signalled, until ctx ends.
+func merge(ctx context.Context, in ...<-chan struct{}) <-chan struct{} {
+	if len(in) == 1 {
+		return in[0]
+	}
+	out := make(chan struct{}, 1)
+	for _, c := range in {
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-c:
+					select {
+					case out <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	return out
+}
+
 // fleetView is the console's fleet page: what "gateway fleet status"
 // prints, read over this node's fleet connection.
 func (g *running) fleetView(ctx context.Context) (fleet.View, error) {
@@ -75,6 +103,9 @@ func (g *running) fleetStatus() fleet.NodeStatus {
 			st.RulesVersion, st.RulesDigest = s.Version, s.Digest
 		}
 		st.Refused = fr.Refused()
+	}
+	if fz := g.sys.Filters.FleetZones; fz != nil {
+		st.Zones = fz.Status()
 	}
 	if err := g.ready(); err != nil {
 		st.NotReady = err.Error()
@@ -103,23 +134,42 @@ func (g *running) fleetStatus() fleet.NodeStatus {
 }
 
 // withRulesVersion adds the served rule set's version to /readyz answers
-// (Portcullis-Rules-Version), so a probe and an operator see which set a
-// node serves, ready or not.
+// (Portcullis-Rules-Version), and the served zones' versions
+// (Portcullis-Zone-Versions: "bl.example=3 zen.spamhaus.org=none"), so a
+// probe and an operator see what a node serves, ready or not.
 func (g *running) withRulesVersion(h http.Handler) http.Handler {
-	fr := g.sys.Filters.FleetRules
-	if fr == nil {
+	fr, fz := g.sys.Filters.FleetRules, g.sys.Filters.FleetZones
+	if fr == nil && fz == nil {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/readyz" {
-			v := "none"
-			if s := fr.Served(); s != nil {
-				v = strconv.FormatUint(s.Version, 10) + " " + s.Digest
+			if fr != nil {
+				v := "none"
+				if s := fr.Served(); s != nil {
+					v = strconv.FormatUint(s.Version, 10) + " " + s.Digest
+				}
+				w.Header().Set("Portcullis-Rules-Version", v)
 			}
-			w.Header().Set("Portcullis-Rules-Version", v)
+			if fz != nil {
+				w.Header().Set("Portcullis-Zone-Versions", zoneVersions(fz.Status()))
+			}
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// zoneVersions is "zone=version ..." ("none" for a zone not loaded).
+func zoneVersions(zs []fleet.ZoneStatus) string {
+	var parts []string
+	for _, z := range zs {
+		v := "none"
+		if z.Version != 0 {
+			v = strconv.FormatUint(z.Version, 10)
+		}
+		parts = append(parts, z.Zone+"="+v)
+	}
+	return strings.Join(parts, " ")
 }
 
 // fleetCommand is "gateway fleet status": every node's status.
@@ -173,8 +223,16 @@ func fleetCommand(args []string, stdout, stderr io.Writer) error {
 	} else {
 		fmt.Fprintln(stdout, "published rules: none")
 	}
+	zones, err := fleet.PublishedZones(ctx, js, fleet.Bucket{})
+	if err != nil {
+		fmt.Fprintf(stdout, "published zones: %v\n", err)
+	}
+	for _, z := range zones {
+		fmt.Fprintf(stdout, "published zone %s: version %d %s, %d bytes at %s %s\n", z.Zone, z.Version, z.Short(), z.Size,
+			z.Published.Format(time.RFC3339), z.Publisher)
+	}
 	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tRULES\tREADY\tQUEUE\tHELD\tENGINES\tAGE\tNOTE")
+	fmt.Fprintln(tw, "NODE\tRULES\tREADY\tQUEUE\tHELD\tENGINES\tAGE\tZONES\tNOTE")
 	for _, n := range v.Nodes {
 		ready, note := "yes", ""
 		if !n.Ready {
@@ -185,6 +243,15 @@ func fleetCommand(args []string, stdout, stderr io.Writer) error {
 		}
 		if v.Behind(n) {
 			note += " behind"
+		}
+		for _, z := range n.Zones {
+			if z.Refused != nil {
+				note += fmt.Sprintf(" zone %s refused version %d: %s", z.Zone, z.Refused.Version, z.Refused.Reason)
+			}
+		}
+		zv := zoneVersions(n.Zones)
+		if zv == "" {
+			zv = "-"
 		}
 		engines := "-"
 		if len(n.Engines) > 0 {
@@ -198,8 +265,8 @@ func fleetCommand(args []string, stdout, stderr io.Writer) error {
 			}
 			engines = strings.Join(es, ",")
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t%s\t%s\n", n.Node, n.RulesVersion, ready, n.QueueDepth, n.QueueHeld,
-			oneLine(engines), time.Since(n.Updated).Round(time.Second), oneLine(strings.TrimSpace(note)))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", n.Node, n.RulesVersion, ready, n.QueueDepth, n.QueueHeld,
+			oneLine(engines), time.Since(n.Updated).Round(time.Second), oneLine(zv), oneLine(strings.TrimSpace(note)))
 	}
 	return tw.Flush()
 }
