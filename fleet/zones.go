@@ -199,7 +199,7 @@ func PublishZone(ctx context.Context, js jetstream.JetStream, b Bucket, p ZonePu
 			prev = zi.Object
 		}
 	}
-	zi := &ZoneInfo{Zone: p.Zone, Object: p.Zone + "/" + strings.ToLower(time.Now().UTC().Format("20060102T150405.000000000Z")),
+	zi := &ZoneInfo{Zone: p.Zone, Object: p.Zone + "/" + time.Now().UTC().Format("20060102T150405.000000000Z"),
 		Entries: p.Entries, Published: time.Now().UTC(), Publisher: p.Publisher}
 	cr := &capReader{r: p.Data, max: p.MaxBytes, zone: p.Zone, h: sha256.New()}
 	oi, err := obs.Put(ctx, jetstream.ObjectMeta{Name: zi.Object, Description: "zone " + p.Zone}, cr)

@@ -5,6 +5,7 @@
 //
 //	rulecheck [-default] [-corpus manifest.yaml]... [-base FILE]... [-v] [-slow N] FILE...
 //	rulecheck publish -nats URL [-bucket NAME] [-corpus manifest.yaml]... FILE...
+//	rulecheck publish-zone -nats URL -zone NAME [-bucket NAME] [-max-bytes N] FILE
 //
 // FILE are rule files (".cf" for SpamAssassin, else YAML); their corpus:
 // sections and each -corpus manifest make the corpus. With -base, the
@@ -16,6 +17,11 @@
 // files and their corpus samples to the fleet's JetStream KV bucket
 // (package fleet), where every gateway with rules.source nats picks the
 // new version up, gates it again and swaps it in.
+//
+// publish-zone reads FILE as an rbldnsd ip4set zone and, only when it
+// reads whole, publishes it as the zone NAME to the fleet's object store
+// (package fleet), where every gateway whose dns.zones lists NAME loads
+// it and answers that dnsbl list from memory.
 package main
 
 import (
@@ -44,6 +50,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "publish" {
 		return publish(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "publish-zone" {
+		return publishZone(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("rulecheck", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var corpora, base list
@@ -71,6 +80,10 @@ Exit status:
 
 Example:
   rulecheck -default -base /etc/portcullis/local.yaml -corpus corpus/manifest.yaml local.yaml
+
+To the fleet (rulecheck publish -h, rulecheck publish-zone -h):
+  rulecheck publish -nats nats://127.0.0.1:4222 local.yaml
+  rulecheck publish-zone -nats nats://127.0.0.1:4222 -zone bl.example bl.example.zone
 `)
 	}
 	// Parse quietly, then say a bad flag once.

@@ -59,3 +59,51 @@ func TestPublish(t *testing.T) {
 		t.Fatalf("publish without -nats: exit %d", code)
 	}
 }
+
+func TestPublishZone(t *testing.T) {
+	n := natstest.Start(t)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.zone")
+	os.WriteFile(good, []byte(":127.0.0.2:listed\n192.0.2.0/24\n!192.0.2.1\n"), 0o644)
+	bad := filepath.Join(dir, "bad.zone")
+	os.WriteFile(bad, []byte("192.0.2.1\n192.0.2.300\n"), 0o644)
+	nc, err := nats.Connect(n.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+
+	var out, errb bytes.Buffer
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"-nats", n.URL, "-zone", "bl.test", bad}, 1, `line 2 "192.0.2.300"`},
+		{[]string{"-nats", n.URL, "-zone", "bl.test", "-max-bytes", "10", good}, 1, "more than -max-bytes 10"},
+		{[]string{"-nats", n.URL, "-zone", "bl.test", "-max-entries", "1", good}, 1, "more than 1 entries"},
+		{[]string{"-nats", n.URL, "-zone", "Bad..Name", good}, 2, "invalid zone name"},
+		{[]string{"-nats", n.URL, good}, 2, "usage"},
+	} {
+		errb.Reset()
+		if code := run(append([]string{"publish-zone"}, tc.args...), &out, &errb); code != tc.code || !strings.Contains(errb.String(), tc.msg) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", tc.args, code, errb.String(), tc.code, tc.msg)
+		}
+	}
+	if _, err := fleet.CurrentZone(ctx, js, fleet.Bucket{}, "bl.test"); !errors.Is(err, fleet.ErrNoZone) {
+		t.Fatalf("after refused publications: %v", err)
+	}
+	out.Reset()
+	if code := run([]string{"publish-zone", "-nats", n.URL, "-zone", "bl.test", good}, &out, &errb); code != 0 {
+		t.Fatalf("good zone: exit %d\n%s", code, errb.String())
+	}
+	cur, err := fleet.CurrentZone(ctx, js, fleet.Bucket{}, "bl.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "published zone bl.test version 1 " + cur.Digest + " (2 entries, 42 bytes)"; !strings.Contains(out.String(), want) || cur.Entries != 2 {
+		t.Fatalf("output %q, manifest %+v; want %q", out.String(), cur, want)
+	}
+}
