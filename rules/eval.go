@@ -332,14 +332,22 @@ func (c *crule) matchRegex(x string) bool {
 // regexp2's MatchString converts every value to a new []rune (four bytes
 // a character), which for a full-text rule is four times the message per
 // rule. A buffer is used for one match and given back; regexp2 keeps no
-// reference it reads after the match returns.
-var runeBufs = sync.Pool{New: func() any { return new([]rune) }}
+// reference it reads after the match returns. It is a free list, not a
+// sync.Pool: a collection empties a pool, and a 3 MB message needs a
+// 12 MB buffer again after each one. It keeps at most a few buffers of at
+// most maxPooledRunes.
+var runeBufs = make(chan *[]rune, 4)
 
 // maxPooledRunes caps the buffers kept for reuse (16 MiB of runes).
 const maxPooledRunes = 4 << 20
 
 func btMatch(re *regexp2.Regexp, x string) bool {
-	bp := runeBufs.Get().(*[]rune)
+	var bp *[]rune
+	select {
+	case bp = <-runeBufs:
+	default:
+		bp = new([]rune)
+	}
 	r := (*bp)[:0]
 	if cap(r) < len(x) {
 		r = make([]rune, 0, len(x)) // at most one rune a byte
@@ -350,7 +358,10 @@ func btMatch(re *regexp2.Regexp, x string) bool {
 	ok, err := re.MatchRunes(r)
 	if cap(r) <= maxPooledRunes {
 		*bp = r[:0]
-		runeBufs.Put(bp)
+		select {
+		case runeBufs <- bp:
+		default:
+		}
 	}
 	return ok && err == nil
 }
