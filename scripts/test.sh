@@ -44,6 +44,9 @@ staticcheck ./...
 echo "== go test -race -shuffle=on"
 go test -race -shuffle=on -count=1 -timeout 20m ./...
 
+echo "== allocation bounds (without the race detector, which changes allocation)"
+go test -count=1 -run '^TestDefaultPipelineAllocation$' ./config
+
 if [ "$FUZZTIME" != "0" ]; then
   echo "== fuzz"
   FUZZTIME=$FUZZTIME bash scripts/fuzz.sh
