@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/portcullis-mail/portcullis/internal/testsvc/natstest"
 	"github.com/portcullis-mail/portcullis/scanner"
 )
@@ -159,5 +161,35 @@ func TestAVGuardExpiryAndVersions(t *testing.T) {
 	}
 	if _, err := NewAVGuard(AVGuardConfig{JetStream: connect(t, n.URL), Node: "a.b"}); err == nil {
 		t.Fatal("a node id with a dot accepted")
+	}
+}
+
+// The guard keeps at most MaxNodes other nodes' counts and MaxRateEntries
+// of its own.
+func TestAVGuardBounds(t *testing.T) {
+	g, err := NewAVGuard(AVGuardConfig{JetStream: struct{ jetstream.JetStream }{}, Node: "a", MaxNodes: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		g.apply(fmt.Sprint("n", i), map[rateKey]rateCount{{"clamd-1", "v1"}: {scans: 10, hits: 1}})
+	}
+	if r, _ := g.Rate("clamd-1", "v1"); r.Nodes != 3 || r.Scans != 30 {
+		t.Fatalf("%+v, want 3 nodes' counts", r)
+	}
+	g.apply("n0", nil) // a node gone makes room
+	g.apply("n4", map[rateKey]rateCount{{"clamd-1", "v1"}: {scans: 5, hits: 5}})
+	if r, _ := g.Rate("clamd-1", "v1"); r.Nodes != 3 || r.Scans != 25 || r.Hits != 7 {
+		t.Fatalf("%+v after n0 left and n4 came", r)
+	}
+	for i := range MaxRateEntries + 10 {
+		g.Record(fmt.Sprint("engine-", i), "v1", true)
+	}
+	if len(g.own) != MaxRateEntries {
+		t.Fatalf("%d own counts, want %d", len(g.own), MaxRateEntries)
+	}
+	g.Record(strings.Repeat("e", maxName+1), "v1", true)
+	if _, ok := g.Rate(strings.Repeat("e", maxName+1), "v1"); ok {
+		t.Fatal("an over-long engine name counted")
 	}
 }
