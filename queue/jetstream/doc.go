@@ -57,7 +57,8 @@
 // queue's do (one decoded entry per message waiting; MaxDepth bounds
 // them), and Sync waits for the view to catch up with the bucket. While
 // NATS is unreachable the view is what was last seen; the watcher starts
-// again when it stops. Entry, Retry and Bounce read and change the store
+// again, rebuilding the view, when it stops and when the connection comes
+// back. Entry, Retry and Bounce read and change the store
 // itself: Retry makes an entry due now (replacing its work message, which
 // may be waiting out a backoff; a held entry is released), Bounce queues
 // the operator's DSN in the shared queue and removes the entry

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portcullis-mail/portcullis/queue"
@@ -39,13 +40,27 @@ func (m *mirror) bump(rev uint64) {
 	m.changed = make(chan struct{})
 }
 
+// errReconnected ends a watcher when the connection comes back: what the
+// server holds is read again rather than waiting for the watcher to
+// notice its consumer is gone.
+var errReconnected = errors.New("reconnected")
+
 // mirrorLoop keeps q.m current until Shutdown. A watcher that stops (the
 // connection closed, the server went away) is started again after a
-// second and rebuilds the view from the bucket's values.
+// second, at once after a reconnection, and rebuilds the view from the
+// bucket's values.
 func (q *Queue) mirrorLoop() {
 	defer q.loops.Done()
 	for {
 		err := q.watch()
+		if errors.Is(err, errReconnected) {
+			select {
+			case <-q.stop:
+				return
+			default:
+			}
+			continue
+		}
 		select {
 		case <-q.stop:
 			return
@@ -59,6 +74,8 @@ func (q *Queue) mirrorLoop() {
 func (q *Queue) watch() error {
 	ctx, cancel := context.WithCancel(q.abort)
 	defer cancel()
+	reconnected := q.s.nc.StatusChanged(nats.CONNECTED)
+	defer q.s.nc.RemoveStatusListener(reconnected)
 	// Every change up to the stream's last sequence now is in the initial
 	// values the watcher delivers before its nil marker.
 	var start uint64
@@ -79,6 +96,8 @@ func (q *Queue) watch() error {
 		select {
 		case <-q.stop:
 			return nil
+		case <-reconnected:
+			return errReconnected
 		case kve, ok = <-w.Updates():
 		}
 		if !ok {

@@ -204,3 +204,43 @@ func storeEntry(t *testing.T, s *jetstream.Store, id queue.ID) queue.Entry {
 	t.Fatalf("%s not in the store", id)
 	return queue.Entry{}
 }
+
+// The view survives a restart of the server: the watcher starts again
+// when the connection does, and what is enqueued or removed after it
+// shows.
+func TestSharedQueueViewAfterRestart(t *testing.T) {
+	srv := natstest.Start(t)
+	name := freshName()
+	a := startQueue(t, openStore(t, srv.URL, name), jetstream.QueueConfig{Delivery: queue.Config{StoreOnly: true}})
+	b := startQueue(t, openStore(t, srv.URL, name), jetstream.QueueConfig{Delivery: queue.Config{StoreOnly: true}})
+	first, err := a.Enqueue(bg, testEnv(), strings.NewReader(testMsg("before")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncQueue(t, b)
+	srv.Stop()
+	if got := ids(b.Entries()); len(got) != 1 || got[0] != first {
+		t.Fatalf("while the server is down: %v, want what was last seen", got)
+	}
+	srv.Start()
+	// The client reconnects on its own; a sender retries a 4xx.
+	var second queue.ID
+	eventually(t, "an enqueue after the restart", func() bool {
+		second, err = a.Enqueue(bg, testEnv(), strings.NewReader(testMsg("after")))
+		return err == nil
+	})
+	if err := b.Bounce(bg, first); err != nil {
+		t.Fatal(err)
+	}
+	// The watcher starts again on the reconnection, not after its
+	// consumer's heartbeats have been missed for long (about 20 s).
+	ctx, cancel := context.WithTimeout(bg, 8*time.Second)
+	defer cancel()
+	if err := b.Sync(ctx); err != nil {
+		t.Fatalf("the view did not catch up within 8 s of the restart: %v", err)
+	}
+	got := b.Entries()
+	if len(got) != 2 || got[0].ID != second || got[1].Envelope.MailFrom != "" {
+		t.Fatalf("after the restart: %+v, want the new entry and the DSN", got)
+	}
+}
