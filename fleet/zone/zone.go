@@ -315,7 +315,7 @@ func (s *Set) Answers(ip netip.Addr) []Answer {
 		var out []Answer
 		for _, i := range idx {
 			a := s.answers[i]
-			a.TXT = subst(a.TXT, ip.String())
+			a.TXT = subst(a.TXT, ip)
 			if !slices.Contains(out, a) {
 				out = append(out, a)
 			}
@@ -326,7 +326,7 @@ func (s *Set) Answers(ip netip.Addr) []Answer {
 }
 
 // subst replaces "$" by the address and "$$" by "$", then cuts at maxTXT.
-func subst(txt, ip string) string {
+func subst(txt string, ip netip.Addr) string {
 	if strings.IndexByte(txt, '$') >= 0 {
 		var b strings.Builder
 		for i := 0; i < len(txt); i++ {
@@ -337,7 +337,7 @@ func subst(txt, ip string) string {
 				b.WriteByte('$')
 				i++
 			default:
-				b.WriteString(ip)
+				b.WriteString(ip.String())
 			}
 		}
 		txt = b.String()
