@@ -281,14 +281,16 @@ func fleetStatusUntil(t *testing.T, url string, ok func(string) bool) string {
 // Two gateways on one shared JetStream queue whose next hop refuses:
 // the mail one accepted stays queued, and every node's fleet status, the
 // console's /api/fleet and the other node's queue commands show the
-// shared queue's real depth and entries.
+// shared queue's real depth and entries; the status shows each node's
+// clamd breaker, and the one whose clamd died as open.
 func TestFleetSharedQueueDepth(t *testing.T) {
 	buildBinary(t)
 	n := natstest.Start(t)
+	clam := testsvc.StartClamd(t, testsvc.ClamdOptions{})
 	dir := t.TempDir()
 	conf := func(name string) string {
-		return writeFile(t, dir, name+".yaml", fmt.Sprintf("queue: {backend: jetstream, url: %q}\nfleet: {url: %q, node: %s, status_interval: 300ms}\n",
-			n.URL, n.URL, name))
+		return writeFile(t, dir, name+".yaml", fmt.Sprintf("queue: {backend: jetstream, url: %q}\nfleet: {url: %q, node: %s, status_interval: 300ms}\n"+
+			"av: {clamd: [%q], breaker: {failures: 1}}\n", n.URL, n.URL, name, clam.Addr))
 	}
 	a := startGateway(t, gatewayArgs(t, "127.0.0.1:1", "-config", conf("gw-a"))...)
 	b := startGateway(t, gatewayArgs(t, "127.0.0.1:1", "-config", conf("gw-b"))...)
@@ -300,7 +302,8 @@ func TestFleetSharedQueueDepth(t *testing.T) {
 	out := fleetStatusUntil(t, n.URL, func(out string) bool {
 		depth := 0
 		for _, l := range strings.Split(out, "\n") {
-			if f := strings.Fields(l); len(f) >= 5 && (f[0] == "gw-a" || f[0] == "gw-b") && f[3] == "3" && f[4] == "0" {
+			if f := strings.Fields(l); len(f) >= 6 && (f[0] == "gw-a" || f[0] == "gw-b") && f[3] == "3" && f[4] == "0" &&
+				strings.HasSuffix(f[5], ":closed") {
 				depth++
 			}
 		}
@@ -355,4 +358,20 @@ func TestFleetSharedQueueDepth(t *testing.T) {
 	if out2, err := queueCmd(a, dataA, "show", ids[0]); err == nil || !strings.Contains(out2, "404 queue: no such entry") {
 		t.Fatalf("a still shows the entry b bounced (%v):\n%s", err, out2)
 	}
+
+	// clamd dies: the next scan fails, the breaker opens, the node is
+	// not ready and its status says why.
+	clam.Stop()
+	if r := send(a.smtp, message("clamd down", "hello")); r.code != 451 {
+		t.Fatalf("with clamd down: %+v, want 451", r)
+	}
+	out = fleetStatusUntil(t, n.URL, func(out string) bool {
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) >= 6 && f[0] == "gw-a" && f[2] == "no" && strings.HasSuffix(f[5], ":open") {
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("gateway fleet status with clamd down:\n%s", out)
 }
