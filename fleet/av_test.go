@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -97,7 +98,8 @@ func newAVNode(t *testing.T, url, node string, eng scanner.Engine, replicas int,
 	if err != nil {
 		t.Fatal(err)
 	}
-	guard, err := NewAVGuard(AVGuardConfig{JetStream: js, Bucket: Bucket{Replicas: replicas}, Node: node, Interval: 100 * time.Millisecond, Metrics: met})
+	guard, err := NewAVGuard(AVGuardConfig{JetStream: js, Bucket: Bucket{Replicas: replicas}, Node: node, Interval: 100 * time.Millisecond, Metrics: met,
+		Logger: slog.New(slog.NewTextHandler(tlog{t, node}, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,6 +185,9 @@ func TestAVFleet(t *testing.T) {
 		eng := counted{Client: cl, version: &version, mu: &mu, scans: scans}
 		nodes = append(nodes, newAVNode(t, c.Nodes[i].URL, fmt.Sprintf("n%d", i+1), eng, 3, 10*time.Second))
 	}
+	for i, n := range nodes {
+		waitFor(t, 30*time.Second, func() bool { return n.met.get("portcullis_fleet_av_nodes") == 2 }, fmt.Sprintf("node %d seeing the other two", i+1))
+	}
 	att := bytes.Repeat([]byte("quarterly figures, all clean. "), 2000)
 	sum := sha256.Sum256(att)
 	scansOf := func() int { mu.Lock(); defer mu.Unlock(); return scans[sum] }
@@ -257,12 +262,14 @@ func TestAVFleet(t *testing.T) {
 	for i := 1; i <= flood; i++ {
 		nodes[0].check(t, newsletter(i))
 	}
+	flooded := time.Now()
 	for _, n := range nodes[1:] {
 		waitFor(t, 20*time.Second, func() bool {
 			r, _ := n.guard.Rate("clamd-1", faulty)
 			return r.Scans > flood && r.Nodes >= 2
 		}, "the fleet's counts of the faulty version")
 	}
+	t.Logf("the flood on node 1 reached nodes 2 and 3 in %v (publish interval 100ms)", time.Since(flooded))
 	for i, n := range nodes[1:] {
 		res := n.check(t, newsletter(100+i))
 		if res.Action != filter.Quarantine || !has(res, scanner.SymSuspect, "fleet detection rate") {
@@ -324,3 +331,10 @@ func waitFor(t *testing.T, max time.Duration, ok func() bool, what string) {
 		<-tick.C
 	}
 }
+
+type tlog struct {
+	t    *testing.T
+	node string
+}
+
+func (l tlog) Write(p []byte) (int, error) { l.t.Log(l.node, string(p)); return len(p), nil }

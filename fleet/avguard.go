@@ -187,11 +187,15 @@ func (g *AVGuard) Run(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		if kv == nil {
+			// Bounded: nodes creating the bucket at once can leave one
+			// waiting for the API timeout; the next attempt binds it.
+			bctx, cancel := context.WithTimeout(ctx, max(g.cfg.Interval, 2*time.Second))
 			var err error
-			kv, err = bindKV(ctx, g.cfg.JetStream, jetstream.KeyValueConfig{
+			kv, err = bindKV(bctx, g.cfg.JetStream, jetstream.KeyValueConfig{
 				Bucket: g.cfg.Bucket.Name, History: 1, TTL: g.cfg.TTL, Replicas: max(g.cfg.Bucket.Replicas, 1),
 				Description: "Portcullis AV detection counts", Storage: jetstream.MemoryStorage,
 			})
+			cancel()
 			if err != nil && !failing && ctx.Err() == nil {
 				g.log.Warn("fleet: AV rates bucket; the guard judges on local counts", "err", err)
 				failing = true
@@ -273,6 +277,7 @@ func (g *AVGuard) watch(ctx context.Context, kv jetstream.KeyValue) {
 		return
 	}
 	defer w.Stop()
+	g.log.Debug("fleet: AV rates watch started")
 	for {
 		var e jetstream.KeyValueEntry
 		var open bool
