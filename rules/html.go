@@ -2,6 +2,7 @@ package rules
 
 import (
 	"io"
+	"regexp"
 	"strings"
 
 	"golang.org/x/net/html"
@@ -57,3 +58,64 @@ func renderHTML(b []byte, src string, max int) []byte {
 	}
 	return b[:min(len(b), max)]
 }
+
+// saRenderHTML is Mail::SpamAssassin::HTML's rendered text, for the eval
+// functions that measure it: runs of white space in text become one
+// space; br and div add a newline, li, th, td, dt, dd, embed and h1-h6 a
+// space, p, hr, blockquote, pre, listing, plaintext, xmp and title a blank
+// line, at their start and end tags alike, taking the space before them
+// and after them away; script and style text is not shown.
+func saRenderHTML(src string, max int) string {
+	z := html.NewTokenizer(strings.NewReader(src))
+	var b []byte
+	skip := 0
+	lastWS := false // the last piece written was a tag's white space
+	for len(b) < max {
+		switch tt := z.Next(); tt {
+		case html.ErrorToken:
+			return string(b)
+		case html.TextToken:
+			if skip > 0 {
+				continue
+			}
+			t := saHTMLSpace.ReplaceAllString(string(z.Text()), " ")
+			if lastWS {
+				t = strings.TrimPrefix(t, " ")
+			}
+			if t != "" {
+				b = append(b, t...)
+				lastWS = false
+			}
+		case html.StartTagToken, html.SelfClosingTagToken, html.EndTagToken:
+			name, _ := z.TagName()
+			a := atom.Lookup(name)
+			if a == atom.Script || a == atom.Style {
+				if tt == html.StartTagToken {
+					skip++
+				} else if tt == html.EndTagToken && skip > 0 {
+					skip--
+				}
+				continue
+			}
+			ws := ""
+			switch a {
+			case atom.Br, atom.Div:
+				ws = "\n"
+			case atom.Li, atom.Th, atom.Td, atom.Dt, atom.Dd, atom.Embed, atom.H1, atom.H2, atom.H3, atom.H4, atom.H5, atom.H6:
+				ws = " "
+			case atom.P, atom.Hr, atom.Blockquote, atom.Pre, atom.Listing, atom.Plaintext, atom.Xmp, atom.Title:
+				ws = "\n\n"
+			default:
+				continue
+			}
+			if !lastWS && len(b) > 0 && b[len(b)-1] == ' ' {
+				b = b[:len(b)-1]
+			}
+			b = append(b, ws...)
+			lastWS = true
+		}
+	}
+	return string(b[:min(len(b), max)])
+}
+
+var saHTMLSpace = regexp.MustCompile(`(?:[ \t\n\r\f\x0b]|\x{a0})+`)

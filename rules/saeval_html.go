@@ -395,17 +395,12 @@ func compareInt(x int, op string, n int) bool {
 	return x >= n
 }
 
-// bodyLines are the lines body rules see, the Subject first.
-func (v *view) bodyLines() []string {
-	return strings.Split(strings.TrimSuffix(v.text(scopeBody), "\n"), "\n")
-}
-
 // verticalWords is BodyEval::tvd_vertical_words' measure: the largest
 // percentage of spaces to other characters on a body line over 5 bytes,
 // -1 when there is none.
 func (v *view) verticalWords() int {
 	best := -1
-	for _, l := range v.bodyLines() {
+	for _, l := range v.saBodyLines() {
 		if len(l) <= 5 {
 			continue
 		}
@@ -434,7 +429,7 @@ func (v *view) uppercase() float64 {
 		return 0
 	}
 	length, lower, upper := 0, 0, 0
-	for _, l := range v.bodyLines() {
+	for _, l := range v.saBodyLines() {
 		if !saSpacedLine.MatchString(l) || saBase64Line.MatchString(l) {
 			continue
 		}

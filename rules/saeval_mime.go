@@ -177,6 +177,13 @@ func (v *view) mimeStats() *mimeStats {
 		st.partTypes = append(st.partTypes, ct)
 		st.partBytes = append(st.partBytes, bytesHere)
 	}
+	// A multipart whose boundary never appears is text/plain parts for
+	// SpamAssassin (saLeaves).
+	for _, l := range v.saLeaves() {
+		if l.split {
+			st.textCount++
+		}
+	}
 	if st.qpBytes > 0 {
 		// As in MIMEEval: the count of QP parts becomes the count of
 		// needlessly encoded bytes.
@@ -240,12 +247,13 @@ func (v *view) topContentTypeHTML() bool {
 // parseFlags are the oddities Mail::SpamAssassin::Message notes while it
 // splits a message.
 type parseFlags struct {
-	missingHeadBodySep     bool // the header did not end with an empty line
-	truncatedHeader        bool // a field name over 256 bytes or a value over 8 KiB
-	missingMIMEHeaders     bool // a boundary not followed by a header field
-	missingMIMEHeadBodySep bool // a part header not ended by an empty line
-	mimeEpilogue           bool // text after a closing boundary
-	missingBoundary        bool // a multipart whose closing boundary never came
+	missingHeadBodySep     bool  // the header did not end with an empty line
+	truncatedHeader        bool  // a field name over 256 bytes or a value over 8 KiB
+	missingMIMEHeaders     bool  // a boundary not followed by a header field
+	missingMIMEHeadBodySep bool  // a part header not ended by an empty line
+	mimeEpilogue           bool  // text after a closing boundary
+	missingBoundary        bool  // a multipart whose closing boundary never came
+	bodyStart              int64 // where SpamAssassin's body starts (it skips up to 3 lines that are not fields)
 }
 
 var parseFlagKeys = map[string]func(*parseFlags) bool{
@@ -268,12 +276,15 @@ func (v *view) parseFlags() *parseFlags {
 	raw, _ := v.rawSection(0, v.m.Size(), int64(v.set.limits.MaxScanBytes))
 	data := unsafe.String(unsafe.SliceData(raw), len(raw))
 	errs := 0
+	var off int64
 	for {
 		line, eof := data, true // the last line, without a line end
 		if i := strings.IndexByte(data, '\n'); i >= 0 {
 			line, eof = data[:i+1], false
 		}
 		data = data[len(line):]
+		off += int64(len(line))
+		pf.bodyStart = off
 		if line == "" && eof {
 			pf.missingHeadBodySep = true
 			break
@@ -290,6 +301,7 @@ func (v *view) parseFlags() *parseFlags {
 		}
 		if strings.HasPrefix(l, "--") {
 			pf.missingHeadBodySep = true
+			pf.bodyStart -= int64(len(line))
 			break
 		}
 		if k, val, ok := strings.Cut(l, ":"); ok && (len(k) > 256 || len(val) > 8192) {
@@ -298,6 +310,7 @@ func (v *view) parseFlags() *parseFlags {
 		if !saHeaderLine.MatchString(l) {
 			if errs++; errs > 3 {
 				pf.missingHeadBodySep = true
+				pf.bodyStart -= int64(len(line))
 				break
 			}
 		}

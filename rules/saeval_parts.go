@@ -1,9 +1,11 @@
 package rules
 
 import (
+	"io"
 	"net/netip"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/net/publicsuffix"
 
@@ -72,7 +74,8 @@ type maDiffResult struct {
 // saExtra holds what the eval functions of these files compute once per
 // message.
 type saExtra struct {
-	madiff *maDiffResult
+	madiff    *maDiffResult
+	bodyLines *[]string
 }
 
 func (v *view) maDiff() maDiffResult {
@@ -168,10 +171,7 @@ func (v *view) saRendered(p *filter.Part) (typ, text string, ok bool) {
 	}
 	t := v.partText(p)
 	if typ == "text/html" && t != "" {
-		bp := getBuf()
-		defer putBuf(bp)
-		*bp = renderHTML((*bp)[:0], t, v.set.limits.MaxScanBytes)
-		return typ, string(*bp), true
+		return typ, saRenderHTML(t, v.set.limits.MaxScanBytes), true
 	}
 	return "text/plain", t, true
 }
@@ -236,4 +236,218 @@ func registeredDomain(d string) string {
 		return d
 	}
 	return r
+}
+
+// saMaxBodyLine is Message's MAX_BODY_LINE_LENGTH.
+const saMaxBodyLine = 2048
+
+// saBodyLines is Message::get_rendered_body_text_array, the lines
+// SpamAssassin's body evals read: the Subject line ("\n" without one),
+// then the rendered text of every text/plain and text/html leaf, each
+// part after the first preceded by a newline (non-text leaves too), with
+// blank-line runs as line breaks and every other run of white space as one
+// space, cut into lines of at most 2048 bytes. Lines keep their "\n".
+// A message without leaves has no lines at all, not even the Subject.
+func (v *view) saBodyLines() []string {
+	if v.sax.bodyLines != nil {
+		return *v.sax.bodyLines
+	}
+	var lines []string
+	v.sax.bodyLines = &lines
+	leaves := v.saLeaves()
+	if len(leaves) == 0 {
+		return lines
+	}
+	var text strings.Builder
+	for _, l := range leaves {
+		if text.Len() > 0 {
+			text.WriteByte('\n')
+		}
+		if l.part == nil {
+			text.WriteString(l.text)
+			continue
+		}
+		if _, t, ok := v.saRendered(l.part); ok {
+			text.WriteString(t)
+		}
+	}
+	subject := "\n"
+	for _, f := range v.headerFields() {
+		if f.key == "subject" {
+			subject = f.saText + "\n"
+		}
+	}
+	all := subject + saSquashSpace(text.String())
+	for len(all) > 0 {
+		i := strings.IndexByte(all, '\n') + 1
+		if i == 0 {
+			i = len(all)
+		}
+		line := all[:i]
+		all = all[i:]
+		for len(line) > saMaxBodyLine {
+			n := strings.LastIndexByte(line[:saMaxBodyLine+1], ' ') + 1
+			if n == 0 {
+				n = saMaxBodyLine
+			}
+			lines = append(lines, line[:n])
+			line = line[n:]
+		}
+		lines = append(lines, line)
+	}
+	return lines
+}
+
+// saSquashSpace is get_body_text_array_common's white-space handling:
+// a run of newlines with only white space between them becomes one
+// newline, any other run of white space one space.
+func saSquashSpace(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if !unicode.IsSpace(r) {
+			b.WriteString(s[i : i+n])
+			i += n
+			continue
+		}
+		// A run of white space: a newline, then white space, then a
+		// newline (\n+\s*\n+) makes it a line break.
+		j, first, last := i, -1, -1
+		for j < len(s) {
+			r, n := utf8.DecodeRuneInString(s[j:])
+			if !unicode.IsSpace(r) {
+				break
+			}
+			if r == '\n' {
+				if first < 0 {
+					first = j
+				}
+				last = j
+			}
+			j += n
+		}
+		switch {
+		case first >= 0 && last > first:
+			// Spaces before the first newline and after the last stay
+			// spaces around the break.
+			if first > i {
+				b.WriteByte(' ')
+			}
+			b.WriteByte('\n')
+			if last+1 < j {
+				b.WriteByte(' ')
+			}
+		default:
+			b.WriteByte(' ')
+		}
+		i = j
+	}
+	return b.String()
+}
+
+// saLeaf is a leaf of SpamAssassin's MIME tree: a part, or the text of a
+// multipart whose boundary never appears, which SpamAssassin reads as one
+// text/plain part.
+type saLeaf struct {
+	part  *filter.Part
+	text  string
+	split bool // a part of a multipart's body (saSplitParts)
+}
+
+// saLeaves lists the leaves as Message::find_parts(qr/./, 1) does. A
+// multipart without any part is a leaf of its whole body when it has one
+// (the lines before the first that is not a header field are that part's
+// header), and nothing when it has none.
+func (v *view) saLeaves() []saLeaf {
+	parts, _ := v.m.Parts()
+	var out []saLeaf
+	for _, p := range parts {
+		if len(p.Children) > 0 {
+			continue
+		}
+		if !p.IsMultipart() {
+			out = append(out, v.saRootLeaf(p))
+			continue
+		}
+		body, _ := io.ReadAll(io.LimitReader(p.Raw(), int64(v.set.limits.MaxScanBytes)))
+		for _, t := range saSplitParts(strings.ReplaceAll(string(body), "\r\n", "\n"), p.Params["boundary"]) {
+			out = append(out, saLeaf{text: saSkipPartHeader(t), split: true})
+		}
+	}
+	return out
+}
+
+// saSplitParts is Message::_parse_multipart on a body without an opening
+// boundary line: a part ends at each boundary line ("--b" or "--b--", the
+// last then ending the list) and at the last line; a part cut by a
+// boundary before any line of it is an empty part.
+func saSplitParts(body, boundary string) []string {
+	if body == "" {
+		return nil
+	}
+	var out []string
+	start := 0
+	for i := 0; i < len(body); {
+		j := strings.IndexByte(body[i:], '\n')
+		end := len(body)
+		if j >= 0 {
+			end = i + j + 1
+		}
+		line := strings.TrimRight(body[i:end], " \t\r\n")
+		if boundary != "" && (line == "--"+boundary || line == "--"+boundary+"--") {
+			out = append(out, strings.TrimSuffix(body[start:i], "\n"))
+			if strings.HasSuffix(line, boundary+"--") {
+				return out
+			}
+			start = end
+		}
+		i = end
+	}
+	if start < len(body) {
+		out = append(out, body[start:])
+	}
+	return out
+}
+
+// saSkipPartHeader drops what Message::_parse_multipart reads as a part's
+// header: field lines and their continuations, and the blank line after.
+func saSkipPartHeader(s string) string {
+	inHeader := false
+	for s != "" {
+		line, rest, _ := strings.Cut(s, "\n")
+		switch {
+		case saHeaderLine.MatchString(line):
+			inHeader = true
+		case inHeader && (strings.HasPrefix(line, " ") || strings.HasPrefix(line, "\t")):
+		case strings.TrimSuffix(line, "\r") == "":
+			return rest
+		default:
+			return s
+		}
+		s = rest
+	}
+	return s
+}
+
+// saRootLeaf is the leaf p, except for a message without MIME parts
+// whose header SpamAssassin reads further than the parser did: it takes
+// up to three lines that are not header fields (Message::new) as part of
+// the header, where the parser starts the body at the first.
+func (v *view) saRootLeaf(p *filter.Part) saLeaf {
+	if p.Depth > 0 || p.ContentType != "text/plain" || (p.Encoding != "7bit" && p.Encoding != "8bit" && p.Encoding != "binary") {
+		return saLeaf{part: p}
+	}
+	_, off := p.Offset()
+	start := v.parseFlags().bodyStart
+	if start <= off {
+		return saLeaf{part: p}
+	}
+	n := min(v.m.Size()-start, int64(v.set.limits.MaxScanBytes))
+	if n < 0 {
+		n = 0
+	}
+	b := make([]byte, n)
+	k, _ := v.m.ReaderAt().ReadAt(b, start)
+	return saLeaf{text: strings.ReplaceAll(string(b[:k]), "\r\n", "\n")}
 }
