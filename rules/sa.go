@@ -212,6 +212,12 @@ func (p *saParser) directive(file string, line int, directive, rest string) {
 		p.conf.trusted, p.conf.trustedSet = nil, false
 	case "clear_internal_networks":
 		p.conf.internal, p.conf.internalSet = nil, false
+	case "enlist_addrlist":
+		if !p.conf.enlistAddrList(rest) {
+			p.report.ignore("enlist_addrlist without a list name")
+		}
+	case "welcomelist_bounce_relays", "whitelist_bounce_relays":
+		p.conf.enlistAddrList("(" + bounceRelays + ") " + rest)
 	case "freemail_domains":
 		p.conf.freemail = append(p.conf.freemail, strings.Fields(strings.ToLower(rest))...)
 	case "body_part_scan_size", "rawbody_part_scan_size":

@@ -250,17 +250,18 @@ func TestSAEvals(t *testing.T) {
 	// A fixed answer for the made messages, so that a change on either
 	// side shows.
 	want := map[string][]string{
-		"testdata/sa-evals/alternative.eml": {"E_ENV_HDR_FROM", "E_HTML_COMMENT", "E_HTML_EMBEDS", "E_HTML_LINK_IMAGE", "E_HTML_SAVED",
+		"testdata/sa-evals/alternative.eml": {"E_BOUNCE_RELAYS", "E_ENV_HDR_FROM", "E_FROM_IN_LIST", "E_HTML_COMMENT", "E_HTML_EMBEDS", "E_HTML_LINK_IMAGE", "E_HTML_SAVED",
 			"E_HTML_TITLE_LONG", "E_IMAGE_ALL_1", "E_MAILFROM_RCVD", "E_MH_DECODED", "E_MH_GIF_NAME", "E_MH_NEG", "E_MH_RAW",
 			"E_MH_RAW_ROOT", "E_MH_UNSET", "E_MIME_BASE64", "E_MIME_HTML", "E_MPART_ALT_DIFF", "E_MPART_RATIO", "E_TVD_SPACE_HI"},
-		"testdata/sa-evals/broken.eml": {"E_BODY_LT_256", "E_MH_NEG", "E_MH_RAW_ROOT", "E_MH_UNSET", "E_MIME_ATTACH", "E_MIME_NO_HDRS",
+		"testdata/sa-evals/bounce.eml": {"E_BOUNCE_RELAYS", "E_MH_NEG", "E_MH_UNSET", "E_MPART_ALT_LOW", "E_MY_SERVERS", "E_NO_RELAYS", "E_TVD_SPACE_HI"},
+		"testdata/sa-evals/broken.eml": {"E_BODY_LT_256", "E_BOUNCE_RELAYS", "E_MH_NEG", "E_MH_RAW_ROOT", "E_MH_UNSET", "E_MIME_ATTACH", "E_MIME_NO_HDRS",
 			"E_MISSING_TO", "E_MPART_ALT_LOW", "E_RDNS_NONE", "E_TVD_SPACE_HI"},
-		"testdata/sa-evals/noboundary.eml": {"E_MH_NEG", "E_MH_RAW_ROOT", "E_MH_UNSET", "E_MIME_HTML", "E_MPART_ALT_LOW", "E_NO_RELAYS",
+		"testdata/sa-evals/noboundary.eml": {"E_BOUNCE_RELAYS", "E_MH_NEG", "E_MH_RAW_ROOT", "E_MH_UNSET", "E_MIME_HTML", "E_MPART_ALT_LOW", "E_NO_RELAYS",
 			"E_TVD_SPACE_HI"},
-		"testdata/sa-evals/relays.eml": {"E_COUNT_SUBJ", "E_EXT_HELO", "E_FREEMAIL_FROM", "E_GMAIL_FORGED", "E_MH_NEG", "E_MH_UNSET",
-			"E_MIME_BAD_ISO", "E_MIME_BASE64", "E_MIME_EPI", "E_MIME_HTML", "E_MPART_ALT_LOW", "E_MPART_RATIO", "E_OUTLOOK_MID", "E_PAST_03_06",
-			"E_TVD_SPACE_HI"},
-		"testdata/sa-evals/trusted.eml": {"E_ALL_TRUSTED", "E_BODY_LT_256", "E_MH_NEG", "E_MH_UNSET", "E_MIME_HTML", "E_MIME_HTML_ONLY",
+		"testdata/sa-evals/relays.eml": {"E_BOUNCE_RELAYS", "E_COUNT_SUBJ", "E_EXT_HELO", "E_FREEMAIL_FROM", "E_GMAIL_FORGED", "E_MH_NEG", "E_MH_UNSET",
+			"E_MIME_BAD_ISO", "E_MIME_BASE64", "E_MIME_EPI", "E_MIME_HTML", "E_MPART_ALT_LOW", "E_MPART_RATIO", "E_OUTLOOK_MID",
+			"E_PAST_03_06", "E_REPLYTO_IN_LIST", "E_TVD_SPACE_HI"},
+		"testdata/sa-evals/trusted.eml": {"E_ALL_TRUSTED", "E_BODY_LT_256", "E_BOUNCE_RELAYS", "E_MH_NEG", "E_MH_UNSET", "E_MIME_HTML", "E_MIME_HTML_ONLY",
 			"E_MPART_ALT_LOW", "E_TRUSTED_BY"},
 	}
 	us := make([][]string, len(msgs))

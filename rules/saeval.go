@@ -34,6 +34,8 @@ type evalMaker func(conf *saConf, args []string) (evalFunc, error)
 type saConf struct {
 	freemail []string // freemail_domains: domains and patterns with "*"
 
+	addrLists map[string][]string // enlist_addrlist: list name → lower-case address patterns
+
 	// trusted_networks and internal_networks; each unset, the other's
 	// value, and both unset, inferred per message (sarelay.go).
 	trusted, internal       []netip.Prefix
