@@ -81,17 +81,17 @@ func DetectType(head []byte, name string) string {
 	}
 	ext := extOf(normalName(name))
 	if looksText(head) {
-		low := bytes.ToLower(head[:min(len(head), 4096)])
+		low := head[:min(len(head), 4096)]
 		switch {
 		case bytes.HasPrefix(bytes.TrimLeft(head, " \t\r\n\ufeff"), []byte("#!")):
 			return TypeScript
-		case bytes.Contains(low, []byte("<hta:application")) || ext == "hta":
+		case containsFold(low, "<hta:application") || ext == "hta":
 			return TypeHTA
 		case scriptExt[ext]:
 			return TypeScript
 		case looksMessage(head):
 			return TypeEML
-		case bytes.Contains(low, []byte("<html")) || bytes.Contains(low, []byte("<!doctype html")):
+		case containsFold(low, "<html") || containsFold(low, "<!doctype html"):
 			return TypeHTML
 		}
 		return TypeText
@@ -108,6 +108,33 @@ func DetectType(head []byte, name string) string {
 		return t.Extension
 	}
 	return TypeBinary
+}
+
+// containsFold reports whether b contains pat, a lower-case ASCII string
+// whose first byte has no case ('<'), in any ASCII case. Lower-casing b whole (a copy per call) would find no
+// more: no other character lower-cases to these patterns' letters.
+func containsFold(b []byte, pat string) bool {
+	for i := 0; i+len(pat) <= len(b); i++ {
+		j := bytes.IndexByte(b[i:len(b)-len(pat)+1], pat[0])
+		if j < 0 {
+			return false
+		}
+		i += j
+		k := 1
+		for ; k < len(pat); k++ {
+			c := b[i+k]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != pat[k] {
+				break
+			}
+		}
+		if k == len(pat) {
+			return true
+		}
+	}
+	return false
 }
 
 var scriptExt = setOf("bat", "cmd", "vbs", "vbe", "js", "jse", "wsf", "wsh", "ps1", "psm1", "sh", "command")

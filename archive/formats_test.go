@@ -98,3 +98,23 @@ func TestEveryFormat(t *testing.T) {
 		})
 	}
 }
+
+func TestContainsFold(t *testing.T) {
+	for _, c := range []struct {
+		b    string
+		want bool
+	}{
+		{"<HTML>", true}, {"x <HtMl", true}, {"<htm", false}, {"", false},
+		{"<<html", true}, {"<h<html", true}, {"html", false}, {"<hTml\xff", true},
+	} {
+		if got := containsFold([]byte(c.b), "<html"); got != c.want {
+			t.Errorf("containsFold(%q) = %v", c.b, got)
+		}
+	}
+	if DetectType([]byte("hello\r\n<!DOCTYPE HTML>\r\n"), "") != TypeHTML {
+		t.Error("an upper-case doctype is not HTML")
+	}
+	if DetectType([]byte("x <HTA:APPLICATION id=a>\r\n"), "") != TypeHTA {
+		t.Error("an upper-case HTA tag is not an HTA")
+	}
+}

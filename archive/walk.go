@@ -282,7 +282,9 @@ func (w *walker) file(n node, r io.Reader) error {
 		return err
 	}
 	bannedExt := w.checkNames(n)
-	br := bufio.NewReaderSize(r, HeadSize)
+	br := headBufs.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() { br.Reset(nil); headBufs.Put(br) }()
 	head, err := br.Peek(HeadSize)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
 		if bannedExt != "" {
@@ -598,8 +600,9 @@ func (w *walker) declared(path string, size, packed int64) error {
 
 var (
 	// readBufs are the buffers leaf drains a file through, and headBufs
-	// the readers a text part is sniffed and searched through: both live
-	// for one call, never longer.
+	// the readers a part or a file is sniffed and read through (file, part):
+	// each lives for one call, never longer; no decoder reads one from a
+	// goroutine of its own.
 	readBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 	headBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, HeadSize) }}
 

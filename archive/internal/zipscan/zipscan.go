@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"sync"
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding/charmap"
@@ -109,6 +110,15 @@ const (
 	maxComment = 65535
 )
 
+// scanBufs are the buffers the end record is searched in and the gaps
+// are scanned through, and dirReaders the readers of central
+// directories: each lives for one call, never longer, and a gateway
+// parses one zip after another.
+var (
+	scanBufs   = sync.Pool{New: func() any { b := make([]byte, endLen+maxComment+endLen); return &b }}
+	dirReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 32<<10) }}
+)
+
 // Parse reads the structure of the zip in r (size bytes). maxEntries bounds
 // the central directory (<= 0: no bound other than the file size).
 func Parse(r io.ReaderAt, size int64, maxEntries int) (*Archive, error) {
@@ -160,7 +170,9 @@ func findEnd(r io.ReaderAt, size, limit int64) (int64, []byte, error) {
 		return 0, nil, ErrNotZip
 	}
 	from := max(0, limit-endLen-maxComment)
-	buf := make([]byte, min(size, limit+endLen)-from)
+	bp := scanBufs.Get().(*[]byte)
+	defer scanBufs.Put(bp)
+	buf := (*bp)[:min(size, limit+endLen)-from]
 	if _, err := r.ReadAt(buf, from); err != nil && !errors.Is(err, io.EOF) {
 		return 0, nil, err
 	}
@@ -200,9 +212,11 @@ func readEnd64(r io.ReaderAt, eocd int64) (count, cdSize, cdOff uint64, pos int6
 }
 
 func (a *Archive) readCentral(r io.ReaderAt, start, size int64, maxEntries int) error {
-	br := bufio.NewReaderSize(io.NewSectionReader(r, start, size), 32<<10)
+	br := dirReaders.Get().(*bufio.Reader)
+	br.Reset(io.NewSectionReader(r, start, size))
+	defer func() { br.Reset(nil); dirReaders.Put(br) }()
 	var fixed [46]byte
-	var names [3 * 65535]byte
+	var names []byte // name, extra and comment of one record, reused
 	for {
 		if _, err := io.ReadFull(br, fixed[:4]); err != nil {
 			if errors.Is(err, io.EOF) {
@@ -232,6 +246,9 @@ func (a *Archive) readCentral(r io.ReaderAt, start, size int64, maxEntries int) 
 		}
 		n, m, k := int(binary.LittleEndian.Uint16(b[28:])), int(binary.LittleEndian.Uint16(b[30:])), int(binary.LittleEndian.Uint16(b[32:]))
 		off := uint64(binary.LittleEndian.Uint32(b[42:]))
+		if cap(names) < n+m+k {
+			names = make([]byte, max(n+m+k, 512))
+		}
 		v := names[:n+m+k]
 		if _, err := io.ReadFull(br, v); err != nil {
 			return fmt.Errorf("%w: central directory truncated", ErrCorrupt)
@@ -293,7 +310,10 @@ func unicodePath(extra []byte) string {
 }
 
 func decodeName(b []byte, utf bool) string {
-	if utf || utf8.Valid(b) {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	if utf {
 		return string(bytes.ToValidUTF8(b, []byte("\uFFFD")))
 	}
 	s, err := charmap.CodePage437.NewDecoder().Bytes(b)
@@ -401,7 +421,12 @@ func (a *Archive) findHidden(r io.ReaderAt) {
 	if a.CDStart > pos {
 		gaps = append(gaps, [2]int64{pos, a.CDStart})
 	}
-	buf := make([]byte, 64<<10)
+	if len(gaps) == 0 {
+		return
+	}
+	bp := scanBufs.Get().(*[]byte)
+	defer scanBufs.Put(bp)
+	buf := (*bp)[:64<<10]
 	for _, g := range gaps {
 		for off := g[0]; off < g[1] && len(a.Hidden) < 16; {
 			n := int64(len(buf))
