@@ -360,7 +360,8 @@ func (zs *Zones) Ready() error {
 	return nil
 }
 
-// Changed is signalled after each install or refusal (capacity 1).
+// Changed is signalled after each install or refusal, and when a
+// version first fails to be fetched (capacity 1).
 func (zs *Zones) Changed() <-chan struct{} { return zs.changed }
 
 // Status is what each zone serves, for the fleet status.
@@ -478,10 +479,13 @@ func (zs *Zones) apply(ctx context.Context, obs jetstream.ObjectStore, e jetstre
 		zs.refuse(z, zi, content.err)
 		return false
 	case err != nil:
-		z.setFailing(err)
+		first := z.setFailing(err)
 		zs.metrics.Add("portcullis_fleet_zone_fetch_errors_total", 1, "zone", z.name)
 		if ctx.Err() == nil {
 			zs.log.Warn("fleet: zone not fetched, retrying", "zone", z.name, "version", rev, "err", err)
+		}
+		if first {
+			zs.signal() // the status says why the node is loading
 		}
 		return true
 	}
@@ -632,10 +636,14 @@ func (z *Zone) Refused() *Refusal {
 	return &r
 }
 
-func (z *Zone) setFailing(err error) {
+// setFailing records the fetch failure (nil: none) and reports whether
+// it is the first one since the last success.
+func (z *Zone) setFailing(err error) bool {
 	z.mu.Lock()
+	defer z.mu.Unlock()
+	first := z.failing == nil && err != nil
 	z.failing = err
-	z.mu.Unlock()
+	return first
 }
 
 // Ready is nil once the zone serves a version and has handled (loaded or

@@ -3,6 +3,8 @@ package fleet
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -284,5 +286,42 @@ func TestZoneLimits(t *testing.T) {
 	waitVersion(t, ok.zs, ok.z, rev)
 	if ref := ok.z.Refused(); ref == nil || ref.Version != rev || !strings.Contains(ref.Reason, "manifest says") {
 		t.Fatalf("forged digest: refusal %+v", ref)
+	}
+}
+
+// A version whose object cannot be fetched is not a refusal: the node
+// says it is loading it and fetches again until the object is there.
+func TestZoneFetchRetry(t *testing.T) {
+	n := natstest.Start(t)
+	js := connect(t, n.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dnsSrv := startCountingDNS(t)
+	data := []byte("192.0.2.1\n")
+	sum := sha256.Sum256(data)
+	zi := ZoneInfo{Zone: "bl.test", Object: "bl.test/late", Size: int64(len(data)), Digest: "sha256:" + hex.EncodeToString(sum[:])}
+	kv, obs, err := zoneStores(ctx, js, Bucket{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(zi)
+	rev, err := kv.Put(ctx, "bl.test", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := startNode(t, ctx, js, dnsSrv.Addr, ZonesConfig{Retry: 50 * time.Millisecond})
+	waitZones(t, node.zs) // the first failed fetch
+	if err := node.z.Ready(); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("loading version %d", rev)) || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("Ready while the object is missing = %v", err)
+	}
+	if node.z.Refused() != nil {
+		t.Fatalf("a missing object was refused: %+v", node.z.Refused())
+	}
+	if _, err := obs.PutBytes(ctx, "bl.test/late", data); err != nil {
+		t.Fatal(err)
+	}
+	waitVersion(t, node.zs, node.z, rev)
+	if s := node.z.Served(); s == nil || s.Version != rev || node.c.Ready() != nil {
+		t.Fatalf("after the object arrived: served %+v ready %v", s, node.c.Ready())
 	}
 }
