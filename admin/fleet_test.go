@@ -278,3 +278,37 @@ func TestBrowserFleet(t *testing.T) {
 	}
 	t.Logf("fleet browser test took %v; screenshots in %s", time.Since(start), dir)
 }
+
+// What nodes report is shown inert and bounded: a status is written by
+// any process with access to the bucket.
+func TestConsoleFleetHostile(t *testing.T) {
+	long := strings.Repeat("x", 1000)
+	e := newEnv(t, func(c *Config) {
+		c.Fleet = func(context.Context) (fleet.View, error) {
+			return fleet.View{Nodes: []fleet.NodeStatus{{
+				Node:     `<script>window.__pwned=1</script>`,
+				NotReady: "rules \u202Egnidaol " + long,
+				Refused:  &fleet.Refusal{Version: 9, Reason: `<img src=x onerror=alert(1)>` + long},
+				Engines:  []fleet.EngineHealth{{Name: `<b>clamd</b>`, State: "open", Version: `"><script>`}},
+				Zones:    []fleet.ZoneStatus{{Zone: "zen\u200B", Version: 1}},
+			}}}, nil
+		}
+	})
+	b := e.browser()
+	b.login("ops", "ops-pw")
+	resp, body := b.get("/quarantine/fleet")
+	if resp.StatusCode != 200 {
+		t.Fatalf("fleet page: %d", resp.StatusCode)
+	}
+	for _, bad := range []string{"<script>window", "<img src=x", "<b>clamd", `"><script>`, "\u202E", "\u200B", strings.Repeat("x", 301)} {
+		if strings.Contains(body, bad) {
+			t.Errorf("the fleet page contains %q as is", bad)
+		}
+	}
+	for _, want := range []string{"&lt;script&gt;window.__pwned=1&lt;/script&gt;", `<span class="ctl">U+202E</span>`, `zen<span class="ctl">U+200B</span>`,
+		"&lt;img src=x onerror=alert(1)&gt;", "&lt;b&gt;clamd&lt;/b&gt;: open", strings.Repeat("x", 250) + "…"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the fleet page lacks %q", want)
+		}
+	}
+}
