@@ -33,6 +33,10 @@ var byteCheckPatterns = []string{
 	`[\x{10000}-\x{10ffff}]`,
 	`[\x{7f}-\x{80}]`,
 	`(?s).\n.`,
+	`[1-9][\dOo][,\.][\dOo]{3}`,
+	`\xa3\d{3}`,
+	`[\xc0-\xff]{3}`,
+	`\x{00e9}{2,}`,
 }
 
 // byteCheckAlphabet draws the runes and bytes a text is made of: ASCII,
@@ -40,7 +44,7 @@ var byteCheckPatterns = []string{
 var byteCheckAlphabet = []string{
 	"a", "b", "k", "s", "x", "z", "A", "K", "S", " ", "\n", "$", "-", "0", "7", "\x00", "\x01", "\x7f",
 	"é", "É", "а", "я", "Я", "€", "£", "\u2013", "\u200b", "\u200c", "\u212a", "\u017f", "\U0001F600",
-	"\x80", "\xc3", "\xd0", "\xff", "\xe2\x80", "\uFFFD",
+	"\x80", "\xc3", "\xd0", "\xff", "\xe2\x80", "\uFFFD", "\xa3", "\xe9", "1", "O", ",", ".",
 }
 
 func randomText(rng *rand.Rand, n int) string {
@@ -60,13 +64,18 @@ func checkByteCheck(t *testing.T, pattern, text string) {
 		if err != nil {
 			return
 		}
-		bc := newByteCheck(pattern, latin1)
-		if bc == nil {
-			continue
-		}
 		subject := text
 		if latin1 {
 			subject = latin1Runes(text)
+		}
+		// The run check runs on the same bytes (before a byte rule's
+		// reading as Latin-1).
+		if rc := newRunCheck(pattern); rc != nil && re.MatchString(subject) && !rc.possible(text) {
+			t.Fatalf("latin1 %v: %q matches %q, but the run check skips it", latin1, pattern, text)
+		}
+		bc := newByteCheck(pattern, latin1)
+		if bc == nil {
+			continue
 		}
 		if re.MatchString(subject) && !bc.possible(text) {
 			t.Fatalf("latin1 %v: %q matches %q, but the byte check %v skips it", latin1, pattern, text, bc.set)

@@ -299,6 +299,7 @@ func compileRule(r *Rule, lim Limits) (*crule, error) {
 		}
 		if c.btPre != nil {
 			c.need = newByteCheck(c.btPre.String(), r.bytes)
+			c.run = newRunCheck(c.btPre.String())
 		}
 	} else if pattern != "" {
 		if r.NoCase {
@@ -310,9 +311,7 @@ func compileRule(r *Rule, lim Limits) (*crule, error) {
 		}
 		c.re = re
 		c.need = newByteCheck(re.String(), r.bytes)
-		if !r.bytes {
-			c.run = newRunCheck(re.String())
-		}
+		c.run = newRunCheck(re.String())
 	}
 	for _, p := range r.CIDR {
 		pfx, err := netip.ParsePrefix(strings.TrimSpace(p))

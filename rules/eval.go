@@ -311,6 +311,9 @@ func (c *crule) matchRegex(x string) bool {
 	if c.need != nil && !c.need.possible(x) {
 		return false
 	}
+	if c.run != nil && !c.run.possible(x) {
+		return false
+	}
 	if c.bytes {
 		x = latin1Runes(x)
 	}
@@ -321,9 +324,6 @@ func (c *crule) matchRegex(x string) bool {
 			return false
 		}
 		return btMatch(c.bt, x)
-	}
-	if c.run != nil && !c.run.possible(x) {
-		return false
 	}
 	return c.re.MatchString(x)
 }

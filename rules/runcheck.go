@@ -16,7 +16,9 @@ import (
 // (C, C{n,m}, C+, or a literal of n runes) makes every match hold at least
 // n consecutive bytes from C's ASCII members, or from 0x80-0xFF when C has
 // a non-ASCII member (every byte of a multi-byte rune, and every invalid
-// byte, which only U+FFFD matches, is one of those).
+// byte, which only U+FFFD matches, is one of those). For a byte rule
+// (perlbytes.go), whose runes up to 0xFF stand for bytes, the same holds
+// of the bytes before they are read as Latin-1: the check runs on those.
 
 type runCheck struct {
 	in [256]bool
@@ -182,7 +184,8 @@ func (rc *runCheck) rate() float64 {
 	return r
 }
 
-// byteShare is a rough share of a byte in mail text.
+// byteShare is a rough share of a byte in mail text (the shares add up
+// to 1).
 func byteShare(b byte) float64 {
 	switch {
 	case 'a' <= b && b <= 'z':
@@ -197,8 +200,10 @@ func byteShare(b byte) float64 {
 		return 0.01
 	case b >= 0x80:
 		return 0.04 / 128
+	case b == '.' || b == ',':
+		return 0.015 // a sentence's
 	}
-	return 0.1 / 66
+	return 0.07 / 64
 }
 
 // possible reports whether s has the run: when it has not, the regex
