@@ -89,6 +89,7 @@ type crule struct {
 	// window, for a keyed body or raw-body rule, is the most bytes a match
 	// spans; 0 when unbounded. See window.go.
 	window int
+	lead   *lead      // for a keyed body or raw-body rule, the starts its matches have; see lead.go
 	run    *runCheck  // a run of bytes every match holds, or nil; see runcheck.go
 	need   *byteCheck // bytes of which every match holds one, or nil; see bytecheck.go
 	stats  *RuleStats
@@ -445,6 +446,9 @@ func (s *Set) buildScans() error {
 			if (sc == scopeBody || sc == scopeRawBody) && c.plainRegex() {
 				c.window = windowLen(c.re.String())
 			}
+			if (sc == scopeBody || sc == scopeRawBody) && c.window == 0 {
+				keys = c.leadFor(keys)
+			}
 			for _, k := range keys {
 				id, ok := index[k]
 				if !ok {
@@ -489,11 +493,15 @@ func sameRegex(list []*crule) []int {
 		if !c.plainRegex() || c.Test != Match || c.noSubject {
 			continue
 		}
-		if j, ok := first[c.re.String()]; ok {
+		key := c.re.String()
+		if c.bytes {
+			key = "bytes:" + key // the same pattern read as Latin-1 is another regex
+		}
+		if j, ok := first[key]; ok {
 			out[i] = j
 			continue
 		}
-		first[c.re.String()] = i
+		first[key] = i
 	}
 	return out
 }

@@ -218,6 +218,34 @@ func (s *Set) evalLines(v *view, plan *scanPlan, sc *scratch, scp scope) {
 			if sc.values[c.id] != 0 || sc.lastLine[c.id] == int32(k+1) {
 				continue
 			}
+			if c.lead != nil && s >= lo && end <= hi {
+				// Only the starts before this occurrence (lead.go).
+				from := max(lo, end-c.lead.span)
+				if sc.winLo[c.id] == int32(k+1) {
+					from = max(from, int(sc.winHi[c.id]))
+				} else if !c.linePossible(line(k)) {
+					sc.lastLine[c.id] = int32(k + 1)
+					continue
+				}
+				if from > s {
+					continue
+				}
+				sc.winLo[c.id], sc.winHi[c.id] = int32(k+1), int32(s+1)
+				start := time.Now()
+				hit := c.leadMatch(text, lo, hi, from)
+				if hit && c.bt != nil {
+					// The superset matched: the line goes to the backtracker.
+					sc.lastLine[c.id] = int32(k + 1)
+					hit = c.matchRegex(line(k))
+				}
+				c.stats.Nanos.Add(int64(time.Since(start)))
+				c.stats.Evaluations.Add(1)
+				if hit {
+					c.stats.Hits.Add(1)
+					sc.values[c.id] = 1
+				}
+				continue
+			}
 			if c.window > 0 && s >= lo && end <= hi {
 				// Only the bytes around this occurrence (window.go).
 				ws, we := window(text, lo, hi, s, end, c.window)
@@ -364,6 +392,12 @@ func btMatch(re *regexp2.Regexp, x string) bool {
 		}
 	}
 	return ok && err == nil
+}
+
+// linePossible reports whether the rule's byte and run checks let its
+// regex match x.
+func (c *crule) linePossible(x string) bool {
+	return (c.need == nil || c.need.possible(x)) && (c.run == nil || c.run.possible(x))
 }
 
 // matchOne tests one value against every constraint the rule gives.
