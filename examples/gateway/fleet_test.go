@@ -167,7 +167,8 @@ func TestFleetRules(t *testing.T) {
 		wantMetric(t, g, fmt.Sprintf("portcullis_fleet_rules_version %d", v1))
 	}
 	out := fleetStatusUntil(t, c.URLs(), func(out string) bool {
-		return strings.Count(out, fmt.Sprintf("refused version %d: rules: regression gate", v2)) == 4
+		return strings.Count(out, fmt.Sprintf("refused version %d: rules: regression gate", v2)) == 4 &&
+			strings.Count(out, " behind") == 4 // serving v1 of a fleet at v2
 	})
 	for _, n := range []string{"gw-a", "gw-b", "gw-c", "gw-d"} {
 		if !strings.Contains(out, n+" ") {
