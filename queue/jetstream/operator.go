@@ -74,6 +74,13 @@ func (q *Queue) mirrorLoop() {
 func (q *Queue) watch() error {
 	ctx, cancel := context.WithCancel(q.abort)
 	defer cancel()
+	go func() { // Shutdown does not wait for a request to an absent server
+		select {
+		case <-q.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	reconnected := q.s.nc.StatusChanged(nats.CONNECTED)
 	defer q.s.nc.RemoveStatusListener(reconnected)
 	// Every change up to the stream's last sequence now is in the initial
