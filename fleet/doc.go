@@ -60,7 +60,10 @@
 // refused: the old version keeps serving, the refusal is logged, counted
 // (portcullis_fleet_zone_refused_total{zone}) and reported in the node's
 // status. A version that cannot be fetched (NATS down, object gone) is
-// retried every ZonesConfig.Retry and is not a refusal.
+// retried every ZonesConfig.Retry and is not a refusal. Besides the
+// watch, each zone's manifest is read every ZonesConfig.Resync (5 s), so
+// a node whose watch died with a NATS server converges without waiting
+// for nats.go to notice the lost consumer.
 //
 // A Zone is an rbl.Local: rbl asks it first and falls back to DNS for
 // what it does not cover (no version loaded yet, IPv6). Readiness is the

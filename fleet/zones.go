@@ -281,7 +281,12 @@ type ZonesConfig struct {
 	Limits zone.Limits
 	// Retry is the wait before fetching again after a transport failure;
 	// 0 means 2 s.
-	Retry   time.Duration
+	Retry time.Duration
+	// Resync is how often the zones' current manifests are also read
+	// directly, besides the watch: when a NATS server dies, nats.go
+	// notices the watch's lost consumer only after two missed 5 s
+	// heartbeats. 0 means 5 s; each is one KV get per zone.
+	Resync  time.Duration
 	Logger  *slog.Logger   // nil discards
 	Metrics filter.Metrics // nil discards
 }
@@ -307,6 +312,9 @@ func NewZones(cfg ZonesConfig) *Zones {
 	}
 	if cfg.Retry <= 0 {
 		cfg.Retry = defaultZoneRetry
+	}
+	if cfg.Resync <= 0 {
+		cfg.Resync = 5 * time.Second
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -397,6 +405,8 @@ func (zs *Zones) Run(ctx context.Context) error {
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
+	resync := time.NewTicker(zs.cfg.Resync)
+	defer resync.Stop()
 	for {
 		w, err := kv.WatchAll(ctx)
 		if err != nil {
@@ -417,7 +427,9 @@ func (zs *Zones) Run(ctx context.Context) error {
 			case <-zs.rewatch:
 				break watch // the current values come again, the new zone's among them
 			case <-retry.C:
-				zs.retry(ctx, kv, obs, retry)
+				zs.retry(ctx, kv, obs, retry, false)
+			case <-resync.C:
+				zs.retry(ctx, kv, obs, retry, true)
 			case <-ctx.Done():
 				_ = w.Stop()
 				return ctx.Err()
@@ -430,16 +442,20 @@ func (zs *Zones) Run(ctx context.Context) error {
 	}
 }
 
-// retry fetches again the zones whose last fetch failed.
-func (zs *Zones) retry(ctx context.Context, kv jetstream.KeyValue, obs jetstream.ObjectStore, t *time.Timer) {
+// retry reads the current manifest of the zones whose last fetch failed
+// (all of them with every) and applies what is new.
+func (zs *Zones) retry(ctx context.Context, kv jetstream.KeyValue, obs jetstream.ObjectStore, t *time.Timer, every bool) {
 	again := false
 	for _, z := range zs.list() {
-		if z.handled.Load() >= z.seen.Load() {
+		if !every && z.handled.Load() >= z.seen.Load() {
 			continue
 		}
 		e, err := kv.Get(ctx, z.name)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // not published yet: the watch will say when it is
+		}
 		if err != nil {
-			again = true
+			again = again || !every
 			continue
 		}
 		again = zs.apply(ctx, obs, e) || again

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portcullis-mail/portcullis/filter"
@@ -323,5 +324,71 @@ func TestZoneFetchRetry(t *testing.T) {
 	waitVersion(t, node.zs, node.z, rev)
 	if s := node.z.Served(); s == nil || s.Version != rev || node.c.Ready() != nil {
 		t.Fatalf("after the object arrived: served %+v ready %v", s, node.c.Ready())
+	}
+}
+
+// A NATS server killed while a zone is published: the publication is
+// retried on the survivors and every node, reconnecting, converges.
+func TestZonesServerKilled(t *testing.T) {
+	cl := natstest.StartCluster(t, 3)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dnsSrv := startCountingDNS(t)
+	connectAll := func() jetstream.JetStream {
+		t.Helper()
+		nc, err := nats.Connect(cl.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return js
+	}
+	pub := connectAll()
+	publish := func(data []byte) uint64 {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+			zi, err := PublishZone(pctx, pub, Bucket{Replicas: 3}, ZonePublication{Zone: "bl.test", Data: bytes.NewReader(data)})
+			pcancel()
+			if err == nil {
+				return zi.Version
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("publish: %v", err)
+			}
+			t.Logf("publish: %v; again", err)
+		}
+	}
+	v1 := publish(bigZone(20000, 2))
+	var nodes []*node
+	for range 3 {
+		n := startNode(t, ctx, connectAll(), dnsSrv.Addr, ZonesConfig{Bucket: Bucket{Replicas: 3}, Retry: 100 * time.Millisecond, Resync: 200 * time.Millisecond})
+		waitVersion(t, n.zs, n.z, v1)
+		nodes = append(nodes, n)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); cl.Nodes[0].Stop() }()
+	start := time.Now()
+	v2 := publish(bigZone(20000, 3))
+	wg.Wait()
+	t.Logf("published in %v", time.Since(start))
+	for i, n := range nodes {
+		waitVersion(t, n.zs, n.z, v2)
+		t.Logf("node %d converged after %v", i, time.Since(start))
+		if s := n.z.Served(); s == nil || s.Version != v2 || n.c.Ready() != nil {
+			t.Fatalf("node %d after the kill: served %+v, ready %v", i, s, n.c.Ready())
+		}
+		if a := n.c.Lookup(ctx, "bl", "192.0.2.1"); !a.Local || a.Status != rbl.Listed || a.Codes[0].String() != "127.0.0.3" {
+			t.Fatalf("node %d: %+v", i, a)
+		}
+	}
+	if q := dnsSrv.queries.Load(); q != 0 {
+		t.Fatalf("%d DNS queries", q)
 	}
 }
