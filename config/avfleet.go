@@ -73,6 +73,16 @@ func buildAVFleet(cfg *Config, opts *scanner.Options, f *Filters, log *slog.Logg
 			return err
 		}
 		opts.SharedCache, opts.SharedTimeout = c, time.Duration(af.CacheTimeout)
+		bctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		bound := make(chan struct{})
+		go func() {
+			defer close(bound)
+			if err := c.Bind(bctx); err != nil && bctx.Err() == nil {
+				log.Warn("fleet: AV cache bucket not bound yet; scans bind it", "err", err)
+			}
+		}()
+		prev := closeNC
+		closeNC = func() error { cancel(); <-bound; return prev() }
 	}
 	if !af.Guard {
 		f.closers = append(f.closers, closeNC)

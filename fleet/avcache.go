@@ -87,11 +87,16 @@ func NewAVCache(cfg AVCacheConfig) (*AVCache, error) {
 // bucket binds the KV bucket, creating it when missing: a KV-shaped
 // stream (history 1) that discards its oldest entries when full, where
 // a plain KV bucket would refuse new ones.
+//
+// No lock is held while NATS is asked: a bind stalled by an outage must
+// not hold up other scans beyond their own timeouts (two binds at once
+// are harmless).
 func (c *AVCache) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.kv != nil {
-		return c.kv, nil
+	kv := c.kv
+	c.mu.Unlock()
+	if kv != nil {
+		return kv, nil
 	}
 	js, name := c.cfg.JetStream, c.cfg.Bucket.Name
 	kv, err := js.KeyValue(ctx, name)
@@ -110,8 +115,20 @@ func (c *AVCache) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fleet: bucket %s: %w", name, err)
 	}
-	c.kv = kv
-	return kv, nil
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.kv == nil {
+		c.kv = kv
+	}
+	return c.kv, nil
+}
+
+// Bind binds the bucket, creating it when missing, so the first scans
+// need not: a gateway calls it in the background at start (creating an
+// R3 stream can take longer than a scan's lookup timeout).
+func (c *AVCache) Bind(ctx context.Context) error {
+	_, err := c.bucket(ctx)
+	return err
 }
 
 // forget drops the bound bucket after a failure, so the next call binds
