@@ -181,7 +181,7 @@ type ZonePublication struct {
 // returns the manifest. It does not parse the data: the publisher does
 // (rulecheck publish-zone), and every node does again. Data over
 // MaxBytes is a *ZoneLimitError and publishes nothing. Objects of the
-// zone older than the previous version are deleted afterwards.
+// zone older than the previous version's are deleted afterwards.
 func PublishZone(ctx context.Context, js jetstream.JetStream, b Bucket, p ZonePublication) (*ZoneInfo, error) {
 	if err := CheckZoneName(p.Zone); err != nil {
 		return nil, err
@@ -214,10 +214,12 @@ func PublishZone(ctx context.Context, js jetstream.JetStream, b Bucket, p ZonePu
 		return nil, fmt.Errorf("fleet: publish zone %s: %w", p.Zone, err)
 	}
 	zi.Version = rev
-	// A node may still be reading the previous version: keep it.
-	if objs, err := obs.List(ctx); err == nil {
+	// A node may still be reading the previous version: keep it, and
+	// delete only the objects older than it (names sort by time), so that
+	// a concurrent publisher's newer object is never deleted.
+	if objs, err := obs.List(ctx); err == nil && prev != "" {
 		for _, o := range objs {
-			if strings.HasPrefix(o.Name, p.Zone+"/") && o.Name != zi.Object && o.Name != prev {
+			if strings.HasPrefix(o.Name, p.Zone+"/") && o.Name < prev {
 				_ = obs.Delete(ctx, o.Name)
 			}
 		}
