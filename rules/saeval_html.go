@@ -85,7 +85,6 @@ func (v *view) htmlParts() []*htmlResult {
 func parseHTMLResult(src string) *htmlResult {
 	r := &htmlResult{inside: map[string]int{}, length: len(src), minSize: 3, maxSize: 3}
 	z := html.NewTokenizer(strings.NewReader(src))
-	var text strings.Builder
 	skip := 0
 	tag := func(name string, num int, attrs map[string]string) {
 		ns := saNamespace.MatchString(name)
@@ -153,15 +152,20 @@ func parseHTMLResult(src string) *htmlResult {
 		switch tt {
 		case html.ErrorToken:
 			if z.Err() == io.EOF || true {
-				t := text.String()
-				r.htmlLength = len(t)
-				r.nonSpaceLen = len(t) - strings.Count(t, " ") - strings.Count(t, "\t") - strings.Count(t, "\n") - strings.Count(t, "\r")
 				return r
 			}
 		case html.TextToken:
 			if skip == 0 {
 				t := z.Text()
-				text.Write(t)
+				// The visible text's length and its bytes other than
+				// white space, counted as it comes (no copy of it).
+				r.htmlLength += len(t)
+				r.nonSpaceLen += len(t)
+				for _, c := range t {
+					if c == ' ' || c == '\t' || c == '\n' || c == '\r' {
+						r.nonSpaceLen--
+					}
+				}
 				if r.inside["a"] > 0 && len(r.anchor) > 0 {
 					r.anchor[len(r.anchor)-1] += string(t)
 				}
