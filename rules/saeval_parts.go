@@ -6,6 +6,7 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+	"unsafe"
 
 	"golang.org/x/net/publicsuffix"
 
@@ -113,7 +114,7 @@ func (v *view) maDiff() maDiffResult {
 			if typ == "text/html" {
 				words = html
 			}
-			for _, w := range strings.Fields(rendered) {
+			for w := range strings.FieldsSeq(rendered) {
 				if strings.IndexFunc(w, isWordRune) >= 0 {
 					words[w]++
 				}
@@ -258,18 +259,35 @@ func (v *view) saBodyLines() []string {
 	if len(leaves) == 0 {
 		return lines
 	}
-	var text strings.Builder
+	// The joined text is scratch (pooled); the squashed one, after the
+	// Subject, is the only copy kept.
+	tp := getBuf()
+	defer putBuf(tp)
+	text := *tp
+	var src string // the joined text: one leaf's own, else in text
+	if len(leaves) == 1 {
+		if l := leaves[0]; l.part == nil {
+			src = l.text
+		} else if _, t, ok := v.saRendered(l.part); ok {
+			src = t
+		}
+		leaves = nil
+	}
 	for _, l := range leaves {
-		if text.Len() > 0 {
-			text.WriteByte('\n')
+		if len(text) > 0 {
+			text = append(text, '\n')
 		}
 		if l.part == nil {
-			text.WriteString(l.text)
+			text = append(text, l.text...)
 			continue
 		}
 		if _, t, ok := v.saRendered(l.part); ok {
-			text.WriteString(t)
+			text = append(text, t...)
 		}
+	}
+	*tp = text
+	if len(text) > 0 {
+		src = unsafe.String(unsafe.SliceData(text), len(text))
 	}
 	subject := "\n"
 	for _, f := range v.headerFields() {
@@ -277,7 +295,11 @@ func (v *view) saBodyLines() []string {
 			subject = f.saText + "\n"
 		}
 	}
-	all := subject + saSquashSpace(text.String())
+	var b strings.Builder
+	b.Grow(len(subject) + len(src))
+	b.WriteString(subject)
+	saSquashSpace(&b, src)
+	all := b.String()
 	for len(all) > 0 {
 		i := strings.IndexByte(all, '\n') + 1
 		if i == 0 {
@@ -298,12 +320,10 @@ func (v *view) saBodyLines() []string {
 	return lines
 }
 
-// saSquashSpace is get_body_text_array_common's white-space handling:
+// saSquashSpace writes s to b with get_body_text_array_common's white-space handling:
 // a run of newlines with only white space between them becomes one
 // newline, any other run of white space one space.
-func saSquashSpace(s string) string {
-	var b strings.Builder
-	b.Grow(len(s))
+func saSquashSpace(b *strings.Builder, s string) {
 	for i := 0; i < len(s); {
 		r, n := utf8.DecodeRuneInString(s[i:])
 		if !unicode.IsSpace(r) {
@@ -343,7 +363,6 @@ func saSquashSpace(s string) string {
 		}
 		i = j
 	}
-	return b.String()
 }
 
 // saLeaf is a leaf of SpamAssassin's MIME tree: a part, or the text of a
