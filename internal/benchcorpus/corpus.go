@@ -158,3 +158,9 @@ func Zip(size int) []byte {
 	b.WriteString("--mix-b0undary--\r\n")
 	return b.Bytes()
 }
+
+// Large returns the tiers too slow for a benchmark loop, measured by the
+// side-by-side benchmark only: a 10 MB plain-text message.
+func Large() []Tier {
+	return []Tier{{"text-10m", "synthetic text, 10 MB", Text(10 << 20)}}
+}

@@ -7,8 +7,9 @@ import (
 
 func TestTiersSizeAndShape(t *testing.T) {
 	want := map[string][2]int{"text-2k": {2 << 10, 3 << 10}, "html-30k": {28 << 10, 34 << 10},
-		"zip-160k": {140 << 10, 180 << 10}, "text-3m": {3 << 20, 3<<20 + 4096}}
-	for _, tier := range Tiers() {
+		"zip-160k": {140 << 10, 180 << 10}, "text-3m": {3 << 20, 3<<20 + 4096},
+		"text-10m": {10 << 20, 10<<20 + 4096}}
+	for _, tier := range append(Tiers(), Large()...) {
 		r := want[tier.Name]
 		if n := len(tier.Raw); n < r[0] || n > r[1] {
 			t.Errorf("%s: %d bytes, want %d..%d", tier.Name, n, r[0], r[1])
