@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"testing"
+
+	"github.com/portcullis-mail/portcullis/internal/benchcorpus"
 )
 
 // fakeClamd answers PING and INSTREAM (in or out of a session) like
@@ -111,5 +113,18 @@ func TestCPUOfThisProcess(t *testing.T) {
 	}
 	if procCPU("0", false) != 0 {
 		t.Error("CPU of a missing process")
+	}
+}
+
+func TestLeafBytesExpandsTheZip(t *testing.T) {
+	raw := benchcorpus.Zip(160 << 10)
+	n := leafBytes(raw)
+	// The zip's members are mostly text that deflates about 3:1; the
+	// leaves and the rest must be well over the message and under 4×.
+	if n < len(raw)*5/4 || n > 4*len(raw) {
+		t.Errorf("leafBytes %d for a %d-byte message with a zip", n, len(raw))
+	}
+	if txt := benchcorpus.Text(2 << 10); leafBytes(txt) != len(txt) {
+		t.Errorf("leafBytes %d for a %d-byte text message", leafBytes(txt), len(txt))
 	}
 }

@@ -157,7 +157,7 @@ func run(ts []tier, rurl string, rpid int, saddr string, spid, reps int, budget 
 	}
 	last := len(systems) - 1
 	for _, s := range systems[:last] {
-		fmt.Printf(" Portcullis / %s |", s.name)
+		fmt.Printf(" Portcullis ahead of %s |", s.name)
 	}
 	fmt.Print("\n| --- | --- |" + strings.Repeat(" --- |", 2*len(systems)-1) + "\n")
 	for i, t := range ts {
