@@ -2,7 +2,6 @@ package rules
 
 import (
 	"io"
-	"regexp"
 	"strings"
 
 	"golang.org/x/net/html"
@@ -67,7 +66,10 @@ func renderHTML(b []byte, src string, max int) []byte {
 // and after them away; script and style text is not shown.
 func saRenderHTML(src string, max int) string {
 	z := html.NewTokenizer(strings.NewReader(src))
-	var b []byte
+	bp := getBuf() // scratch: the text is copied once, at its size
+	defer putBuf(bp)
+	b := *bp
+	defer func() { *bp = b }()
 	skip := 0
 	lastWS := false // the last piece written was a tag's white space
 	for len(b) < max {
@@ -78,12 +80,12 @@ func saRenderHTML(src string, max int) string {
 			if skip > 0 {
 				continue
 			}
-			t := saHTMLSpace.ReplaceAllString(string(z.Text()), " ")
-			if lastWS {
-				t = strings.TrimPrefix(t, " ")
+			n := len(b)
+			b = appendSquashed(b, z.Text())
+			if lastWS && len(b) > n && b[n] == ' ' {
+				b = append(b[:n], b[n+1:]...)
 			}
-			if t != "" {
-				b = append(b, t...)
+			if len(b) > n {
 				lastWS = false
 			}
 		case html.StartTagToken, html.SelfClosingTagToken, html.EndTagToken:
@@ -118,4 +120,38 @@ func saRenderHTML(src string, max int) string {
 	return string(b[:min(len(b), max)])
 }
 
-var saHTMLSpace = regexp.MustCompile(`(?:[ \t\n\r\f\x0b]|\x{a0})+`)
+// appendSquashed appends t with each run of HTML.pm's white space
+// (space, \t \n \r \f \v and U+00A0, the regex
+// `(?:[ \t\n\r\f\x0b]|\x{a0})+`) as one space. U+00A0 is the bytes C2 A0
+// wherever they stand: C2 never continues another character's bytes.
+func appendSquashed(b, t []byte) []byte {
+	for i := 0; i < len(t); {
+		if n := htmlSpace(t[i:]); n > 0 {
+			for n > 0 {
+				i += n
+				n = htmlSpace(t[i:])
+			}
+			b = append(b, ' ')
+			continue
+		}
+		b = append(b, t[i])
+		i++
+	}
+	return b
+}
+
+// htmlSpace is the length of the white space t starts with (0 if none).
+func htmlSpace(t []byte) int {
+	if len(t) == 0 {
+		return 0
+	}
+	switch t[0] {
+	case ' ', '\t', '\n', '\r', '\f', '\v':
+		return 1
+	case 0xc2:
+		if len(t) > 1 && t[1] == 0xa0 {
+			return 2
+		}
+	}
+	return 0
+}
