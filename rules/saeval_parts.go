@@ -77,6 +77,7 @@ type maDiffResult struct {
 type saExtra struct {
 	madiff    *maDiffResult
 	bodyLines *[]string
+	rendered  map[*filter.Part]string // saRendered's HTML parts
 }
 
 func (v *view) maDiff() maDiffResult {
@@ -172,7 +173,15 @@ func (v *view) saRendered(p *filter.Part) (typ, text string, ok bool) {
 	}
 	t := v.partText(p)
 	if typ == "text/html" && t != "" {
-		return typ, saRenderHTML(t, v.set.limits.MaxScanBytes), true
+		r, ok := v.sax.rendered[p]
+		if !ok {
+			r = saRenderHTML(t, v.set.limits.MaxScanBytes)
+			if v.sax.rendered == nil {
+				v.sax.rendered = map[*filter.Part]string{}
+			}
+			v.sax.rendered[p] = r
+		}
+		return typ, r, true
 	}
 	return "text/plain", t, true
 }
