@@ -12,13 +12,14 @@
 #   scripts/bench.sh [-reps 3] [-budget 2s] [-large=false]
 #
 # spamd runs with sa-compile's compiled body rules when Debian's
-# sa-compile package has compiled them (it does on install, offline);
-# the first output line says which.
+# sa-compile package has compiled them (it does on install, offline, in a
+# few minutes); the first output line says which.
 set -eu
 cd "$(dirname "$0")/.."
 need=
 command -v rspamd >/dev/null || need="$need rspamd"
 command -v spamd >/dev/null || need="$need spamd spamc"
+command -v sa-compile >/dev/null || need="$need sa-compile"
 command -v clamd >/dev/null || need="$need clamav-daemon"
 if [ -n "$need" ]; then
 	# shellcheck disable=SC2086
