@@ -180,7 +180,15 @@ func keysPattern(p string) string {
 	out = regexp.MustCompile(`\\u([0-9A-Fa-f]{4})`).ReplaceAllString(out, `\x{$1}`)
 	out = perlDollar(out, strings.Contains(reFlagPrefix.FindString(out), "m"))
 	if _, err := regexp.Compile(out); err != nil {
-		return ""
+		if !strings.Contains(err.Error(), "invalid repeat count") {
+			return ""
+		}
+		// Nested counted repeats RE2 will not expand: "+" and "*"
+		// match whatever the counts match, and more.
+		out = saLoosenCounts(out)
+		if _, err := regexp.Compile(out); err != nil {
+			return ""
+		}
 	}
 	return out
 }

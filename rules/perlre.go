@@ -3,6 +3,7 @@ package rules
 import (
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // Skip reasons for SpamAssassin rules that cannot run here.
@@ -157,7 +158,8 @@ func perlTranslate(body, flags string, delim byte) (perlRegex, error) {
 	case reBackref.MatchString(scan):
 		pr.backtrack, pr.why = true, ReasonBackref
 	}
-	if reHighByte.MatchString(scan) {
+	if reHighByte.MatchString(scan) || !utf8.ValidString(scan) {
+		// Raw bytes in a Latin-1 rule file are bytes too.
 		pr.bytes = true
 		body = latin1Runes(body)
 	}
@@ -165,6 +167,7 @@ func perlTranslate(body, flags string, delim byte) (perlRegex, error) {
 	if pr.backtrack {
 		return backtrackPattern(pr, body, prefix)
 	}
+	unreplaced := body
 	body = strings.NewReplacer(
 		`\Z`, `(?:\n?\z)`,
 		`\h`, `[\t \x{a0}]`,
@@ -178,6 +181,12 @@ func perlTranslate(body, flags string, delim byte) (perlRegex, error) {
 		body = "(?" + prefix + ")" + body
 	}
 	if _, err := regexp.Compile(body); err != nil {
+		if strings.Contains(err.Error(), "invalid repeat count") {
+			// Nested counted repeats RE2 will not expand: the
+			// backtracking engine has no such limit.
+			pr.backtrack, pr.why = true, ReasonRE2
+			return backtrackPattern(pr, unreplaced, prefix)
+		}
 		return pr, &errSkip{ReasonRE2, err.Error()}
 	}
 	pr.pattern = body

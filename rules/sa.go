@@ -529,3 +529,18 @@ func perlDollar(body string, multiline bool) string {
 
 // reFlagPrefix finds the flag groups a translated pattern starts with.
 var reFlagPrefix = regexp.MustCompile(`^(?:\(\?[a-z]+\))*`)
+
+var reCountedRepeat = regexp.MustCompile(`(^|[^\\])\{(\d+)(?:,\d*)?\}`)
+
+// saLoosenCounts replaces each counted repeat {n}, {n,} or {n,m} of a
+// pattern by "+" (n > 0) or "*": a pattern every match of the original
+// matches too.
+func saLoosenCounts(p string) string {
+	return reCountedRepeat.ReplaceAllStringFunc(p, func(m string) string {
+		s := reCountedRepeat.FindStringSubmatch(m)
+		if strings.TrimLeft(s[2], "0") == "" {
+			return s[1] + "*"
+		}
+		return s[1] + "+"
+	})
+}

@@ -104,6 +104,8 @@ func TestPerlToRE2(t *testing.T) {
 		{`/a++/`, "", ReasonAtomic},
 		{`/\Ga/`, "", ReasonPerlOnly},
 		{`/\xff/`, "", ReasonHighBytes},
+		{"/caf\xe9/", "", ReasonHighBytes},    // a raw byte of a Latin-1 file
+		{`/(?:a{1,30}b){50}/`, "", ReasonRE2}, // nested repeats: run by regexp2
 		{`/a{2000}/`, "", ReasonRE2},
 		{`/abc`, "", ReasonSyntax},
 		{`abc`, "", ReasonSyntax},
@@ -313,7 +315,7 @@ func TestSAEngines(t *testing.T) {
 	const cf = "testdata/sa-engines.cf"
 	raw := mboxEscape([]byte(readTestdata(t, "sa-engines.eml")))
 	want := []string{"ATOMIC", "BACKREF", "BYTES_HIGH", "BYTES_ZWSP", "FULL_LOOK", "HDR_BYTES", "HDR_LOOK",
-		"LOOK_AHEAD", "LOOK_AHEAD_NOT", "LOOK_BEHIND", "LOOK_BEHIND_NOT", "POSSESSIVE", "RAW_BACKREF", "SUBJ_IN_BODY"}
+		"LOOK_AHEAD", "LOOK_AHEAD_NOT", "LOOK_BEHIND", "LOOK_BEHIND_NOT", "NESTED_REPEAT", "POSSESSIVE", "RAW_BACKREF", "SUBJ_IN_BODY"}
 	for _, pre := range []bool{true, false} {
 		s := mustBuild(t, Config{Files: []string{cf}, NoPrefilter: !pre})
 		if rep := s.Report(); len(rep.Skips) != 1 || rep.Skips[0].Rule != "UNKEYED_BT" || rep.Skips[0].Reason != ReasonUnkeyed {
