@@ -25,7 +25,7 @@ import (
 // spamassassin lists them). CI fails when it drops below saMinAgreement,
 // the figure recorded in docs/EFFICACY.md; raise both when fidelity
 // improves.
-const saMinAgreement = 0.955
+const saMinAgreement = 0.96
 
 var saDiffVerbose = flag.Bool("sadiff.v", false, "print each rule the two disagree on, and each message")
 
