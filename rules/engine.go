@@ -3,6 +3,7 @@ package rules
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"embed"
 	"fmt"
 	"io/fs"
@@ -211,8 +212,20 @@ func (e *Engine) build() (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Everything the set is compiled from goes into key: the same sources
+	// compile to the same set, and the last one compiled is reused.
+	h := sha256.New()
+	fmt.Fprintf(h, "%t %t %t %+v\n", e.cfg.Default, e.cfg.SpamAssassin != "", e.cfg.NoPrefilter, lim)
+	read := func(name string) ([]byte, error) {
+		data, err := readFile(name, lim.MaxFileBytes)
+		if err == nil {
+			fmt.Fprintf(h, "%q %d\n", name, len(data))
+			h.Write(data)
+		}
+		return data, err
+	}
 	for _, f := range files {
-		data, err := readFile(f, lim.MaxFileBytes)
+		data, err := read(f)
 		if err != nil {
 			return nil, err
 		}
@@ -222,7 +235,7 @@ func (e *Engine) build() (*Set, error) {
 		}
 		dir := filepath.Dir(f)
 		err = parseYAML(f, data, sp, func(rel string) ([]byte, error) {
-			return readFile(filepath.Join(dir, filepath.FromSlash(rel)), lim.MaxFileBytes)
+			return read(filepath.Join(dir, filepath.FromSlash(rel)))
 		})
 		if err != nil {
 			return nil, err
@@ -233,7 +246,49 @@ func (e *Engine) build() (*Set, error) {
 			return nil, err
 		}
 	}
-	return compile(sp, compileOptions{limits: lim, detect: e.cfg.DetectType, noPrefilter: e.cfg.NoPrefilter, stats: &e.stats})
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+	memo := e.cfg.DetectType == nil // a function cannot be part of the key
+	if memo {
+		if s := lastCompiled.get(key); s != nil {
+			return s, nil
+		}
+	}
+	s, err := compile(sp, compileOptions{limits: lim, detect: e.cfg.DetectType, noPrefilter: e.cfg.NoPrefilter, stats: &e.stats})
+	if err == nil && memo {
+		lastCompiled.put(key, s)
+	}
+	return s, err
+}
+
+// lastCompiled is the set compiled last in this process and the key of
+// its sources. Compiling SpamAssassin's rules costs seconds of CPU; a
+// reload whose files did not change, or a second engine on the same files
+// (a milter and a gateway in one process, a test suite), gets the same
+// immutable set back at once. Engines sharing a set share its per-rule
+// statistics (Engine.Stats). Only the last set is kept, so the memory
+// held is at most one set beyond those in use.
+var lastCompiled compiledMemo
+
+type compiledMemo struct {
+	mu  sync.Mutex
+	key [sha256.Size]byte
+	set *Set
+}
+
+func (m *compiledMemo) get(key [sha256.Size]byte) *Set {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.set != nil && m.key == key {
+		return m.set
+	}
+	return nil
+}
+
+func (m *compiledMemo) put(key [sha256.Size]byte, s *Set) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.key, m.set = key, s
 }
 
 // overlapsSpamAssassin are the embedded rules that make a check
