@@ -48,7 +48,7 @@ func start(t *testing.T, relay string, args ...string) started {
 	case s := <-up:
 		// The milter listens while its rules load (config.Build): wait
 		// until it is ready, polling its readiness endpoint.
-		deadline := time.Now().Add(30 * time.Second)
+		deadline := time.Now().Add(120 * time.Second)
 		for {
 			resp, err := http.Get("http://" + s.admin + "/readyz")
 			if err == nil {
@@ -58,7 +58,7 @@ func start(t *testing.T, relay string, args ...string) started {
 				}
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("milter not ready after 30 s: %v", err)
+				t.Fatalf("milter not ready after 120 s: %v", err)
 			}
 			time.Sleep(20 * time.Millisecond) // polling an HTTP endpoint, not synchronising goroutines
 		}
