@@ -515,11 +515,10 @@ func (c *Checker) ask(ctx context.Context, r *resolver, l *listState, qname stri
 	case <-ctx.Done():
 		return entry{}, 0, false, netErr(ctx, ctx.Err())
 	}
-	actx, cancel := context.WithTimeout(ctx, c.cfg.QueryTimeout)
-	defer cancel()
+	deadline := time.Now().Add(c.cfg.QueryTimeout)
 	start := c.now()
 	r.queries.Add(1)
-	msg, err := c.ex.exchange(actx, r.addr, qname, dns.TypeA)
+	msg, err := c.ex.exchange(ctx, deadline, r.addr, qname, dns.TypeA)
 	result := "ok"
 	var raw rawAnswer
 	if err == nil {
@@ -544,7 +543,7 @@ func (c *Checker) ask(ctx context.Context, r *resolver, l *listState, qname stri
 	if !l.NoTXT {
 		// The reason is evidence for people, not the verdict: a TXT
 		// failure leaves the listing as it is.
-		if m, err := c.ex.exchange(actx, r.addr, qname, dns.TypeTXT); err == nil {
+		if m, err := c.ex.exchange(ctx, deadline, r.addr, qname, dns.TypeTXT); err == nil {
 			e.reason = parseTXT(m)
 		}
 	}

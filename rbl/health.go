@@ -170,7 +170,7 @@ func (c *Checker) checkList(ctx context.Context, r *resolver, l *listState) erro
 		}
 		actx, cancel := context.WithTimeout(ctx, c.cfg.QueryTimeout)
 		start := c.now()
-		msg, err := c.ex.exchange(actx, r.addr, qname, dns.TypeA)
+		msg, err := c.ex.exchange(actx, time.Time{}, r.addr, qname, dns.TypeA)
 		cancel()
 		c.metrics.Observe("portcullis_rbl_resolver_seconds", c.now().Sub(start).Seconds(), "resolver", r.addr, "result", "health")
 		if err != nil {

@@ -72,6 +72,7 @@ type pooledConn struct {
 	*dns.Conn
 	uses int
 	born time.Time
+	buf  [dns.MinMsgSize]byte // the query packed, then the answer read
 }
 
 const (
@@ -138,15 +139,23 @@ func (e *exchanger) close() {
 	}
 }
 
-// exchange asks addr for (qname, qtype) and returns the answer message with
-// a NOERROR or NXDOMAIN rcode; every other outcome is an error wrapping one
-// of the package sentinels.
-func (e *exchanger) exchange(ctx context.Context, addr, qname string, qtype uint16) (*dns.Msg, error) {
+// exchange asks addr for (qname, qtype) by deadline (the zero time: by
+// ctx's deadline or the client timeout) and returns the answer message
+// with a NOERROR or NXDOMAIN rcode; every other outcome is an error
+// wrapping one of the package sentinels. A deadline rather than a context
+// of its own: a lookup then costs no context and timer beyond ctx's.
+func (e *exchanger) exchange(ctx context.Context, deadline time.Time, addr, qname string, qtype uint16) (*dns.Msg, error) {
 	q := new(dns.Msg)
 	q.SetQuestion(qname, qtype)
-	r, err := e.udpOnce(ctx, addr, q)
+	r, err := e.udpOnce(ctx, deadline, addr, q)
 	if err == nil && r.Truncated {
-		r, err = e.tcpOnce(ctx, addr, q)
+		tctx := ctx
+		if !deadline.IsZero() {
+			var cancel context.CancelFunc
+			tctx, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
+		}
+		r, err = e.tcpOnce(tctx, addr, q)
 		if err != nil {
 			return nil, fmt.Errorf("%w, then over TCP: %w", ErrTruncated, err)
 		}
@@ -173,13 +182,13 @@ func (e *exchanger) exchange(ctx context.Context, addr, qname string, qtype uint
 
 // udpOnce is one exchange over a pooled socket, which is closed when ctx
 // ends so that a cancelled message does not wait for the read deadline.
-func (e *exchanger) udpOnce(ctx context.Context, addr string, q *dns.Msg) (*dns.Msg, error) {
+func (e *exchanger) udpOnce(ctx context.Context, deadline time.Time, addr string, q *dns.Msg) (*dns.Msg, error) {
 	pc, err := e.get(ctx, addr)
 	if err != nil {
 		return nil, netErr(ctx, err)
 	}
 	stop := context.AfterFunc(ctx, func() { pc.Close() })
-	r, _, err := e.udp.ExchangeWithConnContext(ctx, q, pc.Conn)
+	r, err := pc.exchange(ctx, deadline, q, e.udp.Timeout)
 	if !stop() || err != nil {
 		pc.Close() // closed by the cancellation, or in a state we do not trust
 		if err == nil {
@@ -189,6 +198,49 @@ func (e *exchanger) udpOnce(ctx context.Context, addr string, q *dns.Msg) (*dns.
 	}
 	e.put(addr, pc)
 	return r, nil
+}
+
+// exchange writes q and reads the answer with q's ID (an answer with
+// another ID is a late one to an earlier query on this socket, skipped),
+// by the earliest of deadline (unless zero), ctx's deadline and timeout
+// from now. It is miekg/dns's exchange on a
+// packet connection without its per-query buffers: the query is packed
+// into and the answer read from pc's buffer, which the unpacked message
+// does not reference (miekg/dns copies names, addresses and strings).
+func (pc *pooledConn) exchange(ctx context.Context, deadline time.Time, q *dns.Msg, timeout time.Duration) (*dns.Msg, error) {
+	if t := time.Now().Add(timeout); deadline.IsZero() || t.Before(deadline) {
+		deadline = t
+	}
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	nc := pc.Conn.Conn
+	if err := nc.SetDeadline(deadline); err != nil {
+		return nil, err
+	}
+	out, err := q.PackBuffer(pc.buf[:])
+	if err != nil {
+		return nil, err
+	}
+	if _, err := nc.Write(out); err != nil {
+		return nil, err
+	}
+	for {
+		n, err := nc.Read(pc.buf[:])
+		if err != nil {
+			return nil, err
+		}
+		if n < 12 { // a DNS header
+			return nil, dns.ErrShortRead
+		}
+		r := new(dns.Msg)
+		if err := r.Unpack(pc.buf[:n]); err != nil {
+			return nil, err
+		}
+		if r.Id == q.Id {
+			return r, nil
+		}
+	}
 }
 
 // tcpOnce is one exchange over a new TCP connection.
