@@ -1,10 +1,13 @@
 package rules
 
 import (
+	"bytes"
 	"io"
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/net/html"
 )
@@ -27,6 +30,10 @@ type htmlResult struct {
 	htmlLength, nonSpaceLen     int // rendered text
 	hasTags, hasElem, hasTagsSn bool
 	embeds                      bool
+	obfuscation                 int // text pieces that start a word the piece before ends
+
+	// For obfuscation: what the last piece of rendered text was.
+	hasPiece, lastEndsWord, lastWS bool
 
 	// html_text_match's texts: each comment as written ("<!--" and "-->"
 	// included), the text of each <a> (an <img> inside it adds "<img>\n"),
@@ -157,6 +164,7 @@ func parseHTMLResult(src string) *htmlResult {
 		case html.TextToken:
 			if skip == 0 {
 				t := z.Text()
+				r.textPiece(t)
 				// The visible text's length and its bytes other than
 				// white space, counted as it comes (no copy of it).
 				r.htmlLength += len(t)
@@ -196,8 +204,59 @@ func parseHTMLResult(src string) *htmlResult {
 				}
 			}
 			tag(n, num, attrs)
+			if saHTMLWhitespace[n] {
+				r.hasPiece, r.lastEndsWord, r.lastWS = true, false, true
+			}
 		}
 	}
+}
+
+// saHTMLWhitespace are HTML.pm's %elements_whitespace: tags that add
+// white space to the rendered text.
+var saHTMLWhitespace = func() map[string]bool {
+	m := map[string]bool{}
+	for _, t := range strings.Fields("br div li th td dt dd p hr blockquote pre embed listing plaintext xmp title h1 h2 h3 h4 h5 h6") {
+		m[t] = true
+	}
+	return m
+}()
+
+// textPiece follows HTML::html_text's obfuscation count: a piece of text
+// that starts with a word character (not white space, not ASCII
+// punctuation) right after one that ended with one, as in
+// "V<b></b>iagra". Pieces are as display_text keeps them: white space
+// runs squashed to one space, a leading space dropped after a tag's
+// white space.
+func (r *htmlResult) textPiece(t []byte) {
+	first, _ := utf8.DecodeRune(t)
+	if len(t) > 0 && r.hasPiece && r.lastEndsWord && saWordRune(first) {
+		r.obfuscation++
+	}
+	// The piece's last character once squashed: a space when it ends in
+	// white space, unless it is all white space dropped after a tag.
+	end := bytes.TrimRightFunc(t, saHTMLSpaceRune)
+	switch {
+	case len(end) < len(t) && (len(end) > 0 || !r.lastWS):
+		r.lastEndsWord = false // ends with " "
+	case len(end) == 0:
+		r.lastEndsWord = false // an empty piece
+	default:
+		last, _ := utf8.DecodeLastRune(end)
+		r.lastEndsWord = saWordRune(last)
+	}
+	r.hasPiece, r.lastWS = true, false
+}
+
+func saHTMLSpaceRune(c rune) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v' || c == 0xa0
+}
+
+// saWordRune: not white space and not ASCII punctuation.
+func saWordRune(c rune) bool {
+	if c == utf8.RuneError || unicode.IsSpace(c) {
+		return false
+	}
+	return !(c >= 0x21 && c <= 0x2f || c >= 0x3a && c <= 0x40 || c >= 0x5b && c <= 0x60 || c >= 0x7b && c <= 0x7e)
 }
 
 // imgDim reads an img width or height as HTML.pm does: a percentage of an
@@ -229,6 +288,9 @@ var htmlRangeKeys = map[string]func(r *htmlResult) (float64, bool){
 	},
 	"bad_tag_ratio": func(r *htmlResult) (float64, bool) {
 		return ratio(r.tags-r.elements, r.tags, r.hasTags && r.hasElem)
+	},
+	"obfuscation_ratio": func(r *htmlResult) (float64, bool) {
+		return ratio(r.obfuscation, r.tags, r.hasTags && r.obfuscation > 0)
 	},
 	"non_element_ratio": func(r *htmlResult) (float64, bool) {
 		return ratio(r.tagsSeen-r.elementsSeen, r.tagsSeen, r.hasTagsSn && r.hasElem)
