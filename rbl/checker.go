@@ -403,9 +403,10 @@ func (c *Checker) answer(ctx context.Context, l *listState, target, qname string
 		return a
 	}
 	e, err := c.flight.do(ctx, qname, func(ctx context.Context) (entry, error) {
-		fctx, cancel := context.WithTimeout(ctx, l.Timeout)
-		defer cancel()
-		return c.resolve(fctx, l, qname)
+		// The list's timeout is a deadline handed down, not a context
+		// of its own: a lookup then costs no context and timer beyond
+		// ctx's.
+		return c.resolve(ctx, time.Now().Add(l.Timeout), l, qname)
 	})
 	if err != nil {
 		if _, ok := err.(*LookupError); !ok {
@@ -464,7 +465,7 @@ func (l *listState) noteAnswered(first time.Duration) {
 // gives a usable answer wins; one that fails (timeout, SERVFAIL, REFUSED,
 // truncation it cannot recover, an answer outside 127/8 or a refused code)
 // hands over to the next.
-func (c *Checker) resolve(ctx context.Context, l *listState, qname string) (entry, error) {
+func (c *Checker) resolve(ctx context.Context, deadline time.Time, l *listState, qname string) (entry, error) {
 	var (
 		lastErr  error
 		lastAddr string
@@ -472,6 +473,12 @@ func (c *Checker) resolve(ctx context.Context, l *listState, qname string) (entr
 	)
 	for _, r := range c.resolvers {
 		if ctx.Err() != nil {
+			break
+		}
+		if !time.Now().Before(deadline) {
+			if lastErr == nil {
+				lastErr = fmt.Errorf("%w: the list's %s passed", ErrTimeout, l.Timeout)
+			}
 			break
 		}
 		if err := r.usable(l.Name, c.now()); err != nil {
@@ -485,7 +492,7 @@ func (c *Checker) resolve(ctx context.Context, l *listState, qname string) (entr
 			c.metrics.Add("portcullis_rbl_failovers_total", 1, "resolver", failed.addr)
 			c.log.Info("rbl resolver failover", "from", failed.addr, "to", r.addr, "list", l.Name, "err", lastErr)
 		}
-		e, ttl, hasTTL, err := c.ask(ctx, r, l, qname)
+		e, ttl, hasTTL, err := c.ask(ctx, deadline, r, l, qname)
 		if err == nil {
 			l.noteAnswered(c.cfg.Backoff)
 			c.cache.put(qname, e, ttl, hasTTL, c.now())
@@ -506,16 +513,27 @@ func (c *Checker) resolve(ctx context.Context, l *listState, qname string) (entr
 	return entry{}, &LookupError{List: l.Name, Name: qname, Resolver: lastAddr, Err: lastErr}
 }
 
-// ask queries one resolver, records its latency and health, and judges
-// the answer.
-func (c *Checker) ask(ctx context.Context, r *resolver, l *listState, qname string) (entry, time.Duration, bool, error) {
+// ask queries one resolver by deadline (the list's) and within the query
+// timeout, records its latency and health, and judges the answer.
+func (c *Checker) ask(ctx context.Context, deadline time.Time, r *resolver, l *listState, qname string) (entry, time.Duration, bool, error) {
 	select {
 	case c.inflight <- struct{}{}:
-		defer func() { <-c.inflight }()
-	case <-ctx.Done():
-		return entry{}, 0, false, netErr(ctx, ctx.Err())
+	default: // MaxInFlight queries on the wire: wait, by the deadline
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case c.inflight <- struct{}{}:
+			t.Stop()
+		case <-ctx.Done():
+			t.Stop()
+			return entry{}, 0, false, netErr(ctx, ctx.Err())
+		case <-t.C:
+			return entry{}, 0, false, fmt.Errorf("%w: the list's deadline passed waiting for one of %d queries in flight", ErrTimeout, cap(c.inflight))
+		}
 	}
-	deadline := time.Now().Add(c.cfg.QueryTimeout)
+	defer func() { <-c.inflight }()
+	if d := time.Now().Add(c.cfg.QueryTimeout); d.Before(deadline) {
+		deadline = d
+	}
 	start := c.now()
 	r.queries.Add(1)
 	msg, err := c.ex.exchange(ctx, deadline, r.addr, qname, dns.TypeA)

@@ -2,6 +2,7 @@ package rbl
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -170,5 +171,30 @@ func TestFromDomainsCapped(t *testing.T) {
 	got := fromDomains(m)
 	if strings.Join(got, " ") != "d0.example d1.example d2.example d3.example d4.example" {
 		t.Fatalf("from domains %v", got)
+	}
+}
+
+// TestListTimeoutWhileWaitingForInFlight: with MaxInFlight queries on the
+// wire, a lookup waits for a token by its list's deadline, then is a
+// timeout that never reached the resolver.
+func TestListTimeoutWhileWaitingForInFlight(t *testing.T) {
+	f := startFakeDNS(t)
+	h := newHarness(t, Config{Resolvers: []string{f.Addr}, MaxInFlight: 1, ListTimeout: 100 * time.Millisecond,
+		Lists: []List{{Name: "bl", Zone: "bl.test", Score: 1}}})
+	h.inflight <- struct{}{} // the one token, held
+	l := h.lists[0]
+	ip := netip.MustParseAddr("192.0.2.7")
+	a := h.lookup(context.Background(), l, ip.String(), ipQuery(ip, l.Zone))
+	<-h.inflight
+	if a.Status != Unknown || !errors.Is(a.Err, ErrTimeout) {
+		t.Fatalf("status %v, err %v; want unknown, a timeout", a.Status, a.Err)
+	}
+	if n := f.udpQueries.Load(); n != 0 {
+		t.Fatalf("%d queries reached the resolver", n)
+	}
+	// With the token free, the same lookup is answered.
+	a = h.lookup(context.Background(), l, ip.String(), ipQuery(ip, l.Zone))
+	if a.Status != NotListed || f.udpQueries.Load() != 1 {
+		t.Fatalf("status %v, err %v after %d queries", a.Status, a.Err, f.udpQueries.Load())
 	}
 }
