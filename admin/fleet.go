@@ -150,6 +150,9 @@ func (h *Handler) pageFleet(w http.ResponseWriter, r *http.Request) {
 			switch {
 			case e.State == "open":
 				fe.Class, trouble = "bad", true
+			case e.FleetSuspect:
+				fe.Class, fe.State, trouble = "bad", "suspect update (fleet-wide)", true
+				fe.Version = "signature version " + e.Version + " doubted across the fleet"
 			case e.Suspect:
 				fe.Class, fe.State, trouble = "bad", "suspect update", true
 			case e.State != "closed":

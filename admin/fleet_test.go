@@ -25,7 +25,7 @@ import (
 // fleetFixture is a real fleet on a NATS server: two rule set versions
 // published and three nodes reporting through fleet.Report — gw-a
 // serves the newest and is healthy, gw-b refused it and serves the older
-// one, gw-c has none yet and its ICAP engine's breaker is open. It
+// one and its clamd's signature version is suspect fleet-wide, gw-c has none yet and its ICAP engine's breaker is open. It
 // returns the Config.Fleet reader and the newest version.
 func fleetFixture(t *testing.T) (func(context.Context) (fleet.View, error), uint64) {
 	t.Helper()
@@ -61,7 +61,7 @@ func fleetFixture(t *testing.T) (func(context.Context) (fleet.View, error), uint
 			Zones:   []fleet.ZoneStatus{{Zone: "zen", Version: 5, Entries: 1200}}},
 		"gw-b": {RulesVersion: v1, RulesDigest: "sha256:99887766554433221100aabb", Ready: true, QueueDepth: 12, QueueHeld: 1,
 			Refused: &fleet.Refusal{Version: v2, Reason: "rules: regression gate: spam.eml: want add-header, got accept"},
-			Engines: []fleet.EngineHealth{clamd},
+			Engines: []fleet.EngineHealth{{Name: "clamd-1", State: "closed", Version: "ClamAV 1.4.2/27481", FleetSuspect: true}},
 			Zones: []fleet.ZoneStatus{{Zone: "zen", Version: 4, Entries: 1180,
 				Refused: &fleet.Refusal{Version: 5, Reason: "zone: line 7: bad address"}}}},
 		"gw-c": {NotReady: "fleet: not ready: no rule set loaded yet", QueueDepth: 12, QueueHeld: 1,
@@ -105,7 +105,8 @@ func TestConsoleFleet(t *testing.T) {
 		fmt.Sprintf("version %d</strong>", v2), "by rulecheck@build-1",
 		`<strong id="nodes">3</strong> nodes`, `<strong id="ready">2</strong> ready`,
 		`<strong id="current">1</strong> serve version`, `<strong id="refusing">1</strong> refused`,
-		`<strong id="troubled">1</strong> with an engine in trouble`,
+		`<strong id="troubled">2</strong> with an engine in trouble`,
+		`<span class="badge bad" title="signature version ClamAV 1.4.2/27481 doubted across the fleet">clamd-1: suspect update (fleet-wide)</span>`,
 		`data-node="gw-b"`, `behind</span>`, fmt.Sprintf("refused version %d: rules: regression gate: spam.eml", v2),
 		"not ready</span>", "no rule set loaded yet", `data-depth="12"`, "(1 held)",
 		`<span class="badge bad" title="">icap-1: open</span>`, `<span class="badge ok" title="ClamAV 1.4.2/27480">clamd-1: closed</span>`,
@@ -133,7 +134,8 @@ func TestConsoleFleet(t *testing.T) {
 	}
 	got := decode[apiFleetResp](t, raw)
 	if resp.StatusCode != 200 || got.Rules == nil || got.Rules.Version != v2 || len(got.Nodes) != 3 ||
-		got.Nodes[1].Node != "gw-b" || got.Nodes[1].Refused == nil || got.Nodes[2].Engines[1].State != "open" {
+		got.Nodes[1].Node != "gw-b" || got.Nodes[1].Refused == nil || got.Nodes[2].Engines[1].State != "open" ||
+		!got.Nodes[1].Engines[0].FleetSuspect || got.Nodes[0].Engines[0].FleetSuspect {
 		t.Fatalf("GET /api/fleet: %d %s", resp.StatusCode, raw)
 	}
 
@@ -254,6 +256,7 @@ func TestBrowserFleet(t *testing.T) {
 		"#node-gw-a td.engines": "clamd-1: closed icap-1: closed",
 		"#node-gw-b td.rules":   fmt.Sprintf("%d behind sha256:998877665544", v2-1),
 		"#node-gw-b td.notes":   fmt.Sprintf("refused version %d: rules: regression gate: spam.eml: want add-header, got accept zone zen refused version 5: zone: line 7: bad address", v2),
+		"#node-gw-b td.engines": "clamd-1: suspect update (fleet-wide)",
 		"#node-gw-c td.rules":   "none behind",
 		"#node-gw-c td.ready":   "not ready fleet: not ready: no rule set loaded yet",
 		"#node-gw-c td.engines": "clamd-1: closed icap-1: open",

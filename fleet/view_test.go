@@ -33,7 +33,12 @@ func TestReadView(t *testing.T) {
 	for id, ver := range map[string]uint64{"gw-1": v2, "gw-2": v1} {
 		go Report(ctx, ReporterConfig{JetStream: js, Node: id, Interval: time.Hour,
 			Status: func() NodeStatus {
-				return NodeStatus{RulesVersion: ver, QueueDepth: 4, QueueHeld: 1, Engines: []EngineHealth{{Name: "clamd-1", State: "open"}}}
+				e := EngineHealth{Name: "clamd-1", State: "open"}
+				if id == "gw-1" {
+					// Asked, but its signature version is doubted fleet-wide.
+					e = EngineHealth{Name: "clamd-1", State: "closed", Version: "ClamAV 1.4.2/27481", FleetSuspect: true}
+				}
+				return NodeStatus{RulesVersion: ver, QueueDepth: 4, QueueHeld: 1, Engines: []EngineHealth{e}}
 			}})
 	}
 	for deadline := time.Now().Add(20 * time.Second); ; <-time.After(20 * time.Millisecond) {
@@ -52,5 +57,8 @@ func TestReadView(t *testing.T) {
 	}
 	if e := v.Nodes[1].Engines; v.Nodes[1].QueueHeld != 1 || len(e) != 1 || e[0].Healthy() {
 		t.Fatalf("status round trip: %+v", v.Nodes[1])
+	}
+	if e := v.Nodes[0].Engines; len(e) != 1 || !e[0].FleetSuspect || e[0].Version != "ClamAV 1.4.2/27481" || e[0].Healthy() {
+		t.Fatalf("a fleet-suspect engine's round trip: %+v", v.Nodes[0])
 	}
 }

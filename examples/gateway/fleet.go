@@ -127,7 +127,8 @@ func (g *running) fleetStatus() fleet.NodeStatus {
 	}
 	if sc := g.gen.Load().filters.Scanner; sc != nil {
 		for _, e := range sc.States() {
-			st.Engines = append(st.Engines, fleet.EngineHealth{Name: e.Engine, State: e.Breaker.String(), Version: e.Version, Suspect: e.Suspect})
+			st.Engines = append(st.Engines, fleet.EngineHealth{Name: e.Engine, State: e.Breaker.String(), Version: e.Version, Suspect: e.Suspect,
+				FleetSuspect: e.FleetSuspect})
 		}
 	}
 	return st
@@ -258,7 +259,11 @@ func fleetCommand(args []string, stdout, stderr io.Writer) error {
 			var es []string
 			for _, e := range n.Engines {
 				st := e.State
-				if e.Suspect {
+				switch {
+				case e.FleetSuspect:
+					// The signature version is doubted fleet-wide.
+					st = "fleet-suspect"
+				case e.Suspect:
 					st = "suspect"
 				}
 				es = append(es, e.Name+":"+st)
