@@ -242,6 +242,9 @@ func TestSAEvals(t *testing.T) {
 	files, _ := filepath.Glob("testdata/sa-evals/*.eml")
 	files2, msgs := saDiffCorpus(t)
 	for _, f := range files {
+		if slices.Contains(files2, f) {
+			continue // the harness corpus has the made messages too
+		}
 		files2 = append(files2, f)
 		msgs = append(msgs, mboxEscape([]byte(readTestdata(t, strings.TrimPrefix(f, "testdata/")))))
 	}
@@ -260,9 +263,9 @@ func TestSAEvals(t *testing.T) {
 			"E_MISSING_TO", "E_MPART_ALT_LOW", "E_RDNS_NONE", "E_TVD_SPACE_HI"},
 		"testdata/sa-evals/noboundary.eml": {"E_BOUNCE_RELAYS", "E_MH_NEG", "E_MH_RAW_ROOT", "E_MH_UNSET", "E_MIME_HTML", "E_MPART_ALT_LOW", "E_NO_RELAYS",
 			"E_TVD_SPACE_HI"},
-		"testdata/sa-evals/relays.eml": {"E_BOUNCE_RELAYS", "E_COUNT_SUBJ", "E_EXT_HELO", "E_FREEMAIL_FROM", "E_GMAIL_FORGED", "E_MH_NEG", "E_MH_UNSET",
-			"E_MIME_BAD_ISO", "E_MIME_BASE64", "E_MIME_EPI", "E_MIME_HTML", "E_MPART_ALT_LOW", "E_MPART_RATIO", "E_OUTLOOK_MID",
-			"E_PAST_03_06", "E_REPLYTO_IN_LIST", "E_TVD_SPACE_HI"},
+		"testdata/sa-evals/relays.eml": {"E_BOUNCE_RELAYS", "E_COUNT_SUBJ", "E_EXT_HELO", "E_FM_REPLYTO", "E_FM_REPLY_BODY", "E_FREEMAIL_FROM",
+			"E_FREEMAIL_REPLY", "E_GMAIL_FORGED", "E_MH_NEG", "E_MH_UNSET", "E_MIME_BAD_ISO", "E_MIME_BASE64", "E_MIME_EPI",
+			"E_MIME_HTML", "E_MPART_ALT_LOW", "E_MPART_RATIO", "E_OUTLOOK_MID", "E_PAST_03_06", "E_REPLYTO_IN_LIST", "E_TVD_SPACE_HI"},
 		"testdata/sa-evals/trusted.eml": {"E_ALL_TRUSTED", "E_BODY_LT_256", "E_BOUNCE_RELAYS", "E_MH_NEG", "E_MH_UNSET", "E_MIME_HTML", "E_MIME_HTML_ONLY",
 			"E_MPART_ALT_LOW", "E_TRUSTED_BY"},
 	}
