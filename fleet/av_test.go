@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/portcullis-mail/portcullis/archive"
 	"github.com/portcullis-mail/portcullis/filter"
 	"github.com/portcullis-mail/portcullis/internal/testsvc"
@@ -92,7 +94,12 @@ func (a *avMetrics) get(name string, labels ...string) float64 {
 
 func newAVNode(t *testing.T, url, node string, eng scanner.Engine, replicas int, timeout time.Duration) *avNode {
 	t.Helper()
-	js := connect(t, url)
+	return newAVNodeJS(t, connect(t, url), node, eng, replicas, timeout)
+}
+
+// newAVNodeJS is newAVNode on a connection the test made.
+func newAVNodeJS(t *testing.T, js jetstream.JetStream, node string, eng scanner.Engine, replicas int, timeout time.Duration) *avNode {
+	t.Helper()
 	met := &avMetrics{}
 	cache, err := NewAVCache(AVCacheConfig{JetStream: js, Bucket: Bucket{Replicas: replicas}})
 	if err != nil {
