@@ -66,3 +66,24 @@ func Example() {
 	// before: true
 	// published: 1 served: 1 ready: true
 }
+
+// exampleJetStream starts an in-process JetStream server storing in dir
+// and connects to it, as Example does step by step; the other Examples
+// use it. stop closes the connection and shuts the server down.
+func exampleJetStream(dir string) (js jetstream.JetStream, stop func()) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
+		StoreDir: filepath.Join(dir, "nats"), NoLog: true, NoSigs: true})
+	if err != nil {
+		panic(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		panic("nats-server not ready")
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		panic(err)
+	}
+	js, _ = jetstream.New(nc)
+	return js, func() { nc.Close(); srv.Shutdown() }
+}

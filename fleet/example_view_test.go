@@ -7,10 +7,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/portcullis-mail/portcullis/fleet"
 )
 
@@ -23,22 +19,8 @@ func ExampleReadView() {
 		panic(err)
 	}
 	defer os.RemoveAll(dir)
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
-		StoreDir: filepath.Join(dir, "nats"), NoLog: true, NoSigs: true})
-	if err != nil {
-		panic(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		panic("nats-server not ready")
-	}
-	defer srv.Shutdown()
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		panic(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js, stop := exampleJetStream(dir)
+	defer stop()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
