@@ -44,5 +44,5 @@ fuzz_one() {
   fi
   echo "FAIL $dir $target"; cat "$log"; return 1
 }
-export -f fuzz_one; export logs FUZZTIME
+export -f fuzz_one; export logs FUZZTIME FUZZMINIMIZE
 xargs -P 2 -L 1 bash -c 'fuzz_one "$@"' _ < "$logs/targets"
