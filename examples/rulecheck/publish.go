@@ -52,17 +52,12 @@ func publish(args []string, stdout, stderr io.Writer) int {
 	}
 	host, _ := os.Hostname()
 	rs.Publisher = "rulecheck@" + host
-	nc, err := nats.Connect(*url, nats.Timeout(5*time.Second))
+	js, closeNATS, err := connectFleet(*url)
 	if err != nil {
 		fmt.Fprintf(stderr, "rulecheck: nats: %v\n", err)
 		return 2
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		fmt.Fprintf(stderr, "rulecheck: nats: %v\n", err)
-		return 2
-	}
+	defer closeNATS()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	v, err := fleet.Publish(ctx, js, fleet.Bucket{Name: *bucket, Replicas: *replicas}, rs)
@@ -72,4 +67,18 @@ func publish(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "published version %d %s (%d files)\n", v, rs.Digest, len(rs.Files))
 	return 0
+}
+
+// connectFleet connects to the fleet's NATS for one publication; close
+// ends the connection.
+func connectFleet(url string) (js jetstream.JetStream, close func(), err error) {
+	nc, err := nats.Connect(url, nats.Timeout(5*time.Second))
+	if err != nil {
+		return nil, nil, err
+	}
+	if js, err = jetstream.New(nc); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return js, nc.Close, nil
 }

@@ -9,9 +9,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/portcullis-mail/portcullis/fleet"
 	"github.com/portcullis-mail/portcullis/fleet/zone"
 )
@@ -73,17 +70,12 @@ func publishZone(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	host, _ := os.Hostname()
-	nc, err := nats.Connect(*url, nats.Timeout(5*time.Second))
+	js, closeNATS, err := connectFleet(*url)
 	if err != nil {
 		fmt.Fprintf(stderr, "rulecheck: nats: %v\n", err)
 		return 2
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		fmt.Fprintf(stderr, "rulecheck: nats: %v\n", err)
-		return 2
-	}
+	defer closeNATS()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	zi, err := fleet.PublishZone(ctx, js, fleet.Bucket{Name: *bucket, Replicas: *replicas}, fleet.ZonePublication{
