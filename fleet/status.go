@@ -102,32 +102,40 @@ func Report(ctx context.Context, cfg ReporterConfig) error {
 
 // Statuses reads every node's status, sorted by node id.
 func Statuses(ctx context.Context, js jetstream.JetStream, b Bucket) ([]NodeStatus, error) {
-	name := b.Name
-	if name == "" {
-		name = StatusBucket
-	}
-	kv, err := js.KeyValue(ctx, name)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("fleet: %w", err)
-	}
-	lister, err := kv.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("fleet: %w", err)
-	}
 	var out []NodeStatus
-	for k := range lister.Keys() {
-		e, err := kv.Get(ctx, k)
-		if err != nil {
-			continue // expired between list and get
-		}
+	err := eachEntry(ctx, js, b, StatusBucket, func(e jetstream.KeyValueEntry) {
 		var st NodeStatus
 		if json.Unmarshal(e.Value(), &st) == nil {
 			out = append(out, st)
 		}
-	}
+	})
 	slices.SortFunc(out, func(a, b NodeStatus) int { return strings.Compare(a.Node, b.Node) })
-	return out, nil
+	return out, err
+}
+
+// eachEntry calls f with the current entry of every key of the bucket
+// (named def when b names none); a bucket not created yet has none, and
+// a key gone between the listing and its read is passed over.
+func eachEntry(ctx context.Context, js jetstream.JetStream, b Bucket, def string, f func(jetstream.KeyValueEntry)) error {
+	name := b.Name
+	if name == "" {
+		name = def
+	}
+	kv, err := js.KeyValue(ctx, name)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("fleet: %w", err)
+	}
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("fleet: %w", err)
+	}
+	for k := range lister.Keys() {
+		if e, err := kv.Get(ctx, k); err == nil {
+			f(e)
+		}
+	}
+	return nil
 }

@@ -246,31 +246,14 @@ func CurrentZone(ctx context.Context, js jetstream.JetStream, b Bucket, name str
 // PublishedZones reads every zone's current manifest, sorted by name; a
 // fleet without zones has none.
 func PublishedZones(ctx context.Context, js jetstream.JetStream, b Bucket) ([]ZoneInfo, error) {
-	name := b.Name
-	if name == "" {
-		name = ZonesBucket
-	}
-	kv, err := js.KeyValue(ctx, name)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("fleet: %w", err)
-	}
-	lister, err := kv.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("fleet: %w", err)
-	}
 	var out []ZoneInfo
-	for k := range lister.Keys() {
-		if e, err := kv.Get(ctx, k); err == nil {
-			if zi, err := decodeZoneInfo(k, e.Value(), e.Revision()); err == nil {
-				out = append(out, *zi)
-			}
+	err := eachEntry(ctx, js, b, ZonesBucket, func(e jetstream.KeyValueEntry) {
+		if zi, err := decodeZoneInfo(e.Key(), e.Value(), e.Revision()); err == nil {
+			out = append(out, *zi)
 		}
-	}
+	})
 	slices.SortFunc(out, func(a, b ZoneInfo) int { return strings.Compare(a.Zone, b.Zone) })
-	return out, nil
+	return out, err
 }
 
 // ZonesConfig configures Zones.
