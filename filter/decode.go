@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"mime/quotedprintable"
+	"slices"
 	"strings"
 	"unicode/utf8"
 	"unsafe"
@@ -323,21 +324,49 @@ func (d *base64Reader) Read(p []byte) (int, error) {
 func (d *base64Reader) fill() {
 	n, err := d.r.Read(d.in[:])
 	out := d.obuf[:0]
-	for _, c := range d.in[:n] {
-		switch v := b64class[c]; v {
-		case 0:
-		case '=':
-			// Padding ends the data so far, whole or not.
-			out = d.decode(out, true)
-		default:
-			d.work = append(d.work, v)
+	in := d.in[:n]
+	for {
+		// Padding ends the data so far, whole or not.
+		k := bytes.IndexByte(in, '=')
+		if k < 0 {
+			d.work = appendBase64(d.work, in)
+			break
 		}
+		d.work = appendBase64(d.work, in[:k])
+		out = d.decode(out, true)
+		in = in[k+1:]
 	}
 	if err != nil {
 		d.done = true
 	}
 	d.out = d.decode(out, d.done)
 }
+
+// appendBase64 appends to dst the alphabet characters of src (which holds
+// no padding), URL-safe ones read as standard: every byte is written and
+// the write position moves only past the kept ones, a loop with no branch
+// on the data, which the line breaks every 76 characters would mispredict.
+func appendBase64(dst, src []byte) []byte {
+	k := len(dst)
+	dst = slices.Grow(dst, len(src))[:k+len(src)]
+	for _, c := range src {
+		v := b64class[c]
+		dst[k] = v
+		k += int(b64keep[c])
+	}
+	return dst[:k]
+}
+
+// b64keep is 1 for the bytes b64class maps to an alphabet character.
+var b64keep = func() [256]byte {
+	var t [256]byte
+	for c, v := range b64class {
+		if v != 0 && v != '=' {
+			t[c] = 1
+		}
+	}
+	return t
+}()
 
 // decode appends the decoded whole quanta of work to out; with flush, a
 // trailing partial quantum too.
