@@ -54,6 +54,7 @@ type Set struct {
 	thresholds Thresholds
 	scans      [nScopes]scanPlan
 	metas      []*crule // in evaluation order: dependencies first
+	metaPlan   metaPlan // how they are evaluated (metaeval.go)
 	corpus     []Sample
 	report     LoadReport
 	limits     Limits
@@ -98,7 +99,7 @@ type crule struct {
 // RuleStats counts what one rule cost and found. Counts survive reloads of
 // an Engine while the rule keeps its name.
 type RuleStats struct {
-	Evaluations atomic.Uint64 // times the rule was tested (after the prefilter)
+	Evaluations atomic.Uint64 // times the rule was tested (after the prefilter; a meta rule, when an input changed: metaeval.go)
 	Hits        atomic.Uint64
 	Nanos       atomic.Int64 // time spent testing it
 }
@@ -231,6 +232,7 @@ func compile(sp *spec, o compileOptions) (*Set, error) {
 			s.report.skip(Skip{File: c.File, Line: c.Line, Rule: c.Name, Reason: ReasonUnkeyed, Detail: c.Regex})
 		}
 	}
+	s.planMetas()
 	if err := s.buildScans(); err != nil {
 		return nil, err
 	}

@@ -48,6 +48,8 @@ type scratch struct {
 	lastLine []int32 // body rules: 1 + the line last tested
 	winLo    []int32 // windowed body rules: the window last tested
 	winHi    []int32
+	stack    []float64 // meta programs' (metaeval.go)
+	dirty    []uint64  // meta rules to evaluate, by position in Set.metas
 }
 
 // Evaluate runs the set over a message. It fails only when ctx ends.
@@ -57,7 +59,7 @@ func (s *Set) Evaluate(ctx context.Context, m *filter.Message) (*Evaluation, err
 		n := len(s.rules)
 		sc = &scratch{values: make([]float64, n), tested: make([]bool, n), lastLine: make([]int32, n), winLo: make([]int32, n), winHi: make([]int32, n)}
 	}
-	clear(sc.values)
+	copy(sc.values, s.metaPlan.base) // 0 but for meta rules that hit when nothing else does
 	clear(sc.tested)
 	clear(sc.lastLine)
 	clear(sc.winLo)
@@ -112,16 +114,16 @@ func (s *Set) Evaluate(ctx context.Context, m *filter.Message) (*Evaluation, err
 			}
 		})
 	}
-	for _, c := range s.metas {
-		if c.meta.eval(sc.values) != 0 {
-			sc.values[c.id] = 1
-			c.stats.Hits.Add(1)
-		}
-		c.stats.Evaluations.Add(1)
-	}
+	s.evalMetas(sc)
 	ev := &Evaluation{}
 	for _, c := range s.rules {
-		if sc.values[c.id] != 0 && c.emit {
+		if sc.values[c.id] == 0 {
+			continue
+		}
+		if c.meta != nil {
+			c.stats.Hits.Add(1)
+		}
+		if c.emit {
 			ev.Symbols = append(ev.Symbols, filter.Symbol{Name: c.Name, Score: c.Score, Detail: c.Description})
 			ev.Score += c.Score
 		}

@@ -96,7 +96,8 @@ func FuzzPerlRegex(f *testing.F) {
 	})
 }
 
-// FuzzMeta: any expression parses or is refused; parsed ones evaluate.
+// FuzzMeta: any expression parses or is refused; parsed ones evaluate,
+// compiled to the same value as the tree gives.
 func FuzzMeta(f *testing.F) {
 	for _, s := range []string{"A && !B", "(A + B + C) >= 2", "-A * 3 / (B - 1)", "((((A))))", "A || B && C == 1"} {
 		f.Add(s)
@@ -107,7 +108,14 @@ func FuzzMeta(f *testing.F) {
 			return
 		}
 		n.names(func(m *metaNode) { m.id = 0 })
-		n.eval([]float64{1})
+		p := compileMeta(n)
+		stack := make([]float64, p.depth)
+		for _, x := range []float64{0, 1} {
+			want, got := n.eval([]float64{x}), p.eval([]float64{x}, stack)
+			if want != got && !(want != want && got != got) {
+				t.Fatalf("%q over %v: program %v, tree %v", s, x, got, want)
+			}
+		}
 	})
 }
 
