@@ -41,6 +41,7 @@ const (
 	KindBadName         Kind = "bad-name"           // NUL, an NTFS stream or an empty member name
 	KindRiskyName       Kind = "risky-ext"          // an extension that is scored, not banned (.svg: scripts in an image)
 	KindExternalBody    Kind = "mime-external-body" // message/external-body: content fetched from elsewhere
+	KindSmuggled        Kind = "smuggled"           // a file carried as base64 in an HTML or script text (data: URI, a string for atob)
 
 	// MIME defects (filter.Defect), one kind each; their symbols are
 	// MIME_*, e.g. MIME_BARE_CR. They score; KindAmbiguous decides.
@@ -96,6 +97,7 @@ var kinds = [...]struct {
 	{KindBadName, filter.Accept, 2},
 	{KindRiskyName, filter.Accept, 3},
 	{KindExternalBody, filter.Accept, 1},
+	{KindSmuggled, filter.Quarantine, 5},
 	{KindMIMEBoundaryParams, filter.Accept, 3},
 	{KindMIMEDuplicateHeader, filter.Accept, 2},
 	{KindMIMENoBoundary, filter.Accept, 2},

@@ -43,8 +43,10 @@
 // Outlook's TNEF (tnef.go), ISO 9660
 // images (iso.go), and text-embedded encodings — uuencode in every
 // begin-line form, begin-base64, yEnc, BinHex 4.0 — in a text body or a
-// part of their own (uu.go). message/partial cannot be judged alone and
-// quarantines.
+// part of their own (uu.go), and files smuggled in HTML or script text as
+// base64 — a data: URI, a string for atob() — which a browser builds on
+// the reader's machine (smuggle.go: ARCHIVE_SMUGGLED, and the file is
+// walked). message/partial cannot be judged alone and quarantines.
 //
 // # Findings and policy
 //

@@ -29,7 +29,8 @@ var uuBegin = regexp.MustCompile(`(?i)^begin(-base64)?[ \t]+[0-7]{1,6}(?:[ \t]+(
 // rest skipped): an overlong line must not end the search, or one would
 // hide every block after it.
 type lineSource struct {
-	br *bufio.Reader
+	br  *bufio.Reader
+	mid bool // the last piece read filled the buffer: the line goes on
 }
 
 var lineBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
@@ -48,18 +49,40 @@ func (s *lineSource) close() {
 }
 
 func (s *lineSource) next() ([]byte, bool) {
+	if s.mid {
+		s.skipRest()
+	}
+	line, long, _, ok := s.nextLong()
+	if long {
+		line = append([]byte(nil), line[:256]...) // enough to tell a begin line
+		s.skipRest()
+	}
+	return line, ok
+}
+
+// nextLong is next without cutting: a line longer than the buffer comes
+// in pieces of at most the buffer (long is true for all but the last),
+// each valid until the source is read again; cont is true for the pieces
+// after the first.
+func (s *lineSource) nextLong() (line []byte, long, cont, ok bool) {
 	line, err := s.br.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) {
-		out := append([]byte(nil), line[:256]...) // enough to tell a begin line
-		for errors.Is(err, bufio.ErrBufferFull) {
-			_, err = s.br.ReadSlice('\n')
-		}
-		return out, true
+	cont, long = s.mid, errors.Is(err, bufio.ErrBufferFull)
+	s.mid = long
+	if long {
+		return line, true, cont, true
 	}
 	if len(line) == 0 && err != nil {
-		return nil, false
+		return nil, false, cont, false
 	}
-	return bytes.TrimRight(line, "\r\n"), true
+	return bytes.TrimRight(line, "\r\n"), false, cont, true
+}
+
+// skipRest discards the rest of a line longer than the buffer.
+func (s *lineSource) skipRest() {
+	for s.mid {
+		_, err := s.br.ReadSlice('\n')
+		s.mid = errors.Is(err, bufio.ErrBufferFull)
+	}
 }
 
 var (
@@ -72,9 +95,24 @@ func (w *walker) textBlocks(n node, r io.Reader) error {
 	src := newLineSource(r)
 	defer src.close()
 	for {
-		line, ok := src.next()
+		line, long, cont, ok := src.nextLong()
 		if !ok {
 			return nil
+		}
+		if long || cont {
+			// A piece of a line longer than the buffer: only its first
+			// can be a begin line, and every piece can carry files.
+			var head []byte
+			if !cont {
+				head = append([]byte(nil), line[:256]...) // enough to tell a begin line
+			}
+			if err := w.embedded(n, line, long, src.br); err != nil {
+				return err
+			}
+			if cont {
+				continue
+			}
+			line = head
 		}
 		var name, kind string
 		var dec io.Reader
@@ -101,6 +139,11 @@ func (w *walker) textBlocks(n node, r io.Reader) error {
 			}
 			name, kind, dec = bh.name, "binhex", bh.data
 		default:
+			if !long && !cont {
+				if err := w.embedded(n, line, false, nil); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		c := n.child(name, false, -1)

@@ -56,6 +56,7 @@ type walker struct {
 	entries  int
 	stop     bool
 	limit    *LimitError
+	embeds   int // files found smuggled in texts, for their names
 }
 
 // node is a file being looked at.
