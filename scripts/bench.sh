@@ -21,56 +21,108 @@ command -v rspamd >/dev/null || need="$need rspamd"
 command -v spamd >/dev/null || need="$need spamd spamc"
 command -v sa-compile >/dev/null || need="$need sa-compile"
 command -v clamd >/dev/null || need="$need clamav-daemon"
+PATH=$PATH:/usr/sbin command -v rbldnsd >/dev/null || need="$need rbldnsd"
 if [ -n "$need" ]; then
 	# shellcheck disable=SC2086
 	apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends $need
 fi
 dir=$(mktemp -d /tmp/portcullis-bench.XXXXXX)
 pid=
+dpid=
 spid=
 cpid=
+bpidfile="$dir/rbldnsd.pid"
 cleanup() {
-	for p in $pid $spid $cpid; do
-		kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
+	for p in $pid $dpid $spid $cpid $(cat "$bpidfile" 2>/dev/null); do
+		kill "$p" 2>/dev/null && { wait "$p" 2>/dev/null || true; }
 	done
 	rm -rf "$dir"
 }
 trap cleanup EXIT INT TERM
-mkdir -p "$dir/override.d" "$dir/local.d" "$dir/db" "$dir/run" "$dir/log"
-port=${RSPAMD_PORT:-11433}
-cat >"$dir/override.d/worker-normal.inc" <<CONF
-bind_socket = "127.0.0.1:$port";
-count = 1;
-CONF
-echo 'bind_socket = "127.0.0.1:'$((port + 1))'"; count = 1;' >"$dir/override.d/worker-controller.inc"
-echo 'enabled = false;' >"$dir/override.d/worker-proxy.inc"
-echo 'enabled = false;' >"$dir/override.d/worker-fuzzy.inc"
-printf 'type = "file";\nfilename = "%s/log/rspamd.log";\nlevel = "error";\n' "$dir" >"$dir/override.d/logging.inc"
-# DNS lists, SPF/DKIM/DMARC, MX, ASN, fuzzy and the Redis-backed modules
-# are network work that the in-process side does not do.
-for m in rbl spf dkim dmarc arc asn fuzzy_check mx_check emails hfilter greylist ratelimit replies \
-	neural url_reputation reputation dkim_signing milter_headers history_redis bayes_expiry \
-	elastic clickhouse external_services antivirus metadata_exporter dcc; do
-	echo 'enabled = false;' >"$dir/override.d/$m.conf"
-done
-printf 'dns { nameserver = ["127.0.0.1:1"]; timeout = 0.1s; retransmits = 0; }\n' >"$dir/override.d/options.inc"
+mkdir -p "$dir/log" "$dir/run"
+go build -o "$dir/bench" ./internal/cmd/bench
+go build -o "$dir/gateway" ./examples/gateway
 user=_rspamd
 id "$user" >/dev/null 2>&1 || user=$(id -un)
-chown -R "$user" "$dir"
-taskset -c 0 rspamd -f -u "$user" -g "$(id -gn "$user")" -c /etc/rspamd/rspamd.conf \
-	--var=LOCAL_CONFDIR="$dir" --var=DBDIR="$dir/db" --var=RUNDIR="$dir/run" --var=LOGDIR="$dir/log" \
-	>"$dir/log/stdout" 2>&1 &
-pid=$!
-i=0
-until curl -sf "http://127.0.0.1:$port/ping" >/dev/null 2>&1; do
-	i=$((i + 1))
-	if [ $i -gt 300 ] || ! kill -0 "$pid" 2>/dev/null; then
-		echo "bench.sh: rspamd did not start:" >&2
-		cat "$dir/log/stdout" "$dir/log/rspamd.log" >&2 2>/dev/null || true
-		exit 1
+
+# start_rspamd DIR PORT [DNS]: rspamd with a private configuration in
+# DIR, its normal worker on 127.0.0.1:PORT, pinned to core 0; sets rpid.
+# DNS lists, SPF/DKIM/DMARC, MX, ASN, fuzzy and the Redis-backed modules
+# are network work that the in-process side does not do: off, and DNS
+# pointed at a closed port. With DNS (an rbldnsd serving the zones of
+# bench -write-zones), the rbl module is on with only the bench's two
+# lists (the client address and the links' domains) and asks DNS there.
+start_rspamd() {
+	d=$1 p=$2
+	mkdir -p "$d/override.d" "$d/local.d" "$d/db" "$d/run" "$d/log"
+	printf 'bind_socket = "127.0.0.1:%s";\ncount = 1;\n' "$p" >"$d/override.d/worker-normal.inc"
+	echo 'bind_socket = "127.0.0.1:'$((p + 1))'"; count = 1;' >"$d/override.d/worker-controller.inc"
+	echo 'enabled = false;' >"$d/override.d/worker-proxy.inc"
+	echo 'enabled = false;' >"$d/override.d/worker-fuzzy.inc"
+	printf 'type = "file";\nfilename = "%s/log/rspamd.log";\nlevel = "error";\n' "$d" >"$d/override.d/logging.inc"
+	for m in rbl spf dkim dmarc arc asn fuzzy_check mx_check emails hfilter greylist ratelimit replies \
+		neural url_reputation reputation dkim_signing milter_headers history_redis bayes_expiry \
+		elastic clickhouse external_services antivirus metadata_exporter dcc; do
+		echo 'enabled = false;' >"$d/override.d/$m.conf"
+	done
+	printf 'dns { nameserver = ["%s"]; timeout = 1s; retransmits = 0; }\n' "${3:-127.0.0.1:1}" >"$d/override.d/options.inc"
+	if [ -n "${3:-}" ]; then
+		cat >"$d/override.d/rbl.conf" <<CONF
+enabled = true;
+url_whitelist = [];
+rbls {
+  bench_bl {
+    symbol = "BENCH_BL";
+    rbl = "bl.bench.test";
+    checks = ["from"];
+    exclude_private_ips = false;
+    exclude_local = false;
+  }
+  bench_uribl {
+    symbol = "BENCH_URIBL";
+    rbl = "uribl.bench.test";
+    checks = ["urls"];
+    ignore_defaults = true;
+    exclude_users = false;
+  }
+}
+CONF
 	fi
-	sleep 0.2
-done
+	chown -R "$user" "$d"
+	taskset -c 0 rspamd -f -u "$user" -g "$(id -gn "$user")" -c /etc/rspamd/rspamd.conf \
+		--var=LOCAL_CONFDIR="$d" --var=DBDIR="$d/db" --var=RUNDIR="$d/run" --var=LOGDIR="$d/log" \
+		>"$d/log/stdout" 2>&1 &
+	rpid=$!
+	i=0
+	until curl -sf "http://127.0.0.1:$p/ping" >/dev/null 2>&1; do
+		i=$((i + 1))
+		if [ $i -gt 300 ] || ! kill -0 "$rpid" 2>/dev/null; then
+			echo "bench.sh: rspamd did not start:" >&2
+			cat "$d/log/stdout" "$d/log/rspamd.log" >&2 2>/dev/null || true
+			exit 1
+		fi
+		sleep 0.2
+	done
+}
+
+port=${RSPAMD_PORT:-11433}
+start_rspamd "$dir/rspamd" "$port"
+pid=$rpid
+
+# rbldnsd serves the DNS tier's two zones (bench -write-zones); it forks
+# into the background once its zones are loaded and its socket bound.
+bport=${RBLDNSD_PORT:-11553}
+mkdir -p "$dir/zones"
+chmod 755 "$dir" "$dir/zones"
+zones=$("$dir/bench" -write-zones "$dir/zones")
+chmod 644 "$dir/zones"/*
+buser=
+[ "$(id -u)" = 0 ] && buser="-u nobody"
+# shellcheck disable=SC2086
+taskset -c 0 rbldnsd $buser -q -4 -c 0 -p "$bpidfile" -w "$dir/zones" -b "127.0.0.1/$bport" $zones
+dport=${RSPAMD_DNS_PORT:-11443}
+start_rspamd "$dir/rspamd-dns" "$dport" "127.0.0.1:$bport"
+dpid=$rpid
 
 # spamd: local tests only (-L), the site configuration a private copy of
 # Debian's plugin list (.pre files) with Bayes, auto-learning and the
@@ -136,9 +188,10 @@ CONF
 taskset -c 0 clamd --config-file="$dir/clamd.conf" >"$dir/log/clamd.out" 2>&1 &
 cpid=$!
 
-go build -o "$dir/bench" ./internal/cmd/bench
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)," \
 	"$(rspamd --version 2>/dev/null | head -1), $(spamd --version 2>/dev/null | head -1), sa-compile: $compiled"
 taskset -c 1 "$dir/bench" -rspamd "http://127.0.0.1:$port" -rspamd-pid "$pid" \
-	-spamd "127.0.0.1:$sport" -spamd-pid "$spid" -clamd "127.0.0.1:$cport" "$@"
+	-spamd "127.0.0.1:$sport" -spamd-pid "$spid" -clamd "127.0.0.1:$cport" \
+	-gateway "$dir/gateway" -gateway-cpus 0 \
+	-rbldnsd "127.0.0.1:$bport" -rspamd-dns "http://127.0.0.1:$dport" -rspamd-dns-pid "$dpid" "$@"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

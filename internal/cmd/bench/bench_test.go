@@ -2,13 +2,27 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
+	"mime"
+	"mime/multipart"
 	"net"
+	"net/mail"
+	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/portcullis-mail/portcullis/internal/benchcorpus"
+	"github.com/portcullis-mail/portcullis/internal/testsvc"
 )
 
 // fakeClamd answers PING and INSTREAM (in or out of a session) like
@@ -126,5 +140,213 @@ func TestLeafBytesExpandsTheZip(t *testing.T) {
 	}
 	if txt := benchcorpus.Text(2 << 10); leafBytes(txt) != len(txt) {
 		t.Errorf("leafBytes %d for a %d-byte text message", leafBytes(txt), len(txt))
+	}
+}
+
+func TestDNSTierIsNewPerMessage(t *testing.T) {
+	tr, err := dnsTier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	html := func(k int) string {
+		m, err := mail.ReadMessage(bytes.NewReader(tr.gen(k)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, params, _ := mime.ParseMediaType(m.Header.Get("Content-Type"))
+		r := multipart.NewReader(m.Body, params["boundary"])
+		var last []byte
+		for {
+			p, err := r.NextPart() // decodes quoted-printable
+			if err == io.EOF {
+				return string(last)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			last, _ = io.ReadAll(p)
+		}
+	}
+	a, b := html(1), html(12345678)
+	if a == b {
+		t.Fatal("messages 1 and 12345678 are the same")
+	}
+	for d := range 5 {
+		host := fmt.Sprintf(`"https://www.b12345678n%d.com/story/`, d)
+		if n := strings.Count(b, host); n != 6 {
+			t.Errorf("%s: %d links, want 6", host, n)
+		}
+	}
+	if !strings.Contains(b, `"https://b12345678u.com/unsubscribe"`) || strings.Contains(b, "example.com") {
+		t.Error("the unsubscribe link is not message 12345678's own, or an example.com link is left")
+	}
+	if got, want := len(tr.gen(7)), len(benchcorpus.HTML(30<<10, 30)); got < want || got > want+400 {
+		t.Errorf("the DNS tier's message is %d bytes, the HTML tier's %d", got, want)
+	}
+	seen := map[netip.Addr]bool{}
+	for k := range 200_000 {
+		ip := clientIP(k)
+		if seen[ip] || ip == probeIP || !ip.IsLoopback() || ip.As4()[3] == 0 {
+			t.Fatalf("clientIP(%d) = %v: repeated, the probe's, not loopback or .0", k, ip)
+		}
+		seen[ip] = true
+	}
+	if clientIP(probeK) != probeIP {
+		t.Error("the probe's address")
+	}
+}
+
+// buildGateway builds examples/gateway into a test directory.
+func buildGateway(t *testing.T) string {
+	t.Helper()
+	testsvc.Integration(t)
+	bin := filepath.Join(t.TempDir(), "gateway")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/portcullis-mail/portcullis/examples/gateway").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// figures returns the ms/msg columns of a table's rows.
+func figures(t *testing.T, table string, columns int) [][]float64 {
+	t.Helper()
+	var rows [][]float64
+	for _, line := range strings.Split(table, "\n") {
+		cells := strings.Split(line, "|")
+		if !strings.HasPrefix(line, "| ") || strings.HasPrefix(line, "| tier") || strings.HasPrefix(line, "| ---") {
+			continue
+		}
+		var row []float64
+		for _, c := range cells[3 : 3+columns] {
+			v, err := strconv.ParseFloat(strings.TrimSpace(c), 64)
+			if err != nil {
+				t.Fatalf("cell %q of %q: %v", c, line, err)
+			}
+			row = append(row, v)
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+func TestGatewayOverSMTP(t *testing.T) {
+	bin := buildGateway(t)
+	ts, err := tiers("../../../rules/default/corpus,../../../testdata", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts = ts[:2] // the real mail (spam among it: rejections are answers) and 2 KB of text
+	var out bytes.Buffer
+	if err := run(context.Background(), &out, ts, options{gateway: bin, conns: 3, reps: 1, budget: 300 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + out.String())
+	if !strings.Contains(out.String(), "| Portcullis SMTP ms/msg | Portcullis ms/msg |") {
+		t.Fatalf("no SMTP column:\n%s", out.String())
+	}
+	rows := figures(t, out.String(), 2)
+	if len(rows) != 2 {
+		t.Fatalf("%d rows", len(rows))
+	}
+	for i, r := range rows {
+		// The gateway parses, filters and spools what the in-process
+		// pipeline only filters: its CPU per message cannot be nil.
+		if r[0] <= 0 || r[1] <= 0 {
+			t.Errorf("tier %d: SMTP %v ms, in process %v ms per message", i, r[0], r[1])
+		}
+	}
+}
+
+// countingDNS forwards UDP queries to upstream and counts them.
+type countingDNS struct {
+	addr    string
+	queries atomic.Int64
+}
+
+func startCountingDNS(t *testing.T, upstream string) *countingDNS {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	d := &countingDNS{addr: pc.LocalAddr().String()}
+	go func() {
+		for {
+			buf := make([]byte, 4096)
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			d.queries.Add(1)
+			go func() {
+				c, err := net.Dial("udp", upstream)
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				if _, err := c.Write(buf[:n]); err != nil {
+					return
+				}
+				m, err := c.Read(buf)
+				if err == nil {
+					pc.WriteTo(buf[:m], from)
+				}
+			}()
+		}
+	}()
+	return d
+}
+
+func TestDNSTierMissesEveryCache(t *testing.T) {
+	bin := buildGateway(t)
+	var rz []testsvc.RBLZone
+	for _, z := range zones {
+		rz = append(rz, testsvc.RBLZone{Name: z.name, Type: z.typ, Data: z.data})
+	}
+	rbl := startCountingDNS(t, testsvc.StartRBLDNSD(t, rz...).Addr)
+	tr, err := dnsTier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	f, inproc, err := inProcessDNS(ctx, rbl.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	g, err := startGateway(bin, "", dnsYAML(rbl.addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	for _, s := range []system{g.system(2, true), inproc} {
+		if err := probe(tr, s); err != nil {
+			t.Fatal(err)
+		}
+		// Every message asks for its client address and its six link
+		// domains anew, though they are the same messages but for them.
+		s.seq = new(atomic.Int64)
+		q0 := rbl.queries.Load()
+		const n = 4
+		for w := range n {
+			if err := check(s, w%max(s.conns, 1), tr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if q := rbl.queries.Load() - q0; q < 7*n {
+			t.Errorf("%s: %d queries for %d messages, want at least 7 each", s.name, q, n)
+		} else {
+			t.Logf("%s: %d queries for %d messages", s.name, q, n)
+		}
+	}
+	var out bytes.Buffer
+	if err := runDNS(ctx, &out, options{gateway: bin, conns: 2, rbldnsd: rbl.addr, reps: 1, budget: 300 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + out.String())
+	rows := figures(t, out.String(), 2)
+	if len(rows) != 1 || rows[0][0] <= 0 || rows[0][1] <= 0 {
+		t.Errorf("DNS tier figures %v", rows)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,12 +17,26 @@ import (
 
 var client = &http.Client{Timeout: time.Minute}
 
-func checkRspamd(url string, raw []byte) error {
+// rspamdSystem is the rspamd at url (its main process pid) as a system;
+// ip gives message k's client address (nil: 192.0.2.10 for all).
+func rspamdSystem(name, url string, pid int, ip func(k int) netip.Addr) system {
+	return system{name: name, check: func(_, k int, raw []byte) error {
+		addr := "192.0.2.10"
+		if ip != nil {
+			addr = ip(k).String()
+		}
+		return checkRspamd(url, addr, raw)
+	}, cpu: func() float64 { return treeCPU(pid) }}
+}
+
+// checkRspamd posts raw to rspamd's /checkv2 with the client address ip;
+// errRejected when a bench list's symbol (BENCH_*) is in the answer.
+func checkRspamd(url, ip string, raw []byte) error {
 	req, err := http.NewRequest("POST", url+"/checkv2", bytes.NewReader(raw))
 	if err != nil {
 		return err
 	}
-	req.Header.Set("IP", "192.0.2.10")
+	req.Header.Set("IP", ip)
 	req.Header.Set("From", "sender@example.org")
 	req.Header.Set("Rcpt", "rcpt@example.net")
 	resp, err := client.Do(req)
@@ -32,6 +47,9 @@ func checkRspamd(url string, raw []byte) error {
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 || !bytes.Contains(body, []byte(`"action"`)) {
 		return fmt.Errorf("HTTP %d: %.200s", resp.StatusCode, body)
+	}
+	if bytes.Contains(body, []byte(`"BENCH_`)) {
+		return errRejected
 	}
 	return nil
 }
