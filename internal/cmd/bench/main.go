@@ -232,16 +232,18 @@ func run(ctx context.Context, out io.Writer, ts []tier, o options) error {
 	if o.rbldnsd == "" {
 		return nil
 	}
-	return runDNS(ctx, out, o)
+	_, err = runDNS(ctx, out, o)
+	return err
 }
 
 // runDNS measures the DNS tier on rspamd with the bench lists, the
 // gateway with them and the in-process pipeline with them, each probed
-// first (probe), and prints its table.
-func runDNS(ctx context.Context, out io.Writer, o options) error {
+// first (probe), and prints its table. It returns how many messages
+// were measured (the probes not counted).
+func runDNS(ctx context.Context, out io.Writer, o options) (int64, error) {
 	t, err := dnsTier()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var systems []system
 	if o.rspamdDNS != "" {
@@ -250,24 +252,30 @@ func runDNS(ctx context.Context, out io.Writer, o options) error {
 	if o.gateway != "" {
 		g, err := startGateway(o.gateway, o.gatewayCPUs, dnsYAML(o.rbldnsd))
 		if err != nil {
-			return err
+			return 0, err
 		}
 		defer g.Close()
 		systems = append(systems, g.system(o.conns, true))
 	}
 	f, s, err := inProcessDNS(ctx, o.rbldnsd)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer f.Close()
 	systems = append(systems, s)
-	for _, s := range systems {
-		if err := probe(t, s); err != nil {
-			return err
+	for i := range systems {
+		if err := probe(t, systems[i]); err != nil {
+			return 0, err
 		}
+		systems[i].seq = new(atomic.Int64)
 	}
 	fmt.Fprintln(out)
-	return measureAll(out, []tier{t}, systems, o.reps, o.budget)
+	err = measureAll(out, []tier{t}, systems, o.reps, o.budget)
+	n := int64(0)
+	for _, s := range systems {
+		n += s.seq.Load()
+	}
+	return n, err
 }
 
 func verdictError(v filter.Verdict) error {
