@@ -42,6 +42,7 @@ const (
 	KindRiskyName       Kind = "risky-ext"          // an extension that is scored, not banned (.svg: scripts in an image)
 	KindExternalBody    Kind = "mime-external-body" // message/external-body: content fetched from elsewhere
 	KindSmuggled        Kind = "smuggled"           // a file carried as base64 in an HTML or script text (data: URI, a string for atob)
+	KindPDFActive       Kind = "pdf-active"         // a PDF with actions that run: /JavaScript, /JS, /Launch
 
 	// MIME defects (filter.Defect), one kind each; their symbols are
 	// MIME_*, e.g. MIME_BARE_CR. They score; KindAmbiguous decides.
@@ -98,6 +99,7 @@ var kinds = [...]struct {
 	{KindRiskyName, filter.Accept, 3},
 	{KindExternalBody, filter.Accept, 1},
 	{KindSmuggled, filter.Quarantine, 5},
+	{KindPDFActive, filter.Accept, 1.5},
 	{KindMIMEBoundaryParams, filter.Accept, 3},
 	{KindMIMEDuplicateHeader, filter.Accept, 2},
 	{KindMIMENoBoundary, filter.Accept, 2},

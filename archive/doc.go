@@ -40,7 +40,8 @@
 // Packager objects and Outlook .msg attachments inside them (cfb.go,
 // ole.go), RTF \objdata objects (rtf.go), forwarded mail in any wrapping —
 // message/rfc822 in base64, an .eml sent as octet-stream (eml.go),
-// Outlook's TNEF (tnef.go), ISO 9660
+// Outlook's TNEF (tnef.go), files embedded in PDFs, and PDF actions that
+// run on opening (pdf.go: ARCHIVE_PDF_ACTIVE), ISO 9660
 // images (iso.go), and text-embedded encodings — uuencode in every
 // begin-line form, begin-base64, yEnc, BinHex 4.0 — in a text body or a
 // part of their own (uu.go), and files smuggled in HTML or script text as

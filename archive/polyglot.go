@@ -53,8 +53,13 @@ func (w *walker) polyglot(n node, t string, r io.Reader) error {
 	if n.size < 0 {
 		n.size = sp.Size()
 	}
-	if t == TypeRTF {
+	switch t {
+	case TypeRTF:
 		if err := w.rtfObjects(n, sp); err != nil {
+			return err
+		}
+	case TypePDF:
+		if err := w.pdfObjects(n, sp); err != nil {
 			return err
 		}
 	}
