@@ -476,24 +476,29 @@ func (c *saConf) isFreemail(addr string) bool {
 // wildcardMatch matches a freemail_domains pattern: "*" stands for any
 // run of characters within one label.
 func wildcardMatch(pattern, s string) bool {
-	ps, ss := strings.Split(pattern, "."), strings.Split(s, ".")
-	if len(ps) != len(ss) {
-		return false
-	}
-	for i, p := range ps {
-		if p == "*" {
-			continue
-		}
-		pre, suf, ok := strings.Cut(p, "*")
-		if !ok {
-			if p != ss[i] {
-				return false
-			}
-			continue
-		}
-		if len(ss[i]) < len(pre)+len(suf) || !strings.HasPrefix(ss[i], pre) || !strings.HasSuffix(ss[i], suf) {
+	// Label by label in step, without splitting: this runs for every
+	// wildcard pattern on every freemail test.
+	for {
+		p, pmore, pok := strings.Cut(pattern, ".")
+		l, smore, sok := strings.Cut(s, ".")
+		if !labelMatch(p, l) {
 			return false
 		}
+		if !pok || !sok {
+			return pok == sok
+		}
+		pattern, s = pmore, smore
 	}
-	return true
+}
+
+// labelMatch matches one label of a wildcardMatch pattern.
+func labelMatch(p, l string) bool {
+	if p == "*" {
+		return true
+	}
+	pre, suf, ok := strings.Cut(p, "*")
+	if !ok {
+		return p == l
+	}
+	return len(l) >= len(pre)+len(suf) && strings.HasPrefix(l, pre) && strings.HasSuffix(l, suf)
 }

@@ -50,8 +50,8 @@ func saMIMEHeader(def string) (evalFunc, error) {
 	key := strings.ToLower(field)
 	return func(v *view) bool {
 		parts, _ := v.m.Parts()
-		for _, p := range parts {
-			val, ok := partHeader(p, key, raw)
+		for i, p := range parts {
+			val, ok := v.partHeader(i, p, key, raw)
 			if !ok {
 				val = unset
 			}
@@ -61,6 +61,37 @@ func saMIMEHeader(def string) (evalFunc, error) {
 		}
 		return false
 	}, nil
+}
+
+// mimeMemo is one partHeader answer, kept for the view's lifetime: the
+// sixty mimeheader rules ask for a handful of fields of the same parts,
+// and each walk of a part's header allocates.
+type mimeMemo struct {
+	key   string
+	raw   bool
+	val   string
+	found bool
+}
+
+// partHeader is the package's partHeader for the i-th part of the
+// message, computed once per view.
+func (v *view) partHeader(i int, p *filter.Part, key string, raw bool) (string, bool) {
+	if v.sax.mimeHdrs == nil {
+		parts, _ := v.m.Parts()
+		v.sax.mimeHdrs = make([][]mimeMemo, len(parts))
+	}
+	if i >= len(v.sax.mimeHdrs) {
+		return partHeader(p, key, raw)
+	}
+	memo := v.sax.mimeHdrs[i]
+	for _, m := range memo {
+		if m.raw == raw && m.key == key {
+			return m.val, m.found
+		}
+	}
+	val, found := partHeader(p, key, raw)
+	v.sax.mimeHdrs[i] = append(memo, mimeMemo{key: key, raw: raw, val: val, found: found})
+	return val, found
 }
 
 // partHeader returns the last field named key (lower case) of a part as

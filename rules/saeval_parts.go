@@ -78,6 +78,7 @@ type saExtra struct {
 	madiff    *maDiffResult
 	bodyLines *[]string
 	rendered  map[*filter.Part]string // saRendered's HTML parts
+	mimeHdrs  [][]mimeMemo            // partHeader's answers, by part
 }
 
 func (v *view) maDiff() maDiffResult {
