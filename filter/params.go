@@ -24,7 +24,19 @@ var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
 // its main value and every parameter, keeping duplicates and parameters
 // that mime.ParseMediaType would refuse. It never fails: mail in the wild
 // is malformed, and a malformed header must not hide an attachment name.
+//
+// Comments (RFC 5322's parenthesised text, allowed by RFC 2045 between
+// the tokens) are removed from the main value, and white space around the
+// slash is allowed: "(x) multipart / mixed (y); boundary=b" is
+// multipart/mixed to a client that reads comments, so it must be to the
+// inspector too, or the parts inside go unseen. Parameter values keep
+// their parentheses: an unquoted name=a(b).exe is a name to the clients
+// that show it.
 func parseParamHeader(v string) (main string, params []param) {
+	if strings.IndexByte(v, '(') >= 0 {
+		head, rest := stripComments(v)
+		v = head + rest
+	}
 	i := 0
 	n := len(v)
 	for i < n && isWS(v[i]) {
@@ -35,6 +47,19 @@ func parseParamHeader(v string) (main string, params []param) {
 		i++
 	}
 	main = strings.ToLower(v[start:i])
+	if j := skipWS(v, i); !strings.Contains(main, "/") && j < n && v[j] == '/' || strings.HasSuffix(main, "/") {
+		// "type / subtype", "type /subtype", "type/ subtype"
+		if !strings.HasSuffix(main, "/") {
+			main += "/"
+			i = j + 1
+		}
+		i = skipWS(v, i)
+		ss := i
+		for i < n && v[i] != ';' && !isWS(v[i]) {
+			i++
+		}
+		main += strings.ToLower(v[ss:i])
+	}
 	for i < n {
 		for i < n && (isWS(v[i]) || v[i] == ';') {
 			i++
@@ -86,6 +111,41 @@ func parseParamHeader(v string) (main string, params []param) {
 }
 
 func isWS(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+func skipWS(v string, i int) int {
+	for i < len(v) && isWS(v[i]) {
+		i++
+	}
+	return i
+}
+
+// stripComments returns the main value at the head of v (up to the first
+// ';' outside a comment) with its comments, nested or not, replaced by a
+// space, and the rest of v as it is. A comment left open runs to the end.
+func stripComments(v string) (head, rest string) {
+	var b strings.Builder
+	depth := 0
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case depth > 0 && c == '\\' && i+1 < len(v):
+			i++
+		case c == '(':
+			if depth == 0 {
+				b.WriteByte(' ')
+			}
+			depth++
+		case depth > 0 && c == ')':
+			depth--
+		case depth > 0:
+		case c == ';':
+			return b.String(), v[i:]
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), ""
+}
 
 // paramValue returns the first plain value of key, decoded.
 func paramValue(params []param, key string) string {
