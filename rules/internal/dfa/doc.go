@@ -1,0 +1,54 @@
+// Package dfa answers "does this regex match anywhere in s" with a lazily
+// built deterministic automaton, giving exactly the answer of Go's
+// regexp.MatchString for the same pattern (syntax.Perl flags) on every
+// input, invalid UTF-8 included.
+//
+// Go's regexp has no DFA: its backtracker and NFA pay for every thread at
+// every position, so a rule engine that runs hundreds of unanchored
+// regexes over each 2 KB paragraph spends most of its time there. A DFA
+// pays one table look-up per rune, whatever the pattern.
+//
+// # Design
+//
+// The pattern is parsed and compiled as regexp does it (syntax.Parse with
+// syntax.Perl, Simplify, syntax.Compile), and the automaton runs over that
+// program, so the semantics cannot drift from Go's.
+//
+// Runes are grouped into classes: the boundaries of every rune
+// instruction's ranges (a case-folded literal adds its unicode.SimpleFold
+// orbit), '\n' and the edges of the ASCII word characters (for \b, \B
+// and (?m)^ $) cut the rune space into intervals on which every
+// instruction behaves the same; intervals with the same signature (which
+// instructions match them, and whether they are a word character, a
+// newline or other) share a class. A byte table serves runes below 256,
+// a binary search over the boundaries the others.
+//
+// A state is the set of program counters reached after the previous rune
+// and not yet closed, with the kind of that rune (start of text, newline,
+// word, other). The transition on class c computes the empty-width flags
+// from the previous kind and c's kind, closes the set together with the
+// program's start (an unanchored search starts a thread at every
+// position), reports a match as soon as InstMatch is in the closure, and
+// otherwise steps every rune instruction that matches c. At the end of
+// the text the set is closed with the end-of-text flags. A state with no
+// threads of a program anchored at the start (\A) is dead: the search
+// stops there. While no thread runs, a case-sensitive literal prefix is
+// found with strings.Index instead of stepping.
+//
+// States and transitions are built on demand and cached: a transition is
+// read without locks (one atomic pointer per state and class; nil means
+// not built yet); a missing one is built under the DFA's mutex, with a
+// map from state key to state so each state exists once. A DFA is safe
+// for concurrent use.
+//
+// # Failure semantics
+//
+// Memory is bounded twice: each DFA may hold at most MaxCells transition
+// cells, and all DFAs of the process together at most
+// SetProcessCellLimit's total (cells of collected DFAs are given back).
+// A DFA that would exceed either stops growing for good and answers every
+// later call with Go's regexp for the same pattern, compiled then; the
+// answer never changes, only its speed. Compile refuses (ErrTooLarge)
+// programs of more than maxInsts instructions, and returns the parser's
+// error for invalid patterns; callers then keep Go's regexp.
+package dfa
