@@ -14,6 +14,7 @@ import (
 	"github.com/dlclark/regexp2"
 
 	"github.com/portcullis-mail/portcullis/rules/internal/ac"
+	"github.com/portcullis-mail/portcullis/rules/internal/dfa"
 	"github.com/portcullis-mail/portcullis/rules/internal/literal"
 )
 
@@ -83,6 +84,8 @@ type crule struct {
 	re    *regexp.Regexp
 	bt    *regexp2.Regexp // instead of re, for a Rule with backtrack
 	btPre *regexp.Regexp  // for bt: an RE2 regex every match of bt matches, tried first (keysPattern)
+	reD   *dfa.DFA        // re's DFA, or nil (dfa.go)
+	preD  *dfa.DFA        // btPre's
 	cidrs []netip.Prefix
 	hdr   headerSpec
 	meta  *metaNode
@@ -144,6 +147,7 @@ type compileOptions struct {
 	limits      Limits
 	detect      func(head []byte, name string) string
 	noPrefilter bool
+	noDFA       bool // Go's regexp only: for the tests that compare
 	stats       *statsTable
 }
 
@@ -235,6 +239,9 @@ func compile(sp *spec, o compileOptions) (*Set, error) {
 	s.planMetas()
 	if err := s.buildScans(); err != nil {
 		return nil, err
+	}
+	if !o.noDFA {
+		s.useDFAs()
 	}
 	return s, nil
 }

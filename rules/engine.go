@@ -57,6 +57,7 @@ type Config struct {
 	// benchmarks and for checking the prefilter, never needed otherwise.
 	NoPrefilter bool
 	Limits      Limits
+	noDFA       bool           // Go's regexp only (dfa.go): for the tests that compare
 	Logger      *slog.Logger   // nil discards
 	Metrics     filter.Metrics // nil is a no-op
 }
@@ -215,7 +216,7 @@ func (e *Engine) build() (*Set, error) {
 	// Everything the set is compiled from goes into key: the same sources
 	// compile to the same set, and the last one compiled is reused.
 	h := sha256.New()
-	fmt.Fprintf(h, "%t %t %t %+v\n", e.cfg.Default, e.cfg.SpamAssassin != "", e.cfg.NoPrefilter, lim)
+	fmt.Fprintf(h, "%t %t %t %t %+v\n", e.cfg.Default, e.cfg.SpamAssassin != "", e.cfg.NoPrefilter, e.cfg.noDFA, lim)
 	read := func(name string) ([]byte, error) {
 		data, err := readFile(name, lim.MaxFileBytes)
 		if err == nil {
@@ -254,7 +255,7 @@ func (e *Engine) build() (*Set, error) {
 			return s, nil
 		}
 	}
-	s, err := compile(sp, compileOptions{limits: lim, detect: e.cfg.DetectType, noPrefilter: e.cfg.NoPrefilter, stats: &e.stats})
+	s, err := compile(sp, compileOptions{limits: lim, detect: e.cfg.DetectType, noPrefilter: e.cfg.NoPrefilter, noDFA: e.cfg.noDFA, stats: &e.stats})
 	if err == nil && memo {
 		lastCompiled.put(key, s)
 	}

@@ -344,18 +344,18 @@ func (c *crule) matchRegex(x string) bool {
 	if c.run != nil && !c.run.possible(x) {
 		return false
 	}
-	if c.bytes {
-		x = latin1Runes(x)
-	}
 	if c.bt != nil {
 		// The backtracking engine is slow: most values fail the RE2
 		// superset first.
-		if c.btPre != nil && !c.btPre.MatchString(x) {
+		if c.btPre != nil && !regexMatch(c.preD, c.btPre, x, c.bytes) {
 			return false
+		}
+		if c.bytes {
+			x = latin1Runes(x)
 		}
 		return btMatch(c.bt, x)
 	}
-	return c.re.MatchString(x)
+	return regexMatch(c.reD, c.re, x, c.bytes)
 }
 
 // runeBufs holds the rune buffers the backtracking engine runs over:

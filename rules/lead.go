@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/portcullis-mail/portcullis/rules/internal/dfa"
 	"github.com/portcullis-mail/portcullis/rules/internal/literal"
 )
 
@@ -37,6 +38,8 @@ type lead struct {
 	span int
 	at0  *regexp.Regexp // \A(?s:.){0,span}(?:R): starts from the line's first byte
 	at1  *regexp.Regexp // \A(?s:.)(?s:.){0,span}(?:R): starts from the second byte of the text given
+	d0   *dfa.DFA       // at0's DFA, or nil (dfa.go)
+	d1   *dfa.DFA       // at1's
 }
 
 // newLead returns the lead of pattern (the RE2 regex a rule runs, or its
@@ -119,17 +122,10 @@ func (c *crule) leadMatch(text string, lo, hi, from int) bool {
 	for !c.bytes && from < hi && !isRuneStart(text, lo, from) {
 		from++ // a byte rule reads every byte as a rune
 	}
-	var x string
-	re := c.lead.at1
 	if from == lo {
-		x, re = text[lo:hi], c.lead.at0
-	} else {
-		x = text[from-1 : hi]
+		return regexMatch(c.lead.d0, c.lead.at0, text[lo:hi], c.bytes)
 	}
-	if c.bytes {
-		x = latin1Runes(x)
-	}
-	return re.MatchString(x)
+	return regexMatch(c.lead.d1, c.lead.at1, text[from-1:hi], c.bytes)
 }
 
 // leadFor gives a keyed body rule a lead when its head's keys are no

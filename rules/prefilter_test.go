@@ -12,12 +12,16 @@ import (
 // TestShortcutsKeepHits: the default pipeline's rules (the embedded set
 // and SpamAssassin's) give the same hits with every shortcut the engine
 // takes (the literal prefilter, windows, byte and run checks, anchored
-// starts) as without them, on real mail, the speed tiers and a message
-// of the scripts and symbols the checks look for.
+// starts, the DFAs) as without them, on real mail, the speed tiers and a
+// message of the scripts and symbols the checks look for. And the DFAs
+// alone change nothing: with every other shortcut, the same hits with
+// Go's regexp only.
 func TestShortcutsKeepHits(t *testing.T) {
 	saFiles(t)
 	cfg := Config{Default: true, SpamAssassin: "/usr/share/spamassassin"}
 	fast := mustBuild(t, cfg)
+	cfg.noDFA = true
+	regexpOnly := mustBuild(t, cfg)
 	cfg.NoPrefilter = true
 	plain := mustBuild(t, cfg)
 	var msgs []string
@@ -43,6 +47,9 @@ func TestShortcutsKeepHits(t *testing.T) {
 		b := eval(t, plain, filter.Envelope{}, raw)
 		if !slices.Equal(names(a), names(b)) {
 			t.Errorf("message %d: with shortcuts %v, without %v", i, names(a), names(b))
+		}
+		if r := eval(t, regexpOnly, filter.Envelope{}, raw); !slices.Equal(names(a), names(r)) {
+			t.Errorf("message %d: with DFAs %v, with Go's regexp only %v", i, names(a), names(r))
 		}
 	}
 }
