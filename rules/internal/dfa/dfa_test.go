@@ -20,7 +20,7 @@ var patterns = []string{
 	`(?i)viagra|cialis`, `\$\d+(?:,\d{3})*`, `(?:\s+\w+){3}`, `\w{20}`, `\d{3}-\d{4}$`,
 	`(?i)\b(?:our company|we)\s+(?:are|is)\b`, `x*$`, `(?m)x$`, `(?m)^\s*$`, `\z`, `(?U)a+?`,
 	`[[:^alpha:]]`, `\x{10FFFF}`, `[\x{10000}-\x{10FFFF}]`, `é`, `(?i)É`, `\xff`, `[\x80-\xff]+`,
-	`(a|b)*a(a|b){5}`, `a{2,}b{0,3}`, `(?:^|\n)From:`, `\n\n`, `[^\n]+\n`, `\s$`,
+	`(a|b)*a(a|b){5}`, `a{2,}b{0,3}`, `привет`, `€uro|x`, `é+t`, `\xe9t`, `(?:^|\n)From:`, `\n\n`, `[^\n]+\n`, `\s$`,
 }
 
 // inputs gives texts around s: every substring is tried by the callers.

@@ -58,16 +58,25 @@ func runeKind(r rune) uint8 {
 // yet closed, and that rune's kind. All but next and end are fixed once
 // the state is published.
 type state struct {
-	next  []atomic.Pointer[state] // by class; nil: not built yet
-	end   atomic.Uint32           // 0 unknown, 1 no match at the end of text, 2 a match
-	pcs   []uint32
-	kind  uint8
-	empty bool // no pcs: only a new thread from the start can match
-	dead  bool // empty, and the program cannot start after the text's start
+	next []atomic.Pointer[state] // by class; nil: not built yet
+	end  atomic.Uint32           // 0 unknown, 1 no match at the end of text, 2 a match
+	pcs  []uint32
+	kind uint8
+	// special says what run must do on reaching the state, as bits: a
+	// match, a dead end (no threads, and the program cannot start after
+	// the text's start) or a jump (no threads, and every match starts
+	// with a literal).
+	special uint8
 }
 
+const (
+	sMatch = 1 << iota
+	sDead
+	sSkip
+)
+
 // matchState is the target of a transition whose closure holds InstMatch.
-var matchState = &state{}
+var matchState = &state{special: sMatch}
 
 type machine struct {
 	prog *syntax.Prog
@@ -368,12 +377,17 @@ func (m *machine) lookup(pcs []uint32, kind uint8) *state {
 	}
 	m.cells.Add(cost)
 	s := &state{
-		next:  make([]atomic.Pointer[state], m.nclass),
-		pcs:   pcs,
-		kind:  kind,
-		empty: len(pcs) == 0,
+		next: make([]atomic.Pointer[state], m.nclass),
+		pcs:  pcs,
+		kind: kind,
 	}
-	s.dead = s.empty && m.anchored
+	switch {
+	case len(pcs) > 0:
+	case m.anchored:
+		s.special = sDead
+	case m.skip != "":
+		s.special = sSkip
+	}
 	m.states[string(key)] = s
 	return s
 }
@@ -403,16 +417,18 @@ func (m *machine) run(s string, latin1 bool) (hit, ok bool) {
 	}
 	skip := m.skip
 	if latin1 {
+		if skip != "" && m.skipLatin1 == "" {
+			return false, true // the literal holds a rune no byte stands for
+		}
 		skip = m.skipLatin1
 	}
-	for i := 0; i < len(s); {
-		if st.empty && skip != "" {
-			j := strings.Index(s[i:], skip)
-			if j < 0 {
-				return false, true
-			}
-			i += j
+	i := 0
+	if st.special&sSkip != 0 && skip != "" {
+		if i = strings.Index(s, skip); i < 0 {
+			return false, true
 		}
+	}
+	for i < len(s) {
 		var c int32
 		if b := s[i]; b < utf8.RuneSelf || latin1 {
 			c = m.byteClass[b]
@@ -428,13 +444,22 @@ func (m *machine) run(s string, latin1 bool) (hit, ok bool) {
 				return false, false
 			}
 		}
-		if nx == matchState {
-			return true, true
-		}
-		if nx.dead {
-			return false, true
-		}
 		st = nx
+		if st.special == 0 {
+			continue
+		}
+		switch {
+		case st.special&sMatch != 0:
+			return true, true
+		case st.special&sDead != 0:
+			return false, true
+		case skip != "":
+			j := strings.Index(s[i:], skip)
+			if j < 0 {
+				return false, true
+			}
+			i += j
+		}
 	}
 	return m.endMatch(st), true
 }
