@@ -67,6 +67,7 @@ func (s *Set) Evaluate(ctx context.Context, m *filter.Message) (*Evaluation, err
 	defer s.scratch.Put(sc)
 
 	v := &view{m: m, set: s}
+	defer v.releaseSAVals()
 	n := 0
 	test := func(c *crule) {
 		if sc.tested[c.id] {
@@ -460,7 +461,8 @@ type view struct {
 
 	// What SpamAssassin's eval functions share, computed on first use.
 	subjectLine bool                // the body text starts with the Subject
-	saValues    map[string][]string // SpamAssassin header field → the string its rules test
+	saValues    map[string][]string // SpamAssassin header field → the string its rules test (fields without a number)
+	saVals      *saValTable         // the same by field number (saheader.go)
 	mime        *mimeStats
 	flags       *parseFlags
 	html        *[]*htmlResult
@@ -478,6 +480,11 @@ type hfield struct {
 	name   string // as written
 	saRaw  string // the raw value: everything after the colon, folding kept, LF line ends
 	saText string // unfolded, trimmed, decoded, without the final newline
+
+	// The addresses and display names in saRaw (addrBoth), parsed on
+	// first use: several rules and evals ask for From:addr and From:name.
+	saAddrs, saNames []string
+	saParsed         bool
 }
 
 func (v *view) headerFields() []hfield {
@@ -578,30 +585,30 @@ func (v *view) headerValues(hs headerSpec) []string {
 
 // addrParts returns the addresses or the display names of an address list.
 func addrParts(s string, addr bool) []string {
+	addrs, names := addrBoth(s)
+	if addr {
+		return addrs
+	}
+	return names
+}
+
+// addrBoth returns the addresses and the display names of an address
+// list, parsed once.
+func addrBoth(s string) (addrs, names []string) {
 	list, err := mail.ParseAddressList(s)
 	if err != nil {
 		// Spam headers are often malformed: fall back to what lies
 		// between angle brackets, or the whole value.
 		if i, j := strings.IndexByte(s, '<'), strings.LastIndexByte(s, '>'); i >= 0 && j > i {
-			if addr {
-				return []string{s[i+1 : j]}
-			}
-			return []string{strings.Trim(strings.TrimSpace(s[:i]), `"`)}
+			return []string{s[i+1 : j]}, []string{strings.Trim(strings.TrimSpace(s[:i]), `"`)}
 		}
-		if addr {
-			return []string{strings.TrimSpace(s)}
-		}
-		return []string{""}
+		return []string{strings.TrimSpace(s)}, []string{""}
 	}
-	var out []string
-	for _, a := range list {
-		if addr {
-			out = append(out, a.Address)
-		} else {
-			out = append(out, a.Name)
-		}
+	addrs, names = make([]string, len(list)), make([]string, len(list))
+	for i, a := range list {
+		addrs[i], names[i] = a.Address, a.Name
 	}
-	return out
+	return addrs, names
 }
 
 func (v *view) truncate(what string, s string) string {

@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-message"
 )
@@ -34,6 +35,7 @@ import (
 // saHeaderSpec is a SpamAssassin rule's header field.
 type saHeaderSpec struct {
 	field       string   // as the rule wrote it: the key of the view's cache
+	id          int32    // the field's index in the view's cache, or -1 (saFieldID)
 	names       []string // lower case, in the order their values are joined
 	all         bool     // ALL
 	envFrom     bool     // EnvelopeFrom
@@ -50,7 +52,7 @@ var saHeaderMods = map[string]bool{"raw": true, "addr": true, "name": true, "fir
 func parseSAHeaderSpec(field string) headerSpec {
 	parts := strings.Split(field, ":")
 	name := parts[0]
-	hs := &saHeaderSpec{field: field}
+	hs := &saHeaderSpec{field: field, id: saFieldID(field)}
 	mod := ""
 	for _, m := range parts[1:] {
 		switch m {
@@ -131,7 +133,24 @@ func saUnfold(s string) string {
 // saHeaderValue returns the one string a SpamAssassin header rule tests,
 // or nil when the header is missing.
 func (v *view) saHeaderValue(hs *saHeaderSpec) []string {
-	// Many rules test the same field: build each string once.
+	// Many rules test the same field: build each string once, kept by the
+	// field's number in a pooled table (a map by name was a third of the
+	// bytes Evaluate allocated for a small message).
+	if hs.id >= 0 {
+		if v.saVals == nil {
+			v.saVals = saValPool.Get().(*saValTable)
+		}
+		t := v.saVals
+		if int(hs.id) >= len(t.e) {
+			t.e = append(t.e, make([]saVal, int(hs.id)+1-len(t.e))...)
+		}
+		if e := &t.e[hs.id]; e.ok {
+			return e.vals
+		}
+		vals := v.saHeaderBuild(hs)
+		t.e[hs.id] = saVal{vals: vals, ok: true}
+		return vals
+	}
 	if vals, ok := v.saValues[hs.field]; ok {
 		return vals
 	}
@@ -141,6 +160,55 @@ func (v *view) saHeaderValue(hs *saHeaderSpec) []string {
 	}
 	v.saValues[hs.field] = vals
 	return vals
+}
+
+// saFieldIDs numbers the distinct header fields SpamAssassin rules name,
+// process-wide, so that a view keeps their strings in a slice. Rule files
+// can name any number of fields: past maxSAFieldIDs a field has no number
+// and its strings go to a map by name.
+var saFieldIDs struct {
+	mu sync.Mutex
+	m  map[string]int32
+}
+
+const maxSAFieldIDs = 4096
+
+func saFieldID(field string) int32 {
+	saFieldIDs.mu.Lock()
+	defer saFieldIDs.mu.Unlock()
+	if id, ok := saFieldIDs.m[field]; ok {
+		return id
+	}
+	if len(saFieldIDs.m) >= maxSAFieldIDs {
+		return -1
+	}
+	if saFieldIDs.m == nil {
+		saFieldIDs.m = map[string]int32{}
+	}
+	id := int32(len(saFieldIDs.m))
+	saFieldIDs.m[field] = id
+	return id
+}
+
+// saValTable is a view's header strings by field number; pooled, cleared
+// when the view ends so that it keeps no message alive.
+type saValTable struct{ e []saVal }
+
+type saVal struct {
+	vals []string
+	ok   bool
+}
+
+var saValPool = sync.Pool{New: func() any { return new(saValTable) }}
+
+// releaseSAVals gives the view's table back.
+func (v *view) releaseSAVals() {
+	if v.saVals == nil {
+		return
+	}
+	clear(v.saVals.e)
+	saValPool.Put(v.saVals)
+	v.saVals = nil
 }
 
 func (v *view) saHeaderBuild(hs *saHeaderSpec) []string {
@@ -172,17 +240,18 @@ func (v *view) saHeaderBuild(hs *saHeaderSpec) []string {
 		}
 		return []string{b.String()}
 	}
+	if hs.addr || hs.dname {
+		return v.saAddrValue(hs, fields)
+	}
 	var vals []string
 	for _, n := range hs.names {
 		for _, f := range fields {
 			if f.key != n {
 				continue
 			}
-			switch {
-			case hs.raw || hs.addr || hs.dname:
-				// SpamAssassin parses addresses from the raw value.
+			if hs.raw {
 				vals = append(vals, saRawValue(f.saRaw))
-			default:
+			} else {
 				vals = append(vals, f.saText+"\n")
 			}
 		}
@@ -195,17 +264,56 @@ func (v *view) saHeaderBuild(hs *saHeaderSpec) []string {
 	} else if hs.last {
 		vals = vals[len(vals)-1:]
 	}
-	if hs.addr || hs.dname {
-		var out []string
-		for _, x := range vals {
-			out = append(out, addrParts(strings.TrimSpace(x), hs.addr)...)
-		}
-		if len(out) == 0 {
-			return nil
-		}
-		return []string{strings.Join(out, "\n")}
+	if len(vals) == 1 {
+		return vals
 	}
 	return []string{strings.Join(vals, "")}
+}
+
+// saAddrValue is saHeaderBuild for :addr and :name: the addresses or the
+// names of the fields (SpamAssassin parses them from the raw value), one
+// a line.
+func (v *view) saAddrValue(hs *saHeaderSpec, fields []hfield) []string {
+	var idx []int
+	for _, n := range hs.names {
+		for i := range fields {
+			if fields[i].key == n {
+				idx = append(idx, i)
+			}
+		}
+	}
+	if len(idx) == 0 {
+		return nil
+	}
+	if hs.first {
+		idx = idx[:1]
+	} else if hs.last {
+		idx = idx[len(idx)-1:]
+	}
+	var out []string
+	for _, i := range idx {
+		f := &fields[i]
+		if !f.saParsed {
+			f.saAddrs, f.saNames = addrBoth(strings.TrimSpace(saRawValue(f.saRaw)))
+			f.saParsed = true
+		}
+		list := f.saNames
+		if hs.addr {
+			list = f.saAddrs
+		}
+		if len(idx) == 1 && len(list) <= 1 {
+			out = list // callers only read: the field's own list
+			break
+		}
+		out = append(out, list...)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	if len(out) == 1 {
+		return out
+	}
+	return []string{strings.Join(out, "\n")}
 }
 
 // envelopeFrom is SpamAssassin's EnvelopeFrom: the MAIL FROM the gateway
