@@ -481,10 +481,12 @@ type hfield struct {
 	saRaw  string // the raw value: everything after the colon, folding kept, LF line ends
 	saText string // unfolded, trimmed, decoded, without the final newline
 
-	// The addresses and display names in saRaw (addrBoth), parsed on
-	// first use: several rules and evals ask for From:addr and From:name.
+	// The addresses and display names in text and in saRaw (addrBoth),
+	// parsed on first use: several rules and evals ask for From:addr and
+	// From:name.
+	addrs, names     []string
 	saAddrs, saNames []string
-	saParsed         bool
+	parsed, saParsed bool
 }
 
 func (v *view) headerFields() []hfield {
@@ -565,7 +567,8 @@ func (v *view) headerValues(hs headerSpec) []string {
 		return []string{b.String()}
 	}
 	var out []string
-	for _, f := range fields {
+	for i := range fields {
+		f := &fields[i]
 		for _, n := range hs.names {
 			if f.key != n {
 				continue
@@ -574,7 +577,15 @@ func (v *view) headerValues(hs headerSpec) []string {
 			case "raw":
 				out = append(out, f.raw)
 			case "addr", "name":
-				out = append(out, addrParts(f.text, hs.mod == "addr")...)
+				if !f.parsed {
+					f.addrs, f.names = addrBoth(f.text)
+					f.parsed = true
+				}
+				if hs.mod == "addr" {
+					out = append(out, f.addrs...)
+				} else {
+					out = append(out, f.names...)
+				}
 			default:
 				out = append(out, f.text)
 			}

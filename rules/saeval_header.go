@@ -292,6 +292,9 @@ func parseRFC822Date(s string) int64 {
 	if s == "" {
 		return 0
 	}
+	if t, ok := parseDateCommon(s); ok {
+		return t
+	}
 	if t, err := mail.ParseDate(s); err == nil {
 		return t.Unix()
 	}
@@ -309,6 +312,27 @@ func parseRFC822Date(s string) int64 {
 		}
 	}
 	return 0
+}
+
+// dateCommon is the form nearly every Date and Received date has.
+const dateCommon = "Mon, 2 Jan 2006 15:04:05 -0700"
+
+// parseDateCommon parses a trimmed date of the dateCommon form, giving
+// what mail.ParseDate gives, without its cost: ParseDate tries 24 layouts
+// without a weekday first, and each failure allocates an error. A string
+// that parses as dateCommon has no CR, LF, comment or sign before its
+// zone, so ParseDate takes it whole, every layout without a weekday fails
+// on its first letter, and the first with one is dateCommon itself
+// (TestParseDateCommon checks this against ParseDate).
+func parseDateCommon(s string) (int64, bool) {
+	if s == "" || s[0] < 'A' {
+		return 0, false
+	}
+	t, err := time.Parse(dateCommon, s)
+	if err != nil {
+		return 0, false
+	}
+	return t.Unix(), true
 }
 
 var saDateComment = regexp.MustCompile(`\([^)]*\)`)
@@ -424,7 +448,10 @@ func (v *view) allFromAddrs() []string {
 			return
 		}
 		for _, a := range strings.Split(vals[0], "\n") {
-			a = strings.ToLower(saDots.ReplaceAllString(a, "."))
+			if strings.Contains(a, "..") {
+				a = saDots.ReplaceAllString(a, ".")
+			}
+			a = strings.ToLower(a)
 			if a != "" && !slices.Contains(out, a) {
 				out = append(out, a)
 			}

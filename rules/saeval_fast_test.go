@@ -2,6 +2,7 @@ package rules
 
 import (
 	"math/rand/v2"
+	"net/mail"
 	"strings"
 	"testing"
 )
@@ -68,5 +69,48 @@ func TestWildcardMatch(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { wildcardMatch("*.mail.example.com", "x.mail.example.com") }); n != 0 {
 		t.Errorf("%v allocations per match", n)
+	}
+}
+
+// TestParseDateCommon: where the shortcut answers, mail.ParseDate gives
+// the same time, on dates of every shape ParseDate and the loose layouts
+// know, with random damage.
+func TestParseDateCommon(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	base := []string{
+		"Tue, 1 Dec 2026 08:00:00 +0000", "Tue, 01 Dec 2026 08:00:00 -0530", "tue, 1 dec 2026 08:00:00 +0000",
+		"Mon, 2 Jan 06 15:04:05 -0700", "Mon, 2 Jan 2006 15:04 -0700", "Mon, 2 Jan 2006 15:04:05 MST",
+		"2 Jan 2006 15:04:05 -0700", "Mon, 2 Jan 2006 15:04:05 -0700 (PDT)", "Sun, 31 Feb 2026 25:61:61 +9999",
+		"Fri, 13 Mar 2026 10:00:00 +0100", "Xyz, 1 Dec 2026 08:00:00 +0000", "Mon Jan 2 15:04:05 2006",
+	}
+	answered := 0
+	for i := range 20000 {
+		s := base[i%len(base)]
+		if i >= len(base) {
+			b := []byte(s)
+			for range rng.IntN(3) {
+				switch k := rng.IntN(len(b)); rng.IntN(3) {
+				case 0:
+					b[k] = " ,:+-0123456789aZ()\r\n"[rng.IntN(21)]
+				case 1:
+					b = append(b[:k], b[k+1:]...)
+				default:
+					b = append(b[:k], append([]byte{"0 :-+"[rng.IntN(5)]}, b[k:]...)...)
+				}
+			}
+			s = strings.TrimSpace(string(b))
+		}
+		got, ok := parseDateCommon(s)
+		if !ok {
+			continue
+		}
+		answered++
+		want, err := mail.ParseDate(s)
+		if err != nil || want.Unix() != got {
+			t.Fatalf("%q: shortcut %d, mail.ParseDate %v %v", s, got, want.Unix(), err)
+		}
+	}
+	if answered < 1000 {
+		t.Fatalf("the shortcut answered only %d dates", answered)
 	}
 }
