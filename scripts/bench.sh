@@ -1,19 +1,28 @@
 #!/bin/sh
-# Side-by-side speed benchmark: Portcullis's default pipeline (in process)
-# against rspamd and spamd (Debian packages, private configurations on
-# loopback, their DNS-, Redis- and network-using parts off), over the
-# corpus tiers of internal/benchcorpus and the repository's real mail.
-# rspamd and spamd are pinned to core 0, Portcullis to core 1 (GOMAXPROCS
-# 1); CPU time per message comes from /proc, for the processes this script
-# started only. Then a clamd with a private configuration is started and
-# the bytes the default pipeline streams to it per message byte are
-# counted. Prints Markdown tables.
+# Side-by-side speed benchmark: Portcullis's default pipeline, in process
+# and over SMTP (the examples/gateway binary, started by the bench
+# program), against rspamd and spamd (Debian packages, private
+# configurations on loopback, their DNS-, Redis- and network-using parts
+# off), over the corpus tiers of internal/benchcorpus and the
+# repository's real mail; rspamd also with its spamassassin module on
+# Debian's SpamAssassin rules (rspamd+SA). Then the DNS tier: the HTML
+# tier with a DNSBL and a URIBL on a local rbldnsd, every message's client
+# address and link domains new (no cache can answer), on a second rspamd
+# with only those two lists, a second gateway and the in-process
+# pipeline. The servers are pinned to core 0, the bench program (and the
+# in-process pipeline, GOMAXPROCS 1) to core 1; CPU time per message comes
+# from /proc, for the processes this script and the bench program started
+# only. Then a clamd with a private configuration is started and the
+# bytes the default pipeline streams to it per message byte are counted.
+# Prints Markdown tables.
 #
-#   scripts/bench.sh [-reps 3] [-budget 2s] [-large=false]
+#   scripts/bench.sh [-reps 3] [-budget 2s] [-large=false] [-conns 4]
 #
 # spamd runs with sa-compile's compiled body rules when Debian's
 # sa-compile package has compiled them (it does on install, offline, in a
-# few minutes); the first output line says which.
+# few minutes); the first output line says which. rspamd+SA's hyperscan
+# cache is kept in /var/tmp/portcullis-bench-rspamd-hs ($RSPAMD_HS_CACHE):
+# the first run compiles it (about 5 minutes on this machine under load).
 set -eu
 cd "$(dirname "$0")/.."
 need=
@@ -29,11 +38,13 @@ fi
 dir=$(mktemp -d /tmp/portcullis-bench.XXXXXX)
 pid=
 dpid=
+apid=
+sa=
 spid=
 cpid=
 bpidfile="$dir/rbldnsd.pid"
 cleanup() {
-	for p in $pid $dpid $spid $cpid $(cat "$bpidfile" 2>/dev/null); do
+	for p in $pid $dpid $apid $spid $cpid $(cat "$bpidfile" 2>/dev/null); do
 		kill "$p" 2>/dev/null && { wait "$p" 2>/dev/null || true; }
 	done
 	rm -rf "$dir"
@@ -45,13 +56,19 @@ go build -o "$dir/gateway" ./examples/gateway
 user=_rspamd
 id "$user" >/dev/null 2>&1 || user=$(id -un)
 
-# start_rspamd DIR PORT [DNS]: rspamd with a private configuration in
-# DIR, its normal worker on 127.0.0.1:PORT, pinned to core 0; sets rpid.
+# start_rspamd DIR PORT [DNS [SA]]: rspamd with a private configuration
+# in DIR, its normal worker on 127.0.0.1:PORT, pinned to core 0, logging
+# at $level; sets rpid.
 # DNS lists, SPF/DKIM/DMARC, MX, ASN, fuzzy and the Redis-backed modules
 # are network work that the in-process side does not do: off, and DNS
 # pointed at a closed port. With DNS (an rbldnsd serving the zones of
 # bench -write-zones), the rbl module is on with only the bench's two
 # lists (the client address and the links' domains) and asks DNS there.
+# With SA (a directory), its spamassassin module loads SA/*.cf, and its
+# hyperscan cache is $hscache, kept between runs (compiling it takes
+# minutes).
+level=error
+hscache=${RSPAMD_HS_CACHE:-/var/tmp/portcullis-bench-rspamd-hs}
 start_rspamd() {
 	d=$1 p=$2
 	mkdir -p "$d/override.d" "$d/local.d" "$d/db" "$d/run" "$d/log"
@@ -59,13 +76,19 @@ start_rspamd() {
 	echo 'bind_socket = "127.0.0.1:'$((p + 1))'"; count = 1;' >"$d/override.d/worker-controller.inc"
 	echo 'enabled = false;' >"$d/override.d/worker-proxy.inc"
 	echo 'enabled = false;' >"$d/override.d/worker-fuzzy.inc"
-	printf 'type = "file";\nfilename = "%s/log/rspamd.log";\nlevel = "error";\n' "$d" >"$d/override.d/logging.inc"
+	printf 'type = "file";\nfilename = "%s/log/rspamd.log";\nlevel = "%s";\n' "$d" "$level" >"$d/override.d/logging.inc"
 	for m in rbl spf dkim dmarc arc asn fuzzy_check mx_check emails hfilter greylist ratelimit replies \
 		neural url_reputation reputation dkim_signing milter_headers history_redis bayes_expiry \
 		elastic clickhouse external_services antivirus metadata_exporter dcc; do
 		echo 'enabled = false;' >"$d/override.d/$m.conf"
 	done
 	printf 'dns { nameserver = ["%s"]; timeout = 1s; retransmits = 0; }\n' "${3:-127.0.0.1:1}" >"$d/override.d/options.inc"
+	if [ -n "${4:-}" ]; then
+		mkdir -p "$hscache"
+		chown "$user" "$hscache"
+		printf 'hs_cache_dir = "%s/";\n' "$hscache" >>"$d/override.d/options.inc"
+		printf 'ruleset = "%s/*.cf";\n' "$4" >"$d/override.d/spamassassin.conf"
+	fi
 	if [ -n "${3:-}" ]; then
 		cat >"$d/override.d/rbl.conf" <<CONF
 enabled = true;
@@ -123,6 +146,35 @@ taskset -c 0 rbldnsd $buser -q -4 -c 0 -p "$bpidfile" -w "$dir/zones" -b "127.0.
 dport=${RSPAMD_DNS_PORT:-11443}
 start_rspamd "$dir/rspamd-dns" "$dport" "127.0.0.1:$bport"
 dpid=$rpid
+
+# rspamd+SA: the default rspamd with its spamassassin module loading
+# Debian's /usr/share/spamassassin, the rules Portcullis's default and
+# spamd load (issue 13). rspamd matches their regexes with hyperscan
+# once its hs_helper has compiled them (until then with PCRE): a first
+# instance logging at info level runs until a process says the whole
+# database is loaded (at once from a warm cache), then the measured one
+# starts at level error on the complete cache.
+if [ -d /usr/share/spamassassin ]; then
+	aport=${RSPAMD_SA_PORT:-11453}
+	level=info
+	start_rspamd "$dir/rspamd-sa-warm" "$aport" "" /usr/share/spamassassin
+	i=0
+	until grep -q 'full hyperscan database of [0-9]* regexps has been loaded' "$dir/rspamd-sa-warm/log/rspamd.log" 2>/dev/null; do
+		i=$((i + 1))
+		[ $i -eq 5 ] && echo "bench.sh: rspamd+SA: compiling the hyperscan cache in $hscache (the first run: minutes)" >&2
+		if [ $i -gt 3600 ] || ! kill -0 "$rpid" 2>/dev/null; then
+			echo "bench.sh: rspamd+SA did not load its hyperscan database:" >&2
+			tail -20 "$dir/rspamd-sa-warm/log/rspamd.log" >&2 2>/dev/null || true
+			exit 1
+		fi
+		sleep 0.5
+	done
+	kill "$rpid" && wait "$rpid" || true
+	level=error
+	start_rspamd "$dir/rspamd-sa" "$aport" "" /usr/share/spamassassin
+	apid=$rpid
+	sa="-rspamd-sa http://127.0.0.1:$aport -rspamd-sa-pid $apid"
+fi
 
 # spamd: local tests only (-L), the site configuration a private copy of
 # Debian's plugin list (.pre files) with Bayes, auto-learning and the
@@ -190,8 +242,9 @@ cpid=$!
 
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)," \
 	"$(rspamd --version 2>/dev/null | head -1), $(spamd --version 2>/dev/null | head -1), sa-compile: $compiled"
+# shellcheck disable=SC2086
 taskset -c 1 "$dir/bench" -rspamd "http://127.0.0.1:$port" -rspamd-pid "$pid" \
 	-spamd "127.0.0.1:$sport" -spamd-pid "$spid" -clamd "127.0.0.1:$cport" \
 	-gateway "$dir/gateway" -gateway-cpus 0 \
-	-rbldnsd "127.0.0.1:$bport" -rspamd-dns "http://127.0.0.1:$dport" -rspamd-dns-pid "$dpid" "$@"
+	-rbldnsd "127.0.0.1:$bport" -rspamd-dns "http://127.0.0.1:$dport" -rspamd-dns-pid "$dpid" $sa "$@"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

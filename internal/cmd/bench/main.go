@@ -24,6 +24,10 @@
 // is printed. A tier larger than 1 MiB is run at least once (not three
 // times) and without a warm-up, so that the run stays short.
 //
+// With -rspamd-sa, a column measures an rspamd whose spamassassin module
+// loads SpamAssassin's rules (the ones Portcullis's default and spamd
+// load), its regexes in hyperscan.
+//
 // With -rbldnsd (an rbldnsd serving the zones -write-zones writes), a
 // second table measures the DNS tier: the HTML tier with six link
 // domains and a client address new to every message (no lookup can be
@@ -110,6 +114,8 @@ var errRejected = errors.New("rejected")
 func main() {
 	rurl := flag.String("rspamd", "", "rspamd normal worker (HTTP /checkv2), e.g. http://127.0.0.1:11333; empty: not measured")
 	rpid := flag.Int("rspamd-pid", 0, "rspamd main process: its CPU and its children's is measured")
+	rsurl := flag.String("rspamd-sa", "", "rspamd normal worker with its spamassassin module on SpamAssassin's rules, a column of its own; empty: not measured")
+	rspid := flag.Int("rspamd-sa-pid", 0, "that rspamd's main process")
 	saddr := flag.String("spamd", "", "spamd address (spamc protocol), e.g. 127.0.0.1:783; empty: not measured")
 	spid := flag.Int("spamd-pid", 0, "spamd main process: its CPU and its children's is measured")
 	caddr := flag.String("clamd", "", "clamd TCP address: measure the bytes the default pipeline streams to it")
@@ -134,7 +140,7 @@ func main() {
 		fmt.Println(strings.Join(args, " "))
 		return
 	}
-	o := options{rspamd: *rurl, rspamdPID: *rpid, spamd: *saddr, spamdPID: *spid, gateway: *gbin, gatewayCPUs: *gcore,
+	o := options{rspamd: *rurl, rspamdPID: *rpid, rspamdSA: *rsurl, rspamdSAPID: *rspid, spamd: *saddr, spamdPID: *spid, gateway: *gbin, gatewayCPUs: *gcore,
 		conns: *conns, rbldnsd: *rbldnsd, rspamdDNS: *rdurl, rspamdDNSPID: *rdpid, reps: *reps, budget: *budget}
 	ts, err := tiers(*corpus, *large)
 	if err == nil {
@@ -153,6 +159,8 @@ func main() {
 type options struct {
 	rspamd       string
 	rspamdPID    int
+	rspamdSA     string
+	rspamdSAPID  int
 	spamd        string
 	spamdPID     int
 	gateway      string // the binary; "" for no SMTP column
@@ -210,6 +218,9 @@ func run(ctx context.Context, out io.Writer, ts []tier, o options) error {
 	var systems []system
 	if o.rspamd != "" {
 		systems = append(systems, rspamdSystem("rspamd", o.rspamd, o.rspamdPID, nil))
+	}
+	if o.rspamdSA != "" {
+		systems = append(systems, rspamdSystem("rspamd+SA", o.rspamdSA, o.rspamdSAPID, nil))
 	}
 	if o.spamd != "" {
 		systems = append(systems, system{name: "spamd", check: func(_, _ int, raw []byte) error { return checkSpamd(o.spamd, raw) },
