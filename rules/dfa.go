@@ -15,7 +15,8 @@ import (
 // DFA that reaches its memory cap answers with Go's regexp itself.
 
 // useDFAs gives the set's regexes their DFAs, one per distinct pattern.
-// Building a DFA here costs a parse; its states are built by the matches.
+// A DFA is parsed at its first match and its states are built by the
+// matches: a reload costs nearly nothing more.
 func (s *Set) useDFAs() {
 	made := map[string]*dfa.DFA{}
 	get := func(re *regexp.Regexp) *dfa.DFA {
@@ -25,7 +26,7 @@ func (s *Set) useDFAs() {
 		p := re.String()
 		d, ok := made[p]
 		if !ok {
-			d, _ = dfa.Compile(p) // nil when refused: Go's regexp runs
+			d = dfa.New(re)
 			made[p] = d
 		}
 		return d

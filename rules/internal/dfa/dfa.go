@@ -53,7 +53,7 @@ func SetProcessCellLimit(n int64) int64 { return processLimit.Swap(n) }
 func ProcessCells() int64 { return processCells.Load() }
 
 // DFA is a compiled pattern. Its zero value is not usable; get one from
-// Compile. It is safe for concurrent use.
+// Compile or New. It is safe for concurrent use.
 type DFA struct {
 	pattern  string
 	prog     *syntax.Prog
@@ -71,6 +71,15 @@ type DFA struct {
 // Compile parses pattern as regexp.Compile does and returns its DFA. The
 // automaton itself is built lazily, by the matches.
 func Compile(pattern string) (*DFA, error) {
+	prog, err := compileProg(pattern)
+	if err != nil {
+		return nil, err
+	}
+	return &DFA{pattern: pattern, prog: prog, maxCells: MaxCells}, nil
+}
+
+// compileProg compiles pattern as regexp.Compile does.
+func compileProg(pattern string) (*syntax.Prog, error) {
 	re, err := syntax.Parse(pattern, syntax.Perl)
 	if err != nil {
 		return nil, &CompileError{pattern, err}
@@ -82,7 +91,15 @@ func Compile(pattern string) (*DFA, error) {
 	if len(prog.Inst) > maxInsts {
 		return nil, &CompileError{pattern, ErrTooLarge}
 	}
-	return &DFA{pattern: pattern, prog: prog, maxCells: MaxCells}, nil
+	return prog, nil
+}
+
+// New returns the DFA of re, parsed and compiled at its first match: a
+// set of regexes of which most never run costs nearly nothing more. A
+// pattern Compile would refuse answers with re itself, as does a DFA
+// that reaches its cap.
+func New(re *regexp.Regexp) *DFA {
+	return &DFA{pattern: re.String(), maxCells: MaxCells, fb: re}
 }
 
 // String returns the pattern.
@@ -100,8 +117,10 @@ func (d *DFA) Full() bool { return d.full.Load() }
 // of regexp.MustCompile(pattern).MatchString(s).
 func (d *DFA) MatchString(s string) bool {
 	if !d.full.Load() {
-		if hit, ok := d.machine().run(s, false); ok {
-			return hit
+		if m := d.machine(); m != nil {
+			if hit, ok := m.run(s, false); ok {
+				return hit
+			}
 		}
 	}
 	return d.fallback().MatchString(s)
@@ -112,16 +131,28 @@ func (d *DFA) MatchString(s string) bool {
 // encoding, without building it.
 func (d *DFA) MatchLatin1(s string) bool {
 	if !d.full.Load() {
-		if hit, ok := d.machine().run(s, true); ok {
-			return hit
+		if m := d.machine(); m != nil {
+			if hit, ok := m.run(s, true); ok {
+				return hit
+			}
 		}
 	}
 	return d.fallback().MatchString(latin1(s))
 }
 
+// machine returns the automaton, built at the first call; nil (and the
+// DFA full) when New's pattern has no DFA.
 func (d *DFA) machine() *machine {
 	d.once.Do(func() {
-		d.m = newMachine(d.prog, d.maxCells, &d.full)
+		prog := d.prog
+		if prog == nil {
+			var err error
+			if prog, err = compileProg(d.pattern); err != nil {
+				d.full.Store(true) // answer with the regexp New was given
+				return
+			}
+		}
+		d.m = newMachine(prog, d.maxCells, &d.full)
 		runtime.AddCleanup(d, release, d.m.cells)
 	})
 	return d.m
@@ -131,7 +162,11 @@ func (d *DFA) machine() *machine {
 func release(cells *atomic.Int64) { processCells.Add(-cells.Load()) }
 
 func (d *DFA) fallback() *regexp.Regexp {
-	d.fbOnce.Do(func() { d.fb = regexp.MustCompile(d.pattern) })
+	d.fbOnce.Do(func() {
+		if d.fb == nil {
+			d.fb = regexp.MustCompile(d.pattern)
+		}
+	})
 	return d.fb
 }
 

@@ -52,7 +52,9 @@ func TestAgainstRegexp(t *testing.T) {
 			t.Fatalf("%q: %v", p, err)
 		}
 		re := regexp.MustCompile(p)
+		lazy := New(re)
 		for _, in := range inputs {
+			check(t, lazy, re, in)
 			for i := 0; i <= len(in); i++ {
 				check(t, d, re, in[i:])
 				check(t, d, re, in[:i])
@@ -112,13 +114,21 @@ func TestCompileErrors(t *testing.T) {
 	if !errors.As(err, &se) {
 		t.Fatalf("a(: %v is not a *syntax.Error", err)
 	}
-	big := strings.Repeat(`b{1000}`, 40)
+	big := strings.Repeat(`ab`, maxInsts/2) + `c+`
 	if _, err := regexp.Compile(big); err != nil {
 		t.Fatalf("regexp refuses the big pattern: %v", err)
 	}
 	_, err = Compile(big)
 	if !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("program over %d insts: %v", maxInsts, err)
+	}
+	// New takes it, and answers with the regexp it was given.
+	re := regexp.MustCompile(big)
+	d := New(re)
+	check(t, d, re, "ababc") // Go's regexp takes seconds on a match of this one
+	check(t, d, re, strings.Repeat("ab", maxInsts/2))
+	if !d.Full() || d.fallback() != re {
+		t.Fatal("New's DFA of a refused pattern does not answer with its regexp")
 	}
 }
 
