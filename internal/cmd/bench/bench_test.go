@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -262,6 +263,26 @@ func TestGatewayOverSMTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	ts = ts[:2] // the real mail (spam among it: rejections are answers) and 2 KB of text
+	// What the measurement counts as answers: a 250 for clean mail and
+	// errRejected for a 5xx, on a session that goes on after it.
+	g, err := startGateway(bin, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	gtube, err := os.ReadFile("../../../rules/default/corpus/gtube.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := g.system(1, false)
+	for i, c := range []struct {
+		raw  []byte
+		want error
+	}{{benchcorpus.Text(2 << 10), nil}, {gtube, errRejected}, {benchcorpus.Text(2 << 10), nil}} {
+		if err := s.check(0, i, c.raw); !errors.Is(err, c.want) {
+			t.Errorf("message %d over SMTP: %v, want %v", i, err, c.want)
+		}
+	}
 	var out bytes.Buffer
 	if err := run(context.Background(), &out, ts, options{gateway: bin, conns: 3, reps: 1, budget: 300 * time.Millisecond}); err != nil {
 		t.Fatal(err)
