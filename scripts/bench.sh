@@ -82,6 +82,8 @@ start_rspamd() {
 		elastic clickhouse external_services antivirus metadata_exporter dcc; do
 		echo 'enabled = false;' >"$d/override.d/$m.conf"
 	done
+	# The phishing module's PhishTank check is a DNS lookup per link.
+	echo 'phishtank_enabled = false;' >"$d/override.d/phishing.conf"
 	printf 'dns { nameserver = ["%s"]; timeout = 1s; retransmits = 0; }\n' "${3:-127.0.0.1:1}" >"$d/override.d/options.inc"
 	if [ -n "${4:-}" ]; then
 		mkdir -p "$hscache"
@@ -138,11 +140,13 @@ bport=${RBLDNSD_PORT:-11553}
 mkdir -p "$dir/zones"
 chmod 755 "$dir" "$dir/zones"
 zones=$("$dir/bench" -write-zones "$dir/zones")
+: >"$dir/zones/stats" # query counts, one line a second (-s, -c 1)
 chmod 644 "$dir/zones"/*
+chmod 666 "$dir/zones/stats"
 buser=
 [ "$(id -u)" = 0 ] && buser="-u nobody"
 # shellcheck disable=SC2086
-taskset -c 0 rbldnsd $buser -q -4 -c 0 -p "$bpidfile" -w "$dir/zones" -b "127.0.0.1/$bport" $zones
+taskset -c 0 rbldnsd $buser -q -4 -c 1 -s "$dir/zones/stats" -p "$bpidfile" -w "$dir/zones" -b "127.0.0.1/$bport" $zones
 dport=${RSPAMD_DNS_PORT:-11443}
 start_rspamd "$dir/rspamd-dns" "$dport" "127.0.0.1:$bport"
 dpid=$rpid
@@ -246,5 +250,5 @@ echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -
 taskset -c 1 "$dir/bench" -rspamd "http://127.0.0.1:$port" -rspamd-pid "$pid" \
 	-spamd "127.0.0.1:$sport" -spamd-pid "$spid" -clamd "127.0.0.1:$cport" \
 	-gateway "$dir/gateway" -gateway-cpus 0 \
-	-rbldnsd "127.0.0.1:$bport" -rspamd-dns "http://127.0.0.1:$dport" -rspamd-dns-pid "$dpid" $sa "$@"
+	-rbldnsd "127.0.0.1:$bport" -rbldnsd-stats "$dir/zones/stats" -rspamd-dns "http://127.0.0.1:$dport" -rspamd-dns-pid "$dpid" $sa "$@"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

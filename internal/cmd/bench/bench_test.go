@@ -372,3 +372,17 @@ func TestDNSTierMissesEveryCache(t *testing.T) {
 		t.Errorf("DNS tier figures %v", rows)
 	}
 }
+
+func TestRBLDNSDQueriesReadsTheTotal(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "stats")
+	now := time.Now().Unix()
+	os.WriteFile(f, []byte(fmt.Sprintf("%d\n%d bl.bench.test:2:2:0:84:116 *:3:2:1:120:152\n%d bl.bench.test:9:2:0:84:116 uribl.bench.test:1:0:1:36:36 *:10:2:1:120:152\n",
+		now-5, now-4, now+1)), 0o644)
+	if n, err := rbldnsdQueries(f, time.Unix(now, 0)); n != 10 || err != nil {
+		t.Errorf("rbldnsdQueries = %d, %v; want the last line's total, 10", n, err)
+	}
+	os.WriteFile(f, []byte(fmt.Sprintf("%d bl.bench.test:2:2:0:84:116\n", now+1)), 0o644)
+	if _, err := rbldnsdQueries(f, time.Unix(now, 0)); err == nil {
+		t.Error("a line without a total")
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/filter"
@@ -196,4 +197,54 @@ func probe(t tier, s system) error {
 		return fmt.Errorf("%s, a message on no list: %w", s.name, err)
 	}
 	return nil
+}
+
+// rbldnsdQueries is the total of queries rbldnsd has answered, from the
+// first line of its statistics file (rbldnsd -s FILE -c 1 writes one a
+// second: "TIMESTAMP zone:qtot:qok:qnxd:bin:bout ... *:qtot:...") written
+// after t; it waits up to 10 s for that line.
+func rbldnsdQueries(file string, t time.Time) (int64, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return 0, err
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		last := strings.Fields(lines[len(lines)-1])
+		if len(last) > 1 {
+			ts, _ := strconv.ParseInt(last[0], 10, 64)
+			if ts > t.Unix() {
+				for _, f := range last[1:] {
+					if q, ok := strings.CutPrefix(f, "*:"); ok {
+						n, _, _ := strings.Cut(q, ":")
+						return strconv.ParseInt(n, 10, 64)
+					}
+				}
+				return 0, fmt.Errorf("%s: no total in %q", file, lines[len(lines)-1])
+			}
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("%s: no statistics line after %v", file, t.Format(time.TimeOnly))
+		}
+		time.Sleep(100 * time.Millisecond) // rbldnsd writes it once a second
+	}
+}
+
+// queriesPerMessage sends n messages of t to s, one at a time, and
+// returns the queries rbldnsd answered per message meanwhile (from its
+// statistics file): what tells that every system asks the lists as
+// often, and that no cache answered.
+func queriesPerMessage(stats string, t tier, s system, n int) (float64, error) {
+	q0, err := rbldnsdQueries(stats, time.Now())
+	if err != nil {
+		return 0, err
+	}
+	for range n {
+		if err := check(s, 0, t); err != nil {
+			return 0, err
+		}
+	}
+	q1, err := rbldnsdQueries(stats, time.Now())
+	return float64(q1-q0) / float64(n), err
 }

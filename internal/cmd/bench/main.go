@@ -38,7 +38,9 @@
 // the DNSBL and URIBL there. Before it is measured, each system must
 // refuse a message from the listed probe address and one with a listed
 // link domain and pass one with neither, so a system that did not look
-// up cannot be measured as fast.
+// up cannot be measured as fast; with -rbldnsd-stats, the queries
+// rbldnsd answered per message are counted for each system (10 messages
+// each) and printed.
 //
 // With -clamd, the default pipeline is also built with that clamd
 // attached through a counting relay, each tier is filtered once, and the
@@ -123,6 +125,7 @@ func main() {
 	gcore := flag.String("gateway-cpus", "0", "taskset CPU list the gateway is pinned to (GOMAXPROCS 1); empty: not pinned")
 	conns := flag.Int("conns", 4, "concurrent SMTP connections to the gateway")
 	rbldnsd := flag.String("rbldnsd", "", "rbldnsd serving the zones of -write-zones (UDP host:port): add the DNS tier; empty: none")
+	rstats := flag.String("rbldnsd-stats", "", "that rbldnsd's statistics file (rbldnsd -s FILE -c 1): print the DNS queries per message of each system; empty: not counted")
 	rdurl := flag.String("rspamd-dns", "", "rspamd normal worker with the bench lists (rbl module) on -rbldnsd, for the DNS tier")
 	rdpid := flag.Int("rspamd-dns-pid", 0, "that rspamd's main process")
 	zonesDir := flag.String("write-zones", "", "write the DNS tier's zone files into this directory, print rbldnsd's zone arguments and exit")
@@ -141,7 +144,7 @@ func main() {
 		return
 	}
 	o := options{rspamd: *rurl, rspamdPID: *rpid, rspamdSA: *rsurl, rspamdSAPID: *rspid, spamd: *saddr, spamdPID: *spid, gateway: *gbin, gatewayCPUs: *gcore,
-		conns: *conns, rbldnsd: *rbldnsd, rspamdDNS: *rdurl, rspamdDNSPID: *rdpid, reps: *reps, budget: *budget}
+		conns: *conns, rbldnsd: *rbldnsd, rbldnsdStats: *rstats, rspamdDNS: *rdurl, rspamdDNSPID: *rdpid, reps: *reps, budget: *budget}
 	ts, err := tiers(*corpus, *large)
 	if err == nil {
 		err = run(context.Background(), os.Stdout, ts, o)
@@ -167,6 +170,7 @@ type options struct {
 	gatewayCPUs  string
 	conns        int
 	rbldnsd      string // "" for no DNS tier
+	rbldnsdStats string
 	rspamdDNS    string
 	rspamdDNSPID int
 	reps         int
@@ -274,14 +278,25 @@ func runDNS(ctx context.Context, out io.Writer, o options) (int64, error) {
 	}
 	defer f.Close()
 	systems = append(systems, s)
+	var counted []string
 	for i := range systems {
 		if err := probe(t, systems[i]); err != nil {
 			return 0, err
 		}
 		systems[i].seq = new(atomic.Int64)
+		if o.rbldnsdStats != "" {
+			q, err := queriesPerMessage(o.rbldnsdStats, t, systems[i], 10)
+			if err != nil {
+				return 0, err
+			}
+			counted = append(counted, fmt.Sprintf("%s %.1f", systems[i].name, q))
+		}
 	}
 	fmt.Fprintln(out)
 	err = measureAll(out, []tier{t}, systems, o.reps, o.budget)
+	if err == nil && counted != nil {
+		fmt.Fprintf(out, "\nDNS queries at rbldnsd per message (10 messages each, before the measurement): %s\n", strings.Join(counted, ", "))
+	}
 	n := int64(0)
 	for _, s := range systems {
 		n += s.seq.Load()
