@@ -82,10 +82,11 @@ type crule struct {
 	Rule
 	id    int
 	re    *regexp.Regexp
-	bt    *regexp2.Regexp // instead of re, for a Rule with backtrack
-	btPre *regexp.Regexp  // for bt: an RE2 regex every match of bt matches, tried first (keysPattern)
-	reD   *dfa.DFA        // re's DFA, or nil (dfa.go)
-	preD  *dfa.DFA        // btPre's
+	bt    *regexp2.Regexp   // instead of re, for a Rule with backtrack
+	btPre *regexp.Regexp    // for bt: an RE2 regex every match of bt matches, tried first (keysPattern)
+	exact func([]rune) bool // for bt: what it matches, evaluated in Go (saexact.go), or nil
+	reD   *dfa.DFA          // re's DFA, or nil (dfa.go)
+	preD  *dfa.DFA          // btPre's
 	cidrs []netip.Prefix
 	hdr   headerSpec
 	meta  *metaNode
@@ -304,6 +305,9 @@ func compileRule(r *Rule, lim Limits) (*crule, error) {
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		c.bt = bt
+		if r.Kind == Header || r.Kind == Full {
+			c.exact = saExact[pattern] // saexact.go
+		}
 		if p := keysPattern(pattern); p != "" {
 			c.btPre, _ = regexp.Compile(p)
 		}

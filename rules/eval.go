@@ -405,7 +405,11 @@ func (c *crule) linePossible(x string) bool {
 
 // matchOne tests one value against every constraint the rule gives.
 func (c *crule) matchOne(x string) bool {
-	if (c.re != nil || c.bt != nil) && !c.matchRegex(x) {
+	if c.exact != nil {
+		if !c.matchExact(x) {
+			return false
+		}
+	} else if (c.re != nil || c.bt != nil) && !c.matchRegex(x) {
 		return false
 	}
 	if len(c.Domains) > 0 {

@@ -1,0 +1,321 @@
+package rules
+
+import (
+	"strings"
+	"unicode"
+)
+
+// A few of SpamAssassin's backtracking regexes cost more than the rest of
+// a small message's rules together: back-references tried from every
+// start over the whole header or message. For those, an exact Go
+// evaluation stands in for the backtracking engine: the same answer for
+// every input on which regexp2 answers within its time limit (where it
+// times out the rule does not hit; the Go version answers). Each is
+// checked against regexp2 by a differential test on generated inputs and
+// the repository's mail (saexact_test.go). They are chosen by the
+// pattern, as the importer compiled it, never by the rule's name: a
+// changed regex falls back to regexp2.
+//
+// The patterns run in regexp2's default mode: \s is unicode.IsSpace and
+// \S its complement, "." with (?s) any rune, ^ and $ with (?m) at the
+// text's ends and next to "\n" (not "\r"); the text is read as runes, an
+// invalid byte as U+FFFD, as btMatch converts it.
+var saExact = map[string]func([]rune) bool{
+	// __FROM_NAME_IN_MSG: a two-word From display name that is a whole
+	// line within 2,048 characters after it.
+	`(?sm)^From:\s+([^<]\S+\s\S+)\s(?=.{1,2048}^\1\r?$)`: fromNameInMsg,
+
+	// __TO_EQ_FROM_1 and _2, __SUBJ_HAS_FROM_1, __SUBJ_HAS_TO_1: an
+	// address of one header line found again in a later one.
+	`(?ism)\nFrom: (?:[^\n<]{0,80}<)?([^\n\s>]+)>?\n+(?:[^\n]{1,100}\n+)*To: (?:[^\n]{0,80}<)?\1[>,\s\n]`: hdrPair{
+		a: "\nfrom: ", b: "to: ", lines: 100, angle: true, tail: ">,"}.match,
+	`(?ism)\nTo: (?:[^\n<]{0,80}<)?([^\n\s>]+)>?\n+(?:[^\n]{1,100}\n+)*From: (?:[^\n]{0,80}<)?\1[>,\s\n]`: hdrPair{
+		a: "\nto: ", b: "from: ", lines: 100, angle: true, tail: ">,"}.match,
+	`(?ism)\nFrom: (?:[^\n<]{0,80}<)?([^\n\s>]+)>?\n+(?:[^\n]{1,100}\n+)*Subject: [^\n]{0,100}\1[>,:\s\n]`: hdrPair{
+		a: "\nfrom: ", b: "subject: ", lines: 100, tail: ">,:"}.match,
+	`(?ism)\nTo: (?:[^\n<]{0,80}<)?([^\n\s>,]+)>?\n+(?:[^\n]{1,200}\n+)*Subject: [^\n]{0,100}\1[^a-z0-9]`: hdrPair{
+		a: "\nto: ", b: "subject: ", capComma: true, lines: 200, notAlnum: true}.match,
+}
+
+// matchExact is matchRegex for a rule with an exact evaluation.
+func (c *crule) matchExact(x string) bool {
+	if !c.linePossible(x) {
+		return false
+	}
+	if c.bytes {
+		x = latin1Runes(x)
+	}
+	bp := getRunes()
+	defer putRunes(bp)
+	r := (*bp)[:0]
+	for _, ch := range x {
+		r = append(r, ch)
+	}
+	*bp = r
+	return c.exact(r)
+}
+
+// getRunes and putRunes share btMatch's free list of rune buffers.
+func getRunes() *[]rune {
+	select {
+	case bp := <-runeBufs:
+		return bp
+	default:
+		return new([]rune)
+	}
+}
+
+func putRunes(bp *[]rune) {
+	if cap(*bp) > maxPooledRunes {
+		return
+	}
+	*bp = (*bp)[:0]
+	select {
+	case runeBufs <- bp:
+	default:
+	}
+}
+
+// fromNameInMsg is (?sm)^From:\s+([^<]\S+\s\S+)\s(?=.{1,2048}^\1\r?$).
+//
+// The capture is one character other than "<", a run of non-space, one
+// space and a run of non-space, followed by a space. Since a \S+ is
+// followed by \s, each run ends where the non-space does: the capture is
+// fixed by where it starts, and \s+ leaves only two starts, the first
+// non-space after "From:" or the space before it.
+func fromNameInMsg(r []rune) bool {
+	n := len(r)
+	for p := 0; p+5 <= n; p++ {
+		if p > 0 && r[p-1] != '\n' || !runesHavePrefix(r[p:], "From:") {
+			continue
+		}
+		j := p + 5
+		e := j
+		for e < n && unicode.IsSpace(r[e]) {
+			e++
+		}
+		if e == j {
+			continue
+		}
+		for _, q := range [2]int{e, e - 1} {
+			if q < j+1 || q >= n || r[q] == '<' {
+				continue
+			}
+			a := q + 1
+			for a < n && !unicode.IsSpace(r[a]) {
+				a++
+			}
+			if a == q+1 || a >= n {
+				continue
+			}
+			b := a + 1
+			for b < n && !unicode.IsSpace(r[b]) {
+				b++
+			}
+			if b == a+1 || b >= n {
+				continue
+			}
+			if wholeLineAhead(r, b+1, r[q:b], 2048) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// wholeLineAhead is (?=.{1,max}^c\r?$) at st under (?sm): a line that is
+// c (with an optional "\r" before its end) starting 1 to max characters
+// after st.
+func wholeLineAhead(r []rune, st int, c []rune, max int) bool {
+	n := len(r)
+	for l := st + 1; l <= st+max && l+len(c) <= n; l++ {
+		if r[l-1] != '\n' || !runesEqual(r[l:l+len(c)], c) {
+			continue
+		}
+		t := l + len(c)
+		if t == n || r[t] == '\n' || r[t] == '\r' && (t+1 == n || r[t+1] == '\n') {
+			return true
+		}
+	}
+	return false
+}
+
+func runesHavePrefix(r []rune, p string) bool {
+	if len(r) < len(p) {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if r[i] != rune(p[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func runesEqual(a, b []rune) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// hdrPair is the shape of the header-pair patterns, all under (?ism):
+//
+//	\n A (?:[^\n<]{0,80}<)? ([^\n\s>]+) >?\n+ (?:[^\n]{1,lines}\n+)* B PRE \1 TAIL
+//
+// PRE is (?:[^\n]{0,80}<)? with angle, else [^\n]{0,100}; capComma adds
+// "," to the characters the capture excludes; TAIL is one of tail or a
+// space, or with notAlnum [^a-z0-9].
+//
+// Under (?i) regexp2 lowers each input rune (unicode.ToLower) before it
+// compares it with a literal or a class, and compares a back-reference
+// rune by lowered rune. Everything else is forced: the optional "<"
+// group can only end at the first "<"; the capture must run to the end
+// of its characters, as ">" and "\n" follow it; \n+ and each line of the
+// loop take whole runs and lines, so B can only start at the start of
+// one of the lines that follow, up to and including the first one longer
+// than lines.
+type hdrPair struct {
+	a, b     string // lower case
+	capComma bool
+	lines    int
+	angle    bool
+	tail     string
+	notAlnum bool
+}
+
+func (h hdrPair) match(r []rune) bool {
+	n := len(r)
+	for i := 0; i < n; i++ {
+		if r[i] != '\n' || !runesHavePrefixFold(r[i:], h.a) {
+			continue
+		}
+		j := i + len(h.a)
+		if h.capture(r, j) {
+			return true
+		}
+		// Through the first "<" of the line, if within 80 characters.
+		for u := j; u < n && u-j <= 80; u++ {
+			ch := unicode.ToLower(r[u])
+			if ch == '\n' {
+				break
+			}
+			if ch == '<' {
+				if h.capture(r, u+1) {
+					return true
+				}
+				break
+			}
+		}
+	}
+	return false
+}
+
+// capture tries the capture starting at g and every B line after it.
+func (h hdrPair) capture(r []rune, g int) bool {
+	n := len(r)
+	e := g
+	for e < n {
+		ch := unicode.ToLower(r[e])
+		if ch == '\n' || ch == '>' || unicode.IsSpace(ch) || h.capComma && ch == ',' {
+			break
+		}
+		e++
+	}
+	if e == g {
+		return false
+	}
+	c := r[g:e]
+	p := e
+	if p < n && r[p] == '>' {
+		p++
+	}
+	if p >= n || r[p] != '\n' {
+		return false
+	}
+	for {
+		for p < n && r[p] == '\n' {
+			p++
+		}
+		if h.second(r, p, c) {
+			return true
+		}
+		q := p
+		for q < n && r[q] != '\n' {
+			q++
+		}
+		if q >= n || q-p > h.lines {
+			return false
+		}
+		p = q
+	}
+}
+
+// second tries B, PRE, \1 and TAIL at the line start m.
+func (h hdrPair) second(r []rune, m int, c []rune) bool {
+	if !runesHavePrefixFold(r[m:], h.b) {
+		return false
+	}
+	k := m + len(h.b)
+	n := len(r)
+	if h.angle {
+		if h.ref(r, k, c) {
+			return true
+		}
+		for w := k; w < n && w-k <= 80; w++ {
+			ch := unicode.ToLower(r[w])
+			if ch == '\n' {
+				break
+			}
+			if ch == '<' && h.ref(r, w+1, c) {
+				return true
+			}
+		}
+		return false
+	}
+	for s := k; s < n && s-k <= 100; s++ {
+		if h.ref(r, s, c) {
+			return true
+		}
+		if unicode.ToLower(r[s]) == '\n' {
+			break
+		}
+	}
+	return false
+}
+
+// ref tests \1 and TAIL at s.
+func (h hdrPair) ref(r []rune, s int, c []rune) bool {
+	t := s + len(c)
+	if t >= len(r) {
+		return false
+	}
+	for i, ch := range c {
+		if unicode.ToLower(r[s+i]) != unicode.ToLower(ch) {
+			return false
+		}
+	}
+	ch := unicode.ToLower(r[t])
+	if h.notAlnum {
+		return !('a' <= ch && ch <= 'z' || '0' <= ch && ch <= '9')
+	}
+	return unicode.IsSpace(ch) || strings.ContainsRune(h.tail, ch)
+}
+
+// runesHavePrefixFold is runesHavePrefix for a lower-case p under (?i).
+func runesHavePrefixFold(r []rune, p string) bool {
+	if len(r) < len(p) {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if unicode.ToLower(r[i]) != rune(p[i]) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,160 @@
+package rules
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/dlclark/regexp2"
+
+	"github.com/portcullis-mail/portcullis/filter"
+	"github.com/portcullis-mail/portcullis/internal/benchcorpus"
+)
+
+// exactInputs returns texts for the differential tests: the repository's
+// mail, and random texts built from the pieces the patterns look at
+// (header names, spaces of several kinds, line ends, angle brackets,
+// repeated words, an invalid byte), n of them.
+func exactInputs(t *testing.T, rng *rand.Rand, n int, pieces []string) []string {
+	t.Helper()
+	var out []string
+	files, _ := filepath.Glob("../filter/testdata/mail/*/*")
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, string(b), strings.ReplaceAll(string(b), "\r\n", "\n"))
+	}
+	for range n {
+		var b strings.Builder
+		for range rng.IntN(40) {
+			b.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		out = append(out, b.String())
+	}
+	return out
+}
+
+// checkExact compares an exact evaluation with regexp2 on inputs, and
+// fails unless both answers occur often enough to mean something.
+func checkExact(t *testing.T, pattern string, inputs []string) {
+	t.Helper()
+	fn := saExact[pattern]
+	if fn == nil {
+		t.Fatalf("no exact evaluation for %s", pattern)
+	}
+	re := regexp2.MustCompile(pattern, regexp2.None)
+	re.MatchTimeout = backtrackTimeout
+	c := &crule{exact: fn}
+	hits := 0
+	for _, s := range inputs {
+		want, err := re.MatchString(s)
+		if err != nil {
+			continue // regexp2 timed out: nothing to compare
+		}
+		if got := c.matchExact(s); got != want {
+			t.Fatalf("%q: exact %v, regexp2 %v", s, got, want)
+		}
+		if want {
+			hits++
+		}
+	}
+	if hits < 100 || len(inputs)-hits < 100 {
+		t.Fatalf("%d of %d inputs match: too few of one answer to compare", hits, len(inputs))
+	}
+}
+
+func TestExactFromNameInMsg(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	pieces := []string{"From:", "From:", "from:", " ", " ", "  ", "\t", "\u00a0", "\u2028", "\n", "\n", "\r\n", "\r",
+		"<", ">", "John", "John", "Smith", "Smith", "J", "x@y.z", "\xff", "é", "John Smith", "\nJohn Smith\n",
+		"\nJohn Smith\r\n", "\nJohn Smith \n", "\n<John Smith\n", strings.Repeat("y", 700)}
+	inputs := exactInputs(t, rng, 30000, pieces)
+	checkExact(t, `(?sm)^From:\s+([^<]\S+\s\S+)\s(?=.{1,2048}^\1\r?$)`, inputs)
+}
+
+// BenchmarkExact: each exact evaluation against regexp2 on the text-2k
+// corpus message.
+func BenchmarkExact(b *testing.B) {
+	raw := benchcorpus.Tiers()[0].Raw
+	msg := string(raw)
+	v := &view{m: filter.NewMessageBytes(filter.Envelope{}, raw, filter.Limits{}), set: &Set{}}
+	all := v.saHeaderValue(parseSAHeaderSpec("ALL").sa)[0]
+	patterns := slices.Sorted(maps.Keys(saExact))
+	for i, pattern := range patterns {
+		re := regexp2.MustCompile(pattern, regexp2.None)
+		c := &crule{exact: saExact[pattern]}
+		name := fmt.Sprint(i)
+		text := msg // the full rule's text; the others test the ALL header
+		if strings.HasPrefix(pattern, "(?ism)") {
+			text = all
+		}
+		b.Run("regexp2/"+name, func(b *testing.B) {
+			for b.Loop() {
+				btMatch(re, text)
+			}
+		})
+		b.Run("exact/"+name, func(b *testing.B) {
+			for b.Loop() {
+				c.matchExact(text)
+			}
+		})
+	}
+}
+
+func TestExactHeaderPairs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	pieces := []string{"\nFrom: ", "\nfrom: ", "\nFROM: ", "\nTo: ", "\nto: ", "\nSubject: ", "Subject: ", "To: ", "From: ",
+		"\n", "\n", "\n\n", " ", "\t", "\u00a0", "<", "<", ">", ">", ",", ":", "a@b.c", "A@B.C", "a@b.c", "x", "X", "Re ",
+		"\u212a", "k", "\u017f", "s", "\u0130", "i", "\xff", "é", "É", "0", strings.Repeat("y", 90), strings.Repeat("z", 150),
+		strings.Repeat("w", 210), "\nX-Other: v"}
+	inputs := exactInputs(t, rng, 10000, pieces)
+	// Headers shaped like the patterns, with the same address or a near
+	// one in a later line, and random damage.
+	addrs := []string{"a@b.c", "A@B.c", "a@b.cd", "\u212a@b.c", "k@b.c", "x", "x,y", "\u0130@i.c", "s\u017f@b.c"}
+	names := []string{"From", "To", "Subject", "from", "TO", "X-Mid", "Received"}
+	for range 20000 {
+		var b strings.Builder
+		for range 1 + rng.IntN(6) {
+			b.WriteString("\n")
+			b.WriteString(names[rng.IntN(len(names))])
+			b.WriteString(": ")
+			switch rng.IntN(5) {
+			case 0:
+				b.WriteString(addrs[rng.IntN(len(addrs))])
+			case 1:
+				b.WriteString("Name " + strings.Repeat("n", rng.IntN(90)) + " <" + addrs[rng.IntN(len(addrs))] + ">")
+			case 2:
+				b.WriteString("Re: " + strings.Repeat("q", []int{rng.IntN(110), 95, 96, 97}[rng.IntN(4)]) + addrs[rng.IntN(len(addrs))] + []string{" ", ":", ",", "z", ">", "", "\u00a0"}[rng.IntN(7)] + "tail")
+			case 3:
+				b.WriteString(strings.Repeat("l", rng.IntN(220)))
+			default:
+				b.WriteString("<" + addrs[rng.IntN(len(addrs))] + ">, <" + addrs[rng.IntN(len(addrs))] + ">")
+			}
+			if rng.IntN(4) == 0 {
+				b.WriteString("\n")
+			}
+		}
+		x := []byte(b.String())
+		for range rng.IntN(3) {
+			if len(x) > 0 {
+				x[rng.IntN(len(x))] = "\n <>,:aA@"[rng.IntN(9)]
+			}
+		}
+		inputs = append(inputs, string(x)+"\n")
+	}
+	for _, pattern := range []string{
+		`(?ism)\nFrom: (?:[^\n<]{0,80}<)?([^\n\s>]+)>?\n+(?:[^\n]{1,100}\n+)*To: (?:[^\n]{0,80}<)?\1[>,\s\n]`,
+		`(?ism)\nTo: (?:[^\n<]{0,80}<)?([^\n\s>]+)>?\n+(?:[^\n]{1,100}\n+)*From: (?:[^\n]{0,80}<)?\1[>,\s\n]`,
+		`(?ism)\nFrom: (?:[^\n<]{0,80}<)?([^\n\s>]+)>?\n+(?:[^\n]{1,100}\n+)*Subject: [^\n]{0,100}\1[>,:\s\n]`,
+		`(?ism)\nTo: (?:[^\n<]{0,80}<)?([^\n\s>,]+)>?\n+(?:[^\n]{1,200}\n+)*Subject: [^\n]{0,100}\1[^a-z0-9]`,
+	} {
+		t.Run(pattern[7:22], func(t *testing.T) { checkExact(t, pattern, inputs) })
+	}
+}
