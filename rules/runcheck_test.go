@@ -89,3 +89,43 @@ func FuzzRunCheck(f *testing.F) {
 		runCheckSound(t, pattern, s)
 	})
 }
+
+// TestRunCheckSkip: the skipping scan answers as a byte-by-byte count
+// does, for runs of every length over random texts of set and other
+// bytes.
+func TestRunCheckSkip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	linear := func(rc *runCheck, s string) bool {
+		k := 0
+		for i := 0; i < len(s); i++ {
+			if !rc.in[s[i]] {
+				k = 0
+				continue
+			}
+			if k++; k >= rc.n {
+				return true
+			}
+		}
+		return false
+	}
+	rc := &runCheck{}
+	rc.in['a'], rc.in['b'] = true, true
+	hits := 0
+	for range 200000 {
+		rc.n = 1 + rng.IntN(12)
+		b := make([]byte, rng.IntN(40))
+		for i := range b {
+			b[i] = "aabx"[rng.IntN(4)]
+		}
+		want := linear(rc, string(b))
+		if got := rc.possible(string(b)); got != want {
+			t.Fatalf("n %d, %q: %v, counting %v", rc.n, b, got, want)
+		}
+		if want {
+			hits++
+		}
+	}
+	if hits < 1000 || hits > 199000 {
+		t.Fatalf("%d runs found in 200,000 texts: too few of one answer", hits)
+	}
+}
