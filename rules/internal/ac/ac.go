@@ -19,7 +19,7 @@ import (
 type Matcher struct {
 	classes  [256]uint8
 	nclass   int
-	delta    []int32 // state*nclass+class → next state; high bit: state has output
+	delta    []int32 // state*nclass+class → next state*nclass; high bit: state has output
 	own      [][]int32
 	dictLink []int32 // next state on the suffix chain that has output, or -1
 	npat     int
@@ -138,10 +138,15 @@ func New(patterns []string) (*Matcher, error) {
 			}
 		}
 	}
-	// Flag transitions into states that report something.
+	// Store each next state as its row's offset, so that a scan adds the
+	// byte's class without a multiplication on the path from one byte to
+	// the next (MaxStates*231 fits below the flag bit); and flag
+	// transitions into states that report something.
 	for i, t := range delta {
 		if len(own[t]) > 0 || dict[t] >= 0 {
-			delta[i] = t | outFlag
+			delta[i] = t*int32(nc) | outFlag
+		} else {
+			delta[i] = t * int32(nc)
 		}
 	}
 	m.delta, m.own, m.dictLink = delta, own, dict
@@ -168,10 +173,10 @@ func (m *Matcher) Match(text []byte, found func(id int)) {
 	delta, classes := m.delta, &m.classes
 	s := int32(0)
 	for _, b := range text {
-		s = delta[int(s)*nc+int(classes[b])]
+		s = delta[int(s)+int(classes[b])]
 		if s < 0 {
 			s &= stateMask
-			m.report(s, sc.seen, found)
+			m.report(s/int32(nc), sc.seen, found)
 		}
 	}
 	m.pool.Put(sc)
@@ -188,10 +193,10 @@ func (m *Matcher) MatchString(text string, found func(id int)) {
 	delta, classes := m.delta, &m.classes
 	s := int32(0)
 	for i := 0; i < len(text); i++ {
-		s = delta[int(s)*nc+int(classes[text[i]])]
+		s = delta[int(s)+int(classes[text[i]])]
 		if s < 0 {
 			s &= stateMask
-			m.report(s, sc.seen, found)
+			m.report(s/int32(nc), sc.seen, found)
 		}
 	}
 	m.pool.Put(sc)
@@ -223,10 +228,10 @@ func (m *Matcher) Each(text string, found func(id, end int)) {
 	delta, classes := m.delta, &m.classes
 	s := int32(0)
 	for i := 0; i < len(text); i++ {
-		s = delta[int(s)*nc+int(classes[text[i]])]
+		s = delta[int(s)+int(classes[text[i]])]
 		if s < 0 {
 			s &= stateMask
-			for t := s; t >= 0; t = m.dictLink[t] {
+			for t := s / int32(nc); t >= 0; t = m.dictLink[t] {
 				for _, id := range m.own[t] {
 					found(int(id), i+1)
 				}
