@@ -48,6 +48,9 @@ func (c *crule) matchExact(x string) bool {
 	bp := getRunes()
 	defer putRunes(bp)
 	r := (*bp)[:0]
+	if cap(r) < len(x) {
+		r = make([]rune, 0, len(x)) // at most one rune a byte
+	}
 	for _, ch := range x {
 		r = append(r, ch)
 	}
