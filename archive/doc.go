@@ -27,9 +27,10 @@
 // package's own structure parser, which also reports overlapping entries,
 // local names that differ from central ones, concatenated zips and
 // encryption flags before any decoding), tar, gzip, bzip2, xz, zstd (the
-// decoders of klauspost/compress and mholt/archives), 7z and rar
-// (mholt/archives). Formats it recognises but cannot open (arj, cab, ace,
-// lzh, cpio, chm, UDF and raw disk images, ...), corrupt or truncated
+// decoders of klauspost/compress and mholt/archives), lz4
+// (pierrec/lz4), 7z and rar (mholt/archives). Formats it recognises but
+// cannot open (arj, cab, ace, lzh, cpio, lzip, chm, UDF and raw disk
+// images, ...), corrupt or truncated
 // ones, and unsupported zip methods are "uninspectable"; encrypted
 // archives and entries are "encrypted".
 //

@@ -63,6 +63,8 @@ func TestEveryFormat(t *testing.T) {
 		"clam.exe.bz2": compressWith(t, archives.Bz2{}, exe),
 		"clam.exe.xz":  compressWith(t, archives.Xz{}, exe),
 		"clam.exe.zst": compressWith(t, archives.Zstd{}, exe),
+		"clam.exe.lz4": compressWith(t, archives.Lz4{}, exe),
+		"clam.tar.lz4": compressWith(t, archives.Lz4{}, tr),
 		"clam.tar":     tr,
 		"clam.tgz":     compressWith(t, archives.Gz{}, tr),
 		"clam.tar.bz2": compressWith(t, archives.Bz2{}, tr),
@@ -97,6 +99,13 @@ func TestEveryFormat(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLZ4Limit: an lz4 stream that inflates past MaxEntryBytes is a bomb.
+func TestLZ4Limit(t *testing.T) {
+	big := compressWith(t, archives.Lz4{}, make([]byte, 4<<20))
+	_, fs := inspect(t, Config{Limits: Limits{MaxEntryBytes: 1 << 20}}, att{name: "zeros.lz4", data: big})
+	requireFinding(t, fs, KindBomb, "entry-bytes")
 }
 
 func TestContainsFold(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pierrec/lz4/v4"
 	"io"
 	"io/fs"
 	"runtime/debug"
@@ -313,9 +314,9 @@ func (w *walker) file(n node, r io.Reader) error {
 		return w.tar(n, br)
 	case TypeRar:
 		return w.rar(n, br)
-	case TypeGzip, TypeBzip2, TypeXz, TypeZstd:
+	case TypeGzip, TypeBzip2, TypeXz, TypeZstd, TypeLZ4:
 		return w.compressed(n, t, br)
-	case TypeARJ, TypeCAB, TypeACE, TypeLZH, TypeCPIO, TypeLZ4, TypeLzip, TypeZ, TypeSZDD, TypeCHM:
+	case TypeARJ, TypeCAB, TypeACE, TypeLZH, TypeCPIO, TypeLzip, TypeZ, TypeSZDD, TypeCHM:
 		w.archiveChecks(n, t)
 		w.find(KindUninspectable, n.path, t)
 		if err := w.tick(n.path); err != nil {
@@ -649,6 +650,10 @@ func decoder(t string, r io.Reader) (io.ReadCloser, error) {
 			return nil, err
 		}
 		return d.IOReadCloser(), nil
+	case TypeLZ4:
+		// Streaming, blocks of at most 4 MiB. (Lzip stays uninspectable:
+		// its Go reader reads the whole input and panics on a short one.)
+		return io.NopCloser(lz4.NewReader(r)), nil
 	}
 	return nil, fmt.Errorf("%w: compression %s", ErrUninspectable, t)
 }
@@ -690,7 +695,7 @@ func innerName(name, t string) string {
 	low := strings.ToLower(name)
 	for _, s := range [...]struct{ ext, repl string }{
 		{".tgz", ".tar"}, {".taz", ".tar"}, {".tbz2", ".tar"}, {".tbz", ".tar"}, {".txz", ".tar"}, {".tzst", ".tar"},
-		{".gz", ""}, {".gzip", ""}, {".bz2", ""}, {".bz", ""}, {".xz", ""}, {".zst", ""}, {".zstd", ""}, {".z", ""},
+		{".gz", ""}, {".gzip", ""}, {".bz2", ""}, {".bz", ""}, {".xz", ""}, {".zst", ""}, {".zstd", ""}, {".z", ""}, {".lz4", ""},
 	} {
 		if strings.HasSuffix(low, s.ext) {
 			return name[:len(name)-len(s.ext)] + s.repl
