@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/portcullis-mail/portcullis/filter"
@@ -218,7 +219,7 @@ func (e *Engine) build() (*Set, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%t %t %t %t %+v\n", e.cfg.Default, e.cfg.SpamAssassin != "", e.cfg.NoPrefilter, e.cfg.noDFA, lim)
 	read := func(name string) ([]byte, error) {
-		data, err := readFile(name, lim.MaxFileBytes)
+		data, err := readFile(name, lim)
 		if err == nil {
 			fmt.Fprintf(h, "%q %d\n", name, len(data))
 			h.Write(data)
@@ -334,13 +335,77 @@ func SpamAssassinDir() string {
 	return ""
 }
 
-func readFile(name string, max int64) ([]byte, error) {
+// readFile reads a rule file of at most lim.MaxFileBytes. A file that is
+// not a regular one (a pipe whose writer has not come, a device) may block
+// its open and read for ever, and with them the reload that holds
+// Engine's reload lock: no later reload, of fixed files, could run. Such
+// a file is read in the background and waited for at most
+// lim.MaxReadTime; a later load of the same file (same device and inode)
+// waits for that read instead of starting another, so a pipe nobody
+// writes costs one blocked reader, not one per retry.
+func readFile(name string, lim Limits) ([]byte, error) {
+	fi, err := os.Stat(name)
+	if err != nil {
+		return nil, &LoadError{File: name, Err: err}
+	}
+	if fi.Mode().IsRegular() {
+		return readOpen(name, lim.MaxFileBytes)
+	}
+	key := fileKey{name: name}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		key = fileKey{dev: uint64(st.Dev), ino: st.Ino}
+	}
+	pendingReads.mu.Lock()
+	r, ok := pendingReads.m[key]
+	if !ok {
+		r = &pendingRead{done: make(chan struct{})}
+		if pendingReads.m == nil {
+			pendingReads.m = map[fileKey]*pendingRead{}
+		}
+		pendingReads.m[key] = r
+		go func() {
+			r.data, r.err = readOpen(name, lim.MaxFileBytes)
+			pendingReads.mu.Lock()
+			delete(pendingReads.m, key)
+			pendingReads.mu.Unlock()
+			close(r.done)
+		}()
+	}
+	pendingReads.mu.Unlock()
+	t := time.NewTimer(lim.MaxReadTime)
+	defer t.Stop()
+	select {
+	case <-r.done:
+		return r.data, r.err
+	case <-t.C:
+		return nil, &LoadError{File: name, Err: fmt.Errorf("%w: nothing to read after %v (%v, not a regular file)", ErrReadTimeout, lim.MaxReadTime, fi.Mode().Type())}
+	}
+}
+
+func readOpen(name string, max int64) ([]byte, error) {
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, &LoadError{File: name, Err: err}
 	}
 	defer f.Close()
 	return readLimited(name, f, max)
+}
+
+type fileKey struct {
+	dev, ino uint64
+	name     string // where the system gives no inode
+}
+
+type pendingRead struct {
+	done chan struct{}
+	data []byte
+	err  error
+}
+
+// pendingReads are the reads of non-regular rule files under way.
+var pendingReads struct {
+	mu sync.Mutex
+	m  map[fileKey]*pendingRead
 }
 
 func loadEmbedded(sp *spec, lim Limits) error {

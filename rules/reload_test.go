@@ -363,3 +363,46 @@ func TestLoadInBackground(t *testing.T) {
 		t.Fatalf("Ready after the load: %v", err)
 	}
 }
+
+// TestReadTimeout: a first load from a pipe nobody writes fails after
+// Limits.MaxReadTime instead of holding the reload lock for ever; retries
+// share the one blocked reader; once the file is a regular one a reload
+// installs it.
+func TestReadTimeout(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "rules.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := New(Config{Files: []string{fifo}, Limits: Limits{MaxReadTime: 50 * time.Millisecond}})
+	for range 3 {
+		err := e.Reload(context.Background())
+		if !errors.Is(err, ErrReadTimeout) {
+			t.Fatalf("Reload from a silent pipe: %v", err)
+		}
+	}
+	pendingReads.mu.Lock()
+	n := len(pendingReads.m)
+	pendingReads.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d readers blocked on the pipe, want 1", n)
+	}
+	// Unblock the reader left behind (it ends with an empty file).
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if err := os.Remove(fifo); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fifo, []byte("rules:\n  - name: R\n    kind: body\n    literal: \"x\"\n    score: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Reload(context.Background()); err != nil {
+		t.Fatalf("Reload of the regular file: %v", err)
+	}
+	if err := e.Ready(); err != nil {
+		t.Fatal(err)
+	}
+}

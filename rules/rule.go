@@ -3,6 +3,7 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/portcullis-mail/portcullis/filter"
 )
@@ -105,7 +106,10 @@ var (
 	ErrLimit     = errors.New("rules: limit exceeded")
 	ErrGate      = errors.New("rules: regression gate refused the set")
 	ErrNoFiles   = errors.New("rules: no rule files")
-	ErrNotReady  = fmt.Errorf("rules: no rule set loaded: %w", filter.ErrNotReady)
+	// ErrReadTimeout: a rule file that is not a regular file gave nothing
+	// within Limits.MaxReadTime.
+	ErrReadTimeout = errors.New("rules: rule file read timed out")
+	ErrNotReady    = fmt.Errorf("rules: no rule set loaded: %w", filter.ErrNotReady)
 	// ErrLoading is Ready's answer while the first set is being read
 	// (LoadInBackground); it wraps ErrNotReady.
 	ErrLoading = fmt.Errorf("rules: loading: %w", ErrNotReady)
@@ -159,11 +163,18 @@ type Limits struct {
 	// scans parts whole.
 	BodyPartScanBytes    int
 	RawBodyPartScanBytes int
+	// MaxReadTime bounds reading one rule file that is not a regular file
+	// (a pipe, a device); past it the load fails with ErrReadTimeout and
+	// the current set stays. Default 30 s.
+	MaxReadTime time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
 	if l.MaxFileBytes <= 0 {
 		l.MaxFileBytes = 16 << 20
+	}
+	if l.MaxReadTime <= 0 {
+		l.MaxReadTime = 30 * time.Second
 	}
 	if l.MaxRegexBytes <= 0 {
 		l.MaxRegexBytes = 64 << 10

@@ -240,14 +240,14 @@ func decodeSample(file string, n *yaml.Node, readRel func(string) ([]byte, error
 // the manifest.
 func ReadCorpus(file string) ([]Sample, error) {
 	lim := Limits{}.withDefaults()
-	data, err := readFile(file, lim.MaxFileBytes)
+	data, err := readFile(file, lim)
 	if err != nil {
 		return nil, err
 	}
 	sp := &spec{}
 	dir := filepath.Dir(file)
 	if err := parseYAML(file, data, sp, func(rel string) ([]byte, error) {
-		return readFile(filepath.Join(dir, filepath.FromSlash(rel)), lim.MaxFileBytes)
+		return readFile(filepath.Join(dir, filepath.FromSlash(rel)), lim)
 	}); err != nil {
 		return nil, err
 	}
