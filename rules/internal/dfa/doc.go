@@ -50,5 +50,12 @@
 // later call with Go's regexp for the same pattern, compiled then; the
 // answer never changes, only its speed. Compile refuses (ErrTooLarge)
 // programs of more than maxInsts instructions, and returns the parser's
-// error for invalid patterns; callers then keep Go's regexp.
+// error for invalid patterns; callers then keep Go's regexp. New takes a
+// compiled regexp and parses its pattern only at the first match, so a
+// set of regexes of which most never run costs nearly nothing to load; a
+// pattern Compile would refuse is then answered by that regexp.
+//
+// A state's transitions are built once and never freed while the DFA
+// lives: memory grows with the variety of text seen, up to the caps, and
+// not with its volume.
 package dfa

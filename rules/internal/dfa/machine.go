@@ -58,7 +58,7 @@ func runeKind(r rune) uint8 {
 // yet closed, and that rune's kind. All but next and end are fixed once
 // the state is published.
 type state struct {
-	next []atomic.Pointer[state] // by class; nil: not built yet
+	next []atomic.Pointer[state] // by class; unbuilt: not built yet
 	end  atomic.Uint32           // 0 unknown, 1 no match at the end of text, 2 a match
 	pcs  []uint32
 	kind uint8
@@ -73,10 +73,15 @@ const (
 	sMatch = 1 << iota
 	sDead
 	sSkip
+	sBuild
 )
 
-// matchState is the target of a transition whose closure holds InstMatch.
-var matchState = &state{special: sMatch}
+// matchState is the target of a transition whose closure holds InstMatch;
+// unbuilt that of a transition not built yet.
+var (
+	matchState = &state{special: sMatch}
+	unbuilt    = &state{special: sBuild}
+)
 
 type machine struct {
 	prog *syntax.Prog
@@ -325,7 +330,7 @@ func (m *machine) closure(pcs []uint32, f syntax.EmptyOp) (runes []uint32, match
 func (m *machine) build(s *state, c int32) *state {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if nx := s.next[c].Load(); nx != nil {
+	if nx := s.next[c].Load(); nx != unbuilt {
 		return nx
 	}
 	if m.full.Load() {
@@ -380,6 +385,9 @@ func (m *machine) lookup(pcs []uint32, kind uint8) *state {
 		next: make([]atomic.Pointer[state], m.nclass),
 		pcs:  pcs,
 		kind: kind,
+	}
+	for i := range s.next {
+		s.next[i].Store(unbuilt)
 	}
 	switch {
 	case len(pcs) > 0:
@@ -439,27 +447,26 @@ func (m *machine) run(s string, latin1 bool) (hit, ok bool) {
 			i += w
 		}
 		nx := st.next[c].Load()
-		if nx == nil {
-			if nx = m.build(st, c); nx == nil {
-				return false, false
+		if nx.special != 0 {
+			if nx == unbuilt {
+				if nx = m.build(st, c); nx == nil {
+					return false, false
+				}
+			}
+			switch {
+			case nx.special&sMatch != 0:
+				return true, true
+			case nx.special&sDead != 0:
+				return false, true
+			case nx.special&sSkip != 0 && skip != "":
+				j := strings.Index(s[i:], skip)
+				if j < 0 {
+					return false, true
+				}
+				i += j
 			}
 		}
 		st = nx
-		if st.special == 0 {
-			continue
-		}
-		switch {
-		case st.special&sMatch != 0:
-			return true, true
-		case st.special&sDead != 0:
-			return false, true
-		case skip != "":
-			j := strings.Index(s[i:], skip)
-			if j < 0 {
-				return false, true
-			}
-			i += j
-		}
 	}
 	return m.endMatch(st), true
 }
