@@ -32,8 +32,8 @@ func (e *CompileError) Unwrap() error { return e.Err }
 // new transition grows with the program.
 const maxInsts = 1 << 15
 
-// MaxCells is the default cap on one DFA's transition cells (8 bytes
-// each, one per state and rune class).
+// MaxCells is the default cap on one DFA's cells: a state costs one
+// 4-byte cell per rune class, one per thread and 16 more.
 const MaxCells = 1 << 16
 
 // processCells counts the cells of every live DFA; processLimit caps it.

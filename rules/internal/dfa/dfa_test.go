@@ -81,7 +81,7 @@ func TestClasses(t *testing.T) {
 		m := d.machine()
 		try := func(r rune) {
 			c := m.classOf(r)
-			if c != m.ivClass[m.interval(r)] {
+			if c != uint32(m.ivClass[m.interval(r)]) {
 				t.Fatalf("%q: rune %U: table class %d, interval class %d", p, r, c, m.ivClass[m.interval(r)])
 			}
 			for pc, in := range m.prog.Inst {
@@ -184,8 +184,20 @@ func TestProcessCap(t *testing.T) {
 	check(t, e, regexp.MustCompile(`abc`), "xxabcxx")
 }
 
+// TestConcurrent: goroutines that build the same DFA's states at once (a
+// pattern of thousands of states, so the table grows and is copied while
+// others read it) all get regexp's answers.
 func TestConcurrent(t *testing.T) {
-	d, _ := Compile(`(?i)\b(?:viagra|cialis|lev[i1]tra)\b|\$\d{3,}`)
+	concurrent(t, `(?i)\b(?:viagra|cialis|lev[i1]tra)\b|\$\d{3,}`)
+	if n := concurrent(t, `(?:a|b)*a(?:a|b){9}c`); n < 100 {
+		t.Errorf("only %d states: the table did not grow much", n)
+	}
+}
+
+// concurrent runs pattern from 8 goroutines and returns its states.
+func concurrent(t *testing.T, pattern string) int {
+	d, _ := Compile(pattern)
+	d.SetMaxCells(1 << 20)
 	re := regexp.MustCompile(d.String())
 	var wg sync.WaitGroup
 	errs := make(chan string, 8)
@@ -194,10 +206,10 @@ func TestConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(g), 9))
-			words := []string{"buy", "Viagra", "cialis", "levitra", "lev1tra", "$12", "$1234", " ", "\n", "é", "xviagra"}
+			words := []string{"buy", "Viagra", "cialis", "levitra", "lev1tra", "$12", "$1234", " ", "\n", "é", "xviagra", "a", "b", "ab", "c"}
 			for range 2000 {
 				var b strings.Builder
-				for range rng.IntN(8) {
+				for range rng.IntN(40) {
 					b.WriteString(words[rng.IntN(len(words))])
 				}
 				s := b.String()
@@ -213,4 +225,5 @@ func TestConcurrent(t *testing.T) {
 	for s := range errs {
 		t.Errorf("differs on %q", s)
 	}
+	return len(d.m.tab.Load().states)
 }

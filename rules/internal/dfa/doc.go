@@ -35,20 +35,27 @@
 // stops there. While no thread runs, a case-sensitive literal prefix is
 // found with strings.Index instead of stepping.
 //
-// States and transitions are built on demand and cached: a transition is
-// read without locks (one atomic pointer per state and class; nil means
-// not built yet); a missing one is built under the DFA's mutex, with a
-// map from state key to state so each state exists once. A DFA is safe
-// for concurrent use.
+// States and transitions are built on demand and cached. The transitions
+// are one table of 32-bit cells, a row per state and a cell per class,
+// each holding the next state's row offset and a tag (not built yet,
+// match, dead end, literal jump), so a step is one load. The table is
+// read without locks through an atomic pointer; a missing transition is
+// built under the DFA's mutex, with a map from state key to state so that
+// each state exists once, and a new state publishes a new table (sharing
+// the cells, or a copy when they must grow); a reader whose table is
+// older than a state it reached reloads it. A DFA is safe for concurrent
+// use.
 //
 // # Failure semantics
 //
-// Memory is bounded twice: each DFA may hold at most MaxCells transition
-// cells, and all DFAs of the process together at most
-// SetProcessCellLimit's total (cells of collected DFAs are given back).
-// A DFA that would exceed either stops growing for good and answers every
-// later call with Go's regexp for the same pattern, compiled then; the
-// answer never changes, only its speed. Compile refuses (ErrTooLarge)
+// Memory is bounded twice: each DFA may hold at most MaxCells cells (4
+// bytes each; a state also costs its threads and a fixed overhead), and
+// all DFAs of the process together at most SetProcessCellLimit's total
+// (cells of collected DFAs are given back); a table that grows is
+// reallocated at twice its size, so it holds at most twice its cells. A
+// DFA that would exceed either cap stops growing for good and answers
+// every later call with Go's regexp for the same pattern (New's, or one
+// compiled then); the answer never changes, only its speed. Compile refuses (ErrTooLarge)
 // programs of more than maxInsts instructions, and returns the parser's
 // error for invalid patterns; callers then keep Go's regexp. New takes a
 // compiled regexp and parses its pattern only at the first match, so a

@@ -55,33 +55,34 @@ func runeKind(r rune) uint8 {
 }
 
 // state is a set of program counters reached after the previous rune, not
-// yet closed, and that rune's kind. All but next and end are fixed once
-// the state is published.
+// yet closed, and that rune's kind; fixed once made, but for end.
 type state struct {
-	next []atomic.Pointer[state] // by class; unbuilt: not built yet
-	end  atomic.Uint32           // 0 unknown, 1 no match at the end of text, 2 a match
 	pcs  []uint32
 	kind uint8
-	// special says what run must do on reaching the state, as bits: a
-	// match, a dead end (no threads, and the program cannot start after
-	// the text's start) or a jump (no threads, and every match starts
-	// with a literal).
-	special uint8
+	tag  uint32        // what a transition to the state says: tNormal, tDead or tSkip
+	end  atomic.Uint32 // 0 unknown, 1 no match at the end of text, 2 a match
 }
 
+// The transitions of all states are one table of cells, a row of nclass
+// cells per state, so that a step is one load: a cell holds the offset of
+// the next state's row, shifted left by 3, and a tag in the low bits. An
+// odd tag asks run to stop and look.
 const (
-	sMatch = 1 << iota
-	sDead
-	sSkip
-	sBuild
+	tNormal  = 0 // a state with threads
+	tUnbuilt = 1 // not built yet
+	tMatch   = 3 // the closure before the rune held InstMatch
+	tDead    = 5 // no threads, and the program cannot start after the text's start
+	tSkip    = 7 // no threads, and every match starts with the literal m.skip
 )
 
-// matchState is the target of a transition whose closure holds InstMatch;
-// unbuilt that of a transition not built yet.
-var (
-	matchState = &state{special: sMatch}
-	unbuilt    = &state{special: sBuild}
-)
+// table is what readers see: the cells and the states made so far. The
+// builder publishes a new table for each new state; an old one stays
+// valid (its cells are shared with, or a copy of, the new one's), only
+// missing states and transitions, which send a reader to the builder.
+type table struct {
+	cells  []atomic.Uint32
+	states []*state // by row: cells[k*nclass:] is the row of states[k]
+}
 
 type machine struct {
 	prog *syntax.Prog
@@ -91,7 +92,7 @@ type machine struct {
 	stride    int     // uint64 words per class bit set
 	bounds    []rune  // interval starts, ascending; bounds[0] == 0
 	ivClass   []int32 // interval → class
-	byteClass [256]int32
+	byteClass [256]uint32
 	classBits []uint64 // class c's rune instructions that match it: [c*stride : (c+1)*stride]
 	classKind []uint8
 	nclass    int
@@ -100,10 +101,12 @@ type machine struct {
 	skip       string // while no thread runs, the next match starts at this literal
 	skipLatin1 string // the same literal as Latin-1 bytes, or ""
 
-	start *state
+	start   uint32 // the cell value of the start state (its tag: tSkip or not)
+	startOK bool   // false when even the start state passed a cap
+	tab     atomic.Pointer[table]
 
 	mu       sync.Mutex
-	states   map[string]*state
+	index    map[string]uint32 // state key → cell value
 	maxCells int
 	cells    *atomic.Int64 // this machine's cells, given back when its DFA is collected
 	full     *atomic.Bool
@@ -119,7 +122,7 @@ type machine struct {
 func newMachine(prog *syntax.Prog, maxCells int, full *atomic.Bool) *machine {
 	m := &machine{
 		prog:     prog,
-		states:   map[string]*state{},
+		index:    map[string]uint32{},
 		maxCells: maxCells,
 		cells:    new(atomic.Int64),
 		full:     full,
@@ -140,10 +143,11 @@ func newMachine(prog *syntax.Prog, maxCells int, full *atomic.Bool) *machine {
 		}
 		m.skipLatin1 = string(b)
 	}
+	m.tab.Store(&table{})
 	m.mu.Lock()
-	m.start = m.lookup(nil, kStart)
+	m.start, m.startOK = m.lookup(nil, kStart)
 	m.mu.Unlock()
-	if m.start == nil {
+	if !m.startOK {
 		full.Store(true)
 	}
 	return m
@@ -260,7 +264,7 @@ func (m *machine) classes() {
 	}
 	m.nclass = len(ids)
 	for r := range 256 {
-		m.byteClass[r] = m.ivClass[m.interval(rune(r))]
+		m.byteClass[r] = uint32(m.ivClass[m.interval(rune(r))])
 	}
 }
 
@@ -278,11 +282,11 @@ func (m *machine) interval(r rune) int {
 	return lo
 }
 
-func (m *machine) classOf(r rune) int32 {
+func (m *machine) classOf(r rune) uint32 {
 	if r < 256 {
 		return m.byteClass[r]
 	}
-	return m.ivClass[m.interval(r)]
+	return uint32(m.ivClass[m.interval(r)])
 }
 
 // closure follows the empty transitions from pcs and the program's start
@@ -325,22 +329,24 @@ func (m *machine) closure(pcs []uint32, f syntax.EmptyOp) (runes []uint32, match
 	return m.runes, false
 }
 
-// build makes the transition of s on class c, or returns nil when the
-// machine is full.
-func (m *machine) build(s *state, c int32) *state {
+// build makes the transition of the state at row offset off on class c
+// and returns its cell value; ok is false when the machine is full.
+func (m *machine) build(off, c uint32) (v uint32, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if nx := s.next[c].Load(); nx != unbuilt {
-		return nx
+	t := m.tab.Load()
+	if v := t.cells[off+c].Load(); v != tUnbuilt {
+		return v, true
 	}
 	if m.full.Load() {
-		return nil
+		return 0, false
 	}
+	s := t.states[off/uint32(m.nclass)]
 	k := m.classKind[c]
 	runes, matched := m.closure(s.pcs, flags(s.kind, k))
 	if matched {
-		s.next[c].Store(matchState)
-		return matchState
+		t.cells[off+c].Store(tMatch)
+		return tMatch, true
 	}
 	bits := m.classBits[int(c)*m.stride : (int(c)+1)*m.stride]
 	var next []uint32
@@ -352,56 +358,68 @@ func (m *machine) build(s *state, c int32) *state {
 	}
 	slices.Sort(next)
 	next = slices.Compact(next)
-	nx := m.lookup(next, k)
-	if nx != nil {
-		s.next[c].Store(nx)
+	if v, ok = m.lookup(next, k); ok {
+		// Into the newest table: lookup may have made one.
+		m.tab.Load().cells[off+c].Store(v)
 	}
-	return nx
+	return v, ok
 }
 
-// lookup returns the state of pcs and kind, making it if need be; nil
-// when that would pass a cap. m.mu is held.
-func (m *machine) lookup(pcs []uint32, kind uint8) *state {
+// lookup returns the cell value of the state of pcs and kind, making it
+// if need be; ok is false when that would pass a cap. m.mu is held.
+func (m *machine) lookup(pcs []uint32, kind uint8) (v uint32, ok bool) {
 	key := append(m.key[:0], kind)
 	for _, pc := range pcs {
 		key = binary.LittleEndian.AppendUint32(key, pc)
 	}
 	m.key = key
-	if s, ok := m.states[string(key)]; ok {
-		return s
+	if v, ok := m.index[string(key)]; ok {
+		return v, true
 	}
-	cost := int64(m.nclass + len(pcs)/2 + 8)
+	cost := int64(m.nclass + len(pcs) + 16)
 	if m.cells.Load()+cost > int64(m.maxCells) {
 		m.full.Store(true)
-		return nil
+		return 0, false
 	}
 	if processCells.Add(cost) > processLimit.Load() {
 		processCells.Add(-cost)
 		m.full.Store(true)
-		return nil
+		return 0, false
 	}
 	m.cells.Add(cost)
-	s := &state{
-		next: make([]atomic.Pointer[state], m.nclass),
-		pcs:  pcs,
-		kind: kind,
-	}
-	for i := range s.next {
-		s.next[i].Store(unbuilt)
-	}
+	s := &state{pcs: pcs, kind: kind, tag: tNormal}
 	switch {
 	case len(pcs) > 0:
 	case m.anchored:
-		s.special = sDead
+		s.tag = tDead // the start state too: run never reads its tag as dead
 	case m.skip != "":
-		s.special = sSkip
+		s.tag = tSkip
 	}
-	m.states[string(key)] = s
-	return s
+	old := m.tab.Load()
+	off := len(old.cells)
+	cells := old.cells
+	if cap(cells)-len(cells) < m.nclass {
+		// A new array: readers of the old table keep the old one.
+		cells = make([]atomic.Uint32, len(old.cells), 2*len(old.cells)+m.nclass)
+		for i := range old.cells {
+			cells[i].Store(old.cells[i].Load())
+		}
+	}
+	// Past every published table's length: no reader sees these cells yet.
+	cells = cells[:off+m.nclass]
+	for i := off; i < len(cells); i++ {
+		cells[i].Store(tUnbuilt)
+	}
+	m.tab.Store(&table{cells: cells, states: append(old.states, s)})
+	v = uint32(off)<<3 | s.tag
+	m.index[string(key)] = v
+	return v, true
 }
 
-// endMatch reports whether the text, having led to s, ends in a match.
-func (m *machine) endMatch(s *state) bool {
+// endMatch reports whether the text, having led to the state whose row is
+// at off, ends in a match.
+func (m *machine) endMatch(off uint32) bool {
+	s := m.tab.Load().states[off/uint32(m.nclass)]
 	if v := s.end.Load(); v != 0 {
 		return v == 2
 	}
@@ -419,8 +437,8 @@ func (m *machine) endMatch(s *state) bool {
 // run reports whether s (read as Latin-1 when latin1) holds a match; ok
 // is false when the machine filled up on the way and cannot tell.
 func (m *machine) run(s string, latin1 bool) (hit, ok bool) {
-	st := m.start
-	if st == nil {
+	v := m.start
+	if !m.startOK {
 		return false, false
 	}
 	skip := m.skip
@@ -431,13 +449,15 @@ func (m *machine) run(s string, latin1 bool) (hit, ok bool) {
 		skip = m.skipLatin1
 	}
 	i := 0
-	if st.special&sSkip != 0 && skip != "" {
+	if v&7 == tSkip && skip != "" {
 		if i = strings.Index(s, skip); i < 0 {
 			return false, true
 		}
 	}
+	cells := m.tab.Load().cells
+	off := v >> 3
 	for i < len(s) {
-		var c int32
+		var c uint32
 		if b := s[i]; b < utf8.RuneSelf || latin1 {
 			c = m.byteClass[b]
 			i++
@@ -446,27 +466,35 @@ func (m *machine) run(s string, latin1 bool) (hit, ok bool) {
 			c = m.classOf(r)
 			i += w
 		}
-		nx := st.next[c].Load()
-		if nx.special != 0 {
-			if nx == unbuilt {
-				if nx = m.build(st, c); nx == nil {
+		x := off + c
+		if x >= uint32(len(cells)) {
+			// A state made after this table was read.
+			cells = m.tab.Load().cells
+		}
+		v = cells[x].Load()
+		if v&1 != 0 {
+			if v == tUnbuilt {
+				if v, ok = m.build(off, c); !ok {
 					return false, false
 				}
+				cells = m.tab.Load().cells
 			}
-			switch {
-			case nx.special&sMatch != 0:
+			switch v & 7 {
+			case tMatch:
 				return true, true
-			case nx.special&sDead != 0:
+			case tDead:
 				return false, true
-			case nx.special&sSkip != 0 && skip != "":
-				j := strings.Index(s[i:], skip)
-				if j < 0 {
-					return false, true
+			case tSkip:
+				if skip != "" {
+					j := strings.Index(s[i:], skip)
+					if j < 0 {
+						return false, true
+					}
+					i += j
 				}
-				i += j
 			}
 		}
-		st = nx
+		off = v >> 3
 	}
-	return m.endMatch(st), true
+	return m.endMatch(off), true
 }
