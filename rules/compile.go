@@ -306,7 +306,7 @@ func compileRule(r *Rule, lim Limits) (*crule, error) {
 		}
 		c.bt = bt
 		if r.Kind == Header || r.Kind == Full {
-			c.exact = saExact[pattern] // saexact.go
+			c.exact = exactFor(pattern, bt) // saexact.go
 		}
 		if p := keysPattern(pattern); p != "" {
 			c.btPre, _ = regexp.Compile(p)

@@ -3,6 +3,8 @@ package rules
 import (
 	"strings"
 	"unicode"
+
+	"github.com/dlclark/regexp2"
 )
 
 // A few of SpamAssassin's backtracking regexes cost more than the rest of
@@ -35,6 +37,91 @@ var saExact = map[string]func([]rune) bool{
 		a: "\nfrom: ", b: "subject: ", lines: 100, tail: ">,:"}.match,
 	`(?ism)\nTo: (?:[^\n<]{0,80}<)?([^\n\s>,]+)>?\n+(?:[^\n]{1,200}\n+)*Subject: [^\n]{0,100}\1[^a-z0-9]`: hdrPair{
 		a: "\nto: ", b: "subject: ", capComma: true, lines: 200, notAlnum: true}.match,
+	// __TO_EQ_FROM_DOM_1: the From domain in a To address.
+	`(?ism)\nFrom: [^\n@]{0,80}@([^\n\s>]+)>?\n+(?:[^\n]{1,100}\n+)*To: [^\n]+@\1[>,\s\n]`: hdrPair{
+		a: "\nfrom: ", b: "to: ", lines: 100, at: true, tail: ">,"}.match,
+}
+
+// saPrecheck holds necessary conditions for backtracking regexes that
+// have no exact evaluation: regexp2 runs only where one holds, on the
+// same runes.
+var saPrecheck = map[string]func([]rune) bool{
+	// __RAND_HEADER: a field named letters-letters whose value starts
+	// with a digit, and whose name is not one of the excluded.
+	`(?ism)^(?!Accept-Language|Authentication-Results|Content-|DomainKey-Signature|DKIM-|List-|MIME-|Received-SPF|Return-Path|Thread-|User-Agent|Tracking-Code)(?:[a-z]{4,}-[a-z]{3,}|[a-z]{3,}-[a-z]{4,}):\s+\d(?=\S{6,}\s*$)[\da-f]*(?:[-.]\w+)*\s*$`: randHeaderPossible,
+}
+
+// exactFor returns the exact evaluation of a backtracking rule's
+// pattern, or its pre-check followed by bt, or nil.
+func exactFor(pattern string, bt *regexp2.Regexp) func([]rune) bool {
+	if f := saExact[pattern]; f != nil {
+		return f
+	}
+	pre := saPrecheck[pattern]
+	if pre == nil {
+		return nil
+	}
+	return func(r []rune) bool {
+		if !pre(r) {
+			return false
+		}
+		ok, err := bt.MatchRunes(r)
+		return ok && err == nil
+	}
+}
+
+// randHeaderExcluded are __RAND_HEADER's negative look-ahead, lower case.
+var randHeaderExcluded = []string{"accept-language", "authentication-results", "content-", "domainkey-signature", "dkim-",
+	"list-", "mime-", "received-spf", "return-path", "thread-", "user-agent", "tracking-code"}
+
+// randHeaderPossible: some line start where the look-ahead lets the match
+// begin and the name, the colon, \s+ and \d match. Each [a-z]{n,} is
+// followed by "-" or ":", so it takes its whole run of letters.
+func randHeaderPossible(r []rune) bool {
+	n := len(r)
+	letters := func(i int) int {
+		j := i
+		for j < n {
+			ch := unicode.ToLower(r[j])
+			if ch < 'a' || ch > 'z' {
+				break
+			}
+			j++
+		}
+		return j - i
+	}
+next:
+	for p := 0; p < n; p++ {
+		if p > 0 && r[p-1] != '\n' {
+			continue
+		}
+		for _, x := range randHeaderExcluded {
+			if runesHavePrefixFold(r[p:], x) {
+				continue next
+			}
+		}
+		a := letters(p)
+		if a < 3 || p+a >= n || r[p+a] != '-' {
+			continue
+		}
+		q := p + a + 1
+		b := letters(q)
+		if b < 3 || a < 4 && b < 4 || q+b >= n || r[q+b] != ':' {
+			continue
+		}
+		k := q + b + 1
+		sp := k
+		for sp < n && unicode.IsSpace(unicode.ToLower(r[sp])) {
+			sp++
+		}
+		for j := k + 1; j <= sp && j < n; j++ {
+			// \s+ may give back: a digit after any of its lengths.
+			if unicode.IsDigit(unicode.ToLower(r[j])) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // matchExact is matchRegex for a rule with an exact evaluation.
@@ -185,6 +272,7 @@ func runesEqual(a, b []rune) bool {
 // than lines.
 type hdrPair struct {
 	a, b     string // lower case
+	at       bool   // [^\n@]{0,80}@ before the capture and [^\n]+@ before \1 instead
 	capComma bool
 	lines    int
 	angle    bool
@@ -199,16 +287,21 @@ func (h hdrPair) match(r []rune) bool {
 			continue
 		}
 		j := i + len(h.a)
-		if h.capture(r, j) {
+		if !h.at && h.capture(r, j) {
 			return true
 		}
-		// Through the first "<" of the line, if within 80 characters.
+		// Through the first "<" (or "@") of the line, if within 80
+		// characters.
+		mark := '<'
+		if h.at {
+			mark = '@'
+		}
 		for u := j; u < n && u-j <= 80; u++ {
 			ch := unicode.ToLower(r[u])
 			if ch == '\n' {
 				break
 			}
-			if ch == '<' {
+			if ch == mark {
 				if h.capture(r, u+1) {
 					return true
 				}
@@ -266,6 +359,19 @@ func (h hdrPair) second(r []rune, m int, c []rune) bool {
 	}
 	k := m + len(h.b)
 	n := len(r)
+	if h.at {
+		// [^\n]+@: any "@" of the line after its first character.
+		for w := k + 1; w < n; w++ {
+			ch := unicode.ToLower(r[w])
+			if ch == '\n' || unicode.ToLower(r[w-1]) == '\n' {
+				break
+			}
+			if ch == '@' && h.ref(r, w+1, c) {
+				return true
+			}
+		}
+		return false
+	}
 	if h.angle {
 		if h.ref(r, k, c) {
 			return true
