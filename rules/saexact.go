@@ -49,6 +49,50 @@ var saPrecheck = map[string]func([]rune) bool{
 	// __RAND_HEADER: a field named letters-letters whose value starts
 	// with a digit, and whose name is not one of the excluded.
 	`(?ism)^(?!Accept-Language|Authentication-Results|Content-|DomainKey-Signature|DKIM-|List-|MIME-|Received-SPF|Return-Path|Thread-|User-Agent|Tracking-Code)(?:[a-z]{4,}-[a-z]{3,}|[a-z]{3,}-[a-z]{4,}):\s+\d(?=\S{6,}\s*$)[\da-f]*(?:[-.]\w+)*\s*$`: randHeaderPossible,
+	// HK_RANDOM_FROM and HK_RANDOM_ENVFROM: five consonants, five vowels
+	// or a letter or two four times over, somewhere.
+	`(?mi)^(?!(?:mail|bounce)[_.-]|[^@]*(?:[+=^~#-]|mc(?:b|g)r|kpmg|nlpbr|ndqv|lcgc|cplpr)|[^@]{26}|.*?\@.{0,20}\b(?:cmp-info|cmpgnr|cnn|tori|jysk|amadeus|amazon)\.[a-z]{2,3}$)[^@]*(?:[bcdfgjklmnpqrtvwxz]{5}|[aeiouy]{5}|([a-z]{1,2})(?:\1){3})`: randomLocalPossible,
+}
+
+// randomLocalPossible: the alternation that ends HK_RANDOM_*'s pattern
+// occurs somewhere in the text (under (?i), on lowered runes).
+func randomLocalPossible(r []rune) bool {
+	cons, vow := 0, 0
+	for i, ch := range r {
+		ch = unicode.ToLower(ch)
+		if strings.ContainsRune("bcdfgjklmnpqrtvwxz", ch) {
+			cons++
+		} else {
+			cons = 0
+		}
+		if strings.ContainsRune("aeiouy", ch) {
+			vow++
+		} else {
+			vow = 0
+		}
+		if cons >= 5 || vow >= 5 || repeatsAt(r, i, 1) || repeatsAt(r, i, 2) {
+			return true
+		}
+	}
+	return false
+}
+
+// repeatsAt: ([a-z]{k})(?:\1){3} at i, under (?i).
+func repeatsAt(r []rune, i, k int) bool {
+	if i+4*k > len(r) {
+		return false
+	}
+	for j := i; j < i+k; j++ {
+		if ch := unicode.ToLower(r[j]); ch < 'a' || ch > 'z' {
+			return false
+		}
+	}
+	for j := i + k; j < i+4*k; j++ {
+		if unicode.ToLower(r[j]) != unicode.ToLower(r[j-k]) {
+			return false
+		}
+	}
+	return true
 }
 
 // exactFor returns the exact evaluation of a backtracking rule's

@@ -93,8 +93,11 @@ func BenchmarkExact(b *testing.B) {
 		c := &crule{exact: exactFor(pattern, re)}
 		name := fmt.Sprint(i)
 		text := msg // the full rule's text; the others test the ALL header
-		if strings.HasPrefix(pattern, "(?ism)") {
+		switch {
+		case strings.HasPrefix(pattern, "(?ism)"):
 			text = all
+		case strings.HasPrefix(pattern, "(?mi)"):
+			text = "sender@example.org" // HK_RANDOM_FROM's From:addr
 		}
 		b.Run("regexp2/"+name, func(b *testing.B) {
 			for b.Loop() {
@@ -194,5 +197,16 @@ func TestExactRandHeader(t *testing.T) {
 	}
 	if rejected < len(inputs)/10 {
 		t.Errorf("the pre-check turned away %d of %d", rejected, len(inputs))
+	}
+}
+
+func TestExactRandomLocal(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 18))
+	pieces := []string{"a", "e", "y", "b", "c", "k", "\u212a", "s", "x", "@", "@", ".", "-", "+", "mail.", "bounce-", "\n", "z",
+		"ab", "abab", "AbaB", "aaaa", "bcdfg", "BCDFG", "aeiou", "example.org", "amazon.com", "kpmg", "1", " "}
+	inputs := exactInputs(t, rng, 30000, pieces)
+	checkExact(t, `(?mi)^(?!(?:mail|bounce)[_.-]|[^@]*(?:[+=^~#-]|mc(?:b|g)r|kpmg|nlpbr|ndqv|lcgc|cplpr)|[^@]{26}|.*?\@.{0,20}\b(?:cmp-info|cmpgnr|cnn|tori|jysk|amadeus|amazon)\.[a-z]{2,3}$)[^@]*(?:[bcdfgjklmnpqrtvwxz]{5}|[aeiouy]{5}|([a-z]{1,2})(?:\1){3})`, inputs)
+	if randomLocalPossible([]rune("sender@example.org")) {
+		t.Error("an ordinary address passes the pre-check")
 	}
 }
