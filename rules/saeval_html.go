@@ -465,6 +465,15 @@ func compareInt(x int, op string, n int) bool {
 // percentage of spaces to other characters on a body line over 5 bytes,
 // -1 when there is none.
 func (v *view) verticalWords() int {
+	if v.sax.vertical != nil {
+		return *v.sax.vertical
+	}
+	x := v.measureVerticalWords()
+	v.sax.vertical = &x
+	return x
+}
+
+func (v *view) measureVerticalWords() int {
 	best := -1
 	for _, l := range v.saBodyLines() {
 		if len(l) <= 5 {
@@ -491,6 +500,16 @@ var (
 // capitals among letters and digits on body lines with a space inside,
 // 0 under 200 bytes or for charsets where capitals mislead.
 func (v *view) uppercase() float64 {
+	// Three rules ask (__UPPERCASE_25_50 and the like): measure once.
+	if v.sax.uppercase != nil {
+		return *v.sax.uppercase
+	}
+	x := v.measureUppercase()
+	v.sax.uppercase = &x
+	return x
+}
+
+func (v *view) measureUppercase() float64 {
 	if v.charsetLikelyToFPAsCaps() {
 		return 0
 	}

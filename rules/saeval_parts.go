@@ -79,6 +79,8 @@ type saExtra struct {
 	bodyLines *[]string
 	rendered  map[*filter.Part]string // saRendered's HTML parts
 	mimeHdrs  [][]mimeMemo            // partHeader's answers, by part
+	uppercase *float64                // check_for_uppercase's measure
+	vertical  *int                    // check_for_vertical_words' measure
 }
 
 func (v *view) maDiff() maDiffResult {
