@@ -183,10 +183,11 @@ func metaArith(code metaOpcode, x, y float64) float64 {
 
 // metaPlan is what the shortcut needs, built once per Set.
 type metaPlan struct {
-	progs []*metaProg // by position in Set.metas
-	base  []float64   // rule id → its value when nothing hits
-	users [][]int32   // rule id → the positions in Set.metas of the metas using it
-	depth int         // the deepest program's stack
+	progs  []*metaProg // by position in Set.metas
+	base   []float64   // rule id → its value when nothing hits
+	users  [][]int32   // rule id → the positions in Set.metas of the metas using it
+	inputs []int32     // the ids of the rules, other than metas, that metas use
+	depth  int         // the deepest program's stack
 }
 
 // planMetas compiles the meta rules of s (ordered by orderMetas) and
@@ -206,6 +207,11 @@ func (s *Set) planMetas() {
 				mp.users[n.id] = append(u, int32(i))
 			}
 		})
+	}
+	for id, u := range mp.users {
+		if len(u) > 0 && s.rules[id].meta == nil {
+			mp.inputs = append(mp.inputs, int32(id))
+		}
 	}
 	stack := make([]float64, mp.depth)
 	for i, c := range s.metas {
@@ -240,9 +246,11 @@ func (s *Set) evalMetas(sc *scratch) {
 			dirty[i>>6] |= 1 << (i & 63)
 		}
 	} else {
-		for id, x := range vals {
-			if x != mp.base[id] {
-				mark(id)
+		// At this point only the other rules can differ from their
+		// baselines, and only those some meta uses matter.
+		for _, id := range mp.inputs {
+			if vals[id] != 0 {
+				mark(int(id))
 			}
 		}
 	}
