@@ -45,6 +45,13 @@ func check(t *testing.T, d *DFA, re *regexp.Regexp, s string) {
 
 func TestAgainstRegexp(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
+	accelerated := 0
+	defer func() {
+		// The scan for bytes that can start a thread is exercised.
+		if accelerated < 10 {
+			t.Errorf("only %d patterns accelerated", accelerated)
+		}
+	}()
 	alphabet := []string{"a", "b", "c", "x", "y", "z", " ", "\n", "é", "\xff", "\xe2\x82", "€", "K", "k", "\u212A", "ß", "S", "1", "_", "$", ",", "f", "o", "п", "\t"}
 	for _, p := range patterns {
 		d, err := Compile(p)
@@ -69,6 +76,9 @@ func TestAgainstRegexp(t *testing.T) {
 				b.WriteString(alphabet[rng.IntN(len(alphabet))])
 			}
 			check(t, d, re, b.String())
+		}
+		if d.m.acc[0].on {
+			accelerated++
 		}
 	}
 }

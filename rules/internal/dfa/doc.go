@@ -33,7 +33,10 @@
 // the text the set is closed with the end-of-text flags. A state with no
 // threads of a program anchored at the start (\A) is dead: the search
 // stops there. While no thread runs, a case-sensitive literal prefix is
-// found with strings.Index instead of stepping.
+// found with strings.Index instead of stepping; lacking one, the bytes
+// that can start a thread (after any kind of rune) are found by a table
+// scan, when they are rare enough in ordinary text to be worth it (the
+// \b_{0,3}v[_\W]?i... drug-name patterns: 3-5 times faster).
 //
 // States and transitions are built on demand and cached. The transitions
 // are one table of 32-bit cells, a row per state and a cell per class,

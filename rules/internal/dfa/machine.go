@@ -72,7 +72,7 @@ const (
 	tUnbuilt = 1 // not built yet
 	tMatch   = 3 // the closure before the rune held InstMatch
 	tDead    = 5 // no threads, and the program cannot start after the text's start
-	tSkip    = 7 // no threads, and every match starts with the literal m.skip
+	tSkip    = 7 // no threads, and a match can only start at m.skip or an m.acc byte
 )
 
 // table is what readers see: the cells and the states made so far. The
@@ -100,6 +100,9 @@ type machine struct {
 	anchored   bool   // no thread can start after the text's start
 	skip       string // while no thread runs, the next match starts at this literal
 	skipLatin1 string // the same literal as Latin-1 bytes, or ""
+	hasEmpty   bool   // the program has empty-width assertions: states know the rune before
+	acc        [2]accel
+	emptyV     [kEnd]atomic.Uint32 // kind → cell value of the state with no threads, or 0
 
 	start   uint32 // the cell value of the start state (its tag: tSkip or not)
 	startOK bool   // false when even the start state passed a cap
@@ -143,6 +146,9 @@ func newMachine(prog *syntax.Prog, maxCells int, full *atomic.Bool) *machine {
 		}
 		m.skipLatin1 = string(b)
 	}
+	if !m.anchored && m.skip == "" {
+		m.accelerate()
+	}
 	m.tab.Store(&table{})
 	m.mu.Lock()
 	m.start, m.startOK = m.lookup(nil, kStart)
@@ -161,7 +167,7 @@ func (m *machine) classes() {
 	add := func(lo, hi rune) { b = append(b, lo, hi+1) }
 	m.bit = make([]int32, len(prog.Inst))
 	nbits := 0
-	hasEmpty := false
+	m.hasEmpty = false
 	for pc := range prog.Inst {
 		in := &prog.Inst[pc]
 		m.bit[pc] = -1
@@ -183,7 +189,7 @@ func (m *machine) classes() {
 			add(in.Rune[0], in.Rune[0])
 		case syntax.InstRuneAny, syntax.InstRuneAnyNotNL:
 		case syntax.InstEmptyWidth:
-			hasEmpty = true
+			m.hasEmpty = true
 			continue
 		default:
 			continue
@@ -245,7 +251,7 @@ func (m *machine) classes() {
 	key := make([]byte, 0, 8*m.stride+1)
 	for iv := range b {
 		k := uint8(kOther)
-		if hasEmpty {
+		if m.hasEmpty {
 			k = runeKind(b[iv])
 		}
 		key = key[:0]
@@ -392,7 +398,7 @@ func (m *machine) lookup(pcs []uint32, kind uint8) (v uint32, ok bool) {
 	case len(pcs) > 0:
 	case m.anchored:
 		s.tag = tDead // the start state too: run never reads its tag as dead
-	case m.skip != "":
+	case m.skip != "" || m.acc[0].on || m.acc[1].on:
 		s.tag = tSkip
 	}
 	old := m.tab.Load()
@@ -454,6 +460,10 @@ func (m *machine) run(s string, latin1 bool) (hit, ok bool) {
 			return false, true
 		}
 	}
+	mode := 0
+	if latin1 {
+		mode = 1
+	}
 	cells := m.tab.Load().cells
 	off := v >> 3
 	for i < len(s) {
@@ -491,10 +501,130 @@ func (m *machine) run(s string, latin1 bool) (hit, ok bool) {
 						return false, true
 					}
 					i += j
+					break
 				}
+				acc := &m.acc[mode]
+				if !acc.on {
+					break
+				}
+				j := i
+				for j < len(s) && !acc.esc[s[j]] {
+					j++
+				}
+				if j == i {
+					break
+				}
+				k := uint8(kOther)
+				if m.hasEmpty {
+					k = runeKind(rune(s[j-1]))
+				}
+				if v = m.emptyV[k].Load(); v == 0 {
+					if v, ok = m.emptyState(k); !ok {
+						return false, false
+					}
+					cells = m.tab.Load().cells
+				}
+				i = j
 			}
 		}
 		off = v >> 3
 	}
 	return m.endMatch(off), true
+}
+
+// accel lets run skip, while no thread runs, the bytes that cannot start
+// one: esc holds those that can (in UTF-8 mode every byte from 0x80 when
+// any rune above ASCII can).
+type accel struct {
+	on  bool
+	esc [256]bool
+}
+
+// maxAccelShare is the largest share of ordinary text a run may stop at
+// and still scan for its bytes rather than step the automaton.
+const maxAccelShare = 0.1
+
+// accelerate fills m.acc: which classes move a state with no threads
+// (after a newline, a word or another rune) to one with threads or a
+// match.
+func (m *machine) accelerate() {
+	type ctx struct{ prev, next uint8 }
+	memo := map[ctx][]uint32{}
+	matched := map[ctx]bool{}
+	esc := make([]bool, m.nclass)
+	for c := range m.nclass {
+		bits := m.classBits[c*m.stride : (c+1)*m.stride]
+		for _, k := range []uint8{kNewline, kWord, kOther} {
+			x := ctx{k, m.classKind[c]}
+			runes, ok := memo[x]
+			if !ok {
+				var hit bool
+				runes, hit = m.closure(nil, flags(x.prev, x.next))
+				runes = slices.Clone(runes)
+				memo[x], matched[x] = runes, hit
+			}
+			if matched[x] {
+				esc[c] = true
+			}
+			for _, pc := range runes {
+				if b := m.bit[pc]; bits[b/64]&(1<<(b%64)) != 0 {
+					esc[c] = true
+				}
+			}
+		}
+	}
+	high := false // some rune above ASCII can start a thread
+	for iv := range m.bounds {
+		if (iv+1 == len(m.bounds) || m.bounds[iv+1] > utf8.RuneSelf) && esc[m.ivClass[iv]] {
+			high = true
+		}
+	}
+	for b := range 256 {
+		m.acc[1].esc[b] = esc[m.byteClass[b]]
+		m.acc[0].esc[b] = m.acc[1].esc[b]
+		if b >= utf8.RuneSelf {
+			m.acc[0].esc[b] = high
+		}
+	}
+	for i := range m.acc {
+		m.acc[i].on = textShare(&m.acc[i].esc) <= maxAccelShare
+	}
+}
+
+// textShare estimates the share of ordinary (mostly English, mostly
+// lower-case) text that the bytes of set make up.
+func textShare(set *[256]bool) float64 {
+	const letters = "etaoinshrdlcumwfgypbvkjxqz"
+	freq := [26]float64{12.7, 9.1, 8.2, 7.5, 7.0, 6.7, 6.3, 6.1, 6.0, 4.3, 4.0, 2.8, 2.8, 2.4, 2.4, 2.2, 2.0, 2.0, 1.9, 1.5, 1.0, 0.8, 0.2, 0.2, 0.1, 0.1}
+	share := 0.0
+	for b := range 256 {
+		if !set[b] {
+			continue
+		}
+		switch {
+		case b >= 'a' && b <= 'z':
+			share += freq[strings.IndexByte(letters, byte(b))] / 100 * 0.75
+		case b >= 'A' && b <= 'Z':
+			share += freq[strings.IndexByte(letters, byte(b-'A'+'a'))] / 100 * 0.04
+		case b == ' ':
+			share += 0.15
+		case b == '\n' || b == '.' || b == ',':
+			share += 0.015
+		default:
+			share += 0.001
+		}
+	}
+	return share
+}
+
+// emptyState returns the cell value of the state with no threads after a
+// rune of kind k.
+func (m *machine) emptyState(k uint8) (uint32, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, ok := m.lookup(nil, k)
+	if ok {
+		m.emptyV[k].Store(v)
+	}
+	return v, ok
 }
