@@ -37,6 +37,12 @@ var saExact = map[string]func([]rune) bool{
 		a: "\nfrom: ", b: "subject: ", lines: 100, tail: ">,:"}.match,
 	`(?ism)\nTo: (?:[^\n<]{0,80}<)?([^\n\s>,]+)>?\n+(?:[^\n]{1,200}\n+)*Subject: [^\n]{0,100}\1[^a-z0-9]`: hdrPair{
 		a: "\nto: ", b: "subject: ", capComma: true, lines: 200, notAlnum: true}.match,
+	// __TO_EQ_FROM_USR_1, _2, _NN_1, _NN_2: the local part of one
+	// address in the other line.
+	`(?ism)\nFrom:\s+(?:[^\n<]{0,80}<)?([^\n\s\@>]+)\@[^\n\s]+>?\n+(?:[^\n]{1,100}\n+)*To:\s+(?:[^\n]{0,80}<)?\1[\@>,\s\n]`:             hdrUser{a: "\nfrom:", b: "to:"}.match,
+	`(?ism)\nTo:\s+(?:[^\n<]{0,80}<)?([^\n\s\@>]+)\@[^\n\s]+>?\n+(?:[^\n]{1,100}\n+)*From:\s+(?:[^\n]{0,80}<)?\1[\@>,\s\n]`:             hdrUser{a: "\nto:", b: "from:"}.match,
+	`(?ism)\nFrom:\s+(?:[^\n<]{0,80}<)?([^\n\s\@>]{4,80}?)\d*\@[^\n\s]+>?\n+(?:[^\n]{1,100}\n+)*To:\s+(?:[^\n]{0,80}<)?\1\d*[\@>,\s\n]`: hdrUser{a: "\nfrom:", b: "to:", digits: true}.match,
+	`(?ism)\nTo:\s+(?:[^\n<]{0,80}<)?([^\n\s\@>]{4,80}?)\d*\@[^\n\s]+>?\n+(?:[^\n]{1,100}\n+)*From:\s+(?:[^\n]{0,80}<)?\1\d*[\@>,\s\n]`: hdrUser{a: "\nto:", b: "from:", digits: true}.match,
 	// __TO_EQ_FROM_DOM_1: the From domain in a To address.
 	`(?ism)\nFrom: [^\n@]{0,80}@([^\n\s>]+)>?\n+(?:[^\n]{1,100}\n+)*To: [^\n]+@\1[>,\s\n]`: hdrPair{
 		a: "\nfrom: ", b: "to: ", lines: 100, at: true, tail: ">,"}.match,
@@ -467,6 +473,169 @@ func runesHavePrefixFold(r []rune, p string) bool {
 	}
 	for i := 0; i < len(p); i++ {
 		if unicode.ToLower(r[i]) != rune(p[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// hdrUser is the shape of the __TO_EQ_FROM_USR patterns, under (?ism):
+//
+//	\n A \s+ (?:[^\n<]{0,80}<)? (CAP) \d* \@ [^\n\s]+ >? \n+ (?:[^\n]{1,100}\n+)* B \s+ (?:[^\n]{0,80}<)? \1 \d* [\@>,\s\n]
+//
+// CAP is [^\n\s\@>]+, or with digits [^\n\s\@>]{4,80}? (and the two \d*
+// are there only then). As in hdrPair everything is forced but for a few
+// starts: \s+ gives back only to let the optional group start at the
+// first non-space (anything earlier leaves less of its 80 characters),
+// the capture's run must end at the "@", [^\n\s]+>? must reach a "\n",
+// and a capture with digits may leave any all-digit tail of its run to
+// \d*. Unlike hdrPair, \s+ may cross line ends.
+type hdrUser struct {
+	a, b   string // lower case
+	digits bool
+}
+
+func (h hdrUser) match(r []rune) bool {
+	n := len(r)
+	for i := 0; i < n; i++ {
+		if r[i] != '\n' || !runesHavePrefixFold(r[i:], h.a) {
+			continue
+		}
+		j := i + len(h.a)
+		e := spaceRun(r, j)
+		if e == j {
+			continue
+		}
+		if h.captures(r, e) {
+			return true
+		}
+		for u := e; u < n && u-e <= 80; u++ {
+			ch := unicode.ToLower(r[u])
+			if ch == '\n' {
+				break
+			}
+			if ch == '<' {
+				if h.captures(r, u+1) {
+					return true
+				}
+				break
+			}
+		}
+	}
+	return false
+}
+
+// spaceRun returns the end of the run of white space at j.
+func spaceRun(r []rune, j int) int {
+	for j < len(r) && unicode.IsSpace(unicode.ToLower(r[j])) {
+		j++
+	}
+	return j
+}
+
+// captures tries every capture starting at g.
+func (h hdrUser) captures(r []rune, g int) bool {
+	n := len(r)
+	x := g // the end of the capture's run: it must be an "@"
+	for x < n {
+		ch := unicode.ToLower(r[x])
+		if ch == '\n' || ch == '@' || ch == '>' || unicode.IsSpace(ch) {
+			break
+		}
+		x++
+	}
+	if x == g || x >= n || r[x] != '@' {
+		return false
+	}
+	w := x + 1 // [^\n\s]+ then >? then \n
+	for w < n && !unicode.IsSpace(unicode.ToLower(r[w])) {
+		w++
+	}
+	if w == x+1 || w >= n || r[w] != '\n' {
+		return false
+	}
+	if !h.digits {
+		return h.lines(r, w, r[g:x])
+	}
+	for l := 4; l <= 80 && g+l <= x; l++ {
+		if allDigits(r[g+l:x]) && h.lines(r, w, r[g:g+l]) {
+			return true
+		}
+	}
+	return false
+}
+
+// lines tries B at each line start the loop can reach from the "\n" at p.
+func (h hdrUser) lines(r []rune, p int, c []rune) bool {
+	n := len(r)
+	for {
+		for p < n && r[p] == '\n' {
+			p++
+		}
+		if h.second(r, p, c) {
+			return true
+		}
+		q := p
+		for q < n && r[q] != '\n' {
+			q++
+		}
+		if q >= n || q-p > 100 {
+			return false
+		}
+		p = q
+	}
+}
+
+func (h hdrUser) second(r []rune, m int, c []rune) bool {
+	if !runesHavePrefixFold(r[m:], h.b) {
+		return false
+	}
+	k := m + len(h.b)
+	e := spaceRun(r, k)
+	if e == k {
+		return false
+	}
+	if h.ref(r, e, c) {
+		return true
+	}
+	for w := e; w < len(r) && w-e <= 80; w++ {
+		ch := unicode.ToLower(r[w])
+		if ch == '\n' {
+			break
+		}
+		if ch == '<' && h.ref(r, w+1, c) {
+			return true
+		}
+	}
+	return false
+}
+
+// ref tests \1, \d* and the tail at s.
+func (h hdrUser) ref(r []rune, s int, c []rune) bool {
+	t := s + len(c)
+	if t > len(r) {
+		return false
+	}
+	for i, ch := range c {
+		if unicode.ToLower(r[s+i]) != unicode.ToLower(ch) {
+			return false
+		}
+	}
+	if h.digits {
+		for t < len(r) && unicode.IsDigit(unicode.ToLower(r[t])) {
+			t++
+		}
+	}
+	if t >= len(r) {
+		return false
+	}
+	ch := unicode.ToLower(r[t])
+	return ch == '@' || ch == '>' || ch == ',' || unicode.IsSpace(ch)
+}
+
+func allDigits(r []rune) bool {
+	for _, ch := range r {
+		if !unicode.IsDigit(unicode.ToLower(ch)) {
 			return false
 		}
 	}

@@ -210,3 +210,49 @@ func TestExactRandomLocal(t *testing.T) {
 		t.Error("an ordinary address passes the pre-check")
 	}
 }
+
+func TestExactHeaderUsers(t *testing.T) {
+	rng := rand.New(rand.NewPCG(19, 20))
+	locals := []string{"abcd", "abcd12", "ABCD", "abc", "abcde1", "\u212abcd", "abcd\u0661", "ab", "abcdefgh99", strings.Repeat("q", 82) + "1", strings.Repeat("q", 80) + "12", strings.Repeat("q", 81) + "2"}
+	domains := []string{"b.c", "B.C", "x.y>", "b", ">", ""}
+	seps := []string{" ", "  ", "\t", "\n ", "", " \n\t", "\u00a0"}
+	names := []string{"From", "To", "from", "TO", "Subject", "Cc"}
+	addr := func() string {
+		return locals[rng.IntN(len(locals))] + "@" + domains[rng.IntN(len(domains))]
+	}
+	var inputs []string
+	for range 30000 {
+		var b strings.Builder
+		for range 1 + rng.IntN(5) {
+			b.WriteString("\n" + names[rng.IntN(len(names))] + ":" + seps[rng.IntN(len(seps))])
+			switch rng.IntN(6) {
+			case 0:
+				b.WriteString(addr())
+			case 1:
+				b.WriteString("Name " + strings.Repeat("n", rng.IntN(85)) + " <" + addr() + ">")
+			case 2:
+				b.WriteString("<" + addr() + ">")
+			case 3:
+				b.WriteString(addr() + []string{",", " ", "x", "@", "9", ""}[rng.IntN(6)] + "z")
+			case 4:
+				b.WriteString(strings.Repeat("l", rng.IntN(120)))
+			default:
+				b.WriteString("x <" + addr() + ">, y <" + addr() + ">")
+			}
+			if rng.IntN(4) == 0 {
+				b.WriteString("\n")
+			}
+		}
+		b.WriteString("\n")
+		inputs = append(inputs, b.String())
+	}
+	inputs = append(inputs, exactInputs(t, rng, 0, nil)...)
+	for _, pattern := range []string{
+		`(?ism)\nFrom:\s+(?:[^\n<]{0,80}<)?([^\n\s\@>]+)\@[^\n\s]+>?\n+(?:[^\n]{1,100}\n+)*To:\s+(?:[^\n]{0,80}<)?\1[\@>,\s\n]`,
+		`(?ism)\nTo:\s+(?:[^\n<]{0,80}<)?([^\n\s\@>]+)\@[^\n\s]+>?\n+(?:[^\n]{1,100}\n+)*From:\s+(?:[^\n]{0,80}<)?\1[\@>,\s\n]`,
+		`(?ism)\nFrom:\s+(?:[^\n<]{0,80}<)?([^\n\s\@>]{4,80}?)\d*\@[^\n\s]+>?\n+(?:[^\n]{1,100}\n+)*To:\s+(?:[^\n]{0,80}<)?\1\d*[\@>,\s\n]`,
+		`(?ism)\nTo:\s+(?:[^\n<]{0,80}<)?([^\n\s\@>]{4,80}?)\d*\@[^\n\s]+>?\n+(?:[^\n]{1,100}\n+)*From:\s+(?:[^\n]{0,80}<)?\1\d*[\@>,\s\n]`,
+	} {
+		t.Run(pattern[7:12], func(t *testing.T) { checkExact(t, pattern, inputs) })
+	}
+}
