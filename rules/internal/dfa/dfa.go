@@ -159,7 +159,7 @@ func (d *DFA) machine() *machine {
 }
 
 // release gives a collected DFA's cells back to the process.
-func release(cells *atomic.Int64) { processCells.Add(-cells.Load()) }
+func release(cells *atomic.Int64) { processCells.Add(-cells.Swap(0)) }
 
 func (d *DFA) fallback() *regexp.Regexp {
 	d.fbOnce.Do(func() {

@@ -5,8 +5,10 @@ import (
 	"math/rand/v2"
 	"regexp"
 	"regexp/syntax"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"unicode/utf8"
 )
@@ -236,4 +238,29 @@ func concurrent(t *testing.T, pattern string) int {
 		t.Errorf("differs on %q", s)
 	}
 	return len(d.m.tab.Load().states)
+}
+
+// TestCellsGivenBack: the cells of a collected DFA leave the process
+// count, so that reloading a rule set does not use up the process cap.
+func TestCellsGivenBack(t *testing.T) {
+	grow := func() *atomic.Int64 {
+		d, _ := Compile(blowup)
+		rng := rand.New(rand.NewPCG(10, 11))
+		for range 20 {
+			d.MatchString(blowText(rng, 200))
+		}
+		return d.m.cells // not the DFA: it must become unreachable
+	}
+	cells := grow()
+	if n := cells.Load(); n < 1000 {
+		t.Fatalf("the DFA grew only %d cells", n)
+	}
+	for range 1000 {
+		runtime.GC()
+		if cells.Load() == 0 {
+			return // released: its count went out of processCells
+		}
+		runtime.Gosched()
+	}
+	t.Fatalf("a collected DFA still counts %d cells", cells.Load())
 }
