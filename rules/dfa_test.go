@@ -13,7 +13,7 @@ import (
 	"github.com/portcullis-mail/portcullis/rules/internal/dfa"
 )
 
-var dfaLines = flag.Int("dfa.lines", 400, "TestDFASpamAssassinPatterns: text lines tried per pattern")
+var dfaLines = flag.Int("dfa.lines", 150, "TestDFASpamAssassinPatterns: text lines tried per pattern (more: -dfa.lines 5000)")
 
 // dfaInputs returns lines of real mail and of the speed tiers, whole
 // paragraphs of the tiers, and random and broken text.
