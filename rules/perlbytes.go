@@ -1,7 +1,9 @@
 package rules
 
 import (
+	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -98,15 +100,132 @@ func backtrackPattern(pr perlRegex, body, prefix string) (perlRegex, error) {
 	if prefix != "" {
 		body = "(?" + prefix + ")" + body
 	}
-	if _, err := regexp2.Compile(body, regexp2.None); err != nil {
+	if _, err := regexp2.Compile(body, backtrackOptions); err != nil {
 		return pr, &errSkip{pr.why, "regexp2: " + err.Error()}
 	}
 	pr.pattern = body
 	return pr, nil
 }
 
+// backtrackOptions: .NET's defaults. Its \s, \d, \w and \b are Unicode
+// classes; asciiClasses spells them out as ASCII ones first. (regexp2's
+// RE2 mode has ASCII \s \d \w but keeps \b Unicode and changes $.)
+const backtrackOptions = regexp2.None
+
+// Perl matches SpamAssassin's byte strings with ASCII classes: \s, \d,
+// \w and \b know nothing above 0x7F (an ï is two bytes, neither a word
+// character, so "naïve" has a boundary before its "v"). Go's regexp reads
+// them the same way; regexp2, like .NET, reads them as Unicode classes,
+// which matched where SpamAssassin does not and where the RE2 superset
+// tried first (keysPattern) could not: the superset refused values the
+// rule would have matched. asciiClasses rewrites a backtracking pattern so
+// regexp2 reads them as Perl does: the escapes outside classes become
+// ASCII classes, classes that hold one are rebuilt from the ranges Go's
+// parser gives them, and \b and \B become look-around.
+const (
+	asciiB    = `(?:(?<=[0-9A-Za-z_])(?![0-9A-Za-z_])|(?<![0-9A-Za-z_])(?=[0-9A-Za-z_]))`
+	asciiNotB = `(?:(?<=[0-9A-Za-z_])(?=[0-9A-Za-z_])|(?<![0-9A-Za-z_])(?![0-9A-Za-z_]))`
+)
+
+var asciiEscapes = map[byte]string{
+	's': `[\t\n\x0B\f\r ]`, 'S': `[^\t\n\x0B\f\r ]`,
+	'd': `[0-9]`, 'D': `[^0-9]`,
+	'w': `[0-9A-Za-z_]`, 'W': `[^0-9A-Za-z_]`,
+	'b': asciiB, 'B': asciiNotB,
+}
+
+// asciiClasses returns p with \s \S \d \D \w \W \b \B
+// read as ASCII; see above. A class Go's parser refuses is left as it is.
+func asciiClasses(p string) string {
+	if !strings.ContainsAny(p, `\`) {
+		return p
+	}
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c == '\\' && i+1 < len(p):
+			if repl, ok := asciiEscapes[p[i+1]]; ok {
+				b.WriteString(repl)
+			} else {
+				b.WriteString(p[i : i+2])
+			}
+			i++
+		case c == '[':
+			j := classEnd(p, i)
+			if j < 0 {
+				b.WriteString(p[i:])
+				return b.String()
+			}
+			b.WriteString(asciiClass(p[i : j+1]))
+			i = j
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// asciiClass rebuilds a class holding \s \d \w or their negations from
+// the ranges Go's parser reads in it.
+func asciiClass(class string) string {
+	if !reClassEscape.MatchString(class) {
+		return class
+	}
+	re, err := syntax.Parse(class, syntax.Perl)
+	if err != nil || re.Op != syntax.OpCharClass {
+		return class
+	}
+	var b strings.Builder
+	b.WriteByte('[')
+	put := func(r rune) {
+		if r <= 0xFFFF {
+			fmt.Fprintf(&b, `\u%04X`, r)
+		} else {
+			b.WriteRune(r)
+		}
+	}
+	for k := 0; k+1 < len(re.Rune); k += 2 {
+		put(re.Rune[k])
+		if re.Rune[k+1] != re.Rune[k] {
+			b.WriteByte('-')
+			put(re.Rune[k+1])
+		}
+	}
+	b.WriteByte(']')
+	return b.String()
+}
+
+// reClassEscape finds \s \S \d \D \w \W in a class, not escaped.
+var reClassEscape = regexp.MustCompile(`(?:^|[^\\])(?:\\\\)*\\[sSdDwW]`)
+
+// classEnd returns the index of the ']' that closes the class opening at
+// p[i], or -1.
+func classEnd(p string, i int) int {
+	j := i + 1
+	if j < len(p) && p[j] == '^' {
+		j++
+	}
+	if j < len(p) && p[j] == ']' {
+		j++
+	}
+	for j < len(p) && p[j] != ']' {
+		if p[j] == '\\' {
+			j++
+		}
+		j++
+	}
+	if j >= len(p) {
+		return -1
+	}
+	return j
+}
+
+// compileBacktrack compiles a rule's backtracking pattern with its classes
+// read as ASCII (asciiClasses), as the RE2 superset keysPattern derives
+// from the same pattern reads them.
 func compileBacktrack(pattern string) (*regexp2.Regexp, error) {
-	re, err := regexp2.Compile(pattern, regexp2.None)
+	re, err := regexp2.Compile(asciiClasses(pattern), backtrackOptions)
 	if err != nil {
 		return nil, err
 	}

@@ -317,7 +317,7 @@ func TestSAEvals(t *testing.T) {
 func TestSAEngines(t *testing.T) {
 	const cf = "testdata/sa-engines.cf"
 	raw := mboxEscape([]byte(readTestdata(t, "sa-engines.eml")))
-	want := []string{"ATOMIC", "BACKREF", "BYTES_HIGH", "BYTES_ZWSP", "FULL_LOOK", "HDR_BYTES", "HDR_LOOK",
+	want := []string{"ATOMIC", "BACKREF", "BT_ASCII_BOUNDARY", "BYTES_HIGH", "BYTES_ZWSP", "FULL_LOOK", "HDR_BYTES", "HDR_LOOK",
 		"LOOK_AHEAD", "LOOK_AHEAD_NOT", "LOOK_BEHIND", "LOOK_BEHIND_NOT", "NESTED_REPEAT", "POSSESSIVE", "RAW_BACKREF", "SUBJ_IN_BODY"}
 	for _, pre := range []bool{true, false} {
 		s := mustBuild(t, Config{Files: []string{cf}, NoPrefilter: !pre})
@@ -355,5 +355,37 @@ func TestDefaultWithSpamAssassin(t *testing.T) {
 	}
 	if _, err := Build(Config{SpamAssassin: t.TempDir()}); !errors.Is(err, ErrNoFiles) {
 		t.Fatalf("empty directory: %v", err)
+	}
+}
+
+// TestBacktrackASCIIClasses: the backtracking engine reads \s, \d, \w and
+// \b as Perl does on SpamAssassin's bytes and as the RE2 superset tried
+// before it does: ASCII. An ï is no word character; "naïve" has a
+// boundary before its "v".
+func TestBacktrackASCIIClasses(t *testing.T) {
+	for _, c := range []struct {
+		pattern, text string
+		want          bool
+	}{
+		{`na\w+ve(?!x)`, "naïve", false},
+		{`\bve(?!x)`, "naïve", true},
+		{`caf\B(?!x)`, "café", false},
+		{`ca\Bf(?!x)`, "café", true},
+		{`\d(?!x)`, "٣", false},
+		{`a\sb(?!x)`, "a\u2003b", false},
+		{`[\b]x(?!y)`, "\bx", true}, // in a class, \b is a backspace
+		{`v[_\W]+i(?!x)`, "v_ .i", true},
+		{`v[_\W]+i(?!x)`, "vïi", true}, // ï is no word character
+		{`v[_\W]+i(?!x)`, "vai", false},
+		{`a[^\S"]b(?!x)`, "a b", true},
+		{`a[^\S"]b(?!x)`, "a\u00a0b", false},
+	} {
+		re, err := compileBacktrack(c.pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := btMatch(re, c.text); got != c.want {
+			t.Errorf("%s on %q: %v, want %v", c.pattern, c.text, got, c.want)
+		}
 	}
 }

@@ -18,8 +18,8 @@ import (
 // pattern, as the importer compiled it, never by the rule's name: a
 // changed regex falls back to regexp2.
 //
-// The patterns run in regexp2's default mode: \s is unicode.IsSpace and
-// \S its complement, "." with (?s) any rune, ^ and $ with (?m) at the
+// The patterns run as compileBacktrack compiles them: \s is an ASCII
+// space (asciiSpace), \d an ASCII digit, their escapes the complements, "." with (?s) any rune, ^ and $ with (?m) at the
 // text's ends and next to "\n" (not "\r"); the text is read as runes, an
 // invalid byte as U+FFFD, as btMatch converts it.
 var saExact = map[string]func([]rune) bool{
@@ -161,12 +161,12 @@ next:
 		}
 		k := q + b + 1
 		sp := k
-		for sp < n && unicode.IsSpace(unicode.ToLower(r[sp])) {
+		for sp < n && asciiSpace(unicode.ToLower(r[sp])) {
 			sp++
 		}
 		for j := k + 1; j <= sp && j < n; j++ {
 			// \s+ may give back: a digit after any of its lengths.
-			if unicode.IsDigit(unicode.ToLower(r[j])) {
+			if asciiDigit(unicode.ToLower(r[j])) {
 				return true
 			}
 		}
@@ -231,7 +231,7 @@ func fromNameInMsg(r []rune) bool {
 		}
 		j := p + 5
 		e := j
-		for e < n && unicode.IsSpace(r[e]) {
+		for e < n && asciiSpace(r[e]) {
 			e++
 		}
 		if e == j {
@@ -242,14 +242,14 @@ func fromNameInMsg(r []rune) bool {
 				continue
 			}
 			a := q + 1
-			for a < n && !unicode.IsSpace(r[a]) {
+			for a < n && !asciiSpace(r[a]) {
 				a++
 			}
 			if a == q+1 || a >= n {
 				continue
 			}
 			b := a + 1
-			for b < n && !unicode.IsSpace(r[b]) {
+			for b < n && !asciiSpace(r[b]) {
 				b++
 			}
 			if b == a+1 || b >= n {
@@ -368,7 +368,7 @@ func (h hdrPair) capture(r []rune, g int) bool {
 	e := g
 	for e < n {
 		ch := unicode.ToLower(r[e])
-		if ch == '\n' || ch == '>' || unicode.IsSpace(ch) || h.capComma && ch == ',' {
+		if ch == '\n' || ch == '>' || asciiSpace(ch) || h.capComma && ch == ',' {
 			break
 		}
 		e++
@@ -463,7 +463,7 @@ func (h hdrPair) ref(r []rune, s int, c []rune) bool {
 	if h.notAlnum {
 		return !('a' <= ch && ch <= 'z' || '0' <= ch && ch <= '9')
 	}
-	return unicode.IsSpace(ch) || strings.ContainsRune(h.tail, ch)
+	return asciiSpace(ch) || strings.ContainsRune(h.tail, ch)
 }
 
 // runesHavePrefixFold is runesHavePrefix for a lower-case p under (?i).
@@ -527,7 +527,7 @@ func (h hdrUser) match(r []rune) bool {
 
 // spaceRun returns the end of the run of white space at j.
 func spaceRun(r []rune, j int) int {
-	for j < len(r) && unicode.IsSpace(unicode.ToLower(r[j])) {
+	for j < len(r) && asciiSpace(unicode.ToLower(r[j])) {
 		j++
 	}
 	return j
@@ -539,7 +539,7 @@ func (h hdrUser) captures(r []rune, g int) bool {
 	x := g // the end of the capture's run: it must be an "@"
 	for x < n {
 		ch := unicode.ToLower(r[x])
-		if ch == '\n' || ch == '@' || ch == '>' || unicode.IsSpace(ch) {
+		if ch == '\n' || ch == '@' || ch == '>' || asciiSpace(ch) {
 			break
 		}
 		x++
@@ -548,7 +548,7 @@ func (h hdrUser) captures(r []rune, g int) bool {
 		return false
 	}
 	w := x + 1 // [^\n\s]+ then >? then \n
-	for w < n && !unicode.IsSpace(unicode.ToLower(r[w])) {
+	for w < n && !asciiSpace(unicode.ToLower(r[w])) {
 		w++
 	}
 	if w == x+1 || w >= n || r[w] != '\n' {
@@ -622,7 +622,7 @@ func (h hdrUser) ref(r []rune, s int, c []rune) bool {
 		}
 	}
 	if h.digits {
-		for t < len(r) && unicode.IsDigit(unicode.ToLower(r[t])) {
+		for t < len(r) && asciiDigit(unicode.ToLower(r[t])) {
 			t++
 		}
 	}
@@ -630,14 +630,26 @@ func (h hdrUser) ref(r []rune, s int, c []rune) bool {
 		return false
 	}
 	ch := unicode.ToLower(r[t])
-	return ch == '@' || ch == '>' || ch == ',' || unicode.IsSpace(ch)
+	return ch == '@' || ch == '>' || ch == ',' || asciiSpace(ch)
 }
 
 func allDigits(r []rune) bool {
 	for _, ch := range r {
-		if !unicode.IsDigit(unicode.ToLower(ch)) {
+		if !asciiDigit(unicode.ToLower(ch)) {
 			return false
 		}
 	}
 	return true
 }
+
+// asciiSpace and asciiDigit are \s and \d as compileBacktrack reads them
+// (asciiClasses): Perl's on SpamAssassin's bytes.
+func asciiSpace(r rune) bool {
+	switch r {
+	case '\t', '\n', '\v', '\f', '\r', ' ':
+		return true
+	}
+	return false
+}
+
+func asciiDigit(r rune) bool { return '0' <= r && r <= '9' }

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dlclark/regexp2"
-
 	"github.com/portcullis-mail/portcullis/filter"
 	"github.com/portcullis-mail/portcullis/internal/benchcorpus"
 )
@@ -45,8 +43,10 @@ func exactInputs(t *testing.T, rng *rand.Rand, n int, pieces []string) []string 
 // fails unless both answers occur often enough to mean something.
 func checkExact(t *testing.T, pattern string, inputs []string) {
 	t.Helper()
-	re := regexp2.MustCompile(pattern, regexp2.None)
-	re.MatchTimeout = backtrackTimeout
+	re, err := compileBacktrack(pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
 	fn := exactFor(pattern, re)
 	if fn == nil {
 		t.Fatalf("no exact evaluation for %s", pattern)
@@ -89,7 +89,10 @@ func BenchmarkExact(b *testing.B) {
 	patterns := slices.Sorted(maps.Keys(saExact))
 	patterns = append(patterns, slices.Sorted(maps.Keys(saPrecheck))...)
 	for i, pattern := range patterns {
-		re := regexp2.MustCompile(pattern, regexp2.None)
+		re, err := compileBacktrack(pattern)
+		if err != nil {
+			b.Fatal(err)
+		}
 		c := &crule{exact: exactFor(pattern, re)}
 		name := fmt.Sprint(i)
 		text := msg // the full rule's text; the others test the ALL header
