@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/dlclark/regexp2"
@@ -736,7 +738,7 @@ func (v *view) bodyText(render bool) string {
 			r := v.set.cutBodyPart(unsafe.String(unsafe.SliceData(*hp), len(*hp)))
 			for line := range strings.Lines(r) {
 				if line = strings.TrimSpace(line); line != "" {
-					b = append(b, line...)
+					b = appendBodySpaces(b, line)
 					b = append(b, '\n')
 				}
 			}
@@ -817,14 +819,67 @@ func paragraphs(b []byte, t string) []byte {
 			b = append(b, ' ')
 			para++
 		}
-		b = append(b, line...)
-		para += len(line)
+		n := len(b)
+		b = appendBodySpaces(b, line)
+		para += len(b) - n
 	}
 	if para > 0 {
 		b = append(b, '\n')
 	}
 	return b
 }
+
+// appendBodySpaces appends line with every run of white space in it, the
+// Unicode kinds too (a no-break space, an em space), made one space:
+// SpamAssassin renders the body so (s/\s+/ /g on its characters), and
+// a rule's " " must match where the mail had two spaces, a tab or a
+// no-break space. line has no white space at either end.
+func appendBodySpaces(b []byte, line string) []byte {
+	start := 0
+	for i := 0; i < len(line); {
+		c := line[i]
+		if c < utf8.RuneSelf && !asciiSpaceByte[c] {
+			i++
+			continue
+		}
+		j := bodySpaceRun(line, i)
+		if j == i {
+			_, w := utf8.DecodeRuneInString(line[i:])
+			i += w
+			continue
+		}
+		if c == ' ' && j == i+1 {
+			i = j // one plain space: nothing to change
+			continue
+		}
+		b = append(b, line[start:i]...)
+		b = append(b, ' ')
+		start, i = j, j
+	}
+	return append(b, line[start:]...)
+}
+
+// bodySpaceRun returns the end of the run of white space at line[i:] (i
+// when there is none).
+func bodySpaceRun(line string, i int) int {
+	for i < len(line) {
+		if c := line[i]; c < utf8.RuneSelf {
+			if !asciiSpaceByte[c] {
+				return i
+			}
+			i++
+			continue
+		}
+		r, w := utf8.DecodeRuneInString(line[i:])
+		if !unicode.IsSpace(r) {
+			return i
+		}
+		i += w
+	}
+	return i
+}
+
+var asciiSpaceByte = [utf8.RuneSelf]bool{'\t': true, '\n': true, '\v': true, '\f': true, '\r': true, ' ': true}
 
 func (v *view) fullText() string {
 	max := int64(v.set.limits.MaxScanBytes)

@@ -318,7 +318,7 @@ func TestSAEngines(t *testing.T) {
 	const cf = "testdata/sa-engines.cf"
 	raw := mboxEscape([]byte(readTestdata(t, "sa-engines.eml")))
 	want := []string{"ATOMIC", "BACKREF", "BT_ASCII_BOUNDARY", "BYTES_HIGH", "BYTES_ZWSP", "FULL_LOOK", "HDR_BYTES", "HDR_LOOK",
-		"LOOK_AHEAD", "LOOK_AHEAD_NOT", "LOOK_BEHIND", "LOOK_BEHIND_NOT", "NESTED_REPEAT", "POSSESSIVE", "RAW_BACKREF", "SUBJ_IN_BODY"}
+		"LOOK_AHEAD", "LOOK_AHEAD_NOT", "LOOK_BEHIND", "LOOK_BEHIND_NOT", "NESTED_REPEAT", "POSSESSIVE", "RAW_BACKREF", "SQUASH_NBSP", "SQUASH_TWO", "SUBJ_IN_BODY"}
 	for _, pre := range []bool{true, false} {
 		s := mustBuild(t, Config{Files: []string{cf}, NoPrefilter: !pre})
 		if rep := s.Report(); len(rep.Skips) != 1 || rep.Skips[0].Rule != "UNKEYED_BT" || rep.Skips[0].Reason != ReasonUnkeyed {

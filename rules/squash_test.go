@@ -3,7 +3,9 @@ package rules
 import (
 	"math/rand/v2"
 	"regexp"
+	"strings"
 	"testing"
+	"unicode"
 )
 
 // appendSquashed is the regex HTML.pm squashes text white space with,
@@ -26,4 +28,19 @@ func TestAppendSquashedIsTheRegex(t *testing.T) {
 			t.Fatalf("appendSquashed(%q) = %q, want %q", c, got[3:], want)
 		}
 	}
+}
+
+// FuzzBodySpaces holds appendBodySpaces to its definition: the words of
+// the line (split at runs of Unicode white space) joined by one space.
+func FuzzBodySpaces(f *testing.F) {
+	for _, s := range []string{"two  spaces", "a\tb", "no\u00a0break", "em\u2003\u2003space", "plain text", "bad \xff\xfe bytes", "x \u0085 y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		line = strings.TrimFunc(line, unicode.IsSpace)
+		want := strings.Join(strings.FieldsFunc(line, unicode.IsSpace), " ")
+		if got := string(appendBodySpaces([]byte("prefix:"), line)); got != "prefix:"+want {
+			t.Fatalf("appendBodySpaces(%q) = %q, want %q", line, got, "prefix:"+want)
+		}
+	})
 }
