@@ -255,20 +255,8 @@ func keysPattern(p string) string {
 		}
 		if c == '[' {
 			// Copy the class whole: "(?=" inside it is literal.
-			j := i + 1
-			if j < len(p) && p[j] == '^' {
-				j++
-			}
-			if j < len(p) && p[j] == ']' {
-				j++
-			}
-			for j < len(p) && p[j] != ']' {
-				if p[j] == '\\' {
-					j++
-				}
-				j++
-			}
-			if j >= len(p) {
+			j := classEnd(p, i)
+			if j < 0 {
 				return ""
 			}
 			b.WriteString(p[i : j+1])
