@@ -56,12 +56,15 @@ go build -o "$dir/gateway" ./examples/gateway
 user=_rspamd
 id "$user" >/dev/null 2>&1 || user=$(id -un)
 
-# start_rspamd DIR PORT [DNS [SA]]: rspamd with a private configuration
+# start_rspamd DIR PORT DNS SA [NS]: rspamd with a private configuration
 # in DIR, its normal worker on 127.0.0.1:PORT, pinned to core 0, logging
 # at $level; sets rpid.
 # DNS lists, SPF/DKIM/DMARC, MX, ASN, fuzzy and the Redis-backed modules
 # are network work that the in-process side does not do: off, and DNS
-# pointed at a closed port. With DNS (an rbldnsd serving the zones of
+# pointed at NS, the rbldnsd, which refuses at once whatever DNS rspamd
+# still does (once_received's PTR lookup of the client address: a closed
+# port would make each one a timeout, and the run a message a second).
+# With DNS (an rbldnsd serving the zones of
 # bench -write-zones), the rbl module is on with only the bench's two
 # lists (the client address and the links' domains) and asks DNS there.
 # With SA (a directory), its spamassassin module loads SA/*.cf, and its
@@ -84,7 +87,7 @@ start_rspamd() {
 	done
 	# The phishing module's PhishTank check is a DNS lookup per link.
 	echo 'phishtank_enabled = false;' >"$d/override.d/phishing.conf"
-	printf 'dns { nameserver = ["%s"]; timeout = 1s; retransmits = 0; }\n' "${3:-127.0.0.1:1}" >"$d/override.d/options.inc"
+	printf 'dns { nameserver = ["%s"]; timeout = 1s; retransmits = 0; }\n' "${3:-$5}" >"$d/override.d/options.inc"
 	if [ -n "${4:-}" ]; then
 		mkdir -p "$hscache"
 		chown "$user" "$hscache"
@@ -130,10 +133,6 @@ CONF
 	done
 }
 
-port=${RSPAMD_PORT:-11433}
-start_rspamd "$dir/rspamd" "$port"
-pid=$rpid
-
 # rbldnsd serves the DNS tier's two zones (bench -write-zones); it forks
 # into the background once its zones are loaded and its socket bound.
 bport=${RBLDNSD_PORT:-11553}
@@ -147,6 +146,10 @@ buser=
 [ "$(id -u)" = 0 ] && buser="-u nobody"
 # shellcheck disable=SC2086
 taskset -c 0 rbldnsd $buser -q -4 -c 1 -s "$dir/zones/stats" -p "$bpidfile" -w "$dir/zones" -b "127.0.0.1/$bport" $zones
+port=${RSPAMD_PORT:-11433}
+start_rspamd "$dir/rspamd" "$port" "" "" "127.0.0.1:$bport"
+pid=$rpid
+
 dport=${RSPAMD_DNS_PORT:-11443}
 start_rspamd "$dir/rspamd-dns" "$dport" "127.0.0.1:$bport"
 dpid=$rpid
@@ -161,7 +164,7 @@ dpid=$rpid
 if [ -d /usr/share/spamassassin ]; then
 	aport=${RSPAMD_SA_PORT:-11453}
 	level=info
-	start_rspamd "$dir/rspamd-sa-warm" "$aport" "" /usr/share/spamassassin
+	start_rspamd "$dir/rspamd-sa-warm" "$aport" "" /usr/share/spamassassin "127.0.0.1:$bport"
 	i=0
 	until grep -q 'full hyperscan database of [0-9]* regexps has been loaded' "$dir/rspamd-sa-warm/log/rspamd.log" 2>/dev/null; do
 		i=$((i + 1))
@@ -175,7 +178,7 @@ if [ -d /usr/share/spamassassin ]; then
 	done
 	kill "$rpid" && wait "$rpid" || true
 	level=error
-	start_rspamd "$dir/rspamd-sa" "$aport" "" /usr/share/spamassassin
+	start_rspamd "$dir/rspamd-sa" "$aport" "" /usr/share/spamassassin "127.0.0.1:$bport"
 	apid=$rpid
 	sa="-rspamd-sa http://127.0.0.1:$aport -rspamd-sa-pid $apid"
 fi
