@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -70,6 +71,10 @@ func (q *Queue) mirrorLoop() {
 	}
 }
 
+// watchStarting, when set (by a test), runs between the read of the
+// stream's last sequence and the start of a watch.
+var watchStarting atomic.Pointer[func(*Store)]
+
 // watch runs one watcher until it stops or Shutdown begins.
 func (q *Queue) watch() error {
 	ctx, cancel := context.WithCancel(q.abort)
@@ -91,12 +96,20 @@ func (q *Queue) watch() error {
 			start = info.State.LastSeq
 		}
 	}
+	if h := watchStarting.Load(); h != nil {
+		(*h)(q.s)
+	}
 	w, err := q.s.recs.WatchAll(ctx)
 	if err != nil {
 		return err
 	}
 	defer w.Stop()
 	fresh := map[queue.ID]queue.Entry{}
+	// seen is the newest revision among the initial values: a change
+	// stored between the Info above and the watch's start is among them,
+	// and with start alone the view would count itself behind it until
+	// the next change came (Sync waiting for ever).
+	var seen uint64
 	for {
 		var kve jetstream.KeyValueEntry
 		var ok bool
@@ -113,7 +126,7 @@ func (q *Queue) watch() error {
 		if kve == nil { // the initial values are all in: serve them
 			q.m.mu.Lock()
 			q.m.entries, fresh, q.m.synced = fresh, nil, true
-			q.m.bump(start)
+			q.m.bump(max(start, seen))
 			q.m.mu.Unlock()
 			continue
 		}
@@ -128,6 +141,7 @@ func (q *Queue) watch() error {
 			}
 		}
 		if fresh != nil {
+			seen = max(seen, kve.Revision())
 			if keep {
 				fresh[id] = e
 			} else {
