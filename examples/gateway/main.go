@@ -5,7 +5,7 @@
 // admin listener.
 //
 //	go run ./examples/gateway [-config FILE] [-listen ADDR] [-relay HOST:PORT]
-//	    [-data DIR] [-admin ADDR] [-v]
+//	    [-data DIR] [-admin ADDR] [-pprof ADDR] [-v]
 //	go run ./examples/gateway -check-config FILE
 //
 // Without -config it runs on the embedded default (config.DefaultYAML),
@@ -55,6 +55,7 @@ func (e usageError) Unwrap() error { return e.err }
 type options struct {
 	config, checkConfig        string
 	listen, relay, data, admin string
+	pprof                      string
 	verbose                    bool
 	shutdownTimeout            time.Duration
 }
@@ -84,6 +85,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.data, "data", "", "data directory for queue, quarantine and token (data_dir)")
 	fs.StringVar(&o.admin, "admin", "", `admin HTTP listen address (admin.listen); "off" disables it`)
 	fs.BoolVar(&o.verbose, "v", false, "log at debug level")
+	fs.StringVar(&o.pprof, "pprof", "", "serve the Go runtime profiles (/debug/pprof/) on this address, a listener of their own; empty: off")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for sessions and deliveries in flight")
 	if err := parse(fs, args, stderr, func(w io.Writer) {
 		fmt.Fprint(w, `usage: gateway [flags]
@@ -205,6 +207,13 @@ func gateway(args []string, stdout, stderr io.Writer) error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
+	if o.pprof != "" {
+		ln, err := servePprof(o.pprof, log)
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+	}
 	g, err := start(context.Background(), cfg, log)
 	if err != nil {
 		return err

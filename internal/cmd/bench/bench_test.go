@@ -274,7 +274,7 @@ func TestGatewayOverSMTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := g.system(1, false)
+	s := g.system("Portcullis SMTP", 1, false)
 	for i, c := range []struct {
 		raw  []byte
 		want error

@@ -40,8 +40,8 @@ type gateway struct {
 // startGateway runs bin on a free loopback port with gatewayYAML and
 // extra (more YAML), pinned by taskset to cpus when cpus is not empty and
 // taskset is installed, with GOMAXPROCS 1, and returns when it is ready
-// (its rules loaded).
-func startGateway(bin, cpus, extra string) (*gateway, error) {
+// (its rules loaded). Flags are more command-line flags for it (-pprof).
+func startGateway(bin, cpus, extra string, flags ...string) (*gateway, error) {
 	dir, err := os.MkdirTemp("", "portcullis-bench-gateway-")
 	if err != nil {
 		return nil, err
@@ -54,6 +54,7 @@ func startGateway(bin, cpus, extra string) (*gateway, error) {
 	}
 	args := []string{bin, "-config", cfg, "-listen", "127.0.0.1:0", "-admin", "off", "-relay", "127.0.0.1:1",
 		"-data", filepath.Join(dir, "data")}
+	args = append(args, flags...)
 	if ts, err := exec.LookPath("taskset"); err == nil && cpus != "" {
 		args = append([]string{ts, "-c", cpus}, args...) // taskset execs the gateway: the same PID
 	}
@@ -95,7 +96,7 @@ func (g *gateway) Close() {
 // does), unless perMessage: then every message has a connection of its
 // own from clientIP(k), for the DNS tier. Its CPU is the gateway
 // process's.
-func (g *gateway) system(conns int, perMessage bool) system {
+func (g *gateway) system(name string, conns int, perMessage bool) system {
 	clients := make([]*smtp.Client, max(conns, 1)) // clients[w] is only ever used by worker w
 	check := func(w, k int, raw []byte) error {
 		if perMessage {
@@ -125,7 +126,7 @@ func (g *gateway) system(conns int, perMessage bool) system {
 		return err
 	}
 	pid := g.proc.Pid()
-	return system{name: "Portcullis SMTP", portcullis: true, conns: conns, check: check,
+	return system{name: name, portcullis: true, conns: conns, check: check,
 		cpu: func() float64 { return procCPU(strconv.Itoa(pid), false) }}
 }
 

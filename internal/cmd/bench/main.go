@@ -122,6 +122,8 @@ func main() {
 	spid := flag.Int("spamd-pid", 0, "spamd main process: its CPU and its children's is measured")
 	caddr := flag.String("clamd", "", "clamd TCP address: measure the bytes the default pipeline streams to it")
 	gbin := flag.String("gateway", "", "examples/gateway binary: also measure Portcullis over SMTP, the gateway started by this program; empty: not measured")
+	gbase := flag.String("gateway-base", "", "a second examples/gateway binary (an older build) measured as a column of its own, interleaved with -gateway: an A/B of the SMTP side; empty: none")
+	gpprof := flag.String("gateway-pprof", "", "start the -gateway binary with -pprof ADDR (its runtime profiles there); empty: off")
 	gcore := flag.String("gateway-cpus", "0", "taskset CPU list the gateway is pinned to (GOMAXPROCS 1); empty: not pinned")
 	conns := flag.Int("conns", 4, "concurrent SMTP connections to the gateway")
 	rbldnsd := flag.String("rbldnsd", "", "rbldnsd serving the zones of -write-zones (UDP host:port): add the DNS tier; empty: none")
@@ -143,7 +145,7 @@ func main() {
 		fmt.Println(strings.Join(args, " "))
 		return
 	}
-	o := options{rspamd: *rurl, rspamdPID: *rpid, rspamdSA: *rsurl, rspamdSAPID: *rspid, spamd: *saddr, spamdPID: *spid, gateway: *gbin, gatewayCPUs: *gcore,
+	o := options{rspamd: *rurl, rspamdPID: *rpid, rspamdSA: *rsurl, rspamdSAPID: *rspid, spamd: *saddr, spamdPID: *spid, gateway: *gbin, gatewayBase: *gbase, gatewayPprof: *gpprof, gatewayCPUs: *gcore,
 		conns: *conns, rbldnsd: *rbldnsd, rbldnsdStats: *rstats, rspamdDNS: *rdurl, rspamdDNSPID: *rdpid, reps: *reps, budget: *budget}
 	ts, err := tiers(*corpus, *large)
 	if err == nil {
@@ -167,6 +169,8 @@ type options struct {
 	spamd        string
 	spamdPID     int
 	gateway      string // the binary; "" for no SMTP column
+	gatewayBase  string // the baseline binary; "" for none
+	gatewayPprof string // -pprof for the gateway; "" for none
 	gatewayCPUs  string
 	conns        int
 	rbldnsd      string // "" for no DNS tier
@@ -231,12 +235,26 @@ func run(ctx context.Context, out io.Writer, ts []tier, o options) error {
 			cpu: func() float64 { return treeCPU(o.spamdPID) }})
 	}
 	if o.gateway != "" {
-		g, err := startGateway(o.gateway, o.gatewayCPUs, "")
+		var flags []string
+		if o.gatewayPprof != "" {
+			flags = []string{"-pprof", o.gatewayPprof}
+		}
+		g, err := startGateway(o.gateway, o.gatewayCPUs, "", flags...)
 		if err != nil {
 			return err
 		}
 		defer g.Close()
-		systems = append(systems, g.system(o.conns, false))
+		systems = append(systems, g.system("Portcullis SMTP", o.conns, false))
+	}
+	if o.gatewayBase != "" {
+		g, err := startGateway(o.gatewayBase, o.gatewayCPUs, "")
+		if err != nil {
+			return err
+		}
+		defer g.Close()
+		s := g.system("base SMTP", o.conns, false)
+		s.portcullis = false // the ratio columns then read as new against base
+		systems = append(systems, s)
 	}
 	systems = append(systems, system{name: "Portcullis", portcullis: true, check: func(_, _ int, raw []byte) error {
 		return verdictError(f.Pipeline.CheckAll(ctx, filter.NewMessageBytes(filter.Envelope{}, raw, lim)))
@@ -270,7 +288,7 @@ func runDNS(ctx context.Context, out io.Writer, o options) (int64, error) {
 			return 0, err
 		}
 		defer g.Close()
-		systems = append(systems, g.system(o.conns, true))
+		systems = append(systems, g.system("Portcullis SMTP", o.conns, true))
 	}
 	f, s, err := inProcessDNS(ctx, o.rbldnsd)
 	if err != nil {
