@@ -3,6 +3,7 @@ package queue
 import (
 	"bytes"
 	"cmp"
+	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -125,6 +126,56 @@ func FuzzBuildDSN(f *testing.F) {
 			if strings.HasPrefix(l, "Diagnostic-Code:") && strings.ContainsAny(l, "\r\n") {
 				t.Fatal("diagnostic spans lines")
 			}
+		}
+	})
+}
+
+// checkMetaRoundTrip is checkMeta's reference: encode, decode, compare
+// (what checkMeta did before it stopped decoding).
+func checkMetaRoundTrip(e Entry, m []byte) error {
+	d, _, err := decodeMeta(m)
+	if err != nil {
+		return err
+	}
+	if d.Envelope.MailFrom != e.Envelope.MailFrom || d.Envelope.Helo != e.Envelope.Helo ||
+		d.Envelope.AuthUser != e.Envelope.AuthUser || d.LastError != e.LastError ||
+		!slices.Equal(d.Envelope.RcptTo, e.Envelope.RcptTo) || !slices.Equal(d.Done, e.Done) {
+		return ErrInvalidEnvelope
+	}
+	return nil
+}
+
+// FuzzCheckMeta holds checkMeta to the round trip it replaces: it refuses
+// exactly the entries whose metadata would not decode back to them.
+func FuzzCheckMeta(f *testing.F) {
+	f.Add("a@b", "c@d", "", "mx.example", "", "", 1, 0)
+	f.Add("a\xffb@c", "c@d", "", "", "", "", 1, 0)
+	f.Add("a@b", "c@d\xc3", "c@d\xc3", "", "", "", 2, 1)
+	f.Add("a@b", "", "", "", "", "451 4.7.1 \xfe", 1, 0)
+	f.Add(strings.Repeat("é", 600), "c@d", "", "", "", "", 1, 0)
+	f.Add("a@b", strings.Repeat("x", 1025), "", "", "", "", 3, 4)
+	f.Add("a@b", "c@d", "", "h\x00<&>", "u\u2028", "\"\\", 1, 0)
+	f.Fuzz(func(t *testing.T, from, rcpt, done, helo, auth, lastErr string, nRcpt, nDone int) {
+		nRcpt, nDone = nRcpt%5, nDone%5
+		if nRcpt < 0 || nDone < 0 {
+			return
+		}
+		now := time.UnixMilli(1_700_000_000_000)
+		e := Entry{ID: "0123abc", Envelope: filter.Envelope{ClientIP: netip.MustParseAddr("192.0.2.1"), Helo: helo, MailFrom: from, AuthUser: auth},
+			Created: now, NextAttempt: now, LastError: lastErr}
+		for range nRcpt {
+			e.Envelope.RcptTo = append(e.Envelope.RcptTo, rcpt)
+		}
+		for range nDone {
+			e.Done = append(e.Done, done)
+		}
+		m := encodeMeta(e, 7)
+		fast, ref := checkMeta(e, m), checkMetaRoundTrip(e, m)
+		if (fast == nil) != (ref == nil) {
+			t.Fatalf("checkMeta %v, round trip %v, for %+v", fast, ref, e)
+		}
+		if fast != nil && !errors.Is(fast, ErrInvalidEnvelope) {
+			t.Fatalf("checkMeta error %v does not match ErrInvalidEnvelope", fast)
 		}
 	})
 }
