@@ -89,7 +89,7 @@ func (a *Attempter) Attempt(ctx context.Context, e Entry) Outcome {
 	}
 	e.Attempts++
 	e.Inflight = true
-	if err := a.store.Update(ctx, e); err != nil {
+	if err := a.record(ctx, e); err != nil {
 		a.cfg.Logger.ErrorContext(ctx, "queue: persisting attempt failed; not delivering", "id", e.ID, "err", err)
 		e.Attempts--
 		e.Inflight = false
@@ -245,11 +245,25 @@ func (a *Attempter) persist(ctx context.Context, e Entry, delay time.Duration) O
 		return a.remove(ctx, e)
 	}
 	e.NextAttempt = time.Now().Add(delay)
-	if err := a.store.Update(ctx, e); err != nil {
+	update := a.store.Update
+	if e.State == Queued {
+		update = a.record // a deferral; a hold stays durable before it returns
+	}
+	if err := update(ctx, e); err != nil {
 		a.cfg.Logger.ErrorContext(ctx, "queue: persisting outcome failed", "id", e.ID, "err", err)
 		return Outcome{Entry: e, Err: err}
 	}
 	return Outcome{Entry: e}
+}
+
+// record writes attempt bookkeeping through the store's UpdateWritten
+// when it has one (WrittenUpdater: durable against a process death, the
+// one the poison guard counts), Update otherwise.
+func (a *Attempter) record(ctx context.Context, e Entry) error {
+	if w, ok := a.store.(WrittenUpdater); ok {
+		return w.UpdateWritten(ctx, e)
+	}
+	return a.store.Update(ctx, e)
 }
 
 // remove removes a finished entry.

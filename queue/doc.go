@@ -27,6 +27,15 @@
 // checksum and a payload checksum (CRC-32C). One writer goroutine takes
 // every record waiting, writes them with one write, fsyncs once and only
 // then acknowledges each caller, so concurrent enqueues share an fsync.
+// Delivery bookkeeping is the one exception (WrittenUpdater): the
+// in-flight mark before an attempt and a deferral after it are
+// acknowledged once written, and fsynced with the next batch, when their
+// segment is retired or closed, or after DefaultWrittenSyncDelay of quiet.
+// Those records exist so that a message that kills the process is counted
+// (the poison guard), and the kernel keeps them through a process death;
+// a machine crash can lose the last of them, which costs an early retry,
+// never a message. Puts, removals
+// and holds are durable before they are acknowledged.
 // A new segment is created and the directory fsynced before any record in
 // it is acknowledged; segments are append-only and a record is complete
 // only when its checksum verifies, so a half-written entry is never
@@ -51,8 +60,9 @@
 // # Delivery
 //
 // Workers (Config.Workers) call the Deliverer for due entries. The attempt
-// is persisted (Attempts+1, Inflight) before the Deliverer runs, so an
-// attempt cut short by a process death is known after restart. Each
+// is recorded (Attempts+1, Inflight) before the Deliverer runs, so an
+// attempt cut short by a process death is known after restart (written,
+// not yet fsynced, on a WrittenUpdater store: see Stores). Each
 // recipient's error is classified (Classify): 5xx replies are Permanent;
 // 4xx replies, timeouts, connection errors and anything unrecognised are
 // Temporary and retried with exponential backoff and jitter (RetryBase,

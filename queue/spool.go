@@ -36,7 +36,15 @@ type SpoolConfig struct {
 	Metrics       filter.Metrics // nil is a no-op
 
 	fs fileSystem // tests inject faults here; nil is the OS
+	// syncDelay is how long records written by UpdateWritten may wait
+	// for their fsync when nothing else comes; 0 means
+	// DefaultWrittenSyncDelay (tests shorten it).
+	syncDelay time.Duration
 }
+
+// DefaultWrittenSyncDelay bounds how long a record written by
+// UpdateWritten waits for its fsync when no other write comes to carry it.
+const DefaultWrittenSyncDelay = 200 * time.Millisecond
 
 func (c SpoolConfig) withDefaults() SpoolConfig {
 	if c.MaxMessageBytes <= 0 {
@@ -57,6 +65,9 @@ func (c SpoolConfig) withDefaults() SpoolConfig {
 	c.Metrics = filter.OrNop(c.Metrics)
 	if c.fs == nil {
 		c.fs = osFS{}
+	}
+	if c.syncDelay <= 0 {
+		c.syncDelay = DefaultWrittenSyncDelay
 	}
 	return c
 }
@@ -86,6 +97,10 @@ type Spool struct {
 	nextSeq    uint64
 	relocating *segment
 	wbuf       []byte
+	// dirty: the active segment holds records written and not yet
+	// fsynced (UpdateWritten's); the next fsync, a segment change, Close
+	// or syncDelay of quiet fsyncs them.
+	dirty bool
 }
 
 type segment struct {
@@ -115,6 +130,7 @@ type writeReq struct {
 	id      ID     // remove
 	metaLen int64  // put: to locate the body
 	bodyCRC uint32 // put
+	written bool   // acknowledged once written, before its fsync (UpdateWritten)
 	done    chan error
 }
 
@@ -445,7 +461,17 @@ func (s *Spool) Put(ctx context.Context, e Entry, body []byte) error {
 }
 
 // Update implements Store.
-func (s *Spool) Update(ctx context.Context, e Entry) error {
+func (s *Spool) Update(ctx context.Context, e Entry) error { return s.update(ctx, e, false) }
+
+// UpdateWritten implements WrittenUpdater: the record is acknowledged once
+// the kernel has it, and fsynced with the next batch that needs an fsync,
+// when its segment is retired or closed, or after DefaultWrittenSyncDelay
+// of quiet, whichever comes first.
+func (s *Spool) UpdateWritten(ctx context.Context, e Entry) error { return s.update(ctx, e, true) }
+
+var _ WrittenUpdater = (*Spool)(nil)
+
+func (s *Spool) update(ctx context.Context, e Entry, written bool) error {
 	s.mu.Lock()
 	l := s.index[e.ID]
 	s.mu.Unlock()
@@ -458,7 +484,7 @@ func (s *Spool) Update(ctx context.Context, e Entry) error {
 	if err := checkMeta(e, m); err != nil {
 		return err
 	}
-	return s.submit(ctx, &writeReq{kind: kindUpdate, buf: appendRecord(nil, kindUpdate, m), entry: e, id: e.ID})
+	return s.submit(ctx, &writeReq{kind: kindUpdate, buf: appendRecord(nil, kindUpdate, m), entry: e, id: e.ID, written: written})
 }
 
 // Remove implements Store.
@@ -514,8 +540,15 @@ func (s *Spool) writer() {
 	defer close(s.writerRan)
 	for {
 		var first *writeReq
+		var quiet <-chan time.Time
+		if s.dirty {
+			quiet = time.After(s.cfg.syncDelay)
+		}
 		select {
 		case first = <-s.reqs:
+		case <-quiet:
+			s.syncWritten()
+			continue
 		case <-s.quit:
 			// Fail whatever raced with Close.
 			for {
@@ -523,7 +556,7 @@ func (s *Spool) writer() {
 				case r := <-s.reqs:
 					r.done <- ErrClosed
 				default:
-					s.closeFile()
+					s.retire()
 					return
 				}
 			}
@@ -581,14 +614,15 @@ func (s *Spool) writeBatch(batch []*writeReq) error {
 	if cap(buf) <= 4*s.cfg.MaxBatchBytes {
 		s.wbuf = buf // reused by the next batch; a giant message's buffer is not kept
 	}
+	needSync := false
+	for _, r := range batch {
+		needSync = needSync || !r.written
+	}
 	_, err := s.activeFile.Write(buf)
-	if err == nil {
-		start := time.Now()
-		err = s.activeFile.Sync()
-		s.cfg.Metrics.Observe("portcullis_queue_fsync_seconds", time.Since(start).Seconds())
-		if err != nil {
-			err = fmt.Errorf("queue: spool: fsync %s: %w", g.name(), err)
-		}
+	if err == nil && needSync {
+		err = s.fsync(g)
+	} else if err == nil {
+		s.dirty = true
 	} else {
 		err = fmt.Errorf("queue: spool: write %s: %w", g.name(), err)
 	}
@@ -612,9 +646,45 @@ func (s *Spool) writeBatch(batch []*writeReq) error {
 	s.collect()
 	s.mu.Unlock()
 	if g.size >= s.cfg.SegmentBytes {
-		s.closeFile()
+		s.retire()
 	}
 	return nil
+}
+
+// fsync syncs the active segment g; everything written to it before is
+// durable after a nil error.
+func (s *Spool) fsync(g *segment) error {
+	start := time.Now()
+	err := s.activeFile.Sync()
+	s.cfg.Metrics.Observe("portcullis_queue_fsync_seconds", time.Since(start).Seconds())
+	if err != nil {
+		return fmt.Errorf("queue: spool: fsync %s: %w", g.name(), err)
+	}
+	s.dirty = false
+	return nil
+}
+
+// syncWritten fsyncs the records UpdateWritten acknowledged before their
+// fsync. Their callers are gone: a failure is logged and counted, and the
+// segment abandoned as after any failed fsync. What those records said
+// (an attempt started, an attempt deferred) may then be lost to a machine
+// crash, which costs an early retry, never a message.
+func (s *Spool) syncWritten() {
+	if !s.dirty || s.activeFile == nil {
+		return
+	}
+	if err := s.fsync(s.active); err != nil {
+		s.cfg.Logger.Error("queue: spool fsync failed; segment abandoned", "segment", s.active.name(), "err", err)
+		s.cfg.Metrics.Add("portcullis_queue_write_errors_total", 1)
+		s.closeFile()
+	}
+}
+
+// retire closes the active segment once whatever was only written to it
+// is fsynced.
+func (s *Spool) retire() {
+	s.syncWritten()
+	s.closeFile()
 }
 
 // ensureActive opens a new segment when there is none: created, then the
@@ -645,6 +715,7 @@ func (s *Spool) closeFile() {
 		s.activeFile.Close()
 	}
 	s.active, s.activeFile = nil, nil
+	s.dirty = false
 }
 
 // relocateBehind is how many segments may sit behind the active one before

@@ -123,6 +123,22 @@ type Store interface {
 	Close() error
 }
 
+// WrittenUpdater is implemented by stores that can record an update
+// before it is durable against a machine crash: UpdateWritten is Update,
+// except that when it returns nil the change survives the death of the
+// process (it is in the kernel) and becomes durable against a crash of
+// the machine shortly after, not before. The Attempter records delivery
+// bookkeeping with it (the in-flight mark before an attempt, a deferral
+// after one): those records exist so that a message that kills the
+// process is counted, and a process death cannot lose them; a machine
+// crash can lose the last of them, which costs an early retry and an
+// attempt counted once too few or too many, never a message. Puts,
+// removals and holds stay Update and Put: durable before they return.
+// The local spool implements it; a store that does not gets Update.
+type WrittenUpdater interface {
+	UpdateWritten(ctx context.Context, e Entry) error
+}
+
 // Body is a stored message body.
 type Body interface {
 	ReadAt(p []byte, off int64) (int, error)
