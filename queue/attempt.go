@@ -118,7 +118,7 @@ func (a *Attempter) Attempt(ctx context.Context, e Entry) Outcome {
 		e.Crashes++
 		e.LastError = clip(panicked.Error())
 		a.cfg.Metrics.Add("portcullis_queue_panics_total", 1)
-		a.logAttempt(ctx, e, len(pending), "crashed", panicked, elapsed)
+		a.logAttempt(ctx, e, pending, "crashed", panicked, elapsed)
 		a.poison(ctx, &e)
 		return a.persist(rec, e, a.backoff(e.Attempts))
 	}
@@ -174,10 +174,12 @@ func (a *Attempter) outcome(ctx context.Context, e Entry, pending []string, resu
 		default:
 			deferred++
 			e.LastError = clip(err.Error())
-			a.cfg.Logger.InfoContext(ctx, "queue: delivery deferred", "id", e.ID, "rcpt", rcpt, "attempt", e.Attempts, "err", err, "timeout", isTimeout(err))
+			if len(pending) > 1 { // the result line says it for one recipient
+				a.cfg.Logger.InfoContext(ctx, "queue: delivery deferred", "id", e.ID, "rcpt", rcpt, "attempt", e.Attempts, "err", err, "timeout", isTimeout(err))
+			}
 		}
 	}
-	a.logAttempt(ctx, e, len(pending), result(delivered, deferred, len(failed)), firstErr, elapsed)
+	a.logAttempt(ctx, e, pending, result(delivered, deferred, len(failed)), firstErr, elapsed)
 	if len(failed) > 0 {
 		if a.cfg.BouncePolicy == Hold {
 			e.State = Held
@@ -216,10 +218,19 @@ func result(delivered, deferred, failed int) string {
 
 // logAttempt writes the one result line of a delivery attempt, in the
 // manner of mox: enough to follow one message through the log by its id.
-func (a *Attempter) logAttempt(ctx context.Context, e Entry, rcpts int, res string, err error, elapsed time.Duration) {
+// With one recipient it names it and says whether the failure was a
+// timeout; with more, a "queue: delivery deferred" line per deferred
+// recipient does.
+func (a *Attempter) logAttempt(ctx context.Context, e Entry, pending []string, res string, err error, elapsed time.Duration) {
 	attrs := []slog.Attr{
-		slog.String("id", string(e.ID)), slog.Int("attempt", e.Attempts), slog.Int("rcpts", rcpts),
+		slog.String("id", string(e.ID)), slog.Int("attempt", e.Attempts), slog.Int("rcpts", len(pending)),
 		slog.String("result", res), slog.Duration("duration", elapsed),
+	}
+	if len(pending) == 1 {
+		attrs = append(attrs, slog.String("rcpt", pending[0]))
+		if err != nil && isTimeout(err) {
+			attrs = append(attrs, slog.Bool("timeout", true))
+		}
 	}
 	var re RemoteError
 	if errors.As(err, &re) {

@@ -170,3 +170,43 @@ func TestLogStoryByID(t *testing.T) {
 		t.Errorf("attempt lines %v", a)
 	}
 }
+
+// TestDeferredLogLines: a deferred attempt of one recipient is one line,
+// the result line, naming the recipient and the error; with two, each
+// deferred recipient also gets a line of its own.
+func TestDeferredLogLines(t *testing.T) {
+	for _, rcpts := range [][]string{{"one@example.net"}, {"one@example.net", "two@example.net"}} {
+		s, err := OpenSpool(t.TempDir(), SpoolConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var logs bytes.Buffer
+		a, err := NewAttempter(s, Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
+			Deliverer: DeliverFunc(func(_ context.Context, m *Outgoing) []error {
+				return all(len(m.To), errors.New("dial tcp 192.0.2.1:25: connection refused"))
+			})}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		e := Entry{ID: newID(now), Envelope: testEnv(rcpts...), Created: now, NextAttempt: now}
+		if err := s.Put(bg, e, []byte(testMsg("deferred"))); err != nil {
+			t.Fatal(err)
+		}
+		if out := a.Attempt(bg, e); out.Err != nil || out.Entry.Attempts != 1 {
+			t.Fatalf("attempt: %+v", out)
+		}
+		s.Close()
+		res := logLines(t, &logs, "queue: delivery attempt")
+		per := logLines(t, &logs, "queue: delivery deferred")
+		if len(res) != 1 || res[0]["result"] != "deferred" || res[0]["err"] != "dial tcp 192.0.2.1:25: connection refused" {
+			t.Fatalf("%d recipients: result lines %v", len(rcpts), res)
+		}
+		if len(rcpts) == 1 && (len(per) != 0 || res[0]["rcpt"] != rcpts[0]) {
+			t.Errorf("one recipient: result %v, per-recipient lines %v", res[0], per)
+		}
+		if len(rcpts) == 2 && (len(per) != 2 || res[0]["rcpt"] != nil || per[1]["rcpt"] != rcpts[1]) {
+			t.Errorf("two recipients: result %v, per-recipient lines %v", res[0], per)
+		}
+	}
+}
