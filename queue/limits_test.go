@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/portcullis-mail/portcullis/filter"
@@ -109,5 +111,45 @@ func TestLastErrorClipped(t *testing.T) {
 	}
 	if clip("bad \xff byte") != "bad ? byte" {
 		t.Fatal("invalid UTF-8 kept")
+	}
+}
+
+// hinted is a body with a size estimate that may be wrong.
+type hinted struct {
+	io.Reader
+	hint int64
+}
+
+func (h hinted) SizeHint() int64 { return h.hint }
+
+// TestReadBodySizeHint: a body with a size hint is read whole whether the
+// hint is exact, short or long, into one allocation when it is right, and
+// the limit still holds past a short hint.
+func TestReadBodySizeHint(t *testing.T) {
+	body := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
+	for _, hint := range []int64{int64(len(body)), 100, 1 << 20} {
+		got, err := readBody(hinted{iotest.OneByteReader(bytes.NewReader(body)), hint}, 1<<30)
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("hint %d: %d bytes, %v", hint, len(got), err)
+		}
+	}
+	br := bytes.NewReader(body)
+	h := &hinted{struct{ io.Reader }{br}, int64(len(body))} // no Len: only the hint is seen
+	allocs := testing.AllocsPerRun(20, func() {
+		br.Reset(body)
+		readBody(h, 1<<30)
+	})
+	if allocs > 1 {
+		t.Errorf("an exact hint: %.0f allocations, want 1", allocs)
+	}
+	got, err := readBody(hinted{bytes.NewReader(body), 100}, 1000)
+	if err != nil || len(got) != 1000 {
+		t.Fatalf("limit 1000 past a short hint: %d bytes, %v", len(got), err)
+	}
+	q := openTest(t, Config{StoreOnly: true, MaxMessageBytes: 1000, MinFreeBytes: 1})
+	_, err = q.Enqueue(bg, testEnv(), hinted{bytes.NewReader(body), 100})
+	var le *filter.LimitError
+	if !errors.As(err, &le) {
+		t.Fatalf("a 64 KiB body with a 100-byte hint under a 1,000-byte limit: %v", err)
 	}
 }

@@ -266,7 +266,9 @@ func (q *Queue) add(e Entry) {
 // Enqueue stores a message and returns when it is durable: a gateway
 // answers 250 after it returns nil, never before. A *BusyError means
 // backpressure (its Reply is the SMTP answer); a message over
-// MaxMessageBytes is a *filter.LimitError.
+// MaxMessageBytes is a *filter.LimitError. A body that tells its length
+// (Len() int, as bytes.Reader does) or an estimate of it (SizeHint() int64)
+// is read into one buffer of that size rather than a growing one.
 func (q *Queue) Enqueue(ctx context.Context, env filter.Envelope, body io.Reader) (ID, error) {
 	if len(env.RcptTo) == 0 {
 		return "", ErrNoRecipients
@@ -292,8 +294,26 @@ func (q *Queue) Enqueue(ctx context.Context, env filter.Envelope, body io.Reader
 }
 
 // readBody reads at most limit bytes, allocating once when the reader
-// tells its length (bytes.Reader, strings.Reader, bytes.Buffer).
+// tells its length (bytes.Reader, strings.Reader, bytes.Buffer) or about
+// it (SizeHint: a message with headers added and removed).
 func readBody(r io.Reader, limit int64) ([]byte, error) {
+	if h, ok := r.(interface{ SizeHint() int64 }); ok && h.SizeHint() > 0 {
+		b := make([]byte, 0, min(h.SizeHint(), limit)+1) // +1: a read at the hint sees EOF, not a full buffer
+		for int64(len(b)) < limit {
+			if len(b) == cap(b) {
+				b = append(b, 0)[:len(b)] // past the hint: grow as io.ReadAll does
+			}
+			n, err := r.Read(b[len(b):min(int64(cap(b)), limit)])
+			b = b[:len(b)+n]
+			if err == io.EOF {
+				return b, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		return b, nil
+	}
 	if l, ok := r.(interface{ Len() int }); ok {
 		n := min(int64(l.Len()), limit)
 		b := make([]byte, n, n+1)

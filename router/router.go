@@ -127,7 +127,8 @@ func (r *Router) carryOut(ctx context.Context, env filter.Envelope, m *filter.Me
 		if v.Action == filter.AddHeader || r.cfg.HeadersOnAccept {
 			add = v.Headers
 		}
-		id, err := r.cfg.Queue.Enqueue(ctx, env, filter.WithHeaders(m.Reader(), add, r.own))
+		body := sized{filter.WithHeaders(m.Reader(), add, r.own), m.Size() + headersSize(add)}
+		id, err := r.cfg.Queue.Enqueue(ctx, env, body)
 		if err != nil {
 			return fail(fmt.Errorf("enqueue: %w", err))
 		}
@@ -151,6 +152,24 @@ func (r *Router) carryOut(ctx context.Context, env filter.Envelope, m *filter.Me
 		return outcome{name: "discarded", id: string(id)}, filter.ReplyFor(filter.Discard, v.Stage)
 	}
 	return fail(fmt.Errorf("%w %v", ErrUnknownAction, v.Action))
+}
+
+// sized is a message body with its expected length, so the queue reads
+// it into one buffer (queue.Enqueue's SizeHint).
+type sized struct {
+	io.Reader
+	hint int64
+}
+
+func (s sized) SizeHint() int64 { return s.hint }
+
+// headersSize is about what adding hs costs in bytes (folding aside).
+func headersSize(hs []filter.Header) int64 {
+	n := 0
+	for _, h := range hs {
+		n += len(h.Name) + len(h.Value) + 4 // ": " and CRLF
+	}
+	return int64(n)
 }
 
 func fail(err error) (outcome, filter.Reply) {
