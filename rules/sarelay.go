@@ -2,7 +2,6 @@ package rules
 
 import (
 	"net/netip"
-	"regexp"
 	"strings"
 )
 
@@ -46,23 +45,22 @@ type relayInfo struct {
 
 const saIP = `(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|(?i:IPv6:)?[0-9A-Fa-f]*:[0-9A-Fa-f:.]+)`
 
-func rx(s string) *regexp.Regexp { return regexp.MustCompile(strings.ReplaceAll(s, "IP", saIP)) }
+func rx(s string) *precheckedRE { return mustPrecheck(strings.ReplaceAll(s, "IP", saIP)) }
 
 var (
-	rcvDate      = regexp.MustCompile(`[\s;]+(?:(?:Mon|T(?:ue|hu)|Wed|Fri|S(?:at|un)), )?\d+ (?:J(?:an|u[nl])|Feb|Ma[ry]|A(?:pr|ug)|Sep|Oct|Nov|Dec) \d+ \d+:\d+(?::\d+)? \S+$`)
-	rcvID        = regexp.MustCompile(` id <?([^\s<>;]{3,})`)
-	rcvHeloEq    = regexp.MustCompile(`\bhelo=([-A-Za-z0-9.^+_&:=?!@%*$\\/]+)(?:[^-A-Za-z0-9.^+_&:=?!@%*$\\/]|$)`)
-	rcvHeloCmd   = regexp.MustCompile(`\b(?:HELO|EHLO) ([-A-Za-z0-9.^+_&:=?!@%*$\\/]+)(?:[^-A-Za-z0-9.^+_&:=?!@%*$\\/]|$)`)
-	rcvBy        = regexp.MustCompile(` by (\S+)(?:[^-A-Za-z0-9;.]|$)`)
-	rcvAuthWith  = regexp.MustCompile(`(?i) with ((?:ES|L|UTF8S|UTF8L)MTPS?A|ASMTP|HTTP[SU]?)(?: |;|$)`)
-	rcvAuthPfx   = regexp.MustCompile(`\) \(Authenticated sender: \S+\) by \S+ \(([^)]+)\) with `)
-	rcvEnvFrom   = regexp.MustCompile(`(?i)(?:return-path:? |envelope-(?:sender|from)[ =])(\S+)\b`)
-	rcvFromBy    = regexp.MustCompile(`(?i)^from (\S+) by [^\s;]+ ?;`)
+	rcvDate      = mustPrecheck(`[\s;]+(?:(?:Mon|T(?:ue|hu)|Wed|Fri|S(?:at|un)), )?\d+ (?:J(?:an|u[nl])|Feb|Ma[ry]|A(?:pr|ug)|Sep|Oct|Nov|Dec) \d+ \d+:\d+(?::\d+)? \S+$`)
+	rcvID        = mustPrecheck(` id <?([^\s<>;]{3,})`)
+	rcvHeloEq    = mustPrecheck(`\bhelo=([-A-Za-z0-9.^+_&:=?!@%*$\\/]+)(?:[^-A-Za-z0-9.^+_&:=?!@%*$\\/]|$)`)
+	rcvHeloCmd   = mustPrecheck(`\b(?:HELO|EHLO) ([-A-Za-z0-9.^+_&:=?!@%*$\\/]+)(?:[^-A-Za-z0-9.^+_&:=?!@%*$\\/]|$)`)
+	rcvBy        = mustPrecheck(` by (\S+)(?:[^-A-Za-z0-9;.]|$)`)
+	rcvAuthWith  = mustPrecheck(`(?i) with ((?:ES|L|UTF8S|UTF8L)MTPS?A|ASMTP|HTTP[SU]?)(?: |;|$)`)
+	rcvAuthPfx   = mustPrecheck(`\) \(Authenticated sender: \S+\) by \S+ \(([^)]+)\) with `)
+	rcvEnvFrom   = mustPrecheck(`(?i)(?:return-path:? |envelope-(?:sender|from)[ =])(\S+)\b`)
+	rcvFromBy    = mustPrecheck(`(?i)^from (\S+) by [^\s;]+ ?;`)
 	rcvBracketIP = rx(`^\[[\d.]+\]$`)
 	rcvAnyIP     = rx(`\[(IP)\]`)
-	rcvStrip     = regexp.MustCompile(`[\s\x00#\[\]()<>|]`)
-	rcvLocalhost = regexp.MustCompile(`^\(from \S+@localhost\) by \S+ `)
-	rcvV4Mapped  = regexp.MustCompile(`(?i)^0*:0*:(?:0*:)*ffff:(\d+\.\d+\.\d+\.\d+)$`)
+	rcvLocalhost = mustPrecheck(`^\(from \S+@localhost\) by \S+ `)
+	rcvV4Mapped  = mustPrecheck(`(?i)^0*:0*:(?:0*:)*ffff:(\d+\.\d+\.\d+\.\d+)$`)
 )
 
 // rcvForm is one Received form: a pattern and the relay fields its groups
@@ -70,8 +68,8 @@ var (
 // dns says whether the MTA looked the client up (an empty rdns then means
 // it has none).
 type rcvForm struct {
-	when   *regexp.Regexp // the form applies only when this matches (nil: always)
-	re     *regexp.Regexp
+	when   *precheckedRE // the form applies only when this matches (nil: always)
+	re     *precheckedRE
 	fields []string
 	dns    bool
 }
@@ -116,9 +114,9 @@ var rcvForms = []rcvForm{
 
 // rcvIgnore are the local handovers SpamAssassin's parser ignores (it
 // returns 0 for them: neither a relay nor unparseable).
-var rcvIgnore = func() []*regexp.Regexp {
+var rcvIgnore = func() []*precheckedRE {
 	const lh = `(?:localhost(?:\.localdomain)?|127\.0\.0\.1|::1|\[127\.0\.0\.1\]|\[::1\])`
-	var out []*regexp.Regexp
+	var out []*precheckedRE
 	for _, s := range []string{
 		`^\S+ \([^\s@]+@LH\) by \S+ \(`,
 		`^\S+ \S+ by \S+ with local-e?smtp `,
@@ -143,14 +141,14 @@ var rcvIgnore = func() []*regexp.Regexp {
 		`^\S+ named \S+ by gmailapi\.google\.com with HTTPREST$`,
 		`^\S+ id \S+$`,
 	} {
-		out = append(out, regexp.MustCompile(strings.ReplaceAll(s, "LH", lh)))
+		out = append(out, mustPrecheck(strings.ReplaceAll(s, "LH", lh)))
 	}
 	return out
 }()
 
 var (
-	rcvEximHelo  = regexp.MustCompile(`helo=(\S+)`)
-	rcvEximIdent = regexp.MustCompile(`ident=(\S*)`)
+	rcvEximHelo  = mustPrecheck(`helo=(\S+)`)
+	rcvEximIdent = mustPrecheck(`ident=(\S*)`)
 )
 
 // parseReceived reads one unfolded Received value. It returns nil and
@@ -170,7 +168,7 @@ func parseReceived(line string) (r *relay, counts bool) {
 	if m := rcvFromBy.FindStringSubmatch(s); m != nil && !rcvBracketIP.MatchString(m[1]) {
 		return nil, false
 	}
-	s = rcvDate.ReplaceAllString(s, "")
+	s = rcvCutDate(s)
 	s = strings.ReplaceAll(s, ")by ", ") by ")
 	r = &relay{}
 	if m := rcvID.FindStringSubmatch(s); m != nil {
@@ -284,7 +282,7 @@ func parseReceived(line string) (r *relay, counts bool) {
 		ip = m[1]
 	}
 	r.by = strings.TrimSuffix(r.by, ";")
-	strip := func(s string) string { return rcvStrip.ReplaceAllString(s, "!") }
+	strip := rcvStrip
 	r.ip, r.rdns, r.helo, r.by, r.ident = strip(ip), strip(r.rdns), strip(r.helo), strip(r.by), strip(r.ident)
 	if r.hasEnvFrom {
 		r.envfrom = strip(strings.TrimRight(strings.TrimLeft(r.envfrom, " <"), "> "))
@@ -294,6 +292,53 @@ func parseReceived(line string) (r *relay, counts bool) {
 	}
 	return r, true
 }
+
+// rcvCutDate removes the date that ends a Received value (rcvDate's
+// match). The match ends the text and its date holds exactly four or five
+// spaces and no other \s, so it starts after the sixth \s from the end,
+// and the [\s;]+ before the date cannot reach further left than the run
+// of \s and ';' around that sixth: only that suffix is searched, instead
+// of trying the pattern at every position of the line.
+func rcvCutDate(s string) string {
+	k, seen := len(s), 0
+	for k > 0 && seen < 6 {
+		k--
+		if rcvSpace(s[k]) {
+			seen++
+		}
+	}
+	for k > 0 && (rcvSpace(s[k-1]) || s[k-1] == ';') {
+		k--
+	}
+	return s[:k] + rcvDate.ReplaceAllString(s[k:], "")
+}
+
+// rcvSpace is Go's \s.
+func rcvSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r' }
+
+// rcvStrip is SpamAssassin's s/[\s\000\#\[\]\(\)\<\>\|]/!/gs on a
+// relay's fields, with Go's \s (tab, newline, form feed, carriage return,
+// space); a byte loop, as no byte of a multi-byte rune is ASCII.
+func rcvStrip(s string) string {
+	i := strings.IndexFunc(s, func(r rune) bool { return r < 0x80 && rcvStripped[r] })
+	if i < 0 {
+		return s
+	}
+	b := []byte(s)
+	for ; i < len(b); i++ {
+		if b[i] < 0x80 && rcvStripped[b[i]] {
+			b[i] = '!'
+		}
+	}
+	return string(b)
+}
+
+var rcvStripped = func() (t [0x80]bool) {
+	for _, c := range "\t\n\f\r \x00#[]()<>|" {
+		t[c] = true
+	}
+	return t
+}()
 
 var privateNets = func() []netip.Prefix {
 	var out []netip.Prefix
