@@ -2,6 +2,7 @@ package rules
 
 import (
 	"regexp/syntax"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -79,7 +80,13 @@ const maxCheckShare = 0.01
 type byteCheck struct {
 	set byteSet
 	in  [256]bool // set, for the scan
+	few []byte    // set's bytes when there are at most maxFewBytes: one IndexByte each
 }
+
+// maxFewBytes: up to this many bytes, a scan for each with IndexByte
+// (vectorized, tens of bytes a nanosecond) beats one look-up per byte; a
+// full-text rule such as NULL_IN_BODY (/\x00/) scans the whole message.
+const maxFewBytes = 3
 
 // newByteCheck returns the byte check of pattern (Go syntax; latin1 for a
 // byte rule), or nil when it has none selective enough.
@@ -95,6 +102,12 @@ func newByteCheck(pattern string, latin1 bool) *byteCheck {
 	bc := &byteCheck{set: set}
 	for b := range 256 {
 		bc.in[b] = set.has(byte(b))
+		if bc.in[b] {
+			bc.few = append(bc.few, byte(b))
+		}
+	}
+	if len(bc.few) > maxFewBytes {
+		bc.few = nil
 	}
 	return bc
 }
@@ -102,6 +115,14 @@ func newByteCheck(pattern string, latin1 bool) *byteCheck {
 // possible reports whether s holds one of the check's bytes: when it does
 // not, the regex cannot match s.
 func (bc *byteCheck) possible(s string) bool {
+	if bc.few != nil {
+		for _, b := range bc.few {
+			if strings.IndexByte(s, b) >= 0 {
+				return true
+			}
+		}
+		return false
+	}
 	for i := 0; i < len(s); i++ {
 		if bc.in[s[i]] {
 			return true

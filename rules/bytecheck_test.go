@@ -180,3 +180,37 @@ func FuzzByteCheck(f *testing.F) {
 		checkByteCheck(t, pattern, text)
 	})
 }
+
+// TestByteCheckFewBytes: a check of a few bytes scans with IndexByte and
+// answers as the table does, at any position of a long text.
+func TestByteCheckFewBytes(t *testing.T) {
+	for _, p := range []string{`\x00`, `\$\d`, `[а-я]`, `[\x01-\x03]`, `[\x01-\x08]`} {
+		bc := newByteCheck(p, !strings.Contains(p, "а"))
+		if bc == nil {
+			t.Fatalf("%q: no check", p)
+		}
+		if (len(bc.few) > 0) != (bc.set.share() > 0 && countBytes(bc) <= maxFewBytes) {
+			t.Fatalf("%q: few %q for %d bytes", p, bc.few, countBytes(bc))
+		}
+		long := strings.Repeat("plain text, no such byte. ", 400)
+		for _, at := range []int{0, 1, 31, 32, 33, len(long) / 2, len(long) - 1} {
+			for b := range 256 {
+				text := long[:at] + string(rune(0)) + long[at:]
+				text = text[:at] + string([]byte{byte(b)}) + text[at+1:]
+				if got, want := bc.possible(text), bc.in[b]; got != want {
+					t.Fatalf("%q: byte %#x at %d: possible %v, want %v", p, b, at, got, want)
+				}
+			}
+		}
+	}
+}
+
+func countBytes(bc *byteCheck) int {
+	n := 0
+	for _, in := range bc.in {
+		if in {
+			n++
+		}
+	}
+	return n
+}
