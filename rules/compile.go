@@ -85,12 +85,15 @@ type crule struct {
 	bt    *regexp2.Regexp   // instead of re, for a Rule with backtrack
 	btPre *regexp.Regexp    // for bt: an RE2 regex every match of bt matches, tried first (keysPattern)
 	exact func([]rune) bool // for bt: what it matches, evaluated in Go (saexact.go), or nil
-	reD   *dfa.DFA          // re's DFA, or nil (dfa.go)
-	preD  *dfa.DFA          // btPre's
-	cidrs []netip.Prefix
-	hdr   headerSpec
-	meta  *metaNode
-	emit  bool // hits become symbols (names starting "__" are helpers)
+	// exactText, when not nil, answers for exact on the text itself
+	// (latin1 for a byte rule), without reading it all as runes.
+	exactText func(x string, latin1 bool) bool
+	reD       *dfa.DFA // re's DFA, or nil (dfa.go)
+	preD      *dfa.DFA // btPre's
+	cidrs     []netip.Prefix
+	hdr       headerSpec
+	meta      *metaNode
+	emit      bool // hits become symbols (names starting "__" are helpers)
 	// window, for a keyed body or raw-body rule, is the most bytes a match
 	// spans; 0 when unbounded. See window.go.
 	window int
@@ -307,6 +310,7 @@ func compileRule(r *Rule, lim Limits) (*crule, error) {
 		c.bt = bt
 		if r.Kind == Header || r.Kind == Full {
 			c.exact = exactFor(pattern, bt) // saexact.go
+			c.exactText = saExactText[pattern]
 		}
 		if p := keysPattern(pattern); p != "" {
 			c.btPre, _ = regexp.Compile(p)

@@ -103,6 +103,12 @@ func repeatsAt(r []rune, i, k int) bool {
 
 // exactFor returns the exact evaluation of a backtracking rule's
 // pattern, or its pre-check followed by bt, or nil.
+// saExactText are exact evaluations that read the text itself (latin1
+// for a byte rule) rather than all of it as runes.
+var saExactText = map[string]func(x string, latin1 bool) bool{
+	`(?sm)^From:\s+([^<]\S+\s\S+)\s(?=.{1,2048}^\1\r?$)`: fromNameInText,
+}
+
 func exactFor(pattern string, bt *regexp2.Regexp) func([]rune) bool {
 	if f := saExact[pattern]; f != nil {
 		return f
@@ -179,6 +185,9 @@ func (c *crule) matchExact(x string) bool {
 	if !c.linePossible(x) {
 		return false
 	}
+	if c.exactText != nil {
+		return c.exactText(x, c.bytes)
+	}
 	if c.bytes {
 		x = latin1Runes(x)
 	}
@@ -224,43 +233,123 @@ func putRunes(bp *[]rune) {
 // fixed by where it starts, and \s+ leaves only two starts, the first
 // non-space after "From:" or the space before it.
 func fromNameInMsg(r []rune) bool {
-	n := len(r)
-	for p := 0; p+5 <= n; p++ {
-		if p > 0 && r[p-1] != '\n' || !runesHavePrefix(r[p:], "From:") {
-			continue
-		}
-		j := p + 5
-		e := j
-		for e < n && asciiSpace(r[e]) {
-			e++
-		}
-		if e == j {
-			continue
-		}
-		for _, q := range [2]int{e, e - 1} {
-			if q < j+1 || q >= n || r[q] == '<' {
-				continue
-			}
-			a := q + 1
-			for a < n && !asciiSpace(r[a]) {
-				a++
-			}
-			if a == q+1 || a >= n {
-				continue
-			}
-			b := a + 1
-			for b < n && !asciiSpace(r[b]) {
-				b++
-			}
-			if b == a+1 || b >= n {
-				continue
-			}
-			if wholeLineAhead(r, b+1, r[q:b], 2048) {
-				return true
-			}
+	for p := 0; p+5 <= len(r); p++ {
+		if (p == 0 || r[p-1] == '\n') && fromNameAt(r, p) {
+			return true
 		}
 	}
 	return false
+}
+
+// fromNameAt is fromNameInMsg's match from line start p.
+func fromNameAt(r []rune, p int) bool {
+	n := len(r)
+	if !runesHavePrefix(r[p:], "From:") {
+		return false
+	}
+	j := p + 5
+	e := j
+	for e < n && asciiSpace(r[e]) {
+		e++
+	}
+	if e == j {
+		return false
+	}
+	for _, q := range [2]int{e, e - 1} {
+		if q < j+1 || q >= n || r[q] == '<' {
+			continue
+		}
+		a := q + 1
+		for a < n && !asciiSpace(r[a]) {
+			a++
+		}
+		if a == q+1 || a >= n {
+			continue
+		}
+		b := a + 1
+		for b < n && !asciiSpace(r[b]) {
+			b++
+		}
+		if b == a+1 || b >= n {
+			continue
+		}
+		if wholeLineAhead(r, b+1, r[q:b], 2048) {
+			return true
+		}
+	}
+	return false
+}
+
+// fromNameInText is fromNameInMsg on the text itself (latin1: each byte
+// a rune, as a byte rule reads it): only a window after each line that
+// starts with "From:" is read as runes, not the whole message (the full
+// text of a message with an attachment is the attachment too). A window
+// holds the From line up to the name's furthest end and 2,048 + the
+// name's length + 3 runes after it, all the look-ahead can read, so
+// within the window no match is lost and none is made up at its cut end.
+// Past a few such lines the rest of the text is read once, as before, so
+// that many From lines cannot cost more than that.
+func fromNameInText(x string, latin1 bool) bool {
+	const maxWindows = 4
+	bp := getRunes()
+	defer putRunes(bp)
+	windows := 0
+	// The search is for the colon: no base64 line holds one, so an
+	// attachment's body passes at IndexByte's speed.
+	for k := 4; k < len(x); k++ {
+		i := strings.IndexByte(x[k:], ':')
+		if i < 0 {
+			return false
+		}
+		k += i
+		p := k - 4
+		if p < 0 || x[p:k] != "From" || p > 0 && x[p-1] != '\n' {
+			continue
+		}
+		if windows++; windows > maxWindows {
+			*bp = appendRunes((*bp)[:0], x[p:], latin1, len(x))
+			return fromNameInMsg(*bp)
+		}
+		// The furthest the name can end: three space-separated words
+		// after the spaces that follow "From:".
+		e := p + 5
+		for e < len(x) && asciiSpace(rune(x[e])) {
+			e++
+		}
+		b := e
+		for w := 0; w < 3 && b < len(x); w++ {
+			if w > 0 {
+				b++ // the one \s between words
+			}
+			for b < len(x) && !asciiSpace(rune(x[b])) {
+				b++
+			}
+		}
+		*bp = appendRunes((*bp)[:0], x[p:], latin1, (b-p)+1+2048+(b-e)+3)
+		if fromNameAt(*bp, 0) {
+			return true
+		}
+	}
+	return false
+}
+
+// appendRunes appends the first n runes of s to r: its UTF-8 (an invalid
+// byte as U+FFFD), or each byte a rune when latin1.
+func appendRunes(r []rune, s string, latin1 bool, n int) []rune {
+	if latin1 {
+		for i := 0; i < len(s) && i < n; i++ {
+			r = append(r, rune(s[i]))
+		}
+		return r
+	}
+	for _, ch := range s {
+		if n == 0 {
+			break
+		}
+		r = append(r, ch)
+		n--
+	}
+	return r
 }
 
 // wholeLineAhead is (?=.{1,max}^c\r?$) at st under (?sm): a line that is

@@ -51,7 +51,8 @@ func checkExact(t *testing.T, pattern string, inputs []string) {
 	if fn == nil {
 		t.Fatalf("no exact evaluation for %s", pattern)
 	}
-	c := &crule{exact: fn}
+	c := &crule{exact: fn, exactText: saExactText[pattern]}
+	cb := &crule{Rule: Rule{bytes: true}, exact: fn, exactText: saExactText[pattern]} // a byte rule's
 	hits := 0
 	for _, s := range inputs {
 		want, err := re.MatchString(s)
@@ -64,6 +65,12 @@ func checkExact(t *testing.T, pattern string, inputs []string) {
 		if want {
 			hits++
 		}
+		if cb.exactText == nil {
+			continue
+		}
+		if want, err := re.MatchString(latin1Runes(s)); err == nil && cb.matchExact(s) != want {
+			t.Fatalf("%q as bytes: exact %v, regexp2 %v", s, !want, want)
+		}
 	}
 	if hits < 100 || len(inputs)-hits < 100 {
 		t.Fatalf("%d of %d inputs match: too few of one answer to compare", hits, len(inputs))
@@ -74,7 +81,8 @@ func TestExactFromNameInMsg(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	pieces := []string{"From:", "From:", "from:", " ", " ", "  ", "\t", "\u00a0", "\u2028", "\n", "\n", "\r\n", "\r",
 		"<", ">", "John", "John", "Smith", "Smith", "J", "x@y.z", "\xff", "é", "John Smith", "\nJohn Smith\n",
-		"\nJohn Smith\r\n", "\nJohn Smith \n", "\n<John Smith\n", strings.Repeat("y", 700)}
+		"\nJohn Smith\r\n", "\nJohn Smith \n", "\n<John Smith\n", strings.Repeat("y", 700),
+		"\nFrom: John Smith\n", "\nFrom:\n John Smith\n", strings.Repeat("é", 500), strings.Repeat("\n", 300)}
 	inputs := exactInputs(t, rng, 30000, pieces)
 	checkExact(t, `(?sm)^From:\s+([^<]\S+\s\S+)\s(?=.{1,2048}^\1\r?$)`, inputs)
 }
