@@ -70,6 +70,7 @@ func (s *Set) Evaluate(ctx context.Context, m *filter.Message) (*Evaluation, err
 
 	v := &view{m: m, set: s}
 	defer v.releaseSAVals()
+	defer v.releaseHTML()
 	n := 0
 	test := func(c *crule) {
 		if sc.tested[c.id] {
@@ -734,8 +735,7 @@ func (v *view) bodyText(render bool) string {
 		case p.ContentType == "text/html":
 			// Block elements end paragraphs in HTML, not blank lines:
 			// every rendered line is a paragraph of its own.
-			*hp = renderHTML((*hp)[:0], t, max)
-			r := v.set.cutBodyPart(unsafe.String(unsafe.SliceData(*hp), len(*hp)))
+			r := v.set.cutBodyPart(v.renderedBody(p, t, max, hp))
 			for line := range strings.Lines(r) {
 				if line = strings.TrimSpace(line); line != "" {
 					b = appendBodySpaces(b, line)

@@ -2,7 +2,6 @@ package rules
 
 import (
 	"bytes"
-	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/net/html"
+	"golang.org/x/net/html/atom"
 )
 
 // Ports of Plugin::HTMLEval over the per-part results of
@@ -39,6 +39,12 @@ type htmlResult struct {
 	// included), the text of each <a> (an <img> inside it adds "<img>\n"),
 	// the text of each <title>.
 	comment, anchor, title []string
+
+	// While reading: the text of the last anchor and title so far (kept
+	// in anchor and title by finish), the open count of a and title, and
+	// script and style depth.
+	anchorBuf, titleBuf []byte
+	inA, inTitle, skip  int
 }
 
 // saHTMLElements are HTML.pm's %elements: tags counted as valid HTML.
@@ -52,9 +58,7 @@ var saHTMLElements = func() map[string]bool {
 }()
 
 var (
-	saFontFace  = regexp.MustCompile(`(?i)^\s*["'.]?[a-z ][a-z -]*[a-z]\d?["']?(?:,\s*["']?[a-z][a-z -]*[a-z]\d?["']?)*;?$`)
-	saNamespace = regexp.MustCompile(`^(?:o|st\d):[\w-]+/?$`)
-	saImgDim    = regexp.MustCompile(`^(\d+)(%)?$`)
+	saFontFace = regexp.MustCompile(`(?i)^\s*["'.]?[a-z ][a-z -]*[a-z]\d?["']?(?:,\s*["']?[a-z][a-z -]*[a-z]\d?["']?)*;?$`)
 )
 
 // htmlParts parses every text/html leaf part (or part named *.htm, *.html)
@@ -70,145 +74,231 @@ func (v *view) htmlParts() []*htmlResult {
 			continue
 		}
 		effective := p.ContentType
-		if n := strings.ToLower(p.Filename()); strings.HasSuffix(n, ".htm") || strings.HasSuffix(n, ".html") || strings.HasSuffix(n, ".shtml") || strings.HasSuffix(n, ".shtm") {
+		if n := p.Filename(); hasSuffixFold(n, ".htm") || hasSuffixFold(n, ".html") || hasSuffixFold(n, ".shtml") || hasSuffixFold(n, ".shtm") {
 			effective = "text/html"
 		}
 		if effective != "text/html" {
 			continue
 		}
-		src, _ := p.Text()
-		if src == "" {
+		if v.partText(p) == "" {
 			continue
 		}
-		if len(src) > v.set.limits.MaxScanBytes {
-			src = src[:v.set.limits.MaxScanBytes]
-		}
-		out = append(out, parseHTMLResult(src))
+		out = append(out, v.htmlReading(p).res)
 	}
 	v.html = &out
 	return out
 }
 
-func parseHTMLResult(src string) *htmlResult {
-	r := &htmlResult{inside: map[string]int{}, length: len(src), minSize: 3, maxSize: 3}
-	z := html.NewTokenizer(strings.NewReader(src))
-	skip := 0
-	tag := func(name string, num int, attrs map[string]string) {
-		ns := saNamespace.MatchString(name)
-		_, seen := r.inside[name]
-		if saHTMLElements[name] || ns {
-			r.elements++
-			r.hasElem = true
-			if !seen {
-				r.elementsSeen++
-			}
+// hasSuffixFold reports whether s ends with suffix, a lower-case ASCII
+// string, in any case.
+func hasSuffixFold(s, suffix string) bool {
+	if len(s) < len(suffix) {
+		return false
+	}
+	s = s[len(s)-len(suffix):]
+	for i := 0; i < len(suffix); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
 		}
-		r.tags++
-		r.hasTags = true
+		if c != suffix[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func newHTMLResult(length int) *htmlResult {
+	return &htmlResult{inside: map[string]int{}, length: length, minSize: 3, maxSize: 3}
+}
+
+// text takes a text token.
+func (r *htmlResult) text(t []byte) {
+	if r.skip > 0 {
+		return
+	}
+	r.textPiece(t)
+	// The visible text's length and its bytes other than white space,
+	// counted as it comes (no copy of it).
+	r.htmlLength += len(t)
+	r.nonSpaceLen += len(t)
+	for _, c := range t {
+		if c == ' ' || c == '\t' || c == '\n' || c == '\r' {
+			r.nonSpaceLen--
+		}
+	}
+	if r.inA > 0 && len(r.anchor) > 0 {
+		r.anchorBuf = append(r.anchorBuf, t...)
+	}
+	if r.inTitle > 0 && len(r.title) > 0 {
+		r.titleBuf = append(r.titleBuf, t...)
+	}
+}
+
+// tag takes a start, end or self-closing tag token: name as the
+// tokenizer gives it (lower case), a its atom (0 for none).
+func (r *htmlResult) tag(z *html.Tokenizer, tt html.TokenType, a atom.Atom, name []byte, hasAttr bool) {
+	var n string
+	if a != 0 {
+		n = a.String() // the atom's own string: no copy
+	} else {
+		n = string(name)
+	}
+	num := 1
+	if tt == html.EndTagToken {
+		num = -1
+	}
+	if a == atom.Script || a == atom.Style {
+		if num == 1 && tt != html.SelfClosingTagToken {
+			r.skip++
+		} else if num == -1 && r.skip > 0 {
+			r.skip--
+		}
+	}
+	r.count(z, n, num, hasAttr)
+	if saHTMLWhitespace[n] {
+		r.hasPiece, r.lastEndsWord, r.lastWS = true, false, true
+	}
+}
+
+// count is HTML.pm's tag handler: the counts, open tags and the
+// attributes its results read (font face and size, img width and height).
+func (r *htmlResult) count(z *html.Tokenizer, name string, num int, hasAttr bool) {
+	ns := saNamespaceTag(name)
+	old, seen := r.inside[name]
+	if saHTMLElements[name] || ns {
+		r.elements++
+		r.hasElem = true
 		if !seen {
-			r.tagsSeen++
-			r.hasTagsSn = true
-		}
-		r.inside[name] += num
-		if r.inside[name] < 0 {
-			r.inside[name] = 0
-			r.closedExtra++
-		}
-		if ns || num != 1 {
-			return
-		}
-		switch name {
-		case "font":
-			if f, ok := attrs["face"]; ok && !saFontFace.MatchString(f) {
-				r.fontFaceBad = true
-			}
-			if s, ok := attrs["size"]; ok {
-				size := 3
-				if n, err := strconv.Atoi(strings.TrimPrefix(s, "+")); err == nil {
-					if strings.HasPrefix(s, "+") || strings.HasPrefix(s, "-") {
-						size = 3 + n
-					} else {
-						size = n
-					}
-					if size > r.maxSize {
-						r.maxSize = size
-					} else if size < r.minSize {
-						r.minSize = size
-					}
-				}
-			}
-		case "a":
-			r.anchor = append(r.anchor, "")
-		case "title":
-			r.title = append(r.title, "")
-		case "object", "embed":
-			r.embeds = true
-		case "img":
-			if r.inside["a"] > 0 && len(r.anchor) > 0 {
-				r.anchor[len(r.anchor)-1] += "<img>\n"
-			}
-			w, wok := attrs["width"]
-			h, hok := attrs["height"]
-			if wok && hok {
-				r.imageArea += imgDim(w, 8) * imgDim(h, 6)
-			}
+			r.elementsSeen++
 		}
 	}
-	for {
-		tt := z.Next()
-		switch tt {
-		case html.ErrorToken:
-			if z.Err() == io.EOF || true {
-				return r
-			}
-		case html.TextToken:
-			if skip == 0 {
-				t := z.Text()
-				r.textPiece(t)
-				// The visible text's length and its bytes other than
-				// white space, counted as it comes (no copy of it).
-				r.htmlLength += len(t)
-				r.nonSpaceLen += len(t)
-				for _, c := range t {
-					if c == ' ' || c == '\t' || c == '\n' || c == '\r' {
-						r.nonSpaceLen--
-					}
-				}
-				if r.inside["a"] > 0 && len(r.anchor) > 0 {
-					r.anchor[len(r.anchor)-1] += string(t)
-				}
-				if r.inside["title"] > 0 && len(r.title) > 0 {
-					r.title[len(r.title)-1] += string(t)
-				}
-			}
-		case html.CommentToken:
-			r.comment = append(r.comment, string(z.Raw()))
-		case html.StartTagToken, html.EndTagToken, html.SelfClosingTagToken:
-			name, hasAttr := z.TagName()
-			n := string(name)
-			attrs := map[string]string{}
-			for hasAttr {
-				var k, val []byte
-				k, val, hasAttr = z.TagAttr()
-				attrs[string(k)] = string(val)
-			}
-			num := 1
-			if tt == html.EndTagToken {
-				num = -1
-			}
-			if n == "script" || n == "style" {
-				if num == 1 && tt != html.SelfClosingTagToken {
-					skip++
-				} else if num == -1 && skip > 0 {
-					skip--
-				}
-			}
-			tag(n, num, attrs)
-			if saHTMLWhitespace[n] {
-				r.hasPiece, r.lastEndsWord, r.lastWS = true, false, true
+	r.tags++
+	r.hasTags = true
+	if !seen {
+		r.tagsSeen++
+		r.hasTagsSn = true
+	}
+	now := old + num
+	if now < 0 {
+		now = 0
+		r.closedExtra++
+	}
+	r.inside[name] = now
+	switch name {
+	case "a":
+		r.inA = now
+	case "title":
+		r.inTitle = now
+	}
+	if ns || num != 1 {
+		return
+	}
+	switch name {
+	case "font":
+		face, size, hasFace, hasSize := tagAttrs(z, hasAttr, "face", "size")
+		if hasFace && !saFontFace.MatchString(face) {
+			r.fontFaceBad = true
+		}
+		if size, ok := fontSize(size); hasSize && ok {
+			if size > r.maxSize {
+				r.maxSize = size
+			} else if size < r.minSize {
+				r.minSize = size
 			}
 		}
+	case "a":
+		r.flushAnchor()
+		r.anchor = append(r.anchor, "")
+	case "title":
+		r.flushTitle()
+		r.title = append(r.title, "")
+	case "object", "embed":
+		r.embeds = true
+	case "img":
+		if r.inA > 0 && len(r.anchor) > 0 {
+			r.anchorBuf = append(r.anchorBuf, "<img>\n"...)
+		}
+		w, h, wok, hok := tagAttrs(z, hasAttr, "width", "height")
+		if wok && hok {
+			r.imageArea += imgDim(w, 8) * imgDim(h, 6)
+		}
 	}
+}
+
+// fontSize is a font tag's size as HTML.pm reads it: +n and -n relative
+// to 3; ok is false when it is not a number.
+func fontSize(s string) (size int, ok bool) {
+	n, err := strconv.Atoi(strings.TrimPrefix(s, "+"))
+	switch {
+	case err != nil:
+		return 0, false
+	case strings.HasPrefix(s, "+") || strings.HasPrefix(s, "-"):
+		return 3 + n, true
+	}
+	return n, true
+}
+
+// tagAttrs returns the values of the attributes named a and b of the
+// tag token z holds, the last of each when repeated; only those are
+// copied.
+func tagAttrs(z *html.Tokenizer, more bool, a, b string) (va, vb string, oka, okb bool) {
+	for more {
+		var k, val []byte
+		k, val, more = z.TagAttr()
+		switch string(k) {
+		case a:
+			va, oka = string(val), true
+		case b:
+			vb, okb = string(val), true
+		}
+	}
+	return va, vb, oka, okb
+}
+
+// finish writes the last anchor's and title's text.
+func (r *htmlResult) finish() {
+	r.flushAnchor()
+	r.flushTitle()
+}
+
+func (r *htmlResult) flushAnchor() {
+	if len(r.anchor) > 0 && len(r.anchorBuf) > 0 {
+		r.anchor[len(r.anchor)-1] = string(r.anchorBuf)
+	}
+	r.anchorBuf = r.anchorBuf[:0]
+}
+
+func (r *htmlResult) flushTitle() {
+	if len(r.title) > 0 && len(r.titleBuf) > 0 {
+		r.title[len(r.title)-1] = string(r.titleBuf)
+	}
+	r.titleBuf = r.titleBuf[:0]
+}
+
+// saNamespaceTag reports whether a tag name is an Office namespace tag,
+// as HTML.pm's /^(?:o|st\d):[\w-]+\/?$/ (ASCII \w and \d) decides.
+func saNamespaceTag(n string) bool {
+	var rest string
+	switch {
+	case len(n) > 2 && n[0] == 'o' && n[1] == ':':
+		rest = n[2:]
+	case len(n) > 4 && n[0] == 's' && n[1] == 't' && n[2] >= '0' && n[2] <= '9' && n[3] == ':':
+		rest = n[4:]
+	default:
+		return false
+	}
+	rest = strings.TrimSuffix(rest, "/")
+	if rest == "" {
+		return false
+	}
+	for i := 0; i < len(rest); i++ {
+		c := rest[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // saHTMLWhitespace are HTML.pm's %elements_whitespace: tags that add
@@ -262,11 +352,11 @@ func saWordRune(c rune) bool {
 // imgDim reads an img width or height as HTML.pm does: a percentage of an
 // 800x600 screen, 200 when missing or zero.
 func imgDim(s string, pct int) int {
-	m := saImgDim.FindStringSubmatch(s)
+	digits := strings.TrimSuffix(s, "%")
 	n := 0
-	if m != nil {
-		n, _ = strconv.Atoi(m[1])
-		if m[2] == "%" {
+	if digits != "" && strings.Trim(digits, "0123456789") == "" {
+		n, _ = strconv.Atoi(digits)
+		if len(digits) < len(s) {
 			n *= pct
 		}
 	}

@@ -77,10 +77,10 @@ type maDiffResult struct {
 type saExtra struct {
 	madiff    *maDiffResult
 	bodyLines *[]string
-	rendered  map[*filter.Part]string // saRendered's HTML parts
-	mimeHdrs  [][]mimeMemo            // partHeader's answers, by part
-	uppercase *float64                // check_for_uppercase's measure
-	vertical  *int                    // check_for_vertical_words' measure
+	htmlDocs  map[*filter.Part]*htmlReading // each HTML part read once (html.go)
+	mimeHdrs  [][]mimeMemo                  // partHeader's answers, by part
+	uppercase *float64                      // check_for_uppercase's measure
+	vertical  *int                          // check_for_vertical_words' measure
 }
 
 func (v *view) maDiff() maDiffResult {
@@ -124,7 +124,7 @@ func (v *view) maDiff() maDiffResult {
 				}
 			}
 			if typ == "text/html" && len(html) == 0 {
-				if _, img := parseHTMLResult(v.partText(p)).inside["img"]; img {
+				if _, img := v.htmlReading(p).res.inside["img"]; img {
 					html["\n"] = 1
 				}
 			}
@@ -176,15 +176,7 @@ func (v *view) saRendered(p *filter.Part) (typ, text string, ok bool) {
 	}
 	t := v.partText(p)
 	if typ == "text/html" && t != "" {
-		r, ok := v.sax.rendered[p]
-		if !ok {
-			r = saRenderHTML(t, v.set.limits.MaxScanBytes)
-			if v.sax.rendered == nil {
-				v.sax.rendered = map[*filter.Part]string{}
-			}
-			v.sax.rendered[p] = r
-		}
-		return typ, r, true
+		return typ, v.htmlReading(p).sa, true
 	}
 	return "text/plain", t, true
 }
