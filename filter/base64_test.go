@@ -83,25 +83,49 @@ func TestBase64Reader(t *testing.T) {
 }
 
 // FuzzBase64 holds base64Reader to the reference reading over any input,
-// read whole, a byte at a time and in halves.
+// read whole, a byte at a time and in halves, decoded from the bytes
+// themselves (a message in memory), and read into buffers of 1 to 16
+// bytes (below 8 the reader decodes into a buffer of its own).
 func FuzzBase64(f *testing.F) {
 	f.Add([]byte("aGVsbG8gd29ybGQ=\r\n"), uint8(0))
 	f.Add([]byte("aGVs!bG8g*d29y\r\nbGQ\r\n"), uint8(1))
 	f.Add([]byte("a-_b==cd=e"), uint8(2))
+	f.Add([]byte("QUJDRA==QUI=QQ==QUJD\r\nQUJDREVG"), uint8(3))
+	f.Add([]byte("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=\r\nQ"), uint8(7))
 	f.Fuzz(func(t *testing.T, in []byte, mode uint8) {
 		if len(in) > 64<<10 {
 			return
 		}
 		var r io.Reader = bytes.NewReader(in)
-		switch mode % 3 {
+		switch mode % 4 {
 		case 1:
 			r = iotest.OneByteReader(r)
 		case 2:
 			r = iotest.HalfReader(r)
 		}
 		want := lenientBase64(in)
-		if got := readBase64(t, r); !bytes.Equal(got, want) {
+		if mode%4 == 3 {
+			if got, err := io.ReadAll(newBase64Bytes(in)); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("newBase64Bytes(%q) = %q, %v; want %q", in, got, err, want)
+			}
+		} else if got := readBase64(t, r); !bytes.Equal(got, want) {
 			t.Fatalf("base64Reader(%q) = %q, want %q", in, got, want)
+		}
+		small := make([]byte, int(mode/4)%16+1)
+		var got []byte
+		d := newBase64Bytes(in)
+		for {
+			n, err := d.Read(small)
+			got = append(got, small[:n]...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil || n == 0 {
+				t.Fatalf("Read into %d bytes: %d, %v", len(small), n, err)
+			}
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("read %d at a time: %q, want %q", len(small), got, want)
 		}
 	})
 }

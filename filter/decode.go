@@ -3,11 +3,10 @@ package filter
 import (
 	"bufio"
 	"bytes"
-	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"io"
 	"mime/quotedprintable"
-	"slices"
 	"strings"
 	"unicode/utf8"
 	"unsafe"
@@ -126,7 +125,11 @@ func (p *Part) decode(enc string) io.Reader {
 	var r io.Reader = p.Raw()
 	switch enc {
 	case "base64":
-		r = newBase64Reader(r)
+		if raw, ok := p.msg.Bytes(); ok {
+			r = newBase64Bytes(raw[p.bodyOff:p.bodyEnd])
+		} else {
+			r = newBase64Reader(r)
+		}
 	case "quoted-printable":
 		r = quotedprintable.NewReader(&eolReader{r: r})
 	default:
@@ -283,111 +286,174 @@ func (l *limitReader) Read(b []byte) (int, error) {
 // base64Reader decodes base64 leniently: bytes outside the alphabet (line
 // breaks, spaces, stray characters) are skipped, the URL-safe alphabet is
 // accepted, and missing padding is tolerated, so one bad character does not
-// hide the rest of an attachment. Clean input is decoded in bulk by
-// encoding/base64.
+// hide the rest of an attachment. Padding ends the data so far: a partial
+// quantum of two or three characters decodes to what it holds, of one to
+// nothing (as encoding/base64 reads an unpadded tail).
+//
+// It is one pass over the input: four characters at a time while they are
+// all of the alphabet (every quantum of a clean line), one at a time
+// around the rest. A body in memory is decoded from the message's own
+// bytes, and a read of at least 8 bytes is decoded straight into the
+// caller's buffer: no copy of the input, none of the output.
 type base64Reader struct {
-	r    io.Reader
-	in   [8192]byte
-	work []byte // alphabet characters not yet decoded
-	out  []byte
-	obuf []byte
-	done bool
+	r    io.Reader // nil when src is the whole input
+	src  []byte    // input not yet decoded
+	in   []byte    // the buffer src is read into from r
+	acc  uint32    // the characters of a partial quantum, 6 bits each
+	nacc int       // how many
+	out  []byte    // decoded, not yet read
+	obuf []byte    // out's buffer, for reads too small to decode into
+	eof  bool      // no input after src
+	tail [2]byte   // the partial quantum at the end
 }
 
-func newBase64Reader(r io.Reader) io.Reader {
-	return &base64Reader{r: r, work: make([]byte, 0, 8192+4), obuf: make([]byte, 0, 6144+3)}
-}
+func newBase64Reader(r io.Reader) io.Reader { return &base64Reader{r: r} }
 
-// b64class maps a byte to itself (standard alphabet), to its standard
-// equivalent (URL-safe alphabet), to '=' (padding), or to 0 (skipped).
-var b64class = func() [256]byte {
+// newBase64Bytes decodes src, which must not change while it is read.
+func newBase64Bytes(src []byte) io.Reader { return &base64Reader{src: src, eof: true} }
+
+// b64val maps a byte to its 6-bit value (the URL-safe alphabet read as
+// the standard one), '=' to b64pad, and every other byte to b64skip.
+const (
+	b64pad  = 0x40
+	b64skip = 0x80
+)
+
+var b64val = func() [256]byte {
 	var t [256]byte
-	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/") {
-		t[c] = c
+	for i := range t {
+		t[i] = b64skip
 	}
-	t['-'], t['_'], t['='] = '+', '/', '='
+	for i, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/") {
+		t[c] = byte(i)
+	}
+	t['-'], t['_'], t['='] = 62, 63, b64pad
 	return t
 }()
 
 func (d *base64Reader) Read(p []byte) (int, error) {
-	for len(d.out) == 0 {
-		if d.done {
-			return 0, io.EOF
-		}
-		d.fill()
-	}
-	n := copy(p, d.out)
-	d.out = d.out[n:]
-	return n, nil
-}
-
-func (d *base64Reader) fill() {
-	n, err := d.r.Read(d.in[:])
-	out := d.obuf[:0]
-	in := d.in[:n]
 	for {
-		// Padding ends the data so far, whole or not.
-		k := bytes.IndexByte(in, '=')
-		if k < 0 {
-			d.work = appendBase64(d.work, in)
-			break
+		if len(d.out) > 0 {
+			n := copy(p, d.out)
+			d.out = d.out[n:]
+			return n, nil
 		}
-		d.work = appendBase64(d.work, in[:k])
-		out = d.decode(out, true)
-		in = in[k+1:]
+		if len(p) == 0 {
+			return 0, nil
+		}
+		if len(d.src) == 0 {
+			if d.eof {
+				if d.nacc == 0 {
+					return 0, io.EOF
+				}
+				d.out = d.flush(d.tail[:0])
+				continue
+			}
+			d.fill()
+			continue
+		}
+		if len(p) >= 8 {
+			// At most ¾ of what is decoded comes out, so p holds it.
+			k := min(len(d.src), (len(p)-2)/3*4-d.nacc)
+			out := d.decode(p[:0], d.src[:k])
+			d.src = d.src[k:]
+			if len(out) > 0 {
+				return len(out), nil
+			}
+			continue
+		}
+		if d.obuf == nil {
+			d.obuf = make([]byte, 0, 4096)
+		}
+		k := min(len(d.src), (cap(d.obuf)-2)/3*4-d.nacc)
+		d.out = d.decode(d.obuf[:0], d.src[:k])
+		d.src = d.src[k:]
 	}
+}
+
+// fill reads the next piece of input. An error of the reader ends the
+// input, as the end of the body does.
+func (d *base64Reader) fill() {
+	if d.in == nil {
+		d.in = make([]byte, 8192)
+	}
+	n, err := d.r.Read(d.in)
+	d.src = d.in[:n]
 	if err != nil {
-		d.done = true
+		d.eof = true
 	}
-	d.out = d.decode(out, d.done)
 }
 
-// appendBase64 appends to dst the alphabet characters of src (which holds
-// no padding), URL-safe ones read as standard: every byte is written and
-// the write position moves only past the kept ones, a loop with no branch
-// on the data, which the line breaks every 76 characters would mispredict.
-func appendBase64(dst, src []byte) []byte {
-	k := len(dst)
-	dst = slices.Grow(dst, len(src))[:k+len(src)]
-	for _, c := range src {
-		v := b64class[c]
-		dst[k] = v
-		k += int(b64keep[c])
+// decode appends to dst, which must have room for ¾ of len(src) and
+// d.nacc bytes more, what src decodes to; a partial quantum at its end
+// waits in d.acc for the next call.
+func (d *base64Reader) decode(dst, src []byte) []byte {
+	n := len(dst)
+	dst = dst[:cap(dst)]
+	acc, nacc := d.acc, d.nacc
+	for i := 0; i < len(src); {
+		if nacc == 0 {
+			// Eight characters make six bytes, stored as eight: the two
+			// after them are overwritten next (the room is there, as what
+			// decodes from src takes at most ¾ of cap(dst)-2).
+			for ; i+8 <= len(src); i += 8 {
+				q := src[i : i+8 : i+8]
+				c0, c1, c2, c3 := b64val[q[0]], b64val[q[1]], b64val[q[2]], b64val[q[3]]
+				c4, c5, c6, c7 := b64val[q[4]], b64val[q[5]], b64val[q[6]], b64val[q[7]]
+				if (c0|c1|c2|c3|c4|c5|c6|c7)&(b64pad|b64skip) != 0 {
+					break
+				}
+				v := uint64(c0)<<58 | uint64(c1)<<52 | uint64(c2)<<46 | uint64(c3)<<40 |
+					uint64(c4)<<34 | uint64(c5)<<28 | uint64(c6)<<22 | uint64(c7)<<16
+				binary.BigEndian.PutUint64(dst[n:n+8], v)
+				n += 6
+			}
+			for ; i+4 <= len(src); i += 4 {
+				q := src[i : i+4 : i+4]
+				a, b, c, e := b64val[q[0]], b64val[q[1]], b64val[q[2]], b64val[q[3]]
+				if (a|b|c|e)&(b64pad|b64skip) != 0 {
+					break
+				}
+				v := uint32(a)<<18 | uint32(b)<<12 | uint32(c)<<6 | uint32(e)
+				d3 := dst[n : n+3 : n+3]
+				d3[0], d3[1], d3[2] = byte(v>>16), byte(v>>8), byte(v)
+				n += 3
+			}
+			if i == len(src) {
+				break
+			}
+		}
+		v := b64val[src[i]]
+		i++
+		switch {
+		case v < b64pad:
+			acc = acc<<6 | uint32(v)
+			if nacc++; nacc == 4 {
+				_ = dst[n+2]
+				dst[n], dst[n+1], dst[n+2] = byte(acc>>16), byte(acc>>8), byte(acc)
+				n += 3
+				acc, nacc = 0, 0
+			}
+		case v == b64pad:
+			d.acc, d.nacc = acc, nacc
+			n = len(d.flush(dst[:n]))
+			acc, nacc = 0, 0
+		}
 	}
-	return dst[:k]
+	d.acc, d.nacc = acc, nacc
+	return dst[:n]
 }
 
-// b64keep is 1 for the bytes b64class maps to an alphabet character.
-var b64keep = func() [256]byte {
-	var t [256]byte
-	for c, v := range b64class {
-		if v != 0 && v != '=' {
-			t[c] = 1
-		}
+// flush appends the partial quantum to dst and empties it.
+func (d *base64Reader) flush(dst []byte) []byte {
+	switch d.nacc {
+	case 2:
+		dst = append(dst, byte(d.acc>>4))
+	case 3:
+		dst = append(dst, byte(d.acc>>10), byte(d.acc>>2))
 	}
-	return t
-}()
-
-// decode appends the decoded whole quanta of work to out; with flush, a
-// trailing partial quantum too.
-func (d *base64Reader) decode(out []byte, flush bool) []byte {
-	whole := len(d.work) &^ 3
-	if whole > 0 {
-		k := len(out)
-		out = out[:k+whole/4*3]
-		base64.StdEncoding.Decode(out[k:], d.work[:whole]) //nolint:errcheck // alphabet already checked
-	}
-	rest := d.work[whole:]
-	if flush {
-		if len(rest) >= 2 {
-			var q [3]byte
-			m, _ := base64.RawStdEncoding.Decode(q[:], rest)
-			out = append(out, q[:m]...)
-		}
-		rest = rest[:0]
-	}
-	d.work = append(d.work[:0], rest...)
-	return out
+	d.acc, d.nacc = 0, 0
+	return dst
 }
 
 // uuReader decodes a uuencoded body ("begin MODE NAME" … "end").
