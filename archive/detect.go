@@ -349,25 +349,39 @@ func looksText(h []byte) bool {
 	}
 	ctl := 0
 	for i := 0; i < len(h); {
-		c := h[i]
-		if c < utf8.RuneSelf {
-			if c == 0 {
+		// Eight bytes at a time while they are printable ASCII (the bulk
+		// of any text): none with its top bit set, none below 0x20 (a
+		// borrow from one below 0x20 only sends its neighbours the slow
+		// way). The slow way takes the next eight bytes, or what follows
+		// them when a rune straddles the end.
+		for i+8 <= len(h) {
+			x := binary.LittleEndian.Uint64(h[i:])
+			if (x|(x-0x2020202020202020))&0x8080808080808080 != 0 {
+				break
+			}
+			i += 8
+		}
+		for end := min(i+8, len(h)); i < end; {
+			c := h[i]
+			if c < utf8.RuneSelf {
+				if c == 0 {
+					return false
+				}
+				if c < 0x20 && c != '\t' && c != '\n' && c != '\r' && c != '\f' && c != 0x1b {
+					ctl++
+				}
+				i++
+				continue
+			}
+			r, size := utf8.DecodeRune(h[i:])
+			if r == utf8.RuneError && size == 1 {
+				if len(h)-i < utf8.UTFMax && !utf8.FullRune(h[i:]) {
+					return ctl*100 < len(h) // a rune cut by the end of the head
+				}
 				return false
 			}
-			if c < 0x20 && c != '\t' && c != '\n' && c != '\r' && c != '\f' && c != 0x1b {
-				ctl++
-			}
-			i++
-			continue
+			i += size
 		}
-		r, size := utf8.DecodeRune(h[i:])
-		if r == utf8.RuneError && size == 1 {
-			if len(h)-i < utf8.UTFMax && !utf8.FullRune(h[i:]) {
-				break // a rune cut by the end of the head
-			}
-			return false
-		}
-		i += size
 	}
 	return ctl*100 < len(h)
 }
