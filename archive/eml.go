@@ -61,12 +61,17 @@ func (w *walker) eml(n node, r io.Reader) error {
 	if err := w.tick(n.path); err != nil {
 		return err
 	}
-	sp, err := filter.NewSpool(w.ctx, r, filter.SpoolConfig{MemoryBytes: w.lim.MemoryBytes, MaxBytes: -1})
+	sp, release, err := w.hold(r, n.hint)
 	if err != nil {
 		return w.unreadable(n, TypeEML, err)
 	}
-	defer sp.Close()
-	m := filter.NewMessage(filter.Envelope{}, sp, sp.Size(), filter.Limits{})
+	defer release()
+	var m *filter.Message
+	if mf, ok := sp.(memFile); ok {
+		m = filter.NewMessageBytes(filter.Envelope{}, mf, filter.Limits{})
+	} else {
+		m = filter.NewMessage(filter.Envelope{}, sp, sp.Size(), filter.Limits{})
+	}
 	if _, err := m.Parts(); err != nil {
 		w.find(KindUninspectable, n.path, "message: "+shortErr(err))
 	}
@@ -82,12 +87,12 @@ func (w *walker) eml(n node, r io.Reader) error {
 
 // spilled spools r for random access and calls fn with it; for the
 // scanner the file is then handed on whole, as a leaf.
-func (w *walker) spilled(n node, t string, r io.Reader, fn func(sp *filter.Spool) error) error {
-	sp, err := filter.NewSpool(w.ctx, r, filter.SpoolConfig{MemoryBytes: w.lim.MemoryBytes, MaxBytes: -1})
+func (w *walker) spilled(n node, t string, r io.Reader, fn func(sp held) error) error {
+	sp, release, err := w.hold(r, n.hint)
 	if err != nil {
 		return w.unreadable(n, t, err)
 	}
-	defer sp.Close()
+	defer release()
 	if n.size < 0 {
 		n.size = sp.Size()
 	}
@@ -109,7 +114,7 @@ func (w *walker) textFile(n node, t string, r io.Reader) error {
 		}
 		return w.tick(n.path)
 	}
-	return w.spilled(n, t, r, func(sp *filter.Spool) error { return w.textBlocks(n, sp.Reader()) })
+	return w.spilled(n, t, r, func(sp held) error { return w.textBlocks(n, sp.Reader()) })
 }
 
 func errLimit(err error) bool { return errors.Is(err, ErrLimit) }

@@ -6,8 +6,6 @@ import (
 	"io"
 	"strings"
 	"unicode/utf16"
-
-	"github.com/portcullis-mail/portcullis/filter"
 )
 
 // Windows mounts an .iso (or an .img holding ISO 9660) with a double
@@ -188,7 +186,7 @@ func isoName(raw []byte, joliet bool) string {
 }
 
 // iso walks the files of a disk image (a spooled file that isISO).
-func (w *walker) iso(n node, sp *filter.Spool) error {
+func (w *walker) iso(n node, sp held) error {
 	w.find(KindDiskImage, n.path, "iso9660")
 	w.archiveChecks(n, TypeISO)
 	if err := w.tick(n.path); err != nil {

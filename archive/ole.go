@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf16"
-
-	"github.com/portcullis-mail/portcullis/filter"
 )
 
 // oleScan looks through the bytes of an OLE compound file (or an object
@@ -64,11 +62,11 @@ func (s *oleScan) write(p []byte) {
 // Outlook item (.msg). Each is judged like an attachment. A compound file
 // whose structure cannot be read is uninspectable.
 func (w *walker) ole(n node, t string, r io.Reader) error {
-	sp, err := filter.NewSpool(w.ctx, r, filter.SpoolConfig{MemoryBytes: w.lim.MemoryBytes, MaxBytes: -1})
+	sp, release, err := w.hold(r, n.hint)
 	if err != nil {
 		return w.unreadable(n, t, err)
 	}
-	defer sp.Close()
+	defer release()
 	if n.size < 0 {
 		n.size = sp.Size()
 	}

@@ -10,8 +10,6 @@ import (
 
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/zlib"
-
-	"github.com/portcullis-mail/portcullis/filter"
 )
 
 // PDFs carry files and code: an attached file (a stream of /Type
@@ -45,7 +43,7 @@ var (
 	pdfStream = []byte("stream")
 )
 
-func (w *walker) pdfObjects(n node, sp *filter.Spool) error {
+func (w *walker) pdfObjects(n node, sp held) error {
 	size := sp.Size()
 	keys := findAll(sp, size, pdfStream, maxPDFStreams)
 	if len(keys) == maxPDFStreams {

@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	"github.com/portcullis-mail/portcullis/archive/internal/zipscan"
-	"github.com/portcullis-mail/portcullis/filter"
 )
 
 // Archives hide behind other files: a zip appended to a PDF, a JPEG, a PNG
@@ -45,11 +44,11 @@ func polyglotCandidate(t string) bool {
 // polyglot spills a file, walks the archives hidden in it, and then treats
 // the file itself as a leaf.
 func (w *walker) polyglot(n node, t string, r io.Reader) error {
-	sp, err := filter.NewSpool(w.ctx, r, filter.SpoolConfig{MemoryBytes: w.lim.MemoryBytes, MaxBytes: -1})
+	sp, release, err := w.hold(r, n.hint)
 	if err != nil {
 		return w.unreadable(n, t, err)
 	}
-	defer sp.Close()
+	defer release()
 	if n.size < 0 {
 		n.size = sp.Size()
 	}

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-
-	"github.com/portcullis-mail/portcullis/filter"
 )
 
 // An RTF document carries embedded objects as hex in \objdata groups:
@@ -24,7 +22,7 @@ const maxRTFObjects = 16
 var objdataWord = []byte(`\objdata`)
 
 // rtfObjects walks the embedded objects of a spooled RTF document.
-func (w *walker) rtfObjects(n node, sp *filter.Spool) error {
+func (w *walker) rtfObjects(n node, sp held) error {
 	offs := findAll(sp, sp.Size(), objdataWord, maxRTFObjects)
 	for i, off := range offs {
 		if err := w.countEntry(n.path); err != nil {

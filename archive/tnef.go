@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"unicode/utf16"
-
-	"github.com/portcullis-mail/portcullis/filter"
 )
 
 // TNEF (winmail.dat, application/ms-tnef) is how Outlook sends a message
@@ -221,7 +219,7 @@ func (w *walker) tnef(n node, r io.Reader) error {
 	if err := w.tick(n.path); err != nil {
 		return err
 	}
-	return w.spilled(n, TypeTNEF, r, func(sp *filter.Spool) error {
+	return w.spilled(n, TypeTNEF, r, func(sp held) error {
 		atts, err := readTNEF(sp, sp.Size(), w.entryBudget())
 		if err != nil {
 			w.find(KindUninspectable, n.path, shortErr(err))

@@ -69,6 +69,7 @@ type node struct {
 	depth    int      // containers above it
 	archives int      // of which archives (not documents, not compressed files)
 	size     int64    // declared size, -1 when unknown
+	hint     int64    // its size as far as the bytes at hand tell (a part's raw size), else 0: never a declared one
 }
 
 func (n node) child(name string, archive bool, size int64) node {
@@ -195,7 +196,10 @@ func (w *walker) parts(m *filter.Message, in *node) error {
 }
 
 func (w *walker) part(p *filter.Part, in *node) error {
-	n := node{path: partPath(p), name: p.Filename(), names: p.Names, ctype: p.ContentType, size: -1}
+	n := node{path: partPath(p), name: p.Filename(), names: p.Names, ctype: p.ContentType, size: -1, hint: p.RawSize()}
+	if p.Encoding == "base64" {
+		n.hint = n.hint/4*3 + 3 // decoding never makes a body longer; base64 makes it ¾
+	}
 	if in != nil {
 		n.path = in.path + "/" + n.path
 		n.depth, n.archives = in.depth+1, in.archives
@@ -545,15 +549,26 @@ type meter struct {
 	path string
 }
 
+// counter counts what is read of r; when at is set, r reads it and what
+// was consumed is what is gone from it (a decoder may read at directly).
 type counter struct {
-	r io.Reader
-	n int64
+	r    io.Reader
+	n    int64
+	at   *bytes.Reader
+	size int64
 }
 
 func (c *counter) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
+}
+
+func (c *counter) count() int64 {
+	if c.at != nil {
+		return c.size - int64(c.at.Len())
+	}
+	return c.n
 }
 
 func (w *walker) meter(r io.Reader, in *counter, path string) *meter {
@@ -574,7 +589,7 @@ func (m *meter) Read(p []byte) (int, error) {
 		return k, w.hitLimit("entry-bytes", strconv.FormatInt(lim.MaxEntryBytes, 10), m.path)
 	case w.total > lim.MaxTotalBytes:
 		return k, w.hitLimit("total-bytes", strconv.FormatInt(lim.MaxTotalBytes, 10), m.path)
-	case m.in != nil && m.n > lim.RatioFloor && float64(m.n) > lim.MaxRatio*float64(max(m.in.n, 1)):
+	case m.in != nil && m.n > lim.RatioFloor && float64(m.n) > lim.MaxRatio*float64(max(m.in.count(), 1)):
 		return k, w.hitLimit("ratio", strconv.FormatFloat(lim.MaxRatio, 'f', -1, 64), m.path)
 	}
 	if err == nil {
@@ -715,14 +730,13 @@ func (w *walker) randomAccess(n node, t string, r io.Reader) error {
 		}
 	}
 	// In memory up to MemoryBytes, else an unlinked temporary file. r is
-	// metered, so the spool cannot grow past the byte limits: no MaxBytes.
-	// The spool's memory comes in pooled chunks, so one zip after another
-	// reuses the same buffers.
-	sp, err := filter.NewSpool(w.ctx, r, filter.SpoolConfig{MemoryBytes: w.lim.MemoryBytes, MaxBytes: -1})
+	// metered, so what is held cannot grow past the byte limits. The
+	// memory is pooled, so one zip after another reuses the same buffer.
+	sp, release, err := w.hold(r, n.hint)
 	if err != nil {
 		return w.unreadable(n, t, err)
 	}
-	defer sp.Close()
+	defer release()
 	if n.size < 0 {
 		n.size = sp.Size()
 	}
@@ -739,6 +753,9 @@ func (w *walker) entryBudget() int {
 // zip walks a zip from its own structure parser, which sees what the
 // usual readers skip.
 func (w *walker) zip(n node, t string, ra io.ReaderAt, size int64, suffix string) error {
+	if mf, ok := ra.(memFile); ok {
+		ra = memFile(mf.section(0, size))
+	}
 	a, err := zipscan.Parse(ra, size, w.entryBudget())
 	switch {
 	case errors.Is(err, zipscan.ErrTooManyEntries):
@@ -790,6 +807,9 @@ func (w *walker) zip(n node, t string, ra io.ReaderAt, size int64, suffix string
 	if a.HiddenEnd > 0 && suffix == "" {
 		hidden := n
 		hidden.path += "#hidden"
+		if mf, ok := ra.(memFile); ok {
+			return w.zip(hidden, TypeZip, memFile(mf.section(0, a.HiddenEnd)), a.HiddenEnd, "#hidden")
+		}
 		return w.zip(hidden, TypeZip, io.NewSectionReader(ra, 0, a.HiddenEnd), a.HiddenEnd, "#hidden")
 	}
 	return nil
@@ -888,22 +908,36 @@ func (w *walker) zipEntry(c node, ra io.ReaderAt, e *zipscan.Entry) error {
 	if err := w.declared(c.path, int64(e.Size), packed); err != nil {
 		return err
 	}
-	in := &counter{r: io.NewSectionReader(ra, e.Data, int64(e.CompSize))}
+	method := "zip-" + strconv.Itoa(int(e.Method))
+	var in *counter
+	var src io.Reader
+	if mf, ok := ra.(memFile); ok {
+		// In memory: decoders read the entry's bytes themselves, with no
+		// buffer between (klauspost's inflater has a loop for a
+		// *bytes.Reader), and what they consumed is what is left of it.
+		data := mf.section(e.Data, int64(e.CompSize))
+		br := bytes.NewReader(data)
+		in = &counter{r: br, at: br, size: int64(len(data))}
+		src = br
+	} else {
+		in = &counter{r: io.NewSectionReader(ra, e.Data, int64(e.CompSize))}
+		// Decoders read a byte at a time from a ByteReader; without one they
+		// would wrap the section in a small buffer of their own and turn a
+		// spilled zip into a storm of 4 KiB reads.
+		br := bufPool.Get().(*bufio.Reader)
+		br.Reset(in)
+		defer bufPool.Put(br)
+		src = br
+	}
 	if e.Method == zipscan.Store {
 		return w.file(c, w.meter(in, nil, c.path))
 	}
-	// Decoders read a byte at a time from a ByteReader; without one they
-	// would wrap the section in a small buffer of their own and turn a
-	// spilled zip into a storm of 4 KiB reads.
-	br := bufPool.Get().(*bufio.Reader)
-	br.Reset(in)
-	defer bufPool.Put(br)
-	dec, err := decoder("zip-"+strconv.Itoa(int(e.Method)), br)
+	dec, err := decoder(method, src)
 	if err != nil {
 		return unopened("method " + strconv.Itoa(int(e.Method)))
 	}
 	defer dec.Close()
-	return w.guard(c, "zip-"+strconv.Itoa(int(e.Method)), func() error { return w.file(c, w.meter(dec, in, c.path)) })
+	return w.guard(c, method, func() error { return w.file(c, w.meter(dec, in, c.path)) })
 }
 
 // tar walks a tar stream.
@@ -1001,7 +1035,7 @@ func (w *walker) rar(n node, r *bufio.Reader) error {
 	})
 }
 
-func (w *walker) sevenZip(n node, sp *filter.Spool) error {
+func (w *walker) sevenZip(n node, sp held) error {
 	err := check7z(sp, sp.Size())
 	if err != nil {
 		w.find(KindUninspectable, n.path, shortErr(err))
