@@ -133,6 +133,7 @@ func TestTextEncodings(t *testing.T) {
 		"uuencode base64":              b64,
 		"yenc":                         yenc(),
 		"binhex":                       string(clamFile(t, "clam.exe.binhex")),
+		"binhex after a word with b":   "by the way " + string(clamFile(t, "clam.exe.binhex")),
 		"uuencode after a 100 KB line": strings.Repeat("x", 100<<10) + "\n" + uu("begin 644 a.exe"),
 	}
 	for name, block := range tests {

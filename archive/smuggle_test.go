@@ -55,6 +55,7 @@ func TestSmuggled(t *testing.T) {
 			data: []byte(`<html><body><a href="` + dataURI("application/octet-stream", tinyPE()) + `">x</a></body></html>`)}), KindBannedType},
 		{"after a decoy longer than the line buffer, same line", htmlBody(`<img src="` + dataURI("image/png", decoy) + `"><a href="` +
 			dataURI("application/zip", exeZip) + `">x</a>`), KindBannedType},
+		{"on a line that starts with b (no begin line)", htmlBody("<p>x</p>\nblob = atob(\"" + base64.StdEncoding.EncodeToString(exeZip) + "\");"), KindBannedType},
 		{"a page in a page", htmlBody(`<iframe src="` + dataURI("text/html", []byte(`<html><body><a href="`+dataURI("application/zip", exeZip)+`">x</a></body></html>`)) + `"></iframe>`), KindBannedType},
 	}
 	for _, c := range cases {

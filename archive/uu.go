@@ -74,7 +74,10 @@ func (s *lineSource) nextLong() (line []byte, long, cont, ok bool) {
 	if len(line) == 0 && err != nil {
 		return nil, false, cont, false
 	}
-	return bytes.TrimRight(line, "\r\n"), false, cont, true
+	for len(line) > 0 && (line[len(line)-1] == '\n' || line[len(line)-1] == '\r') {
+		line = line[:len(line)-1]
+	}
+	return line, false, cont, true
 }
 
 // skipRest discards the rest of a line longer than the buffer.
@@ -116,12 +119,12 @@ func (w *walker) textBlocks(n node, r io.Reader) error {
 		}
 		var name, kind string
 		var dec io.Reader
+		var m [][]byte
+		if len(line) > 5 && hasPrefixFold(line, "begin") {
+			m = uuBegin.FindSubmatch(line)
+		}
 		switch {
-		case len(line) > 5 && (line[0] == 'b' || line[0] == 'B'):
-			m := uuBegin.FindSubmatch(line)
-			if m == nil {
-				continue
-			}
+		case m != nil:
 			name, kind = strings.TrimSpace(string(m[2])), "uuencode"
 			if len(m[1]) > 0 {
 				kind, dec = "base64", base64.NewDecoder(base64.StdEncoding, &b64Lines{src: src})
@@ -155,6 +158,20 @@ func (w *walker) textBlocks(n node, r io.Reader) error {
 			return err
 		}
 	}
+}
+
+// hasPrefixFold reports whether b starts with the lower-case ASCII
+// prefix in any case.
+func hasPrefixFold(b []byte, prefix string) bool {
+	if len(b) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		if c := b[i]; c != prefix[i] && c|0x20 != prefix[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // uuReader decodes uuencoded lines up to "end" (or a line that is not
