@@ -66,7 +66,7 @@ func (w *walker) polyglot(n node, t string, r io.Reader) error {
 		if err := w.iso(n, sp); err != nil {
 			return err
 		}
-		return w.leaf(n, t, sp.Reader())
+		return w.heldLeaf(n, t, sp)
 	}
 	if d := diskImage(sp, sp.Size()); d != "" {
 		w.find(KindDiskImage, n.path, d)
@@ -104,7 +104,18 @@ func (w *walker) polyglot(n node, t string, r io.Reader) error {
 			return err
 		}
 	}
-	return w.leaf(n, t, sp.Reader())
+	return w.heldLeaf(n, t, sp)
+}
+
+// heldLeaf is leaf for a file already held, so already read to its end
+// through its meter: for Check, reading it again could find nothing more
+// (no bomb goes off twice, a corrupt stream showed while it was held),
+// and only the compound files leaf scans for macros are read again.
+func (w *walker) heldLeaf(n node, t string, f held) error {
+	if w.fn == nil && t != TypeOLE && t != TypeMSI {
+		return w.tick(n.path)
+	}
+	return w.leaf(n, t, f.Reader())
 }
 
 // hasTextBlock reports a yEnc or uuencode begin line in the first 64 KiB.
