@@ -102,6 +102,20 @@
 // Limits.MemoryBytes are spilled to an anonymous temporary file (created in
 // os.TempDir and unlinked at once).
 //
+// # Cost
+//
+// Every byte of every file is unpacked once and read once by the checks
+// that need it. A file that needs random access (an archive, or a file
+// searched for hidden archives) is held in one buffer from a pool, which
+// it keeps only while it is walked; the entries of a zip so held go to
+// their decoders as slices of it, with no buffer between. Check then
+// skips one read, for one class of file: one that is neither text nor a
+// container, held for the polyglot scans, is not read again as a leaf,
+// since that read would only drain it and the hold already read it to
+// its end through the limits (a bomb stops the hold, a corrupt stream
+// makes it uninspectable: TestHeldOnceHidesNothing). Compound files are
+// read again, for their macros, and Leaves hands every file on whole.
+//
 // # Leaves for scanners
 //
 // Leaves visits every leaf file — attachments, files inside archives at any

@@ -1,12 +1,20 @@
 package archive
 
 import (
+	"archive/zip"
 	"bytes"
+	"compress/flate"
 	"context"
 	"errors"
+	"hash/crc32"
 	"io"
 	"testing"
 	"testing/iotest"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/portcullis-mail/portcullis/filter"
 )
 
 type panicReader struct{}
@@ -88,4 +96,39 @@ func TestMemFileSection(t *testing.T) {
 	if n, err := m.ReadAt(make([]byte, 4), 8); n != 2 || err != io.EOF {
 		t.Errorf("ReadAt past the end = %d, %v", n, err)
 	}
+}
+
+// TestHeldOnceHidesNothing: Check reads a file that is neither text nor
+// a container once, while holding it (heldLeaf), not again as a leaf. A
+// corrupt stream and an entry larger than it declares must still show
+// from that one read.
+func TestHeldOnceHidesNothing(t *testing.T) {
+	data := make([]byte, 2<<20)
+	for i := range data {
+		data[i] = byte(i * i >> 7) // binary (NULs and high bytes), compressible
+	}
+	require.Equal(t, TypeBinary, DetectType(data[:HeadSize], "scan.bin"))
+	var packed bytes.Buffer
+	fw, _ := flate.NewWriter(&packed, flate.BestSpeed)
+	fw.Write(data)
+	fw.Close()
+	raw := func(comp []byte, size uint64) []byte {
+		var b bytes.Buffer
+		zw := zip.NewWriter(&b)
+		w, err := zw.CreateRaw(&zip.FileHeader{Name: "scan.bin", Method: zip.Deflate,
+			CompressedSize64: uint64(len(comp)), UncompressedSize64: size, CRC32: crc32.ChecksumIEEE(data)})
+		require.NoError(t, err)
+		w.Write(comp)
+		require.NoError(t, zw.Close())
+		return b.Bytes()
+	}
+	t.Run("corrupt stream", func(t *testing.T) {
+		_, fs := inspect(t, Config{}, att{name: "a.zip", data: raw(packed.Bytes()[:packed.Len()/2], uint64(len(data)))})
+		requireFinding(t, fs, KindUninspectable, "a.zip/scan.bin")
+	})
+	t.Run("larger than declared", func(t *testing.T) {
+		res, fs := inspect(t, Config{Limits: Limits{MaxEntryBytes: 1 << 20}}, att{name: "a.zip", data: raw(packed.Bytes(), 1000)})
+		requireFinding(t, fs, KindBomb, "")
+		assert.Equal(t, filter.Reject, res.Action)
+	})
 }
