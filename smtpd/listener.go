@@ -93,6 +93,51 @@ type limitedConn struct {
 	net.Conn
 	once    sync.Once
 	release func()
+
+	// A read buffer for the session goroutine (go-smtp reads through a
+	// 4 KiB bufio.Reader, one system call per 4 KiB of DATA): held only
+	// while it has unread bytes, so an idle connection holds none.
+	buf  *[]byte
+	r, w int
+	err  error // the socket's error, returned once the buffer is drained
+}
+
+// readBufSize is the most a connection reads from its socket at once.
+const readBufSize = 64 << 10
+
+var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+
+// Read serves go-smtp's small reads from one large read of the socket:
+// for a 176 KB message 4 system calls instead of 43.
+func (c *limitedConn) Read(p []byte) (int, error) {
+	if c.buf == nil {
+		if c.err != nil {
+			err := c.err
+			c.err = nil
+			return 0, err
+		}
+		if len(p) >= readBufSize {
+			return c.Conn.Read(p)
+		}
+		c.buf = readBufs.Get().(*[]byte)
+		n, err := c.Conn.Read(*c.buf)
+		c.r, c.w, c.err = 0, n, err
+		if n == 0 {
+			c.drop()
+			err, c.err = c.err, nil
+			return 0, err
+		}
+	}
+	n := copy(p, (*c.buf)[c.r:c.w])
+	if c.r += n; c.r == c.w {
+		c.drop()
+	}
+	return n, nil
+}
+
+func (c *limitedConn) drop() {
+	readBufs.Put(c.buf)
+	c.buf, c.r, c.w = nil, 0, 0
 }
 
 func (c *limitedConn) Close() error {
