@@ -201,7 +201,9 @@ func gateway(args []string, stdout, stderr io.Writer) error {
 	if o.verbose {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	lb := newLogBuffer(stderr, logFlushDelay)
+	defer lb.Flush()
+	log := slog.New(flushingHandler{slog.NewTextHandler(lb, &slog.HandlerOptions{Level: level}), lb})
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
