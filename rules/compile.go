@@ -108,7 +108,7 @@ type crule struct {
 type RuleStats struct {
 	Evaluations atomic.Uint64 // times the rule was tested (after the prefilter; a meta rule, when an input changed: metaeval.go)
 	Hits        atomic.Uint64
-	Nanos       atomic.Int64 // time spent testing it
+	Nanos       atomic.Int64 // time spent testing it, estimated from a sample of the tests (timeSample)
 }
 
 type statsTable struct {

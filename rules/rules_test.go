@@ -239,3 +239,34 @@ func TestStats(t *testing.T) {
 		t.Fatalf("MISS stats %+v", m)
 	}
 }
+
+// TestTimeSample: a rule's first test is timed at weight 1, and the later
+// ones one in timeSample at weight timeSample, so that the time stays an
+// unbiased estimate; the counts stay exact.
+func TestTimeSample(t *testing.T) {
+	sc := &scratch{rng: 12345}
+	st := &RuleStats{}
+	if w, _ := sc.startTimer(st); w != 1 {
+		t.Fatalf("first test weight %d, want 1", w)
+	}
+	sc.stopTimer(st, 1, nanos())
+	const n = 80000
+	timed := 0
+	for range n {
+		w, start := sc.startTimer(st)
+		switch w {
+		case 0:
+		case timeSample:
+			timed++
+		default:
+			t.Fatalf("weight %d", w)
+		}
+		sc.stopTimer(st, w, start)
+	}
+	if want := n / timeSample; timed < want*9/10 || timed > want*11/10 {
+		t.Fatalf("%d of %d tests timed, want about %d", timed, n, want)
+	}
+	if got := st.Evaluations.Load(); got != n+1 {
+		t.Fatalf("Evaluations %d, want %d", got, n+1)
+	}
+}
