@@ -547,6 +547,7 @@ func (v *view) headerFields() []hfield {
 	v.fieldsOK = true
 	h := v.m.Header()
 	f := h.Fields()
+	v.fields = make([]hfield, 0, f.Len())
 	for f.Next() {
 		raw := unfold(f.Value())
 		text, err := f.Text()
@@ -565,8 +566,10 @@ func unfold(s string) string {
 		return s
 	}
 	s = strings.ReplaceAll(s, "\r\n", "\n")
-	return strings.TrimSpace(strings.NewReplacer("\n ", " ", "\n\t", " ", "\n", " ").Replace(s))
+	return strings.TrimSpace(unfolder.Replace(s))
 }
+
+var unfolder = strings.NewReplacer("\n ", " ", "\n\t", " ", "\n", " ")
 
 // headerSpec is a parsed header rule field: a name with an optional
 // SpamAssassin modifier (:raw, :addr, :name).

@@ -200,3 +200,32 @@ func TestRcvCutDate(t *testing.T) {
 		}
 	}
 }
+
+// TestFoldRuns: the folding loops replace what SpamAssassin's patterns
+// replace, on random texts of line ends, spaces and letters.
+func TestFoldRuns(t *testing.T) {
+	fold, rawFold := regexp.MustCompile(`\n[ \t]+`), regexp.MustCompile(`\r?\n\s+`)
+	rng := rand.New(rand.NewPCG(4, 4))
+	alphabet := []string{"\r", "\n", " ", "\t", "\f", "\v", "a", "bc", "\r\n", "\n\t"}
+	folded, rawFolded := 0, 0
+	for range 20000 {
+		var b strings.Builder
+		for range rng.IntN(12) {
+			b.WriteString(alphabet[rng.IntN(len(alphabet))])
+		}
+		s := b.String()
+		if got, want := saFold(s), fold.ReplaceAllString(s, " "); got != want {
+			t.Fatalf("saFold(%q) = %q, want %q", s, got, want)
+		} else if got != s {
+			folded++
+		}
+		if got, want := saRawFold(s), rawFold.ReplaceAllString(s, " "); got != want {
+			t.Fatalf("saRawFold(%q) = %q, want %q", s, got, want)
+		} else if got != s {
+			rawFolded++
+		}
+	}
+	if folded < 1000 || rawFolded < 1000 {
+		t.Fatalf("only %d and %d texts folded", folded, rawFolded)
+	}
+}

@@ -372,7 +372,7 @@ func (v *view) relays() *relayInfo {
 		if f.key != "received" {
 			continue
 		}
-		r, counts := parseReceived(saFold.ReplaceAllString(strings.ReplaceAll(f.saText, "\r\n", "\n"), " "))
+		r, counts := parseReceived(saFold(strings.ReplaceAll(f.saText, "\r\n", "\n")))
 		if r == nil {
 			if counts {
 				ri.unparseable++
