@@ -41,3 +41,10 @@ func (p *precheckedRE) ReplaceAllString(s, repl string) string {
 }
 
 func (p *precheckedRE) String() string { return p.re.String() }
+
+func (p *precheckedRE) FindAllStringSubmatch(s string, n int) [][]string {
+	if !p.d.MatchString(s) {
+		return nil
+	}
+	return p.re.FindAllStringSubmatch(s, n)
+}

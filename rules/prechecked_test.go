@@ -10,8 +10,8 @@ import (
 	"unicode"
 )
 
-// relayPatterns are the relay parser's prechecked patterns.
-func relayPatterns() []*precheckedRE {
+// precheckedPatterns are the prechecked patterns of the relay parser and the evaluations.
+func precheckedPatterns() []*precheckedRE {
 	out := []*precheckedRE{rcvDate, rcvID, rcvHeloEq, rcvHeloCmd, rcvBy, rcvAuthWith, rcvAuthPfx, rcvEnvFrom,
 		rcvFromBy, rcvBracketIP, rcvAnyIP, rcvLocalhost, rcvV4Mapped, rcvEximHelo, rcvEximIdent}
 	for _, f := range rcvForms {
@@ -20,7 +20,11 @@ func relayPatterns() []*precheckedRE {
 		}
 		out = append(out, f.re)
 	}
-	return append(out, rcvIgnore...)
+	out = append(out, rcvIgnore...)
+	// The header and MIME evaluations' own.
+	return append(out, saGmailXReceived1, saGmailXReceived2, saGmailESMTPSA, saGmailFrom, saOutlookMID, saRcvdDate,
+		saRatwareMID, saSubjReplyFw, saCapsCharsetWord, saDateComment, saFetchmailLocal, saQmailInvoked, saFetchmailBy,
+		saDots, saFreemailAllow, saASCIICharset, saISOCharset, saISOGood, saFieldLine, saHeaderLine)
 }
 
 // receivedSamples are Received values of many MTAs, and mutations of them
@@ -151,7 +155,7 @@ func matchingSamples(t *testing.T, p *precheckedRE, rng *rand.Rand, n int) []str
 func TestPrecheckedSameAnswers(t *testing.T) {
 	samples := receivedSamples(3000)
 	rng := rand.New(rand.NewPCG(3, 5))
-	for _, p := range relayPatterns() {
+	for _, p := range precheckedPatterns() {
 		hits := 0
 		own := matchingSamples(t, p, rng, 30)
 		if len(own) == 0 {
@@ -168,6 +172,9 @@ func TestPrecheckedSameAnswers(t *testing.T) {
 				}
 				if got, want := p.ReplaceAllString(x, "#"), p.re.ReplaceAllString(x, "#"); got != want {
 					t.Fatalf("%s ReplaceAllString %q: %q, regexp %q", p, x, got, want)
+				}
+				if got, want := p.FindAllStringSubmatch(x, -1), p.re.FindAllStringSubmatch(x, -1); len(got) != len(want) {
+					t.Fatalf("%s FindAllStringSubmatch %q: %q, regexp %q", p, x, got, want)
 				}
 				if want != nil {
 					hits++

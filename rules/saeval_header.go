@@ -187,10 +187,10 @@ func sld(d string) string {
 }
 
 var (
-	saGmailXReceived1 = regexp.MustCompile(`by 10\.\S+ with SMTP id \S+`)
-	saGmailXReceived2 = regexp.MustCompile(`by 2002:a\d\d:\w+:\S+ with SMTP id \S+`)
-	saGmailESMTPSA    = regexp.MustCompile(`by smtp\.googlemail\.com with ESMTPSA id \S+`)
-	saGmailFrom       = regexp.MustCompile(`(?i)\bgmail\.com$`)
+	saGmailXReceived1 = mustPrecheck(`by 10\.\S+ with SMTP id \S+`)
+	saGmailXReceived2 = mustPrecheck(`by 2002:a\d\d:\w+:\S+ with SMTP id \S+`)
+	saGmailESMTPSA    = mustPrecheck(`by smtp\.googlemail\.com with ESMTPSA id \S+`)
+	saGmailFrom       = mustPrecheck(`(?i)\bgmail\.com$`)
 )
 
 func checkForgedGmail(v *view) bool {
@@ -205,12 +205,12 @@ func checkForgedGmail(v *view) bool {
 }
 
 var (
-	saOutlookMID      = regexp.MustCompile(`^<[0-9a-f]{4}([0-9a-f]{8})\$[0-9a-f]{8}\$[0-9a-f]{8}@`)
-	saRcvdDate        = regexp.MustCompile(`(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+)`)
-	saRatwareMID      = regexp.MustCompile(`<[A-Z]{28}\.([^>]+?)>`)
-	saSubjReplyFw     = regexp.MustCompile(`(?i)^(?:(?:Re|Fwd|Fw|Aw|Antwort|WG|SV|VB|VS|VL):\s*)+`)
+	saOutlookMID      = mustPrecheck(`^<[0-9a-f]{4}([0-9a-f]{8})\$[0-9a-f]{8}\$[0-9a-f]{8}@`)
+	saRcvdDate        = mustPrecheck(`(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+)`)
+	saRatwareMID      = mustPrecheck(`<[A-Z]{28}\.([^>]+?)>`)
+	saSubjReplyFw     = mustPrecheck(`(?i)^(?:(?:Re|Fwd|Fw|Aw|Antwort|WG|SV|VB|VS|VL):\s*)+`)
 	saNonLetters      = regexp.MustCompile(`[^a-zA-Z]`)
-	saCapsCharsetWord = regexp.MustCompile(`(?i)=\?[-_a-z0-9]*(?:koi|jp|jis|euc|gb|big5|isoir|cp1251|windows-1251|georgianps|pt154|tis)[-_a-z0-9]*\?`)
+	saCapsCharsetWord = mustPrecheck(`(?i)=\?[-_a-z0-9]*(?:koi|jp|jis|euc|gb|big5|isoir|cp1251|windows-1251|georgianps|pt154|tis)[-_a-z0-9]*\?`)
 	// Constants::CHARSETS_LIKELY_TO_FP_AS_CAPS
 	saCapsCharsets = regexp.MustCompile(`(?i)[-_a-z0-9]*(?:koi|jp|jis|euc|gb|big5|isoir|cp1251|windows-1251|georgianps|pt154|tis)[-_a-z0-9]*`)
 )
@@ -335,7 +335,7 @@ func parseDateCommon(s string) (int64, bool) {
 	return t.Unix(), true
 }
 
-var saDateComment = regexp.MustCompile(`\([^)]*\)`)
+var saDateComment = mustPrecheck(`\([^)]*\)`)
 
 // dateInfo is HeaderEval's view of the dates: the Date header's time and
 // its difference from the Received lines' (date_diff).
@@ -391,9 +391,9 @@ func (v *view) dateInfo() *dateInfo {
 }
 
 var (
-	saFetchmailLocal = regexp.MustCompile(`\bfrom (?:localhost\s|(?:\S+ ){1,2}\S*\b127\.0\.0\.1\b)`)
-	saQmailInvoked   = regexp.MustCompile(`qmail \d+ invoked by uid \d+`)
-	saFetchmailBy    = regexp.MustCompile(`\bby localhost with \w+ \(fetchmail-[\d.]+`)
+	saFetchmailLocal = mustPrecheck(`\bfrom (?:localhost\s|(?:\S+ ){1,2}\S*\b127\.0\.0\.1\b)`)
+	saQmailInvoked   = mustPrecheck(`qmail \d+ invoked by uid \d+`)
+	saFetchmailBy    = mustPrecheck(`\bby localhost with \w+ \(fetchmail-[\d.]+`)
 )
 
 // receivedTimes are the dates of the Received lines, newest first,
@@ -468,8 +468,8 @@ func (v *view) allFromAddrs() []string {
 }
 
 var (
-	saDots          = regexp.MustCompile(`\.{2,}`)
-	saFreemailAllow = regexp.MustCompile(`^(?:abuse|support|sales|info|helpdesk|contact|kontakt|(?:post|host|domain)master|undisclosed.*|request|mailer-daemon|mailer|daemon|root|spam|kundenservice|customerservice|nospam|reply|no-?reply|donotreply)@`)
+	saDots          = mustPrecheck(`\.{2,}`)
+	saFreemailAllow = mustPrecheck(`^(?:abuse|support|sales|info|helpdesk|contact|kontakt|(?:post|host|domain)master|undisclosed.*|request|mailer-daemon|mailer|daemon|root|spam|kundenservice|customerservice|nospam|reply|no-?reply|donotreply)@`)
 )
 
 // isFreemail is FreeMail::_is_freemail over the freemail_domains lists.

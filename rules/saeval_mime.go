@@ -87,9 +87,9 @@ type mimeStats struct {
 }
 
 var (
-	saASCIICharset = regexp.MustCompile(`(?:us-ascii|ansi_x3\.4-1968|iso-ir-6|ansi_x3\.4-1986|iso_646\.irv:1991|ascii|iso646-us|us|ibm367|cp367|csascii)`)
-	saISOCharset   = regexp.MustCompile(`(?i)iso-\S+-\S+\b`)
-	saISOGood      = regexp.MustCompile(`(?i)iso-(?:8859-\d{1,2}|2022-(?:jp|kr))\b`)
+	saASCIICharset = mustPrecheck(`(?:us-ascii|ansi_x3\.4-1968|iso-ir-6|ansi_x3\.4-1986|iso_646\.irv:1991|ascii|iso646-us|us|ibm367|cp367|csascii)`)
+	saISOCharset   = mustPrecheck(`(?i)iso-\S+-\S+\b`)
+	saISOGood      = mustPrecheck(`(?i)iso-(?:8859-\d{1,2}|2022-(?:jp|kr))\b`)
 	saQPEncoded    = regexp.MustCompile(`=(?:09|3[0-9ABCEF]|[2456][0-9A-F]|7[0-9A-E])`)
 	saQPTrailing   = regexp.MustCompile(`((?:=09|=20)+)\s*$`)
 	saUnicodeEsc   = regexp.MustCompile(`&#x[0-9A-F]{4};`)
@@ -264,7 +264,7 @@ var parseFlagKeys = map[string]func(*parseFlags) bool{
 	"mime_epilogue_exists":             func(f *parseFlags) bool { return f.mimeEpilogue },
 }
 
-var saFieldLine = regexp.MustCompile(`^[\x21-\x39\x3b-\x7e]+:`)
+var saFieldLine = mustPrecheck(`^[\x21-\x39\x3b-\x7e]+:`)
 
 func (v *view) parseFlags() *parseFlags {
 	if v.flags != nil {
@@ -328,7 +328,7 @@ func (v *view) parseFlags() *parseFlags {
 	return pf
 }
 
-var saHeaderLine = regexp.MustCompile(`^[\x21-\x39\x3b-\x7e]+[ \t]*:`)
+var saHeaderLine = mustPrecheck(`^[\x21-\x39\x3b-\x7e]+[ \t]*:`)
 
 // scanMultipart follows Message::_parse_multipart over one multipart
 // body: the line after each boundary must be a header field, each part
