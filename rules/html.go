@@ -284,6 +284,15 @@ func (sr *saRenderer) tag(tt html.TokenType, a atom.Atom) {
 // wherever they stand: C2 never continues another character's bytes.
 func appendSquashed(b, t []byte) []byte {
 	for i := 0; i < len(t); {
+		// A run of bytes that start no white space, copied whole.
+		j := i
+		for j < len(t) && !squashByte[t[j]] {
+			j++
+		}
+		b = append(b, t[i:j]...)
+		if i = j; i == len(t) {
+			break
+		}
 		if n := htmlSpace(t[i:]); n > 0 {
 			for n > 0 {
 				i += n
@@ -297,6 +306,9 @@ func appendSquashed(b, t []byte) []byte {
 	}
 	return b
 }
+
+// squashByte are the bytes htmlSpace may find white space at.
+var squashByte = [256]bool{' ': true, '\t': true, '\n': true, '\r': true, '\f': true, '\v': true, 0xc2: true}
 
 // htmlSpace is the length of the white space t starts with (0 if none).
 func htmlSpace(t []byte) int {

@@ -580,11 +580,40 @@ func (v *view) measureVerticalWords() int {
 	return best
 }
 
-var (
-	saSpacedLine = regexp.MustCompile(`\S\s+\S`)
-	saBase64Line = regexp.MustCompile(`^(?:[A-Za-z0-9+/=]{60,76} ){2}`)
-	saShiftJIS   = regexp.MustCompile(`(?s)\x1b\$B.*\x1b\(B`)
-)
+var saShiftJIS = regexp.MustCompile(`(?s)\x1b\$B.*\x1b\(B`)
+
+// reSpaces are the bytes of Go's \s (RE2: no \v).
+const reSpaces = " \t\n\f\r"
+
+// spacedLine is MIMEEval's /\S\s+\S/: white space with something on
+// either side. Every byte that is not \s belongs to a character that is
+// \S (an invalid byte reads as U+FFFD), so a line trimmed of \s at both
+// ends matches when it holds any \s at all.
+func spacedLine(l string) bool {
+	return strings.ContainsAny(strings.Trim(l, reSpaces), reSpaces)
+}
+
+// base64Line is MIMEEval's /^(?:[A-Za-z0-9+\/=]{60,76} ){2}/: a line
+// that starts with two runs of 60 to 76 base64 characters, each followed
+// by a space. A run cannot end before a base64 character, so each is the
+// longest one there.
+func base64Line(l string) bool {
+	for range 2 {
+		n := 0
+		for n < len(l) && isBase64Byte(l[n]) {
+			n++
+		}
+		if n < 60 || n > 76 || n == len(l) || l[n] != ' ' {
+			return false
+		}
+		l = l[n+1:]
+	}
+	return true
+}
+
+func isBase64Byte(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '='
+}
 
 // uppercase is MIMEEval::check_for_uppercase's measure: the percentage of
 // capitals among letters and digits on body lines with a space inside,
@@ -605,7 +634,7 @@ func (v *view) measureUppercase() float64 {
 	}
 	length, lower, upper := 0, 0, 0
 	for _, l := range v.saBodyLines() {
-		if !saSpacedLine.MatchString(l) || saBase64Line.MatchString(l) {
+		if !spacedLine(l) || base64Line(l) {
 			continue
 		}
 		if strings.IndexByte(l, 0x1b) >= 0 { // the regex starts with ESC; replacing copies

@@ -119,7 +119,7 @@ func (v *view) maDiff() maDiffResult {
 				words = html
 			}
 			for w := range strings.FieldsSeq(rendered) {
-				if strings.IndexFunc(w, isWordRune) >= 0 {
+				if hasWordRune(w) {
 					words[w]++
 				}
 			}
@@ -145,6 +145,21 @@ func (v *view) maDiff() maDiffResult {
 }
 
 func isWordRune(r rune) bool { return r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r) }
+
+// hasWordRune reports whether w holds a word character (Perl's \w), by
+// bytes while they are ASCII.
+func hasWordRune(w string) bool {
+	for i := 0; i < len(w); i++ {
+		c := w[i]
+		if c >= utf8.RuneSelf {
+			return strings.IndexFunc(w[i:], isWordRune) >= 0
+		}
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' {
+			return true
+		}
+	}
+	return false
+}
 
 // walkParts calls fn for p and every part below it, in document order.
 func walkParts(p *filter.Part, fn func(*filter.Part)) {
@@ -329,6 +344,16 @@ func (v *view) saBodyLines() []string {
 // newline, any other run of white space one space.
 func saSquashSpace(b *strings.Builder, s string) {
 	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf && !asciiSpaceByte[c] {
+			// A run of ASCII that is not white space, written whole.
+			j := i + 1
+			for j < len(s) && s[j] < utf8.RuneSelf && !asciiSpaceByte[s[j]] {
+				j++
+			}
+			b.WriteString(s[i:j])
+			i = j
+			continue
+		}
 		r, n := utf8.DecodeRuneInString(s[i:])
 		if !unicode.IsSpace(r) {
 			b.WriteString(s[i : i+n])

@@ -1,0 +1,120 @@
+package rules
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+	"unicode"
+	"unicode/utf8"
+)
+
+// The byte loops of the body evals against the regexes and rune loops
+// they replaced.
+
+var (
+	refSpacedLine = regexp.MustCompile(`\S\s+\S`)
+	refBase64Line = regexp.MustCompile(`^(?:[A-Za-z0-9+/=]{60,76} ){2}`)
+)
+
+func refSquashSpace(b *strings.Builder, s string) {
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if !unicode.IsSpace(r) {
+			b.WriteString(s[i : i+n])
+			i += n
+			continue
+		}
+		// A run of white space: a newline, then white space, then a
+		// newline (\n+\s*\n+) makes it a line break.
+		j, first, last := i, -1, -1
+		for j < len(s) {
+			r, n := utf8.DecodeRuneInString(s[j:])
+			if !unicode.IsSpace(r) {
+				break
+			}
+			if r == '\n' {
+				if first < 0 {
+					first = j
+				}
+				last = j
+			}
+			j += n
+		}
+		switch {
+		case first >= 0 && last > first:
+			// Spaces before the first newline and after the last stay
+			// spaces around the break.
+			if first > i {
+				b.WriteByte(' ')
+			}
+			b.WriteByte('\n')
+			if last+1 < j {
+				b.WriteByte(' ')
+			}
+		default:
+			b.WriteByte(' ')
+		}
+		i = j
+	}
+}
+
+func refAppendSquashed(b, t []byte) []byte {
+	for i := 0; i < len(t); {
+		if n := htmlSpace(t[i:]); n > 0 {
+			for n > 0 {
+				i += n
+				n = htmlSpace(t[i:])
+			}
+			b = append(b, ' ')
+			continue
+		}
+		b = append(b, t[i])
+		i++
+	}
+	return b
+}
+
+func checkBodyLine(t *testing.T, l string) {
+	t.Helper()
+	if got, want := string(appendSquashed([]byte("x"), []byte(l))), string(refAppendSquashed([]byte("x"), []byte(l))); got != want {
+		t.Errorf("appendSquashed(%q) = %q, want %q", l, got, want)
+	}
+	if got, want := spacedLine(l), refSpacedLine.MatchString(l); got != want {
+		t.Errorf("spacedLine(%q) = %v, the regex says %v", l, got, want)
+	}
+	if got, want := base64Line(l), refBase64Line.MatchString(l); got != want {
+		t.Errorf("base64Line(%q) = %v, the regex says %v", l, got, want)
+	}
+	if got, want := hasWordRune(l), strings.IndexFunc(l, isWordRune) >= 0; got != want {
+		t.Errorf("hasWordRune(%q) = %v, want %v", l, got, want)
+	}
+	var got, want strings.Builder
+	saSquashSpace(&got, l)
+	refSquashSpace(&want, l)
+	if got.String() != want.String() {
+		t.Errorf("saSquashSpace(%q) = %q, want %q", l, got.String(), want.String())
+	}
+}
+
+var bodyLineSeeds = func() []string {
+	b64 := strings.Repeat("QUJD", 17) // 68 characters
+	return []string{
+		"", " ", "a", "a b", " a ", "ab\n", "a\vb", "a\u00a0b", "\xff \xfe", "é é", "a\t\t\nb",
+		"\n\n", " \n \n x", "a\xc2\xa0\xc2b\xc2", "\xc2", "\xc2\xa0 \t\xc2\xa0x", "x\n\u2003\ny", "-- ++", "_", "\u0663", "\u2028x\u2029",
+		b64 + " " + b64 + " ", b64 + " " + b64, b64[:59] + " " + b64 + " ", b64 + b64[:9] + " " + b64 + " ",
+		b64 + b64[:8] + " " + b64 + " tail", b64 + "  " + b64 + " ", b64 + " " + b64 + "\n",
+	}
+}()
+
+func TestBodyLineChecks(t *testing.T) {
+	for _, l := range bodyLineSeeds {
+		checkBodyLine(t, l)
+	}
+}
+
+func FuzzBodyLineChecks(f *testing.F) {
+	for _, l := range bodyLineSeeds {
+		f.Add(l)
+	}
+	f.Fuzz(checkBodyLine)
+}
