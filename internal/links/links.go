@@ -93,13 +93,32 @@ type collector struct {
 	max   int
 	seen  map[string]bool
 	links []Link
+
+	// hosts memoises normalise: a link is found twice in HTML (its href
+	// attribute, then as text), and a newsletter's links share a few
+	// hosts, each an IDNA mapping and a public-suffix lookup.
+	hosts map[string]hostResult
+}
+
+type hostResult struct {
+	l  Link
+	ok bool
 }
 
 func newCollector(max int) *collector {
 	if max == 0 {
 		max = DefaultMax
 	}
-	return &collector{max: max, seen: map[string]bool{}}
+	return &collector{max: max, seen: map[string]bool{}, hosts: map[string]hostResult{}}
+}
+
+func (c *collector) normalise(host string) (Link, bool) {
+	if r, ok := c.hosts[host]; ok {
+		return r.l, r.ok
+	}
+	l, ok := normalise(host)
+	c.hosts[host] = hostResult{l, ok}
+	return l, ok
 }
 
 func (c *collector) full() bool { return c.max > 0 && len(c.links) >= c.max }
@@ -126,9 +145,12 @@ func (c *collector) add(text string, isHTML bool) {
 // surrounding spaces and of tabs and line breaks anywhere, and which may
 // be scheme-relative.
 func (c *collector) attributes(text string) {
-	for i := 0; i < len(text) && !c.full(); i++ {
-		if b := text[i] | 0x20; b != 'h' && b != 's' {
+	for i := 0; i < len(text); i++ {
+		if !attrStart[text[i]] {
 			continue
+		}
+		if c.full() {
+			return
 		}
 		var n int
 		switch {
@@ -158,9 +180,9 @@ func (c *collector) attributes(text string) {
 		val = strings.TrimSpace(val)
 		switch {
 		case hasPrefixFold(val, "http:") || hasPrefixFold(val, "https:"):
-			c.push(parseURL(val))
+			c.push(c.parseURL(val))
 		case strings.HasPrefix(val, "//") || strings.HasPrefix(val, `\\`):
-			c.push(parseURL("http:" + val))
+			c.push(c.parseURL("http:" + val))
 		}
 	}
 }
@@ -181,12 +203,19 @@ func attrValue(s string, i int) (string, int) {
 	return s[i:j], j
 }
 
+// attrStart and bareStart are the bytes an attribute name (href, src)
+// and a bare link (http, www.) start with, in either case: the loops
+// skip every other byte of a body with one lookup.
+var attrStart, bareStart = [256]bool{'h': true, 'H': true, 's': true, 'S': true}, [256]bool{'h': true, 'H': true, 'w': true, 'W': true}
+
 // bare finds http(s) URLs and www. names anywhere in text.
 func (c *collector) bare(text string) {
-	for i := 0; i < len(text) && !c.full(); i++ {
-		b := text[i] | 0x20
-		if b != 'h' && b != 'w' {
+	for i := 0; i < len(text); i++ {
+		if !bareStart[text[i]] {
 			continue
+		}
+		if c.full() {
+			return
 		}
 		var (
 			l   Link
@@ -195,9 +224,9 @@ func (c *collector) bare(text string) {
 		)
 		switch {
 		case hasPrefixFold(text[i:], "http:") || hasPrefixFold(text[i:], "https:"):
-			l, ok, end = parseURLAt(text, i)
+			l, ok, end = c.parseURLAt(text, i)
 		case hasPrefixFold(text[i:], "www.") && (i == 0 || !isHostByte(text[i-1]) && text[i-1] != '/' && text[i-1] != '@'):
-			l, ok, end = parseURLAt(text, i)
+			l, ok, end = c.parseURLAt(text, i)
 		default:
 			continue
 		}
@@ -209,14 +238,14 @@ func (c *collector) bare(text string) {
 }
 
 // parseURL parses a URL that fills s.
-func parseURL(s string) (Link, bool) {
-	l, ok, _ := parseURLAt(s, 0)
+func (c *collector) parseURL(s string) (Link, bool) {
+	l, ok, _ := c.parseURLAt(s, 0)
 	return l, ok
 }
 
 // parseURLAt parses the URL starting at s[i]. A bare name (www.) has no
 // scheme and gets http. It returns where the URL ends in s.
-func parseURLAt(s string, i int) (Link, bool, int) {
+func (c *collector) parseURLAt(s string, i int) (Link, bool, int) {
 	scheme := "http"
 	j := i
 	if hasPrefixFold(s[i:], "http:") || hasPrefixFold(s[i:], "https:") {
@@ -261,7 +290,7 @@ func parseURLAt(s string, i int) (Link, bool, int) {
 	if !ok {
 		return Link{}, false, max(end, i+1)
 	}
-	l, ok := normalise(host)
+	l, ok := c.normalise(host)
 	if !ok {
 		return Link{}, false, max(end, i+1)
 	}
