@@ -380,6 +380,44 @@ func TestOldSegmentsRelocatedAndCollected(t *testing.T) {
 	}
 }
 
+// TestLiveBacklogNotRelocated: a backlog whose entries are all live (a
+// next hop down) is not copied forward segment after segment: copying it
+// would free nothing. Every put is in the segments once.
+func TestLiveBacklogNotRelocated(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenSpool(dir, SpoolConfig{SegmentBytes: 4096, MaxBatchBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := putN(t, s, 1, "backlog")
+	first := segments(t, dir)[0]
+	more, _ := putN(t, s, 199, "backlog")
+	ids = append(ids, more...)
+	s.Close()
+	segs := segments(t, dir)
+	if len(segs) <= relocateBehind+2 {
+		t.Fatalf("%d segments: the test needs more than %d", len(segs), relocateBehind+2)
+	}
+	// Relocation would have emptied and deleted the first segments.
+	if segs[0] != first {
+		t.Errorf("first segment %s, want %s still there: the live backlog was copied forward", filepath.Base(segs[0]), filepath.Base(first))
+	}
+	puts := map[ID]int{}
+	for _, seg := range segs {
+		for _, r := range recordsOf(t, seg) {
+			if r.kind == kindPut {
+				puts[r.id]++
+			}
+		}
+	}
+	for _, id := range ids {
+		if puts[id] != 1 {
+			t.Errorf("entry %s put %d times in the segments, want once", id, puts[id])
+		}
+	}
+	checkPresent(t, dir, ids)
+}
+
 func TestSpoolLocked(t *testing.T) {
 	dir := t.TempDir()
 	s, err := OpenSpool(dir, SpoolConfig{})
