@@ -14,7 +14,11 @@
 // transactions) and keeps what it accepts in its queue, relaying nothing
 // (its relay is a closed port and the retry 1000 hours away); its CPU is
 // the gateway process's. A 5xx reply is an answer like a 250 (the real
-// mail holds spam); a 4xx ends the run.
+// mail holds spam); a 4xx ends the run. -gateway-base names a second
+// gateway binary (an older build), started the same way and measured as
+// a column of its own, interleaved with the first, so that one run gives
+// an A/B of the SMTP side; -gateway-pprof starts the first with -pprof
+// ADDR, to profile it under this load.
 //
 // A server's CPU is read from /proc for the process given by -rspamd-pid
 // or -spamd-pid and its descendants only (utime+stime, plus the
