@@ -25,6 +25,8 @@ type Inspector struct {
 	actions     map[Kind]filter.Action
 	scores      map[Kind]float64
 
+	everyLine bool // textBlocks searches every line (tests: skipPlain against it)
+
 	panicMu   sync.Mutex
 	panics    int
 	lastPanic []byte

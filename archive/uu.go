@@ -29,8 +29,10 @@ var uuBegin = regexp.MustCompile(`(?i)^begin(-base64)?[ \t]+[0-7]{1,6}(?:[ \t]+(
 // rest skipped): an overlong line must not end the search, or one would
 // hide every block after it.
 type lineSource struct {
-	br  *bufio.Reader
-	mid bool // the last piece read filled the buffer: the line goes on
+	br    *bufio.Reader
+	mid   bool // the last piece read filled the buffer: the line goes on
+	cool  int  // lines still to read before skipPlain searches again
+	every bool // never skip: tests compare the two
 }
 
 var lineBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
@@ -80,6 +82,57 @@ func (s *lineSource) nextLong() (line []byte, long, cont, ok bool) {
 	return line, false, cont, true
 }
 
+// skipPlain discards the whole lines already buffered that textBlocks
+// would find nothing in, up to the first that may hold something: a
+// begin line (any case), "=ybegin ", a BinHex tag, or a run of
+// minEmbedded base64 characters (which never spans lines: line breaks
+// are not of the alphabet). Prose is so passed over a window at a time
+// instead of a line at a time. The cost stays linear whatever the text
+// holds: a window is at most plainWindow bytes, each search stops where
+// an earlier one found something, and after a find the next
+// plainCooldown lines are read one by one, unsearched, as before.
+func (s *lineSource) skipPlain() {
+	if s.cool > 0 {
+		s.cool--
+		return
+	}
+	if s.every || s.mid || s.br.Buffered() == 0 {
+		return
+	}
+	data, _ := s.br.Peek(min(s.br.Buffered(), plainWindow)) // buffered: no read, no error
+	win := data[:bytes.LastIndexByte(data, '\n')+1]
+	if len(win) == 0 {
+		return
+	}
+	best := len(win)
+	base64Runs(win, func(start, _ int) bool { best = start; return false })
+	for _, tag := range [...][]byte{ybegin, binhexTag} {
+		if k := bytes.Index(win[:best], tag); k >= 0 {
+			best = k
+		}
+	}
+	for i := 0; i < best; {
+		if hasPrefixFold(win[i:], "begin") {
+			best = i
+			break
+		}
+		j := bytes.IndexByte(win[i:best], '\n')
+		if j < 0 {
+			break
+		}
+		i += j + 1
+	}
+	s.br.Discard(bytes.LastIndexByte(win[:best], '\n') + 1) //nolint:errcheck // buffered
+	if best < len(win) {
+		s.cool = plainCooldown
+	}
+}
+
+const (
+	plainWindow   = 8 << 10
+	plainCooldown = 16
+)
+
 // skipRest discards the rest of a line longer than the buffer.
 func (s *lineSource) skipRest() {
 	for s.mid {
@@ -96,8 +149,10 @@ var (
 // textBlocks walks the files encoded in a text.
 func (w *walker) textBlocks(n node, r io.Reader) error {
 	src := newLineSource(r)
+	src.every = w.in.everyLine
 	defer src.close()
 	for {
+		src.skipPlain()
 		line, long, cont, ok := src.nextLong()
 		if !ok {
 			return nil
