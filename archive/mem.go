@@ -48,15 +48,52 @@ func (m memFile) section(off, n int64) []byte {
 	return m[off:min(off+max(n, 0), size):min(off+max(n, 0), size)]
 }
 
-// maxPooled is the largest buffer kept for the next file: a message
-// with a bigger archive allocates its own rather than keep one that big
-// alive for every message after it.
-const maxPooled = 8 << 20
+// Held files are kept in buffers of a few size classes, 64 KiB to
+// 8 MiB by powers of two, one pool per class: a pool of mixed sizes
+// hands a small buffer to a large file as readily as a large one, and
+// the large file then allocates anyway. A file larger than 8 MiB (with
+// Limits.MemoryBytes raised that far) gets a buffer of its own, not kept
+// for the next message.
+const (
+	minHeld     = 64 << 10
+	heldClasses = 8
+)
 
-// memBufs are the buffers files are held in. Each lives while one file
-// is walked, never longer: a message's files take one after another
-// (nested ones one per level), and the next message reuses them.
-var memBufs = sync.Pool{New: func() any { return new([]byte) }}
+// memBufs are the buffers files are held in, by class. Each lives while
+// one file is walked, never longer: a message's files take one after
+// another (nested ones one per level), and the next message reuses them.
+var memBufs [heldClasses]sync.Pool
+
+// heldClass is the smallest class that holds n bytes, or -1.
+func heldClass(n int64) int {
+	for i := range heldClasses {
+		if n <= minHeld<<i {
+			return i
+		}
+	}
+	return -1
+}
+
+// getHeld returns an empty buffer of at least n bytes (a class's size,
+// or n itself past the largest class).
+func getHeld(n int64) []byte {
+	i := heldClass(max(n, 1))
+	if i < 0 {
+		return make([]byte, 0, n)
+	}
+	if bp, ok := memBufs[i].Get().(*[]byte); ok {
+		return (*bp)[:0]
+	}
+	return make([]byte, 0, minHeld<<i)
+}
+
+// putHeld gives a buffer from getHeld back to its class.
+func putHeld(b []byte) {
+	if i := heldClass(int64(cap(b))); i >= 0 && cap(b) == minHeld<<i {
+		b = b[:0]
+		memBufs[i].Put(&b)
+	}
+}
 
 // hold reads r to its end for random access: into a pooled buffer when it
 // fits in Limits.MemoryBytes, else into a filter.Spool (which goes to an
@@ -67,25 +104,15 @@ var memBufs = sync.Pool{New: func() any { return new([]byte) }}
 // reader that makes no progress, and returns a panic in r as an error.
 func (w *walker) hold(r io.Reader, hint int64) (f held, release func(), err error) {
 	limit := w.lim.MemoryBytes
-	bp := memBufs.Get().(*[]byte)
-	pooled := (*bp)[:0]
-	buf := pooled
-	if int64(cap(buf)) > limit {
-		buf = buf[:0:limit] // a bigger buffer from a walk with other limits
-	}
-	if want := min(hint, limit); want > int64(cap(buf)) {
-		buf = make([]byte, 0, want)
-	}
+	// full is the class buffer, given back on release; buf the part of
+	// it the limit allows.
+	full := getHeld(min(max(hint, 1), limit))
+	buf := full[:0:min(int64(cap(full)), limit)]
 	given := false
 	put := func() {
-		keep := buf
-		if cap(pooled) > cap(keep) {
-			keep = pooled
-		}
-		if !given && cap(keep) <= maxPooled {
+		if !given {
 			given = true
-			*bp = keep[:0]
-			memBufs.Put(bp)
+			putHeld(full)
 		}
 	}
 	defer func() {
@@ -104,9 +131,10 @@ func (w *walker) hold(r io.Reader, hint int64) (f held, release func(), err erro
 			if int64(len(buf)) >= limit {
 				return w.holdSpool(io.MultiReader(bytes.NewReader(buf), r), put)
 			}
-			grown := make([]byte, len(buf), min(max(2*int64(cap(buf)), 64<<10), limit))
-			copy(grown, buf)
-			buf = grown
+			next := getHeld(min(2*int64(cap(buf)), limit))
+			grown := append(next[:0:min(int64(cap(next)), limit)], buf...)
+			putHeld(full)
+			full, buf = next, grown
 		}
 		k, rerr := r.Read(buf[len(buf):cap(buf)])
 		if k < 0 || k > cap(buf)-len(buf) {
