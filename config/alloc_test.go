@@ -8,6 +8,7 @@ package config
 
 import (
 	"context"
+	"runtime"
 	"testing"
 
 	"github.com/portcullis-mail/portcullis/filter"
@@ -23,11 +24,13 @@ import (
 // goroutines); where that was above the earlier bound, the earlier bound
 // stayed. A change that allocates more per message fails here; one that
 // allocates less should lower the bound. Issue 18's goal is 2 and 20 on
-// every tier.
+// every tier. zip-160k was lowered after the archive's held-file and
+// base64 work (1.37 alloc-x and 5.5 allocations per KB, after a warm-up
+// of a few messages that fills every P's pools).
 var allocBounds = map[string]struct{ x, perKB float64 }{
 	"text-2k":  {35, 390},
 	"html-30k": {24, 162},
-	"zip-160k": {4.2, 9},
+	"zip-160k": {2.1, 8.3},
 	"text-3m":  {1.7, 0.35},
 }
 
@@ -57,10 +60,18 @@ func TestDefaultPipelineAllocation(t *testing.T) {
 					t.Fatalf("tempfail: %+v", v)
 				}
 			}
-			// Enough messages that one pool miss (a buffer a collection
-			// took) is small against the whole.
-			runs := min(max(64<<10/len(raw), 2), 30)
-			check() // fill the pools and the lazily built parts of the set
+			// Enough messages (8 at least) that one pool miss (a buffer a
+			// collection took) is small against the whole.
+			runs := min(max(64<<10/len(raw), 8), 30)
+			// Collect what building the set and the tests before left, so
+			// that no collection empties the pools while this tier is
+			// measured; then fill them, and the lazily built parts of the
+			// set: a few messages, since a pool keeps a buffer per P and a
+			// filter's goroutine may run on any of them.
+			runtime.GC()
+			for range runtime.GOMAXPROCS(0) + 2 {
+				check()
+			}
 			var before, after runtimeStats
 			before.read()
 			for range runs {
