@@ -519,10 +519,11 @@ func (m *machine) run(s string, latin1 bool) (hit, ok bool) {
 				if !acc.on {
 					break
 				}
-				j, esc := i, &acc.esc
-				for j+4 <= len(s) && !esc[s[j]] && !esc[s[j+1]] && !esc[s[j+2]] && !esc[s[j+3]] {
-					j += 4 // most bytes of text: four tests per branch back
+				esc, t := &acc.esc, s[i:]
+				for len(t) >= 4 && !esc[t[0]] && !esc[t[1]] && !esc[t[2]] && !esc[t[3]] {
+					t = t[4:] // most bytes of text: four tests per branch back
 				}
+				j := len(s) - len(t)
 				for j < len(s) && !esc[s[j]] {
 					j++
 				}
