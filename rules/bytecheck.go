@@ -123,8 +123,20 @@ func (bc *byteCheck) possible(s string) bool {
 		}
 		return false
 	}
+	return hasAny(&bc.in, s)
+}
+
+// hasAny reports whether s holds a byte of in. The bytes are mostly
+// absent: four are tested per branch back.
+func hasAny(in *[256]bool, s string) bool {
+	for len(s) >= 4 {
+		if in[s[0]] || in[s[1]] || in[s[2]] || in[s[3]] {
+			return true
+		}
+		s = s[4:]
+	}
 	for i := 0; i < len(s); i++ {
-		if bc.in[s[i]] {
+		if in[s[i]] {
 			return true
 		}
 	}

@@ -214,3 +214,25 @@ func countBytes(bc *byteCheck) int {
 	}
 	return n
 }
+
+// TestHasAny: the four-at-a-time scan finds a byte wherever it is.
+func TestHasAny(t *testing.T) {
+	var in [256]bool
+	in['#'], in[0xd0] = true, true
+	base := strings.Repeat("abcdefghij", 3)
+	for n := 0; n <= len(base); n++ {
+		s := base[:n]
+		if hasAny(&in, s) {
+			t.Fatalf("found a byte in %q", s)
+		}
+		for p := 0; p < n; p++ {
+			for _, b := range []byte{'#', 0xd0} {
+				x := []byte(s)
+				x[p] = b
+				if !hasAny(&in, string(x)) {
+					t.Fatalf("missed %q at %d of %q", b, p, x)
+				}
+			}
+		}
+	}
+}

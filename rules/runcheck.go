@@ -215,12 +215,7 @@ func (rc *runCheck) possible(s string) bool {
 	// and ordinary text leaves them early: a few bytes in n are read.
 	n, in := rc.n, &rc.in
 	if n <= 1 {
-		for i := 0; i < len(s); i++ {
-			if in[s[i]] {
-				return true
-			}
-		}
-		return false
+		return hasAny(in, s)
 	}
 	for i := n - 1; i < len(s); {
 		if !in[s[i]] {
