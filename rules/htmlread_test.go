@@ -10,6 +10,8 @@ import (
 
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
+
+	"github.com/portcullis-mail/portcullis/filter"
 )
 
 // The reading that serves every HTML consumer in one tokenizer pass
@@ -334,6 +336,41 @@ func TestImgDim(t *testing.T) {
 			if got, want := imgDim(s, pct), refImgDim(s, pct); got != want {
 				t.Errorf("imgDim(%q, %d) = %d, want %d", s, pct, got, want)
 			}
+		}
+	}
+}
+
+// maDiff's word tables are pooled: a table grown past maxPooledWords is
+// dropped, and no count may carry over from one message to the next.
+func TestMADiffReusedTables(t *testing.T) {
+	alt := func(text, html string) string {
+		return "From: a@example.org\r\nSubject: s\r\nMIME-Version: 1.0\r\n" +
+			"Content-Type: multipart/alternative; boundary=b\r\n\r\n" +
+			"--b\r\nContent-Type: text/plain\r\n\r\n" + text + "\r\n" +
+			"--b\r\nContent-Type: text/html\r\n\r\n" + html + "\r\n--b--\r\n"
+	}
+	var many strings.Builder
+	for i := range maxPooledWords + 100 {
+		many.WriteString("w" + strconv.Itoa(i) + " ")
+	}
+	s := mustBuild(t, Config{})
+	cases := []struct {
+		raw        string
+		diff       float64
+		html, text int
+	}{
+		{alt("alpha beta", "<p>alpha gamma</p>"), 50, 2, 2},
+		{alt("alpha", "<p>"+many.String()+"</p>"), 100, maxPooledWords + 100, 1},
+		{alt("alpha beta", "<p>alpha gamma</p>"), 50, 2, 2},
+		{alt("one two three", "<p>one two three</p>"), 0, 3, 3},
+		{alt("alpha beta", "<p>alpha gamma</p>"), 50, 2, 2},
+	}
+	for i, c := range cases {
+		v := &view{m: filter.NewMessageBytes(filter.Envelope{}, []byte(c.raw), filter.Limits{}), set: s}
+		d := v.maDiff()
+		v.releaseHTML()
+		if d.diff != c.diff || d.html != c.html || d.text != c.text {
+			t.Errorf("message %d: %+v, want diff %v, %d HTML and %d text words", i, d, c.diff, c.html, c.text)
 		}
 	}
 }

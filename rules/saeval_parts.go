@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/netip"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 	"unsafe"
@@ -102,46 +103,71 @@ func (v *view) maDiff() maDiffResult {
 		return d
 	}
 	for _, ma := range parts {
-		if ma.ContentType != "multipart/alternative" {
-			continue
+		if ma.ContentType == "multipart/alternative" {
+			v.maDiffOne(ma, &d)
 		}
-		html, text := map[string]int{}, map[string]int{}
-		walkParts(ma, func(p *filter.Part) {
-			if !strings.HasPrefix(p.ContentType, "text") {
-				return
-			}
-			typ, rendered, ok := v.saRendered(p)
-			if !ok {
-				return
-			}
-			words := text
-			if typ == "text/html" {
-				words = html
-			}
-			for w := range strings.FieldsSeq(rendered) {
-				if hasWordRune(w) {
-					words[w]++
-				}
-			}
-			if typ == "text/html" && len(html) == 0 {
-				if _, img := v.htmlReading(p).res.inside["img"]; img {
-					html["\n"] = 1
-				}
-			}
-		})
-		orig := len(html)
-		if orig == 0 {
-			continue
-		}
-		d.html, d.text = orig, len(text)
-		for k, n := range text {
-			if h, ok := html[k]; ok && h-n < 1 {
-				delete(html, k)
-			}
-		}
-		d.diff = max(d.diff, float64(len(html))/float64(orig)*100)
 	}
 	return d
+}
+
+// wordCounts are maDiff's word tables, cleared and reused: an HTML
+// newsletter has hundreds of distinct words, and growing two maps to
+// that size for each message was most of what maDiff allocated. A table
+// grown past maxPooledWords is left to the collector.
+var wordCounts = sync.Pool{New: func() any { return map[string]int{} }}
+
+const maxPooledWords = 1 << 12
+
+// putWordCounts gives back tables that held at most n words.
+func putWordCounts(n int, tables ...map[string]int) {
+	for _, m := range tables {
+		clear(m) // the keys point into the view's texts: none may stay
+		if n <= maxPooledWords {
+			wordCounts.Put(m)
+		}
+	}
+}
+
+// maDiffOne measures one multipart/alternative part into d.
+func (v *view) maDiffOne(ma *filter.Part, d *maDiffResult) {
+	html, text := wordCounts.Get().(map[string]int), wordCounts.Get().(map[string]int)
+	held := 0 // the most words a table held: deleting keeps a map's size
+	defer func() { putWordCounts(max(held, len(html), len(text)), html, text) }()
+	walkParts(ma, func(p *filter.Part) {
+		if !strings.HasPrefix(p.ContentType, "text") {
+			return
+		}
+		typ, rendered, ok := v.saRendered(p)
+		if !ok {
+			return
+		}
+		words := text
+		if typ == "text/html" {
+			words = html
+		}
+		for w := range strings.FieldsSeq(rendered) {
+			if hasWordRune(w) {
+				words[w]++
+			}
+		}
+		if typ == "text/html" && len(html) == 0 {
+			if _, img := v.htmlReading(p).res.inside["img"]; img {
+				html["\n"] = 1
+			}
+		}
+	})
+	orig := len(html)
+	if orig == 0 {
+		return
+	}
+	d.html, d.text = orig, len(text)
+	held = max(orig, len(text))
+	for k, n := range text {
+		if h, ok := html[k]; ok && h-n < 1 {
+			delete(html, k)
+		}
+	}
+	d.diff = max(d.diff, float64(len(html))/float64(orig)*100)
 }
 
 func isWordRune(r rune) bool { return r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r) }
