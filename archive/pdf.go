@@ -51,7 +51,7 @@ func (w *walker) pdfObjects(n node, sp held) error {
 	}
 	var starts, ends []int64
 	for _, off := range keys {
-		if off >= 3 && readAt(sp, off-3, 3) == "end" {
+		if off >= 3 && hasAt(sp, off-3, "end") {
 			ends = append(ends, off-3)
 		} else {
 			starts = append(starts, off)
@@ -70,7 +70,7 @@ func (w *walker) pdfObjects(n node, sp held) error {
 		if i := sort.Search(len(keys), func(i int) bool { return keys[i] >= off }); i > 0 {
 			from = max(from, keys[i-1]+int64(len(pdfStream)))
 		}
-		dict := pdfNames([]byte(readAt(sp, from, int(off-from))))
+		dict := pdfNames(bytesAt(sp, from, int(off-from)))
 		if i := bytes.LastIndex(dict, []byte("obj")); i >= 0 {
 			dict = dict[i+3:]
 		}
@@ -80,10 +80,10 @@ func (w *walker) pdfObjects(n node, sp held) error {
 			continue
 		}
 		data := off + int64(len(pdfStream))
-		if readAt(sp, data, 1) == "\r" {
+		if hasAt(sp, data, "\r") {
 			data++
 		}
-		if readAt(sp, data, 1) == "\n" {
+		if hasAt(sp, data, "\n") {
 			data++
 		}
 		end := size
@@ -161,6 +161,26 @@ func scanChunks(r io.Reader, fn func([]byte)) error {
 			return err
 		}
 	}
+}
+
+// hasAt reports whether r holds s at off, without a buffer for a file
+// held in memory (a PDF's every stream keyword is looked at so).
+func hasAt(r io.ReaderAt, off int64, s string) bool {
+	if mf, ok := r.(memFile); ok {
+		return string(mf.section(off, int64(len(s)))) == s
+	}
+	return readAt(r, off, len(s)) == s
+}
+
+// bytesAt returns up to n bytes of r at off, read-only: for a file held
+// in memory its own bytes, else a new buffer.
+func bytesAt(r io.ReaderAt, off int64, n int) []byte {
+	if mf, ok := r.(memFile); ok {
+		return mf.section(off, int64(n))
+	}
+	b := make([]byte, n)
+	k, _ := r.ReadAt(b, off)
+	return b[:k]
 }
 
 func readAt(r io.ReaderAt, off int64, n int) string {
