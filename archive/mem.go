@@ -97,13 +97,21 @@ func putHeld(b []byte) {
 
 // hold reads r to its end for random access: into a pooled buffer when it
 // fits in Limits.MemoryBytes, else into a filter.Spool (which goes to an
-// unlinked temporary file past that). hint is the file's size when known
-// from bytes at hand (a part's raw size), else 0; never a size a header
-// declares. release gives the memory back; the file must not be read
-// after. Like filter.NewSpool, hold checks ctx between reads, stops a
+// unlinked temporary file past that). hint is a first guess at the
+// file's size (a part's raw size, a member's declared size), else 0: a
+// buffer that large is taken at once instead of grown to it. A guess
+// never allocates past Limits.MemoryBytes, which bounds what is held
+// whatever a header declares, and from the pool a lie costs no more
+// than a file of that size would. release gives the memory back; the
+// file must not be read after. Like filter.NewSpool, hold checks ctx between reads, stops a
 // reader that makes no progress, and returns a panic in r as an error.
 func (w *walker) hold(r io.Reader, hint int64) (f held, release func(), err error) {
 	limit := w.lim.MemoryBytes
+	if hint > limit {
+		// It will not fit (or says it will not): spooled from the start,
+		// not first into a buffer it would outgrow.
+		return w.holdSpool(r, func() {})
+	}
 	// full is the class buffer, given back on release; buf the part of
 	// it the limit allows.
 	full := getHeld(min(max(hint, 1), limit))

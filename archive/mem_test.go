@@ -40,7 +40,7 @@ func TestHold(t *testing.T) {
 		{"fits, no hint", 1 << 20, 0, true},
 		{"fits, hint exact", 1 << 20, int64(len(data)), true},
 		{"fits, hint too small", 1 << 20, 100, true},
-		{"hint over the limit", 1 << 20, 1 << 30, true},
+		{"hint over the limit: spooled at once", 1 << 20, 1 << 30, false},
 		{"exactly the limit", int64(len(data)), 0, false},
 		{"over the limit", 1000, 0, false},
 	} {

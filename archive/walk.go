@@ -69,12 +69,12 @@ type node struct {
 	depth    int      // containers above it
 	archives int      // of which archives (not documents, not compressed files)
 	size     int64    // declared size, -1 when unknown
-	hint     int64    // its size as far as the bytes at hand tell (a part's raw size), else 0: never a declared one
+	hint     int64    // a first guess at its size (a part's raw size, a member's declared one), else 0: see hold
 }
 
 func (n node) child(name string, archive bool, size int64) node {
 	c := node{path: n.path + "/" + printable(name), name: baseName(name), names: []string{name},
-		depth: n.depth + 1, archives: n.archives, size: size}
+		depth: n.depth + 1, archives: n.archives, size: size, hint: max(size, 0)}
 	if archive {
 		c.archives++
 	}
