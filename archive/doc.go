@@ -115,6 +115,11 @@
 // its end through the limits (a bomb stops the hold, a corrupt stream
 // makes it uninspectable: TestHeldOnceHidesNothing). Compound files are
 // read again, for their macros, and Leaves hands every file on whole.
+// Texts are searched for encoded files a window of whole lines at a
+// time: lines before the first that could start or hold one (a begin
+// line, "=ybegin ", a BinHex tag, a base64 run) are passed over unread
+// one by one, which finds what the line-by-line search finds
+// (TestSkipPlainHidesNothing, FuzzSkipPlain).
 //
 // # Leaves for scanners
 //
