@@ -131,12 +131,21 @@ func BenchmarkZip10MBBaseline(b *testing.B) {
 	}
 }
 
+// BenchmarkCorpusText: the side-by-side benchmark's 3 MB text tier
+// through Check alone: the search of a text body for encoded files.
+func BenchmarkCorpusText(b *testing.B) {
+	benchCorpus(b, benchcorpus.Text(3<<20))
+}
+
 // BenchmarkCorpusZip: the side-by-side benchmark's zip tier (a 160 KB
 // message, a base64 zip of text and random members) through Check alone.
 // MB/s is of the message; cpu-ns/op is the process's CPU time per
 // message, which a busy machine inflates less than ns/op.
 func BenchmarkCorpusZip(b *testing.B) {
-	raw := benchcorpus.Zip(160 << 10)
+	benchCorpus(b, benchcorpus.Zip(160<<10))
+}
+
+func benchCorpus(b *testing.B, raw []byte) {
 	in := New(Config{})
 	b.SetBytes(int64(len(raw)))
 	b.ReportAllocs()
