@@ -73,7 +73,7 @@ func (s *Set) Evaluate(ctx context.Context, m *filter.Message) (*Evaluation, err
 
 	v := &view{m: m, set: s}
 	defer v.releaseSAVals()
-	defer v.releaseHTML()
+	defer v.releaseRendered()
 	n := 0
 	test := func(c *crule) {
 		if sc.tested[c.id] {

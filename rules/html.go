@@ -20,7 +20,7 @@ import (
 // message (view.htmlReading) and the results are kept on the view.
 //
 // Both texts live in pooled buffers that go back when the view's
-// Evaluate returns (releaseHTML); nothing made from them outlives it.
+// Evaluate returns (releaseRendered); nothing made from them outlives it.
 type htmlReading struct {
 	res     *htmlResult
 	sa      string // saRenderer's text
@@ -59,8 +59,13 @@ func (v *view) htmlReading(p *filter.Part) *htmlReading {
 	return d
 }
 
-// releaseHTML gives the readings' buffers back to the pool.
-func (v *view) releaseHTML() {
+// releaseRendered gives the readings' buffers and the body lines' back
+// to the pool.
+func (v *view) releaseRendered() {
+	if v.sax.linesBuf != nil {
+		putBuf(v.sax.linesBuf)
+		v.sax.linesBuf, v.sax.bodyLines = nil, nil
+	}
 	for _, d := range v.sax.htmlDocs {
 		for _, bp := range d.bufs {
 			if bp != nil {

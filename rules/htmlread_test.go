@@ -368,7 +368,7 @@ func TestMADiffReusedTables(t *testing.T) {
 	for i, c := range cases {
 		v := &view{m: filter.NewMessageBytes(filter.Envelope{}, []byte(c.raw), filter.Limits{}), set: s}
 		d := v.maDiff()
-		v.releaseHTML()
+		v.releaseRendered()
 		if d.diff != c.diff || d.html != c.html || d.text != c.text {
 			t.Errorf("message %d: %+v, want diff %v, %d HTML and %d text words", i, d, c.diff, c.html, c.text)
 		}

@@ -78,6 +78,7 @@ type maDiffResult struct {
 type saExtra struct {
 	madiff    *maDiffResult
 	bodyLines *[]string
+	linesBuf  *[]byte                       // the text bodyLines point into, pooled (releaseRendered)
 	htmlDocs  map[*filter.Part]*htmlReading // each HTML part read once (html.go)
 	mimeHdrs  [][]mimeMemo                  // partHeader's answers, by part
 	uppercase *float64                      // check_for_uppercase's measure
@@ -340,11 +341,15 @@ func (v *view) saBodyLines() []string {
 			subject = f.saText + "\n"
 		}
 	}
-	var b strings.Builder
-	b.Grow(len(subject) + len(src))
-	b.WriteString(subject)
-	saSquashSpace(&b, src)
-	all := b.String()
+	// The squashed text lives as long as the view, in a pooled buffer
+	// given back when Evaluate returns: the lines and what evals make of
+	// them must not outlive it.
+	lp := getBuf()
+	v.sax.linesBuf = lp
+	b := append(*lp, subject...)
+	b = saSquashSpace(b, src)
+	*lp = b
+	all := unsafe.String(unsafe.SliceData(b), len(b))
 	for len(all) > 0 {
 		i := strings.IndexByte(all, '\n') + 1
 		if i == 0 {
@@ -365,10 +370,10 @@ func (v *view) saBodyLines() []string {
 	return lines
 }
 
-// saSquashSpace writes s to b with get_body_text_array_common's white-space handling:
+// saSquashSpace appends s to b with get_body_text_array_common's white-space handling:
 // a run of newlines with only white space between them becomes one
 // newline, any other run of white space one space.
-func saSquashSpace(b *strings.Builder, s string) {
+func saSquashSpace(b []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		if c := s[i]; c < utf8.RuneSelf && !asciiSpaceByte[c] {
 			// A run of ASCII that is not white space, written whole.
@@ -376,13 +381,13 @@ func saSquashSpace(b *strings.Builder, s string) {
 			for j < len(s) && s[j] < utf8.RuneSelf && !asciiSpaceByte[s[j]] {
 				j++
 			}
-			b.WriteString(s[i:j])
+			b = append(b, s[i:j]...)
 			i = j
 			continue
 		}
 		r, n := utf8.DecodeRuneInString(s[i:])
 		if !unicode.IsSpace(r) {
-			b.WriteString(s[i : i+n])
+			b = append(b, s[i:i+n]...)
 			i += n
 			continue
 		}
@@ -407,17 +412,18 @@ func saSquashSpace(b *strings.Builder, s string) {
 			// Spaces before the first newline and after the last stay
 			// spaces around the break.
 			if first > i {
-				b.WriteByte(' ')
+				b = append(b, ' ')
 			}
-			b.WriteByte('\n')
+			b = append(b, '\n')
 			if last+1 < j {
-				b.WriteByte(' ')
+				b = append(b, ' ')
 			}
 		default:
-			b.WriteByte(' ')
+			b = append(b, ' ')
 		}
 		i = j
 	}
+	return b
 }
 
 // saLeaf is a leaf of SpamAssassin's MIME tree: a part, or the text of a
