@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/portcullis-mail/portcullis/filter"
 	"github.com/portcullis-mail/portcullis/internal/benchcorpus"
@@ -47,6 +48,11 @@ func checkExact(t *testing.T, pattern string, inputs []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A pre-checked evaluation runs this same regexp2 after its check:
+	// with the engine's time limit, an input on which the limit is hit in
+	// that run but not in the reference one (a loaded machine, -race)
+	// would read as a disagreement. Both runs get ample time.
+	re.MatchTimeout = time.Minute
 	fn := exactFor(pattern, re)
 	if fn == nil {
 		t.Fatalf("no exact evaluation for %s", pattern)
@@ -215,7 +221,7 @@ func TestExactRandomLocal(t *testing.T) {
 	rng := rand.New(rand.NewPCG(17, 18))
 	pieces := []string{"a", "e", "y", "b", "c", "k", "\u212a", "s", "x", "@", "@", ".", "-", "+", "mail.", "bounce-", "\n", "z",
 		"ab", "abab", "AbaB", "aaaa", "bcdfg", "BCDFG", "aeiou", "example.org", "amazon.com", "kpmg", "1", " "}
-	inputs := exactInputs(t, rng, 30000, pieces)
+	inputs := exactInputs(t, rng, 15000, pieces)
 	checkExact(t, `(?mi)^(?!(?:mail|bounce)[_.-]|[^@]*(?:[+=^~#-]|mc(?:b|g)r|kpmg|nlpbr|ndqv|lcgc|cplpr)|[^@]{26}|.*?\@.{0,20}\b(?:cmp-info|cmpgnr|cnn|tori|jysk|amadeus|amazon)\.[a-z]{2,3}$)[^@]*(?:[bcdfgjklmnpqrtvwxz]{5}|[aeiouy]{5}|([a-z]{1,2})(?:\1){3})`, inputs)
 	if randomLocalPossible([]rune("sender@example.org")) {
 		t.Error("an ordinary address passes the pre-check")
