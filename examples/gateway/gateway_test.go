@@ -236,7 +236,7 @@ func TestReloadKeepsOldRules(t *testing.T) {
 	}
 	writeFile(t, dir, "local.yaml", "rules:\n  - name: BROKEN\n    kind: nonsense\n")
 	g.signal(syscall.SIGHUP)
-	if _, ok := g.waitLine("reload refused", 10*time.Second); !ok {
+	if _, ok := g.waitLine("reload refused", 60*time.Second); !ok {
 		t.Fatalf("no refusal logged:\n%s", g.output())
 	}
 	if r := send(g.smtp, message("local again", "please frobnicate-now")); r.code != 550 {

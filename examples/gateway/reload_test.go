@@ -80,7 +80,7 @@ func TestReloadSwapsDNSLists(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.signal(syscall.SIGHUP)
-	line, ok := g.waitLine("reload refused", 10*time.Second)
+	line, ok := g.waitLine("reload refused", 60*time.Second)
 	if !ok || !strings.Contains(line, "what=config") || !strings.Contains(line, "dnsbll") {
 		t.Fatalf("refusal not logged with its reason: %q\n%s", line, g.output())
 	}
@@ -95,7 +95,7 @@ func TestReloadSwapsDNSLists(t *testing.T) {
 	// A dns section that checks but cannot be built (an unparsable list) is refused too.
 	writeFile(t, dir, "gateway.yaml", conf("bl3.test=notascore"))
 	g.signal(syscall.SIGHUP)
-	if _, ok := g.waitLine("what=dns", 10*time.Second); !ok {
+	if _, ok := g.waitLine("what=dns", 60*time.Second); !ok {
 		t.Errorf("a bad list was not refused:\n%s", g.output())
 	}
 	expect("127.0.0.78", 554, "after a refused dns reload")
