@@ -145,8 +145,8 @@ func (c *collector) add(text string, isHTML bool) {
 // surrounding spaces and of tabs and line breaks anywhere, and which may
 // be scheme-relative.
 func (c *collector) attributes(text string) {
-	for i := 0; i < len(text); i++ {
-		if !attrStart[text[i]] {
+	for i := 0; i < len(text)-1; i++ {
+		if !mayStartAttr(text[i], text[i+1]) {
 			continue
 		}
 		if c.full() {
@@ -208,10 +208,20 @@ func attrValue(s string, i int) (string, int) {
 // skip every other byte of a body with one lookup.
 var attrStart, bareStart = [256]bool{'h': true, 'H': true, 's': true, 'S': true}, [256]bool{'h': true, 'H': true, 'w': true, 'W': true}
 
+// mayStartAttr reports whether bytes a, b may start href or src: both
+// have an r second, so most h and s bytes of a text go no further.
+func mayStartAttr(a, b byte) bool { return attrStart[a] && b|0x20 == 'r' }
+
+// mayStartBare reports whether bytes a, b may start http or www.
+func mayStartBare(a, b byte) bool {
+	n := b | 0x20
+	return bareStart[a] && (n == 't' || n == 'w')
+}
+
 // bare finds http(s) URLs and www. names anywhere in text.
 func (c *collector) bare(text string) {
-	for i := 0; i < len(text); i++ {
-		if !bareStart[text[i]] {
+	for i := 0; i < len(text)-1; i++ {
+		if !mayStartBare(text[i], text[i+1]) {
 			continue
 		}
 		if c.full() {

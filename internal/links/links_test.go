@@ -224,3 +224,26 @@ func FuzzHasPrefixFold(f *testing.F) {
 		}
 	})
 }
+
+// The byte-pair filters never drop a candidate: every pair that starts
+// one of the names in some case passes.
+func TestCandidateFilters(t *testing.T) {
+	for a := range 256 {
+		for b := range 256 {
+			pair := string([]byte{byte(a), byte(b)})
+			for _, name := range []string{"href", "src"} {
+				if hasPrefixFold(pair, name[:2]) && !mayStartAttr(byte(a), byte(b)) {
+					t.Errorf("mayStartAttr drops %q", pair)
+				}
+			}
+			for _, name := range []string{"http:", "https:", "www."} {
+				if hasPrefixFold(pair, name[:2]) && !mayStartBare(byte(a), byte(b)) {
+					t.Errorf("mayStartBare drops %q", pair)
+				}
+			}
+		}
+	}
+	if mayStartAttr('h', 'e') || mayStartBare('h', 'e') || mayStartBare('w', 'h') {
+		t.Error("the filters pass pairs no name starts with")
+	}
+}
