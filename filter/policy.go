@@ -262,26 +262,35 @@ func (p Policy) headers(v Verdict) []Header {
 	if (reqOK && v.Score >= required) || v.Action == AddHeader || v.Action == Reject {
 		flag = "Yes"
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s, score=%.2f", flag, v.Score)
+	// Appended, not formatted: these two headers are built for every
+	// message (fmt's %.2f is strconv's 'f' with precision 2).
+	b := make([]byte, 0, 64+16*len(v.Symbols))
+	b = append(append(b, flag...), ", score="...)
+	b = strconv.AppendFloat(b, v.Score, 'f', 2, 64)
 	if reqOK {
-		fmt.Fprintf(&b, " required=%.2f", required)
+		b = strconv.AppendFloat(append(b, " required="...), required, 'f', 2, 64)
 	}
 	if quarOK && quar != required {
-		fmt.Fprintf(&b, " quarantine=%.2f", quar)
+		b = strconv.AppendFloat(append(b, " quarantine="...), quar, 'f', 2, 64)
 	}
 	if rejOK && rej != required {
-		fmt.Fprintf(&b, " reject=%.2f", rej)
+		b = strconv.AppendFloat(append(b, " reject="...), rej, 'f', 2, 64)
 	}
-	names := make([]string, 0, len(v.Symbols))
-	for _, s := range v.Symbols {
-		if len(names) == 0 || names[len(names)-1] != s.Name {
-			names = append(names, s.Name)
+	b = append(b, " tests="...)
+	var last string
+	for i, s := range v.Symbols {
+		if i > 0 && s.Name == last {
+			continue
 		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, s.Name...)
+		last = s.Name
 	}
-	fmt.Fprintf(&b, " tests=%s", strings.Join(names, ","))
+	verdict := strconv.AppendFloat(append(append(make([]byte, 0, 32), v.Action.String()...), "; score="...), v.Score, 'f', 2, 64)
 	return []Header{
-		{Name: HeaderSpamStatus, Value: b.String()},
-		{Name: HeaderVerdict, Value: fmt.Sprintf("%s; score=%.2f", v.Action, v.Score)},
+		{Name: HeaderSpamStatus, Value: string(b)},
+		{Name: HeaderVerdict, Value: string(verdict)},
 	}
 }
