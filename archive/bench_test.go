@@ -149,12 +149,12 @@ func benchCorpus(b *testing.B, raw []byte) {
 	in := New(Config{})
 	b.SetBytes(int64(len(raw)))
 	b.ReportAllocs()
-	cpu := processCPU()
+	cpu := benchcorpus.ProcessCPU()
 	for b.Loop() {
 		res, err := in.Check(context.Background(), newMsg(raw))
 		if err != nil || len(res.Symbols) != 0 {
 			b.Fatal(err, res.Symbols)
 		}
 	}
-	b.ReportMetric(float64((processCPU()-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64((benchcorpus.ProcessCPU()-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
 }

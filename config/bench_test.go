@@ -30,7 +30,7 @@ func BenchmarkDefaultPipeline(b *testing.B) {
 			ctx := context.Background()
 			var before, after runtimeStats
 			before.read()
-			cpu := processCPU()
+			cpu := benchcorpus.ProcessCPU()
 			for b.Loop() {
 				m := filter.NewMessageBytes(filter.Envelope{}, raw, lim)
 				v := f.Pipeline.CheckAll(ctx, m)
@@ -38,7 +38,7 @@ func BenchmarkDefaultPipeline(b *testing.B) {
 					b.Fatalf("tempfail: %+v", v)
 				}
 			}
-			cpu = processCPU() - cpu
+			cpu = benchcorpus.ProcessCPU() - cpu
 			after.read()
 			n := float64(b.N)
 			bytes, allocs := float64(after.bytes-before.bytes)/n, float64(after.allocs-before.allocs)/n
