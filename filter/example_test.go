@@ -141,3 +141,23 @@ func ExampleLimitError() {
 	// Output:
 	// MIME_LIMIT_DEPTH filter: depth limit of 10 exceeded in part 1.1.1.1.1.1.1.1.1.1.1
 }
+
+// Two filters that need the same derived data from a message build it
+// once with Shared.
+func ExampleMessage_Shared() {
+	m := filter.NewMessageBytes(filter.Envelope{}, []byte("Subject: hi\r\n\r\nhello world\r\n"), filter.Limits{})
+	type wordsKey struct{}
+	words := func() []string {
+		v := m.Shared(wordsKey{}, func() any {
+			fmt.Println("building")
+			parts, _ := m.Parts()
+			text, _ := parts[0].Text()
+			return strings.Fields(text)
+		})
+		return v.([]string)
+	}
+	fmt.Println(words(), words())
+	// Output:
+	// building
+	// [hello world] [hello world]
+}

@@ -31,6 +31,36 @@ type Message struct {
 	parts   []*Part
 	err     error
 	defects []Defect
+
+	sharedMu sync.Mutex
+	shared   map[any]*sharedValue
+}
+
+type sharedValue struct {
+	once sync.Once
+	v    any
+}
+
+// Shared returns what build returns for key, built once for the message
+// however many filters ask: derived data that several filters read (the
+// links of its text parts, which the rules and the URI lists both need)
+// is then computed once. Filters run concurrently; the first caller
+// builds and the others wait for it. key is compared with ==: like a
+// context key, use an unexported type of the package that owns the
+// value. The value is shared, so a caller must not change it.
+func (m *Message) Shared(key any, build func() any) any {
+	m.sharedMu.Lock()
+	if m.shared == nil {
+		m.shared = map[any]*sharedValue{}
+	}
+	e := m.shared[key]
+	if e == nil {
+		e = &sharedValue{}
+		m.shared[key] = e
+	}
+	m.sharedMu.Unlock()
+	e.once.Do(func() { e.v = build() })
+	return e.v
 }
 
 // NewMessage returns a message whose raw bytes (header and body, as

@@ -62,8 +62,21 @@ func Extract(text string, html bool, max int) []Link {
 // FromMessage returns the links of every text part of m (text/html parts
 // read as HTML), deduplicated across parts, at most max (0 means
 // DefaultMax). A part that could not be decoded completely contributes
-// what was decoded before the error.
+// what was decoded before the error. They are extracted once per message
+// and max (filter.Message.Shared): the rules and the URI lists ask for
+// the same links, and the slice is shared, so a caller must not change it.
 func FromMessage(m *filter.Message, max int) []Link {
+	if max == 0 {
+		max = DefaultMax
+	}
+	l, _ := m.Shared(sharedLinks{max}, func() any { return fromMessage(m, max) }).([]Link)
+	return l
+}
+
+// sharedLinks is FromMessage's key for filter.Message.Shared.
+type sharedLinks struct{ max int }
+
+func fromMessage(m *filter.Message, max int) []Link {
 	c := newCollector(max)
 	parts, _ := m.Parts()
 	for _, p := range parts {

@@ -134,6 +134,13 @@ func TestFromMessage(t *testing.T) {
 	if got := FromMessage(m, 2); len(got) != 2 {
 		t.Fatalf("cap 2: got %d", len(got))
 	}
+	// The rules and the URI lists ask in turn: one extraction, shared.
+	if again := FromMessage(m, DefaultMax); &again[0] != &got[0] {
+		t.Error("a second call for the same message extracted the links again")
+	}
+	if got := FromMessage(m, 2); len(got) != 2 {
+		t.Fatalf("cap 2 after the others: got %d", len(got))
+	}
 }
 
 func FuzzLinks(f *testing.F) {
