@@ -88,13 +88,12 @@ type machine struct {
 	prog *syntax.Prog
 
 	// Rune classes.
-	bit       []int32     // pc → index of the rune instruction in the class bit sets, or -1
-	stride    int         // uint64 words per class bit set
-	bounds    []rune      // interval starts, ascending; bounds[0] == 0
-	ivClass   []int32     // interval → class
-	byteClass [256]uint32 // byte b read as the rune b (Latin-1)
-	utf8Class [256]uint32 // byteClass for ASCII, multiByte for the bytes that start or continue a UTF-8 sequence
-	classBits []uint64    // class c's rune instructions that match it: [c*stride : (c+1)*stride]
+	bit       []int32 // pc → index of the rune instruction in the class bit sets, or -1
+	stride    int     // uint64 words per class bit set
+	bounds    []rune  // interval starts, ascending; bounds[0] == 0
+	ivClass   []int32 // interval → class
+	byteClass [256]uint32
+	classBits []uint64 // class c's rune instructions that match it: [c*stride : (c+1)*stride]
 	classKind []uint8
 	nclass    int
 
@@ -272,16 +271,8 @@ func (m *machine) classes() {
 	m.nclass = len(ids)
 	for r := range 256 {
 		m.byteClass[r] = uint32(m.ivClass[m.interval(rune(r))])
-		m.utf8Class[r] = m.byteClass[r]
-		if r >= utf8.RuneSelf {
-			m.utf8Class[r] = multiByte
-		}
 	}
 }
-
-// multiByte marks the bytes run decodes as UTF-8 (a class never reaches
-// it: there are fewer classes than instructions).
-const multiByte = ^uint32(0)
 
 // interval returns the index of the interval holding r.
 func (m *machine) interval(r rune) int {
@@ -469,17 +460,16 @@ func (m *machine) run(s string, latin1 bool) (hit, ok bool) {
 			return false, true
 		}
 	}
-	mode, bc := 0, &m.utf8Class
+	mode := 0
 	if latin1 {
-		mode, bc = 1, &m.byteClass
+		mode = 1
 	}
 	cells := m.tab.Load().cells
 	off := v >> 3
 	for i < len(s) {
-		// One table load per ASCII byte: the hot path has one test of
-		// the byte's class and one of the cell's index.
-		c := bc[s[i]]
-		if c != multiByte {
+		var c uint32
+		if b := s[i]; b < utf8.RuneSelf || latin1 {
+			c = m.byteClass[b]
 			i++
 		} else {
 			r, w := utf8.DecodeRuneInString(s[i:])
@@ -487,13 +477,11 @@ func (m *machine) run(s string, latin1 bool) (hit, ok bool) {
 			i += w
 		}
 		x := off + c
-		if int(x) < len(cells) {
-			v = cells[x].Load()
-		} else {
+		if x >= uint32(len(cells)) {
 			// A state made after this table was read.
 			cells = m.tab.Load().cells
-			v = cells[x].Load()
 		}
+		v = cells[x].Load()
 		if v&1 != 0 {
 			if v == tUnbuilt {
 				if v, ok = m.build(off, c); !ok {
