@@ -473,18 +473,25 @@ func (h hdrPair) capture(r []rune, g int) bool {
 	if p >= n || r[p] != '\n' {
 		return false
 	}
+	return eachLineStart(r, p, h.lines, func(m int) bool { return h.second(r, m, c) })
+}
+
+// eachLineStart calls try at each line start that \n+(?:[^\n]{1,max}\n+)*
+// reaches from the "\n" at p, and reports whether one of them matched.
+func eachLineStart(r []rune, p, max int, try func(m int) bool) bool {
+	n := len(r)
 	for {
 		for p < n && r[p] == '\n' {
 			p++
 		}
-		if h.second(r, p, c) {
+		if try(p) {
 			return true
 		}
 		q := p
 		for q < n && r[q] != '\n' {
 			q++
 		}
-		if q >= n || q-p > h.lines {
+		if q >= n || q-p > max {
 			return false
 		}
 		p = q
@@ -656,23 +663,7 @@ func (h hdrUser) captures(r []rune, g int) bool {
 
 // lines tries B at each line start the loop can reach from the "\n" at p.
 func (h hdrUser) lines(r []rune, p int, c []rune) bool {
-	n := len(r)
-	for {
-		for p < n && r[p] == '\n' {
-			p++
-		}
-		if h.second(r, p, c) {
-			return true
-		}
-		q := p
-		for q < n && r[q] != '\n' {
-			q++
-		}
-		if q >= n || q-p > 100 {
-			return false
-		}
-		p = q
-	}
+	return eachLineStart(r, p, 100, func(m int) bool { return h.second(r, m, c) })
 }
 
 func (h hdrUser) second(r []rune, m int, c []rune) bool {
