@@ -63,6 +63,9 @@ type Backend struct {
 	log     *slog.Logger
 	metrics filter.Metrics
 	open    atomic.Int64
+	// srv is the server NewServer made for it: its size and line limits
+	// are what a dotReader enforces (data.go). nil: go-smtp's reader only.
+	srv atomic.Pointer[smtp.Server]
 }
 
 var _ smtp.Backend = (*Backend)(nil)
@@ -227,6 +230,11 @@ func (s *session) Data(r io.Reader) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.msgs++
+	r, bulk := s.bulkData(r)
+	if bulk != nil {
+		defer bulk.finish()
+	}
+	s.b.metrics.Add("portcullis_smtpd_data_total", 1, "reader", readerName(bulk))
 	_, err := s.tx.Data(s.ctx, r)
 	if err != nil {
 		se := dataError(err)
@@ -237,6 +245,13 @@ func (s *session) Data(r io.Reader) error {
 	e := SMTPError(s.b.cfg.Router.Route(s.ctx, s.tx))
 	s.count(filter.Data, e.Code)
 	return e
+}
+
+func readerName(d *dotReader) string {
+	if d != nil {
+		return "bulk"
+	}
+	return "go-smtp"
 }
 
 // errLineTooLong is the reply to a DATA line over go-smtp's
@@ -323,6 +338,7 @@ func NewServer(b *Backend, cfg ServerConfig) *smtp.Server {
 	if srv.ErrorLog == nil {
 		srv.ErrorLog = discardLogger{}
 	}
+	b.srv.Store(srv)
 	return srv
 }
 

@@ -34,6 +34,19 @@
 // session begins. Config.MaxMessagesPerSession bounds the transactions
 // of one connection.
 //
+// # Reading DATA
+//
+// go-smtp's DATA reader takes the stream one byte at a time. On a plain
+// connection accepted through LimitListener, on a server made by
+// NewServer, a session reads the message in bulk from the connection's
+// own buffer instead, with go-smtp's dot-unstuffing, end-of-data, size
+// limit (552 5.3.4) and line limit (554 5.6.0, then the connection
+// closes) byte for byte, and hands the end of DATA back to go-smtp, which
+// reads the next command from the bytes after it. Under TLS, for BDAT and
+// for a client that sends message bytes before the 354, go-smtp's reader
+// is used. portcullis_smtpd_data_total{reader="bulk"|"go-smtp"} counts
+// which read each message.
+//
 // Metrics: portcullis_smtpd_sessions_total, portcullis_smtpd_sessions
 // (gauge), portcullis_smtpd_replies_total{stage,class} for every refusal
 // and DATA reply, portcullis_smtpd_connections_refused_total{reason}.

@@ -100,6 +100,15 @@ type limitedConn struct {
 	buf  *[]byte
 	r, w int
 	err  error // the socket's error, returned once the buffer is drained
+
+	// The DATA handoff (data.go), all on the session goroutine: last is
+	// the last byte Read returned; while handoff is set, Read answers
+	// errHandoff (once) instead of reading; inject is served by Read
+	// before anything else; poison, once set, is every Read's answer.
+	last    byte
+	handoff bool
+	inject  []byte
+	poison  error
 }
 
 // readBufSize is the most a connection reads from its socket at once.
@@ -110,14 +119,43 @@ var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); retur
 // Read serves go-smtp's small reads from one large read of the socket:
 // for a 176 KB message 4 system calls instead of 43.
 func (c *limitedConn) Read(p []byte) (int, error) {
+	switch {
+	case c.poison != nil:
+		return 0, c.poison
+	case c.handoff:
+		c.handoff = false
+		return 0, errHandoff
+	case len(c.inject) > 0:
+		n := copy(p, c.inject)
+		c.inject = c.inject[n:]
+		c.last = p[n-1]
+		return n, nil
+	}
+	if c.buf == nil && c.err == nil && len(p) >= readBufSize {
+		n, err := c.Conn.Read(p)
+		if n > 0 {
+			c.last = p[n-1]
+		}
+		return n, err
+	}
+	b, err := c.peek()
+	if len(b) == 0 {
+		return 0, err
+	}
+	n := copy(p, b)
+	c.last = p[n-1]
+	c.advance(n)
+	return n, nil
+}
+
+// peek returns the buffered bytes not read yet, reading the socket when
+// there are none; the error is the socket's, once those are read.
+func (c *limitedConn) peek() ([]byte, error) {
 	if c.buf == nil {
 		if c.err != nil {
 			err := c.err
 			c.err = nil
-			return 0, err
-		}
-		if len(p) >= readBufSize {
-			return c.Conn.Read(p)
+			return nil, err
 		}
 		c.buf = readBufs.Get().(*[]byte)
 		n, err := c.Conn.Read(*c.buf)
@@ -125,14 +163,17 @@ func (c *limitedConn) Read(p []byte) (int, error) {
 		if n == 0 {
 			c.drop()
 			err, c.err = c.err, nil
-			return 0, err
+			return nil, err
 		}
 	}
-	n := copy(p, (*c.buf)[c.r:c.w])
+	return (*c.buf)[c.r:c.w], nil
+}
+
+// advance marks n bytes of peek's as read.
+func (c *limitedConn) advance(n int) {
 	if c.r += n; c.r == c.w {
 		c.drop()
 	}
-	return n, nil
 }
 
 func (c *limitedConn) drop() {
