@@ -59,7 +59,11 @@
 // Data spools the stream with NewSpool: in memory up to a threshold, in an
 // unlinked temporary file above it, released on Close, on error and on a
 // panic, and the size limit is enforced while reading (a *LimitError, 552
-// 5.3.4), so no integrator spools DATA by hand.
+// 5.3.4), so no integrator spools DATA by hand. A SpoolBudget shared by a
+// gateway's spools keeps larger messages in memory too while the budget
+// lasts (the file costs a write and a read back for every filter that
+// reads the message); memory stays bounded by the budget plus the
+// threshold per message in flight.
 //
 // WithHeaders applies a verdict: it streams the message with the verdict's
 // ordered Headers prepended and every inbound copy of the gateway's own

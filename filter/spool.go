@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 )
 
 // SpoolConfig configures NewSpool. The zero value holds up to 1 MiB in
@@ -18,6 +19,11 @@ type SpoolConfig struct {
 	// MemoryBytes is how much is held in memory before spilling to a
 	// file. 0 means DefaultSpoolMemoryBytes; negative means always a file.
 	MemoryBytes int64
+	// Shared, when set, lets a message larger than MemoryBytes stay in
+	// memory as long as the spools sharing it hold less than its total
+	// past their own MemoryBytes; the message spills to a file when it
+	// would not fit. nil: MemoryBytes alone decides.
+	Shared *SpoolBudget
 	// MaxBytes bounds the message: reading stops one byte past it with a
 	// *LimitError (552 5.3.4). 0 means the pipeline's
 	// Limits.MaxMessageBytes (DefaultMaxMessageBytes for NewSpool on its
@@ -27,6 +33,34 @@ type SpoolConfig struct {
 
 // DefaultSpoolMemoryBytes is SpoolConfig.MemoryBytes when zero.
 const DefaultSpoolMemoryBytes = 1 << 20
+
+// SpoolBudget is memory that spools share past their own
+// SpoolConfig.MemoryBytes: a gateway keeps its large messages in memory
+// (no temporary file written and read back by every filter) while few
+// of them are in flight, and spills them when many are. It is safe for
+// concurrent use.
+type SpoolBudget struct {
+	max  int64
+	held atomic.Int64
+}
+
+// DefaultSpoolBudgetBytes is a good SpoolBudget size for a gateway: 64
+// messages of 4 MiB in memory at once.
+const DefaultSpoolBudgetBytes = 256 << 20
+
+// NewSpoolBudget returns a budget of max bytes.
+func NewSpoolBudget(max int64) *SpoolBudget { return &SpoolBudget{max: max} }
+
+// Held returns the bytes the spools hold under the budget now.
+func (b *SpoolBudget) Held() int64 { return b.held.Load() }
+
+func (b *SpoolBudget) take(n int64) bool {
+	if b.held.Add(n) > b.max {
+		b.held.Add(-n)
+		return false
+	}
+	return true
+}
 
 // spoolChunk is the unit of a spool's memory. Chunks are pooled: a gateway
 // spools one message after another, and a fresh megabyte per message would
@@ -52,6 +86,8 @@ type Spool struct {
 	name   string // set when the file could not be unlinked at once
 	size   int64
 	closed bool
+	budget *SpoolBudget
+	lent   int64 // bytes of memory held under budget
 }
 
 var _ io.ReaderAt = (*Spool)(nil)
@@ -72,7 +108,7 @@ func NewSpool(ctx context.Context, r io.Reader, cfg SpoolConfig) (sp *Spool, err
 	if memory == 0 {
 		memory = DefaultSpoolMemoryBytes
 	}
-	s := &Spool{}
+	s := &Spool{budget: cfg.Shared}
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("filter: spool: panic while reading the message: %v", p)
@@ -144,10 +180,35 @@ func (s *Spool) commit(b []byte, memory int64, dir string) error {
 		return nil
 	}
 	s.size += int64(len(b))
-	if s.size > memory {
+	if s.size > memory && !s.borrow(memory) {
 		return s.spill(dir)
 	}
 	return nil
+}
+
+// borrow reports whether the memory chunks past memory are held under
+// the budget, taking what they need more of it.
+func (s *Spool) borrow(memory int64) bool {
+	if s.budget == nil {
+		return false
+	}
+	need := (s.size+spoolChunk-1)/spoolChunk*spoolChunk - memory // the chunks the bytes fill
+	if need <= s.lent {
+		return true
+	}
+	if !s.budget.take(need - s.lent) {
+		return false
+	}
+	s.lent = need
+	return true
+}
+
+// repay gives back what the spool holds under the budget.
+func (s *Spool) repay() {
+	if s.lent > 0 {
+		s.budget.held.Add(-s.lent)
+		s.lent = 0
+	}
 }
 
 // spill moves the memory held so far into a new temporary file; the first
@@ -176,6 +237,7 @@ func (s *Spool) spill(dir string) error {
 		chunkPool.Put(c)
 	}
 	s.chunks = s.chunks[:1]
+	s.repay()
 	return nil
 }
 
@@ -242,6 +304,7 @@ func (s *Spool) Close() error {
 		chunkPool.Put(c)
 	}
 	s.chunks = nil
+	s.repay()
 	var err error
 	if s.f != nil {
 		err = s.f.Close()

@@ -674,3 +674,46 @@ func TestTransactionImplicitReset(t *testing.T) {
 	assert.Equal(t, 3, mail.count())
 	assert.Equal(t, 3, helo.count())
 }
+
+// A shared budget keeps messages over MemoryBytes in memory while it
+// lasts; one that would exceed it spills to a file and leaves the budget
+// as it was; Close and a spill give back what a spool held.
+func TestSpoolBudget(t *testing.T) {
+	dir := t.TempDir()
+	budget := NewSpoolBudget(2 * spoolChunk)
+	cfg := SpoolConfig{Dir: dir, MemoryBytes: spoolChunk, Shared: budget}
+	msg := func(n int) []byte { return bytes.Repeat([]byte("budget\r\n"), n/8) }
+	spool := func(raw []byte) *Spool {
+		t.Helper()
+		sp, err := NewSpool(ctx, bytes.NewReader(raw), cfg)
+		require.NoError(t, err)
+		got, err := io.ReadAll(sp.Reader())
+		require.NoError(t, err)
+		require.Equal(t, raw, got)
+		return sp
+	}
+	first := spool(msg(3 * spoolChunk))
+	assert.True(t, first.InMemory(), "three chunks: one of its own, two of the budget")
+	assert.Equal(t, int64(2*spoolChunk), budget.Held())
+	second := spool(msg(spoolChunk + 8))
+	assert.False(t, second.InMemory(), "the budget is spent: a file")
+	assert.Equal(t, int64(2*spoolChunk), budget.Held())
+	require.NoError(t, second.Close())
+	require.NoError(t, first.Close())
+	assert.Zero(t, budget.Held())
+	third := spool(msg(spoolChunk + 8))
+	assert.True(t, third.InMemory())
+	assert.Equal(t, int64(spoolChunk), budget.Held())
+	big := spool(msg(4 * spoolChunk))
+	assert.False(t, big.InMemory(), "over what is left of the budget")
+	assert.Equal(t, int64(spoolChunk), budget.Held(), "the spill gave back what it had taken")
+	require.NoError(t, big.Close())
+	require.NoError(t, third.Close())
+	assert.Zero(t, budget.Held())
+	// A spool that fails (over its size limit) gives back its share too.
+	_, err := NewSpool(ctx, bytes.NewReader(msg(3*spoolChunk)), SpoolConfig{Dir: dir, MemoryBytes: spoolChunk, Shared: budget, MaxBytes: 2*spoolChunk + 10})
+	var le *LimitError
+	require.ErrorAs(t, err, &le)
+	assert.Zero(t, budget.Held())
+	assertEmptyDir(t, dir)
+}
