@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/portcullis-mail/portcullis/filter"
@@ -163,11 +164,15 @@ type sized struct {
 
 func (s sized) SizeHint() int64 { return s.hint }
 
-// headersSize is about what adding hs costs in bytes (folding aside).
+// headersSize is at least what adding hs costs in bytes: folding adds
+// at most a line break and a tab at each space or comma. An estimate
+// short of the truth would cost a large message a second buffer of twice
+// its size in the queue (and a copy).
 func headersSize(hs []filter.Header) int64 {
 	n := 0
 	for _, h := range hs {
 		n += len(h.Name) + len(h.Value) + 4 // ": " and CRLF
+		n += 3 * (strings.Count(h.Value, " ") + strings.Count(h.Value, ","))
 	}
 	return int64(n)
 }
