@@ -87,7 +87,8 @@ type Spool struct {
 	size   int64
 	closed bool
 	budget *SpoolBudget
-	lent   int64 // bytes of memory held under budget
+	lent   int64  // bytes of memory held under budget
+	mem    []byte // the memory in one slice, once Bytes made it (chunks nil then)
 }
 
 var _ io.ReaderAt = (*Spool)(nil)
@@ -241,6 +242,31 @@ func (s *Spool) spill(dir string) error {
 	return nil
 }
 
+// Bytes returns the message in one slice when it is held in memory; ok is
+// false when it is in a file or the spool is closed. The first call
+// copies the memory into one new slice, which is the spool's memory from
+// then on. That slice is never pooled or reused: it stays valid after
+// Close, so a filter that outlived its deadline reads this message, never
+// the next one's. A front-end gives it to NewMessageBytes, so that the
+// filters read the message in place (Message.Bytes) as they do a message
+// they were handed in memory, instead of copying out what they read.
+func (s *Spool) Bytes() (raw []byte, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.f != nil {
+		return nil, false
+	}
+	if s.mem == nil {
+		b := make([]byte, s.size)
+		for i, c := range s.chunks {
+			copy(b[int64(i)*spoolChunk:], *c)
+			chunkPool.Put(c)
+		}
+		s.chunks, s.mem = nil, b
+	}
+	return s.mem, true
+}
+
 // Size is the message size in bytes.
 func (s *Spool) Size() int64 { return s.size }
 
@@ -269,6 +295,16 @@ func (s *Spool) ReadAt(p []byte, off int64) (int, error) {
 			return n, err
 		}
 		return s.f.ReadAt(p, off)
+	}
+	if s.mem != nil {
+		if off >= s.size {
+			return 0, io.EOF
+		}
+		n := copy(p, s.mem[off:])
+		if n < len(p) {
+			return n, io.EOF
+		}
+		return n, nil
 	}
 	n := 0
 	for len(p) > 0 && off < s.size {
@@ -303,7 +339,7 @@ func (s *Spool) Close() error {
 	for _, c := range s.chunks {
 		chunkPool.Put(c)
 	}
-	s.chunks = nil
+	s.chunks, s.mem = nil, nil
 	s.repay()
 	var err error
 	if s.f != nil {

@@ -202,7 +202,9 @@ func (t *Transaction) Rcpt(ctx context.Context, to string) Verdict {
 // Data spools r (SpoolConfig of the pipeline's Options: memory below a
 // threshold, a temporary file above, the size limit enforced while
 // reading), runs the data-stage filters over the message and returns the
-// verdict on the evidence of every stage.
+// verdict on the evidence of every stage. A message spooled in memory is
+// given to the filters in one slice (Message.Bytes, Spool.Bytes), read in
+// place as a message handed over in memory is.
 //
 // err is the spool's error, if r could not be read whole: a *LimitError
 // when the message is too big (552 5.3.4), the reader's error otherwise.
@@ -224,6 +226,12 @@ func (t *Transaction) Data(ctx context.Context, r io.Reader) (Verdict, error) {
 	}
 	t.spool = sp
 	t.msg = NewMessage(t.Envelope(), sp, sp.Size(), t.p.limits)
+	if raw, ok := sp.Bytes(); ok {
+		// In memory: the filters read it in place (Message.Bytes), as
+		// they do a message handed to them in memory; reads through
+		// ReaderAt still fail once the transaction closed the spool.
+		t.msg.mem = raw
+	}
 	t.data.add(t.p.run(ctx, Data, t.msg))
 	t.verdict = t.decide(Data, nil)
 	t.ended = true

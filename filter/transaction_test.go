@@ -717,3 +717,57 @@ func TestSpoolBudget(t *testing.T) {
 	assert.Zero(t, budget.Held())
 	assertEmptyDir(t, dir)
 }
+
+// A spool in memory is handed to the filters as one slice they read in
+// place, the same bytes ReadAt returns; it stays valid after Close while
+// ReadAt fails. A spool in a file has no slice.
+func TestSpoolBytes(t *testing.T) {
+	raw := make([]byte, 3*spoolChunk+123)
+	for i := range raw {
+		raw[i] = byte(i*7 + i>>9)
+	}
+	for _, size := range []int{0, 10, spoolChunk, len(raw)} {
+		sp, err := NewSpool(ctx, bytes.NewReader(raw[:size]), SpoolConfig{Dir: t.TempDir()})
+		require.NoError(t, err)
+		b, ok := sp.Bytes()
+		require.True(t, ok)
+		assert.Equal(t, raw[:size], b, "size %d", size)
+		got, err := io.ReadAll(sp.Reader())
+		require.NoError(t, err)
+		assert.Equal(t, raw[:size], got)
+		again, _ := sp.Bytes()
+		assert.Equal(t, len(b), len(again))
+		require.NoError(t, sp.Close())
+		assert.Equal(t, raw[:size], b, "valid after Close")
+		_, err = sp.ReadAt(make([]byte, 1), 0)
+		assert.ErrorIs(t, err, ErrSpoolClosed)
+		_, ok = sp.Bytes()
+		assert.False(t, ok, "closed")
+	}
+	sp, err := NewSpool(ctx, bytes.NewReader(raw), SpoolConfig{Dir: t.TempDir(), MemoryBytes: -1})
+	require.NoError(t, err)
+	defer sp.Close()
+	_, ok := sp.Bytes()
+	assert.False(t, ok, "a file spool has no slice")
+
+	// The transaction's message is read in place when it was spooled in
+	// memory, through the file otherwise.
+	for _, memory := range []int64{0, -1} {
+		var inPlace, seen bool
+		f := Func("look", func(_ context.Context, m *Message) (Result, error) {
+			b, ok := m.Bytes()
+			inPlace, seen = ok, bytes.Equal(b, raw)
+			if !ok {
+				all, err := io.ReadAll(m.Reader())
+				seen = err == nil && bytes.Equal(all, raw)
+			}
+			return Result{}, nil
+		})
+		tx := NewPipeline(Options{Spool: SpoolConfig{Dir: t.TempDir(), MemoryBytes: memory}}, f).Begin(Envelope{})
+		_, err := tx.Data(ctx, bytes.NewReader(raw))
+		require.NoError(t, err)
+		assert.Equal(t, memory == 0, inPlace, "memory %d", memory)
+		assert.True(t, seen, "memory %d: the filter read the message", memory)
+		require.NoError(t, tx.Close())
+	}
+}
