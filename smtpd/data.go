@@ -182,6 +182,25 @@ func (d *dotReader) unstuff(dst, in []byte) (used, out int, err error) {
 	}
 	i := 0
 	for i < len(in) {
+		if d.state == dsBeginLine {
+			// Whole ordinary lines (no dot first, one CR, just before the
+			// LF, within the line limit) pass as they are, in one copy:
+			// the state and the line length are the same after each.
+			start := i
+			for i < len(in) {
+				rest := in[i:]
+				j := bytes.IndexByte(rest, '\n')
+				if j < 1 || rest[0] == '.' || rest[j-1] != '\r' || (d.maxLine > 0 && 1+j > d.maxLine) ||
+					bytes.IndexByte(rest[:j-1], '\r') >= 0 {
+					break
+				}
+				i += j + 1
+			}
+			if i > start {
+				out += copy(dst[out:], in[start:i])
+				continue
+			}
+		}
 		if d.state == dsData {
 			// The bulk of a line: everything up to and with the next CR.
 			run := in[i:]
