@@ -114,6 +114,11 @@ func TestEndToEnd(t *testing.T) {
 	if m := httpGet(t, "http://"+g.admin+"/metrics", 200); !strings.Contains(m, `portcullis_router_messages_total{action="reject",outcome="refused"} 2`) {
 		t.Errorf("metrics do not count the two refusals:\n%.3000s", m)
 	}
+	// Plain SMTP from a client that waits for the 354: every message's
+	// DATA was read in bulk, not through go-smtp's byte-at-a-time reader.
+	if m := httpGet(t, "http://"+g.admin+"/metrics", 200); !strings.Contains(m, `portcullis_smtpd_data_total{reader="bulk"} 4`) {
+		t.Errorf("metrics do not count four DATA read in bulk:\n%s", grepLines(m, "portcullis_smtpd_data"))
+	}
 	if n := len(sink.Messages()); n != 1 {
 		t.Errorf("sink has %d messages, want only the clean one", n)
 	}
