@@ -389,3 +389,22 @@ func TestBacktrackASCIIClasses(t *testing.T) {
 		}
 	}
 }
+
+// TestFreemailBulkSender: check_freemail_replyto gives no hit when the
+// envelope sender looks like a bulk or bounce address, which it tests
+// only once a hit is otherwise found.
+func TestFreemailBulkSender(t *testing.T) {
+	s := mustBuild(t, Config{Files: []string{"testdata/sa-evals.cf"}})
+	raw := readTestdata(t, "sa-evals/relays.eml")
+	want := []string{"E_FM_REPLYTO", "E_FM_REPLY_BODY"}
+	for _, env := range []string{"friend@gmail.com", "bounce-123@example.net", "noreply@example.net", "postmaster@example.net",
+		"list-request@example.net", "a=b@example.net"} {
+		got := names(eval(t, s, filter.Envelope{MailFrom: env}, raw))
+		bulk := env != "friend@gmail.com"
+		for _, n := range want {
+			if slices.Contains(got, n) == bulk {
+				t.Errorf("envelope sender %s: %s hit %v, want %v", env, n, bulk, !bulk)
+			}
+		}
+	}
+}

@@ -35,18 +35,23 @@ func init() {
 		if what != "replyto" && what != "reply" || len(args) > 1 {
 			return nil, errArgs(args)
 		}
-		return func(v *view) bool {
-			if env := v.saGet("EnvelopeFrom"); env != "" {
-				if ok, _ := saSkipReplytoEnvfrom.MatchString(env); ok {
-					return false
-				}
+		// The bulk-sender test comes last: it is a backtracking regex, and
+		// only a message that would hit needs it.
+		bulk := func(v *view) bool {
+			env := v.saGet("EnvelopeFrom")
+			if env == "" {
+				return false
 			}
+			ok, _ := saSkipReplytoEnvfrom.MatchString(env)
+			return ok
+		}
+		return func(v *view) bool {
 			from, reply := v.saAddrs("From:addr"), v.saAddrs("Reply-To:addr")
 			fromFM := slices.ContainsFunc(from, conf.isFreemail)
 			replyFM := slices.ContainsFunc(reply, conf.isFreemail)
 			fromNotInReply := !slices.ContainsFunc(from, func(a string) bool { return slices.Contains(reply, a) })
 			if fromFM && replyFM && fromNotInReply {
-				return true
+				return !bulk(v)
 			}
 			if what == "replyto" && !replyFM || what == "reply" && (len(reply) > 0 && !replyFM || len(reply) == 0 && !fromFM) {
 				return false
@@ -62,7 +67,7 @@ func init() {
 			for _, b := range body {
 				for _, r := range to {
 					if b != r {
-						return true
+						return !bulk(v)
 					}
 				}
 			}
