@@ -1,0 +1,242 @@
+package rules
+
+import "unicode"
+
+// More exact evaluations (saexact.go): backtracking rules that run on
+// nearly every message, their RE2 supersets (the back-reference replaced
+// by ".*") passing on most of them. Each comment says why the pattern
+// leaves only the starts it tries.
+func init() {
+	for p, f := range map[string]func([]rune) bool{
+		// INVALID_DATE_TZ_ABSURD (Date).
+		`[-+](?!(?:0[0-9]|1[0-4])(?:[03]0|[14]5))[0-9]{4}$`: dateTZAbsurd,
+		// __BOGUS_MIME_VER_02 (MIME-Version).
+		`^(?!.*(?:(?<=[0-9A-Za-z_])(?![0-9A-Za-z_])|(?<![0-9A-Za-z_])(?=[0-9A-Za-z_]))1\.0(?:(?<=[0-9A-Za-z_])(?![0-9A-Za-z_])|(?<![0-9A-Za-z_])(?=[0-9A-Za-z_]))).+`: bogusMIMEVersion,
+		// __HELO_NOT_RDNS (X-Spam-Relays-External).
+		`^[^\]]+ rdns=([^\t\n\x0B\f\r ]+) helo=(?!(?i)\1)[^\t\n\x0B\f\r ]`: heloNotRDNS,
+		// __IP_IN_RELAY (X-Spam-Relays-External).
+		`^\[ ip=([0-9]+)\.([0-9]+)\.([0-9]+)\.([0-9]+) (?:[^\]]* )?(?:rdns|helo)=[^\t\n\x0B\f\r ]*(?:\1[^0-9]\2[^0-9]\3[^0-9]\4|\4[^0-9]\3[^0-9]\2[^0-9]\1)`: ipInRelay,
+		// __PDS_TO_BRAND_SUBJECT (ALL).
+		`(?ism)^To:[\t\n\x0B\f\r ]+<?[^\@]+\@([^\.]+)\.(?:[^\n]+\n+)*^Subject: \"?\1(?:(?<=[0-9A-Za-z_])(?![0-9A-Za-z_])|(?<![0-9A-Za-z_])(?=[0-9A-Za-z_]))`: toBrandSubject,
+	} {
+		saExact[p] = f
+	}
+}
+
+// dateTZAbsurd is [-+](?!(?:0\d|1[0-4])(?:[03]0|[14]5))\d{4}$: $ (no
+// (?m)) is the end or before a final "\n", so the five characters before
+// one of those two ends are the only candidates.
+func dateTZAbsurd(r []rune) bool {
+	n := len(r)
+	for _, e := range [2]int{n, n - 1} {
+		if e < 5 || e == n-1 && r[n-1] != '\n' {
+			continue
+		}
+		s := r[e-5 : e]
+		if s[0] != '+' && s[0] != '-' || !asciiDigit(s[1]) || !asciiDigit(s[2]) || !asciiDigit(s[3]) || !asciiDigit(s[4]) {
+			continue
+		}
+		hh := s[1] == '0' || s[1] == '1' && s[2] <= '4'
+		mm := (s[3] == '0' || s[3] == '3') && s[4] == '0' || (s[3] == '1' || s[3] == '4') && s[4] == '5'
+		if !hh || !mm {
+			return true
+		}
+	}
+	return false
+}
+
+// bogusMIMEVersion is ^(?!.*\b1\.0\b).+ ("." is not "\n", ^ the start):
+// a first line that is not empty and holds no "1.0" between word
+// boundaries.
+func bogusMIMEVersion(r []rune) bool {
+	line := r
+	for i, ch := range r {
+		if ch == '\n' {
+			line = r[:i]
+			break
+		}
+	}
+	if len(line) == 0 {
+		return false
+	}
+	for i := 0; i+3 <= len(line); i++ {
+		if line[i] == '1' && line[i+1] == '.' && line[i+2] == '0' &&
+			(i == 0 || !asciiWord(line[i-1])) && (i+3 == len(line) || !asciiWord(line[i+3])) {
+			return false
+		}
+	}
+	return true
+}
+
+func asciiWord(ch rune) bool {
+	return '0' <= ch && ch <= '9' || 'A' <= ch && ch <= 'Z' || 'a' <= ch && ch <= 'z' || ch == '_'
+}
+
+// heloNotRDNS is ^[^\]]+ rdns=(\S+) helo=(?!(?i)\1)\S: " rdns=" after at
+// least one character and before the first "]"; the capture is the whole
+// run of non-space after it (\S+ must be followed by a space); then
+// " helo=", a non-space, and not the capture again, ignoring case.
+func heloNotRDNS(r []rune) bool {
+	for p := 1; p+6 <= len(r); p++ {
+		if r[p-1] == ']' {
+			return false // [^\]]+ ends here
+		}
+		if !runesHavePrefix(r[p:], " rdns=") {
+			continue
+		}
+		s := p + 6
+		e := s
+		for e < len(r) && !asciiSpace(r[e]) {
+			e++
+		}
+		if e == s || !runesHavePrefix(r[e:], " helo=") {
+			continue
+		}
+		q := e + 6
+		if q < len(r) && !asciiSpace(r[q]) && !runesHavePrefixFoldRunes(r[q:], r[s:e]) {
+			return true
+		}
+	}
+	return false
+}
+
+// runesHavePrefixFoldRunes is a back-reference under (?i): r starts with
+// p, rune by lowered rune.
+func runesHavePrefixFoldRunes(r, p []rune) bool {
+	if len(r) < len(p) {
+		return false
+	}
+	for i, ch := range p {
+		if unicode.ToLower(r[i]) != unicode.ToLower(ch) {
+			return false
+		}
+	}
+	return true
+}
+
+// ipInRelay is ^\[ ip=(\d+)\.(\d+)\.(\d+)\.(\d+) (?:[^\]]* )?(?:rdns|helo)=\S*(?:\1\D\2\D\3\D\4|\4\D\3\D\2\D\1).
+// The four numbers are whole runs of digits (each is followed by "." or
+// " "). "rdns=" or "helo=" may start after any space before the first
+// "]"; \S* leaves the address to start anywhere in the run of non-space
+// after "=", or just past it.
+func ipInRelay(r []rune) bool {
+	if !runesHavePrefix(r, "[ ip=") {
+		return false
+	}
+	var oct [4][]rune
+	i := 5
+	for k := range 4 {
+		j := i
+		for j < len(r) && asciiDigit(r[j]) {
+			j++
+		}
+		sep := '.'
+		if k == 3 {
+			sep = ' '
+		}
+		if j == i || j >= len(r) || r[j] != sep {
+			return false
+		}
+		oct[k] = r[i:j]
+		i = j + 1
+	}
+	fwd := [4][]rune{oct[0], oct[1], oct[2], oct[3]}
+	rev := [4][]rune{oct[3], oct[2], oct[1], oct[0]}
+	for k := i; k+5 <= len(r); k++ {
+		if k > i && r[k-2] == ']' {
+			break // [^\]]* ends before here
+		}
+		if r[k-1] != ' ' || !runesHavePrefix(r[k:], "rdns=") && !runesHavePrefix(r[k:], "helo=") {
+			continue
+		}
+		for j := k + 5; j <= len(r); j++ {
+			if ipAt(r, j, &fwd) || ipAt(r, j, &rev) {
+				return true
+			}
+			if j == len(r) || asciiSpace(r[j]) {
+				break
+			}
+		}
+	}
+	return false
+}
+
+// ipAt reports whether the four numbers, each but the last followed by
+// one non-digit, start r[j:].
+func ipAt(r []rune, j int, oct *[4][]rune) bool {
+	for k, o := range oct {
+		if !runesHavePrefixRunes(r[j:], o) {
+			return false
+		}
+		j += len(o)
+		if k < 3 {
+			if j >= len(r) || asciiDigit(r[j]) {
+				return false
+			}
+			j++
+		}
+	}
+	return true
+}
+
+func runesHavePrefixRunes(r, p []rune) bool {
+	return len(r) >= len(p) && runesEqual(r[:len(p)], p)
+}
+
+// toBrandSubject is (?ism)^To:\s+<?[^\@]+\@([^\.]+)\.(?:[^\n]+\n+)*^Subject: \"?\1\b.
+// After a "To:" at a line start, a space and at least one more character
+// lead to the first "@" (nothing in \s, "<" or [^\@] is one); the capture
+// runs from it to the next "." (it must be followed by one); the loop
+// then takes text that starts with a character other than "\n" and ends
+// with one, so "Subject: " may start any later line but the one right
+// after the ".".
+func toBrandSubject(r []rune) bool {
+	n := len(r)
+	for t := 0; t+3 <= n; t++ {
+		if t > 0 && r[t-1] != '\n' || !runesHavePrefixFold(r[t:], "to:") {
+			continue
+		}
+		i := t + 3
+		if i >= n || !asciiSpace(r[i]) {
+			continue
+		}
+		a := i
+		for a < n && r[a] != '@' {
+			a++
+		}
+		if a >= n || a-i < 2 {
+			continue
+		}
+		d := a + 1
+		for d < n && r[d] != '.' {
+			d++
+		}
+		if d >= n || d == a+1 || d+1 >= n || r[d+1] == '\n' {
+			continue
+		}
+		c := r[a+1 : d]
+		for s := d + 2; s < n; s++ {
+			if r[s-1] != '\n' || !runesHavePrefixFold(r[s:], "subject: ") {
+				continue
+			}
+			v := s + len("subject: ")
+			if subjectStartsWith(r, v, c) || v < n && r[v] == '"' && subjectStartsWith(r, v+1, c) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// subjectStartsWith reports whether r[v:] starts with c (ignoring case)
+// and a word boundary follows it. Under (?i) regexp2 lowers a rune
+// before it tests a class: U+212A KELVIN SIGN is a word character.
+func subjectStartsWith(r []rune, v int, c []rune) bool {
+	if !runesHavePrefixFoldRunes(r[v:], c) {
+		return false
+	}
+	e := v + len(c)
+	before := asciiWord(unicode.ToLower(r[e-1]))
+	after := e < len(r) && asciiWord(unicode.ToLower(r[e]))
+	return before != after
+}

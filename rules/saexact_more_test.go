@@ -1,0 +1,116 @@
+package rules
+
+import (
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dlclark/regexp2"
+)
+
+// pieceInputs returns n random texts made of pieces (without the
+// repository's mail, which these short values do not look like).
+func pieceInputs(rng *rand.Rand, n, most int, pieces []string) []string {
+	out := make([]string, 0, n)
+	for range n {
+		var b strings.Builder
+		for range rng.IntN(most) {
+			b.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		out = append(out, b.String())
+	}
+	return out
+}
+
+func TestExactDateTZ(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	pieces := []string{"Mon, 1 Dec 2026 10:00:00 ", "+", "-", "0", "1", "2", "3", "4", "5", "9", "\n", " ", "x", "+0000", "-0500", "+1445", "+1500", "٣"}
+	checkExact(t, `[-+](?!(?:0[0-9]|1[0-4])(?:[03]0|[14]5))[0-9]{4}$`, pieceInputs(rng, 20000, 8, pieces))
+}
+
+func TestExactBogusMIMEVersion(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	pieces := []string{"1.0", "1.0", "1", ".", "0", " ", "\n", "\r", "a", "_", "(", ")", "x1.0", "1.00", "é", "\u0660"}
+	checkExact(t, `^(?!.*(?:(?<=[0-9A-Za-z_])(?![0-9A-Za-z_])|(?<![0-9A-Za-z_])(?=[0-9A-Za-z_]))1\.0(?:(?<=[0-9A-Za-z_])(?![0-9A-Za-z_])|(?<![0-9A-Za-z_])(?=[0-9A-Za-z_]))).+`, pieceInputs(rng, 20000, 6, pieces))
+}
+
+func TestExactHeloNotRDNS(t *testing.T) {
+	rng := rand.New(rand.NewPCG(25, 26))
+	pieces := []string{"[ ip=192.0.2.1", " rdns=", " rdns=", " helo=", " helo=", "mx.example.org", "MX.Example.ORG", "mx.example", "mx", "\u212a",
+		"k", " ", "  ", "\t", "]", " ] [", "x", "\n", "by=a", "\u0130", "i"}
+	inputs := pieceInputs(rng, 20000, 10, pieces)
+	for range 10000 {
+		a, b := pieces[5+rng.IntN(6)], pieces[5+rng.IntN(6)]
+		inputs = append(inputs, "[ ip=192.0.2.1"+pieces[rng.IntN(len(pieces))]+" rdns="+a+" helo="+b+pieces[rng.IntN(len(pieces))]+" ]")
+	}
+	checkExact(t, `^[^\]]+ rdns=([^\t\n\x0B\f\r ]+) helo=(?!(?i)\1)[^\t\n\x0B\f\r ]`, inputs)
+}
+
+func TestExactIPInRelay(t *testing.T) {
+	rng := rand.New(rand.NewPCG(27, 28))
+	ips := []string{"192.0.2.10", "10.1.2.3", "1.2.3.4", "4.3.2.1", "12.0.0.1"}
+	bits := []string{"192-0-2-10", "10.2.1.3", "3-2-1-10", "1x2x3x4", "4.3.2.1", "1.2.3.45", "01.2.3.4", "12.0.0.12", " ", "]", "x", "rdns=", "helo=", ".", "-", "1", "2", "\n", "by=mx"}
+	var inputs []string
+	for range 30000 {
+		var b strings.Builder
+		b.WriteString("[ ip=" + ips[rng.IntN(len(ips))] + " ")
+		for range rng.IntN(8) {
+			b.WriteString(bits[rng.IntN(len(bits))])
+		}
+		inputs = append(inputs, b.String())
+	}
+	checkExact(t, `^\[ ip=([0-9]+)\.([0-9]+)\.([0-9]+)\.([0-9]+) (?:[^\]]* )?(?:rdns|helo)=[^\t\n\x0B\f\r ]*(?:\1[^0-9]\2[^0-9]\3[^0-9]\4|\4[^0-9]\3[^0-9]\2[^0-9]\1)`, inputs)
+}
+
+func TestExactToBrandSubject(t *testing.T) {
+	rng := rand.New(rand.NewPCG(29, 30))
+	pieces := []string{"To: ", "to:\t", "TO:", "To:", "\nTo: ", "Subject: ", "\nSubject: ", "\nsubject: ", "\nSUBJECT: \"", "\n", "\n\n", "\"",
+		"a@acme.com", "<bob@Acme.example>", "x@y", "acme", "ACME", "Acme deals", "acme_x", "acmex", "@", ".", " ", "\u212a", "k", "é", "\r\n"}
+	inputs := exactInputs(t, rng, 20000, pieces)
+	brands := []string{"acme", "Acme", "ACME", "acm", "acmes", "k\u212a", "kk"}
+	for range 10000 {
+		br := brands[rng.IntN(len(brands))]
+		inputs = append(inputs, "From: a@b.c\nTo: "+[]string{"", "<", "Bob <"}[rng.IntN(3)]+"bob@"+br+".example>"+pieces[rng.IntN(len(pieces))]+
+			"\nX: y\nSubject: "+[]string{"", "\""}[rng.IntN(2)]+brands[rng.IntN(len(brands))]+pieces[rng.IntN(len(pieces))]+"\n")
+	}
+	checkExact(t, `(?ism)^To:[\t\n\x0B\f\r ]+<?[^\@]+\@([^\.]+)\.(?:[^\n]+\n+)*^Subject: \"?\1(?:(?<=[0-9A-Za-z_])(?![0-9A-Za-z_])|(?<![0-9A-Za-z_])(?=[0-9A-Za-z_]))`, inputs)
+}
+
+// FuzzExact: every exact evaluation answers as regexp2 does.
+func FuzzExact(f *testing.F) {
+	f.Add("[ ip=192.0.2.1 rdns=mx.example helo=MX.example ident= ] [ ip=1.2.3.4 ]")
+	f.Add("[ ip=10.1.2.3 rdns=3-2-1-10.example helo=x ]")
+	f.Add("To: bob@acme.example\nX: y\nSubject: \"ACME deals\n")
+	f.Add("Mon, 1 Dec 2026 10:00:00 +1460\n")
+	f.Add("1.0 (Produced by x1.0)\n")
+	f.Add("\nFrom: John Smith <a@b.c>\nTo: a@b.c\nJohn Smith\n")
+	patterns := make([]string, 0, len(saExact))
+	for p := range saExact {
+		patterns = append(patterns, p)
+	}
+	res := make([]*regexp2.Regexp, len(patterns))
+	for i, p := range patterns {
+		re, err := compileBacktrack(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		re.MatchTimeout = 50 * time.Millisecond // a timed-out input is skipped
+		res[i] = re
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if len(s) > 300 {
+			return
+		}
+		for i, p := range patterns {
+			want, err := res[i].MatchString(s)
+			if err != nil {
+				continue
+			}
+			c := &crule{exact: saExact[p], exactText: saExactText[p]}
+			if got := c.matchExact(s); got != want {
+				t.Fatalf("%s on %q: exact %v, regexp2 %v", p, s, got, want)
+			}
+		}
+	})
+}
