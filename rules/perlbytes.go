@@ -128,7 +128,7 @@ const (
 )
 
 var asciiEscapes = map[byte]string{
-	's': `[\t\n\x0B\f\r ]`, 'S': `[^\t\n\x0B\f\r ]`,
+	's': `[\t\n\f\r ]`, 'S': `[^\t\n\f\r ]`, // Go's \s, without Perl's \v: see asciiSpace
 	'd': `[0-9]`, 'D': `[^0-9]`,
 	'w': `[0-9A-Za-z_]`, 'W': `[^0-9A-Za-z_]`,
 	'b': asciiB, 'B': asciiNotB,

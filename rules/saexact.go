@@ -723,10 +723,14 @@ func allDigits(r []rune) bool {
 }
 
 // asciiSpace and asciiDigit are \s and \d as compileBacktrack reads them
-// (asciiClasses): Perl's on SpamAssassin's bytes.
+// (asciiClasses): Perl's on SpamAssassin's bytes, but for \s the vertical
+// tab, which Go's \s leaves out. Every engine must read \s alike: a
+// backtracking rule runs only where its RE2 superset (Go's \s) matches,
+// and a class holding \s is rebuilt by Go's parser, so a \v that regexp2
+// alone took for a space was a match the superset refused.
 func asciiSpace(r rune) bool {
 	switch r {
-	case '\t', '\n', '\v', '\f', '\r', ' ':
+	case '\t', '\n', '\f', '\r', ' ':
 		return true
 	}
 	return false

@@ -9,15 +9,15 @@ import "unicode"
 func init() {
 	for p, f := range map[string]func([]rune) bool{
 		// INVALID_DATE_TZ_ABSURD (Date).
-		`[-+](?!(?:0[0-9]|1[0-4])(?:[03]0|[14]5))[0-9]{4}$`: dateTZAbsurd,
+		`[-+](?!(?:0\d|1[0-4])(?:[03]0|[14]5))\d{4}$`: dateTZAbsurd,
 		// __BOGUS_MIME_VER_02 (MIME-Version).
-		`^(?!.*(?:(?<=[0-9A-Za-z_])(?![0-9A-Za-z_])|(?<![0-9A-Za-z_])(?=[0-9A-Za-z_]))1\.0(?:(?<=[0-9A-Za-z_])(?![0-9A-Za-z_])|(?<![0-9A-Za-z_])(?=[0-9A-Za-z_]))).+`: bogusMIMEVersion,
+		`^(?!.*\b1\.0\b).+`: bogusMIMEVersion,
 		// __HELO_NOT_RDNS (X-Spam-Relays-External).
-		`^[^\]]+ rdns=([^\t\n\x0B\f\r ]+) helo=(?!(?i)\1)[^\t\n\x0B\f\r ]`: heloNotRDNS,
+		`^[^\]]+ rdns=(\S+) helo=(?!(?i)\1)\S`: heloNotRDNS,
 		// __IP_IN_RELAY (X-Spam-Relays-External).
-		`^\[ ip=([0-9]+)\.([0-9]+)\.([0-9]+)\.([0-9]+) (?:[^\]]* )?(?:rdns|helo)=[^\t\n\x0B\f\r ]*(?:\1[^0-9]\2[^0-9]\3[^0-9]\4|\4[^0-9]\3[^0-9]\2[^0-9]\1)`: ipInRelay,
+		`^\[ ip=(\d+)\.(\d+)\.(\d+)\.(\d+) (?:[^\]]* )?(?:rdns|helo)=\S*(?:\1\D\2\D\3\D\4|\4\D\3\D\2\D\1)`: ipInRelay,
 		// __PDS_TO_BRAND_SUBJECT (ALL).
-		`(?ism)^To:[\t\n\x0B\f\r ]+<?[^\@]+\@([^\.]+)\.(?:[^\n]+\n+)*^Subject: \"?\1(?:(?<=[0-9A-Za-z_])(?![0-9A-Za-z_])|(?<![0-9A-Za-z_])(?=[0-9A-Za-z_]))`: toBrandSubject,
+		`(?ism)^To:\s+<?[^\@]+\@([^\.]+)\.(?:[^\n]+\n+)*^Subject: \"?\1\b`: toBrandSubject,
 	} {
 		saExact[p] = f
 	}

@@ -26,13 +26,13 @@ func pieceInputs(rng *rand.Rand, n, most int, pieces []string) []string {
 func TestExactDateTZ(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 22))
 	pieces := []string{"Mon, 1 Dec 2026 10:00:00 ", "+", "-", "0", "1", "2", "3", "4", "5", "9", "\n", " ", "x", "+0000", "-0500", "+1445", "+1500", "٣"}
-	checkExact(t, `[-+](?!(?:0[0-9]|1[0-4])(?:[03]0|[14]5))[0-9]{4}$`, pieceInputs(rng, 20000, 8, pieces))
+	checkExact(t, `[-+](?!(?:0\d|1[0-4])(?:[03]0|[14]5))\d{4}$`, pieceInputs(rng, 20000, 8, pieces))
 }
 
 func TestExactBogusMIMEVersion(t *testing.T) {
 	rng := rand.New(rand.NewPCG(23, 24))
 	pieces := []string{"1.0", "1.0", "1", ".", "0", " ", "\n", "\r", "a", "_", "(", ")", "x1.0", "1.00", "é", "\u0660"}
-	checkExact(t, `^(?!.*(?:(?<=[0-9A-Za-z_])(?![0-9A-Za-z_])|(?<![0-9A-Za-z_])(?=[0-9A-Za-z_]))1\.0(?:(?<=[0-9A-Za-z_])(?![0-9A-Za-z_])|(?<![0-9A-Za-z_])(?=[0-9A-Za-z_]))).+`, pieceInputs(rng, 20000, 6, pieces))
+	checkExact(t, `^(?!.*\b1\.0\b).+`, pieceInputs(rng, 20000, 6, pieces))
 }
 
 func TestExactHeloNotRDNS(t *testing.T) {
@@ -44,7 +44,7 @@ func TestExactHeloNotRDNS(t *testing.T) {
 		a, b := pieces[5+rng.IntN(6)], pieces[5+rng.IntN(6)]
 		inputs = append(inputs, "[ ip=192.0.2.1"+pieces[rng.IntN(len(pieces))]+" rdns="+a+" helo="+b+pieces[rng.IntN(len(pieces))]+" ]")
 	}
-	checkExact(t, `^[^\]]+ rdns=([^\t\n\x0B\f\r ]+) helo=(?!(?i)\1)[^\t\n\x0B\f\r ]`, inputs)
+	checkExact(t, `^[^\]]+ rdns=(\S+) helo=(?!(?i)\1)\S`, inputs)
 }
 
 func TestExactIPInRelay(t *testing.T) {
@@ -60,7 +60,7 @@ func TestExactIPInRelay(t *testing.T) {
 		}
 		inputs = append(inputs, b.String())
 	}
-	checkExact(t, `^\[ ip=([0-9]+)\.([0-9]+)\.([0-9]+)\.([0-9]+) (?:[^\]]* )?(?:rdns|helo)=[^\t\n\x0B\f\r ]*(?:\1[^0-9]\2[^0-9]\3[^0-9]\4|\4[^0-9]\3[^0-9]\2[^0-9]\1)`, inputs)
+	checkExact(t, `^\[ ip=(\d+)\.(\d+)\.(\d+)\.(\d+) (?:[^\]]* )?(?:rdns|helo)=\S*(?:\1\D\2\D\3\D\4|\4\D\3\D\2\D\1)`, inputs)
 }
 
 func TestExactToBrandSubject(t *testing.T) {
@@ -74,7 +74,7 @@ func TestExactToBrandSubject(t *testing.T) {
 		inputs = append(inputs, "From: a@b.c\nTo: "+[]string{"", "<", "Bob <"}[rng.IntN(3)]+"bob@"+br+".example>"+pieces[rng.IntN(len(pieces))]+
 			"\nX: y\nSubject: "+[]string{"", "\""}[rng.IntN(2)]+brands[rng.IntN(len(brands))]+pieces[rng.IntN(len(pieces))]+"\n")
 	}
-	checkExact(t, `(?ism)^To:[\t\n\x0B\f\r ]+<?[^\@]+\@([^\.]+)\.(?:[^\n]+\n+)*^Subject: \"?\1(?:(?<=[0-9A-Za-z_])(?![0-9A-Za-z_])|(?<![0-9A-Za-z_])(?=[0-9A-Za-z_]))`, inputs)
+	checkExact(t, `(?ism)^To:\s+<?[^\@]+\@([^\.]+)\.(?:[^\n]+\n+)*^Subject: \"?\1\b`, inputs)
 }
 
 // FuzzExact: every exact evaluation answers as regexp2 does.
@@ -113,4 +113,33 @@ func FuzzExact(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestExactPatternsInUse: every exact evaluation and pre-check stands in
+// for a rule of SpamAssassin's set (a pattern that drifted from the
+// importer's output would silently leave its rule on regexp2).
+func TestExactPatternsInUse(t *testing.T) {
+	saFiles(t)
+	s := mustBuild(t, Config{Default: true, SpamAssassin: "/usr/share/spamassassin"})
+	used := map[string]bool{}
+	for _, c := range s.rules {
+		if c.bt == nil || c.exact == nil {
+			continue
+		}
+		p := c.Regex
+		if c.NoCase {
+			p = "(?i)" + p
+		}
+		used[p] = true
+	}
+	for p := range saExact {
+		if !used[p] {
+			t.Errorf("no rule has the exact evaluation of %s", p)
+		}
+	}
+	for p := range saPrecheck {
+		if !used[p] {
+			t.Errorf("no rule has the pre-check of %s", p)
+		}
+	}
 }
