@@ -376,10 +376,21 @@ func (v *view) saBodyLines() []string {
 func saSquashSpace(b []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		if c := s[i]; c < utf8.RuneSelf && !asciiSpaceByte[c] {
-			// A run of ASCII that is not white space, written whole.
+			// A run of ASCII that is not white space, written whole, with
+			// the single spaces between its words: a space alone stays a
+			// space. Most of a text is such runs.
 			j := i + 1
-			for j < len(s) && s[j] < utf8.RuneSelf && !asciiSpaceByte[s[j]] {
-				j++
+			for j < len(s) {
+				c := s[j]
+				if c < utf8.RuneSelf && !asciiSpaceByte[c] {
+					j++
+					continue
+				}
+				if c == ' ' && j+1 < len(s) && s[j+1] < utf8.RuneSelf && !asciiSpaceByte[s[j+1]] {
+					j += 2
+					continue
+				}
+				break
 			}
 			b = append(b, s[i:j]...)
 			i = j
