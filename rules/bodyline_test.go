@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"github.com/portcullis-mail/portcullis/filter"
 	"regexp"
 	"strings"
 	"testing"
@@ -117,4 +118,32 @@ func FuzzBodyLineChecks(f *testing.F) {
 		f.Add(l)
 	}
 	f.Fuzz(checkBodyLine)
+}
+
+// TestUppercaseMeasure: check_for_uppercase's measure counts capitals
+// among letters and digits of the spaced body lines, as the switch it
+// replaced did.
+func TestUppercaseMeasure(t *testing.T) {
+	body := strings.Repeat("HELLO World 42 ÉTÉ déjà vu, MIXED case TEXT here\n", 8) + "NOSPACESONTHISLINE\n"
+	raw := "From: a@example.com\nSubject: x\n\n" + body
+	s := mustBuild(t, Config{Files: []string{"testdata/sa-evals.cf"}})
+	v := &view{m: filter.NewMessageBytes(filter.Envelope{}, []byte(raw), filter.Limits{}), set: s}
+	lower, upper := 0, 0
+	for _, l := range v.saBodyLines() {
+		if !spacedLine(l) {
+			continue
+		}
+		for _, c := range []byte(l) {
+			switch {
+			case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+				lower++
+			case c >= 'A' && c <= 'Z':
+				upper++
+			}
+		}
+	}
+	want := 100 * float64(upper) / float64(upper+lower)
+	if got := v.measureUppercase(); got != want || want == 0 {
+		t.Errorf("measureUppercase = %v, want %v", got, want)
+	}
 }

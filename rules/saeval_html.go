@@ -628,6 +628,21 @@ func (v *view) uppercase() float64 {
 	return x
 }
 
+// caseClass is 1 for the bytes measureUppercase counts as lower case (a
+// to z, and digits), 2 for upper case (A to Z).
+var caseClass = func() (t [256]uint8) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = 1
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = 1
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = 2
+	}
+	return t
+}()
+
 func (v *view) measureUppercase() float64 {
 	if v.charsetLikelyToFPAsCaps() {
 		return 0
@@ -642,12 +657,9 @@ func (v *view) measureUppercase() float64 {
 		}
 		length += len(l)
 		for i := 0; i < len(l); i++ {
-			switch c := l[i]; {
-			case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-				lower++
-			case c >= 'A' && c <= 'Z':
-				upper++
-			}
+			k := caseClass[l[i]] // without branches: a text's letters are a coin toss for them
+			lower += int(k & 1)
+			upper += int(k >> 1)
 		}
 	}
 	if length < 200 || upper+lower == 0 {
