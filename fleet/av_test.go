@@ -195,6 +195,18 @@ func TestAVFleet(t *testing.T) {
 	for i, n := range nodes {
 		waitFor(t, 30*time.Second, func() bool { return n.met.get("portcullis_fleet_av_nodes") == 2 }, fmt.Sprintf("node %d seeing the other two", i+1))
 	}
+	// Bind the shared bucket first, as a gateway does at start: creating
+	// its R3 stream can take longer than a scan's shared-cache timeout on
+	// a loaded machine, and a scan whose put fails shares nothing (the
+	// test would then wait for an entry that was never written).
+	for i, n := range nodes {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		err := n.cache.Bind(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("node %d: bind the AV cache: %v", i+1, err)
+		}
+	}
 	att := bytes.Repeat([]byte("quarterly figures, all clean. "), 2000)
 	sum := sha256.Sum256(att)
 	scansOf := func() int { mu.Lock(); defer mu.Unlock(); return scans[sum] }
