@@ -139,6 +139,15 @@ func (v *view) mimeStats() *mimeStats {
 		if !strings.Contains(cd, "attachment") {
 			bytesHere = 0
 		}
+		countBytes := st.multipartAlternative && bytesHere >= 0 && (ct == "text/plain" || ct == "text/html")
+		plain := ct == "text/plain" && (charset == "" || charset == "us-ascii" || cte == "" || cte == "7bit" || cte == "8bit")
+		if !countBytes && !plain && cte != "quoted-printable" {
+			// No line of this part counts for anything below (a base64
+			// attachment, most often): its lines are not read.
+			st.partTypes = append(st.partTypes, ct)
+			st.partBytes = append(st.partBytes, bytesHere)
+			continue
+		}
 		v.scanPartLines(p, func(line []byte) {
 			if st.multipartAlternative && bytesHere >= 0 && (ct == "text/plain" || ct == "text/html") {
 				bytesHere += len(line)
