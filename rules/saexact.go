@@ -550,16 +550,28 @@ func (h hdrPair) ref(r []rune, s int, c []rune) bool {
 	if t >= len(r) {
 		return false
 	}
-	for i, ch := range c {
-		if unicode.ToLower(r[s+i]) != unicode.ToLower(ch) {
-			return false
-		}
+	if !runesHavePrefixFoldRunes(r[s:], c) {
+		return false
 	}
 	ch := unicode.ToLower(r[t])
 	if h.notAlnum {
 		return !('a' <= ch && ch <= 'z' || '0' <= ch && ch <= '9')
 	}
 	return asciiSpace(ch) || strings.ContainsRune(h.tail, ch)
+}
+
+// runesHavePrefixFoldRunes is a back-reference under (?i): r starts with
+// p, rune by lowered rune.
+func runesHavePrefixFoldRunes(r, p []rune) bool {
+	if len(r) < len(p) {
+		return false
+	}
+	for i, ch := range p {
+		if unicode.ToLower(r[i]) != unicode.ToLower(ch) {
+			return false
+		}
+	}
+	return true
 }
 
 // runesHavePrefixFold is runesHavePrefix for a lower-case p under (?i).
@@ -696,10 +708,8 @@ func (h hdrUser) ref(r []rune, s int, c []rune) bool {
 	if t > len(r) {
 		return false
 	}
-	for i, ch := range c {
-		if unicode.ToLower(r[s+i]) != unicode.ToLower(ch) {
-			return false
-		}
+	if !runesHavePrefixFoldRunes(r[s:], c) {
+		return false
 	}
 	if h.digits {
 		for t < len(r) && asciiDigit(unicode.ToLower(r[t])) {

@@ -1,6 +1,9 @@
 package rules
 
-import "unicode"
+import (
+	"unicode"
+	"unicode/utf8"
+)
 
 // More exact evaluations (saexact.go): backtracking rules that run on
 // nearly every message, their RE2 supersets (the back-reference replaced
@@ -68,9 +71,7 @@ func bogusMIMEVersion(r []rune) bool {
 	return true
 }
 
-func asciiWord(ch rune) bool {
-	return '0' <= ch && ch <= '9' || 'A' <= ch && ch <= 'Z' || 'a' <= ch && ch <= 'z' || ch == '_'
-}
+func asciiWord(ch rune) bool { return ch < utf8.RuneSelf && isWordByte(byte(ch)) }
 
 // heloNotRDNS is ^[^\]]+ rdns=(\S+) helo=(?!(?i)\1)\S: " rdns=" after at
 // least one character and before the first "]"; the capture is the whole
@@ -98,20 +99,6 @@ func heloNotRDNS(r []rune) bool {
 		}
 	}
 	return false
-}
-
-// runesHavePrefixFoldRunes is a back-reference under (?i): r starts with
-// p, rune by lowered rune.
-func runesHavePrefixFoldRunes(r, p []rune) bool {
-	if len(r) < len(p) {
-		return false
-	}
-	for i, ch := range p {
-		if unicode.ToLower(r[i]) != unicode.ToLower(ch) {
-			return false
-		}
-	}
-	return true
 }
 
 // ipInRelay is ^\[ ip=(\d+)\.(\d+)\.(\d+)\.(\d+) (?:[^\]]* )?(?:rdns|helo)=\S*(?:\1\D\2\D\3\D\4|\4\D\3\D\2\D\1).
