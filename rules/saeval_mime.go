@@ -141,48 +141,45 @@ func (v *view) mimeStats() *mimeStats {
 		}
 		countBytes := st.multipartAlternative && bytesHere >= 0 && (ct == "text/plain" || ct == "text/html")
 		plain := ct == "text/plain" && (charset == "" || charset == "us-ascii" || cte == "" || cte == "7bit" || cte == "8bit")
-		if !countBytes && !plain && cte != "quoted-printable" {
-			// No line of this part counts for anything below (a base64
-			// attachment, most often): its lines are not read.
-			st.partTypes = append(st.partTypes, ct)
-			st.partBytes = append(st.partBytes, bytesHere)
-			continue
-		}
-		v.scanPartLines(p, func(line []byte) {
-			if st.multipartAlternative && bytesHere >= 0 && (ct == "text/plain" || ct == "text/html") {
-				bytesHere += len(line)
-			}
-			if cte == "quoted-printable" && !bytes.HasPrefix(line, []byte("SPAM: ")) {
-				if len(line) > 79 {
-					st.qpLongLine = true
+		// A part none of the counts below applies to (a base64
+		// attachment, most often) is not read.
+		if countBytes || plain || cte == "quoted-printable" {
+			v.scanPartLines(p, func(line []byte) {
+				if countBytes {
+					bytesHere += len(line)
 				}
-				st.qpBytes += len(line)
-				if bytes.IndexByte(line, '=') >= 0 {
-					if n := len(saQPEncoded.FindAll(line, -1)); n > 0 {
-						st.qpEncoded += n
-						if m := saQPTrailing.FindSubmatch(line); m != nil {
-							st.qpEncoded -= len(m[1]) / 3
+				if cte == "quoted-printable" && !bytes.HasPrefix(line, []byte("SPAM: ")) {
+					if len(line) > 79 {
+						st.qpLongLine = true
+					}
+					st.qpBytes += len(line)
+					if bytes.IndexByte(line, '=') >= 0 {
+						if n := len(saQPEncoded.FindAll(line, -1)); n > 0 {
+							st.qpEncoded += n
+							if m := saQPTrailing.FindSubmatch(line); m != nil {
+								st.qpEncoded -= len(m[1]) / 3
+							}
 						}
 					}
 				}
-			}
-			if ct == "text/plain" && (charset == "" || charset == "us-ascii") {
-				for _, c := range line {
-					if c == 0 || c == '\r' || c >= 0x80 {
-						st.asciiTextIllegal++
-						break
+				if ct == "text/plain" && (charset == "" || charset == "us-ascii") {
+					for _, c := range line {
+						if c == 0 || c == '\r' || c >= 0x80 {
+							st.asciiTextIllegal++
+							break
+						}
 					}
 				}
-			}
-			if ct == "text/plain" && (cte == "" || cte == "7bit" || cte == "8bit") {
-				subs := 0
-				if bytes.Contains(line, []byte("&#x")) {
-					subs = len(saUnicodeEsc.FindAllIndex(line, -1))
+				if ct == "text/plain" && (cte == "" || cte == "7bit" || cte == "8bit") {
+					subs := 0
+					if bytes.Contains(line, []byte("&#x")) {
+						subs = len(saUnicodeEsc.FindAllIndex(line, -1))
+					}
+					st.unicodeChars += subs
+					st.normalChars += len(line) - 8*subs
 				}
-				st.unicodeChars += subs
-				st.normalChars += len(line) - 8*subs
-			}
-		})
+			})
+		}
 		st.partTypes = append(st.partTypes, ct)
 		st.partBytes = append(st.partBytes, bytesHere)
 	}
