@@ -94,6 +94,7 @@ type crule struct {
 	hdr       headerSpec
 	meta      *metaNode
 	emit      bool // hits become symbols (names starting "__" are helpers)
+	unused    bool // nothing reads the rule's value: never tested (markUnused)
 	// window, for a keyed body or raw-body rule, is the most bytes a match
 	// spans; 0 when unbounded. See window.go.
 	window int
@@ -240,6 +241,7 @@ func compile(sp *spec, o compileOptions) (*Set, error) {
 			s.report.skip(Skip{File: c.File, Line: c.Line, Rule: c.Name, Reason: ReasonUnkeyed, Detail: c.Regex})
 		}
 	}
+	s.markUnused()
 	s.planMetas()
 	if err := s.buildScans(); err != nil {
 		return nil, err
@@ -450,7 +452,7 @@ func (s *Set) buildScans() error {
 		index := map[string]int{}
 		var patterns []string
 		for _, c := range s.rules {
-			if c.meta != nil || kindScope(c.Kind) != sc {
+			if c.meta != nil || kindScope(c.Kind) != sc || c.unused {
 				continue
 			}
 			plan.rules = append(plan.rules, c)
@@ -491,6 +493,40 @@ func (s *Set) buildScans() error {
 		plan.matcher = m
 	}
 	return nil
+}
+
+// markUnused marks the rules whose value nothing reads: not reported (a
+// "__" helper, or a SpamAssassin rule scored 0) and used by no meta rule
+// that is reported or used in turn. Testing them could change no
+// verdict, score or symbol, so the scans leave them out; SpamAssassin's
+// files have some 500, helpers of rules that are disabled or scored 0.
+// Their statistics show no evaluations, and LoadReport.Unused counts them.
+func (s *Set) markUnused() {
+	live := make([]bool, len(s.rules))
+	var stack []int
+	for _, c := range s.rules {
+		if c.emit {
+			live[c.id] = true
+			stack = append(stack, c.id)
+		}
+	}
+	for len(stack) > 0 {
+		c := s.rules[stack[len(stack)-1]]
+		stack = stack[:len(stack)-1]
+		c.meta.names(func(n *metaNode) {
+			if !live[n.id] {
+				live[n.id] = true
+				stack = append(stack, n.id)
+			}
+		})
+	}
+	s.report.Unused = 0
+	for _, c := range s.rules {
+		c.unused = !live[c.id]
+		if c.unused {
+			s.report.Unused++
+		}
+	}
 }
 
 // plainRegex reports whether the rule's answer for a value is whether its

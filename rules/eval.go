@@ -126,7 +126,7 @@ func (s *Set) Evaluate(ctx context.Context, m *filter.Message) (*Evaluation, err
 		if sc.values[c.id] == 0 {
 			continue
 		}
-		if c.meta != nil {
+		if c.meta != nil && !c.unused {
 			c.stats.Hits.Add(1)
 		}
 		if c.emit {

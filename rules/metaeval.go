@@ -201,6 +201,9 @@ func (s *Set) planMetas() {
 		p := compileMeta(c.meta)
 		mp.progs[i] = p
 		mp.depth = max(mp.depth, p.depth)
+		if c.unused {
+			continue // never marked, it keeps its baseline
+		}
 		c.meta.names(func(n *metaNode) {
 			u := mp.users[n.id]
 			if len(u) == 0 || u[len(u)-1] != int32(i) {

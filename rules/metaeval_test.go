@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -109,5 +110,36 @@ func TestMetaShortcut(t *testing.T) {
 	}
 	if hits == 0 {
 		t.Fatal("no rule hit on any message")
+	}
+}
+
+// TestUnusedRules: helpers that no reported rule reads are never tested,
+// and the report counts them; the helpers a reported meta reads, through
+// other helpers, are.
+func TestUnusedRules(t *testing.T) {
+	file := writeRules(t, "u.yaml", `rules:
+  - {name: __USED, kind: header, field: Subject, regex: 'offer', score: 0}
+  - {name: __USED_META, kind: meta, expr: '__USED', score: 0}
+  - {name: REPORTED, kind: meta, expr: '__USED_META', score: 1}
+  - {name: __ALONE, kind: header, field: Subject, regex: 'offer', score: 0}
+  - {name: __FEEDS_UNUSED, kind: body, regex: 'offer', score: 0}
+  - {name: __UNUSED_META, kind: meta, expr: '__FEEDS_UNUSED && __ALONE', score: 0}
+`)
+	e := New(Config{Files: []string{file}})
+	if err := e.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Current().Report().Unused; got != 3 {
+		t.Errorf("Report().Unused = %d, want 3 (__ALONE, __FEEDS_UNUSED, __UNUSED_META)", got)
+	}
+	res, err := e.Check(context.Background(), filter.NewMessageBytes(filter.Envelope{}, []byte("Subject: an offer\r\n\r\nan offer\r\n"), filter.Limits{}))
+	if err != nil || len(res.Symbols) != 1 || res.Symbols[0].Name != "REPORTED" {
+		t.Fatalf("symbols %v, err %v; want REPORTED", res.Symbols, err)
+	}
+	for _, st := range e.Stats() {
+		tested := st.Evaluations > 0
+		if want := !strings.Contains(st.Name, "UNUSED") && st.Name != "__ALONE"; tested != want {
+			t.Errorf("%s: %d evaluations, %d hits", st.Name, st.Evaluations, st.Hits)
+		}
 	}
 }

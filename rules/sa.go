@@ -20,6 +20,10 @@ type LoadReport struct {
 	Skipped  map[string]int // reason → SpamAssassin rules skipped
 	Skips    []Skip         // each skipped rule
 	Ignored  map[string]int // directive → lines ignored (lang, priority, whitelists...)
+	// Unused counts the rules of the set, imported or not, whose value
+	// nothing reads (helpers no reported rule uses): they are never
+	// tested.
+	Unused int
 }
 
 // Skip is one SpamAssassin rule left out.
@@ -39,6 +43,9 @@ func (r LoadReport) String() string {
 		skipped += n
 	}
 	fmt.Fprintf(&b, "imported %d SpamAssassin rules (%d of them disabled in score set 0), skipped %d", r.Imported, r.Disabled, skipped)
+	if r.Unused > 0 {
+		fmt.Fprintf(&b, "; %d rules unused (helpers no reported rule reads: never tested)", r.Unused)
+	}
 	for _, k := range slices.Sorted(maps.Keys(r.Skipped)) {
 		fmt.Fprintf(&b, "\n  skipped %5d  %s", r.Skipped[k], k)
 	}
