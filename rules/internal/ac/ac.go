@@ -8,7 +8,9 @@
 // The automaton is a dense DFA over byte classes (only the bytes that occur
 // in some pattern get a class of their own), so a scan costs one table
 // load per text byte whatever the number of patterns; a pattern's
-// occurrence is reported once per scan.
+// occurrence is reported once per scan. MatchString searches a small set
+// of patterns with rare bytes by those bytes instead (anchor.go), many
+// bytes at a time.
 package ac
 
 import (
@@ -24,6 +26,7 @@ type Matcher struct {
 	dictLink []int32 // next state on the suffix chain that has output, or -1
 	npat     int
 	pool     sync.Pool
+	anchors  []anchorGroup // for a small set, how MatchString searches it instead (anchor.go)
 }
 
 const outFlag = int32(-1) << 31
@@ -150,6 +153,7 @@ func New(patterns []string) (*Matcher, error) {
 		}
 	}
 	m.delta, m.own, m.dictLink = delta, own, dict
+	m.anchors = planAnchors(patterns)
 	m.pool.New = func() any { return &scratch{seen: make([]uint64, (ns+63)/64)} }
 	return m, nil
 }
@@ -185,6 +189,10 @@ func (m *Matcher) Match(text []byte, found func(id int)) {
 // MatchString is Match over a string, without copying it.
 func (m *Matcher) MatchString(text string, found func(id int)) {
 	if len(m.own) <= 1 {
+		return
+	}
+	if m.anchors != nil {
+		m.matchAnchors(text, found)
 		return
 	}
 	sc := m.pool.Get().(*scratch)

@@ -182,3 +182,118 @@ func randWord(r *rand.Rand, n int) string {
 	}
 	return string(b)
 }
+
+// SpamAssassin's "full" rules' keys: a set small enough to be searched by
+// anchor bytes.
+var fullKeys = []string{"content-x-", "content-y-", "content-z-", "from:\t", "from:\n", "from:\f", "from:\r", "from: "}
+
+func TestAnchors(t *testing.T) {
+	m, err := New(fullKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.anchors == nil {
+		t.Fatal("the full rules' keys are not searched by anchor")
+	}
+	var search []byte
+	for _, g := range m.anchors {
+		search = append(search, g.search...)
+	}
+	if string(search) != ":-" {
+		t.Errorf("anchor bytes %q, want \":-\"", search)
+	}
+	for _, tc := range []struct {
+		text string
+		want []int
+	}{
+		{"From: a\r\nContent-X-Foo: bar\r\n", []int{0, 7}},
+		{"FROM:\r\n", []int{6}},
+		{"from:", nil},       // the anchor at the text's end
+		{":-content-z", nil}, // anchors before a pattern's start
+		{"xcontent-Z-", []int{2}},
+	} {
+		if got := found(m, tc.text); !slices.Equal(got, tc.want) {
+			t.Errorf("%q: got %v, want %v", tc.text, got, tc.want)
+		}
+	}
+	big := make([]string, maxAnchorPatterns+1)
+	for i := range big {
+		big[i] = "::" + strings.Repeat("a", i+1)
+	}
+	if m, _ := New(big); m.anchors != nil {
+		t.Errorf("%d patterns searched by anchor, above maxAnchorPatterns", len(big))
+	}
+	if m, _ := New([]string{"the", "and", "ion"}); m.anchors != nil {
+		t.Errorf("common letters searched by anchor: %v", m.anchors)
+	}
+}
+
+// TestAnchorsAgree: anchor search and the automaton find the same
+// patterns, on sets of rare and common bytes.
+func TestAnchorsAgree(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	alpha := "xX:-zZ e\xc3\xa9*"
+	word := func(n int) string {
+		var b strings.Builder
+		for range n {
+			b.WriteByte(alpha[r.IntN(len(alpha))])
+		}
+		return b.String()
+	}
+	anchoredRounds := 0
+	for round := range 500 {
+		pats := make([]string, 1+r.IntN(8))
+		for i := range pats {
+			pats[i] = word(r.IntN(6))
+		}
+		m, err := New(pats)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.anchors != nil {
+			anchoredRounds++
+		}
+		for range 10 {
+			text := word(r.IntN(300))
+			var auto []int
+			m.Match([]byte(text), func(id int) { auto = append(auto, id) })
+			slices.Sort(auto)
+			want := naive(pats, text)
+			if got := found(m, text); !slices.Equal(got, want) || !slices.Equal(auto, want) {
+				t.Fatalf("round %d: patterns %q text %q: MatchString %v, Match %v, want %v", round, pats, text, got, auto, want)
+			}
+		}
+	}
+	if anchoredRounds < 100 {
+		t.Fatalf("only %d of 500 sets searched by anchor", anchoredRounds)
+	}
+}
+
+func BenchmarkFullKeys(b *testing.B) {
+	r := rand.New(rand.NewPCG(7, 8))
+	const b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	var sb strings.Builder
+	for sb.Len() < 160<<10 {
+		for range 76 {
+			sb.WriteByte(b64[r.IntN(64)])
+		}
+		sb.WriteString("\r\n")
+	}
+	text := "From: someone <a@example.com>\r\nSubject: hi\r\n\r\n" + sb.String()
+	m, err := New(fullKeys)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(text)))
+	for _, mode := range []string{"anchors", "automaton"} {
+		b.Run(mode, func(b *testing.B) {
+			if mode == "automaton" {
+				defer func(a []anchorGroup) { m.anchors = a }(m.anchors)
+				m.anchors = nil
+			}
+			for b.Loop() {
+				m.MatchString(text, func(int) {})
+			}
+		})
+	}
+}
