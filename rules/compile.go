@@ -56,6 +56,10 @@ type Set struct {
 	scans      [nScopes]scanPlan
 	metas      []*crule // in evaluation order: dependencies first
 	metaPlan   metaPlan // how they are evaluated (metaeval.go)
+	// pseudoText: the header text the prefilter scans holds
+	// SpamAssassin's pseudo-headers too (the relays, the envelope sender),
+	// for the rules that test them.
+	pseudoText bool
 	corpus     []Sample
 	report     LoadReport
 	limits     Limits
@@ -242,6 +246,11 @@ func compile(sp *spec, o compileOptions) (*Set, error) {
 		}
 	}
 	s.markUnused()
+	for _, c := range s.rules {
+		if c.Kind == Header && c.hdr.sa != nil && (c.hdr.sa.envFrom || c.hdr.sa.relays != "") && !c.unused {
+			s.pseudoText = true
+		}
+	}
 	s.planMetas()
 	if err := s.buildScans(); err != nil {
 		return nil, err
@@ -575,9 +584,6 @@ func (c *crule) keys() []string {
 		// A missing header is tested as IfUnset, which is not in the
 		// text; only when IfUnset cannot hit may the rule be skipped.
 		return nil
-	}
-	if c.Kind == Header && c.hdr.sa != nil && (c.hdr.sa.envFrom || c.hdr.sa.relays != "") {
-		return nil // the envelope and the relays are not in the header text
 	}
 	pattern := ""
 	if c.re != nil {

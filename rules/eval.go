@@ -714,6 +714,16 @@ func (v *view) text(sc scope) string {
 			}
 			b.WriteByte('\n')
 		}
+		if v.set.pseudoText {
+			for _, name := range relayHeaders {
+				b.WriteString(v.relays().str[name])
+				b.WriteByte('\n')
+			}
+			if a, ok := v.envelopeFrom(); ok {
+				b.WriteString(a)
+				b.WriteByte('\n')
+			}
+		}
 		s = b.String()
 	case scopeBody:
 		s = v.truncate("body", v.bodyText(true))

@@ -3,6 +3,7 @@ package rules
 import (
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/portcullis-mail/portcullis/filter"
@@ -51,5 +52,29 @@ func TestShortcutsKeepHits(t *testing.T) {
 		if r := eval(t, regexpOnly, filter.Envelope{}, raw); !slices.Equal(names(a), names(r)) {
 			t.Errorf("message %d: with DFAs %v, with Go's regexp only %v", i, names(a), names(r))
 		}
+	}
+}
+
+// TestPseudoHeadersKeyed: rules on SpamAssassin's relay and envelope
+// pseudo-headers are prefiltered by their literals, which the scanned
+// header text holds, and still hit.
+func TestPseudoHeadersKeyed(t *testing.T) {
+	cf := writeRules(t, "p.cf", `
+header RELAY_HELO   X-Spam-Relays-Untrusted =~ / helo=spammer /
+header ENV_SPAMMER  EnvelopeFrom =~ /\@spammer\.example/
+`)
+	s := mustBuild(t, Config{Files: []string{cf}})
+	for _, c := range s.scans[scopeHeader].always {
+		t.Errorf("%s is tested on every message: its literal is not prefiltered", c.Name)
+	}
+	raw := "Received: from spammer (unknown [203.0.113.5]) by mx.example.org with SMTP id 1\r\n" +
+		"Subject: hi\r\n\r\nbody\r\n"
+	ev := eval(t, s, filter.Envelope{MailFrom: "bulk@spammer.example"}, raw)
+	if got := names(ev); !slices.Equal(got, []string{"ENV_SPAMMER", "RELAY_HELO"}) {
+		t.Errorf("hits %v, want ENV_SPAMMER and RELAY_HELO", got)
+	}
+	ev = eval(t, s, filter.Envelope{MailFrom: "a@example.org"}, strings.Replace(raw, "from spammer", "from friend", 1))
+	if len(ev.Symbols) != 0 {
+		t.Errorf("hits %v on a message without the literals", ev.Symbols)
 	}
 }

@@ -75,7 +75,7 @@ func parseSAHeaderSpec(field string) headerSpec {
 		hs.all = true
 	case strings.EqualFold(name, "EnvelopeFrom"):
 		hs.envFrom = true
-	case slices.Contains([]string{"x-spam-relays-trusted", "x-spam-relays-untrusted", "x-spam-relays-internal", "x-spam-relays-external"}, strings.ToLower(name)):
+	case slices.Contains(relayHeaders[:], strings.ToLower(name)):
 		hs.relays = strings.ToLower(name)
 	case strings.EqualFold(name, "ToCc"):
 		hs.names = []string{"to", "cc"}

@@ -417,13 +417,16 @@ func (v *view) relays() *relayInfo {
 		return b.String()
 	}
 	ri.str = map[string]string{
-		"x-spam-relays-trusted":   join(ri.trusted),
-		"x-spam-relays-untrusted": join(ri.untrusted),
-		"x-spam-relays-internal":  join(ri.internal),
-		"x-spam-relays-external":  join(ri.external),
+		relayHeaders[0]: join(ri.trusted),
+		relayHeaders[1]: join(ri.untrusted),
+		relayHeaders[2]: join(ri.internal),
+		relayHeaders[3]: join(ri.external),
 	}
 	return ri
 }
+
+// relayHeaders are the pseudo-headers of the relays, in lower case.
+var relayHeaders = [...]string{"x-spam-relays-trusted", "x-spam-relays-untrusted", "x-spam-relays-internal", "x-spam-relays-external"}
 
 func netsContain(nets []netip.Prefix, a netip.Addr) bool {
 	if !a.IsValid() {
