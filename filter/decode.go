@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"mime/quotedprintable"
 	"strings"
 	"unicode/utf8"
 	"unsafe"
@@ -56,6 +55,17 @@ func (p *Part) decoded() ([]byte, error) {
 	p.decOnce.Do(func() {
 		if b, ok := p.inPlace(); ok {
 			p.dec = b
+			return
+		}
+		if raw, ok := p.msg.Bytes(); ok && p.Encoding == "quoted-printable" {
+			// In memory: one pass, into a buffer of the body's size
+			// (decoding shortens it but for bare CRs, which become CRLF).
+			body := raw[p.bodyOff:p.bodyEnd]
+			p.dec = appendQP(make([]byte, 0, len(body)+16), body)
+			if max := p.msg.limits.MaxDecodedBytes; int64(len(p.dec)) > max {
+				p.decErr = &LimitError{Limit: LimitDecodedBytes, Max: max, Part: p.Path}
+				p.dec = p.dec[:max:max]
+			}
 			return
 		}
 		p.dec, p.decErr = readAll(p.decode(p.Encoding), min(p.RawSize(), p.msg.limits.MaxDecodedBytes)+1)
@@ -131,7 +141,7 @@ func (p *Part) decode(enc string) io.Reader {
 			r = newBase64Reader(r)
 		}
 	case "quoted-printable":
-		r = quotedprintable.NewReader(&eolReader{r: r})
+		r = newQPReader(r) // qp.go
 	default:
 		if isUUEncoding(enc) {
 			r = newUUReader(r)
@@ -198,64 +208,6 @@ func (p *Part) Text() (string, error) {
 		p.text = unsafe.String(unsafe.SliceData(b), len(b))
 	})
 	return p.text, p.textErr
-}
-
-// eolReader turns runs of CRs before a LF, and bare CRs, into CRLF, which
-// is all the quoted-printable decoder understands: "=\r\r\n" is still a
-// soft line break. LF and CRLF pass as they are.
-type eolReader struct {
-	r    io.Reader
-	in   [4096]byte
-	obuf [8192 + 2]byte
-	out  []byte
-	cr   int // CRs at the end of the last read, not yet written
-	err  error
-}
-
-func (e *eolReader) Read(p []byte) (int, error) {
-	for len(e.out) == 0 {
-		if e.err != nil {
-			if e.cr > 0 {
-				e.cr = 0
-				e.out = append(e.obuf[:0], '\r', '\n')
-				break
-			}
-			return 0, e.err
-		}
-		n, err := e.r.Read(e.in[:])
-		e.err = err
-		e.out = e.convert(e.in[:n])
-	}
-	n := copy(p, e.out)
-	e.out = e.out[n:]
-	return n, nil
-}
-
-func (e *eolReader) convert(data []byte) []byte {
-	out := e.obuf[:0]
-	for len(data) > 0 {
-		if e.cr > 0 {
-			// CRs pending: one line break, whatever follows.
-			out = append(out, '\r', '\n')
-			e.cr = 0
-			if data[0] == '\n' {
-				data = data[1:]
-			}
-			continue
-		}
-		i := bytes.IndexByte(data, '\r')
-		if i < 0 {
-			return append(out, data...)
-		}
-		out = append(out, data[:i]...)
-		j := i
-		for j < len(data) && data[j] == '\r' {
-			j++
-		}
-		e.cr = j - i
-		data = data[j:]
-	}
-	return out
 }
 
 type limitReader struct {
