@@ -95,11 +95,43 @@ func declaresUTF7(s string, html bool) bool {
 	return false
 }
 
+// indexFold is the index of the first instance of sub (lower-case ASCII)
+// in s in any case, or -1. It jumps from one first byte of sub to the
+// next with strings.IndexByte, where comparing at every byte cost a
+// quarter of a million instructions on the first 8 KB of an HTML part.
 func indexFold(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if hasPrefixFold(s[i:], sub) {
-			return i
+	if sub == "" {
+		return 0
+	}
+	lo, up := sub[0], sub[0]
+	if 'a' <= lo && lo <= 'z' {
+		up = lo - ('a' - 'A')
+	}
+	nextLo, nextUp := -2, -2 // the next index of lo and of up at or after i; -1: none; -2: not searched
+	next := func(b byte, i int) int {
+		if j := strings.IndexByte(s[i:], b); j >= 0 {
+			return i + j
 		}
+		return -1
+	}
+	for i := 0; i+len(sub) <= len(s); {
+		if nextLo != -1 && nextLo < i {
+			nextLo = next(lo, i)
+		}
+		if nextUp != -1 && nextUp < i {
+			nextUp = next(up, i)
+		}
+		j := nextLo
+		if j < 0 || nextUp >= 0 && nextUp < j {
+			j = nextUp
+		}
+		if j < 0 || j+len(sub) > len(s) {
+			return -1
+		}
+		if hasPrefixFold(s[j:], sub) {
+			return j
+		}
+		i = j + 1
 	}
 	return -1
 }
