@@ -21,6 +21,8 @@ func init() {
 		`^\[ ip=(\d+)\.(\d+)\.(\d+)\.(\d+) (?:[^\]]* )?(?:rdns|helo)=\S*(?:\1\D\2\D\3\D\4|\4\D\3\D\2\D\1)`: ipInRelay,
 		// __PDS_TO_BRAND_SUBJECT (ALL).
 		`(?ism)^To:\s+<?[^\@]+\@([^\.]+)\.(?:[^\n]+\n+)*^Subject: \"?\1\b`: toBrandSubject,
+		// __SUBJ_HAS_TO_2 (ALL): 94 us a message on regexp2 (real mail).
+		`(?ism)\nReceived:[^\n]{0,200} for <?([^\n\s>;]+)>?;(?:[^\n]+\n+)*Subject: [^\n]{0,100}\1[^a-z0-9]`: rcvdForInSubject,
 	} {
 		saExact[p] = f
 	}
@@ -226,4 +228,85 @@ func subjectStartsWith(r []rune, v int, c []rune) bool {
 	before := asciiWord(unicode.ToLower(r[e-1]))
 	after := e < len(r) && asciiWord(unicode.ToLower(r[e]))
 	return before != after
+}
+
+// rcvdForInSubject is
+//
+//	(?ism)\nReceived:[^\n]{0,200} for <?([^\n\s>;]+)>?;(?:[^\n]+\n+)*Subject: [^\n]{0,100}\1[^a-z0-9]
+//
+// " for " may start at any of the 201 places after "\nReceived:" on its
+// line; the capture starts after it or after a "<" that follows it (the
+// "<" is one of the capture's characters too), and must run to the end
+// of its characters, as only ">" or ";" may follow. The loop after the
+// ";" takes the rest of its line (at least a character) and whole lines,
+// so "Subject: " can only start right after the ";" or at the start of a
+// later line; the rest is hdrPair's (second and ref, notAlnum).
+func rcvdForInSubject(r []rune) bool {
+	const head = "\nreceived:"
+	subj := hdrPair{b: "subject: ", notAlnum: true}
+	n := len(r)
+	for i := 0; i < n; i++ {
+		if r[i] != '\n' || !runesHavePrefixFold(r[i:], head) {
+			continue
+		}
+		j := i + len(head)
+		for u := j; u < n && u-j <= 200; u++ {
+			if runesHavePrefixFold(r[u:], " for ") {
+				g := u + len(" for ")
+				if rcvdForCapture(r, g, subj) || g < n && r[g] == '<' && rcvdForCapture(r, g+1, subj) {
+					return true
+				}
+			}
+			if r[u] == '\n' {
+				break
+			}
+		}
+	}
+	return false
+}
+
+// rcvdForCapture tries rcvdForInSubject's capture at g, and the Subject
+// lines after it.
+func rcvdForCapture(r []rune, g int, subj hdrPair) bool {
+	n := len(r)
+	e := g
+	for e < n {
+		ch := unicode.ToLower(r[e])
+		if ch == '\n' || ch == '>' || ch == ';' || asciiSpace(ch) {
+			break
+		}
+		e++
+	}
+	if e == g {
+		return false
+	}
+	c := r[g:e]
+	s := e
+	if s < n && r[s] == '>' {
+		s++
+	}
+	if s >= n || r[s] != ';' {
+		return false
+	}
+	s++
+	if subj.second(r, s, c) {
+		return true // no turn of the loop
+	}
+	if s >= n || r[s] == '\n' {
+		return false // the loop's first line needs a character
+	}
+	for {
+		for s < n && r[s] != '\n' {
+			s++
+		}
+		for s < n && r[s] == '\n' {
+			s++
+		}
+		if s >= n {
+			return false
+		}
+		if subj.second(r, s, c) {
+			return true
+		}
+	}
 }

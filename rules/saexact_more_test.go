@@ -143,3 +143,32 @@ func TestExactPatternsInUse(t *testing.T) {
 		}
 	}
 }
+
+func TestExactRcvdForInSubject(t *testing.T) {
+	rng := rand.New(rand.NewPCG(31, 32))
+	pieces := []string{"\nReceived: ", "\nreceived:", "\nRECEIVED: ", "from mx by mx2", " for ", " FOR ", " for <", "<", ">", ";", "; ", "a@b.c", "A@B.C",
+		"\nSubject: ", "Subject: ", "subject: ", "\n", "\n\n", " ", "\t", "\u212a", "k", "x", "é", "0", strings.Repeat("y", 190), strings.Repeat("z", 210)}
+	inputs := exactInputs(t, rng, 10000, pieces)
+	addrs := []string{"a@b.c", "A@B.c", "a@b.cd", "z@b.c", "<a@b.c", "a;b", "\u212a@b.c", "k@b.c", "x", "é@b.c"}
+	for range 20000 {
+		a := addrs[rng.IntN(len(addrs))]
+		var b strings.Builder
+		b.WriteString("\nReceived: from a (b [192.0.2.1]) by mx" + strings.Repeat("w", []int{0, 10, 150, 185, 190}[rng.IntN(5)]))
+		b.WriteString([]string{" for ", " for <", "for ", " FOR <"}[rng.IntN(4)] + a + []string{">;", ";", "> ;", ">", ";\n"}[rng.IntN(5)])
+		b.WriteString([]string{" Wed, 2 Dec 2026", "", "x"}[rng.IntN(3)])
+		for range rng.IntN(4) {
+			b.WriteString([]string{"\n\tid 1", "\nX-Y: z", "\n\n", "\nSubject"}[rng.IntN(4)])
+		}
+		b.WriteString([]string{"\nSubject: ", "\nsubject: ", "Subject: ", "\nSubject:"}[rng.IntN(4)])
+		b.WriteString(strings.Repeat("q", []int{0, 5, 99, 100, 101}[rng.IntN(5)]))
+		b.WriteString(addrs[rng.IntN(len(addrs))] + []string{" ", "x", "0", "\n", "", ">", "\u212a", "é"}[rng.IntN(8)])
+		x := []byte(b.String())
+		for range rng.IntN(3) {
+			if len(x) > 0 {
+				x[rng.IntN(len(x))] = "\n <>;aA@"[rng.IntN(8)]
+			}
+		}
+		inputs = append(inputs, string(x))
+	}
+	checkExact(t, `(?ism)\nReceived:[^\n]{0,200} for <?([^\n\s>;]+)>?;(?:[^\n]+\n+)*Subject: [^\n]{0,100}\1[^a-z0-9]`, inputs)
+}
