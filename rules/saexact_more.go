@@ -21,6 +21,8 @@ func init() {
 		`^\[ ip=(\d+)\.(\d+)\.(\d+)\.(\d+) (?:[^\]]* )?(?:rdns|helo)=\S*(?:\1\D\2\D\3\D\4|\4\D\3\D\2\D\1)`: ipInRelay,
 		// __PDS_TO_BRAND_SUBJECT (ALL).
 		`(?ism)^To:\s+<?[^\@]+\@([^\.]+)\.(?:[^\n]+\n+)*^Subject: \"?\1\b`: toBrandSubject,
+		// RCVD_ILLEGAL_IP (X-Spam-Relays-Untrusted).
+		` (?:by|ip)=(?=\d+\.\d+\.\d+\.\d+ )(?:(?:0|2(?:2[4-9]|[3-5]\d)|192\.0\.2|198\.51\.100|203\.0\.113)\.|(?:\d+\.){0,3}(?!(?:2(?:[0-4]\d|5[0-5])|[01]?\d\d?)\b))`: rcvdIllegalIP,
 		// __SUBJ_HAS_TO_2 (ALL): 94 us a message on regexp2 (real mail).
 		`(?ism)\nReceived:[^\n]{0,200} for <?([^\n\s>;]+)>?;(?:[^\n]+\n+)*Subject: [^\n]{0,100}\1[^a-z0-9]`: rcvdForInSubject,
 	} {
@@ -309,4 +311,58 @@ func rcvdForCapture(r []rune, g int, subj hdrPair) bool {
 			return true
 		}
 	}
+}
+
+// rcvdIllegalIP is
+//
+//	(?:by|ip)=(?=\d+\.\d+\.\d+\.\d+ )(?:(?:0|2(?:2[4-9]|[3-5]\d)|192\.0\.2|198\.51\.100|203\.0\.113)\.|(?:\d+\.){0,3}(?!(?:2(?:[0-4]\d|5[0-5])|[01]?\d\d?)\b))
+//
+// The look-ahead fixes four runs of digits, each whole (a "." or the
+// space follows it); every alternative after it ends at a "." or at \b,
+// so it matches whole runs: the first run is 0 or 224 to 259, the first
+// three are one of the documentation networks, or one of the four is
+// not an octet as [01]?\d\d? and 2[0-4]\d|25[0-5] spell one (more than
+// three digits, or three above 255).
+func rcvdIllegalIP(r []rune) bool {
+	n := len(r)
+	for p := 0; p+4 <= n; p++ {
+		if r[p] != ' ' || r[p+3] != '=' || !(r[p+1] == 'b' && r[p+2] == 'y' || r[p+1] == 'i' && r[p+2] == 'p') {
+			continue
+		}
+		var d [4][]rune
+		q := p + 4
+		ok := true
+		for k := range d {
+			e := q
+			for e < n && asciiDigit(r[e]) {
+				e++
+			}
+			sep := rune('.')
+			if k == 3 {
+				sep = ' '
+			}
+			if e == q || e >= n || r[e] != sep {
+				ok = false
+				break
+			}
+			d[k], q = r[q:e], e+1
+		}
+		if !ok {
+			continue
+		}
+		first := string(d[0])
+		if first == "0" || len(first) == 3 && first >= "224" && first <= "259" {
+			return true
+		}
+		switch string(d[0]) + "." + string(d[1]) + "." + string(d[2]) {
+		case "192.0.2", "198.51.100", "203.0.113":
+			return true
+		}
+		for _, o := range d {
+			if len(o) > 3 || len(o) == 3 && string(o) > "255" {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -81,6 +81,7 @@ func TestExactToBrandSubject(t *testing.T) {
 func FuzzExact(f *testing.F) {
 	f.Add("[ ip=192.0.2.1 rdns=mx.example helo=MX.example ident= ] [ ip=1.2.3.4 ]")
 	f.Add("[ ip=10.1.2.3 rdns=3-2-1-10.example helo=x ]")
+	f.Add("[ ip=300.1.2.3 rdns= helo=x by=0.1.2.3 ]")
 	f.Add("To: bob@acme.example\nX: y\nSubject: \"ACME deals\n")
 	f.Add("Mon, 1 Dec 2026 10:00:00 +1460\n")
 	f.Add("1.0 (Produced by x1.0)\n")
@@ -171,4 +172,33 @@ func TestExactRcvdForInSubject(t *testing.T) {
 		inputs = append(inputs, string(x))
 	}
 	checkExact(t, `(?ism)\nReceived:[^\n]{0,200} for <?([^\n\s>;]+)>?;(?:[^\n]+\n+)*Subject: [^\n]{0,100}\1[^a-z0-9]`, inputs)
+}
+
+func TestExactRcvdIllegalIP(t *testing.T) {
+	rng := rand.New(rand.NewPCG(33, 34))
+	octets := []string{"0", "00", "1", "10", "192", "198", "203", "224", "229", "230", "255", "256", "259", "260", "300", "999", "1000", "0255", "2", "51", "100", "113", "\u0663", "12a"}
+	pieces := []string{" by=", " ip=", " BY=", "by=", " ip =", ".", ".", " ", "]", "[", "x", "rdns=", "\n"}
+	var inputs []string
+	for range 40000 {
+		var b strings.Builder
+		b.WriteString("[ ip=")
+		if rng.IntN(3) == 0 {
+			b.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		for k := range 4 {
+			if k > 0 {
+				b.WriteString([]string{".", ".", ".", "", ","}[rng.IntN(5)])
+			}
+			b.WriteString(octets[rng.IntN(len(octets))])
+		}
+		b.WriteString([]string{" ", " ", "", ".", "]"}[rng.IntN(5)])
+		for range rng.IntN(4) {
+			b.WriteString(pieces[rng.IntN(len(pieces))])
+			if rng.IntN(2) == 0 {
+				b.WriteString(octets[rng.IntN(len(octets))])
+			}
+		}
+		inputs = append(inputs, b.String())
+	}
+	checkExact(t, ` (?:by|ip)=(?=\d+\.\d+\.\d+\.\d+ )(?:(?:0|2(?:2[4-9]|[3-5]\d)|192\.0\.2|198\.51\.100|203\.0\.113)\.|(?:\d+\.){0,3}(?!(?:2(?:[0-4]\d|5[0-5])|[01]?\d\d?)\b))`, inputs)
 }
