@@ -3,6 +3,8 @@ package rules
 import (
 	"context"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -136,4 +138,26 @@ func BenchmarkTiers(b *testing.B) {
 			}
 		})
 	}
+	// The side-by-side benchmark's real-mail tier: the default set's
+	// corpus and the repository's sample messages, in turn.
+	var real [][]byte
+	for _, g := range []string{"default/corpus/*.eml", "../testdata/*.eml"} {
+		files, _ := filepath.Glob(g)
+		for _, f := range files {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				b.Fatal(err)
+			}
+			real = append(real, raw)
+		}
+	}
+	b.Run("real-mail", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			if _, err := s.Evaluate(context.Background(), filter.NewMessageBytes(filter.Envelope{}, real[i%len(real)], filter.Limits{})); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
 }
