@@ -23,6 +23,8 @@ func init() {
 		`(?ism)^To:\s+<?[^\@]+\@([^\.]+)\.(?:[^\n]+\n+)*^Subject: \"?\1\b`: toBrandSubject,
 		// RCVD_ILLEGAL_IP (X-Spam-Relays-Untrusted).
 		` (?:by|ip)=(?=\d+\.\d+\.\d+\.\d+ )(?:(?:0|2(?:2[4-9]|[3-5]\d)|192\.0\.2|198\.51\.100|203\.0\.113)\.|(?:\d+\.){0,3}(?!(?:2(?:[0-4]\d|5[0-5])|[01]?\d\d?)\b))`: rcvdIllegalIP,
+		// __NAME_EQ_EMAIL (From:raw).
+		"(?i)([\\w+.-]+\\@[\\w.-]+\\.\\w\\w+)[\"'`\\s]*<\\s*\\1>": nameEqEmail,
 		// __SUBJ_HAS_TO_2 (ALL): 94 us a message on regexp2 (real mail).
 		`(?ism)\nReceived:[^\n]{0,200} for <?([^\n\s>;]+)>?;(?:[^\n]+\n+)*Subject: [^\n]{0,100}\1[^a-z0-9]`: rcvdForInSubject,
 	} {
@@ -365,4 +367,80 @@ func rcvdIllegalIP(r []rune) bool {
 		}
 	}
 	return false
+}
+
+// nameEqEmail is
+//
+//	(?i)([\w+.-]+\@[\w.-]+\.\w\w+)["'`\s]*<\s*\1>
+//
+// The back-reference ends at a ">" and holds none, and it starts with a
+// capture character, no space: after each "<" and its spaces it is what
+// runs to the next ">". The capture is as long and ends where the quotes
+// and spaces before the "<" may end; it must be an address as the
+// capture spells one (\w ASCII), and equal the back-reference rune by
+// lowered rune.
+func nameEqEmail(r []rune) bool {
+	for lt, ch := range r {
+		if unicode.ToLower(ch) != '<' {
+			continue
+		}
+		k := lt + 1
+		for k < len(r) && asciiSpace(r[k]) {
+			k++
+		}
+		gt := k
+		for gt < len(r) && r[gt] != '>' {
+			gt++
+		}
+		if gt == len(r) || gt == k {
+			continue
+		}
+		ref := r[k:gt]
+		for e := lt; e >= len(ref); e-- {
+			if c := r[e-len(ref) : e]; nameEqAddr(c) && runesHavePrefixFoldRunes(ref, c) {
+				return true
+			}
+			if q := unicode.ToLower(r[e-1]); q != '"' && q != '\'' && q != '`' && !asciiSpace(q) {
+				break
+			}
+		}
+	}
+	return false
+}
+
+// nameEqAddr reports whether c is all of [\w+.-]+\@[\w.-]+\.\w\w+.
+func nameEqAddr(c []rune) bool {
+	at := -1
+	for i, ch := range c {
+		ch = unicode.ToLower(ch) // regexp2 under (?i) lowers what it tests
+		if ch == '@' {
+			at = i
+			break
+		}
+		if !asciiWord(ch) && ch != '+' && ch != '.' && ch != '-' {
+			return false
+		}
+	}
+	if at < 1 {
+		return false
+	}
+	d := c[at+1:]
+	dot := -1
+	for i, ch := range d {
+		ch = unicode.ToLower(ch)
+		if ch == '.' {
+			dot = i
+		} else if !asciiWord(ch) && ch != '-' {
+			return false
+		}
+	}
+	if dot < 1 || len(d)-dot-1 < 2 {
+		return false
+	}
+	for _, ch := range d[dot+1:] {
+		if !asciiWord(unicode.ToLower(ch)) {
+			return false
+		}
+	}
+	return true
 }

@@ -82,6 +82,7 @@ func FuzzExact(f *testing.F) {
 	f.Add("[ ip=192.0.2.1 rdns=mx.example helo=MX.example ident= ] [ ip=1.2.3.4 ]")
 	f.Add("[ ip=10.1.2.3 rdns=3-2-1-10.example helo=x ]")
 	f.Add("[ ip=300.1.2.3 rdns= helo=x by=0.1.2.3 ]")
+	f.Add("\"a@b.cd\" <A@B.CD>")
 	f.Add("To: bob@acme.example\nX: y\nSubject: \"ACME deals\n")
 	f.Add("Mon, 1 Dec 2026 10:00:00 +1460\n")
 	f.Add("1.0 (Produced by x1.0)\n")
@@ -201,4 +202,24 @@ func TestExactRcvdIllegalIP(t *testing.T) {
 		inputs = append(inputs, b.String())
 	}
 	checkExact(t, ` (?:by|ip)=(?=\d+\.\d+\.\d+\.\d+ )(?:(?:0|2(?:2[4-9]|[3-5]\d)|192\.0\.2|198\.51\.100|203\.0\.113)\.|(?:\d+\.){0,3}(?!(?:2(?:[0-4]\d|5[0-5])|[01]?\d\d?)\b))`, inputs)
+}
+
+func TestExactNameEqEmail(t *testing.T) {
+	rng := rand.New(rand.NewPCG(35, 36))
+	addrs := []string{"a@b.cd", "A@B.CD", "a.b+c@d-e.fg", "a@b.c", "a@b", "@b.cd", "a@@b.cd", "a@.cd", "a@b.c-d", "a@b.c_d", "x", "\u212a@b.cd", "k@b.cd", "\u0130@i.cd", "i@i.cd", "é@b.cd", "a@b.cd.ef"}
+	var inputs []string
+	for range 40000 {
+		var b strings.Builder
+		b.WriteString([]string{"", "\"", "Name ", "'", "x"}[rng.IntN(5)])
+		b.WriteString(addrs[rng.IntN(len(addrs))])
+		b.WriteString([]string{"", "\"", "\" ", " ", "`", "\t", "x", "\u00a0"}[rng.IntN(8)])
+		b.WriteString([]string{"<", "< ", "<<", " <", ""}[rng.IntN(5)])
+		b.WriteString(addrs[rng.IntN(len(addrs))])
+		b.WriteString([]string{">", "", " >", ">>", ">x"}[rng.IntN(5)])
+		if rng.IntN(4) == 0 {
+			b.WriteString(", " + addrs[rng.IntN(len(addrs))] + " <" + addrs[rng.IntN(len(addrs))] + ">")
+		}
+		inputs = append(inputs, b.String())
+	}
+	checkExact(t, "(?i)([\\w+.-]+\\@[\\w.-]+\\.\\w\\w+)[\"'`\\s]*<\\s*\\1>", inputs)
 }
