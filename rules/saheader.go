@@ -332,7 +332,7 @@ func (v *view) saAddrValue(hs *saHeaderSpec, fields []hfield) []string {
 	for _, i := range idx {
 		f := &fields[i]
 		if !f.saParsed {
-			f.saAddrs, f.saNames = addrBoth(strings.TrimSpace(saRawValue(f.saRaw)))
+			f.saAddrs, f.saNames = addrList(strings.TrimSpace(saRawValue(f.saRaw)))
 			f.saParsed = true
 		}
 		list := f.saNames
@@ -386,7 +386,12 @@ func (v *view) envelopeFrom() (string, bool) {
 			if f.key != n {
 				continue
 			}
-			if a := addrParts(strings.TrimSpace(f.saRaw), true); len(a) > 0 && !received {
+			raw := strings.TrimSpace(f.saRaw)
+			a, _, ok := plainAddrs(raw)
+			if !ok {
+				a = addrParts(raw, true)
+			}
+			if len(a) > 0 && !received {
 				return a[0], true
 			}
 			if n == "x-envelope-from" {
