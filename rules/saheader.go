@@ -175,10 +175,7 @@ func (v *view) saHeaderValue(hs *saHeaderSpec) []string {
 	// field's number in a pooled table (a map by name was a third of the
 	// bytes Evaluate allocated for a small message).
 	if hs.id >= 0 {
-		if v.saVals == nil {
-			v.saVals = saValPool.Get().(*saValTable)
-		}
-		t := v.saVals
+		t := v.saTable()
 		if int(hs.id) >= len(t.e) {
 			t.e = append(t.e, make([]saVal, int(hs.id)+1-len(t.e))...)
 		}
@@ -230,7 +227,18 @@ func saFieldID(field string) int32 {
 
 // saValTable is a view's header strings by field number; pooled, cleared
 // when the view ends so that it keeps no message alive.
-type saValTable struct{ e []saVal }
+type saValTable struct {
+	e []saVal
+
+	// Most answers are one string: their slices are cut from one
+	// backing array, not allocated each (single).
+	one []string
+
+	// Every field's saText and "\n", joined: a field's value as a
+	// named header rule tests it is a substring (textNL).
+	nl    string
+	nlEnd []int
+}
 
 type saVal struct {
 	vals []string
@@ -239,73 +247,142 @@ type saVal struct {
 
 var saValPool = sync.Pool{New: func() any { return new(saValTable) }}
 
+func (v *view) saTable() *saValTable {
+	if v.saVals == nil {
+		v.saVals = saValPool.Get().(*saValTable)
+	}
+	return v.saVals
+}
+
 // releaseSAVals gives the view's table back.
 func (v *view) releaseSAVals() {
-	if v.saVals == nil {
+	t := v.saVals
+	if t == nil {
 		return
 	}
-	clear(v.saVals.e)
-	saValPool.Put(v.saVals)
+	clear(t.e)
+	clear(t.one[:cap(t.one)])
+	t.one = t.one[:0]
+	t.nl, t.nlEnd = "", t.nlEnd[:0]
+	saValPool.Put(t)
 	v.saVals = nil
+}
+
+// single returns s as a one-string answer. Callers only read answers, and
+// only while the view lives.
+func (t *saValTable) single(s string) []string {
+	if len(t.one) == cap(t.one) {
+		// A new array: the answers handed out keep the old one.
+		t.one = make([]string, 0, max(32, 2*cap(t.one)))
+	}
+	t.one = append(t.one, s)
+	n := len(t.one)
+	return t.one[n-1 : n : n]
+}
+
+// textNL returns fields[i].saText+"\n".
+func (t *saValTable) textNL(fields []hfield, i int) string {
+	if len(t.nlEnd) != len(fields) {
+		n := 0
+		for _, f := range fields {
+			n += len(f.saText) + 1
+		}
+		var b strings.Builder
+		b.Grow(n)
+		t.nlEnd = t.nlEnd[:0]
+		for _, f := range fields {
+			b.WriteString(f.saText)
+			b.WriteByte('\n')
+			t.nlEnd = append(t.nlEnd, b.Len())
+		}
+		t.nl = b.String()
+	}
+	start := 0
+	if i > 0 {
+		start = t.nlEnd[i-1]
+	}
+	return t.nl[start:t.nlEnd[i]]
 }
 
 func (v *view) saHeaderBuild(hs *saHeaderSpec) []string {
 	fields := v.headerFields()
+	t := v.saTable()
 	if hs.envFrom {
 		if a, ok := v.envelopeFrom(); ok {
-			return []string{a}
+			return t.single(a)
 		}
 		return nil
 	}
 	if hs.relays != "" {
-		return []string{v.relays().str[hs.relays]}
+		return t.single(v.relays().str[hs.relays])
 	}
 	if hs.all {
 		if len(fields) == 0 {
 			return nil
 		}
-		var b strings.Builder
-		for _, f := range fields {
-			b.WriteString(f.name)
-			b.WriteString(":")
-			if hs.raw {
-				b.WriteString(f.saRaw)
-				continue
-			}
-			b.WriteString(" ")
-			b.WriteString(f.saText)
-			b.WriteByte('\n')
-		}
-		return []string{b.String()}
+		return t.single(saAllValue(fields, hs.raw))
 	}
 	if hs.addr || hs.dname {
 		return v.saAddrValue(hs, fields)
 	}
-	var vals []string
+	var small [8]int
+	idx := small[:0]
 	for _, n := range hs.names {
-		for _, f := range fields {
-			if f.key != n {
-				continue
-			}
-			if hs.raw {
-				vals = append(vals, saRawValue(f.saRaw))
-			} else {
-				vals = append(vals, f.saText+"\n")
+		for i := range fields {
+			if fields[i].key == n {
+				idx = append(idx, i)
 			}
 		}
 	}
-	if len(vals) == 0 {
+	if len(idx) == 0 {
 		return nil
 	}
 	if hs.first {
-		vals = vals[:1]
+		idx = idx[:1]
 	} else if hs.last {
-		vals = vals[len(vals)-1:]
+		idx = idx[len(idx)-1:]
 	}
-	if len(vals) == 1 {
-		return vals
+	val := func(i int) string {
+		if hs.raw {
+			return saRawValue(fields[i].saRaw)
+		}
+		return t.textNL(fields, i)
 	}
-	return []string{strings.Join(vals, "")}
+	if len(idx) == 1 {
+		return t.single(val(idx[0]))
+	}
+	var vals [8]string
+	parts := vals[:0]
+	for _, i := range idx {
+		parts = append(parts, val(i))
+	}
+	return t.single(strings.Join(parts, ""))
+}
+
+// saAllValue is the ALL (or ALL:raw) header: each field as "Name: value\n".
+func saAllValue(fields []hfield, raw bool) string {
+	n := 0
+	for _, f := range fields {
+		if raw {
+			n += len(f.name) + 1 + len(f.saRaw)
+		} else {
+			n += len(f.name) + 3 + len(f.saText)
+		}
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, f := range fields {
+		b.WriteString(f.name)
+		b.WriteString(":")
+		if raw {
+			b.WriteString(f.saRaw)
+			continue
+		}
+		b.WriteString(" ")
+		b.WriteString(f.saText)
+		b.WriteByte('\n')
+	}
+	return b.String()
 }
 
 // saAddrValue is saHeaderBuild for :addr and :name: the addresses or the
