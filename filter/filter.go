@@ -1,9 +1,10 @@
 package filter
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -108,13 +109,13 @@ func SymbolName(s string) string {
 // sortSymbols orders symbols by name, then detail, then score, so a verdict
 // reads the same whatever order the filters finished in.
 func sortSymbols(s []Symbol) {
-	sort.Slice(s, func(i, j int) bool {
-		if s[i].Name != s[j].Name {
-			return s[i].Name < s[j].Name
+	slices.SortFunc(s, func(a, b Symbol) int {
+		if a.Name != b.Name {
+			return strings.Compare(a.Name, b.Name)
 		}
-		if s[i].Detail != s[j].Detail {
-			return s[i].Detail < s[j].Detail
+		if a.Detail != b.Detail {
+			return strings.Compare(a.Detail, b.Detail)
 		}
-		return s[i].Score < s[j].Score
+		return cmp.Compare(a.Score, b.Score)
 	})
 }

@@ -102,7 +102,7 @@ func (p *Pipeline) Check(ctx context.Context, stage Stage, m *Message) Verdict {
 // discard or reject. It is the one-shot form for a scan or a re-scan.
 func (p *Pipeline) CheckAll(ctx context.Context, m *Message) Verdict {
 	start := time.Now()
-	var syms []Symbol
+	var syms, scratch []Symbol
 	demanded := Accept
 	last := Connect
 	for _, s := range Stages() {
@@ -110,7 +110,8 @@ func (p *Pipeline) CheckAll(ctx context.Context, m *Message) Verdict {
 		st := p.run(ctx, s, m)
 		syms = append(syms, st.symbols...)
 		demanded = demanded.Max(st.demanded)
-		if ends(p.policy.Decide(s, syms, demanded).Action) {
+		var a Action
+		if a, scratch = p.policy.action(syms, demanded, scratch); ends(a) {
 			break
 		}
 	}

@@ -221,11 +221,7 @@ func (v Verdict) Has(name string) bool {
 func (p Policy) Decide(stage Stage, symbols []Symbol, demanded Action) Verdict {
 	syms := append([]Symbol(nil), symbols...)
 	sortSymbols(syms)
-	score := 0.0
-	for _, s := range syms {
-		score += s.Score
-	}
-	score = roundScore(score)
+	score := sumScores(syms)
 	action := demanded.Max(p.scoreAction(score))
 	if syms == nil {
 		syms = []Symbol{}
@@ -233,6 +229,24 @@ func (p Policy) Decide(stage Stage, symbols []Symbol, demanded Action) Verdict {
 	v := Verdict{Action: action, Score: score, Symbols: syms, Reply: ReplyFor(action, stage), Stage: stage}
 	v.Headers = p.headers(v)
 	return v
+}
+
+// action is Decide's action alone, for a caller that only asks whether
+// a stage ends the transaction: no verdict headers are built. The symbols
+// are sorted in scratch, which it returns for the next call.
+func (p Policy) action(symbols []Symbol, demanded Action, scratch []Symbol) (Action, []Symbol) {
+	scratch = append(scratch[:0], symbols...)
+	sortSymbols(scratch) // the score is summed in Decide's order
+	return demanded.Max(p.scoreAction(sumScores(scratch))), scratch
+}
+
+// sumScores is the rounded score of sorted symbols.
+func sumScores(sorted []Symbol) float64 {
+	score := 0.0
+	for _, s := range sorted {
+		score += s.Score
+	}
+	return roundScore(score)
 }
 
 func roundScore(f float64) float64 {
