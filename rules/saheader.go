@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"bytes"
 	"slices"
 	"strings"
 	"sync"
@@ -94,17 +95,41 @@ func saRawField(f message.HeaderFields) (name, raw string) {
 	if err != nil || len(b) == 0 {
 		return f.Key(), " " + f.Value() + "\n"
 	}
-	s := string(b)
-	i := strings.IndexByte(s, ':')
+	i := bytes.IndexByte(b, ':')
 	if i < 0 {
 		return f.Key(), " " + f.Value() + "\n"
 	}
-	name = strings.TrimRight(s[:i], " \t")
-	raw = strings.ReplaceAll(s[i+1:], "\r\n", "\n")
-	if !strings.HasSuffix(raw, "\n") {
-		raw += "\n"
+	if n := bytes.TrimRight(b[:i], " \t"); string(n) == f.Key() {
+		name = f.Key() // as written: no copy
+	} else {
+		name = string(n)
 	}
-	return name, raw
+	return name, lfValue(b[i+1:])
+}
+
+// lfValue is v with CRLF line ends made LF and a final "\n" ensured, in
+// one allocation.
+func lfValue(v []byte) string {
+	n := len(v) - bytes.Count(v, []byte("\r\n"))
+	if !bytes.HasSuffix(v, []byte("\n")) {
+		n++
+	}
+	var sb strings.Builder
+	sb.Grow(n)
+	for len(v) > 0 {
+		i := bytes.Index(v, []byte("\r\n"))
+		if i < 0 {
+			sb.Write(v)
+			break
+		}
+		sb.Write(v[:i])
+		sb.WriteByte('\n')
+		v = v[i+2:]
+	}
+	if sb.Len() < n {
+		sb.WriteByte('\n')
+	}
+	return sb.String()
 }
 
 // saFold is SpamAssassin's s/\n[ \t]+/ /g: each line end followed by
