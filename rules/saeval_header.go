@@ -179,9 +179,12 @@ func domainOf(addr string) string {
 
 // sld keeps the last two labels, as check_equal_from_domains does.
 func sld(d string) string {
-	labels := strings.Split(d, ".")
-	if len(labels) > 2 && labels[0] != "" {
-		return strings.Join(labels[len(labels)-2:], ".")
+	last := strings.LastIndexByte(d, '.')
+	if last <= 0 || d[0] == '.' {
+		return d
+	}
+	if i := strings.LastIndexByte(d[:last], '.'); i >= 0 {
+		return d[i+1:] // the last two labels
 	}
 	return d
 }
@@ -400,7 +403,9 @@ var (
 // without the local fetchmail hops (_get_received_header_times).
 func (v *view) receivedTimes() []int64 {
 	var received []string
-	for _, l := range strings.Split(v.saGet("Received"), "\n") {
+	for rest, more := v.saGet("Received"), true; more; {
+		var l string
+		l, rest, more = strings.Cut(rest, "\n")
 		if strings.TrimSpace(l) != "" {
 			received = append(received, l)
 		}
@@ -441,13 +446,20 @@ func (v *view) pristineBodyLength() int64 {
 
 // allFromAddrs is PerMsgStatus::all_from_addrs, lower-cased.
 func (v *view) allFromAddrs() []string {
+	// Several evals ask (check_from_in_list for each list, the freemail
+	// checks): the list is made once.
+	if v.sax.fromAddrs != nil {
+		return *v.sax.fromAddrs
+	}
 	var out []string
 	add := func(field string) {
 		vals := v.headerValues(saSpec(field))
 		if len(vals) == 0 {
 			return
 		}
-		for _, a := range strings.Split(vals[0], "\n") {
+		for rest, more := vals[0], true; more; {
+			var a string
+			a, rest, more = strings.Cut(rest, "\n")
 			if strings.Contains(a, "..") {
 				a = saDots.ReplaceAllString(a, ".")
 			}
@@ -459,11 +471,12 @@ func (v *view) allFromAddrs() []string {
 	}
 	if vals := v.headerValues(saSpec("Resent-From:first:addr")); len(vals) > 0 {
 		add("Resent-From:first:addr")
-		return out
+	} else {
+		for _, f := range []string{"From:addr", "Envelope-Sender:addr", "Resent-Sender:addr", "X-Envelope-From:addr", "EnvelopeFrom:addr"} {
+			add(f)
+		}
 	}
-	for _, f := range []string{"From:addr", "Envelope-Sender:addr", "Resent-Sender:addr", "X-Envelope-From:addr", "EnvelopeFrom:addr"} {
-		add(f)
-	}
+	v.sax.fromAddrs = &out
 	return out
 }
 

@@ -83,6 +83,7 @@ type saExtra struct {
 	mimeHdrs  [][]mimeMemo                  // partHeader's answers, by part
 	uppercase *float64                      // check_for_uppercase's measure
 	vertical  *int                          // check_for_vertical_words' measure
+	fromAddrs *[]string                     // allFromAddrs
 }
 
 func (v *view) maDiff() maDiffResult {
