@@ -147,7 +147,6 @@ type outcome struct {
 func (p *Pipeline) run(ctx context.Context, stage Stage, m *Message) stageResult {
 	var st stageResult
 	filters := p.byStage[stage]
-	ctx = context.WithValue(ctx, stageKey{}, stage)
 
 	// Not ready means tempfail, never accept: a node that has not loaded
 	// its rules or lists must not judge mail.
@@ -177,7 +176,10 @@ func (p *Pipeline) run(ctx context.Context, stage Stage, m *Message) stageResult
 		}
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
+	if len(filters) == 0 {
+		return st // most stages have none: no contexts to make
+	}
+	ctx, cancel := context.WithCancel(context.WithValue(ctx, stageKey{}, stage))
 	defer cancel()
 	var rejected atomic.Bool
 	outs := make([]outcome, len(filters))
