@@ -111,6 +111,7 @@ func readHTML(src string, out *htmlOutputs) *htmlResult {
 	if out.sa != nil {
 		sr = saRenderer{b: (*out.sa)[:0], max: out.saMax, on: out.saMax > 0}
 	}
+	var lower []byte
 	defer func() {
 		if out.body != nil {
 			*out.body = br.b[:min(len(br.b), br.max)]
@@ -133,7 +134,9 @@ func readHTML(src string, out *htmlOutputs) *htmlResult {
 		case html.CommentToken:
 			r.comment = append(r.comment, string(z.Raw()))
 		case html.StartTagToken, html.SelfClosingTagToken, html.EndTagToken:
-			name, hasAttr := z.TagName()
+			// End tags keep no attributes; a start tag's are read until
+			// TagAttr says there are no more.
+			name, hasAttr := tagName(z, &lower), tt != html.EndTagToken
 			a := atom.Lookup(name)
 			br.tag(tt, a)
 			sr.tag(tt, a)
@@ -151,6 +154,7 @@ func readHTML(src string, out *htmlOutputs) *htmlResult {
 func renderHTML(b []byte, src string, max int) []byte {
 	z := html.NewTokenizer(strings.NewReader(src))
 	br := bodyRenderer{b: b, max: max + len(b), on: max > 0}
+	var lower []byte
 	for br.on {
 		switch tt := z.Next(); tt {
 		case html.ErrorToken:
@@ -159,11 +163,49 @@ func renderHTML(b []byte, src string, max int) []byte {
 		case html.TextToken:
 			br.text(z.Text())
 		case html.StartTagToken, html.SelfClosingTagToken, html.EndTagToken:
-			name, _ := z.TagName()
-			br.tag(tt, atom.Lookup(name))
+			br.tag(tt, atom.Lookup(tagName(z, &lower)))
 		}
 	}
 	return br.b[:min(len(br.b), br.max)]
+}
+
+// tagName is the lower-case name of the tag token z holds, as z.TagName
+// returns it but without its copy (TagName copies every name to replace
+// NULs: a third of the allocations of reading an HTML part). The name is
+// the raw token's bytes, or lower-cased in *buf when it has capitals; it
+// lives until the next token. A name with a NUL is TagName's.
+func tagName(z *html.Tokenizer, buf *[]byte) []byte {
+	raw := z.Raw()
+	i := 1 // "<name" or "</name"
+	if len(raw) > 1 && raw[1] == '/' {
+		i = 2
+	}
+	j := i
+scan:
+	for ; j < len(raw); j++ {
+		switch raw[j] {
+		case ' ', '\n', '\r', '\t', '\f', '/', '>', 0:
+			break scan
+		}
+	}
+	if j < len(raw) && raw[j] == 0 {
+		name, _ := z.TagName()
+		return name
+	}
+	name := raw[i:j]
+	for k, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			b := append((*buf)[:0], name...)
+			for ; k < len(b); k++ {
+				if c := b[k]; 'A' <= c && c <= 'Z' {
+					b[k] = c + 'a' - 'A'
+				}
+			}
+			*buf = b
+			return b
+		}
+	}
+	return name
 }
 
 // bodyRenderer is renderHTML's state; on is false once it has max bytes
