@@ -132,25 +132,20 @@ func eolLen(line []byte) int {
 	return n - i
 }
 
-// lineReaders holds the full-size read buffers of the parses of messages
-// of lineBuf or more: a parse copies what it keeps of a line, so its
-// buffer is free when run returns (a quarter of what the zip tier's
-// message allocated).
+// lineReaders holds the read buffers of parses: a parse copies what it
+// keeps of a line, so its buffer is free when run returns (a quarter of
+// what the zip tier's message allocated, and a buffer the size of the
+// message for a small one).
 var lineReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, lineBuf) }}
 
 func (p *parser) run() {
 	src := io.NewSectionReader(p.m.raw, 0, p.m.size)
-	var br *bufio.Reader
-	if p.m.size >= lineBuf {
-		br = lineReaders.Get().(*bufio.Reader)
-		br.Reset(src)
-		defer func() {
-			br.Reset(nil)
-			lineReaders.Put(br)
-		}()
-	} else {
-		br = bufio.NewReaderSize(src, int(max(p.m.size, 256)))
-	}
+	br := lineReaders.Get().(*bufio.Reader)
+	br.Reset(src)
+	defer func() {
+		br.Reset(nil)
+		lineReaders.Put(br)
+	}()
 	p.lr = lineReader{br: br, lineStart: true}
 	top := p.newPart(nil, 0)
 	if top == nil {
