@@ -1,8 +1,11 @@
 package rules
 
 import (
+	"net/textproto"
 	"strings"
 	"testing"
+
+	"github.com/portcullis-mail/portcullis/filter"
 )
 
 func TestSLD(t *testing.T) {
@@ -14,5 +17,28 @@ func TestSLD(t *testing.T) {
 		if got := sld(d); got != want {
 			t.Errorf("sld(%q) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+func TestPartHeaderMissingField(t *testing.T) {
+	m := filter.NewMessageBytes(filter.Envelope{}, []byte("From: a@b.example\r\nX-Odd_Name.1: v\r\nContent-Type: text/plain\r\n\r\nbody\r\n"), filter.Limits{})
+	parts, err := m.Parts()
+	if err != nil || len(parts) == 0 {
+		t.Fatal(parts, err)
+	}
+	for _, c := range []struct {
+		key   string
+		found bool
+	}{{"x-odd_name.1", true}, {"X-ODD_NAME.1", true}, {"content-type", true}, {"content-disposition", false}, {"x odd", false}, {"", false}} {
+		canon := ""
+		if isToken(c.key) {
+			canon = textproto.CanonicalMIMEHeaderKey(c.key)
+		}
+		if _, found := partHeader(parts[0], strings.ToLower(c.key), canon, false); found != c.found {
+			t.Errorf("partHeader(%q) found = %v, want %v", c.key, found, c.found)
+		}
+	}
+	if n := testing.AllocsPerRun(10, func() { partHeader(parts[0], "content-disposition", "Content-Disposition", false) }); n != 0 {
+		t.Errorf("a missing field costs %v allocations", n)
 	}
 }

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"net/textproto"
 	"regexp"
 	"strings"
 
@@ -47,11 +48,14 @@ func saMIMEHeader(def string) (evalFunc, error) {
 	if err != nil {
 		return nil, err
 	}
-	key := strings.ToLower(field)
+	key, canon := strings.ToLower(field), ""
+	if isToken(field) {
+		canon = textproto.CanonicalMIMEHeaderKey(field)
+	}
 	return func(v *view) bool {
 		parts, _ := v.m.Parts()
 		for i, p := range parts {
-			val, ok := v.partHeader(i, p, key, raw)
+			val, ok := v.partHeader(i, p, key, canon, raw)
 			if !ok {
 				val = unset
 			}
@@ -75,13 +79,13 @@ type mimeMemo struct {
 
 // partHeader is the package's partHeader for the i-th part of the
 // message, computed once per view.
-func (v *view) partHeader(i int, p *filter.Part, key string, raw bool) (string, bool) {
+func (v *view) partHeader(i int, p *filter.Part, key, canon string, raw bool) (string, bool) {
 	if v.sax.mimeHdrs == nil {
 		parts, _ := v.m.Parts()
 		v.sax.mimeHdrs = make([][]mimeMemo, len(parts))
 	}
 	if i >= len(v.sax.mimeHdrs) {
-		return partHeader(p, key, raw)
+		return partHeader(p, key, canon, raw)
 	}
 	memo := v.sax.mimeHdrs[i]
 	for _, m := range memo {
@@ -89,15 +93,24 @@ func (v *view) partHeader(i int, p *filter.Part, key string, raw bool) (string, 
 			return m.val, m.found
 		}
 	}
-	val, found := partHeader(p, key, raw)
+	val, found := partHeader(p, key, canon, raw)
+	if memo == nil {
+		memo = make([]mimeMemo, 0, 8) // a handful of fields, one allocation
+	}
 	v.sax.mimeHdrs[i] = append(memo, mimeMemo{key: key, raw: raw, val: val, found: found})
 	return val, found
 }
 
 // partHeader returns the last field named key (lower case) of a part as
-// Node::get_header (or, raw, Node::raw_header) returns it.
-func partHeader(p *filter.Part, key string, raw bool) (string, bool) {
+// Node::get_header (or, raw, Node::raw_header) returns it. canon is the
+// key's canonical form when it is a token (isToken), or "".
+func partHeader(p *filter.Part, key, canon string, raw bool) (string, bool) {
 	val, found := "", false
+	if canon != "" && !p.Header.Has(canon) {
+		// Most fields asked for are missing: the map lookup says so
+		// without the two allocations of walking the fields.
+		return val, found
+	}
 	f := p.Header.Fields()
 	for f.Next() {
 		if !strings.EqualFold(f.Key(), key) {
@@ -119,4 +132,18 @@ func partHeader(p *filter.Part, key string, raw bool) (string, bool) {
 		val = saUnfold(text) + "\n"
 	}
 	return val, found
+}
+
+// isToken reports whether s is a non-empty RFC 7230 token: the names
+// textproto.CanonicalMIMEHeaderKey changes only in case, so that for
+// them Has agrees with EqualFold on the keys. (Has canonicalises its
+// argument, which allocates unless it is canonical already.)
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return s != ""
 }
