@@ -39,6 +39,7 @@ type Pipeline struct {
 	spool   SpoolConfig
 	log     *slog.Logger
 	metrics Metrics
+	counts  bool // metrics is not NopMetrics: labels are worth building
 	filters []Filter
 	byStage [len(stageNames)][]Filter
 	panics  atomic.Uint64
@@ -54,6 +55,8 @@ func NewPipeline(opts Options, filters ...Filter) *Pipeline {
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
+	_, nop := p.metrics.(NopMetrics)
+	p.counts = !nop
 	for _, f := range filters {
 		for _, s := range StagesOf(f) {
 			if s >= 0 && int(s) < len(p.byStage) {
@@ -122,7 +125,14 @@ func (p *Pipeline) CheckAll(ctx context.Context, m *Message) Verdict {
 
 // done counts a verdict and writes its one result line.
 func (p *Pipeline) done(ctx context.Context, v Verdict, start time.Time, attrs ...any) {
-	p.metrics.Add("portcullis_verdicts_total", 1, "stage", v.Stage.String(), "action", v.Action.String())
+	// Per message: the label and attribute slices are not built for
+	// nothing.
+	if p.counts {
+		p.metrics.Add("portcullis_verdicts_total", 1, "stage", v.Stage.String(), "action", v.Action.String())
+	}
+	if !p.log.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
 	args := make([]any, 0, 14+len(attrs))
 	if v.MessageID != "" {
 		args = append(args, LogMessageID, v.MessageID)
@@ -273,6 +283,8 @@ func (p *Pipeline) runOne(ctx context.Context, stage Stage, f Filter, m *Message
 			p.log.WarnContext(ctx, "filter failed", LogMessageID, MessageIDOf(ctx), "filter", f.Name(), "stage", stage, "result", result, "err", o.err)
 		}
 	}
-	p.metrics.Observe("portcullis_filter_seconds", time.Since(start).Seconds(), "filter", f.Name(), "stage", stage.String(), "result", result)
+	if p.counts {
+		p.metrics.Observe("portcullis_filter_seconds", time.Since(start).Seconds(), "filter", f.Name(), "stage", stage.String(), "result", result)
+	}
 	return o
 }
