@@ -715,8 +715,8 @@ func (v *view) text(sc scope) string {
 			b.WriteByte('\n')
 		}
 		if v.set.pseudoText {
-			for _, name := range relayHeaders {
-				b.WriteString(v.relays().str[name])
+			for _, s := range v.relays().str {
+				b.WriteString(s)
 				b.WriteByte('\n')
 			}
 			if a, ok := v.envelopeFrom(); ok {

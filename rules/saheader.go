@@ -339,7 +339,7 @@ func (v *view) saHeaderBuild(hs *saHeaderSpec) []string {
 		return nil
 	}
 	if hs.relays != "" {
-		return t.single(v.relays().str[hs.relays])
+		return t.single(v.relays().pseudoHeader(hs.relays))
 	}
 	if hs.all {
 		if len(fields) == 0 {

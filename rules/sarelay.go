@@ -2,6 +2,7 @@ package rules
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -40,7 +41,7 @@ func (r *relay) String() string {
 type relayInfo struct {
 	trusted, untrusted, internal, external []*relay
 	unparseable                            int
-	str                                    map[string]string // pseudo-header (lower case) → value
+	str                                    [4]string // the pseudo-headers' values (relayHeaders)
 }
 
 const saIP = `(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|(?i:IPv6:)?[0-9A-Fa-f]*:[0-9A-Fa-f:.]+)`
@@ -407,6 +408,9 @@ func (v *view) relays() *relayInfo {
 		}
 	}
 	join := func(rs []*relay) string {
+		if len(rs) == 1 {
+			return rs[0].String()
+		}
 		var b strings.Builder
 		for i, r := range rs {
 			if i > 0 {
@@ -416,17 +420,32 @@ func (v *view) relays() *relayInfo {
 		}
 		return b.String()
 	}
-	ri.str = map[string]string{
-		relayHeaders[0]: join(ri.trusted),
-		relayHeaders[1]: join(ri.untrusted),
-		relayHeaders[2]: join(ri.internal),
-		relayHeaders[3]: join(ri.external),
+	ri.str[0], ri.str[1] = join(ri.trusted), join(ri.untrusted)
+	// Internal is most often trusted, and external untrusted: the same
+	// relays, whose strings are not made twice.
+	ri.str[2], ri.str[3] = ri.str[0], ri.str[1]
+	if !slices.Equal(ri.internal, ri.trusted) {
+		ri.str[2] = join(ri.internal)
+	}
+	if !slices.Equal(ri.external, ri.untrusted) {
+		ri.str[3] = join(ri.external)
 	}
 	return ri
 }
 
 // relayHeaders are the pseudo-headers of the relays, in lower case.
 var relayHeaders = [...]string{"x-spam-relays-trusted", "x-spam-relays-untrusted", "x-spam-relays-internal", "x-spam-relays-external"}
+
+// pseudoHeader returns the string of the pseudo-header name (lower case),
+// "" for another name.
+func (ri *relayInfo) pseudoHeader(name string) string {
+	for i, n := range relayHeaders {
+		if n == name {
+			return ri.str[i]
+		}
+	}
+	return ""
+}
 
 func netsContain(nets []netip.Prefix, a netip.Addr) bool {
 	if !a.IsValid() {
