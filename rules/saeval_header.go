@@ -212,7 +212,6 @@ var (
 	saRcvdDate        = mustPrecheck(`(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+)`)
 	saRatwareMID      = mustPrecheck(`<[A-Z]{28}\.([^>]+?)>`)
 	saSubjReplyFw     = mustPrecheck(`(?i)^(?:(?:Re|Fwd|Fw|Aw|Antwort|WG|SV|VB|VS|VL):\s*)+`)
-	saNonLetters      = regexp.MustCompile(`[^a-zA-Z]`)
 	saCapsCharsetWord = mustPrecheck(`(?i)=\?[-_a-z0-9]*(?:koi|jp|jis|euc|gb|big5|isoir|cp1251|windows-1251|georgianps|pt154|tis)[-_a-z0-9]*\?`)
 	// Constants::CHARSETS_LIKELY_TO_FP_AS_CAPS
 	saCapsCharsets = regexp.MustCompile(`(?i)[-_a-z0-9]*(?:koi|jp|jis|euc|gb|big5|isoir|cp1251|windows-1251|georgianps|pt154|tis)[-_a-z0-9]*`)
@@ -250,11 +249,21 @@ func subjectIsAllCaps(v *view) bool {
 	if !strings.ContainsAny(s, " \t\n") || len(s) < 10 {
 		return false
 	}
-	s = saNonLetters.ReplaceAllString(s, "")
 	if saCapsCharsetWord.MatchString(v.saGet("Subject:raw")) {
 		return false
 	}
-	return s != "" && s == strings.ToUpper(s)
+	// SpamAssassin's s/[^a-zA-Z]//g and then $s eq uc $s, counted in
+	// place: some letter, and none of them lower case.
+	letters := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z':
+			return false
+		case 'A' <= c && c <= 'Z':
+			letters = true
+		}
+	}
+	return letters
 }
 
 func illegalChars(str, hdr string, ratio, count float64) bool {

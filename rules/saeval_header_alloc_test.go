@@ -1,11 +1,13 @@
 package rules
 
 import (
+	"net/netip"
 	"net/textproto"
 	"strings"
 	"testing"
 
 	"github.com/portcullis-mail/portcullis/filter"
+	"golang.org/x/net/publicsuffix"
 )
 
 func TestSLD(t *testing.T) {
@@ -40,5 +42,18 @@ func TestPartHeaderMissingField(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(10, func() { partHeader(parts[0], "content-disposition", "Content-Disposition", false) }); n != 0 {
 		t.Errorf("a missing field costs %v allocations", n)
+	}
+}
+
+func TestMayBeIP(t *testing.T) {
+	for _, s := range []string{"", "1.2.3.4", "192.0.2.300", "::1", "fe80::1%eth0", "2001:db8::", "1.2.3.4%x", "example.com", "1e100.net", "10", "0x7f.1"} {
+		_, err := netip.ParseAddr(s)
+		if err == nil && !mayBeIP(s) {
+			t.Errorf("mayBeIP(%q) = false for an address", s)
+		}
+	}
+	psl := testing.AllocsPerRun(10, func() { _, _ = publicsuffix.EffectiveTLDPlusOne("mail.example.com") })
+	if n := testing.AllocsPerRun(10, func() { registeredDomain("mail.example.com") }); n > psl {
+		t.Errorf("registeredDomain of a host name allocates %v times, the suffix lookup %v", n, psl)
 	}
 }

@@ -276,14 +276,31 @@ func (v *view) addrMatchesRcvd(addr string) bool {
 // bare suffix).
 func registeredDomain(d string) string {
 	d = strings.TrimSuffix(d, ".")
-	if _, err := netip.ParseAddr(d); err == nil {
-		return d
+	if mayBeIP(d) {
+		if _, err := netip.ParseAddr(d); err == nil {
+			return d
+		}
 	}
 	r, err := publicsuffix.EffectiveTLDPlusOne(d)
 	if err != nil {
 		return d
 	}
 	return r
+}
+
+// mayBeIP reports whether netip.ParseAddr could take s: an IPv6 address
+// (with a colon) or digits and dots. Its error for a host name is an
+// allocation.
+func mayBeIP(s string) bool {
+	if strings.IndexByte(s, ':') >= 0 {
+		return true
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c != '.' && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // saMaxBodyLine is Message's MAX_BODY_LINE_LENGTH.
