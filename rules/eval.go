@@ -632,7 +632,7 @@ func (v *view) headerValues(hs headerSpec) []string {
 				out = append(out, f.raw)
 			case "addr", "name":
 				if !f.parsed {
-					f.addrs, f.names = addrBoth(f.text)
+					f.addrs, f.names = addrList(f.text)
 					f.parsed = true
 				}
 				if hs.mod == "addr" {
@@ -650,7 +650,7 @@ func (v *view) headerValues(hs headerSpec) []string {
 
 // addrParts returns the addresses or the display names of an address list.
 func addrParts(s string, addr bool) []string {
-	addrs, names := addrBoth(s)
+	addrs, names := addrList(s)
 	if addr {
 		return addrs
 	}
