@@ -66,16 +66,20 @@ func TestMatchTable(t *testing.T) {
 	}
 }
 
-func TestMatchRandom(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
-	alpha := "abcAB \xc3\xa9"
-	word := func(n int) string {
+// words returns a maker of random words of n bytes of alpha.
+func words(r *rand.Rand, alpha string) func(n int) string {
+	return func(n int) string {
 		var b strings.Builder
 		for range n {
 			b.WriteByte(alpha[r.IntN(len(alpha))])
 		}
 		return b.String()
 	}
+}
+
+func TestMatchRandom(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	word := words(r, "abcAB \xc3\xa9")
 	for round := range 300 {
 		pats := make([]string, 1+r.IntN(30))
 		for i := range pats {
@@ -232,14 +236,7 @@ func TestAnchors(t *testing.T) {
 // patterns, on sets of rare and common bytes.
 func TestAnchorsAgree(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
-	alpha := "xX:-zZ e\xc3\xa9*"
-	word := func(n int) string {
-		var b strings.Builder
-		for range n {
-			b.WriteByte(alpha[r.IntN(len(alpha))])
-		}
-		return b.String()
-	}
+	word := words(r, "xX:-zZ e\xc3\xa9*")
 	anchoredRounds := 0
 	for round := range 500 {
 		pats := make([]string, 1+r.IntN(8))
