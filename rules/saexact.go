@@ -417,6 +417,9 @@ type hdrPair struct {
 	angle    bool
 	tail     string
 	notAlnum bool
+	// then, when set, tries the second line's part instead of B, PRE,
+	// \1 and TAIL.
+	then func(r []rune, m int, c []rune) bool
 }
 
 func (h hdrPair) match(r []rune) bool {
@@ -500,6 +503,9 @@ func eachLineStart(r []rune, p, max int, try func(m int) bool) bool {
 
 // second tries B, PRE, \1 and TAIL at the line start m.
 func (h hdrPair) second(r []rune, m int, c []rune) bool {
+	if h.then != nil {
+		return h.then(r, m, c)
+	}
 	if !runesHavePrefixFold(r[m:], h.b) {
 		return false
 	}

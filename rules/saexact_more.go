@@ -25,6 +25,9 @@ func init() {
 		` (?:by|ip)=(?=\d+\.\d+\.\d+\.\d+ )(?:(?:0|2(?:2[4-9]|[3-5]\d)|192\.0\.2|198\.51\.100|203\.0\.113)\.|(?:\d+\.){0,3}(?!(?:2(?:[0-4]\d|5[0-5])|[01]?\d\d?)\b))`: rcvdIllegalIP,
 		// __NAME_EQ_EMAIL (From:raw).
 		"(?i)([\\w+.-]+\\@[\\w.-]+\\.\\w\\w+)[\"'`\\s]*<\\s*\\1>": nameEqEmail,
+		// __PDS_TO_EQ_FROM_NAME_1 (ALL).
+		`(?ism)\nTo: (?:[^\n<]{0,80}<)?([^\n\s>]+)>?\n+(?:[^\n]{1,100}\n+)*From:\W+(\1)([^\n\w<]+<)?((?!\1)[^\n">]+)>?\n`: hdrPair{
+			a: "\nto: ", lines: 100, angle: true, then: fromNameNotAddr}.match,
 		// __SUBJ_HAS_TO_2 (ALL): 94 us a message on regexp2 (real mail).
 		`(?ism)\nReceived:[^\n]{0,200} for <?([^\n\s>;]+)>?;(?:[^\n]+\n+)*Subject: [^\n]{0,100}\1[^a-z0-9]`: rcvdForInSubject,
 	} {
@@ -443,4 +446,59 @@ func nameEqAddr(c []rune) bool {
 		}
 	}
 	return true
+}
+
+// fromNameNotAddr is __PDS_TO_EQ_FROM_NAME_1's second line, after
+// hdrPair's To line and loop:
+//
+//	From:\W+(\1)([^\n\w<]+<)?((?!\1)[^\n">]+)>?\n
+//
+// \1 may start after any of the non-word runes that follow "From:" (it
+// may start with one itself); the optional group can only take the
+// whole run of its characters up to a "<"; the last run must be whole,
+// as only ">" and "\n" may follow it, and must not start with \1. Runes
+// are lowered before each test, as regexp2 does under (?i).
+func fromNameNotAddr(r []rune, m int, c []rune) bool {
+	if !runesHavePrefixFold(r[m:], "from:") {
+		return false
+	}
+	n := len(r)
+	for j := m + len("from:"); j < n && !asciiWord(unicode.ToLower(r[j])); j++ {
+		s := j + 1
+		if !runesHavePrefixFoldRunes(r[s:], c) {
+			continue
+		}
+		q := s + len(c)
+		if fromNameTail(r, q, c) {
+			return true
+		}
+		e := q
+		for e < n {
+			ch := unicode.ToLower(r[e])
+			if ch == '\n' || ch == '<' || asciiWord(ch) {
+				break
+			}
+			e++
+		}
+		if e > q && e < n && r[e] == '<' && fromNameTail(r, e+1, c) {
+			return true
+		}
+	}
+	return false
+}
+
+// fromNameTail is ((?!\1)[^\n">]+)>?\n at t.
+func fromNameTail(r []rune, t int, c []rune) bool {
+	if runesHavePrefixFoldRunes(r[t:], c) {
+		return false
+	}
+	n := len(r)
+	e := t
+	for e < n && r[e] != '\n' && r[e] != '"' && r[e] != '>' {
+		e++
+	}
+	if e == t {
+		return false
+	}
+	return e < n && r[e] == '\n' || e+1 < n && r[e] == '>' && r[e+1] == '\n'
 }

@@ -83,6 +83,7 @@ func FuzzExact(f *testing.F) {
 	f.Add("[ ip=10.1.2.3 rdns=3-2-1-10.example helo=x ]")
 	f.Add("[ ip=300.1.2.3 rdns= helo=x by=0.1.2.3 ]")
 	f.Add("\"a@b.cd\" <A@B.CD>")
+	f.Add("\nTo: a@b.c\nFrom: \"a@b.c\" <z@y.example>\n")
 	f.Add("To: bob@acme.example\nX: y\nSubject: \"ACME deals\n")
 	f.Add("Mon, 1 Dec 2026 10:00:00 +1460\n")
 	f.Add("1.0 (Produced by x1.0)\n")
@@ -222,4 +223,29 @@ func TestExactNameEqEmail(t *testing.T) {
 		inputs = append(inputs, b.String())
 	}
 	checkExact(t, "(?i)([\\w+.-]+\\@[\\w.-]+\\.\\w\\w+)[\"'`\\s]*<\\s*\\1>", inputs)
+}
+
+func TestExactToEqFromName(t *testing.T) {
+	rng := rand.New(rand.NewPCG(37, 38))
+	addrs := []string{"a@b.c", "A@B.C", "bob@x.example", "\"a@b.c\"", "k@b.c", "\u212a@b.c", "x", "a", "a@b.cd"}
+	froms := []string{"From: ", "From:", "From:\n", "from: \"", "FROM: <", "From: '", "From: \"\n "}
+	mids := []string{"", "\" <", " <", "\"", " ", ">", "<", "' <", "\u00a0<", " x <"}
+	tails := []string{"z@y.example>\n", "a@b.c>\n", "Name\n", "\"\n", ">\n", "\n", "q\"x\n", "x>y\n", "a@b.cx\n", ""}
+	var inputs []string
+	for range 40000 {
+		var b strings.Builder
+		b.WriteString("\nTo: " + []string{"", "<", "Bob <", "\"B\" <"}[rng.IntN(4)] + addrs[rng.IntN(len(addrs))] + []string{">", "", " x"}[rng.IntN(3)] + "\n")
+		for range rng.IntN(3) {
+			b.WriteString([]string{"X-Y: z\n", "\n", strings.Repeat("l", 101) + "\n", "Subject: hi\n"}[rng.IntN(4)])
+		}
+		b.WriteString(froms[rng.IntN(len(froms))] + addrs[rng.IntN(len(addrs))] + mids[rng.IntN(len(mids))] + tails[rng.IntN(len(tails))])
+		x := []byte(b.String())
+		for range rng.IntN(3) {
+			if len(x) > 0 {
+				x[rng.IntN(len(x))] = "\n <>\"aA@"[rng.IntN(8)]
+			}
+		}
+		inputs = append(inputs, string(x))
+	}
+	checkExact(t, `(?ism)\nTo: (?:[^\n<]{0,80}<)?([^\n\s>]+)>?\n+(?:[^\n]{1,100}\n+)*From:\W+(\1)([^\n\w<]+<)?((?!\1)[^\n">]+)>?\n`, inputs)
 }
