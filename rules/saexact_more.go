@@ -28,6 +28,8 @@ func init() {
 		// __PDS_TO_EQ_FROM_NAME_1 (ALL).
 		`(?ism)\nTo: (?:[^\n<]{0,80}<)?([^\n\s>]+)>?\n+(?:[^\n]{1,100}\n+)*From:\W+(\1)([^\n\w<]+<)?((?!\1)[^\n">]+)>?\n`: hdrPair{
 			a: "\nto: ", lines: 100, angle: true, then: fromNameNotAddr}.match,
+		// __FORGED_RELAY_MUA_TO_MX (X-Spam-Relays-External).
+		`^\[ ip=(?!127)([\d.]+) [^\[]*\[ ip=\1 [^\[]+ helo=(!(?!(?:10|127|169\.254|172\.(?:1[6-9]|2[0-9]|3[01])|192\.168)\.)| )[^\[]+$`: forgedRelayMUA,
 		// __SUBJ_HAS_TO_2 (ALL): 94 us a message on regexp2 (real mail).
 		`(?ism)\nReceived:[^\n]{0,200} for <?([^\n\s>;]+)>?;(?:[^\n]+\n+)*Subject: [^\n]{0,100}\1[^a-z0-9]`: rcvdForInSubject,
 	} {
@@ -501,4 +503,75 @@ func fromNameTail(r []rune, t int, c []rune) bool {
 		return false
 	}
 	return e < n && r[e] == '\n' || e+1 < n && r[e] == '>' && r[e+1] == '\n'
+}
+
+// forgedRelayMUA is
+//
+//	^\[ ip=(?!127)([\d.]+) [^\[]*\[ ip=\1 [^\[]+ helo=(!(?!(?:10|127|169\.254|172\.(?:1[6-9]|2[0-9]|3[01])|192\.168)\.)| )[^\[]+$
+//
+// The capture is the first relay's whole address (a space follows it);
+// [^\[]* can only reach the next "[", where the second relay must start
+// with the same address; and as neither of the two runs after it holds a
+// "[", that relay is the last one and holds none. It matches if one of
+// its " helo=" after the first character is followed by a space, or by
+// "!" and no private network, and then by at least a character ($ takes
+// the end, a final "\n" being one of [^\[]).
+func forgedRelayMUA(r []rune) bool {
+	n := len(r)
+	if !runesHavePrefix(r, "[ ip=") || runesHavePrefix(r[5:], "127") {
+		return false
+	}
+	e := 5
+	for e < n && (asciiDigit(r[e]) || r[e] == '.') {
+		e++
+	}
+	if e == 5 || e >= n || r[e] != ' ' {
+		return false
+	}
+	c := r[5:e]
+	b := e + 1
+	for b < n && r[b] != '[' {
+		b++
+	}
+	k := b + len("[ ip=")
+	if !runesHavePrefix(r[b:], "[ ip=") || k+len(c) >= n || !runesEqual(r[k:k+len(c)], c) || r[k+len(c)] != ' ' {
+		return false
+	}
+	s2 := k + len(c) + 1
+	for _, ch := range r[s2:] {
+		if ch == '[' {
+			return false
+		}
+	}
+	for h := s2 + 1; h+len(" helo=")+1 < n; h++ {
+		if !runesHavePrefix(r[h:], " helo=") {
+			continue
+		}
+		a := h + len(" helo=")
+		if r[a] == ' ' || r[a] == '!' && !privateNetPrefix(r[a+1:]) {
+			return true
+		}
+	}
+	return false
+}
+
+// privateNetPrefix is (?:10|127|169\.254|172\.(?:1[6-9]|2[0-9]|3[01])|192\.168)\. at the start of t.
+func privateNetPrefix(t []rune) bool {
+	for _, p := range [...]string{"10.", "127.", "169.254.", "192.168."} {
+		if runesHavePrefix(t, p) {
+			return true
+		}
+	}
+	if !runesHavePrefix(t, "172.") || len(t) < 7 || t[6] != '.' {
+		return false
+	}
+	switch t[4] {
+	case '1':
+		return '6' <= t[5] && t[5] <= '9'
+	case '2':
+		return asciiDigit(t[5])
+	case '3':
+		return t[5] == '0' || t[5] == '1'
+	}
+	return false
 }

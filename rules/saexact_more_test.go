@@ -84,6 +84,7 @@ func FuzzExact(f *testing.F) {
 	f.Add("[ ip=300.1.2.3 rdns= helo=x by=0.1.2.3 ]")
 	f.Add("\"a@b.cd\" <A@B.CD>")
 	f.Add("\nTo: a@b.c\nFrom: \"a@b.c\" <z@y.example>\n")
+	f.Add("[ ip=1.2.3.4 rdns= ] [ ip=1.2.3.4 rdns= helo=!172.16.0.1 by=mx ]")
 	f.Add("To: bob@acme.example\nX: y\nSubject: \"ACME deals\n")
 	f.Add("Mon, 1 Dec 2026 10:00:00 +1460\n")
 	f.Add("1.0 (Produced by x1.0)\n")
@@ -248,4 +249,24 @@ func TestExactToEqFromName(t *testing.T) {
 		inputs = append(inputs, string(x))
 	}
 	checkExact(t, `(?ism)\nTo: (?:[^\n<]{0,80}<)?([^\n\s>]+)>?\n+(?:[^\n]{1,100}\n+)*From:\W+(\1)([^\n\w<]+<)?((?!\1)[^\n">]+)>?\n`, inputs)
+}
+
+func TestExactForgedRelayMUA(t *testing.T) {
+	rng := rand.New(rand.NewPCG(39, 40))
+	ips := []string{"192.0.2.1", "127.0.0.1", "1.2.3.4", "1.2.3.45", "12.0.0.1"}
+	helos := []string{"!10.0.0.1", "!127.0.0.1", "!169.254.1.1", "!172.16.0.1", "!172.15.0.1", "!172.31.9.9", "!172.32.0.1", "!172.2x.0.1", "!192.168.1.1", "!192.0.2.1", " ", "mx", "!", "!1.2", ""}
+	var inputs []string
+	for range 40000 {
+		a, b := ips[rng.IntN(len(ips))], ips[rng.IntN(len(ips))]
+		var s strings.Builder
+		s.WriteString([]string{"[ ip=", "[ ip=", "[ip=", " [ ip="}[rng.IntN(4)] + a + []string{" rdns=mx helo=x ", " ", "x ", ""}[rng.IntN(4)] + "] ")
+		if rng.IntN(4) == 0 {
+			s.WriteString("[ ip=9.9.9.9 ] ")
+		}
+		s.WriteString("[ ip=" + b + []string{" rdns=", " ", ""}[rng.IntN(3)] + []string{"", "mua", "x"}[rng.IntN(3)])
+		s.WriteString([]string{" helo=", " helo=", "helo=", " helo=x helo="}[rng.IntN(4)] + helos[rng.IntN(len(helos))])
+		s.WriteString([]string{" by=mx ]", "", "]", " [", "\n", " ident= ] [ ip=1.1.1.1 ]"}[rng.IntN(6)])
+		inputs = append(inputs, s.String())
+	}
+	checkExact(t, `^\[ ip=(?!127)([\d.]+) [^\[]*\[ ip=\1 [^\[]+ helo=(!(?!(?:10|127|169\.254|172\.(?:1[6-9]|2[0-9]|3[01])|192\.168)\.)| )[^\[]+$`, inputs)
 }
