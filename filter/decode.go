@@ -61,11 +61,7 @@ func (p *Part) decoded() ([]byte, error) {
 			// In memory: one pass, into a buffer of the body's size
 			// (decoding shortens it but for bare CRs, which become CRLF).
 			body := raw[p.bodyOff:p.bodyEnd]
-			p.dec = appendQP(make([]byte, 0, len(body)+16), body)
-			if max := p.msg.limits.MaxDecodedBytes; int64(len(p.dec)) > max {
-				p.decErr = &LimitError{Limit: LimitDecodedBytes, Max: max, Part: p.Path}
-				p.dec = p.dec[:max:max]
-			}
+			p.dec = p.capDecoded(appendQP(make([]byte, 0, len(body)+16), body))
 			return
 		}
 		p.dec, p.decErr = readAll(p.decode(p.Encoding), min(p.RawSize(), p.msg.limits.MaxDecodedBytes)+1)
@@ -82,12 +78,17 @@ func (p *Part) inPlace() ([]byte, bool) {
 	if !ok || decodes(p.Encoding) {
 		return nil, false
 	}
-	b := raw[p.bodyOff:p.bodyEnd:p.bodyEnd]
+	return p.capDecoded(raw[p.bodyOff:p.bodyEnd:p.bodyEnd]), true
+}
+
+// capDecoded cuts a body decoded whole at Limits.MaxDecodedBytes,
+// setting the *LimitError a decoder gives.
+func (p *Part) capDecoded(b []byte) []byte {
 	if max := p.msg.limits.MaxDecodedBytes; int64(len(b)) > max {
 		p.decErr = &LimitError{Limit: LimitDecodedBytes, Max: max, Part: p.Path}
 		b = b[:max:max]
 	}
-	return b, true
+	return b
 }
 
 // decodes reports whether enc is a transfer encoding decode undoes.
