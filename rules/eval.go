@@ -715,8 +715,8 @@ func (v *view) text(sc scope) string {
 			b.WriteByte('\n')
 		}
 		if v.set.pseudoText {
-			for _, s := range v.relays().str {
-				b.WriteString(s)
+			for _, rs := range v.relays().str {
+				b.WriteString(rs)
 				b.WriteByte('\n')
 			}
 			if a, ok := v.envelopeFrom(); ok {
