@@ -131,20 +131,30 @@ func scan(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if o.verbose {
 		logger = slog.New(slog.NewTextHandler(stderr, nil))
 	}
-	built, err := config.BuildFilters(context.Background(), cfg, config.Options{Logger: logger})
-	if err != nil {
-		return err
+	build := func() (*config.Filters, error) {
+		return config.BuildFilters(context.Background(), cfg, config.Options{Logger: logger})
 	}
-	defer built.Close()
 
 	if fs.NArg() > 1 || o.format == "jsonl" || isBatch(fs.Arg(0)) {
+		built, err := build()
+		if err != nil {
+			return err
+		}
+		defer built.Close()
 		return scanBatch(context.Background(), built, fs.Args(), env, cfg.Limits.FilterLimits(), o.format, stdout, stderr)
 	}
+	// The message is opened before the rules compile (seconds with
+	// SpamAssassin's): a mistyped path is said at once.
 	msg, cleanup, err := openMessage(fs.Arg(0), stdin, env, cfg.Limits.FilterLimits())
 	if err != nil {
 		return err
 	}
 	defer cleanup()
+	built, err := build()
+	if err != nil {
+		return err
+	}
+	defer built.Close()
 
 	v := built.Pipeline.CheckAll(context.Background(), msg)
 	return printVerdict(stdout, o.format, v)
