@@ -20,7 +20,7 @@ func runScan(t *testing.T, stdin string, args ...string) (code int, stdout, stde
 }
 
 func TestJSONSchema(t *testing.T) {
-	code, out, errs := runScan(t, "", "-format", "json", "-client-ip", "192.0.2.1", "-from", "<a@example.com>",
+	code, out, errs := runScan(t, "", "-format", "json", "-spamassassin=", "-client-ip", "192.0.2.1", "-from", "<a@example.com>",
 		"-rcpt", "b@example.org", "-rcpt", "c@example.org", "../../testdata/sample.eml")
 	require.Equal(t, 0, code, errs)
 	var v map[string]any
@@ -54,7 +54,7 @@ func TestJSONSchema(t *testing.T) {
 func TestStdinAndText(t *testing.T) {
 	raw, err := os.ReadFile("../../testdata/clean.eml")
 	require.NoError(t, err)
-	code, out, _ := runScan(t, string(raw), "-")
+	code, out, _ := runScan(t, string(raw), "-spamassassin=", "-")
 	require.Equal(t, 0, code)
 	assert.Contains(t, out, "action:  accept")
 	assert.Contains(t, out, "reply:   250 2.0.0 OK")
@@ -83,7 +83,7 @@ func TestConfigFile(t *testing.T) {
 	cfg := filepath.Join(dir, "c.yaml")
 	// A limit so small that the sample exceeds it: the verdict must say so.
 	require.NoError(t, os.WriteFile(cfg, []byte("limits:\n  max_message_bytes: 100\npolicy:\n  on_limit: reject\n"), 0o600))
-	code, out, errs := runScan(t, "", "-format", "json", "-config", cfg, "../../testdata/clean.eml")
+	code, out, errs := runScan(t, "", "-format", "json", "-spamassassin=", "-config", cfg, "../../testdata/clean.eml")
 	require.Equal(t, 0, code, errs)
 	assert.Contains(t, out, `"MIME_LIMIT_MESSAGE_BYTES"`)
 	assert.Contains(t, out, `"action": "reject"`)

@@ -43,7 +43,7 @@ func TestQuarantineTextSaysHeld(t *testing.T) {
 	require.NoError(t, os.WriteFile(rules, []byte("rules:\n  - {name: HOLD_ME, kind: header, field: Subject, regex: 'hold me', score: 12}\n"), 0o600))
 	msg := "From: a@example.org\r\nTo: b@example.net\r\nSubject: hold me\r\nDate: Tue, 1 Dec 2026 09:00:00 +0000\r\n" +
 		"Message-ID: <1@example.org>\r\n\r\nhi\r\n"
-	code, out, errs := runScan(t, msg, "-config", cfg, "-rules", rules, "-")
+	code, out, errs := runScan(t, msg, "-spamassassin=", "-config", cfg, "-rules", rules, "-")
 	require.Equal(t, 0, code, errs)
 	assert.Contains(t, out, "action:  quarantine")
 	assert.Contains(t, out, "reply:   250 2.0.0 Message held for inspection")
@@ -57,7 +57,7 @@ func TestQuarantineTextSaysHeld(t *testing.T) {
 func TestRandomBytesAreNotMail(t *testing.T) {
 	b := make([]byte, 200<<10)
 	rand.NewChaCha8([32]byte{7}).Read(b)
-	code, out, errs := runScan(t, string(b), "-format", "json", "-")
+	code, out, errs := runScan(t, string(b), "-format", "json", "-spamassassin=", "-")
 	require.Equal(t, 0, code, errs)
 	assert.Contains(t, out, `"MIME_NOT_MAIL"`)
 	assert.Contains(t, out, "not a mail message: no header field, content binary")
