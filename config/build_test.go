@@ -29,6 +29,8 @@ dns:
   resolvers: [127.0.0.1:1]
   dnsbl: [bl.test=3]
   uribl: [dbl.test]
+rules:
+  spamassassin: ""
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +58,7 @@ func TestBuildFiltersRefusesBadRules(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "bad.yaml")
 	writeTestFile(t, path, "rules:\n  - name: X\n    kind: nonsense\n")
-	c := Default()
+	c := withoutSA()
 	c.Rules.Files = []string{path}
 	if _, err := BuildFilters(context.Background(), c, Options{}); err == nil {
 		t.Fatal("a broken rule file was accepted")
@@ -66,7 +68,7 @@ func TestBuildFiltersRefusesBadRules(t *testing.T) {
 // Build makes a System that routes mail to the queue, and a second Build
 // on the same data_dir is refused.
 func TestBuildSystem(t *testing.T) {
-	c := Default()
+	c := withoutSA()
 	c.DataDir = t.TempDir()
 	s, err := Build(context.Background(), c, Options{})
 	if err != nil {
@@ -99,7 +101,7 @@ func TestBuildSystem(t *testing.T) {
 
 func TestBuildJetStream(t *testing.T) {
 	n := natstest.Start(t)
-	c := Default()
+	c := withoutSA()
 	c.DataDir = t.TempDir()
 	c.Queue.Backend, c.Queue.URL = "jetstream", n.URL
 	s, err := Build(context.Background(), c, Options{})
@@ -131,6 +133,16 @@ func routeOne(t *testing.T, s *System) {
 	}
 }
 
+// withoutSA is the default configuration without SpamAssassin's rules,
+// for the tests of what those rules do not change: under the race
+// detector they take 20-60 s to compile, each build. ExampleBuild,
+// ExampleBuildFilters and the allocation test build the whole default.
+func withoutSA() *Config {
+	c := Default()
+	c.Rules.SpamAssassin = ""
+	return c
+}
+
 func writeTestFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
@@ -146,7 +158,7 @@ func TestBuildFiltersClamdConfig(t *testing.T) {
 	writeTestFile(t, good, "StreamMaxLength 25M\nMaxFileSize 10M\n")
 	writeTestFile(t, bad, "MaxFileSize lots\n")
 	for path, ok := range map[string]bool{good: true, bad: false, filepath.Join(dir, "missing.conf"): false} {
-		c := Default()
+		c := withoutSA()
 		c.AV.Clamd = []string{"127.0.0.1:1"}
 		c.AV.ClamdConfig = path
 		f, err := BuildFilters(context.Background(), c, Options{})

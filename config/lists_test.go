@@ -11,7 +11,7 @@ import (
 
 func TestWithLists(t *testing.T) {
 	ctx := context.Background()
-	f, err := BuildFilters(ctx, Default(), Options{})
+	f, err := BuildFilters(ctx, withoutSA(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ func TestBuildLoadsRulesInBackground(t *testing.T) {
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := Default()
+	c := withoutSA()
 	c.DataDir = filepath.Join(dir, "data")
 	c.Rules.Files = []string{fifo}
 	s, err := Build(context.Background(), c, Options{})
@@ -85,7 +85,7 @@ func TestBuildFirstLoadFails(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "bad.yaml")
 	writeTestFile(t, file, "rules:\n  - name: BROKEN\n    kind: body\n    regex: \"(\"\n")
-	c := Default()
+	c := withoutSA()
 	c.DataDir = filepath.Join(dir, "data")
 	c.Rules.Files = []string{file}
 	s, err := Build(context.Background(), c, Options{})
@@ -121,7 +121,7 @@ func TestBuildFirstLoadFails(t *testing.T) {
 
 // BuildFilters (the scan CLI) loads before it returns: ready at once.
 func TestBuildFiltersLoadsAtOnce(t *testing.T) {
-	f, err := BuildFilters(context.Background(), Default(), Options{})
+	f, err := BuildFilters(context.Background(), withoutSA(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
