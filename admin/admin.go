@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -100,14 +101,19 @@ type Config struct {
 	MaxScan int
 	// MaxTextBytes bounds the text shown of one text part; 0 means 256 KiB.
 	MaxTextBytes int
+	// MaxChecks bounds the POST /api/check requests judged at once; the
+	// others wait. 0 means twice GOMAXPROCS.
+	MaxChecks int
 
 	// Logger receives one line per request that changes something (who,
 	// what, which message) and per refused login; nil discards.
 	Logger *slog.Logger
 	// Metrics counts logins (portcullis_admin_logins_total by result),
 	// refused requests (portcullis_admin_refused_total by reason: token,
-	// csrf) and actions (portcullis_admin_actions_total by action and
-	// result); nil is a no-op.
+	// csrf), actions (portcullis_admin_actions_total by action and
+	// result) and checks (portcullis_admin_checks_total by action: the
+	// verdict's, too_large, or abandoned when the client gave up waiting
+	// for a slot); nil is a no-op.
 	Metrics filter.Metrics
 	// Now replaces time.Now (tests).
 	Now func() time.Time
@@ -129,6 +135,9 @@ type Handler struct {
 	logins   *rate.Limiter // failed logins, process-wide
 	subjects *lru.Cache[heldID, string]
 	jobs     *jobs
+	checks   chan struct{} // a slot per check running (MaxChecks)
+	// maxMessage bounds a checked message: Limits.MaxMessageBytes or its default.
+	maxMessage int64
 
 	ctx     context.Context // background work (re-scans)
 	cancel  context.CancelFunc
@@ -157,11 +166,18 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.MaxTextBytes <= 0 {
 		cfg.MaxTextBytes = 256 << 10
 	}
+	if cfg.MaxChecks <= 0 {
+		cfg.MaxChecks = 2 * runtime.GOMAXPROCS(0)
+	}
 	cfg.BasePath = strings.TrimSuffix(cfg.BasePath, "/")
 	if cfg.BasePath != "" && !strings.HasPrefix(cfg.BasePath, "/") {
 		return nil, fmt.Errorf("%w: BasePath %q does not start with /", ErrConfig, cfg.BasePath)
 	}
-	h := &Handler{cfg: cfg, log: cfg.Logger, users: map[string]User{}}
+	h := &Handler{cfg: cfg, log: cfg.Logger, users: map[string]User{}, checks: make(chan struct{}, cfg.MaxChecks),
+		maxMessage: cfg.Limits.MaxMessageBytes}
+	if h.maxMessage <= 0 {
+		h.maxMessage = filter.DefaultMaxMessageBytes
+	}
 	token := cfg.Token
 	if cfg.TokenFile != "" {
 		if token != "" {
@@ -230,6 +246,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /api/queue/{id}/bounce", h.apiQueue(h.apiQueueAct("bounce", func(ctx context.Context, id queue.ID) error { return h.cfg.Queue.Bounce(ctx, id) })))
 
 	m.HandleFunc("GET /api/fleet", h.apiFleet)
+	m.HandleFunc("POST /api/check", h.apiCheck)
 
 	m.HandleFunc("GET /quarantine", h.page(h.pageList))
 	m.HandleFunc("GET /quarantine/fleet", h.pageFleet)

@@ -25,6 +25,9 @@
 //	POST   /api/queue/{id}/retry        make it due now (a held one is released); 409 while an attempt holds it
 //	POST   /api/queue/{id}/bounce       give up on its pending recipients: a DSN to the sender, the entry removed
 //	GET    /api/fleet                   the fleet (Config.Fleet): the published rule set and every node's status
+//	POST   /api/check                   the pipeline's verdict (JSON filter.Verdict) on the message in the body;
+//	                                    envelope in the query: ip, helo, hostname, from, rcpt (repeatable), user,
+//	                                    tls. Nothing is queued or held; 413 over Limits.MaxMessageBytes
 //	GET    /quarantine                  the console (login, list, message view, actions, re-scan progress)
 //	GET    /quarantine/fleet            the fleet page: nodes, rule set versions, readiness, queue depth, engines
 //
@@ -32,9 +35,9 @@
 // (Authorization: Bearer TOKEN; 401 without), reads included: a held
 // message is somebody's mail. A configured user may use the API with
 // HTTP Basic authentication instead, and then sees and acts on their
-// recipients' mail only, as in the console; the queue and fleet routes
-// are for the token and admin users (403 for others). /healthz, /readyz and
-// /metrics need none.
+// recipients' mail only, as in the console; the queue, fleet and check
+// routes are for the token and admin users (403 for others). /healthz,
+// /readyz and /metrics need none.
 // EnsureToken generates the token into a data directory (mode 0600) on
 // first start.
 //

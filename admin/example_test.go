@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/portcullis-mail/portcullis/admin"
+	"github.com/portcullis-mail/portcullis/config"
+	"github.com/portcullis-mail/portcullis/filter"
 )
 
 // Example mounts the admin handler under /admin/ of an integrator's own
@@ -90,4 +93,42 @@ func ExampleHashPassword() {
 	_, err = admin.New(admin.Config{Users: []admin.User{{Name: "alice", PasswordHash: hash, Recipients: []string{"alice@example.net"}}}})
 	fmt.Println(strings.HasPrefix(hash, "$2a$"), err)
 	// Output: true <nil>
+}
+
+// Example_check serves POST /api/check, the verdict of a pipeline on a
+// message, for an MTA's content filter or a script: the default filters
+// here (without SpamAssassin's rules, which take seconds to compile).
+func Example_check() {
+	cfg := config.Default()
+	cfg.Rules.SpamAssassin = ""
+	built, err := config.BuildFilters(context.Background(), cfg, config.Options{})
+	if err != nil {
+		panic(err)
+	}
+	defer built.Close()
+	const token = "example-token-0123456789"
+	h, err := admin.New(admin.Config{Token: token, Pipeline: func() *filter.Pipeline { return built.Pipeline }})
+	if err != nil {
+		panic(err)
+	}
+	defer h.Close()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	msg := "From: a@example.org\r\nTo: b@example.net\r\nSubject: test\r\n\r\n" +
+		"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n"
+	req, _ := http.NewRequest("POST", srv.URL+"/api/check?ip=192.0.2.1&from=a@example.org&rcpt=b@example.net", strings.NewReader(msg))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		panic(err)
+	}
+	defer resp.Body.Close()
+	var v filter.Verdict
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		panic(err)
+	}
+	fmt.Println(resp.StatusCode, v.Action, v.Reply.Code, v.Symbols[0].Name)
+	// Output:
+	// 200 reject 550 PC_GTUBE
 }
