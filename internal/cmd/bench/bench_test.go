@@ -274,13 +274,14 @@ func TestGatewayOverSMTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := g.system("Portcullis SMTP", 1, false)
-	for i, c := range []struct {
-		raw  []byte
-		want error
-	}{{benchcorpus.Text(2 << 10), nil}, {gtube, errRejected}, {benchcorpus.Text(2 << 10), nil}} {
-		if err := s.check(0, i, c.raw); !errors.Is(err, c.want) {
-			t.Errorf("message %d over SMTP: %v, want %v", i, err, c.want)
+	for _, s := range []system{g.system("Portcullis SMTP", 1, false), g.httpSystem("Portcullis HTTP")} {
+		for i, c := range []struct {
+			raw  []byte
+			want error
+		}{{benchcorpus.Text(2 << 10), nil}, {gtube, errRejected}, {benchcorpus.Text(2 << 10), nil}} {
+			if err := s.check(0, i, c.raw); !errors.Is(err, c.want) {
+				t.Errorf("%s, message %d: %v, want %v", s.name, i, err, c.want)
+			}
 		}
 	}
 	var out bytes.Buffer
@@ -288,18 +289,18 @@ func TestGatewayOverSMTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Log("\n" + out.String())
-	if !strings.Contains(out.String(), "| Portcullis SMTP ms/msg | Portcullis ms/msg |") {
-		t.Fatalf("no SMTP column:\n%s", out.String())
+	if !strings.Contains(out.String(), "| Portcullis SMTP ms/msg | Portcullis HTTP ms/msg | Portcullis ms/msg |") {
+		t.Fatalf("no SMTP and HTTP columns:\n%s", out.String())
 	}
-	rows := figures(t, out.String(), 2)
+	rows := figures(t, out.String(), 3)
 	if len(rows) != 2 {
 		t.Fatalf("%d rows", len(rows))
 	}
 	for i, r := range rows {
 		// The gateway parses, filters and spools what the in-process
 		// pipeline only filters: its CPU per message cannot be nil.
-		if r[0] <= 0 || r[1] <= 0 {
-			t.Errorf("tier %d: SMTP %v ms, in process %v ms per message", i, r[0], r[1])
+		if r[0] <= 0 || r[1] <= 0 || r[2] <= 0 {
+			t.Errorf("tier %d: SMTP %v ms, HTTP %v ms, in process %v ms per message", i, r[0], r[1], r[2])
 		}
 	}
 }

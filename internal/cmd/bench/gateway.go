@@ -1,16 +1,22 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/portcullis-mail/portcullis/filter"
 	"github.com/portcullis-mail/portcullis/internal/testsvc"
 )
 
@@ -32,9 +38,11 @@ queue:
 // gateway is an examples/gateway process this program started, with a
 // private configuration and data directory in a temporary directory.
 type gateway struct {
-	proc *testsvc.Proc
-	dir  string
-	addr string // its SMTP listener
+	proc  *testsvc.Proc
+	dir   string
+	addr  string // its SMTP listener
+	admin string // its admin listener (POST /api/check)
+	token string // the admin token
 }
 
 // startGateway runs bin on a free loopback port with gatewayYAML and
@@ -52,7 +60,7 @@ func startGateway(bin, cpus, extra string, flags ...string) (*gateway, error) {
 		g.Close()
 		return nil, err
 	}
-	args := []string{bin, "-config", cfg, "-listen", "127.0.0.1:0", "-admin", "off", "-relay", "127.0.0.1:1",
+	args := []string{bin, "-config", cfg, "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-relay", "127.0.0.1:1",
 		"-data", filepath.Join(dir, "data")}
 	args = append(args, flags...)
 	if ts, err := exec.LookPath("taskset"); err == nil && cpus != "" {
@@ -70,7 +78,13 @@ func startGateway(bin, cpus, extra string, flags ...string) (*gateway, error) {
 		g.Close()
 		return nil, err
 	}
-	g.addr = testsvc.Field(line, "smtp")
+	g.addr, g.admin = testsvc.Field(line, "smtp"), testsvc.Field(line, "admin")
+	tok, err := os.ReadFile(testsvc.Field(line, "token"))
+	if err != nil {
+		g.Close()
+		return nil, fmt.Errorf("the gateway's admin token: %w", err)
+	}
+	g.token = strings.TrimSpace(string(tok))
 	if ready := testsvc.Field(line, "ready"); ready != "yes" {
 		// Listening while the rules load (SpamAssassin's take seconds).
 		line, ok = g.proc.WaitLine("rules: first load done", 5*time.Minute)
@@ -127,6 +141,38 @@ func (g *gateway) system(name string, conns int, perMessage bool) system {
 	}
 	pid := g.proc.Pid()
 	return system{name: name, portcullis: true, conns: conns, check: check,
+		cpu: func() float64 { return procCPU(strconv.Itoa(pid), false) }}
+}
+
+// httpSystem is the gateway's POST /api/check, one request at a time
+// on a kept-alive connection, the envelope rspamd's check is given: its
+// verdict without the SMTP session, the queue write and its fsync,
+// which an HTTP check has no need of. Its CPU is the gateway process's.
+func (g *gateway) httpSystem(name string) system {
+	url := "http://" + g.admin + "/api/check?ip=192.0.2.10&from=sender@example.org&rcpt=rcpt@example.net"
+	check := func(_, _ int, raw []byte) error {
+		req, err := http.NewRequest("POST", url, bytes.NewReader(raw))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+g.token)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var v filter.Verdict
+		if resp.StatusCode != http.StatusOK {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			return fmt.Errorf("check: HTTP %d: %s", resp.StatusCode, body)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+			return fmt.Errorf("check: %w", err)
+		}
+		return verdictError(v)
+	}
+	pid := g.proc.Pid()
+	return system{name: name, portcullis: true, check: check,
 		cpu: func() float64 { return procCPU(strconv.Itoa(pid), false) }}
 }
 

@@ -14,7 +14,10 @@
 // transactions) and keeps what it accepts in its queue, relaying nothing
 // (its relay is a closed port and the retry 1000 hours away); its CPU is
 // the gateway process's. A 5xx reply is an answer like a 250 (the real
-// mail holds spam); a 4xx ends the run. -gateway-base names a second
+// mail holds spam); a 4xx ends the run. The same gateway is measured
+// over HTTP too, as rspamd is: its admin listener's POST /api/check, one
+// message at a time with rspamd's envelope, the verdict without the SMTP
+// session and the queue write. -gateway-base names a second
 // gateway binary (an older build), started the same way and measured as
 // a column of its own, interleaved with the first, so that one run gives
 // an A/B of the SMTP side; -gateway-pprof starts the first with -pprof
@@ -248,7 +251,7 @@ func run(ctx context.Context, out io.Writer, ts []tier, o options) error {
 			return err
 		}
 		defer g.Close()
-		systems = append(systems, g.system("Portcullis SMTP", o.conns, false))
+		systems = append(systems, g.system("Portcullis SMTP", o.conns, false), g.httpSystem("Portcullis HTTP"))
 	}
 	if o.gatewayBase != "" {
 		g, err := startGateway(o.gatewayBase, o.gatewayCPUs, "")
