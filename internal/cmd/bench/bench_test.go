@@ -274,7 +274,7 @@ func TestGatewayOverSMTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []system{g.system("Portcullis SMTP", 1, false), g.httpSystem("Portcullis HTTP")} {
+	for _, s := range []system{g.system("Portcullis SMTP", 1, false), g.httpSystem("Portcullis HTTP", nil)} {
 		for i, c := range []struct {
 			raw  []byte
 			want error
@@ -354,8 +354,9 @@ func TestDNSTierMissesEveryCache(t *testing.T) {
 	}
 	rbl := startCountingDNS(t, testsvc.StartRBLDNSD(t, rz...).Addr)
 	var out bytes.Buffer
-	// runDNS probes the gateway and the in-process pipeline first: each
-	// must refuse the listed address and the listed link domain.
+	// runDNS probes the gateway (over SMTP and HTTP) and the in-process
+	// pipeline first: each must refuse the listed address and the listed
+	// link domain.
 	n, err := runDNS(context.Background(), &out, options{gateway: bin, conns: 2, rbldnsd: rbl.addr, reps: 1, budget: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -368,8 +369,11 @@ func TestDNSTierMissesEveryCache(t *testing.T) {
 		t.Logf("%d queries for %d messages", q, n)
 	}
 	t.Log("\n" + out.String())
-	rows := figures(t, out.String(), 2)
-	if len(rows) != 1 || rows[0][0] <= 0 || rows[0][1] <= 0 {
+	if !strings.Contains(out.String(), "| Portcullis SMTP ms/msg | Portcullis HTTP ms/msg | Portcullis ms/msg |") {
+		t.Fatalf("no SMTP and HTTP columns:\n%s", out.String())
+	}
+	rows := figures(t, out.String(), 3)
+	if len(rows) != 1 || rows[0][0] <= 0 || rows[0][1] <= 0 || rows[0][2] <= 0 {
 		t.Errorf("DNS tier figures %v", rows)
 	}
 }

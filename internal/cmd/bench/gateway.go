@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -147,10 +148,15 @@ func (g *gateway) system(name string, conns int, perMessage bool) system {
 // httpSystem is the gateway's POST /api/check, one request at a time
 // on a kept-alive connection, the envelope rspamd's check is given: its
 // verdict without the SMTP session, the queue write and its fsync,
-// which an HTTP check has no need of. Its CPU is the gateway process's.
-func (g *gateway) httpSystem(name string) system {
-	url := "http://" + g.admin + "/api/check?ip=192.0.2.10&from=sender@example.org&rcpt=rcpt@example.net"
-	check := func(_, _ int, raw []byte) error {
+// which an HTTP check has no need of. ip gives message k's client
+// address (nil: 192.0.2.10 for all). Its CPU is the gateway process's.
+func (g *gateway) httpSystem(name string, ip func(k int) netip.Addr) system {
+	check := func(_, k int, raw []byte) error {
+		addr := "192.0.2.10"
+		if ip != nil {
+			addr = ip(k).String()
+		}
+		url := "http://" + g.admin + "/api/check?ip=" + addr + "&from=sender@example.org&rcpt=rcpt@example.net"
 		req, err := http.NewRequest("POST", url, bytes.NewReader(raw))
 		if err != nil {
 			return err

@@ -45,7 +45,8 @@
 // the DNSBL and URIBL there. Before it is measured, each system must
 // refuse a message from the listed probe address and one with a listed
 // link domain and pass one with neither, so a system that did not look
-// up cannot be measured as fast; with -rbldnsd-stats, the queries
+// up cannot be measured as fast (the gateway over SMTP and over HTTP
+// alike); with -rbldnsd-stats, the queries
 // rbldnsd answered per message are counted for each system (10 messages
 // each) and printed.
 //
@@ -110,8 +111,9 @@ type system struct {
 	// any other error ends the run.
 	check func(w, k int, raw []byte) error
 	cpu   func() float64
-	// seq numbers the messages checked, over every tier and repetition,
-	// so that no DNS-tier message is sent twice.
+	// seq numbers the messages checked, over every tier and repetition
+	// (the DNS tier's systems share one), so that no DNS-tier message is
+	// sent twice.
 	seq *atomic.Int64
 }
 
@@ -251,7 +253,7 @@ func run(ctx context.Context, out io.Writer, ts []tier, o options) error {
 			return err
 		}
 		defer g.Close()
-		systems = append(systems, g.system("Portcullis SMTP", o.conns, false), g.httpSystem("Portcullis HTTP"))
+		systems = append(systems, g.system("Portcullis SMTP", o.conns, false), g.httpSystem("Portcullis HTTP", nil))
 	}
 	if o.gatewayBase != "" {
 		g, err := startGateway(o.gatewayBase, o.gatewayCPUs, "")
@@ -295,7 +297,7 @@ func runDNS(ctx context.Context, out io.Writer, o options) (int64, error) {
 			return 0, err
 		}
 		defer g.Close()
-		systems = append(systems, g.system("Portcullis SMTP", o.conns, true))
+		systems = append(systems, g.system("Portcullis SMTP", o.conns, true), g.httpSystem("Portcullis HTTP", clientIP))
 	}
 	f, s, err := inProcessDNS(ctx, o.rbldnsd)
 	if err != nil {
@@ -304,11 +306,15 @@ func runDNS(ctx context.Context, out io.Writer, o options) (int64, error) {
 	defer f.Close()
 	systems = append(systems, s)
 	var counted []string
+	// One numbering for every system: the gateway's SMTP and HTTP share
+	// one process and its DNS cache, so neither may send a message the
+	// other did.
+	seq := new(atomic.Int64)
 	for i := range systems {
 		if err := probe(t, systems[i]); err != nil {
 			return 0, err
 		}
-		systems[i].seq = new(atomic.Int64)
+		systems[i].seq = seq
 		if o.rbldnsdStats != "" {
 			q, err := queriesPerMessage(o.rbldnsdStats, t, systems[i], 10)
 			if err != nil {
@@ -322,11 +328,7 @@ func runDNS(ctx context.Context, out io.Writer, o options) (int64, error) {
 	if err == nil && counted != nil {
 		fmt.Fprintf(out, "\nDNS queries at rbldnsd per message (10 messages each, before the measurement): %s\n", strings.Join(counted, ", "))
 	}
-	n := int64(0)
-	for _, s := range systems {
-		n += s.seq.Load()
-	}
-	return n, err
+	return seq.Load(), err
 }
 
 func verdictError(v filter.Verdict) error {
