@@ -72,7 +72,11 @@ func (h *Handler) apiCheck(w http.ResponseWriter, r *http.Request) {
 		h.cfg.Metrics.Add("portcullis_admin_checks_total", 1, "action", "abandoned")
 		return
 	}
-	v := p.CheckAll(r.Context(), filter.NewMessage(env, sp, sp.Size(), lim))
+	m := filter.NewMessage(env, sp, sp.Size(), lim)
+	if raw, ok := sp.Bytes(); ok {
+		m = filter.NewMessageBytes(env, raw, lim) // the filters read it in place
+	}
+	v := p.CheckAll(r.Context(), m)
 	h.cfg.Metrics.Add("portcullis_admin_checks_total", 1, "action", v.Action.String())
 	writeJSON(w, http.StatusOK, v)
 }
