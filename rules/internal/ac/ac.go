@@ -8,13 +8,17 @@
 // The automaton is a dense DFA over byte classes (only the bytes that occur
 // in some pattern get a class of their own), so a scan costs one table
 // load per text byte whatever the number of patterns; a pattern's
-// occurrence is reported once per scan. MatchString searches a small set
+// occurrence is reported once per scan. The states are numbered breadth
+// first, so that the shallow ones a scan of ordinary text stays among
+// share cache lines, and the scan's loop (walk) reads the table without
+// bounds checks, four bytes a round. MatchString searches a small set
 // of patterns with rare bytes by those bytes instead (anchor.go), many
 // bytes at a time.
 package ac
 
 import (
 	"sync"
+	"unsafe"
 )
 
 // Matcher is a compiled pattern set. It is safe for concurrent use.
@@ -141,17 +145,37 @@ func New(patterns []string) (*Matcher, error) {
 			}
 		}
 	}
-	// Store each next state as its row's offset, so that a scan adds the
-	// byte's class without a multiplication on the path from one byte to
-	// the next (MaxStates*231 fits below the flag bit); and flag
-	// transitions into states that report something.
-	for i, t := range delta {
-		if len(own[t]) > 0 || dict[t] >= 0 {
-			delta[i] = t*int32(nc) | outFlag
-		} else {
-			delta[i] = t * int32(nc)
+	// Number the states breadth first (the order of queue), so that the
+	// shallow states, where a scan of ordinary text spends most of its
+	// time, have neighbouring rows; store each next state as its row's
+	// offset, so that a scan adds the byte's class without a
+	// multiplication on the path from one byte to the next
+	// (MaxStates*231 fits below the flag bit); and flag transitions into
+	// states that report something.
+	id := make([]int32, ns) // trie node → state
+	for k, s := range queue {
+		id[s] = int32(k + 1)
+	}
+	rows := make([]int32, ns*nc)
+	ownBFS := make([][]int32, ns)
+	dictBFS := make([]int32, ns)
+	for old := range ns {
+		s := int(id[old])
+		ownBFS[s] = own[old]
+		dictBFS[s] = -1
+		if dict[old] >= 0 {
+			dictBFS[s] = id[dict[old]]
+		}
+		for c := range nc {
+			t := delta[old*nc+c]
+			r := id[t] * int32(nc)
+			if len(own[t]) > 0 || dict[t] >= 0 {
+				r |= outFlag
+			}
+			rows[s*nc+c] = r
 		}
 	}
+	delta, own, dict = rows, ownBFS, dictBFS
 	m.delta, m.own, m.dictLink = delta, own, dict
 	m.anchors = planAnchors(patterns)
 	m.pool.New = func() any { return &scratch{seen: make([]uint64, (ns+63)/64)} }
@@ -168,46 +192,78 @@ func (m *Matcher) States() int { return len(m.own) }
 
 // Match calls found once for each pattern id that occurs in text.
 func (m *Matcher) Match(text []byte, found func(id int)) {
-	if len(m.own) <= 1 {
-		return
-	}
-	sc := m.pool.Get().(*scratch)
-	clear(sc.seen)
-	nc := m.nclass
-	delta, classes := m.delta, &m.classes
-	s := int32(0)
-	for _, b := range text {
-		s = delta[int(s)+int(classes[b])]
-		if s < 0 {
-			s &= stateMask
-			m.report(s/int32(nc), sc.seen, found)
-		}
-	}
-	m.pool.Put(sc)
+	m.match(unsafe.String(unsafe.SliceData(text), len(text)), found)
 }
 
 // MatchString is Match over a string, without copying it.
 func (m *Matcher) MatchString(text string, found func(id int)) {
-	if len(m.own) <= 1 {
-		return
-	}
 	if m.anchors != nil {
 		m.matchAnchors(text, found)
 		return
 	}
+	m.match(text, found)
+}
+
+// match is Match by the automaton.
+func (m *Matcher) match(text string, found func(id int)) {
+	if len(m.own) <= 1 {
+		return
+	}
 	sc := m.pool.Get().(*scratch)
 	clear(sc.seen)
-	nc := m.nclass
-	delta, classes := m.delta, &m.classes
+	nc := int32(m.nclass)
 	s := int32(0)
-	for i := 0; i < len(text); i++ {
-		s = delta[int(s)+int(classes[text[i]])]
-		if s < 0 {
-			s &= stateMask
-			m.report(s/int32(nc), sc.seen, found)
+	for i := 0; ; i++ {
+		if i, s = m.walk(text, i, s); i >= len(text) {
+			break
 		}
+		s &= stateMask
+		m.report(s/nc, sc.seen, found)
 	}
 	m.pool.Put(sc)
+}
+
+// walk runs the automaton over text from offset i in state s (a row
+// offset) until a transition into a state that reports something: it
+// returns the offset of the byte that took it and the flagged next state,
+// or len(text) and the state the text ends in.
+//
+// It is the one loop a scan spends its time in, so it reads the table
+// without bounds checks: every entry, unflagged, is the offset of a row
+// of nclass entries, and a byte's class is below nclass, so the sum is an
+// index into delta.
+func (m *Matcher) walk(text string, i int, s int32) (int, int32) {
+	delta := unsafe.Pointer(unsafe.SliceData(m.delta))
+	cls := &m.classes
+	p := unsafe.Pointer(unsafe.StringData(text))
+	// r is s as a machine word: unflagged, it is an index to add to.
+	r := uint(uint32(s))
+	next := func(r uint, k int) uint {
+		b := *(*byte)(unsafe.Add(p, k))
+		return uint(*(*uint32)(unsafe.Add(delta, (r+uint(cls[b]))*4)))
+	}
+	const flag = 1 << 31
+	// Four bytes a round: the loop's own test once for four steps.
+	for ; i+4 <= len(text); i += 4 {
+		if r = next(r, i); r&flag != 0 {
+			return i, int32(r)
+		}
+		if r = next(r, i+1); r&flag != 0 {
+			return i + 1, int32(r)
+		}
+		if r = next(r, i+2); r&flag != 0 {
+			return i + 2, int32(r)
+		}
+		if r = next(r, i+3); r&flag != 0 {
+			return i + 3, int32(r)
+		}
+	}
+	for ; i < len(text); i++ {
+		if r = next(r, i); r&flag != 0 {
+			return i, int32(r)
+		}
+	}
+	return len(text), int32(r)
 }
 
 // report walks the output chain of state s, stopping at the first state
@@ -232,17 +288,16 @@ func (m *Matcher) Each(text string, found func(id, end int)) {
 	if len(m.own) <= 1 {
 		return
 	}
-	nc := m.nclass
-	delta, classes := m.delta, &m.classes
+	nc := int32(m.nclass)
 	s := int32(0)
-	for i := 0; i < len(text); i++ {
-		s = delta[int(s)+int(classes[text[i]])]
-		if s < 0 {
-			s &= stateMask
-			for t := s / int32(nc); t >= 0; t = m.dictLink[t] {
-				for _, id := range m.own[t] {
-					found(int(id), i+1)
-				}
+	for i := 0; ; i++ {
+		if i, s = m.walk(text, i, s); i >= len(text) {
+			break
+		}
+		s &= stateMask
+		for t := s / nc; t >= 0; t = m.dictLink[t] {
+			for _, id := range m.own[t] {
+				found(int(id), i+1)
 			}
 		}
 	}

@@ -153,6 +153,9 @@ func FuzzMatch(f *testing.F) {
 				t.Fatalf("pattern %q: Each reported %d occurrences, want %d", p, got, want)
 			}
 		}
+		if got, want := each(m, text), eachRef(m, text); !slices.Equal(got, want) {
+			t.Fatalf("Each %v, the plain loop %v", got, want)
+		}
 		var viaBytes []int
 		m.Match([]byte(text), func(id int) { viaBytes = append(viaBytes, id) })
 		slices.Sort(viaBytes)
@@ -160,6 +163,76 @@ func FuzzMatch(f *testing.F) {
 			t.Fatal("Match and MatchString disagree")
 		}
 	})
+}
+
+// eachRef is Each as a plain loop over the table, one byte at a time and
+// with every index checked: the reference for walk's unrolled, unchecked
+// loop.
+func eachRef(m *Matcher, text string) [][2]int {
+	var out [][2]int
+	if len(m.own) <= 1 {
+		return nil
+	}
+	nc := int32(m.nclass)
+	s := int32(0)
+	for i := 0; i < len(text); i++ {
+		s = m.delta[int(s)+int(m.classes[text[i]])]
+		if s < 0 {
+			s &= stateMask
+			for t := s / nc; t >= 0; t = m.dictLink[t] {
+				for _, id := range m.own[t] {
+					out = append(out, [2]int{int(id), i + 1})
+				}
+			}
+		}
+	}
+	return out
+}
+
+func each(m *Matcher, text string) [][2]int {
+	var out [][2]int
+	m.Each(text, func(id, end int) { out = append(out, [2]int{id, end}) })
+	return out
+}
+
+// TestEachAgrees: Each reports what the plain loop does, in the same
+// order, for occurrences ending at every offset of the unrolled rounds,
+// on small sets and on one of thousands of patterns.
+func TestEachAgrees(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	word := words(r, "abcAB \xc3\xa9")
+	for round := range 300 {
+		pats := make([]string, 1+r.IntN(20))
+		for i := range pats {
+			pats[i] = word(1 + r.IntN(4))
+		}
+		m, err := New(pats)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for n := range 40 {
+			text := word(n)
+			if got, want := each(m, text), eachRef(m, text); !slices.Equal(got, want) {
+				t.Fatalf("round %d: patterns %q text %q: got %v, want %v", round, pats, text, got, want)
+			}
+		}
+	}
+	pats := make([]string, 5000)
+	for i := range pats {
+		pats[i] = randWord(r, 2+r.IntN(6))
+	}
+	m, err := New(pats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	word = words(r, "abcdefghijklmnopqrstuvwxyz ABC")
+	for range 50 {
+		text := word(r.IntN(2000))
+		got, want := each(m, text), eachRef(m, text)
+		if len(want) == 0 || !slices.Equal(got, want) {
+			t.Fatalf("5000 patterns, text %q: got %d reports, want %d (and some)", text, len(got), len(want))
+		}
+	}
 }
 
 func BenchmarkMatch(b *testing.B) {
