@@ -1,7 +1,8 @@
 #!/bin/sh
 # Side-by-side speed benchmark: Portcullis's default pipeline, in process
-# and over SMTP (the examples/gateway binary, started by the bench
-# program), against rspamd and spamd (Debian packages, private
+# and in the examples/gateway binary (started by the bench program), over
+# SMTP (queued, fsync before the 250) and over its HTTP check (POST
+# /api/check, as rspamd is driven), against rspamd and spamd (Debian packages, private
 # configurations on loopback, their DNS-, Redis- and network-using parts
 # off), over the corpus tiers of internal/benchcorpus and the
 # repository's real mail; rspamd also with its spamassassin module on
