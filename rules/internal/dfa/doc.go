@@ -49,6 +49,33 @@
 // older than a state it reached reloads it. A DFA is safe for concurrent
 // use.
 //
+// # Many patterns at once
+//
+// A Multi runs several patterns (at most 64) as one automaton and says
+// which of them match: a rule engine whose body rules have no literal
+// to filter on then walks each line once, not once per rule. Its
+// program is the union of the members' programs (pcs shifted apart, each
+// instruction knowing its pattern); a state is the threads of the
+// members not matched yet, the kind of the previous rune, and the set of
+// members matched so far. A transition closes the threads with the start
+// of every member not matched, adds the members whose InstMatch the
+// closure reaches to the set, and steps only the threads of members
+// still open: a member that has matched costs nothing more, and the
+// state with every member matched (or only members anchored at the
+// text's start left, and no thread) is dead, which ends the pass. The
+// answer is the set of the state the text ends in, closed with the
+// end-of-text flags. Keeping the set in the state makes states depend on
+// history, but matches are rare in ordinary text and each set reached
+// adds only the states seen after it; the alternative (an OR of match
+// sets kept beside the transitions) keeps every matched member's threads
+// alive to the end of the line. A caller may give members already
+// answered (done): the pass starts from the state whose set holds them.
+//
+// The idle-state scan carries over: the bytes that can start a thread
+// of any member are found as for one pattern (a literal prefix is not
+// used); a union has many starting bytes, so the scan is on only when
+// all of them are rare.
+//
 // # Failure semantics
 //
 // Memory is bounded twice: each DFA may hold at most MaxCells cells (4
@@ -64,6 +91,14 @@
 // compiled regexp and parses its pattern only at the first match, so a
 // set of regexes of which most never run costs nearly nothing to load; a
 // pattern Compile would refuse is then answered by that regexp.
+//
+// A Multi is bounded the same way, by its own cap (MaxMultiCells by
+// default, SetMaxCells) and the same process-wide total; one that would
+// pass either stops growing for good and answers every later call with
+// its members' DFAs, one by one, so again only the speed changes. A
+// Multi whose member has no DFA (a pattern Compile refuses) or whose
+// union program has more than maxInsts instructions never builds an
+// automaton and answers with its members from the start.
 //
 // A state's transitions are built once and never freed while the DFA
 // lives: memory grows with the variety of text seen, up to the caps, and

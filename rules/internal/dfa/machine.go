@@ -61,6 +61,14 @@ type state struct {
 	kind uint8
 	tag  uint32        // what a transition to the state says: tNormal, tDead or tSkip
 	end  atomic.Uint32 // 0 unknown, 1 no match at the end of text, 2 a match
+
+	// Of a Multi's machine only (multi.go): the patterns matched so far,
+	// those matched at the end of the text (valid once end is not 0),
+	// and, by the kind of the rune before, the cell values of the states
+	// with no threads and the same set.
+	set    uint64
+	endSet atomic.Uint64
+	idle   [kEnd]atomic.Uint32
 }
 
 // The transitions of all states are one table of cells, a row of nclass
@@ -108,6 +116,8 @@ type machine struct {
 	startOK bool   // false when even the start state passed a cap
 	tab     atomic.Pointer[table]
 
+	multi *multiProg // the patterns of a Multi's machine, or nil (multi.go)
+
 	mu       sync.Mutex
 	index    map[string]uint32 // state key → cell value
 	maxCells int
@@ -123,8 +133,15 @@ type machine struct {
 }
 
 func newMachine(prog *syntax.Prog, maxCells int, full *atomic.Bool) *machine {
+	return newMachineOf(prog, nil, maxCells, full)
+}
+
+// newMachineOf makes the machine of prog, the union program of the
+// patterns of mp when that is not nil.
+func newMachineOf(prog *syntax.Prog, mp *multiProg, maxCells int, full *atomic.Bool) *machine {
 	m := &machine{
 		prog:     prog,
+		multi:    mp,
 		index:    map[string]uint32{},
 		maxCells: maxCells,
 		cells:    new(atomic.Int64),
@@ -132,9 +149,12 @@ func newMachine(prog *syntax.Prog, maxCells int, full *atomic.Bool) *machine {
 		mark:     make([]uint32, len(prog.Inst)),
 	}
 	m.classes()
+	if mp != nil {
+		mp.anchored = m.anchoredSet()
+	}
 	_, matched := m.closure(nil, ^syntax.EmptyOp(0)&^syntax.EmptyBeginText)
 	m.anchored = len(m.runes) == 0 && !matched
-	if p, _ := prog.Prefix(); p != "" {
+	if p, _ := prog.Prefix(); p != "" && m.multi == nil {
 		m.skip = p
 		b := make([]byte, 0, len(p))
 		for _, r := range p {
@@ -151,7 +171,7 @@ func newMachine(prog *syntax.Prog, maxCells int, full *atomic.Bool) *machine {
 	}
 	m.tab.Store(&table{})
 	m.mu.Lock()
-	m.start, m.startOK = m.lookup(nil, kStart)
+	m.start, m.startOK = m.lookup(nil, kStart, 0)
 	m.mu.Unlock()
 	if !m.startOK {
 		full.Store(true)
@@ -364,17 +384,21 @@ func (m *machine) build(off, c uint32) (v uint32, ok bool) {
 	}
 	slices.Sort(next)
 	next = slices.Compact(next)
-	if v, ok = m.lookup(next, k); ok {
+	if v, ok = m.lookup(next, k, 0); ok {
 		// Into the newest table: lookup may have made one.
 		m.tab.Load().cells[off+c].Store(v)
 	}
 	return v, ok
 }
 
-// lookup returns the cell value of the state of pcs and kind, making it
-// if need be; ok is false when that would pass a cap. m.mu is held.
-func (m *machine) lookup(pcs []uint32, kind uint8) (v uint32, ok bool) {
+// lookup returns the cell value of the state of pcs, kind and (for a
+// Multi) set, making it if need be; ok is false when that would pass a
+// cap. m.mu is held.
+func (m *machine) lookup(pcs []uint32, kind uint8, set uint64) (v uint32, ok bool) {
 	key := append(m.key[:0], kind)
+	if m.multi != nil {
+		key = binary.LittleEndian.AppendUint64(key, set)
+	}
 	for _, pc := range pcs {
 		key = binary.LittleEndian.AppendUint32(key, pc)
 	}
@@ -393,9 +417,11 @@ func (m *machine) lookup(pcs []uint32, kind uint8) (v uint32, ok bool) {
 		return 0, false
 	}
 	m.cells.Add(cost)
-	s := &state{pcs: pcs, kind: kind, tag: tNormal}
+	s := &state{pcs: pcs, kind: kind, tag: tNormal, set: set}
 	switch {
 	case len(pcs) > 0:
+	case m.multi != nil && (set|m.multi.anchored) == m.multi.all:
+		s.tag = tDead // every pattern matched, or can no longer start
 	case m.anchored:
 		s.tag = tDead // the start state too: run never reads its tag as dead
 	case m.skip != "" || m.acc[0].on || m.acc[1].on:
@@ -507,14 +533,7 @@ func (m *machine) run(s string, latin1 bool) (hit, ok bool) {
 				if !acc.on {
 					break
 				}
-				esc, t := &acc.esc, s[i:]
-				for len(t) >= 4 && !esc[t[0]] && !esc[t[1]] && !esc[t[2]] && !esc[t[3]] {
-					t = t[4:] // most bytes of text: four tests per branch back
-				}
-				j := len(s) - len(t)
-				for j < len(s) && !esc[s[j]] {
-					j++
-				}
+				j := skipTo(&acc.esc, s, i)
 				if j == i {
 					break
 				}
@@ -626,7 +645,7 @@ func textShare(set *[256]bool) float64 {
 func (m *machine) emptyState(k uint8) (uint32, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	v, ok := m.lookup(nil, k)
+	v, ok := m.lookup(nil, k, 0)
 	if ok {
 		m.emptyV[k].Store(v)
 	}
