@@ -76,9 +76,11 @@ type scanPlan struct {
 	always  []*crule // rules with no usable key: run on every message
 	keyed   []*crule // the others
 	matcher *ac.Matcher
-	byKey   [][]*crule // pattern id → rules keyed on it
-	keyLen  []int      // pattern id → its length in bytes
-	same    []int      // always[i] gives the answer of always[same[i]] (an identical regex), or -1
+	byKey   [][]*crule  // pattern id → rules keyed on it
+	keyLen  []int       // pattern id → its length in bytes
+	same    []int       // always[i] gives the answer of always[same[i]] (an identical regex), or -1
+	groups  []ruleGroup // body and raw body: always rules run together (group.go)
+	grouped []bool      // always[i] is in a group
 }
 
 // crule is a compiled rule.
@@ -157,6 +159,7 @@ type compileOptions struct {
 	detect      func(head []byte, name string) string
 	noPrefilter bool
 	noDFA       bool // Go's regexp only: for the tests that compare
+	noGroups    bool // every always rule runs alone (group.go): for the tests that compare
 	stats       *statsTable
 }
 
@@ -257,6 +260,9 @@ func compile(sp *spec, o compileOptions) (*Set, error) {
 	}
 	if !o.noDFA {
 		s.useDFAs()
+		if !o.noGroups {
+			s.buildGroups()
+		}
 	}
 	return s, nil
 }

@@ -79,7 +79,9 @@
 // which every match must contain one; a single Aho-Corasick pass over each
 // text finds which literals occur, and only the rules whose literals
 // occurred are run. Rules without a usable literal run on every message;
-// Set.PrefilterStats says how many there are. The prefilter folds ASCII
+// Set.PrefilterStats says how many there are; the plain body and raw-body
+// ones run in groups, one automaton pass a line for up to 16 of them
+// (group.go). The prefilter folds ASCII
 // case and never changes a result, only the work done (the tests check
 // both ways agree).
 //

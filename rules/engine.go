@@ -59,6 +59,7 @@ type Config struct {
 	NoPrefilter bool
 	Limits      Limits
 	noDFA       bool           // Go's regexp only (dfa.go): for the tests that compare
+	noGroups    bool           // always rules one by one (group.go): for the tests that compare
 	Logger      *slog.Logger   // nil discards
 	Metrics     filter.Metrics // nil is a no-op
 }
@@ -217,7 +218,7 @@ func (e *Engine) build() (*Set, error) {
 	// Everything the set is compiled from goes into key: the same sources
 	// compile to the same set, and the last one compiled is reused.
 	h := sha256.New()
-	fmt.Fprintf(h, "%t %t %t %t %+v\n", e.cfg.Default, e.cfg.SpamAssassin != "", e.cfg.NoPrefilter, e.cfg.noDFA, lim)
+	fmt.Fprintf(h, "%t %t %t %t %t %+v\n", e.cfg.Default, e.cfg.SpamAssassin != "", e.cfg.NoPrefilter, e.cfg.noDFA, e.cfg.noGroups, lim)
 	read := func(name string) ([]byte, error) {
 		data, err := readFile(name, lim)
 		if err == nil {
@@ -256,7 +257,7 @@ func (e *Engine) build() (*Set, error) {
 			return s, nil
 		}
 	}
-	s, err := compile(sp, compileOptions{limits: lim, detect: e.cfg.DetectType, noPrefilter: e.cfg.NoPrefilter, noDFA: e.cfg.noDFA, stats: &e.stats})
+	s, err := compile(sp, compileOptions{limits: lim, detect: e.cfg.DetectType, noPrefilter: e.cfg.NoPrefilter, noDFA: e.cfg.noDFA, noGroups: e.cfg.noGroups, stats: &e.stats})
 	if err == nil && memo {
 		lastCompiled.put(key, s)
 	}

@@ -221,7 +221,13 @@ func (s *Set) evalLines(v *view, plan *scanPlan, sc *scratch, scp scope) {
 		}
 	}
 	var present byteSet // the bytes of text, once a rule has a byte check
+	for g := range plan.groups {
+		plan.groups[g].run(allLines(), v.subjectLine, text, &present, sc)
+	}
 	for i, c := range plan.always {
+		if plan.grouped != nil && plan.grouped[i] {
+			continue
+		}
 		if c.need != nil && c.plainRegex() && c.Test == Match {
 			if present.empty() {
 				present = textBytes(text)
