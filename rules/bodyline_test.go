@@ -3,6 +3,7 @@ package rules
 import (
 	"github.com/portcullis-mail/portcullis/filter"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"unicode"
@@ -89,6 +90,13 @@ func checkBodyLine(t *testing.T, l string) {
 	if got, want := hasWordRune(l), strings.IndexFunc(l, isWordRune) >= 0; got != want {
 		t.Errorf("hasWordRune(%q) = %v, want %v", l, got, want)
 	}
+	var fields []string
+	for i, j := nextField(l, 0); i < len(l); i, j = nextField(l, j) {
+		fields = append(fields, l[i:j])
+	}
+	if want := strings.Fields(l); !slices.Equal(fields, want) {
+		t.Errorf("nextField splits %q into %q, strings.Fields into %q", l, fields, want)
+	}
 	var want strings.Builder
 	got := string(saSquashSpace([]byte("x"), l))
 	refSquashSpace(&want, l)
@@ -101,7 +109,7 @@ var bodyLineSeeds = func() []string {
 	b64 := strings.Repeat("QUJD", 17) // 68 characters
 	return []string{
 		"", " ", "a", "a b", " a ", "ab\n", "a\vb", "a\u00a0b", "\xff \xfe", "é é", "a\t\t\nb",
-		"\n\n", " \n \n x", "a\xc2\xa0\xc2b\xc2", "\xc2", "\xc2\xa0 \t\xc2\xa0x", "x\n\u2003\ny", "-- ++", "_", "\u0663", "\u2028x\u2029",
+		"\n\n", " \n \n x", "a\xc2\xa0\xc2b\xc2", "\xc2", "\xc2\xa0 \t\xc2\xa0x", "x\n\u2003\ny", "a\u0085b \u3000 c\u202f", "\u1680x\u00a0", "-- ++", "_", "\u0663", "\u2028x\u2029",
 		b64 + " " + b64 + " ", b64 + " " + b64, b64[:59] + " " + b64 + " ", b64 + b64[:9] + " " + b64 + " ",
 		b64 + b64[:8] + " " + b64 + " tail", b64 + "  " + b64 + " ", b64 + " " + b64 + "\n",
 	}

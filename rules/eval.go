@@ -893,8 +893,12 @@ func appendBodySpaces(b []byte, line string) []byte {
 	start := 0
 	for i := 0; i < len(line); {
 		c := line[i]
-		if c < utf8.RuneSelf && !asciiSpaceByte[c] {
+		if !bodySpaceByte[c] {
 			i++
+			continue
+		}
+		if c == ' ' && i+1 < len(line) && !bodySpaceByte[line[i+1]] {
+			i += 2 // one plain space between words: nothing to change
 			continue
 		}
 		j := bodySpaceRun(line, i)
@@ -935,6 +939,16 @@ func bodySpaceRun(line string, i int) int {
 }
 
 var asciiSpaceByte = [utf8.RuneSelf]bool{'\t': true, '\n': true, '\v': true, '\f': true, '\r': true, ' ': true}
+
+// bodySpaceByte are the bytes appendBodySpaces stops at: ASCII white
+// space and the bytes of non-ASCII characters, some of which are white
+// space.
+var bodySpaceByte = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c >= utf8.RuneSelf || asciiSpaceByte[c]
+	}
+	return t
+}()
 
 func (v *view) fullText() string {
 	max := int64(v.set.limits.MaxScanBytes)

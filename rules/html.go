@@ -329,29 +329,34 @@ func (sr *saRenderer) tag(tt html.TokenType, a atom.Atom) {
 // (space, \t \n \r \f \v and U+00A0, the regex
 // `(?:[ \t\n\r\f\x0b]|\x{a0})+`) as one space. U+00A0 is the bytes C2 A0
 // wherever they stand: C2 never continues another character's bytes.
+//
+// Text is mostly words between single spaces, which stay as they are:
+// the bytes between the changes are copied a stretch at a time.
 func appendSquashed(b, t []byte) []byte {
+	start := 0 // t[start:i] goes to b unchanged
 	for i := 0; i < len(t); {
-		// A run of bytes that start no white space, copied whole.
-		j := i
-		for j < len(t) && !squashByte[t[j]] {
-			j++
-		}
-		b = append(b, t[i:j]...)
-		if i = j; i == len(t) {
-			break
-		}
-		if n := htmlSpace(t[i:]); n > 0 {
-			for n > 0 {
-				i += n
-				n = htmlSpace(t[i:])
-			}
-			b = append(b, ' ')
+		if !squashByte[t[i]] {
+			i++
 			continue
 		}
-		b = append(b, t[i])
-		i++
+		n := htmlSpace(t[i:])
+		if n == 0 {
+			i++ // a C2 that starts no U+00A0
+			continue
+		}
+		j := i + n
+		for n = htmlSpace(t[j:]); n > 0; n = htmlSpace(t[j:]) {
+			j += n
+		}
+		if t[i] == ' ' && j == i+1 {
+			i = j // one plain space: nothing to change
+			continue
+		}
+		b = append(b, t[start:i]...)
+		b = append(b, ' ')
+		start, i = j, j
 	}
-	return b
+	return append(b, t[start:]...)
 }
 
 // squashByte are the bytes htmlSpace may find white space at.

@@ -147,8 +147,8 @@ func (v *view) maDiffOne(ma *filter.Part, d *maDiffResult) {
 		if typ == "text/html" {
 			words = html
 		}
-		for w := range strings.FieldsSeq(rendered) {
-			if hasWordRune(w) {
+		for i, j := nextField(rendered, 0); i < len(rendered); i, j = nextField(rendered, j) {
+			if w := rendered[i:j]; hasWordRune(w) {
 				words[w]++
 			}
 		}
@@ -170,6 +170,46 @@ func (v *view) maDiffOne(ma *filter.Part, d *maDiffResult) {
 		}
 	}
 	d.diff = max(d.diff, float64(len(html))/float64(orig)*100)
+}
+
+// nextField returns the bounds of the first field of s at or after
+// offset i, the fields being those strings.Fields splits s into (around
+// runs of Unicode white space); start is len(s) when there is none. It
+// reads ASCII a byte at a time, without the iterator and the rune
+// decoding strings.FieldsSeq spends most of maDiff's time in.
+func nextField(s string, i int) (start, end int) {
+	for i < len(s) {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if !asciiSpaceByte[c] {
+				break
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if !unicode.IsSpace(r) {
+			break
+		}
+		i += n
+	}
+	start = i
+	for i < len(s) {
+		c := s[i]
+		if !bodySpaceByte[c] {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			break
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if unicode.IsSpace(r) {
+			break
+		}
+		i += n
+	}
+	return start, i
 }
 
 func isWordRune(r rune) bool { return r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r) }
