@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"hash/maphash"
 	"io"
 	"net/netip"
 	"strings"
@@ -112,29 +113,93 @@ func (v *view) maDiff() maDiffResult {
 	return d
 }
 
-// wordCounts are maDiff's word tables, cleared and reused: an HTML
-// newsletter has hundreds of distinct words, and growing two maps to
-// that size for each message was most of what maDiff allocated. A table
-// grown past maxPooledWords is left to the collector.
-var wordCounts = sync.Pool{New: func() any { return map[string]int{} }}
+// wordTable counts maDiff's words: an open-addressed hash table of the
+// words (strings into the view's texts) and their counts. An HTML
+// newsletter's thousands of words are mostly repeats of a few hundred,
+// and a map[string]int's assignment (hash, probe, write barriers) is
+// dearer than this table's: no deletion, no write barrier per count, a
+// word's hash compared before its bytes.
+// The hash is the runtime's, seeded once a process (hash/maphash), so
+// that a message cannot choose words that all land in one slot.
+type wordTable struct {
+	slots []wordSlot // a power of two in length, at most half full; nil when empty
+	n     int        // words held
+}
 
-const maxPooledWords = 1 << 12
+type wordSlot struct {
+	w     string // "" for a free slot: a word is never empty
+	hash  uint64
+	count int
+}
 
-// putWordCounts gives back tables that held at most n words.
-func putWordCounts(n int, tables ...map[string]int) {
-	for _, m := range tables {
-		clear(m) // the keys point into the view's texts: none may stay
-		if n <= maxPooledWords {
-			wordCounts.Put(m)
+var wordSeed = maphash.MakeSeed()
+
+// slot is where w is, or the free slot where it would go.
+func (t *wordTable) slot(w string, h uint64) *wordSlot {
+	mask := uint64(len(t.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		if s := &t.slots[i]; s.w == "" || s.hash == h && s.w == w {
+			return s
 		}
 	}
 }
 
+// add counts one more w.
+func (t *wordTable) add(w string) {
+	if 2*(t.n+1) > len(t.slots) {
+		t.grow()
+	}
+	h := maphash.String(wordSeed, w)
+	s := t.slot(w, h)
+	if s.w == "" {
+		s.w, s.hash = w, h
+		t.n++
+	}
+	s.count++
+}
+
+// get returns w's count and whether w is held.
+func (t *wordTable) get(w string) (int, bool) {
+	if t.n == 0 {
+		return 0, false
+	}
+	s := t.slot(w, maphash.String(wordSeed, w))
+	return s.count, s.w != ""
+}
+
+func (t *wordTable) grow() {
+	old := t.slots
+	t.slots = make([]wordSlot, max(64, 2*len(old)))
+	for _, s := range old {
+		if s.w != "" {
+			*t.slot(s.w, s.hash) = s
+		}
+	}
+}
+
+// wordTables are maDiff's tables, cleared and reused: growing two tables
+// to a newsletter's size for each message was most of what maDiff
+// allocated. A table grown past maxPooledWords is left to the collector.
+var wordTables = sync.Pool{New: func() any { return new(wordTable) }}
+
+const maxPooledWords = 1 << 12
+
+// putWordTable clears t (its words point into the view's texts: none may
+// stay) and gives it back.
+func putWordTable(t *wordTable) {
+	if t.n > maxPooledWords {
+		return
+	}
+	clear(t.slots)
+	t.n = 0
+	wordTables.Put(t)
+}
+
 // maDiffOne measures one multipart/alternative part into d.
 func (v *view) maDiffOne(ma *filter.Part, d *maDiffResult) {
-	html, text := wordCounts.Get().(map[string]int), wordCounts.Get().(map[string]int)
-	held := 0 // the most words a table held: deleting keeps a map's size
-	defer func() { putWordCounts(max(held, len(html), len(text)), html, text) }()
+	html, text := wordTables.Get().(*wordTable), wordTables.Get().(*wordTable)
+	defer putWordTable(html)
+	defer putWordTable(text)
 	walkParts(ma, func(p *filter.Part) {
 		if !strings.HasPrefix(p.ContentType, "text") {
 			return
@@ -149,27 +214,36 @@ func (v *view) maDiffOne(ma *filter.Part, d *maDiffResult) {
 		}
 		for i, j := nextField(rendered, 0); i < len(rendered); i, j = nextField(rendered, j) {
 			if w := rendered[i:j]; hasWordRune(w) {
-				words[w]++
+				words.add(w)
 			}
 		}
-		if typ == "text/html" && len(html) == 0 {
+		if typ == "text/html" && html.n == 0 {
 			if _, img := v.htmlReading(p).res.inside["img"]; img {
-				html["\n"] = 1
+				html.add("\n")
 			}
 		}
 	})
-	orig := len(html)
+	orig := html.n
 	if orig == 0 {
 		return
 	}
-	d.html, d.text = orig, len(text)
-	held = max(orig, len(text))
-	for k, n := range text {
-		if h, ok := html[k]; ok && h-n < 1 {
-			delete(html, k)
+	d.html, d.text = orig, text.n
+	d.diff = max(d.diff, float64(wordsLeft(html, text))/float64(orig)*100)
+}
+
+// wordsLeft counts the HTML words the text lacks or has fewer of: those
+// the text has as often or more do not count.
+func wordsLeft(html, text *wordTable) int {
+	left := html.n
+	for _, s := range text.slots {
+		if s.w == "" {
+			continue
+		}
+		if h, ok := html.get(s.w); ok && h-s.count < 1 {
+			left--
 		}
 	}
-	d.diff = max(d.diff, float64(len(html))/float64(orig)*100)
+	return left
 }
 
 // nextField returns the bounds of the first field of s at or after
