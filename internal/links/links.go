@@ -157,8 +157,13 @@ func (c *collector) add(text string, isHTML bool) {
 // attributes reads href= and src= values, which browsers strip of
 // surrounding spaces and of tabs and line breaks anywhere, and which may
 // be scheme-relative.
+//
+// Both names have an r second: the loop goes from one r or R of the text
+// to the next (nextR), which strings.IndexByte finds many bytes at a
+// time, instead of looking at every byte.
 func (c *collector) attributes(text string) {
-	for i := 0; i < len(text)-1; i++ {
+	r := nextR{s: text, lower: -1, upper: -1}
+	for i := r.from(1) - 1; i < len(text)-1; i = r.from(i+2) - 1 {
 		if !mayStartAttr(text[i], text[i+1]) {
 			continue
 		}
@@ -200,6 +205,35 @@ func (c *collector) attributes(text string) {
 	}
 }
 
+// nextR finds the r and R bytes of s in order, each case with its own
+// strings.IndexByte search, remembered until the position passes it.
+type nextR struct {
+	s            string
+	lower, upper int // the next r and R at or after the last position asked for, or len(s); -1 before the first search
+}
+
+// from returns the offset of the first r or R at or after i, or len(s).
+func (r *nextR) from(i int) int {
+	if i >= len(r.s) {
+		return len(r.s)
+	}
+	if r.lower < i {
+		r.lower = indexFrom(r.s, i, 'r')
+	}
+	if r.upper < i {
+		r.upper = indexFrom(r.s, i, 'R')
+	}
+	return min(r.lower, r.upper)
+}
+
+// indexFrom is the offset of the first b in s at or after i, or len(s).
+func indexFrom(s string, i int, b byte) int {
+	if k := strings.IndexByte(s[i:], b); k >= 0 {
+		return i + k
+	}
+	return len(s)
+}
+
 func attrValue(s string, i int) (string, int) {
 	if i < len(s) && (s[i] == '"' || s[i] == '\'') {
 		q := s[i]
@@ -217,8 +251,8 @@ func attrValue(s string, i int) (string, int) {
 }
 
 // attrStart and bareStart are the bytes an attribute name (href, src)
-// and a bare link (http, www.) start with, in either case: the loops
-// skip every other byte of a body with one lookup.
+// and a bare link (http, www.) start with, in either case: bare skips
+// every other byte of a body with one lookup, attributes every other r.
 var attrStart, bareStart = [256]bool{'h': true, 'H': true, 's': true, 'S': true}, [256]bool{'h': true, 'H': true, 'w': true, 'W': true}
 
 // mayStartAttr reports whether bytes a, b may start href or src: both
