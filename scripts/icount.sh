@@ -11,6 +11,8 @@
 # instructions count (default the rule engine's Evaluate). The count
 # covers N+1 iterations (the benchmark's first run) and includes the
 # lazy work of the first ones (DFA states): compare the same N only.
+# Run it from the binary's package directory (cd rules): benchmarks read
+# their testdata by relative path, and the real-mail tier fails elsewhere.
 # Needs valgrind (apt-get install valgrind). Go's asynchronous preemption
 # signals stop callgrind, so it is turned off.
 set -euo pipefail
