@@ -20,10 +20,7 @@ func (h *Handler) api(fn func(w http.ResponseWriter, r *http.Request, p principa
 	return func(w http.ResponseWriter, r *http.Request) {
 		who, ok := h.apiPrincipal(r)
 		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis"`)
-			h.cfg.Metrics.Add("portcullis_admin_refused_total", 1, "reason", "token")
-			h.log.Warn("admin: API request refused: no valid bearer token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-			jsonError(w, http.StatusUnauthorized, "a valid bearer token is required")
+			h.unauthorized(w, r)
 			return
 		}
 		if h.cfg.Quarantine == nil {
@@ -56,6 +53,15 @@ func (h *Handler) apiPrincipal(r *http.Request) (principal, bool) {
 	}
 	h.logins.Allow()
 	return principal{}, false
+}
+
+// unauthorized answers 401 to an API request without a valid token or
+// user, counted and logged.
+func (h *Handler) unauthorized(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis"`)
+	h.cfg.Metrics.Add("portcullis_admin_refused_total", 1, "reason", "token")
+	h.log.Warn("admin: API request refused: no valid bearer token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+	jsonError(w, http.StatusUnauthorized, "a valid bearer token is required")
 }
 
 func jsonError(w http.ResponseWriter, code int, msg string) {

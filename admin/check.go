@@ -23,10 +23,7 @@ import (
 func (h *Handler) apiCheck(w http.ResponseWriter, r *http.Request) {
 	who, ok := h.apiPrincipal(r)
 	if !ok {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis"`)
-		h.cfg.Metrics.Add("portcullis_admin_refused_total", 1, "reason", "token")
-		h.log.Warn("admin: API request refused: no valid bearer token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-		jsonError(w, http.StatusUnauthorized, "a valid bearer token is required")
+		h.unauthorized(w, r)
 		return
 	}
 	if !who.Admin {

@@ -36,9 +36,7 @@ type apiFleetRules struct {
 func (h *Handler) apiFleet(w http.ResponseWriter, r *http.Request) {
 	who, ok := h.apiPrincipal(r)
 	if !ok {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis"`)
-		h.cfg.Metrics.Add("portcullis_admin_refused_total", 1, "reason", "token")
-		jsonError(w, http.StatusUnauthorized, "a valid bearer token is required")
+		h.unauthorized(w, r)
 		return
 	}
 	if !who.Admin {
