@@ -5,7 +5,9 @@
 // prefilter, never narrows it.
 //
 // The analysis is conservative: where it is not sure, it returns nil and
-// the caller runs the regular expression on every text.
+// the caller runs the regular expression on every text. U+FFFD is never
+// part of a key: Go's regexp reads each invalid byte of the text as
+// U+FFFD, so a pattern holding it matches bytes its UTF-8 form is not.
 package literal
 
 import (
@@ -134,6 +136,9 @@ func (rk ranker) analyse(re *syntax.Regexp) info {
 func literalStrings(runes []rune, fold bool) ([]string, bool) {
 	out := []string{""}
 	for _, r := range runes {
+		if r == utf8.RuneError {
+			return nil, false // it also matches any invalid byte
+		}
 		var vs []string
 		switch {
 		case r < utf8.RuneSelf:
@@ -178,6 +183,9 @@ func lower(b byte) byte {
 func charClass(ranges []rune) info {
 	n := 0
 	for i := 0; i+1 < len(ranges); i += 2 {
+		if ranges[i] <= utf8.RuneError && utf8.RuneError <= ranges[i+1] {
+			return info{} // U+FFFD also matches any invalid byte
+		}
 		n += int(ranges[i+1]-ranges[i]) + 1
 		if n > maxClass {
 			return info{}

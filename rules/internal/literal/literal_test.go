@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestRequired(t *testing.T) {
@@ -91,4 +92,30 @@ func FuzzRequired(f *testing.F) {
 		}
 		t.Fatalf("%q matches %q but none of its keys %q occurs", pattern, text, keys)
 	})
+}
+
+// U+FFFD in a pattern also matches any invalid byte of the text (Go's
+// regexp reads one as U+FFFD): it is never part of a key, as a literal
+// or in a class.
+func TestReplacementCharIsNoKey(t *testing.T) {
+	for _, p := range []string{"\uFFFDabc", "abc\uFFFD", "abc[\uFFF0-\uFFFF]def", "(?i)abc\uFFFDdef"} {
+		for _, k := range RequiredString(p) {
+			if strings.ContainsRune(k, utf8.RuneError) {
+				t.Errorf("%q: key %q holds U+FFFD", p, k)
+			}
+		}
+		re := regexp.MustCompile(p)
+		text := strings.ReplaceAll(strings.ReplaceAll(strings.TrimPrefix(p, "(?i)"), "\uFFFD", "\xff"), "[\uFFF0-\uFFFF]", "\xfe")
+		if !re.MatchString(text) {
+			t.Fatalf("%q does not match %q", p, text)
+		}
+		keys := RequiredString(p)
+		found := keys == nil
+		for _, k := range keys {
+			found = found || strings.Contains(strings.ToLower(text), k)
+		}
+		if !found {
+			t.Errorf("%q matches %q but none of its keys %q occurs", p, text, keys)
+		}
+	}
 }
