@@ -176,6 +176,9 @@ func TestPrecheckedSameAnswers(t *testing.T) {
 				if got, want := p.FindAllStringSubmatch(x, -1), p.re.FindAllStringSubmatch(x, -1); len(got) != len(want) {
 					t.Fatalf("%s FindAllStringSubmatch %q: %q, regexp %q", p, x, got, want)
 				}
+				if p.at != nil {
+					checkIndex(t, p, x)
+				}
 				if want != nil {
 					hits++
 				}
@@ -193,6 +196,76 @@ func TestRcvStrip(t *testing.T) {
 			t.Fatalf("%q: %q, want %q", s, got, want)
 		}
 	}
+}
+
+// checkIndex fails t when p.Index(s) is not where the regexp's leftmost
+// match starts, or when the match from there is not the regexp's.
+func checkIndex(t *testing.T, p *precheckedRE, s string) {
+	t.Helper()
+	want := -1
+	if loc := p.re.FindStringIndex(s); loc != nil {
+		want = loc[0]
+	}
+	got := p.Index(s)
+	if got != want {
+		t.Fatalf("%s Index %q: %d, regexp %d", p, s, got, want)
+	}
+	if got >= 0 && !slices.Equal(p.re.FindStringSubmatch(s[got:]), p.re.FindStringSubmatch(s)) {
+		t.Fatalf("%s on %q from %d: %q, regexp %q", p, s, got, p.re.FindStringSubmatch(s[got:]), p.re.FindStringSubmatch(s))
+	}
+}
+
+// TestPrecheckedIndex: Index finds the regexp's leftmost match on texts
+// made of the patterns' pieces, many starts to a text (runs of spaces and
+// semicolons, digits, dates one after another).
+func TestPrecheckedIndex(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 8))
+	pieces := []string{" ", ";", "\t", "\f", " ;", "1", "12", "Tue, ", "Mon,", "1 Dec 2026 08:00:00 +0000", "Dec", "x", ":", "08:00",
+		":00", "+0000", "é", "\xff", "\n", "  ", "2026 "}
+	for _, p := range []*precheckedRE{rcvDate, saRcvdDate} {
+		hits := 0
+		for range 20000 {
+			var b strings.Builder
+			for range rng.IntN(14) {
+				b.WriteString(pieces[rng.IntN(len(pieces))])
+			}
+			checkIndex(t, p, b.String())
+			if p.re.MatchString(b.String()) {
+				hits++
+			}
+		}
+		if hits < 500 {
+			t.Fatalf("%s: only %d of the texts match", p, hits)
+		}
+	}
+}
+
+// FuzzPrecheckedIndex: Index agrees with the regexp on any text.
+func FuzzPrecheckedIndex(f *testing.F) {
+	for _, s := range []string{"; Tue, 1 Dec 2026 08:00:00 +0000", "by x with ESMTPS id 4; Tue, 1 Dec 2026 08:00:00 +0000 (UTC)",
+		" ;;\t; 1 Jan 2 3:4 x", " 1 2 Dec 3 4:5:6 z 7 Jan 8 9:10:11 w"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		checkIndex(t, rcvDate, s)
+		checkIndex(t, saRcvdDate, s)
+	})
+}
+
+// TestMustPrecheckStart: a pattern that reads before its match has no
+// Index.
+func TestMustPrecheckStart(t *testing.T) {
+	for _, pat := range []string{`^a`, `(?m)x|^a`, `\ba`, `a\B`} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: no panic", pat)
+				}
+			}()
+			mustPrecheckStart(pat, func(string, int) bool { return true })
+		}()
+	}
+	mustPrecheckStart(`a$`, func(string, int) bool { return true })
 }
 
 // TestRcvCutDate: cutting the date from the suffix gives what the

@@ -209,7 +209,7 @@ func checkForgedGmail(v *view) bool {
 
 var (
 	saOutlookMID      = mustPrecheck(`^<[0-9a-f]{4}([0-9a-f]{8})\$[0-9a-f]{8}\$[0-9a-f]{8}@`)
-	saRcvdDate        = mustPrecheck(`(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+)`)
+	saRcvdDate        = mustPrecheckStart(`(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+)`, func(s string, i int) bool { return rcvSpace(s[i]) })
 	saRatwareMID      = mustPrecheck(`<[A-Z]{28}\.([^>]+?)>`)
 	saSubjReplyFw     = mustPrecheck(`(?i)^(?:(?:Re|Fwd|Fw|Aw|Antwort|WG|SV|VB|VS|VL):\s*)+`)
 	saCapsCharsetWord = mustPrecheck(`(?i)=\?[-_a-z0-9]*(?:koi|jp|jis|euc|gb|big5|isoir|cp1251|windows-1251|georgianps|pt154|tis)[-_a-z0-9]*\?`)
@@ -434,9 +434,13 @@ func (v *view) receivedTimes() []int64 {
 	}
 	var times []int64
 	for _, r := range received {
-		if m := saRcvdDate.FindStringSubmatch(r); m != nil {
-			if t := parseRFC822Date(m[1]); t != 0 {
-				times = append(times, t)
+		// The leftmost match, from where it starts: Go's regexp would try
+		// every position of the line before it.
+		if i := saRcvdDate.Index(r); i >= 0 {
+			if m := saRcvdDate.re.FindStringSubmatch(r[i:]); m != nil {
+				if t := parseRFC822Date(m[1]); t != 0 {
+					times = append(times, t)
+				}
 			}
 		}
 	}

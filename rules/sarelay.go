@@ -49,7 +49,10 @@ const saIP = `(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|(?i:IPv6:)?[0-9A-Fa-f]*:[0-9
 func rx(s string) *precheckedRE { return mustPrecheck(strings.ReplaceAll(s, "IP", saIP)) }
 
 var (
-	rcvDate      = mustPrecheck(`[\s;]+(?:(?:Mon|T(?:ue|hu)|Wed|Fri|S(?:at|un)), )?\d+ (?:J(?:an|u[nl])|Feb|Ma[ry]|A(?:pr|ug)|Sep|Oct|Nov|Dec) \d+ \d+:\d+(?::\d+)? \S+$`)
+	// A match starts at a run of [\s;]: at the run's first byte, as [\s;]+
+	// takes the rest of it.
+	rcvDate = mustPrecheckStart(`[\s;]+(?:(?:Mon|T(?:ue|hu)|Wed|Fri|S(?:at|un)), )?\d+ (?:J(?:an|u[nl])|Feb|Ma[ry]|A(?:pr|ug)|Sep|Oct|Nov|Dec) \d+ \d+:\d+(?::\d+)? \S+$`,
+		func(s string, i int) bool { return rcvSpaceSemi(s[i]) && (i == 0 || !rcvSpaceSemi(s[i-1])) })
 	rcvID        = mustPrecheck(` id <?([^\s<>;]{3,})`)
 	rcvHeloEq    = mustPrecheck(`\bhelo=([-A-Za-z0-9.^+_&:=?!@%*$\\/]+)(?:[^-A-Za-z0-9.^+_&:=?!@%*$\\/]|$)`)
 	rcvHeloCmd   = mustPrecheck(`\b(?:HELO|EHLO) ([-A-Za-z0-9.^+_&:=?!@%*$\\/]+)(?:[^-A-Za-z0-9.^+_&:=?!@%*$\\/]|$)`)
@@ -311,8 +314,15 @@ func rcvCutDate(s string) string {
 	for k > 0 && (rcvSpace(s[k-1]) || s[k-1] == ';') {
 		k--
 	}
-	return s[:k] + rcvDate.ReplaceAllString(s[k:], "")
+	// Every match ends the text ($ without (?m)), so the one match
+	// ReplaceAllString would remove is s[k+i:].
+	if i := rcvDate.Index(s[k:]); i >= 0 {
+		return s[:k+i]
+	}
+	return s
 }
+
+func rcvSpaceSemi(c byte) bool { return rcvSpace(c) || c == ';' }
 
 // rcvSpace is Go's \s.
 func rcvSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r' }
