@@ -103,14 +103,98 @@ func parsePerlRegexAny(s string) (pr perlRegex, rest string, err error) {
 	return pr, rest, err
 }
 
-var (
-	reLookaround = regexp.MustCompile(`\(\?<?[=!]`)
-	reAtomic     = regexp.MustCompile(`\(\?>|[*+?}]\+`)
-	reBackref    = regexp.MustCompile(`\\(?:[1-9]|k<|k\{|g\{?-?[0-9])`)
-	rePerlOnly   = regexp.MustCompile(`\\[GcXKNC]|\(\?(?:R|[0-9]|\||\{|\?\{|&|P>|P=)|\(\*`)
-	reEscaped    = regexp.MustCompile(`\\.`)
-	reHighByte   = regexp.MustCompile(`\\x[89a-fA-F][0-9a-fA-F]|\\x\{[89a-fA-F][0-9a-fA-F]\}|[\x80-\xff]`)
-)
+// perlSyntax is what the translation must know of a pattern's syntax.
+// scanPerlSyntax finds it in one pass: five regexes over each pattern
+// (perlsyntax_test.go keeps them as the specification: TestPerlSyntaxAgainstRegexps,
+// FuzzPerlSyntax) took a sixth of the time SpamAssassin's set took to load.
+type perlSyntax struct {
+	perlOnly   bool // \G \c \X \K \N \C, (?R (?1 (?| (?{ (??{ (?& (?P> (?P=, (*
+	lookaround bool // (?= (?! (?<= (?<! outside escapes
+	atomic     bool // (?> or a possessive *+ ++ ?+ }+ outside escapes
+	backref    bool // \1-\9, \k< \k{, \g1 \g-1 \g{1 \g{-1
+	highByte   bool // \x80-\xff, \x{80}-\x{ff}, a character U+0080-U+00FF, or invalid UTF-8
+}
+
+// scanPerlSyntax reads scan, a pattern with its escaped backslashes
+// removed (stripEscapedBackslashes). Each feature is a short sequence
+// that may start at any position, escaped or not, except lookaround and
+// atomic groups, which an escape before their first character cancels.
+func scanPerlSyntax(scan string) perlSyntax {
+	s := perlSyntax{highByte: !utf8.ValidString(scan)}
+	escaped := false // scan[i] is the character after a backslash
+	prev := byte(0)  // the character before scan[i], an escaped one read as '_'
+	for i := 0; i < len(scan); i++ {
+		c, rest := scan[i], scan[i+1:]
+		switch {
+		case c == '\\' && rest != "":
+			switch n := rest[0]; {
+			case strings.IndexByte("GcXKNC", n) >= 0:
+				s.perlOnly = true
+			case n >= '1' && n <= '9', strings.HasPrefix(rest, "k<"), strings.HasPrefix(rest, "k{"), n == 'g' && groupNumber(rest[1:]):
+				s.backref = true
+			case n == 'x' && highHex(rest[1:]):
+				s.highByte = true
+			}
+		case c == '(' && rest != "" && rest[0] == '*':
+			s.perlOnly = true
+		case c == '(' && len(rest) > 1 && rest[0] == '?':
+			switch r := rest[1:]; {
+			case strings.IndexByte("R0123456789|{&", r[0]) >= 0, strings.HasPrefix(r, "?{"), strings.HasPrefix(r, "P>"), strings.HasPrefix(r, "P="):
+				s.perlOnly = true
+			}
+			if !escaped {
+				switch r := rest[1:]; {
+				case r[0] == '=', r[0] == '!', strings.HasPrefix(r, "<="), strings.HasPrefix(r, "<!"):
+					s.lookaround = true
+				case r[0] == '>':
+					s.atomic = true
+				}
+			}
+		case c >= utf8.RuneSelf:
+			r, size := utf8.DecodeRuneInString(scan[i:])
+			if r >= 0x80 && r <= 0xff {
+				s.highByte = true
+			}
+			if size > 1 {
+				// The rest of the character: no feature starts there.
+				if escaped {
+					c = '_'
+				}
+				prev, escaped = c, false
+				i += size - 1
+				continue
+			}
+		}
+		if c == '+' && !escaped && strings.IndexByte("*+?}", prev) >= 0 {
+			s.atomic = true
+		}
+		switch {
+		case escaped:
+			prev, escaped = '_', false
+		case c == '\\' && rest != "" && rest[0] != '\n':
+			escaped = true
+		default:
+			prev = c
+		}
+	}
+	return s
+}
+
+// groupNumber reports whether s starts as a \g back-reference's number:
+// an optional "{", an optional "-", a digit.
+func groupNumber(s string) bool {
+	s = strings.TrimPrefix(s, "{")
+	s = strings.TrimPrefix(s, "-")
+	return s != "" && s[0] >= '0' && s[0] <= '9'
+}
+
+// highHex reports whether s (what follows \x) is a byte 0x80-0xff: two
+// hex digits, or two in braces.
+func highHex(s string) bool {
+	high := func(c byte) bool { return c >= '8' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+	hex := func(c byte) bool { return c >= '0' && c <= '9' || high(c) }
+	return len(s) >= 2 && high(s[0]) && hex(s[1]) || len(s) >= 4 && s[0] == '{' && high(s[1]) && hex(s[2]) && s[3] == '}'
+}
 
 // perlRegex is a Perl regex translated for the engine it needs.
 type perlRegex struct {
@@ -146,19 +230,18 @@ func perlTranslate(body, flags string, delim byte) (perlRegex, error) {
 		// Perl's empty pattern repeats the last successful match.
 		return pr, &errSkip{ReasonSyntax, "empty pattern"}
 	}
-	scan := stripEscapedBackslashes(body)
-	plain := reEscaped.ReplaceAllString(scan, "_") // escaped characters are literals
+	syn := scanPerlSyntax(stripEscapedBackslashes(body))
 	switch {
-	case rePerlOnly.MatchString(scan):
+	case syn.perlOnly:
 		return pr, &errSkip{ReasonPerlOnly, body}
-	case reLookaround.MatchString(plain):
+	case syn.lookaround:
 		pr.backtrack, pr.why = true, ReasonLookaround
-	case reAtomic.MatchString(plain):
+	case syn.atomic:
 		pr.backtrack, pr.why = true, ReasonAtomic
-	case reBackref.MatchString(scan):
+	case syn.backref:
 		pr.backtrack, pr.why = true, ReasonBackref
 	}
-	if reHighByte.MatchString(scan) || !utf8.ValidString(scan) {
+	if syn.highByte {
 		// Raw bytes in a Latin-1 rule file are bytes too.
 		pr.bytes = true
 		body = latin1Runes(body)
