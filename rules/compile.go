@@ -108,6 +108,9 @@ type crule struct {
 	run    *runCheck  // a run of bytes every match holds, or nil; see runcheck.go
 	need   *byteCheck // bytes of which every match holds one, or nil; see bytecheck.go
 	stats  *RuleStats
+	// keysMemo is keys' answer once keysDone: the build asks more than once.
+	keysMemo []string
+	keysDone bool
 }
 
 // RuleStats counts what one rule cost and found. Counts survive reloads of
@@ -340,9 +343,12 @@ func compileRule(r *Rule, lim Limits) (*crule, error) {
 		if r.NoCase {
 			pattern = "(?i)" + pattern
 		}
-		re, err := regexp.Compile(pattern)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		re := r.compiled
+		if re == nil || re.String() != pattern {
+			var err error
+			if re, err = regexp.Compile(pattern); err != nil {
+				return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+			}
 		}
 		c.re = re
 		c.need = newByteCheck(re.String(), r.bytes)
@@ -578,6 +584,13 @@ func sameRegex(list []*crule) []int {
 // to hit, or nil when the rule must always run (negated rules, existence
 // tests, and regexes without a usable literal).
 func (c *crule) keys() []string {
+	if !c.keysDone {
+		c.keysDone, c.keysMemo = true, c.requiredKeys()
+	}
+	return c.keysMemo
+}
+
+func (c *crule) requiredKeys() []string {
 	if c.re == nil && c.bt == nil || c.Negate || c.Test != Match || c.noSubject {
 		return nil
 	}

@@ -199,9 +199,10 @@ func highHex(s string) bool {
 // perlRegex is a Perl regex translated for the engine it needs.
 type perlRegex struct {
 	pattern   string
-	backtrack bool   // needs a backtracking engine (regexp2): look-around, back-references, atomic groups
-	why       string // for backtrack: which of those (a Reason)
-	bytes     bool   // matches bytes: pattern and text are read as Latin-1 runes (perlbytes.go)
+	backtrack bool           // needs a backtracking engine (regexp2): look-around, back-references, atomic groups
+	why       string         // for backtrack: which of those (a Reason)
+	bytes     bool           // matches bytes: pattern and text are read as Latin-1 runes (perlbytes.go)
+	re        *regexp.Regexp // for an RE2 pattern: pattern compiled (the check that it compiles), for the rule to reuse
 }
 
 // perlTranslate translates a Perl regex body with its flags. Escapes are
@@ -263,7 +264,8 @@ func perlTranslate(body, flags string, delim byte) (perlRegex, error) {
 	if prefix != "" {
 		body = "(?" + prefix + ")" + body
 	}
-	if _, err := regexp.Compile(body); err != nil {
+	re, err := regexp.Compile(body)
+	if err != nil {
 		if strings.Contains(err.Error(), "invalid repeat count") {
 			// Nested counted repeats RE2 will not expand: the
 			// backtracking engine has no such limit.
@@ -272,7 +274,7 @@ func perlTranslate(body, flags string, delim byte) (perlRegex, error) {
 		}
 		return pr, &errSkip{ReasonRE2, err.Error()}
 	}
-	pr.pattern = body
+	pr.pattern, pr.re = body, re
 	return pr, nil
 }
 

@@ -3,6 +3,7 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/portcullis-mail/portcullis/filter"
@@ -60,12 +61,13 @@ type Rule struct {
 	File string // where the rule was defined, for errors and reports
 	Line int
 
-	quiet     bool     // a SpamAssassin rule scored 0: evaluated for meta rules, never reported
-	sa        bool     // imported from SpamAssassin: its header semantics (saheader.go)
-	evalFn    evalFunc // for kindEval: a SpamAssassin eval: function (saeval.go)
-	backtrack bool     // Regex is for regexp2, not RE2 (perlbytes.go)
-	bytes     bool     // Regex matches bytes: pattern and values read as Latin-1 (perlbytes.go)
-	noSubject bool     // a body rule that does not see the Subject line (tflags nosubject)
+	quiet     bool           // a SpamAssassin rule scored 0: evaluated for meta rules, never reported
+	sa        bool           // imported from SpamAssassin: its header semantics (saheader.go)
+	evalFn    evalFunc       // for kindEval: a SpamAssassin eval: function (saeval.go)
+	backtrack bool           // Regex is for regexp2, not RE2 (perlbytes.go)
+	bytes     bool           // Regex matches bytes: pattern and values read as Latin-1 (perlbytes.go)
+	compiled  *regexp.Regexp // Regex compiled by the SpamAssassin import's check, or nil: compileRule reuses it
+	noSubject bool           // a body rule that does not see the Subject line (tflags nosubject)
 }
 
 // Thresholds turn a set's score into an action, for the regression gate

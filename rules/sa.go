@@ -451,7 +451,7 @@ func (p *saParser) translate(r *saRule) {
 		r.skip = &Skip{File: r.File, Line: r.Line, Rule: r.Name, Reason: s.reason, Detail: s.detail}
 		return
 	}
-	r.Regex, r.backtrack, r.bytes = pr.pattern, pr.backtrack, pr.bytes
+	r.Regex, r.backtrack, r.bytes, r.compiled = pr.pattern, pr.backtrack, pr.bytes, pr.re
 	if max := (Limits{}).withDefaults().MaxRegexBytes; len(r.Regex) > max {
 		// A whole set must not fail to load for one rule.
 		r.skip = &Skip{File: r.File, Line: r.Line, Rule: r.Name, Reason: ReasonTooLong,

@@ -3,7 +3,6 @@ package rules
 import (
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -184,10 +183,7 @@ func saMatcher(src string) (match func(string) bool, rest string, err error) {
 			return ok && err == nil
 		}, rest, nil
 	}
-	re, err := regexp.Compile(pr.pattern)
-	if err != nil {
-		return nil, "", err
-	}
+	re := pr.re
 	// Like the rules' own regexes, through a DFA (dfa.go): the sixty
 	// mimeheader rules test every part's fields, a tenth of the rule
 	// engine's time on real mail through Go's backtracker.
