@@ -128,7 +128,8 @@ func TestGroupsAgainstRegexp(t *testing.T) {
 		}
 	}
 	t.Logf("%d lines, %d matches, %d of the groups full", lines, matched, full)
-	if matched < 100 {
+	// A short run reads a quarter of the corpus (66 matches in it).
+	if least := map[bool]int{false: 100, true: 25}[testing.Short()]; matched < least {
 		t.Errorf("only %d matches: the test says little", matched)
 	}
 }
