@@ -90,6 +90,7 @@ func checkByteCheck(t *testing.T, pattern, text string) {
 // TestByteCheckNeverSkipsAMatch: over random texts from an alphabet of
 // the bytes that matter, no regex is skipped on a text it matches.
 func TestByteCheckNeverSkipsAMatch(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, p := range byteCheckPatterns {
 		for range 2000 {

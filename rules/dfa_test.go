@@ -68,6 +68,7 @@ func dfaInputs(t testing.TB, n int) []string {
 // gives through its DFA the answer Go's regexp gives, on real text and
 // random and broken text, read as UTF-8 and, for byte rules, as Latin-1.
 func TestDFASpamAssassinPatterns(t *testing.T) {
+	t.Parallel()
 	saFiles(t)
 	s := mustBuild(t, Config{Default: true, SpamAssassin: "/usr/share/spamassassin"})
 	inputs := dfaInputs(t, *dfaLines)

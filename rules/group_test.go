@@ -42,6 +42,7 @@ func groupCorpus(t *testing.T) [][]byte {
 // in Multis of maxGroup in set order, say of each line of the corpus
 // which of them match as Go's regexp does, with and without members done.
 func TestGroupsAgainstRegexp(t *testing.T) {
+	t.Parallel()
 	saFiles(t)
 	s := mustBuild(t, Config{Default: true, SpamAssassin: "/usr/share/spamassassin"})
 	type group struct {
@@ -139,6 +140,8 @@ func TestGroupsAgainstRegexp(t *testing.T) {
 // the corpus, with the prefilter and without it (then every body rule is
 // an always rule, and the groups many).
 func TestGroupsKeepStats(t *testing.T) {
+	// Not parallel: Build hands tests building the same files the same
+	// set (lastCompiled), statistics included, and this test counts them.
 	saFiles(t)
 	msgs := groupCorpus(t)
 	for _, pre := range []bool{true, false} {

@@ -73,6 +73,7 @@ func leadSame(t testing.TB, pattern, body string) (same, hit, ok bool) {
 // put word bytes, multi-byte runes, invalid bytes and several key
 // occurrences around the starts tried.
 func TestLeadEquivalence(t *testing.T) {
+	t.Parallel()
 	patterns := []string{
 		`\bfoo bar\s+\w+`, `(?i)\b(?:foo|barbaz)\s\w*x`, `\Bfoo.+bar`, `(?:éé|foo)o+\b`,
 		`\x{FFFD}?foo\s*\S+`, `(?i)\bkiss\w*`, `(?:foo|bar) \d+`, `\bfoo\b.*\bbar\b`,

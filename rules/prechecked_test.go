@@ -153,6 +153,7 @@ func matchingSamples(t *testing.T, p *precheckedRE, rng *rand.Rand, n int) []str
 // its regexp does, on Received values and on strings generated to match
 // each pattern.
 func TestPrecheckedSameAnswers(t *testing.T) {
+	t.Parallel()
 	samples := receivedSamples(400)
 	rng := rand.New(rand.NewPCG(3, 5))
 	for _, p := range precheckedPatterns() {

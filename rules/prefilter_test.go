@@ -18,6 +18,7 @@ import (
 // alone change nothing: with every other shortcut, the same hits with
 // Go's regexp only.
 func TestShortcutsKeepHits(t *testing.T) {
+	t.Parallel()
 	saFiles(t)
 	cfg := Config{Default: true, SpamAssassin: "/usr/share/spamassassin"}
 	fast := mustBuild(t, cfg)

@@ -49,6 +49,7 @@ func checkHas(t *testing.T, e *Engine, body, want string) {
 // TestBadInputRefused: each bad file is refused with an error naming file
 // and line, and the old set keeps serving.
 func TestBadInputRefused(t *testing.T) {
+	t.Parallel()
 	huge := strings.Repeat("a", 10<<20)
 	for _, tc := range []struct {
 		name, yaml string
@@ -98,6 +99,7 @@ func TestBadInputRefused(t *testing.T) {
 }
 
 func TestHugeFileRefused(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "big.yaml")
 	if err := os.WriteFile(file, []byte(goodRules), 0o644); err != nil {

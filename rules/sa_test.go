@@ -135,6 +135,7 @@ func saFiles(t testing.TB) []string {
 }
 
 func TestSpamAssassinRules(t *testing.T) {
+	t.Parallel()
 	s := mustBuild(t, Config{Files: saFiles(t)})
 	rep := s.Report()
 	if rep.Imported < 1000 {
@@ -340,6 +341,7 @@ func TestSAEngines(t *testing.T) {
 // TestDefaultWithSpamAssassin: the embedded set and SpamAssassin's load
 // together (no clashing names) and pass the embedded corpus' gate.
 func TestDefaultWithSpamAssassin(t *testing.T) {
+	t.Parallel()
 	saFiles(t)
 	dir := SpamAssassinDir()
 	if dir == "" {

@@ -134,6 +134,7 @@ func topRules(m map[string]int, n int) string {
 // TestSpamAssassinAgreement runs the harness over the repository's real
 // mail with Debian's SpamAssassin rules.
 func TestSpamAssassinAgreement(t *testing.T) {
+	t.Parallel()
 	files := saFiles(t)
 	names, msgs := saDiffCorpus(t)
 	sa := spamassassin(t, files, msgs)
@@ -164,6 +165,7 @@ func TestSpamAssassinAgreement(t *testing.T) {
 // or flagged when it reaches the set's add-header threshold (5, as
 // spamassassin's required_score).
 func TestEfficacyCorpus(t *testing.T) {
+	t.Parallel()
 	files := saFiles(t)
 	spamFiles := []string{"default/corpus/advance-fee.eml", "default/corpus/disguised-exe.eml", "default/corpus/gtube.eml",
 		"default/corpus/obfuscated-html.eml", "default/corpus/phish-account.eml", "testdata/sa-sample-spam.eml"}

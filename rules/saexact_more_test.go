@@ -64,6 +64,7 @@ func TestExactIPInRelay(t *testing.T) {
 }
 
 func TestExactToBrandSubject(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(29, 30))
 	pieces := []string{"To: ", "to:\t", "TO:", "To:", "\nTo: ", "Subject: ", "\nSubject: ", "\nsubject: ", "\nSUBJECT: \"", "\n", "\n\n", "\"",
 		"a@acme.com", "<bob@Acme.example>", "x@y", "acme", "ACME", "Acme deals", "acme_x", "acmex", "@", ".", " ", "\u212a", "k", "é", "\r\n"}
@@ -123,6 +124,7 @@ func FuzzExact(f *testing.F) {
 // for a rule of SpamAssassin's set (a pattern that drifted from the
 // importer's output would silently leave its rule on regexp2).
 func TestExactPatternsInUse(t *testing.T) {
+	t.Parallel()
 	saFiles(t)
 	s := mustBuild(t, Config{Default: true, SpamAssassin: "/usr/share/spamassassin"})
 	used := map[string]bool{}
@@ -149,6 +151,7 @@ func TestExactPatternsInUse(t *testing.T) {
 }
 
 func TestExactRcvdForInSubject(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(31, 32))
 	pieces := []string{"\nReceived: ", "\nreceived:", "\nRECEIVED: ", "from mx by mx2", " for ", " FOR ", " for <", "<", ">", ";", "; ", "a@b.c", "A@B.C",
 		"\nSubject: ", "Subject: ", "subject: ", "\n", "\n\n", " ", "\t", "\u212a", "k", "x", "é", "0", strings.Repeat("y", 190), strings.Repeat("z", 210)}
@@ -207,6 +210,7 @@ func TestExactRcvdIllegalIP(t *testing.T) {
 }
 
 func TestExactNameEqEmail(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(35, 36))
 	addrs := []string{"a@b.cd", "A@B.CD", "a.b+c@d-e.fg", "a@b.c", "a@b", "@b.cd", "a@@b.cd", "a@.cd", "a@b.c-d", "a@b.c_d", "x", "\u212a@b.cd", "k@b.cd", "\u0130@i.cd", "i@i.cd", "é@b.cd", "a@b.cd.ef"}
 	var inputs []string

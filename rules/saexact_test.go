@@ -84,6 +84,7 @@ func checkExact(t *testing.T, pattern string, inputs []string) {
 }
 
 func TestExactFromNameInMsg(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(9, 10))
 	pieces := []string{"From:", "From:", "from:", " ", " ", "  ", "\t", "\u00a0", "\u2028", "\n", "\n", "\r\n", "\r",
 		"<", ">", "John", "John", "Smith", "Smith", "J", "x@y.z", "\xff", "é", "John Smith", "\nJohn Smith\n",
@@ -130,6 +131,7 @@ func BenchmarkExact(b *testing.B) {
 }
 
 func TestExactHeaderPairs(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(11, 12))
 	pieces := []string{"\nFrom: ", "\nfrom: ", "\nFROM: ", "\nTo: ", "\nto: ", "\nSubject: ", "Subject: ", "To: ", "From: ",
 		"\n", "\n", "\n\n", " ", "\t", "\u00a0", "<", "<", ">", ">", ",", ":", "a@b.c", "A@B.C", "a@b.c", "x", "X", "Re ",
@@ -182,6 +184,7 @@ func TestExactHeaderPairs(t *testing.T) {
 }
 
 func TestExactRandHeader(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(15, 16))
 	names := []string{"MIME-Version", "X-Mailer-Id", "Abcd-Efg", "Abc-Defg", "abc-def", "ABCD-EFGH", "Content-Xyzw",
 		"List-Unsub", "Xxxx-Yyyy-Zzzz", "\u212aelv-Abcd", "Return-Pathx", "Received-SPFx", "Abcd-Ef", "Ab-Cdefg", "Thread-Index",
@@ -218,6 +221,7 @@ func TestExactRandHeader(t *testing.T) {
 }
 
 func TestExactRandomLocal(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(17, 18))
 	pieces := []string{"a", "e", "y", "b", "c", "k", "\u212a", "s", "x", "@", "@", ".", "-", "+", "mail.", "bounce-", "\n", "z",
 		"ab", "abab", "AbaB", "aaaa", "bcdfg", "BCDFG", "aeiou", "example.org", "amazon.com", "kpmg", "1", " "}
@@ -229,6 +233,7 @@ func TestExactRandomLocal(t *testing.T) {
 }
 
 func TestExactHeaderUsers(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(19, 20))
 	locals := []string{"abcd", "abcd12", "ABCD", "abc", "abcde1", "\u212abcd", "abcd\u0661", "ab", "abcdefgh99", strings.Repeat("q", 82) + "1", strings.Repeat("q", 80) + "12", strings.Repeat("q", 81) + "2"}
 	domains := []string{"b.c", "B.C", "x.y>", "b", ">", ""}

@@ -71,6 +71,7 @@ func windowSame(t testing.TB, pattern, body string) (same, hit bool, ok bool) {
 // bytes, multi-byte runes and other key occurrences next to the window's
 // edges.
 func TestWindowEquivalence(t *testing.T) {
+	t.Parallel()
 	patterns := []string{
 		`\bfoo\b`, `\Bfoo\b`, `(?i)\bfoo bar\b`, `foo\B`, `\bfoo.{0,5}bar\b`,
 		`(?i)foo\W{0,3}bar`, `ab[0-9]{2,4}foo`, `(?i)foo(?:ing|ed|s)?\b`,

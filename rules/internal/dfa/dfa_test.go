@@ -46,6 +46,7 @@ func check(t *testing.T, d *DFA, re *regexp.Regexp, s string) {
 }
 
 func TestAgainstRegexp(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
 	accelerated := 0
 	defer func() {

@@ -46,6 +46,7 @@ func checkMulti(t testing.TB, g *Multi, res []*regexp.Regexp, s string, done uin
 // their regexps, on the test inputs, their pieces and random strings,
 // with and without members already done.
 func TestMultiAgainstRegexp(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(21, 22))
 	alphabet := []string{"a", "b", "c", "x", "y", "z", " ", "\n", "é", "\xff", "\xe2\x82", "€", "K", "k", "\u212A", "ß", "S", "1", "_", "$", ",", "f", "o", "п", "\t", "abc", "foo"}
 	for range 150 {
