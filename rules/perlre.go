@@ -138,32 +138,23 @@ func scanPerlSyntax(scan string) perlSyntax {
 		case c == '(' && rest != "" && rest[0] == '*':
 			s.perlOnly = true
 		case c == '(' && len(rest) > 1 && rest[0] == '?':
-			switch r := rest[1:]; {
-			case strings.IndexByte("R0123456789|{&", r[0]) >= 0, strings.HasPrefix(r, "?{"), strings.HasPrefix(r, "P>"), strings.HasPrefix(r, "P="):
+			r := rest[1:]
+			if strings.IndexByte("R0123456789|{&", r[0]) >= 0 || strings.HasPrefix(r, "?{") || strings.HasPrefix(r, "P>") || strings.HasPrefix(r, "P=") {
 				s.perlOnly = true
 			}
-			if !escaped {
-				switch r := rest[1:]; {
-				case r[0] == '=', r[0] == '!', strings.HasPrefix(r, "<="), strings.HasPrefix(r, "<!"):
-					s.lookaround = true
-				case r[0] == '>':
-					s.atomic = true
-				}
+			switch {
+			case escaped:
+			case r[0] == '=', r[0] == '!', strings.HasPrefix(r, "<="), strings.HasPrefix(r, "<!"):
+				s.lookaround = true
+			case r[0] == '>':
+				s.atomic = true
 			}
 		case c >= utf8.RuneSelf:
 			r, size := utf8.DecodeRuneInString(scan[i:])
 			if r >= 0x80 && r <= 0xff {
 				s.highByte = true
 			}
-			if size > 1 {
-				// The rest of the character: no feature starts there.
-				if escaped {
-					c = '_'
-				}
-				prev, escaped = c, false
-				i += size - 1
-				continue
-			}
+			i += size - 1 // no feature starts inside a character
 		}
 		if c == '+' && !escaped && strings.IndexByte("*+?}", prev) >= 0 {
 			s.atomic = true
@@ -185,14 +176,14 @@ func scanPerlSyntax(scan string) perlSyntax {
 func groupNumber(s string) bool {
 	s = strings.TrimPrefix(s, "{")
 	s = strings.TrimPrefix(s, "-")
-	return s != "" && s[0] >= '0' && s[0] <= '9'
+	return s != "" && isDigit(s[0])
 }
 
 // highHex reports whether s (what follows \x) is a byte 0x80-0xff: two
 // hex digits, or two in braces.
 func highHex(s string) bool {
 	high := func(c byte) bool { return c >= '8' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
-	hex := func(c byte) bool { return c >= '0' && c <= '9' || high(c) }
+	hex := func(c byte) bool { return isDigit(c) || high(c) }
 	return len(s) >= 2 && high(s[0]) && hex(s[1]) || len(s) >= 4 && s[0] == '{' && high(s[1]) && hex(s[2]) && s[3] == '}'
 }
 
