@@ -90,8 +90,6 @@ var (
 	saASCIICharset = mustPrecheck(`(?:us-ascii|ansi_x3\.4-1968|iso-ir-6|ansi_x3\.4-1986|iso_646\.irv:1991|ascii|iso646-us|us|ibm367|cp367|csascii)`)
 	saISOCharset   = mustPrecheck(`(?i)iso-\S+-\S+\b`)
 	saISOGood      = mustPrecheck(`(?i)iso-(?:8859-\d{1,2}|2022-(?:jp|kr))\b`)
-	saQPEncoded    = regexp.MustCompile(`=(?:09|3[0-9ABCEF]|[2456][0-9A-F]|7[0-9A-E])`)
-	saQPTrailing   = regexp.MustCompile(`((?:=09|=20)+)\s*$`)
 	saUnicodeEsc   = regexp.MustCompile(`&#x[0-9A-F]{4};`)
 )
 
@@ -153,13 +151,8 @@ func (v *view) mimeStats() *mimeStats {
 						st.qpLongLine = true
 					}
 					st.qpBytes += len(line)
-					if bytes.IndexByte(line, '=') >= 0 {
-						if n := len(saQPEncoded.FindAll(line, -1)); n > 0 {
-							st.qpEncoded += n
-							if m := saQPTrailing.FindSubmatch(line); m != nil {
-								st.qpEncoded -= len(m[1]) / 3
-							}
-						}
+					if n := qpEncodedCount(line); n > 0 {
+						st.qpEncoded += n - qpTrailingBlanks(line)
 					}
 				}
 				if ct == "text/plain" && (charset == "" || charset == "us-ascii") {
@@ -222,6 +215,69 @@ func (v *view) mimeStats() *mimeStats {
 	return st
 }
 
+// maxPartLine is the longest line scanPartLines passes whole.
+const maxPartLine = 64 << 10
+
+// qpEncodedCount counts what MIMEEval's
+// /=(?:09|3[0-9ABCEF]|[2456][0-9A-F]|7[0-9A-E])/g matches in a
+// quoted-printable line: encodings of printable ASCII (and of tab) that
+// need none; "=3D", the encoded "=", is needed.
+func qpEncodedCount(line []byte) int {
+	n := 0
+	for {
+		i := bytes.IndexByte(line, '=')
+		if i < 0 || len(line)-i < 3 {
+			return n
+		}
+		hi, lo := line[i+1], line[i+2]
+		var ok bool
+		switch hi {
+		case '0':
+			ok = lo == '9'
+		case '2', '4', '5', '6':
+			ok = isUpperHex(lo)
+		case '3':
+			ok = isUpperHex(lo) && lo != 'D'
+		case '7':
+			ok = isUpperHex(lo) && lo != 'F'
+		}
+		if ok {
+			n++
+			line = line[i+3:]
+		} else {
+			line = line[i+1:]
+		}
+	}
+}
+
+func isUpperHex(c byte) bool { return '0' <= c && c <= '9' || 'A' <= c && c <= 'F' }
+
+// qpTrailingBlanks counts the encoded tabs and spaces ("=09", "=20") that
+// end a line, before any trailing white space: what MIMEEval takes back
+// from qpEncodedCount with /((?:=09|=20)+)\s*$/, since a blank at the
+// end of a line must be encoded.
+func qpTrailingBlanks(line []byte) int {
+	for len(line) > 0 && isPerlSpace(line[len(line)-1]) {
+		line = line[:len(line)-1]
+	}
+	n := 0
+	for len(line) >= 3 {
+		t := line[len(line)-3:]
+		if t[0] != '=' || !(t[1] == '0' && t[2] == '9' || t[1] == '2' && t[2] == '0') {
+			break
+		}
+		n++
+		line = line[:len(line)-3]
+	}
+	return n
+}
+
+// isPerlSpace is Go regexp's \s: tab, line feed, form feed, carriage
+// return and space.
+func isPerlSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r'
+}
+
 // scanPartLines calls fn with each raw (still encoded) line of a leaf
 // part's body, line end included, up to the scan limit; a line longer than
 // 64 KiB comes in pieces of that size. line is read-only and valid while
@@ -229,11 +285,10 @@ func (v *view) mimeStats() *mimeStats {
 func (v *view) scanPartLines(p *filter.Part, fn func(line []byte)) {
 	_, off := p.Offset()
 	body, _ := v.rawSection(off, p.RawSize(), int64(v.set.limits.MaxScanBytes))
-	const maxLine = 64 << 10
 	for len(body) > 0 {
-		n := bytes.IndexByte(body[:min(len(body), maxLine)], '\n') + 1
+		n := bytes.IndexByte(body[:min(len(body), maxPartLine)], '\n') + 1
 		if n == 0 {
-			n = min(len(body), maxLine)
+			n = min(len(body), maxPartLine)
 		}
 		fn(body[:n:n])
 		body = body[n:]
@@ -341,54 +396,104 @@ var saHeaderLine = mustPrecheck(`^[\x21-\x39\x3b-\x7e]+[ \t]*:`)
 // header must end with an empty line, and after the closing boundary only
 // white space and dots may follow.
 func (v *view) scanMultipart(p *filter.Part, boundary string, pf *parseFlags) {
-	open, closing := "--"+boundary, "--"+boundary+"--"
-	var lines []string
-	v.scanPartLines(p, func(line []byte) {
-		lines = append(lines, strings.TrimRight(unsafe.String(unsafe.SliceData(line), len(line)), "\r\n"))
-	})
-	i := 0
-	for ; i < len(lines); i++ {
-		if strings.TrimRight(lines[i], " \t") == open {
-			break
-		}
-	}
-	if i == len(lines) {
-		return
-	}
-	closed := false
-	for i < len(lines) {
-		// lines[i] is a boundary; a part starts after it.
-		if i+1 < len(lines) && !saFieldLine.MatchString(lines[i+1]) {
-			pf.missingMIMEHeaders = true
-		}
-		i++
-		inHeader := true
-		for ; i < len(lines); i++ {
-			l := strings.TrimRight(lines[i], " \t")
-			if l == open || l == closing {
-				break
+	_, off := p.Offset()
+	body, _ := v.rawSection(off, p.RawSize(), int64(v.set.limits.MaxScanBytes))
+	scanMultipartBody(body, boundary, pf)
+}
+
+// scanMultipartBody is scanMultipart over the raw body, read a line at a
+// time as scanPartLines cuts it, each line without its trailing CR and LF
+// bytes.
+func scanMultipartBody(body []byte, boundary string, pf *parseFlags) {
+	const (
+		preamble      = iota // before the first boundary
+		afterBoundary        // the line after a boundary
+		inPart
+		epilogue // after the closing boundary
+	)
+	state, inHeader := preamble, false
+	for len(body) > 0 {
+		line := nextPartLine(&body)
+		switch state {
+		case preamble:
+			if isDelimiter(line, boundary) == 1 {
+				state = afterBoundary
 			}
-			if inHeader {
-				if lines[i] == "" {
-					inHeader = false
-				} else if lines[i][0] != ' ' && lines[i][0] != '\t' && !saHeaderLine.MatchString(lines[i]) {
-					pf.missingMIMEHeadBodySep = true
-					inHeader = false
+			continue
+		case epilogue:
+			if !pf.mimeEpilogue {
+				for _, c := range line {
+					if c != '.' && c != ' ' && c != '\t' && c != '\r' {
+						pf.mimeEpilogue = true
+						break
+					}
 				}
 			}
-		}
-		if i < len(lines) && strings.TrimRight(lines[i], " \t") == closing {
-			closed = true
-			for _, l := range lines[i+1:] {
-				if strings.ContainsFunc(l, func(r rune) bool { return r != '.' && r != ' ' && r != '\t' && r != '\r' }) {
-					pf.mimeEpilogue = true
-					break
-				}
+			continue
+		case afterBoundary:
+			if !saFieldLine.MatchString(bstr(line)) {
+				pf.missingMIMEHeaders = true
 			}
-			break
+			state, inHeader = inPart, true
+		}
+		switch isDelimiter(line, boundary) {
+		case 1:
+			state = afterBoundary
+			continue
+		case 2:
+			state = epilogue
+			continue
+		}
+		if inHeader {
+			if len(line) == 0 {
+				inHeader = false
+			} else if line[0] != ' ' && line[0] != '\t' && !saHeaderLine.MatchString(bstr(line)) {
+				pf.missingMIMEHeadBodySep = true
+				inHeader = false
+			}
 		}
 	}
-	if !closed {
+	if state == afterBoundary || state == inPart {
 		pf.missingBoundary = true
 	}
 }
+
+// nextPartLine cuts the next line off *body as scanPartLines does (at a
+// line feed, or after 64 KiB) and returns it without its trailing CR and
+// LF bytes.
+func nextPartLine(body *[]byte) []byte {
+	b := *body
+	n := bytes.IndexByte(b[:min(len(b), maxPartLine)], '\n') + 1
+	if n == 0 {
+		n = min(len(b), maxPartLine)
+	}
+	*body = b[n:]
+	line := b[:n]
+	for len(line) > 0 && (line[len(line)-1] == '\n' || line[len(line)-1] == '\r') {
+		line = line[:len(line)-1]
+	}
+	return line
+}
+
+// isDelimiter says whether line, less trailing blanks, is the boundary's
+// delimiter (1), its closing delimiter (2) or neither (0).
+func isDelimiter(line []byte, boundary string) int {
+	for len(line) > 0 && (line[len(line)-1] == ' ' || line[len(line)-1] == '\t') {
+		line = line[:len(line)-1]
+	}
+	n := len(boundary)
+	if len(line) < 2+n || line[0] != '-' || line[1] != '-' || string(line[2:2+n]) != boundary {
+		return 0
+	}
+	switch string(line[2+n:]) {
+	case "":
+		return 1
+	case "--":
+		return 2
+	}
+	return 0
+}
+
+// bstr is b as a string, without a copy; b must not change while the
+// string is used.
+func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
