@@ -750,9 +750,11 @@ func (v *view) text(sc scope) string {
 // are joined so that a phrase broken across lines still matches, as in
 // SpamAssassin.
 //
-// The text is built in a pooled buffer and copied once, at its size: the
-// buffers it grows through and HTML's rendering are per message, never
-// allocated again.
+// The text is built in a pooled buffer and stays there: the string is
+// the buffer's bytes, valid while the view lives, and the buffer goes
+// back to the pool when Evaluate ends (releaseRendered). Nothing the
+// view returns keeps a piece of it: symbols carry names, scores and
+// descriptions only.
 func (v *view) bodyText(render bool) string {
 	max := v.set.limits.MaxScanBytes + 1
 	parts, _ := v.m.Parts()
@@ -762,7 +764,6 @@ func (v *view) bodyText(render bool) string {
 		}
 	}
 	bp, hp := getBuf(), getBuf()
-	defer putBuf(bp)
 	defer putBuf(hp)
 	b := *bp
 	if render {
@@ -802,7 +803,18 @@ func (v *view) bodyText(render bool) string {
 		}
 	}
 	*bp = b
-	return string(b)
+	i := 0
+	if render {
+		i = 1
+	}
+	if v.sax.bodyBufs[i] != nil {
+		// Not reached (text caches each scope), and safe if it were: the
+		// first text may still be in use.
+		defer putBuf(bp)
+		return string(b)
+	}
+	v.sax.bodyBufs[i] = bp
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // onlyText returns the raw body text without a copy when it is one text

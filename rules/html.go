@@ -66,6 +66,12 @@ func (v *view) releaseRendered() {
 		putBuf(v.sax.linesBuf)
 		v.sax.linesBuf, v.sax.bodyLines = nil, nil
 	}
+	for i, bp := range v.sax.bodyBufs {
+		if bp != nil {
+			putBuf(bp)
+			v.sax.bodyBufs[i] = nil
+		}
+	}
 	for _, d := range v.sax.htmlDocs {
 		for _, bp := range d.bufs {
 			if bp != nil {

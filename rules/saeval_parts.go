@@ -80,6 +80,7 @@ type saExtra struct {
 	madiff    *maDiffResult
 	bodyLines *[]string
 	linesBuf  *[]byte                       // the text bodyLines point into, pooled (releaseRendered)
+	bodyBufs  [2]*[]byte                    // the raw-body and body texts, pooled (bodyText)
 	htmlDocs  map[*filter.Part]*htmlReading // each HTML part read once (html.go)
 	mimeHdrs  [][]mimeMemo                  // partHeader's answers, by part
 	uppercase *float64                      // check_for_uppercase's measure
