@@ -23,7 +23,6 @@
 package links
 
 import (
-	"html"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -148,7 +147,7 @@ func (c *collector) add(text string, isHTML bool) {
 	if isHTML {
 		// Entities first: they may spell any part of a URL, the attribute
 		// names included.
-		text = html.UnescapeString(text)
+		text = unescapeHTML(text)
 		c.attributes(text)
 	}
 	c.bare(text)
