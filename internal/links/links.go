@@ -26,8 +26,10 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/portcullis-mail/portcullis/filter"
 	"golang.org/x/net/idna"
@@ -54,6 +56,7 @@ type Link struct {
 // a browser reads them.
 func Extract(text string, html bool, max int) []Link {
 	c := newCollector(max)
+	defer c.release()
 	c.add(text, html)
 	return c.links
 }
@@ -77,6 +80,7 @@ type sharedLinks struct{ max int }
 
 func fromMessage(m *filter.Message, max int) []Link {
 	c := newCollector(max)
+	defer c.release()
 	parts, _ := m.Parts()
 	for _, p := range parts {
 		if c.full() {
@@ -110,6 +114,37 @@ type collector struct {
 	// attribute, then as text), and a newsletter's links share a few
 	// hosts, each an IDNA mapping and a public-suffix lookup.
 	hosts map[string]hostResult
+
+	// buf holds the HTML text add decoded, pooled and reused by the next
+	// add: while scratch is set, the text being read is buf's, and what
+	// outlives the add (hosts' keys, a link's Host and Domain) is copied
+	// out of it. URLs are always built anew.
+	buf     *[]byte
+	scratch bool
+}
+
+// unescapeBufs are the collectors' buffers; one larger than
+// maxPooledUnescape is left to the garbage collector.
+var unescapeBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPooledUnescape = 4 << 20
+
+// inBuf reports whether s is (a piece of) buf's memory.
+func (c *collector) inBuf(s string) bool {
+	if c.buf == nil || len(s) == 0 || cap(*c.buf) == 0 {
+		return false
+	}
+	b := *c.buf
+	lo := uintptr(unsafe.Pointer(unsafe.SliceData(b[:1])))
+	p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+	return lo <= p && p < lo+uintptr(cap(b))
+}
+
+func (c *collector) release() {
+	if c.buf != nil && cap(*c.buf) <= maxPooledUnescape {
+		unescapeBufs.Put(c.buf)
+	}
+	c.buf = nil
 }
 
 type hostResult struct {
@@ -129,6 +164,25 @@ func (c *collector) normalise(host string) (Link, bool) {
 		return r.l, r.ok
 	}
 	l, ok := normalise(host)
+	if c.scratch {
+		// host may be a piece of buf, and so may what normalise
+		// returned: one copy serves the key and, most often, the Host.
+		if c.inBuf(host) {
+			host = strings.Clone(host)
+		}
+		if l.Host == host {
+			l.Host = host
+		} else if c.inBuf(l.Host) {
+			l.Host = strings.Clone(l.Host)
+		}
+		if c.inBuf(l.Domain) {
+			if strings.HasSuffix(l.Host, l.Domain) {
+				l.Domain = l.Host[len(l.Host)-len(l.Domain):]
+			} else {
+				l.Domain = strings.Clone(l.Domain)
+			}
+		}
+	}
 	c.hosts[host] = hostResult{l, ok}
 	return l, ok
 }
@@ -147,7 +201,13 @@ func (c *collector) add(text string, isHTML bool) {
 	if isHTML {
 		// Entities first: they may spell any part of a URL, the attribute
 		// names included.
-		text = unescapeHTML(text)
+		if c.buf == nil {
+			c.buf = unescapeBufs.Get().(*[]byte)
+		}
+		var decoded bool
+		*c.buf, text, decoded = unescapeHTML((*c.buf)[:0], text)
+		c.scratch = decoded
+		defer func() { c.scratch = false }()
 		c.attributes(text)
 	}
 	c.bare(text)

@@ -2,24 +2,26 @@ package links
 
 import (
 	"html"
+	"slices"
 	"strings"
 	"unicode/utf8"
 	"unsafe"
 )
 
-// unescapeHTML is html.UnescapeString in one copy of s where the standard
-// library makes two (a byte slice, then the string). A reference never
-// reaches past the next "&", so each one is decoded on its own: the common
-// forms here ("&amp;", "&#65;", "&#x41;"), every other by
-// html.UnescapeString on the reference alone, which gives what it gives
-// in place. The result may share no memory with s, and nothing reuses
-// it: links keep pieces of it.
-func unescapeHTML(s string) string {
+// unescapeHTML is html.UnescapeString with its result in dst (appended
+// to dst[:0]) where the standard library makes two copies of s (a byte
+// slice, then the string). A reference never reaches past the next "&",
+// so each one is decoded on its own: the common forms here ("&amp;",
+// "&#65;", "&#x41;"), every other by html.UnescapeString on the
+// reference alone, which gives what it gives in place. Without a "&",
+// out is s and decoded false; else out is dst's bytes, valid until dst
+// is written again.
+func unescapeHTML(dst []byte, s string) (buf []byte, out string, decoded bool) {
 	i := strings.IndexByte(s, '&')
 	if i < 0 {
-		return s
+		return dst, s, false
 	}
-	b := make([]byte, 0, len(s)) // a reference never decodes longer than it is written
+	b := slices.Grow(dst[:0], len(s)) // a reference never decodes longer than it is written
 	for {
 		b = append(b, s[:i]...)
 		s = s[i:]
@@ -28,7 +30,7 @@ func unescapeHTML(s string) string {
 		s = s[n:]
 		if i = strings.IndexByte(s, '&'); i < 0 {
 			b = append(b, s...)
-			return unsafe.String(unsafe.SliceData(b), len(b))
+			return b, unsafe.String(unsafe.SliceData(b), len(b)), true
 		}
 	}
 }
