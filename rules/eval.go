@@ -554,17 +554,54 @@ func (v *view) headerFields() []hfield {
 	h := v.m.Header()
 	f := h.Fields()
 	v.fields = make([]hfield, 0, f.Len())
+	// The lower-case keys and SpamAssassin's raw values share one buffer,
+	// only ever appended to: the strings in it never change, and a buffer
+	// outgrown stays with the strings made before.
+	// Sized to the header as written, which holds every name and value.
+	size := int64(64 * f.Len())
+	if parts, _ := v.m.Parts(); len(parts) > 0 {
+		_, size = parts[0].Offset()
+	}
+	arena := make([]byte, 0, min(size, 1<<20)+int64(f.Len()))
 	for f.Next() {
 		raw := unfold(f.Value())
 		text, err := f.Text()
 		if err != nil {
 			text = raw
 		}
-		name, saRaw := saRawField(f)
-		v.fields = append(v.fields, hfield{key: strings.ToLower(f.Key()), raw: raw, text: unfold(text),
+		var name, saRaw, key string
+		arena, name, saRaw = appendSARawField(arena, f)
+		arena, key = appendLower(arena, f.Key())
+		v.fields = append(v.fields, hfield{key: key, raw: raw, text: unfold(text),
 			name: name, saRaw: saRaw, saText: saUnfold(text)})
 	}
 	return v.fields
+}
+
+// appendLower is strings.ToLower(s), appended to dst when s is ASCII and
+// not already in lower case.
+func appendLower(dst []byte, s string) ([]byte, string) {
+	i, upper := 0, -1
+	for ; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return dst, strings.ToLower(s) // not a field name RFC 5322 allows
+		}
+		if upper < 0 && 'A' <= s[i] && s[i] <= 'Z' {
+			upper = i
+		}
+	}
+	if upper < 0 {
+		return dst, s
+	}
+	i = upper
+	start := len(dst)
+	dst = append(dst, s...)
+	for j := start + i; j < len(dst); j++ {
+		if c := dst[j]; 'A' <= c && c <= 'Z' {
+			dst[j] = c + 'a' - 'A'
+		}
+	}
+	return dst, bstr(dst[start:])
 }
 
 func unfold(s string) string {

@@ -91,45 +91,49 @@ func parseSAHeaderSpec(field string) headerSpec {
 // saRawField returns a field's name as written and its raw value as
 // SpamAssassin keeps it.
 func saRawField(f message.HeaderFields) (name, raw string) {
+	_, name, raw = appendSARawField(nil, f)
+	return name, raw
+}
+
+// appendSARawField is saRawField with the raw value appended to dst,
+// which it returns; raw is the appended bytes, which the caller must
+// only append after.
+func appendSARawField(dst []byte, f message.HeaderFields) (_ []byte, name, raw string) {
 	b, err := f.Raw()
-	if err != nil || len(b) == 0 {
-		return f.Key(), " " + f.Value() + "\n"
-	}
 	i := bytes.IndexByte(b, ':')
-	if i < 0 {
-		return f.Key(), " " + f.Value() + "\n"
+	if err != nil || i < 0 {
+		start := len(dst)
+		dst = append(append(append(dst, ' '), f.Value()...), '\n')
+		return dst, f.Key(), bstr(dst[start:])
 	}
 	if n := bytes.TrimRight(b[:i], " \t"); string(n) == f.Key() {
 		name = f.Key() // as written: no copy
 	} else {
 		name = string(n)
 	}
-	return name, lfValue(b[i+1:])
+	start := len(dst)
+	dst = appendLF(dst, b[i+1:])
+	return dst, name, bstr(dst[start:])
 }
 
-// lfValue is v with CRLF line ends made LF and a final "\n" ensured, in
-// one allocation.
-func lfValue(v []byte) string {
-	n := len(v) - bytes.Count(v, []byte("\r\n"))
-	if !bytes.HasSuffix(v, []byte("\n")) {
-		n++
-	}
-	var sb strings.Builder
-	sb.Grow(n)
+// appendLF appends v with CRLF line ends made LF and a final "\n"
+// ensured.
+func appendLF(dst, v []byte) []byte {
+	dst = slices.Grow(dst, len(v)+1)
+	start := len(dst)
 	for len(v) > 0 {
 		i := bytes.Index(v, []byte("\r\n"))
 		if i < 0 {
-			sb.Write(v)
+			dst = append(dst, v...)
 			break
 		}
-		sb.Write(v[:i])
-		sb.WriteByte('\n')
+		dst = append(append(dst, v[:i]...), '\n')
 		v = v[i+2:]
 	}
-	if sb.Len() < n {
-		sb.WriteByte('\n')
+	if len(dst) == start || dst[len(dst)-1] != '\n' {
+		dst = append(dst, '\n')
 	}
-	return sb.String()
+	return dst
 }
 
 // saFold is SpamAssassin's s/\n[ \t]+/ /g: each line end followed by
