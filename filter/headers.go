@@ -38,7 +38,9 @@ const maxFieldLine = 78
 //
 // It streams: memory stays a few kilobytes whatever the message size or
 // the length of its lines. The added fields take the line ending of the
-// message's first line (CRLF unless that line ends in a bare LF); their
+// message's first line (CRLF unless that line ends in a bare LF within
+// the first 4 KiB; a longer first line, which RFC 5322 does not allow,
+// gets CRLF); their
 // values are made one logical line (CR and LF become spaces) and folded
 // at spaces or commas past 78 characters.
 //
