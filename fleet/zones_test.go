@@ -162,7 +162,8 @@ func TestZonesCluster(t *testing.T) {
 			for ip, want := range map[string]string{"192.0.2.1": code, "11.0.1.7": code, "11.1.0.1": "", "192.0.2.2": ""} {
 				a := n.c.Lookup(ctx, "bl", ip)
 				if !a.Local || (want == "") != (a.Status == rbl.NotListed) || (want != "" && (a.Status != rbl.Listed || a.Codes[0].String() != want)) {
-					t.Fatalf("node %d, version %d: %s = %s local=%v %v %v, want %q", i, v, ip, a.Status, a.Local, a.Codes, a.Err, want)
+					t.Fatalf("node %d, version %d: %s = %s local=%v %v %v, want %q (serving %+v, refused %+v, status %+v)",
+						i, v, ip, a.Status, a.Local, a.Codes, a.Err, want, n.z.Served(), n.z.Refused(), n.zs.Status())
 				}
 			}
 			if want := "listed 192.0.2.1"; !strings.Contains(n.c.Lookup(ctx, "bl", "192.0.2.1").Reason, want) {
