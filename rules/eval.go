@@ -556,9 +556,10 @@ func (v *view) headerFields() []hfield {
 	v.fields = make([]hfield, 0, f.Len())
 	// The lower-case keys and SpamAssassin's raw values share one buffer,
 	// only ever appended to: the strings in it never change, and a buffer
-	// outgrown stays with the strings made before.
-	// Sized to the header as written, which holds every name and value.
-	size := int64(64 * f.Len())
+	// outgrown stays with the strings made before. It is sized to the
+	// header as written (where the body starts), which holds every name
+	// and value.
+	var size int64
 	if parts, _ := v.m.Parts(); len(parts) > 0 {
 		_, size = parts[0].Offset()
 	}
@@ -581,8 +582,8 @@ func (v *view) headerFields() []hfield {
 // appendLower is strings.ToLower(s), appended to dst when s is ASCII and
 // not already in lower case.
 func appendLower(dst []byte, s string) ([]byte, string) {
-	i, upper := 0, -1
-	for ; i < len(s); i++ {
+	upper := -1
+	for i := 0; i < len(s); i++ {
 		if s[i] >= utf8.RuneSelf {
 			return dst, strings.ToLower(s) // not a field name RFC 5322 allows
 		}
@@ -593,10 +594,9 @@ func appendLower(dst []byte, s string) ([]byte, string) {
 	if upper < 0 {
 		return dst, s
 	}
-	i = upper
 	start := len(dst)
 	dst = append(dst, s...)
-	for j := start + i; j < len(dst); j++ {
+	for j := start + upper; j < len(dst); j++ {
 		if c := dst[j]; 'A' <= c && c <= 'Z' {
 			dst[j] = c + 'a' - 'A'
 		}
@@ -844,13 +844,7 @@ func (v *view) bodyText(render bool) string {
 	if render {
 		i = 1
 	}
-	if v.sax.bodyBufs[i] != nil {
-		// Not reached (text caches each scope), and safe if it were: the
-		// first text may still be in use.
-		defer putBuf(bp)
-		return string(b)
-	}
-	v.sax.bodyBufs[i] = bp
+	v.sax.bodyBufs[i] = bp // text builds each scope once
 	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 

@@ -286,12 +286,9 @@ func (v *view) scanPartLines(p *filter.Part, fn func(line []byte)) {
 	_, off := p.Offset()
 	body, _ := v.rawSection(off, p.RawSize(), int64(v.set.limits.MaxScanBytes))
 	for len(body) > 0 {
-		n := bytes.IndexByte(body[:min(len(body), maxPartLine)], '\n') + 1
-		if n == 0 {
-			n = min(len(body), maxPartLine)
-		}
-		fn(body[:n:n])
-		body = body[n:]
+		var line []byte
+		line, body = cutPartLine(body)
+		fn(line)
 	}
 }
 
@@ -413,7 +410,11 @@ func scanMultipartBody(body []byte, boundary string, pf *parseFlags) {
 	)
 	state, inHeader := preamble, false
 	for len(body) > 0 {
-		line := nextPartLine(&body)
+		var line []byte
+		line, body = cutPartLine(body)
+		for len(line) > 0 && (line[len(line)-1] == '\n' || line[len(line)-1] == '\r') {
+			line = line[:len(line)-1]
+		}
 		switch state {
 		case preamble:
 			if isDelimiter(line, boundary) == 1 {
@@ -458,21 +459,14 @@ func scanMultipartBody(body []byte, boundary string, pf *parseFlags) {
 	}
 }
 
-// nextPartLine cuts the next line off *body as scanPartLines does (at a
-// line feed, or after 64 KiB) and returns it without its trailing CR and
-// LF bytes.
-func nextPartLine(body *[]byte) []byte {
-	b := *body
-	n := bytes.IndexByte(b[:min(len(b), maxPartLine)], '\n') + 1
+// cutPartLine cuts body's first line off, line end included: at a line
+// feed, or after maxPartLine bytes.
+func cutPartLine(body []byte) (line, rest []byte) {
+	n := bytes.IndexByte(body[:min(len(body), maxPartLine)], '\n') + 1
 	if n == 0 {
-		n = min(len(b), maxPartLine)
+		n = min(len(body), maxPartLine)
 	}
-	*body = b[n:]
-	line := b[:n]
-	for len(line) > 0 && (line[len(line)-1] == '\n' || line[len(line)-1] == '\r') {
-		line = line[:len(line)-1]
-	}
-	return line
+	return body[:n:n], body[n:]
 }
 
 // isDelimiter says whether line, less trailing blanks, is the boundary's

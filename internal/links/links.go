@@ -204,13 +204,11 @@ func (c *collector) add(text string, isHTML bool) {
 		if c.buf == nil {
 			c.buf = unescapeBufs.Get().(*[]byte)
 		}
-		var decoded bool
-		*c.buf, text, decoded = unescapeHTML((*c.buf)[:0], text)
-		c.scratch = decoded
-		defer func() { c.scratch = false }()
+		*c.buf, text, c.scratch = unescapeHTML((*c.buf)[:0], text)
 		c.attributes(text)
 	}
 	c.bare(text)
+	c.scratch = false
 }
 
 // attributes reads href= and src= values, which browsers strip of
