@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -191,21 +190,7 @@ func (p *Pipeline) run(ctx context.Context, stage Stage, m *Message) stageResult
 	}
 	ctx, cancel := context.WithCancel(context.WithValue(ctx, stageKey{}, stage))
 	defer cancel()
-	var rejected atomic.Bool
-	outs := make([]outcome, len(filters))
-	var wg sync.WaitGroup
-	for i, f := range filters {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			outs[i] = p.runOne(ctx, stage, f, m)
-			if outs[i].err == nil && outs[i].panicked == nil && outs[i].res.Action == Reject {
-				rejected.Store(true)
-				cancel()
-			}
-		}()
-	}
-	wg.Wait()
+	outs, rejected := p.runAll(ctx, cancel, stage, filters, m)
 
 	for i, f := range filters {
 		o := outs[i]
@@ -216,7 +201,7 @@ func (p *Pipeline) run(ctx context.Context, stage Stage, m *Message) stageResult
 			st.symbols = append(st.symbols, Symbol{Name: name + "_PANIC", Detail: fmt.Sprint(o.panicked)})
 			st.demanded = st.demanded.Max(Tempfail)
 		case o.err != nil:
-			if rejected.Load() && errors.Is(o.err, context.Canceled) {
+			if rejected && errors.Is(o.err, context.Canceled) {
 				continue // cancelled by another filter's hard reject
 			}
 			detail := o.err.Error()
@@ -233,40 +218,110 @@ func (p *Pipeline) run(ctx context.Context, stage Stage, m *Message) stageResult
 	return st
 }
 
-// runOne runs one filter under its deadline. The filter runs in its own
-// goroutine so that one which ignores its context cannot hold the message
-// past the deadline.
-func (p *Pipeline) runOne(ctx context.Context, stage Stage, f Filter, m *Message) outcome {
-	fp := p.policy.filterPolicy(f.Name())
-	fctx, cancel := context.WithTimeout(ctx, fp.Timeout)
-	defer cancel()
+// filterRun is one filter of a stage in flight.
+type filterRun struct {
+	f        Filter
+	ctx      context.Context // the filter's: the stage's, with its deadline
+	deadline time.Time
+	done     bool
+}
+
+// finished is what a filter's goroutine sends when the filter returns.
+type finished struct {
+	i int
+	o outcome
+}
+
+// runAll runs the stage's filters concurrently, each in its own goroutine
+// under its own deadline, and waits on this one for their outcomes: a
+// filter that ignores its context is given up on at its deadline and
+// cannot hold the message past it. rejected reports that one demanded
+// Reject, which cancelled the others (cancel is the stage's).
+//
+// The filters' goroutines are the only ones a stage starts: one more per
+// filter to wait on it was a fifth of the default pipeline's scheduling
+// for a small message (futex wake-ups of idle threads).
+func (p *Pipeline) runAll(ctx context.Context, cancel context.CancelFunc, stage Stage, filters []Filter, m *Message) (outs []outcome, rejected bool) {
 	start := time.Now()
-	ch := make(chan outcome, 1)
-	go func() {
-		var o outcome
-		defer func() {
-			if r := recover(); r != nil {
-				o = outcome{panicked: r}
-				p.panics.Add(1)
-				p.log.ErrorContext(ctx, "filter panicked", LogMessageID, MessageIDOf(ctx), "filter", f.Name(), "stage", stage,
-					"panic", r, "stack", string(debug.Stack()))
-			}
-			ch <- o
-		}()
-		o.res, o.err = f.Check(fctx, m)
-	}()
-	var o outcome
-	select {
-	case o = <-ch:
-		if o.err != nil && errors.Is(o.err, context.DeadlineExceeded) && fctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+	runs := make([]filterRun, len(filters))
+	outs = make([]outcome, len(filters))
+	ch := make(chan finished, len(filters)) // a filter given up on never blocks on it
+	for i, f := range filters {
+		fctx, fcancel := context.WithTimeout(ctx, p.policy.filterPolicy(f.Name()).Timeout)
+		defer fcancel()
+		d, _ := fctx.Deadline()
+		runs[i] = filterRun{f: f, ctx: fctx, deadline: d}
+		go p.runFilter(ctx, fctx, stage, f, m, i, ch)
+	}
+	got := func(r finished) {
+		fr := &runs[r.i]
+		o := r.o
+		if o.err != nil && errors.Is(o.err, context.DeadlineExceeded) && fr.ctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
 			o.timeout = true
 		}
-	case <-fctx.Done():
-		o.err = fctx.Err()
-		if ctx.Err() == nil {
-			o.timeout = true
+		outs[r.i], fr.done = o, true
+		p.record(ctx, stage, fr.f, o, start)
+		if o.err == nil && o.panicked == nil && o.res.Action == Reject {
+			rejected = true
+			cancel()
 		}
 	}
+	for pending := len(runs); pending > 0; {
+		// The pending filter whose deadline comes first: its context is
+		// done then, or as soon as the stage is cancelled.
+		next := -1
+		for i := range runs {
+			if !runs[i].done && (next < 0 || runs[i].deadline.Before(runs[next].deadline)) {
+				next = i
+			}
+		}
+		select {
+		case r := <-ch:
+			got(r)
+			pending--
+		case <-runs[next].ctx.Done():
+			for drained := false; !drained; {
+				select {
+				case r := <-ch: // returned in time, though the context is done by now
+					got(r)
+					pending--
+				default:
+					drained = true
+				}
+			}
+			for i := range runs {
+				fr := &runs[i]
+				if fr.done || fr.ctx.Err() == nil {
+					continue
+				}
+				o := outcome{err: fr.ctx.Err(), timeout: ctx.Err() == nil}
+				outs[i], fr.done = o, true
+				pending--
+				p.record(ctx, stage, fr.f, o, start)
+			}
+		}
+	}
+	return outs, rejected
+}
+
+// runFilter is a filter's goroutine: it runs the filter and sends its
+// outcome, a panic included, to ch.
+func (p *Pipeline) runFilter(ctx, fctx context.Context, stage Stage, f Filter, m *Message, i int, ch chan<- finished) {
+	var o outcome
+	defer func() {
+		if r := recover(); r != nil {
+			o = outcome{panicked: r}
+			p.panics.Add(1)
+			p.log.ErrorContext(ctx, "filter panicked", LogMessageID, MessageIDOf(ctx), "filter", f.Name(), "stage", stage,
+				"panic", r, "stack", string(debug.Stack()))
+		}
+		ch <- finished{i, o}
+	}()
+	o.res, o.err = f.Check(fctx, m)
+}
+
+// record counts and logs one filter's outcome.
+func (p *Pipeline) record(ctx context.Context, stage Stage, f Filter, o outcome, start time.Time) {
 	result := "ok"
 	switch {
 	case o.panicked != nil:
@@ -286,5 +341,4 @@ func (p *Pipeline) runOne(ctx context.Context, stage Stage, f Filter, m *Message
 	if p.counts {
 		p.metrics.Observe("portcullis_filter_seconds", time.Since(start).Seconds(), "filter", f.Name(), "stage", stage.String(), "result", result)
 	}
-	return o
 }

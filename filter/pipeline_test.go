@@ -169,14 +169,42 @@ func TestPipelineConcurrentWithDeadlines(t *testing.T) {
 	for _, n := range []string{"a", "b", "c", "d", "e", "f", "g", "h"} {
 		filters = append(filters, slow(n, 200*time.Millisecond))
 	}
-	p := NewPipeline(Options{Policy: pol}, filters...)
+	m := &countMetrics{}
+	p := NewPipeline(Options{Policy: pol, Metrics: m}, filters...)
 	start := time.Now()
 	v := p.Check(context.Background(), Data, testMsg)
 	took := time.Since(start)
 	assert.Less(t, took, 1200*time.Millisecond, "8 × 200 ms filters must run concurrently")
 	assert.Equal(t, Tempfail, v.Action)
-	assert.True(t, v.Has("STUCK_FAIL"))
+	require.True(t, v.Has("STUCK_FAIL"))
+	for _, s := range v.Symbols {
+		if s.Name == "STUCK_FAIL" {
+			assert.Equal(t, "timeout after 100ms", s.Detail)
+		}
+	}
 	assert.Equal(t, 8.0, v.Score)
+	assert.Equal(t, 1.0, m.get("portcullis_filter_failures_total/stuck"))
+	assert.Zero(t, m.get("portcullis_filter_failures_total/a"))
+}
+
+// A reject gives up on a filter that ignores its context at once, not at
+// its deadline, and the filter given up on is no failure.
+func TestPipelineRejectGivesUpOnStuck(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	stuck := Func("stuck", func(context.Context, *Message) (Result, error) {
+		<-release
+		return Result{}, nil
+	})
+	rejecter := static("virus", Result{Symbols: []Symbol{{Name: "AV_INFECTED"}}, Action: Reject}, nil)
+	pol := DefaultPolicy()
+	pol.Timeout = time.Hour
+	m := &countMetrics{}
+	p := NewPipeline(Options{Policy: pol, Metrics: m}, stuck, rejecter, static("rules", sym("R", 1), nil))
+	v := p.Check(context.Background(), Data, testMsg)
+	assert.Equal(t, Reject, v.Action)
+	assert.False(t, v.Has("STUCK_FAIL"))
+	assert.Zero(t, m.get("portcullis_filter_failures_total/stuck"))
 }
 
 func TestPipelineHardRejectCancels(t *testing.T) {
