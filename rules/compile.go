@@ -328,7 +328,7 @@ func compileRule(r *Rule, lim Limits) (*crule, error) {
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		c.bt = bt
-		if r.Kind == Header || r.Kind == Full {
+		if r.Kind == Header || r.Kind == Full || r.Kind == URI {
 			c.exact = exactFor(pattern, bt) // saexact.go
 			c.exactText = saExactText[pattern]
 		}

@@ -90,6 +90,7 @@ func FuzzExact(f *testing.F) {
 	f.Add("Mon, 1 Dec 2026 10:00:00 +1460\n")
 	f.Add("1.0 (Produced by x1.0)\n")
 	f.Add("\nFrom: John Smith <a@b.c>\nTo: a@b.c\nJohn Smith\n")
+	f.Add("http://www.example1.EXAMPLE1.com/x@longlabel.LongLabel.")
 	patterns := make([]string, 0, len(saExact))
 	for p := range saExact {
 		patterns = append(patterns, p)
@@ -273,4 +274,30 @@ func TestExactForgedRelayMUA(t *testing.T) {
 		inputs = append(inputs, s.String())
 	}
 	checkExact(t, `^\[ ip=(?!127)([\d.]+) [^\[]*\[ ip=\1 [^\[]+ helo=(!(?!(?:10|127|169\.254|172\.(?:1[6-9]|2[0-9]|3[01])|192\.168)\.)| )[^\[]+$`, inputs)
+}
+
+func TestExactURILongRepeat(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(41, 42))
+	labels := []string{"example", "EXAMPLE", "Example", "exampl", "examples", "mail", "longlabel", "LongLabel", "a_b_c_d", "1234567",
+		"\u212aelvins", "kelvins", "\u0130stanbul", "istanbul", "é", "x", ""}
+	seps := []string{"://", "@", ".", ".", ".", "/", ":", "//", "?", "-", " ", "@@", ":/"}
+	var inputs []string
+	for range 40000 {
+		var b strings.Builder
+		b.WriteString([]string{"http", "https", "mailto:u", "", "ftp"}[rng.IntN(5)])
+		for range rng.IntN(10) {
+			if rng.IntN(2) == 0 {
+				b.WriteString(labels[rng.IntN(len(labels))])
+			} else {
+				b.WriteString(seps[rng.IntN(len(seps))])
+			}
+		}
+		if rng.IntN(3) == 0 {
+			l := labels[rng.IntN(len(labels))]
+			b.WriteString([]string{"://", "@", "://a."}[rng.IntN(3)] + l + "." + strings.ToUpper(l) + ".")
+		}
+		inputs = append(inputs, b.String())
+	}
+	checkExact(t, `(?i)(?:://|@)(?:\w+\.)*(\w{7,}\.)\1`, inputs)
 }
