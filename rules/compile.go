@@ -107,6 +107,7 @@ type crule struct {
 	lead   *lead      // for a keyed body or raw-body rule, the starts its matches have; see lead.go
 	run    *runCheck  // a run of bytes every match holds, or nil; see runcheck.go
 	need   *byteCheck // bytes of which every match holds one, or nil; see bytecheck.go
+	tail   *tailCheck // how every match ends the value or a line of it, or nil; see tailcheck.go
 	stats  *RuleStats
 	// keysMemo is keys' answer once keysDone: the build asks more than once.
 	keysMemo []string
@@ -353,6 +354,7 @@ func compileRule(r *Rule, lim Limits) (*crule, error) {
 		c.re = re
 		c.need = newByteCheck(re.String(), r.bytes)
 		c.run = newRunCheck(re.String())
+		c.tail = newTailCheck(re.String(), r.bytes)
 	}
 	for _, p := range r.CIDR {
 		pfx, err := netip.ParsePrefix(strings.TrimSpace(p))

@@ -392,6 +392,9 @@ func (c *crule) matchAny(vals []string) bool {
 // matchRegex tests one value against the rule's regex, whichever engine
 // runs it.
 func (c *crule) matchRegex(x string) bool {
+	if c.tail != nil && !c.tail.possible(x) {
+		return false
+	}
 	if c.need != nil && !c.need.possible(x) {
 		return false
 	}
@@ -453,7 +456,7 @@ func btMatch(re *regexp2.Regexp, x string) bool {
 // linePossible reports whether the rule's byte and run checks let its
 // regex match x.
 func (c *crule) linePossible(x string) bool {
-	return (c.need == nil || c.need.possible(x)) && (c.run == nil || c.run.possible(x))
+	return (c.tail == nil || c.tail.possible(x)) && (c.need == nil || c.need.possible(x)) && (c.run == nil || c.run.possible(x))
 }
 
 // matchOne tests one value against every constraint the rule gives.
