@@ -239,8 +239,8 @@ type finished struct {
 // Reject, which cancelled the others (cancel is the stage's).
 //
 // The filters' goroutines are the only ones a stage starts: one more per
-// filter to wait on it was a fifth of the default pipeline's scheduling
-// for a small message (futex wake-ups of idle threads).
+// filter only waited on it, with a channel, a closure and an atomic of
+// its own.
 func (p *Pipeline) runAll(ctx context.Context, cancel context.CancelFunc, stage Stage, filters []Filter, m *Message) (outs []outcome, rejected bool) {
 	start := time.Now()
 	runs := make([]filterRun, len(filters))
@@ -290,14 +290,10 @@ func (p *Pipeline) runAll(ctx context.Context, cancel context.CancelFunc, stage 
 				}
 			}
 			for i := range runs {
-				fr := &runs[i]
-				if fr.done || fr.ctx.Err() == nil {
-					continue
+				if !runs[i].done && runs[i].ctx.Err() != nil {
+					got(finished{i, outcome{err: runs[i].ctx.Err()}}) // given up on
+					pending--
 				}
-				o := outcome{err: fr.ctx.Err(), timeout: ctx.Err() == nil}
-				outs[i], fr.done = o, true
-				pending--
-				p.record(ctx, stage, fr.f, o, start)
 			}
 		}
 	}
