@@ -114,21 +114,8 @@ func (t *tailCheck) possible(x string) bool {
 }
 
 func (t *tailCheck) endsWith(x string) bool {
-	if len(x) < len(t.lit) {
-		return false
+	if t.fold {
+		return hasSuffixFold(x, t.lit) // saeval_html.go
 	}
-	s := x[len(x)-len(t.lit):]
-	if !t.fold {
-		return s == t.lit
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != t.lit[i] {
-			return false
-		}
-	}
-	return true
+	return strings.HasSuffix(x, t.lit)
 }
