@@ -101,6 +101,9 @@ type crule struct {
 	meta      *metaNode
 	emit      bool // hits become symbols (names starting "__" are helpers)
 	unused    bool // nothing reads the rule's value: never tested (markUnused)
+	// lazy: a helper only meta rules read, tested when one needs it
+	// (metaeval.go); never with Set.prefilter false.
+	lazy bool
 	// window, for a keyed body or raw-body rule, is the most bytes a match
 	// spans; 0 when unbounded. See window.go.
 	window int
@@ -546,6 +549,7 @@ func (s *Set) markUnused() {
 	s.report.Unused = 0
 	for _, c := range s.rules {
 		c.unused = !live[c.id]
+		c.lazy = s.prefilter && !c.unused && !c.emit && c.meta == nil
 		if c.unused {
 			s.report.Unused++
 		}

@@ -53,6 +53,7 @@ type scratch struct {
 	winHi    []int32
 	stack    []float64 // meta programs' (metaeval.go)
 	dirty    []uint64  // meta rules to evaluate, by position in Set.metas
+	state    []uint8   // rule id → settled, pending or dirtyMeta (metaeval.go)
 	rng      uint64    // xorshift state for timeSample
 }
 
@@ -62,25 +63,21 @@ func (s *Set) Evaluate(ctx context.Context, m *filter.Message) (*Evaluation, err
 	if sc == nil || len(sc.values) != len(s.rules) {
 		n := len(s.rules)
 		sc = &scratch{values: make([]float64, n), tested: make([]bool, n), lastLine: make([]int32, n), winLo: make([]int32, n), winHi: make([]int32, n),
-			rng: rand.Uint64() | 1}
+			state: make([]uint8, n), rng: rand.Uint64() | 1}
 	}
 	copy(sc.values, s.metaPlan.base) // 0 but for meta rules that hit when nothing else does
 	clear(sc.tested)
 	clear(sc.lastLine)
 	clear(sc.winLo)
 	clear(sc.winHi)
+	clear(sc.state)
 	defer s.scratch.Put(sc)
 
 	v := &view{m: m, set: s}
 	defer v.releaseSAVals()
 	defer v.releaseRendered()
-	n := 0
-	test := func(c *crule) {
-		if sc.tested[c.id] {
-			return
-		}
-		sc.tested[c.id] = true
-		n++
+	run := func(id int) {
+		c := s.rules[id]
 		w, start := sc.startTimer(c.stats)
 		hit := c.test(v)
 		sc.stopTimer(c.stats, w, start)
@@ -88,6 +85,17 @@ func (s *Set) Evaluate(ctx context.Context, m *filter.Message) (*Evaluation, err
 			c.stats.Hits.Add(1)
 			sc.values[c.id] = 1
 		}
+	}
+	test := func(c *crule) {
+		if sc.tested[c.id] {
+			return
+		}
+		sc.tested[c.id] = true
+		if c.lazy {
+			sc.state[c.id] = pending // evalMetas tests it if a meta needs it
+			return
+		}
+		run(c.id)
 	}
 	for scp := scope(0); scp < nScopes; scp++ {
 		plan := &s.scans[scp]
@@ -120,13 +128,16 @@ func (s *Set) Evaluate(ctx context.Context, m *filter.Message) (*Evaluation, err
 			}
 		})
 	}
-	s.evalMetas(sc)
+	if err := ctx.Err(); err != nil { // metas test the helpers they reach
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	s.evalMetas(sc, run)
 	ev := &Evaluation{}
 	for _, c := range s.rules {
 		if sc.values[c.id] == 0 {
 			continue
 		}
-		if c.meta != nil && !c.unused {
+		if c.meta != nil && !c.unused && sc.state[c.id] == settled {
 			c.stats.Hits.Add(1)
 		}
 		if c.emit {

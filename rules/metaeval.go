@@ -18,8 +18,21 @@ import "math/bits"
 //     not marked keeps its baseline, which is what evaluating it would
 //     give, since all its inputs have their baseline values.
 //
-// Set.prefilter false (Config.NoPrefilter) evaluates every meta rule, so
-// that TestShortcutsKeepHits checks this shortcut as well.
+//   - A helper rule (one whose hits are not symbols, read only by meta
+//     rules: crule.lazy) that the prefilter lets through is not tested
+//     then but left pending. Evaluating a meta rule tests a pending input
+//     when the program reaches it, and what && and || skip is never
+//     tested: SpamAssassin's metas are mostly conjunctions of helpers, one
+//     of which rarely holds, so a third of the tests of a small message
+//     are never run. A helper meta rule is not evaluated at its turn
+//     either: it stays dirty, its users are marked since they may change,
+//     and an emitted meta rule that reaches it evaluates it. Emitted
+//     rules are always tested, so symbols and score are what testing
+//     everything gives; only the statistics of helpers count fewer tests.
+//
+// Set.prefilter false (Config.NoPrefilter) tests every rule and evaluates
+// every meta rule, so that TestShortcutsKeepHits checks these shortcuts as
+// well.
 
 type metaOpcode uint8
 
@@ -112,13 +125,23 @@ func (p *metaProg) emit(n *metaNode, sp int) {
 // eval runs the program over the rule values v with stack, which holds at
 // least p.depth values.
 func (p *metaProg) eval(v, stack []float64) float64 {
-	st := stack[:p.depth]
+	return p.run(v, stack, nil)
+}
+
+// run is eval where, with r not nil, a name whose value is not settled
+// (scratch.state) is settled by r over the stack beyond p.depth when the
+// program reaches it.
+func (p *metaProg) run(v, stack []float64, r *metaRun) float64 {
+	st, rest := stack[:p.depth], stack[p.depth:]
 	sp := -1
 	ops := p.ops
 	for pc := 0; pc < len(ops); pc++ {
 		op := ops[pc]
 		switch op.code {
 		case mopName:
+			if r != nil && r.sc.state[op.arg] != settled {
+				r.settle(op.arg, rest)
+			}
 			sp++
 			st[sp] = v[op.arg]
 		case mopNum:
@@ -187,7 +210,13 @@ type metaPlan struct {
 	base   []float64   // rule id → its value when nothing hits
 	users  [][]int32   // rule id → the positions in Set.metas of the metas using it
 	inputs []int32     // the ids of the rules, other than metas, that metas use
-	depth  int         // the deepest program's stack
+	pos    []int32     // rule id → its position in Set.metas, or -1
+	ids    []int32     // position in Set.metas → rule id
+	emit   []bool      // position in Set.metas → whether its hits are symbols
+	// stack is the most stack a meta rule's evaluation takes with the
+	// evaluations of dirty meta inputs it starts: its own program's depth
+	// plus the most any meta input takes.
+	stack int
 }
 
 // planMetas compiles the meta rules of s (ordered by orderMetas) and
@@ -200,7 +229,6 @@ func (s *Set) planMetas() {
 	for i, c := range s.metas {
 		p := compileMeta(c.meta)
 		mp.progs[i] = p
-		mp.depth = max(mp.depth, p.depth)
 		if c.unused {
 			continue // never marked, it keeps its baseline
 		}
@@ -216,21 +244,47 @@ func (s *Set) planMetas() {
 			mp.inputs = append(mp.inputs, int32(id))
 		}
 	}
-	stack := make([]float64, mp.depth)
+	mp.pos = make([]int32, len(s.rules))
+	for id := range mp.pos {
+		mp.pos[id] = -1
+	}
+	need := make([]int, len(s.metas))
+	mp.ids, mp.emit = make([]int32, len(s.metas)), make([]bool, len(s.metas))
+	for i, c := range s.metas {
+		mp.pos[c.id] = int32(i)
+		mp.ids[i], mp.emit[i] = int32(c.id), c.emit
+		inner := 0
+		c.meta.names(func(n *metaNode) {
+			if j := mp.pos[n.id]; j >= 0 {
+				inner = max(inner, need[j])
+			}
+		})
+		need[i] = mp.progs[i].depth + inner
+		mp.stack = max(mp.stack, need[i])
+	}
+	stack := make([]float64, mp.stack)
 	for i, c := range s.metas {
 		mp.base[c.id] = b2f(mp.progs[i].eval(mp.base, stack) != 0)
 	}
 }
 
-// evalMetas sets the values of the meta rules in sc.values, where every
-// other rule has its value and every meta rule its baseline.
-func (s *Set) evalMetas(sc *scratch) {
+// What a rule's value is, while the meta rules are evaluated (scratch.state).
+const (
+	settled   uint8 = iota // its value is final
+	pending                // a lazy rule the prefilter let through, not yet tested
+	dirtyMeta              // a meta rule whose inputs may differ from their baselines, not yet evaluated
+)
+
+// evalMetas sets the values of the emitted meta rules in sc.values, where
+// every other rule has its value or is pending and every meta rule has
+// its baseline. test tests the rule of an id and records its value.
+func (s *Set) evalMetas(sc *scratch, test func(id int)) {
 	mp := &s.metaPlan
 	if len(s.metas) == 0 {
 		return
 	}
-	if cap(sc.stack) < mp.depth {
-		sc.stack = make([]float64, mp.depth)
+	if len(sc.stack) < mp.stack {
+		sc.stack = make([]float64, mp.stack)
 	}
 	n := (len(s.metas) + 63) / 64
 	if cap(sc.dirty) < n {
@@ -238,37 +292,77 @@ func (s *Set) evalMetas(sc *scratch) {
 	}
 	dirty := sc.dirty[:n]
 	clear(dirty)
-	vals := sc.values
+	vals, state := sc.values, sc.state
 	mark := func(id int) {
 		for _, u := range mp.users[id] {
-			dirty[u>>6] |= 1 << (u & 63)
+			if dirty[u>>6]&(1<<(u&63)) == 0 {
+				dirty[u>>6] |= 1 << (u & 63)
+				state[mp.ids[u]] = dirtyMeta
+			}
 		}
 	}
 	if !s.prefilter {
-		for i := range s.metas {
+		for i, c := range s.metas {
 			dirty[i>>6] |= 1 << (i & 63)
+			state[c.id] = dirtyMeta
 		}
 	} else {
 		// At this point only the other rules can differ from their
 		// baselines, and only those some meta uses matter.
 		for _, id := range mp.inputs {
-			if vals[id] != 0 {
+			if vals[id] != 0 || state[id] == pending {
 				mark(int(id))
 			}
 		}
 	}
+	r := metaRun{s: s, sc: sc, test: test}
 	for w := range dirty {
 		for dirty[w] != 0 {
 			b := bits.TrailingZeros64(dirty[w])
 			dirty[w] &^= 1 << b
 			i := w<<6 | b
-			c := s.metas[i]
-			x := b2f(mp.progs[i].eval(vals, sc.stack) != 0) // a hit is 1, as for other rules
-			c.stats.Evaluations.Add(1)
-			if x != vals[c.id] {
-				vals[c.id] = x
-				mark(c.id)
+			id := int(mp.ids[i])
+			// Metas come in dependency order: nothing has asked for this
+			// one yet.
+			if s.prefilter && !mp.emit[i] {
+				mark(id) // left dirty: its users may change
+				continue
+			}
+			r.eval(i, sc.stack)
+			if vals[id] != mp.base[id] {
+				mark(id)
 			}
 		}
+	}
+}
+
+// metaRun evaluates meta rules for evalMetas.
+type metaRun struct {
+	s    *Set
+	sc   *scratch
+	test func(id int)
+}
+
+// eval evaluates the meta rule at position i of Set.metas into its value
+// and settles it. It tests a pending input, and evaluates a dirty meta
+// input, when the program reaches it. stack holds at least metaPlan.stack
+// values.
+func (r *metaRun) eval(i int, stack []float64) {
+	mp := &r.s.metaPlan
+	id := mp.ids[i]
+	r.sc.values[id] = b2f(mp.progs[i].run(r.sc.values, stack, r) != 0) // a hit is 1, as for other rules
+	r.sc.state[id] = settled
+	r.s.metas[i].stats.Evaluations.Add(1)
+}
+
+// settle gives the rule id its final value: it tests a pending rule, or
+// evaluates a dirty meta rule over stack.
+func (r *metaRun) settle(id int32, stack []float64) {
+	switch r.sc.state[id] {
+	case pending:
+		r.sc.state[id] = settled
+		r.test(int(id))
+	case dirtyMeta:
+		r.eval(int(r.s.metaPlan.pos[id]), stack)
 	}
 }

@@ -58,10 +58,21 @@ func TestMetaProgMatchesTree(t *testing.T) {
 }
 
 // TestMetaShortcut: a set of random metas over random metas and body
-// rules hits the same with the shortcut (only metas whose inputs changed)
-// as with every meta evaluated (NoPrefilter), on messages with random
-// words; and metas that hit when nothing else does (!X) hit.
+// rules hits the same with the shortcuts (only metas whose inputs changed;
+// helpers tested only when a meta reaches them) as with every rule tested
+// and every meta evaluated (NoPrefilter), on messages with random words;
+// and metas that hit when nothing else does (!X) hit. The second set makes
+// the word rules header helpers and two metas in three helpers, which the
+// shortcut leaves pending or dirty until an emitted meta needs them.
 func TestMetaShortcut(t *testing.T) {
+	for _, helpers := range []bool{false, true} {
+		t.Run(fmt.Sprintf("helpers=%v", helpers), func(t *testing.T) {
+			testMetaShortcut(t, helpers)
+		})
+	}
+}
+
+func testMetaShortcut(t *testing.T, helpers bool) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	var b strings.Builder
 	b.WriteString("rules:\n")
@@ -69,15 +80,23 @@ func TestMetaShortcut(t *testing.T) {
 	const words = 12
 	for i := range words {
 		name := fmt.Sprintf("W%d", i)
-		fmt.Fprintf(&b, "  - {name: %s, kind: body, literal: word%dx, score: 1}\n", name, i)
+		if helpers {
+			name = "__" + name
+			fmt.Fprintf(&b, "  - {name: %s, kind: header, field: Subject, regex: 'word%dx', score: 0}\n", name, i)
+		} else {
+			fmt.Fprintf(&b, "  - {name: %s, kind: body, literal: word%dx, score: 1}\n", name, i)
+		}
 		ruleNames = append(ruleNames, name)
 	}
 	for i := range 300 {
 		name := fmt.Sprintf("M%d", i)
+		if helpers && rng.IntN(3) != 0 {
+			name = "__" + name
+		}
 		fmt.Fprintf(&b, "  - {name: %s, kind: meta, expr: '%s', score: 1}\n", name, randomMeta(rng, ruleNames, 4))
 		ruleNames = append(ruleNames, name)
 	}
-	b.WriteString("  - {name: NOT_W0, kind: meta, expr: '!W0', score: 1}\n")
+	fmt.Fprintf(&b, "  - {name: NOT_W0, kind: meta, expr: '!%s', score: 1}\n", ruleNames[0])
 	file := filepath.Join(t.TempDir(), "m.yaml")
 	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
@@ -86,22 +105,20 @@ func TestMetaShortcut(t *testing.T) {
 	full := mustBuild(t, Config{Files: []string{file}, NoPrefilter: true})
 	hits := 0
 	for i := range 200 {
-		var msg strings.Builder
-		msg.WriteString("Subject: x\r\n\r\n")
+		var ws strings.Builder
 		for w := range words {
 			if rng.IntN(3) == 0 {
-				fmt.Fprintf(&msg, "word%dx ", w)
+				fmt.Fprintf(&ws, "word%dx ", w)
 			}
 		}
+		msg := "Subject: x " + ws.String() + "\r\n\r\n" + ws.String() + "\r\n"
 		if i == 0 {
-			msg.Reset()
-			msg.WriteString("Subject: x\r\n\r\nnothing\r\n")
+			msg = "Subject: x\r\n\r\nnothing\r\n"
 		}
-		msg.WriteString("\r\n")
-		a := eval(t, fast, filter.Envelope{}, msg.String())
-		z := eval(t, full, filter.Envelope{}, msg.String())
+		a := eval(t, fast, filter.Envelope{}, msg)
+		z := eval(t, full, filter.Envelope{}, msg)
 		if !slices.Equal(names(a), names(z)) {
-			t.Fatalf("message %q: shortcut %v, every meta %v", msg.String(), names(a), names(z))
+			t.Fatalf("message %q: shortcut %v, every meta %v", msg, names(a), names(z))
 		}
 		if i == 0 && !a.Has("NOT_W0") {
 			t.Fatalf("NOT_W0 missing on a message without words: %v", names(a))
@@ -110,6 +127,37 @@ func TestMetaShortcut(t *testing.T) {
 	}
 	if hits == 0 {
 		t.Fatal("no rule hit on any message")
+	}
+}
+
+// TestLazyHelpers: a helper that a meta's && skips is never tested, and
+// one it reaches is; a helper meta is evaluated only when an emitted meta
+// reaches it. Without the prefilter every rule is tested.
+func TestLazyHelpers(t *testing.T) {
+	file := writeRules(t, "l.yaml", `rules:
+  - {name: __GUARD, kind: header, field: Subject, regex: 'offer.*\bme\b', score: 0}
+  - {name: __SKIPPED, kind: header, field: From, regex: 'example', score: 0}
+  - {name: __REACHED, kind: header, field: To, regex: 'example', score: 0}
+  - {name: __INNER, kind: meta, expr: '__REACHED && __SKIPPED', score: 0}
+  - {name: GUARDED, kind: meta, expr: '__GUARD && __INNER', score: 1}
+  - {name: REACHES, kind: meta, expr: '!__GUARD && __REACHED', score: 1}
+`)
+	const msg = "From: a@example.com\r\nTo: b@example.com\r\nSubject: an offer, meh\r\n\r\nhi\r\n"
+	for _, pre := range []bool{true, false} {
+		s := mustBuild(t, Config{Files: []string{file}, NoPrefilter: !pre})
+		ev := eval(t, s, filter.Envelope{}, msg)
+		if got := names(ev); !slices.Equal(got, []string{"REACHES"}) {
+			t.Errorf("prefilter %v: symbols %v, want [REACHES]", pre, got)
+		}
+		want := map[string]uint64{"__GUARD": 1, "__SKIPPED": 0, "__REACHED": 1, "__INNER": 0, "GUARDED": 1, "REACHES": 1}
+		if !pre {
+			want["__SKIPPED"], want["__INNER"] = 1, 1
+		}
+		for _, st := range s.Stats() {
+			if st.Evaluations != want[st.Name] {
+				t.Errorf("prefilter %v: %s: %d evaluations %d hits, want %d", pre, st.Name, st.Evaluations, st.Hits, want[st.Name])
+			}
+		}
 	}
 }
 
