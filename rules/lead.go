@@ -97,9 +97,10 @@ func leadKeys(re *syntax.Regexp) (keys []string, span int, ok bool) {
 }
 
 // isRuneStart reports whether Go's regexp, reading text[lo:] rune by rune,
-// reads a rune starting at p.
+// reads a rune starting at p (lo <= p). It reads no byte before lo: the
+// regexp starts its first rune at lo whatever precedes it.
 func isRuneStart(text string, lo, p int) bool {
-	if p >= len(text) || !isContinuation(text[p]) {
+	if p <= lo || p >= len(text) || !isContinuation(text[p]) {
 		return true
 	}
 	j := p - 1

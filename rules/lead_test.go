@@ -109,6 +109,40 @@ func TestLeadEquivalence(t *testing.T) {
 	}
 }
 
+// TestIsRuneStart: a position is a rune start as Go's regexp reads
+// text[lo:], whatever the bytes before lo; FuzzShortcutsKeepHits found
+// the first case (a Subject starting with a continuation byte) as a
+// panic.
+func TestIsRuneStart(t *testing.T) {
+	for _, tc := range []struct {
+		text  string
+		lo, p int
+		want  bool
+	}{
+		{"\x81losing", 0, 0, true},    // a stray continuation at the text's start
+		{"\xc3\xa9abc", 1, 1, true},   // lo inside a rune: its first byte is read alone
+		{"\xc3\xa9abc", 0, 1, false},  // inside é
+		{"\xc3\xa9abc", 0, 2, true},   // after é
+		{"a\x81\x81b", 0, 2, true},    // stray continuations, each read alone
+		{"\xe2\x82\xacx", 1, 2, true}, // from lo, € is two stray bytes
+		{"\xe2\x82\xacx", 0, 2, false},
+	} {
+		if got := isRuneStart(tc.text, tc.lo, tc.p); got != tc.want {
+			t.Errorf("isRuneStart(%q, %d, %d) = %v, want %v", tc.text, tc.lo, tc.p, got, tc.want)
+		}
+		// What Go's regexp reads from lo decides.
+		want := false
+		for i := range tc.text[tc.lo:] {
+			if tc.lo+i == tc.p {
+				want = true
+			}
+		}
+		if tc.want != want {
+			t.Errorf("case %q %d %d: want %v, but ranging over the text gives %v", tc.text, tc.lo, tc.p, tc.want, want)
+		}
+	}
+}
+
 // FuzzLead: for any regex and body, the prefiltered set (with leads) and
 // the plain one hit the same rules.
 func FuzzLead(f *testing.F) {
