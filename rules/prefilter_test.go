@@ -1,9 +1,11 @@
 package rules
 
 import (
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/portcullis-mail/portcullis/filter"
@@ -54,6 +56,48 @@ func TestShortcutsKeepHits(t *testing.T) {
 			t.Errorf("message %d: with DFAs %v, with Go's regexp only %v", i, names(a), names(r))
 		}
 	}
+}
+
+// shortcutSets are the sets FuzzShortcutsKeepHits compares, built once
+// per process: the default pipeline's rules with every shortcut and with
+// none (Config.NoPrefilter).
+var shortcutSets = sync.OnceValues(func() ([2]*Set, error) {
+	cfg := Config{Default: true, SpamAssassin: "/usr/share/spamassassin"}
+	fast, err := Build(cfg)
+	if err != nil {
+		return [2]*Set{}, err
+	}
+	cfg.NoPrefilter = true
+	plain, err := Build(cfg)
+	return [2]*Set{fast, plain}, err
+})
+
+// FuzzShortcutsKeepHits is TestShortcutsKeepHits on any message: the
+// prefilter, the lazy helpers and the other shortcuts give the symbols
+// testing every rule gives.
+func FuzzShortcutsKeepHits(f *testing.F) {
+	saFiles(f)
+	files, _ := filepath.Glob("../filter/testdata/mail/*/*")
+	for _, name := range files {
+		if raw, err := os.ReadFile(name); err == nil && len(raw) <= 4<<10 {
+			f.Add(raw)
+		}
+	}
+	f.Add([]byte("From: \"PayPal Сервис\" <service@paypa1.example>\r\nSubject: Ваш счёт $1,000,000 USD\r\n" +
+		"Content-Type: text/html; charset=utf-8\r\n\r\n<p>Dear cust\u043emer, <a href=\"http://xn--pypal-4ve.example/\">log in</a> now!!!</p>\r\n"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if len(raw) > 8<<10 {
+			return // the shapes of mail, at a few executions a second
+		}
+		sets, err := shortcutSets()
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := eval(t, sets[0], filter.Envelope{}, string(raw)), eval(t, sets[1], filter.Envelope{}, string(raw))
+		if !slices.Equal(names(a), names(b)) {
+			t.Fatalf("with shortcuts %v, without %v", names(a), names(b))
+		}
+	})
 }
 
 // TestPseudoHeadersKeyed: rules on SpamAssassin's relay and envelope
