@@ -1,10 +1,14 @@
 package config
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/portcullis-mail/portcullis/filter"
 )
 
 // FuzzParse: any input either fails with an error or parses into a
@@ -44,4 +48,43 @@ func TestLoadRefusesOversizedFile(t *testing.T) {
 	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("a file over MaxFileBytes: %v", err)
 	}
+}
+
+// defaultFilters is the default pipeline FuzzDefaultPipeline runs, built
+// once per process.
+var defaultFilters = sync.OnceValues(func() (*Filters, error) {
+	return BuildFilters(context.Background(), Default(), Options{})
+})
+
+// FuzzDefaultPipeline: no filter of the default pipeline (the archive
+// inspector and the rules, SpamAssassin's included) panics on any
+// message. The pipeline recovers a panic into a tempfail, so a message
+// that makes a filter panic is deferred on every retry, and no other test
+// would notice.
+func FuzzDefaultPipeline(f *testing.F) {
+	var files []string
+	for _, g := range []string{"../testdata/*.eml", "../rules/default/corpus/*.eml", "../filter/testdata/mail/*/*"} {
+		m, _ := filepath.Glob(g)
+		files = append(files, m...)
+	}
+	for _, name := range files {
+		if raw, err := os.ReadFile(name); err == nil && len(raw) <= 8<<10 {
+			f.Add(raw)
+		}
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if len(raw) > 16<<10 {
+			return
+		}
+		fl, err := defaultFilters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := fl.Pipeline.Panics()
+		m := filter.NewMessageBytes(filter.Envelope{}, raw, Default().Limits.FilterLimits())
+		v := fl.Pipeline.CheckAll(context.Background(), m)
+		if fl.Pipeline.Panics() != before {
+			t.Fatalf("a filter panicked: %s %v", v.Action, v.Symbols)
+		}
+	})
 }
