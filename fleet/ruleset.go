@@ -213,11 +213,42 @@ func bindKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueC
 		if errors.Is(err, jetstream.ErrBucketExists) {
 			kv, err = js.KeyValue(ctx, cfg.Bucket)
 		}
+		if err == nil {
+			err = streamLeader(ctx, js, "KV_"+cfg.Bucket)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("fleet: bucket %s: %w", cfg.Bucket, err)
 	}
 	return kv, nil
+}
+
+// streamLeaderWait bounds streamLeader.
+const streamLeaderWait = 15 * time.Second
+
+// streamLeader waits until the stream has a leader. A replicated stream
+// just created has none for a moment, and a write to it then fails with
+// "no responders" (TestZonesCluster saw it); NATS tells no one when the
+// leader is elected, so its info is asked again, at growing intervals,
+// for at most streamLeaderWait.
+func streamLeader(ctx context.Context, js jetstream.JetStream, stream string) error {
+	ctx, cancel := context.WithTimeout(ctx, streamLeaderWait)
+	defer cancel()
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		st, err := js.Stream(ctx, stream)
+		if err == nil {
+			if ci := st.CachedInfo().Cluster; ci == nil || ci.Leader != "" {
+				return nil
+			}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("fleet: stream %s has no leader: %w", stream, context.Cause(ctx))
+		case <-t.C:
+		}
+	}
 }
 
 // Publish writes rs as the fleet's current rule set and returns its

@@ -138,6 +138,9 @@ func zoneStores(ctx context.Context, js jetstream.JetStream, b Bucket) (jetstrea
 		if errors.Is(err, jetstream.ErrBucketExists) {
 			obs, err = js.ObjectStore(ctx, name)
 		}
+		if err == nil {
+			err = streamLeader(ctx, js, "OBJ_"+name)
+		}
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("fleet: object store %s: %w", name, err)
