@@ -211,8 +211,7 @@ type metaPlan struct {
 	users  [][]int32   // rule id → the positions in Set.metas of the metas using it
 	inputs []int32     // the ids of the rules, other than metas, that metas use
 	pos    []int32     // rule id → its position in Set.metas, or -1
-	ids    []int32     // position in Set.metas → rule id
-	emit   []bool      // position in Set.metas → whether its hits are symbols
+	ids    []int32     // position in Set.metas → rule id (Set.metas[i].id, flat for the sweep's marks)
 	// stack is the most stack a meta rule's evaluation takes with the
 	// evaluations of dirty meta inputs it starts: its own program's depth
 	// plus the most any meta input takes.
@@ -249,10 +248,10 @@ func (s *Set) planMetas() {
 		mp.pos[id] = -1
 	}
 	need := make([]int, len(s.metas))
-	mp.ids, mp.emit = make([]int32, len(s.metas)), make([]bool, len(s.metas))
+	mp.ids = make([]int32, len(s.metas))
 	for i, c := range s.metas {
 		mp.pos[c.id] = int32(i)
-		mp.ids[i], mp.emit[i] = int32(c.id), c.emit
+		mp.ids[i] = int32(c.id)
 		inner := 0
 		c.meta.names(func(n *metaNode) {
 			if j := mp.pos[n.id]; j >= 0 {
@@ -324,7 +323,7 @@ func (s *Set) evalMetas(sc *scratch, test func(id int)) {
 			id := int(mp.ids[i])
 			// Metas come in dependency order: nothing has asked for this
 			// one yet.
-			if s.prefilter && !mp.emit[i] {
+			if s.prefilter && !s.metas[i].emit {
 				mark(id) // left dirty: its users may change
 				continue
 			}
