@@ -50,10 +50,16 @@ func TestLoadRefusesOversizedFile(t *testing.T) {
 	}
 }
 
-// defaultFilters is the default pipeline FuzzDefaultPipeline runs, built
-// once per process.
-var defaultFilters = sync.OnceValues(func() (*Filters, error) {
-	return BuildFilters(context.Background(), Default(), Options{})
+// defaultRun is the default pipeline FuzzDefaultPipeline runs and the
+// default limits, built once per process (defaultFilters).
+type defaultRun struct {
+	f   *Filters
+	lim filter.Limits
+}
+
+var defaultFilters = sync.OnceValues(func() (defaultRun, error) {
+	f, err := BuildFilters(context.Background(), Default(), Options{})
+	return defaultRun{f, Default().Limits.FilterLimits()}, err
 })
 
 // FuzzDefaultPipeline: no filter of the default pipeline (the archive
@@ -76,12 +82,13 @@ func FuzzDefaultPipeline(f *testing.F) {
 		if len(raw) > 16<<10 {
 			return
 		}
-		fl, err := defaultFilters()
+		d, err := defaultFilters()
 		if err != nil {
 			t.Fatal(err)
 		}
+		fl := d.f
 		before := fl.Pipeline.Panics()
-		m := filter.NewMessageBytes(filter.Envelope{}, raw, Default().Limits.FilterLimits())
+		m := filter.NewMessageBytes(filter.Envelope{}, raw, d.lim)
 		v := fl.Pipeline.CheckAll(context.Background(), m)
 		if fl.Pipeline.Panics() != before {
 			t.Fatalf("a filter panicked: %s %v", v.Action, v.Symbols)
